@@ -1,0 +1,241 @@
+//! `ingest`: capture live social data, normalize every item into one record,
+//! deliver it without loss.
+//!
+//! The binary turns flags into [`config::Settings`] and calls [`run`] with a
+//! source; everything else lives in the modules below.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span};
+
+pub mod cli;
+pub mod config;
+pub mod exit_codes;
+pub mod pipeline;
+pub mod record;
+pub mod retry;
+pub mod sinks;
+pub mod sources;
+pub mod state;
+
+use config::{ConfigError, NamedSink, ResolveError, Settings, SinkConfig};
+use pipeline::{RunLimits, SinkHandle, SinkSpec, SinkSummary, StopReason};
+use record::{NormalizeOptions, RunInfo};
+use sinks::file::{FileSink, StdoutSink};
+use sinks::{Sink, SinkError};
+use sources::{Source, SourceContext, SourceCounters};
+use state::{DeadLetters, StateError};
+
+/// Why a run could not start or finish.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("sink `{name}` is not ready: {source}")]
+    SinkNotReady { name: String, source: SinkError },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl From<ResolveError> for Error {
+    fn from(e: ResolveError) -> Self {
+        match e {
+            ResolveError::Config(c) => Error::Config(c),
+            ResolveError::Usage(u) => Error::Usage(u),
+        }
+    }
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => exit_codes::CONFIG,
+            Error::Usage(_) => exit_codes::USAGE,
+            Error::SinkNotReady { .. } | Error::State(_) => exit_codes::FAILURE,
+        }
+    }
+}
+
+/// The source's figures in the summary.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SourceSummary {
+    pub name: String,
+    /// Records the source produced.
+    pub records: u64,
+    /// Input that could not become a record (in the dead-letter file).
+    pub malformed: u64,
+    /// Control messages seen (not records).
+    pub control: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The one-line JSON summary of a run (`--summary`).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub started_at: String,
+    pub elapsed_secs: f64,
+    pub stop_reason: StopReason,
+    pub source: SourceSummary,
+    /// Records that entered the pipeline.
+    pub records_in: u64,
+    /// Records read past `--max-records` and not delivered.
+    pub over_limit: u64,
+    pub sinks: BTreeMap<String, SinkSummary>,
+    /// Dead-letter entries written by this run (source and sinks).
+    pub dead_letters: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_file: Option<String>,
+    pub exit_code: u8,
+}
+
+/// Builds, checks and starts one sink.
+async fn start_sink<S: Sink>(
+    mut sink: S,
+    named: &NamedSink,
+    dead_letters: &DeadLetters,
+    abort: &CancellationToken,
+) -> Result<SinkHandle, Error> {
+    sink.healthcheck()
+        .await
+        .map_err(|source| Error::SinkNotReady {
+            name: named.name.clone(),
+            source,
+        })?;
+    let spec = SinkSpec {
+        sink,
+        kind: named.config.type_name(),
+        config: named.config.common(),
+    };
+    Ok(pipeline::spawn_sink(
+        spec,
+        dead_letters.clone(),
+        abort.clone(),
+    ))
+}
+
+async fn start_sinks(
+    settings: &Settings,
+    dead_letters: &DeadLetters,
+    abort: &CancellationToken,
+) -> Result<Vec<SinkHandle>, Error> {
+    let mut handles = Vec::with_capacity(settings.sinks.len());
+    for named in &settings.sinks {
+        let handle = match &named.config {
+            SinkConfig::File(c) => {
+                let sink = FileSink::new(&named.name, c.clone())
+                    .map_err(|m| Error::Usage(format!("sink `{}`: {m}", named.name)))?;
+                start_sink(sink, named, dead_letters, abort).await?
+            }
+            SinkConfig::Stdout(c) => {
+                start_sink(StdoutSink::new(&named.name, c), named, dead_letters, abort).await?
+            }
+        };
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+/// Runs one source into the configured sinks until the input ends, a limit is
+/// reached or `shutdown` fires; then drains every sink and returns the summary.
+pub async fn run<S: Source>(
+    settings: &Settings,
+    source: S,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, Error> {
+    let started = Instant::now();
+    state::ensure_dir(&settings.state_dir)?;
+    let run = Arc::new(RunInfo::new(settings.duration.map(|d| d.as_secs())));
+    let dead_letters = DeadLetters::new(&settings.state_dir, &run.id);
+    let abort = CancellationToken::new();
+    let sinks = start_sinks(settings, &dead_letters, &abort).await?;
+    info!(run_id = %run.id, sinks = sinks.len(), "run started");
+
+    let counters = Arc::new(SourceCounters::default());
+    let ctx = SourceContext {
+        normalize: NormalizeOptions {
+            keep_raw: settings.keep_raw,
+            transliterate: settings.transliterate,
+            run: run.clone(),
+        },
+        dead_letters: dead_letters.clone(),
+        counters: counters.clone(),
+    };
+    let source_name = source.name();
+    let stop = shutdown.child_token();
+    let (tx, rx) = mpsc::channel(pipeline::SOURCE_CHANNEL_CAPACITY);
+    let source_task = tokio::spawn(
+        source
+            .run(ctx, tx, stop.clone())
+            .instrument(info_span!("source", name = source_name)),
+    );
+    let limits = RunLimits {
+        duration: settings.duration,
+        max_records: settings.max_records,
+        shutdown_timeout: settings.shutdown_timeout,
+    };
+    let routed = pipeline::route(rx, sinks, limits, stop, shutdown, abort).await;
+    let source_error = match source_task.await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(e) => Some(format!("the source task panicked: {e}")),
+    };
+    if let Some(e) = &source_error {
+        error!(source = source_name, error = %e, "source failed");
+    }
+    let failed = source_error.is_some()
+        || routed.flush_failed
+        || routed
+            .per_sink
+            .values()
+            .any(|s| s.dead_lettered > 0 || s.lost > 0);
+    let written = dead_letters.written();
+    let summary = RunSummary {
+        run_id: run.id.clone(),
+        started_at: run.started_at.clone(),
+        elapsed_secs: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
+        stop_reason: if source_error.is_some() {
+            StopReason::SourceFailed
+        } else {
+            routed.stop_reason
+        },
+        source: SourceSummary {
+            name: source_name.to_owned(),
+            records: counters.records.load(Ordering::Relaxed),
+            malformed: counters.malformed.load(Ordering::Relaxed),
+            control: counters.control.load(Ordering::Relaxed),
+            error: source_error,
+        },
+        records_in: routed.records_in,
+        over_limit: routed.dropped_over_limit,
+        sinks: routed.per_sink,
+        dead_letters: written,
+        dead_letter_file: (written > 0).then(|| dead_letters.path().display().to_string()),
+        exit_code: if failed {
+            exit_codes::FAILURE
+        } else {
+            exit_codes::SUCCESS
+        },
+    };
+    info!(
+        records = summary.records_in,
+        dead_letters = summary.dead_letters,
+        elapsed_secs = summary.elapsed_secs,
+        stop_reason = ?summary.stop_reason,
+        "run finished"
+    );
+    if written > 0 {
+        tracing::warn!(entries = written, file = %dead_letters.path().display(), "dead letters written");
+    }
+    Ok(summary)
+}

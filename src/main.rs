@@ -1,0 +1,118 @@
+//! The `ingest` binary: flags -> settings -> run -> exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, warn};
+
+use ingest::cli::{Cli, Command, LogFormat};
+use ingest::config::{LoadedConfig, ReplaySettings, Settings};
+use ingest::exit_codes;
+use ingest::sources::replay::ReplaySource;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ExitCode::from(real_main(cli))
+}
+
+fn real_main(cli: Cli) -> u8 {
+    let Command::Replay(args) = cli.command;
+    let loaded = match LoadedConfig::load(args.run.config.as_deref()) {
+        Ok(l) => l,
+        Err(e) => return fail(&ingest::Error::from(e)),
+    };
+    init_logging(
+        cli.log_format
+            .or(loaded.file.log_format)
+            .unwrap_or(LogFormat::Text),
+    );
+    let settings = match Settings::resolve(&args.run, &loaded) {
+        Ok(s) => s,
+        Err(e) => return fail(&e.into()),
+    };
+    let replay = match ReplaySettings::resolve(&args, &loaded) {
+        Ok(r) => r,
+        Err(e) => return fail(&e.into()),
+    };
+    let source = ReplaySource {
+        input: replay.input,
+        platform: replay.platform,
+        max_line_bytes: replay.max_line_bytes,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ingest: cannot start the async runtime: {e}");
+            return exit_codes::FAILURE;
+        }
+    };
+    let shutdown = CancellationToken::new();
+    runtime.spawn(watch_signals(shutdown.clone()));
+    let result = runtime.block_on(ingest::run(&settings, source, shutdown));
+    // A blocking read of a terminal may still be pending: do not wait for it.
+    runtime.shutdown_background();
+    match result {
+        Ok(summary) => {
+            if settings.summary {
+                eprintln!(
+                    "{}",
+                    serde_json::to_string(&summary).expect("the summary serializes")
+                );
+            }
+            summary.exit_code
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &ingest::Error) -> u8 {
+    eprintln!("ingest: {:#}", anyhow::Error::msg(e.to_string()));
+    e.exit_code()
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// First SIGINT/SIGTERM: stop and deliver. Second: abort with 130.
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!(
+            "cannot install signal handlers; SIGINT/SIGTERM will kill the process without draining"
+        );
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    warn!(
+        signal = name,
+        "stopping: delivering what was received (send the signal again to abort)"
+    );
+    shutdown.cancel();
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    error!(signal = name, "second signal: aborting without draining");
+    std::process::exit(exit_codes::ABORTED.into());
+}

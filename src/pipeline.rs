@@ -1,0 +1,526 @@
+//! The pipeline: fan-out to a bounded queue per sink, batching, retry with
+//! backoff, dead letters, acks, limits and the stop path.
+//!
+//! ```text
+//! source ──batches──▶ router ──▶ per-sink bounded queue ──▶ sink worker: batch, write, confirm
+//!    ▲                                                          │
+//!    └─────────── ack when every sink confirmed (or dead-lettered) ◀┘
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::sleep_until;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::config::CommonSinkConfig;
+use crate::record::Record;
+use crate::sinks::{Sink, SinkError};
+use crate::state::DeadLetters;
+
+/// Source batches in flight between a source and the router.
+pub const SOURCE_CHANNEL_CAPACITY: usize = 16;
+
+/// How a source batch ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Outcome {
+    /// Every sink confirmed every record.
+    Delivered = 0,
+    /// Some records went to the dead-letter file instead: kept, not delivered.
+    DeadLettered = 1,
+    /// Some records could be neither delivered nor dead-lettered.
+    Lost = 2,
+}
+
+/// The ack a source receives for a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// How many records of the batch entered the pipeline (a record limit may cut a batch).
+    pub accepted: usize,
+    pub outcome: Outcome,
+}
+
+/// Records from a source, with an optional ack channel.
+#[derive(Debug)]
+pub struct SourceBatch {
+    pub records: Vec<Arc<Record>>,
+    pub ack: Option<oneshot::Sender<Ack>>,
+}
+
+impl SourceBatch {
+    /// A batch whose source needs no ack.
+    pub fn new(records: Vec<Arc<Record>>) -> Self {
+        SourceBatch { records, ack: None }
+    }
+
+    /// A batch and the receiver of its ack.
+    pub fn with_ack(records: Vec<Arc<Record>>) -> (Self, oneshot::Receiver<Ack>) {
+        let (tx, rx) = oneshot::channel();
+        (
+            SourceBatch {
+                records,
+                ack: Some(tx),
+            },
+            rx,
+        )
+    }
+}
+
+/// Fires a batch's ack once every sink is done with it.
+#[derive(Debug)]
+struct AckState {
+    remaining: AtomicUsize,
+    worst: AtomicU8,
+    accepted: usize,
+    tx: Mutex<Option<oneshot::Sender<Ack>>>,
+}
+
+impl AckState {
+    fn done(&self, outcome: Outcome) {
+        self.worst.fetch_max(outcome as u8, Ordering::AcqRel);
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let outcome = match self.worst.load(Ordering::Acquire) {
+                0 => Outcome::Delivered,
+                1 => Outcome::DeadLettered,
+                _ => Outcome::Lost,
+            };
+            if let Some(tx) = self.tx.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                let _ = tx.send(Ack {
+                    accepted: self.accepted,
+                    outcome,
+                });
+            }
+        }
+    }
+}
+
+/// One source batch on its way through a sink's queue.
+#[derive(Debug)]
+struct Delivery {
+    records: Vec<Arc<Record>>,
+    bytes: usize,
+    ack: Arc<AckState>,
+}
+
+/// Per-sink counters.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    pub delivered: AtomicU64,
+    pub retried: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub lost: AtomicU64,
+    pub batches: AtomicU64,
+    pub flush_failed: AtomicU64,
+}
+
+/// A sink's figures in the summary.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SinkSummary {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub delivered: u64,
+    pub retried: u64,
+    pub dead_lettered: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lost: u64,
+    pub batches: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// Why the run stopped.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The source had nothing more (end of input).
+    EndOfInput,
+    Duration,
+    MaxRecords,
+    Signal,
+    SourceFailed,
+}
+
+/// A sink ready to run, with its worker's settings.
+pub struct SinkSpec<S: Sink> {
+    pub sink: S,
+    pub kind: &'static str,
+    pub config: CommonSinkConfig,
+}
+
+/// A running sink worker.
+pub struct SinkHandle {
+    pub name: String,
+    pub kind: &'static str,
+    tx: mpsc::Sender<Arc<Delivery>>,
+    counters: Arc<SinkCounters>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn summarize(kind: &str, c: &SinkCounters) -> SinkSummary {
+    SinkSummary {
+        kind: kind.to_owned(),
+        delivered: c.delivered.load(Ordering::Relaxed),
+        retried: c.retried.load(Ordering::Relaxed),
+        dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
+        lost: c.lost.load(Ordering::Relaxed),
+        batches: c.batches.load(Ordering::Relaxed),
+    }
+}
+
+/// Starts a sink's worker task.
+pub fn spawn_sink<S: Sink>(
+    spec: SinkSpec<S>,
+    dead_letters: DeadLetters,
+    abort: CancellationToken,
+) -> SinkHandle {
+    let name = spec.sink.name().to_owned();
+    let (tx, rx) = mpsc::channel(spec.config.queue_capacity);
+    let counters = Arc::new(SinkCounters::default());
+    let worker = SinkWorker {
+        sink: spec.sink,
+        config: spec.config,
+        counters: counters.clone(),
+        dead_letters,
+        abort,
+    };
+    let span = info_span!("sink", name = %name);
+    let task = tokio::spawn(worker.run(rx).instrument(span));
+    SinkHandle {
+        name,
+        kind: spec.kind,
+        tx,
+        counters,
+        task,
+    }
+}
+
+struct SinkWorker<S: Sink> {
+    sink: S,
+    config: CommonSinkConfig,
+    counters: Arc<SinkCounters>,
+    dead_letters: DeadLetters,
+    abort: CancellationToken,
+}
+
+impl<S: Sink> SinkWorker<S> {
+    async fn run(mut self, mut rx: mpsc::Receiver<Arc<Delivery>>) {
+        let batch = self.config.batch;
+        let linger = Duration::from_millis(batch.timeout_ms);
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = self.abort.cancelled() => break,
+                d = rx.recv() => d,
+            };
+            let Some(first) = first else { break };
+            let (mut count, mut bytes) = (first.records.len(), first.bytes);
+            let mut pending = vec![first];
+            let deadline = tokio::time::Instant::from_std(Instant::now() + linger);
+            while count < batch.max_records && bytes < batch.max_bytes {
+                let next = match rx.try_recv() {
+                    Ok(d) => Some(d),
+                    Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
+                        biased;
+                        _ = self.abort.cancelled() => None,
+                        d = rx.recv() => d,
+                        _ = sleep_until(deadline) => None,
+                    },
+                };
+                let Some(d) = next else { break };
+                count += d.records.len();
+                bytes += d.bytes;
+                pending.push(d);
+            }
+            let records: Vec<Arc<Record>> = pending
+                .iter()
+                .flat_map(|d| d.records.iter().cloned())
+                .collect();
+            let outcome = self.deliver(records).await;
+            for d in pending {
+                d.ack.done(outcome);
+            }
+        }
+        // Stopped early (shutdown timeout): whatever is still queued goes to the dead letters.
+        rx.close();
+        while let Some(d) = rx.recv().await {
+            let outcome = self.give_up(&d.records, "not delivered before the shutdown timeout");
+            d.ack.done(outcome);
+        }
+        match self.sink.flush().await {
+            Ok(()) => info!(
+                delivered = self.counters.delivered.load(Ordering::Relaxed),
+                "sink flushed"
+            ),
+            Err(e) => {
+                self.counters.flush_failed.fetch_add(1, Ordering::Relaxed);
+                error!(error = %e, "final flush failed: records confirmed earlier may not be durable");
+            }
+        }
+    }
+
+    /// Writes records with retries; returns the worst outcome.
+    async fn deliver(&mut self, records: Vec<Arc<Record>>) -> Outcome {
+        let mut worst = Outcome::Delivered;
+        let retry = self.config.retry;
+        let backoff = retry.backoff();
+        for chunk in records.chunks(self.config.batch.max_records) {
+            let mut todo: Vec<Arc<Record>> = chunk.to_vec();
+            let mut attempt: u32 = 1;
+            loop {
+                if self.abort.is_cancelled() {
+                    worst =
+                        worst.max(self.give_up(&todo, "not delivered before the shutdown timeout"));
+                    break;
+                }
+                let result = tokio::select! {
+                    biased;
+                    _ = self.abort.cancelled() => continue,
+                    r = self.sink.write_batch(&todo) => r,
+                };
+                self.counters.batches.fetch_add(1, Ordering::Relaxed);
+                let err = match result {
+                    Ok(()) => {
+                        self.counters
+                            .delivered
+                            .fetch_add(todo.len() as u64, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(SinkError::Partial { failed, .. }) if failed.is_empty() => {
+                        self.counters
+                            .delivered
+                            .fetch_add(todo.len() as u64, Ordering::Relaxed);
+                        break;
+                    }
+                    Err(e) => e,
+                };
+                if let SinkError::Partial { failed, .. } = &err {
+                    let kept: Vec<Arc<Record>> = failed
+                        .iter()
+                        .filter_map(|&i| todo.get(i).cloned())
+                        .collect();
+                    self.counters
+                        .delivered
+                        .fetch_add((todo.len() - kept.len()) as u64, Ordering::Relaxed);
+                    todo = kept;
+                }
+                if matches!(err, SinkError::Fatal { .. }) {
+                    error!(error = %err, records = todo.len(), "permanent failure; dead-lettering the batch");
+                    worst = worst.max(self.give_up(&todo, &err.cause()));
+                    break;
+                }
+                if attempt >= retry.max_attempts {
+                    error!(error = %err, attempts = attempt, records = todo.len(), "retry budget spent; dead-lettering");
+                    worst = worst.max(self.give_up(
+                        &todo,
+                        &format!("gave up after {attempt} attempts: {}", err.cause()),
+                    ));
+                    break;
+                }
+                let delay = backoff.delay(attempt);
+                warn!(attempt, delay_ms = delay.as_millis() as u64, records = todo.len(), error = %err, "write failed; retrying");
+                self.counters
+                    .retried
+                    .fetch_add(todo.len() as u64, Ordering::Relaxed);
+                tokio::select! {
+                    biased;
+                    _ = self.abort.cancelled() => {}
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                attempt += 1;
+            }
+        }
+        worst
+    }
+
+    /// Puts records in the dead-letter file; `Lost` if even that fails.
+    fn give_up(&self, records: &[Arc<Record>], reason: &str) -> Outcome {
+        if records.is_empty() {
+            return Outcome::Delivered;
+        }
+        match self
+            .dead_letters
+            .sink_records(self.sink.name(), reason, records)
+        {
+            Ok(()) => {
+                self.counters
+                    .dead_lettered
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                Outcome::DeadLettered
+            }
+            Err(e) => {
+                self.counters
+                    .lost
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                error!(error = %e, records = records.len(), "records LOST: the dead-letter file cannot be written");
+                Outcome::Lost
+            }
+        }
+    }
+}
+
+/// Limits and timeouts of a run.
+#[derive(Debug, Clone)]
+pub struct RunLimits {
+    pub duration: Option<Duration>,
+    pub max_records: Option<u64>,
+    pub shutdown_timeout: Duration,
+}
+
+/// What the router saw.
+#[derive(Debug)]
+pub struct RouterOutcome {
+    pub records_in: u64,
+    pub dropped_over_limit: u64,
+    pub stop_reason: StopReason,
+    pub per_sink: BTreeMap<String, SinkSummary>,
+    pub flush_failed: bool,
+}
+
+/// Routes source batches to every sink until the source ends, then drains the sinks.
+///
+/// `stop` tells the source to stop (a limit was reached or `shutdown` fired);
+/// the router keeps taking what the source still sends until it closes its channel.
+pub async fn route(
+    mut source_rx: mpsc::Receiver<SourceBatch>,
+    sinks: Vec<SinkHandle>,
+    limits: RunLimits,
+    stop: CancellationToken,
+    shutdown: CancellationToken,
+    abort: CancellationToken,
+) -> RouterOutcome {
+    let reason: Arc<Mutex<Option<StopReason>>> = Arc::new(Mutex::new(None));
+    let set_reason = {
+        let reason = reason.clone();
+        move |r: StopReason| {
+            reason
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(r);
+        }
+    };
+    // Time limit and signals both go through `stop`.
+    let timer = {
+        let (stop, shutdown, set_reason) = (stop.clone(), shutdown.clone(), set_reason.clone());
+        let duration = limits.duration;
+        tokio::spawn(async move {
+            let sleep = async {
+                match duration {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => { set_reason(StopReason::Duration); info!("time limit reached; stopping"); }
+                _ = shutdown.cancelled() => { set_reason(StopReason::Signal); }
+                _ = stop.cancelled() => {}
+            }
+            stop.cancel();
+        })
+    };
+    let mut records_in: u64 = 0;
+    let mut dropped: u64 = 0;
+    let senders: Vec<_> = sinks.iter().map(|s| s.tx.clone()).collect();
+    while let Some(batch) = source_rx.recv().await {
+        let SourceBatch { mut records, ack } = batch;
+        if let Some(max) = limits.max_records {
+            let room = max.saturating_sub(records_in) as usize;
+            if records.len() >= room {
+                if records.len() > room {
+                    dropped += (records.len() - room) as u64;
+                    records.truncate(room);
+                }
+                if !stop.is_cancelled() {
+                    set_reason(StopReason::MaxRecords);
+                    info!(max_records = max, "record limit reached; stopping");
+                    stop.cancel();
+                }
+            }
+        }
+        let accepted = records.len();
+        records_in += accepted as u64;
+        if accepted == 0 {
+            if let Some(tx) = ack {
+                let _ = tx.send(Ack {
+                    accepted: 0,
+                    outcome: Outcome::Delivered,
+                });
+            }
+            continue;
+        }
+        let bytes = records.iter().map(|r| r.approx_size()).sum();
+        let ack = Arc::new(AckState {
+            remaining: AtomicUsize::new(senders.len()),
+            worst: AtomicU8::new(0),
+            accepted,
+            tx: Mutex::new(ack),
+        });
+        let delivery = Arc::new(Delivery {
+            records,
+            bytes,
+            ack: ack.clone(),
+        });
+        for tx in &senders {
+            if tx.send(delivery.clone()).await.is_err() {
+                // The worker is gone (it only stops early on abort): count the batch as lost to it.
+                ack.done(Outcome::Lost);
+            }
+        }
+    }
+    drop(senders);
+    timer.abort();
+    if shutdown.is_cancelled() {
+        set_reason(StopReason::Signal);
+    }
+    set_reason(StopReason::EndOfInput);
+    // Drain: bounded by the shutdown timeout, after which workers dead-letter what is left.
+    let watchdog = {
+        let (abort, timeout) = (abort.clone(), limits.shutdown_timeout);
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            warn!(
+                timeout_secs = timeout.as_secs_f64(),
+                "sinks did not drain within the shutdown timeout; dead-lettering what is left"
+            );
+            abort.cancel();
+        })
+    };
+    let mut per_sink = BTreeMap::new();
+    let mut flush_failed = false;
+    for sink in sinks {
+        let SinkHandle {
+            name,
+            kind,
+            tx,
+            counters,
+            task,
+        } = sink;
+        drop(tx);
+        if let Err(e) = task.await {
+            error!(sink = %name, error = %e, "sink worker panicked");
+            flush_failed = true;
+        }
+        flush_failed |= counters.flush_failed.load(Ordering::Relaxed) > 0;
+        per_sink.insert(name, summarize(kind, &counters));
+    }
+    watchdog.abort();
+    let stop_reason = reason
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or(StopReason::EndOfInput);
+    RouterOutcome {
+        records_in,
+        dropped_over_limit: dropped,
+        stop_reason,
+        per_sink,
+        flush_failed,
+    }
+}

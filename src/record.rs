@@ -1,0 +1,291 @@
+//! The one record every source produces and every sink writes.
+//!
+//! The shape is the same for every platform (see DESIGN.md, "The record").
+//! Normalizers live with their sources (`sources::twitter`, `sources::telegram`);
+//! the helpers they share live here.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+/// Which platform a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Twitter,
+    Telegram,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Twitter => "twitter",
+            Platform::Telegram => "telegram",
+        }
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who wrote the item.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Author {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+}
+
+/// The Telegram chat an item was posted in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Chat {
+    pub id: i64,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// An X filtered-stream rule that matched.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct MatchingRule {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// Platform ids that are not the record id.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Refs {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tweet_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update_id: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<i64>,
+}
+
+impl Refs {
+    fn is_empty(&self) -> bool {
+        self == &Refs::default()
+    }
+}
+
+/// The capture run that produced a record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunInfo {
+    pub id: String,
+    pub started_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_limit_secs: Option<u64>,
+}
+
+impl RunInfo {
+    /// A new run starting now, with a random id.
+    pub fn new(time_limit_secs: Option<u64>) -> Self {
+        RunInfo {
+            id: uuid::Uuid::new_v4().to_string(),
+            started_at: rfc3339(Utc::now()),
+            time_limit_secs,
+        }
+    }
+}
+
+/// One normalized item. Serializes to the JSON object documented in DESIGN.md.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub id: String,
+    pub platform: Platform,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_ascii: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    pub received_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub author: Option<Author>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat: Option<Chat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lang: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub matching_rules: Vec<MatchingRule>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    #[serde(skip_serializing_if = "Refs::is_empty")]
+    pub refs: Refs,
+    pub run: Arc<RunInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub raw: Option<Box<RawValue>>,
+}
+
+/// What a sink writes for each record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// The normalized record.
+    #[default]
+    Record,
+    /// The original payload alone.
+    Raw,
+}
+
+impl Record {
+    /// Appends this record as one JSON line (with the trailing `\n`) in `format`.
+    pub fn write_line(&self, format: Format, out: &mut Vec<u8>) {
+        match (format, &self.raw) {
+            (Format::Raw, Some(raw)) => out.extend_from_slice(raw.get().as_bytes()),
+            // The config layer refuses `format = "raw"` together with `--no-raw`;
+            // should a raw-less record still get here, write the record rather
+            // than nothing.
+            _ => serde_json::to_writer(&mut *out, self).expect(
+                "a Record always serializes: it holds only strings, numbers and valid JSON",
+            ),
+        }
+        out.push(b'\n');
+    }
+
+    /// The record as one JSON line in `format`.
+    pub fn to_line(&self, format: Format) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        self.write_line(format, &mut out);
+        out
+    }
+
+    /// An estimate of the serialized size, for batching by bytes.
+    pub fn approx_size(&self) -> usize {
+        256 + self.text.as_ref().map_or(0, String::len)
+            + self.raw.as_ref().map_or(0, |r| r.get().len())
+    }
+}
+
+/// Options every normalizer honours.
+#[derive(Debug, Clone)]
+pub struct NormalizeOptions {
+    /// Keep the original payload in `raw`.
+    pub keep_raw: bool,
+    /// Add `text_ascii`.
+    pub transliterate: bool,
+    /// The run the records belong to.
+    pub run: Arc<RunInfo>,
+}
+
+impl NormalizeOptions {
+    pub fn new(run: Arc<RunInfo>) -> Self {
+        NormalizeOptions {
+            keep_raw: true,
+            transliterate: false,
+            run,
+        }
+    }
+}
+
+/// Why a payload could not become a record.
+#[derive(Debug, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("invalid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("not a {platform} payload: {reason}")]
+    Shape {
+        platform: Platform,
+        reason: &'static str,
+    },
+    #[error(
+        "cannot tell the platform: the line is neither an X stream line (`data`/`errors`) nor a Telegram update (`update_id`)"
+    )]
+    UnknownPlatform,
+}
+
+/// What a payload turned into.
+#[derive(Debug)]
+pub enum Normalized {
+    /// An item.
+    Record(Box<Record>),
+    /// A control message (an X `errors`-only line): no record, but the caller may act on it.
+    Control(Box<RawValue>),
+    /// Nothing: a blank line or keep-alive.
+    Nothing,
+}
+
+/// Formats a time as RFC 3339 UTC with millisecond precision (`2026-11-22T07:38:36.000Z`).
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Formats a Unix timestamp in seconds as RFC 3339 UTC; `None` when out of range.
+pub fn unix_to_rfc3339(secs: i64) -> Option<String> {
+    DateTime::<Utc>::from_timestamp(secs, 0).map(rfc3339)
+}
+
+/// Re-formats a platform timestamp as RFC 3339 UTC; keeps it as given when it does not parse.
+pub fn normalize_timestamp(s: &str) -> String {
+    match DateTime::parse_from_rfc3339(s) {
+        Ok(t) => rfc3339(t.with_timezone(&Utc)),
+        Err(_) => s.to_owned(),
+    }
+}
+
+/// Plain-ASCII transliteration of `text` (`"Ελλάδα"` → `"Ellada"`).
+pub fn transliterate(text: &str) -> String {
+    deunicode::deunicode(text)
+}
+
+/// Trims whitespace (the `\r` of `\r\n`, blanks) around a line.
+pub fn trim_line(line: &[u8]) -> &[u8] {
+    let start = line
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(line.len());
+    let end = line
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &line[start..end]
+}
+
+/// Parses a trimmed line as a raw JSON value, validating it.
+pub fn raw_value(line: &[u8]) -> Result<Box<RawValue>, serde_json::Error> {
+    serde_json::from_slice(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_millis() {
+        assert_eq!(unix_to_rfc3339(0).unwrap(), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            normalize_timestamp("2022-06-01T12:00:00+02:00"),
+            "2022-06-01T10:00:00.000Z"
+        );
+        assert_eq!(normalize_timestamp("not a date"), "not a date");
+        assert!(unix_to_rfc3339(i64::MAX).is_none());
+    }
+
+    #[test]
+    fn transliteration_is_ascii() {
+        assert_eq!(transliterate("Ελλάδα"), "Ellada");
+        assert!(transliterate("שלום 🙂 Привет").is_ascii());
+    }
+
+    #[test]
+    fn trim_line_handles_keepalives_and_blanks() {
+        assert_eq!(trim_line(b"\r\n"), b"");
+        assert_eq!(trim_line(b""), b"");
+        assert_eq!(trim_line(b" {\"a\":1}\r"), b"{\"a\":1}");
+    }
+}

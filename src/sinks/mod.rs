@@ -1,0 +1,74 @@
+//! Sinks: where records go. Each sink writes a batch and says `Ok` only once the
+//! destination confirmed all of it; the pipeline owns batching, retry and acks.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::record::Record;
+
+pub mod file;
+
+/// A boxed error from a destination's client.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// How a write failed, which decides what the pipeline does next.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    /// Try the whole batch again after a backoff.
+    #[error("transient failure writing to {sink}: {source}")]
+    Retryable { sink: String, source: BoxError },
+    /// Some records were confirmed; retry only those at `failed` (indexes into the batch).
+    #[error("{} of {total} records rejected by {sink}: {source}", failed.len())]
+    Partial {
+        sink: String,
+        failed: Vec<usize>,
+        total: usize,
+        source: BoxError,
+    },
+    /// Retrying cannot help: dead-letter the batch.
+    #[error("permanent failure writing to {sink}: {source}")]
+    Fatal { sink: String, source: BoxError },
+}
+
+impl SinkError {
+    pub fn retryable(sink: &str, source: impl Into<BoxError>) -> Self {
+        SinkError::Retryable {
+            sink: sink.to_owned(),
+            source: source.into(),
+        }
+    }
+
+    pub fn fatal(sink: &str, source: impl Into<BoxError>) -> Self {
+        SinkError::Fatal {
+            sink: sink.to_owned(),
+            source: source.into(),
+        }
+    }
+
+    /// The cause alone, without the sink name (for dead-letter entries).
+    pub fn cause(&self) -> String {
+        match self {
+            SinkError::Retryable { source, .. }
+            | SinkError::Partial { source, .. }
+            | SinkError::Fatal { source, .. } => source.to_string(),
+        }
+    }
+}
+
+/// A destination for records.
+pub trait Sink: Send + 'static {
+    /// The name the user gave the sink.
+    fn name(&self) -> &str;
+
+    /// Checks that the destination is reachable and writable, before any record flows.
+    fn healthcheck(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Writes a batch; `Ok` only once the destination confirmed the whole batch.
+    fn write_batch(
+        &mut self,
+        batch: &[Arc<Record>],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Makes everything written so far durable; called before the sink is dropped.
+    fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
+}

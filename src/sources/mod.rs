@@ -1,0 +1,70 @@
+//! Sources: where records come from. A source normalizes what it reads into
+//! records, sends them in batches, and may wait for each batch's ack (every sink
+//! confirmed it) before it commits a checkpoint.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::pipeline::SourceBatch;
+use crate::record::NormalizeOptions;
+use crate::state::DeadLetters;
+
+pub mod lines;
+pub mod replay;
+pub mod telegram;
+pub mod twitter;
+
+/// A source failed for good.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot read {what}: {source}")]
+    Read {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+}
+
+/// Counters a source keeps; they end up in the run summary.
+#[derive(Debug, Default)]
+pub struct SourceCounters {
+    /// Records produced.
+    pub records: AtomicU64,
+    /// Input that could not become a record (dead-lettered).
+    pub malformed: AtomicU64,
+    /// Control messages (X `errors` lines): not records.
+    pub control: AtomicU64,
+}
+
+impl SourceCounters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// What the pipeline hands a source.
+#[derive(Debug, Clone)]
+pub struct SourceContext {
+    pub normalize: NormalizeOptions,
+    pub dead_letters: DeadLetters,
+    pub counters: Arc<SourceCounters>,
+}
+
+/// A producer of records.
+pub trait Source: Send + 'static {
+    /// The source's name in logs and the summary.
+    fn name(&self) -> &'static str;
+
+    /// Runs until the input ends or `shutdown` is cancelled, sending batches to `out`.
+    fn run(
+        self,
+        ctx: SourceContext,
+        out: mpsc::Sender<SourceBatch>,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
+}

@@ -1,0 +1,318 @@
+//! The replay source: captured JSONL (X stream lines or Telegram updates) from a
+//! file or standard input.
+//!
+//! Every line becomes a record, a control message, or a dead letter with the
+//! reason; nothing is skipped silently. On stop, input already waiting in a
+//! stdin pipe is still read and delivered.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::lines::{Line, LineSplitter};
+use super::{Source, SourceContext, SourceCounters, SourceError, telegram, twitter};
+use crate::cli::PlatformArg;
+use crate::pipeline::SourceBatch;
+use crate::record::{NormalizeError, Normalized, Record, rfc3339, trim_line};
+
+const CHUNK_BYTES: usize = 256 * 1024;
+/// Malformed lines logged one by one before the source only counts them.
+const MALFORMED_LOGGED: u64 = 10;
+
+/// Replays JSONL from a file or stdin.
+#[derive(Debug)]
+pub struct ReplaySource {
+    pub input: PathBuf,
+    pub platform: PlatformArg,
+    pub max_line_bytes: usize,
+}
+
+impl ReplaySource {
+    fn is_stdin(&self) -> bool {
+        self.input.as_os_str() == "-"
+    }
+}
+
+/// Normalizes one line for `platform`.
+pub fn normalize(
+    platform: PlatformArg,
+    line: &[u8],
+    received_at: &str,
+    ctx: &SourceContext,
+) -> Result<Normalized, NormalizeError> {
+    let opts = &ctx.normalize;
+    match platform {
+        PlatformArg::Twitter => twitter::normalize_line(line, received_at, opts),
+        PlatformArg::Telegram => telegram::normalize_update(line, received_at, opts),
+        PlatformArg::Auto => {
+            let trimmed = trim_line(line);
+            if trimmed.is_empty() {
+                return Ok(Normalized::Nothing);
+            }
+            if !trimmed.starts_with(b"{") {
+                // Let the X parser produce the JSON error.
+                return twitter::normalize_line(trimmed, received_at, opts);
+            }
+            // A Telegram update has a top-level `update_id`; an X line never has that key.
+            if memchr::memmem::find(trimmed, b"\"update_id\"").is_some() {
+                telegram::normalize_update(trimmed, received_at, opts)
+            } else if memchr::memmem::find(trimmed, b"\"data\"").is_some()
+                || memchr::memmem::find(trimmed, b"\"errors\"").is_some()
+            {
+                twitter::normalize_line(trimmed, received_at, opts)
+            } else {
+                serde_json::from_slice::<serde::de::IgnoredAny>(trimmed)?;
+                Err(NormalizeError::UnknownPlatform)
+            }
+        }
+    }
+}
+
+/// Turns lines into batches; reports what it cannot use.
+struct LineHandler<'a> {
+    ctx: &'a SourceContext,
+    platform: PlatformArg,
+    max_line_bytes: usize,
+    received_at: String,
+    batch: Vec<Arc<Record>>,
+    malformed: u64,
+    error: Option<SourceError>,
+}
+
+impl LineHandler<'_> {
+    fn line(&mut self, line: Line<'_>) {
+        match line {
+            Line::Complete(bytes) => {
+                match normalize(self.platform, bytes, &self.received_at, self.ctx) {
+                    Ok(Normalized::Record(r)) => self.batch.push(Arc::from(r)),
+                    Ok(Normalized::Control(raw)) => {
+                        SourceCounters::add(&self.ctx.counters.control, 1);
+                        info!(
+                            message = raw.get(),
+                            "control message in the input (not a record)"
+                        );
+                    }
+                    Ok(Normalized::Nothing) => {}
+                    Err(e) => self.reject(&e.to_string(), bytes, bytes.len()),
+                }
+            }
+            Line::Oversized { len, prefix } => {
+                let reason = format!(
+                    "line of {len} bytes is over the limit of {} bytes (--max-line-bytes)",
+                    self.max_line_bytes
+                );
+                self.reject(&reason, prefix, len);
+            }
+        }
+    }
+
+    fn reject(&mut self, reason: &str, input: &[u8], len: usize) {
+        self.malformed += 1;
+        SourceCounters::add(&self.ctx.counters.malformed, 1);
+        if self.malformed <= MALFORMED_LOGGED {
+            warn!(
+                error = reason,
+                bytes = len,
+                "unusable input line dead-lettered"
+            );
+        } else if self.malformed == MALFORMED_LOGGED + 1 {
+            warn!(
+                "more unusable lines; counting them silently from now on (see the summary and the dead-letter file)"
+            );
+        }
+        if let Err(e) = self
+            .ctx
+            .dead_letters
+            .source_input("replay", reason, input, len)
+        {
+            self.error.get_or_insert(e.into());
+        }
+    }
+
+    async fn send(&mut self, out: &mpsc::Sender<SourceBatch>) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let records = std::mem::take(&mut self.batch);
+        SourceCounters::add(&self.ctx.counters.records, records.len() as u64);
+        out.send(SourceBatch::new(records)).await.is_ok()
+    }
+}
+
+/// A non-blocking pipe on stdin, read through the reactor so a stop can drain it.
+struct PipeReader {
+    fd: AsyncFd<RawFd>,
+}
+
+impl PipeReader {
+    fn new(fd: RawFd) -> std::io::Result<Self> {
+        // SAFETY: fcntl on a valid descriptor (stdin) with valid flags.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        // SAFETY: `fd` is standard input, open for the whole life of the process.
+        let fd = unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }?;
+        Ok(PipeReader { fd })
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+        let n = unsafe { libc::read(*self.fd.get_ref(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(n as usize)
+        }
+    }
+
+    async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|_| self.try_read(buf)) {
+                Ok(result) => return result,
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl Drop for PipeReader {
+    fn drop(&mut self) {
+        // Give stdin back in blocking mode: the descriptor may be shared with the caller.
+        let fd = *self.fd.get_ref();
+        // SAFETY: as in `new`.
+        unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            if flags >= 0 {
+                libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK);
+            }
+        }
+    }
+}
+
+fn stdin_is_pipe_or_socket() -> bool {
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes into `st`, a valid stat buffer.
+    let rc = unsafe { libc::fstat(std::io::stdin().as_raw_fd(), &mut st) };
+    rc == 0 && matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK)
+}
+
+enum Input {
+    Pipe(PipeReader),
+    Stream(Box<dyn AsyncRead + Unpin + Send>),
+}
+
+impl Source for ReplaySource {
+    fn name(&self) -> &'static str {
+        "replay"
+    }
+
+    async fn run(
+        self,
+        ctx: SourceContext,
+        out: mpsc::Sender<SourceBatch>,
+        shutdown: CancellationToken,
+    ) -> Result<(), SourceError> {
+        let what = if self.is_stdin() {
+            "standard input".to_owned()
+        } else {
+            self.input.display().to_string()
+        };
+        let read_err = |source| SourceError::Read {
+            what: what.clone(),
+            source,
+        };
+        let mut input = if self.is_stdin() {
+            if stdin_is_pipe_or_socket() {
+                Input::Pipe(PipeReader::new(std::io::stdin().as_raw_fd()).map_err(read_err)?)
+            } else {
+                Input::Stream(Box::new(tokio::io::stdin()))
+            }
+        } else {
+            Input::Stream(Box::new(
+                tokio::fs::File::open(&self.input).await.map_err(read_err)?,
+            ))
+        };
+        info!(input = %what, platform = ?self.platform, "replaying");
+        let mut splitter = LineSplitter::new(self.max_line_bytes);
+        let mut handler = LineHandler {
+            ctx: &ctx,
+            platform: self.platform,
+            max_line_bytes: self.max_line_bytes,
+            received_at: String::new(),
+            batch: Vec::new(),
+            malformed: 0,
+            error: None,
+        };
+        let mut buf = vec![0u8; CHUNK_BYTES];
+        let mut stopped = false;
+        loop {
+            let n = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => { stopped = true; break; }
+                n = async {
+                    match &mut input {
+                        Input::Pipe(p) => p.read(&mut buf).await,
+                        Input::Stream(s) => s.read(&mut buf).await,
+                    }
+                } => n.map_err(read_err)?,
+            };
+            if n == 0 {
+                break;
+            }
+            handler.received_at = rfc3339(chrono::Utc::now());
+            splitter.push(&buf[..n], |l| handler.line(l));
+            if let Some(e) = handler.error.take() {
+                return Err(e);
+            }
+            if !handler.send(&out).await {
+                return Ok(());
+            }
+        }
+        if stopped {
+            // What a writer put in the pipe before the stop was received: deliver it.
+            if let Input::Pipe(p) = &input {
+                let mut drained = 0usize;
+                while let Ok(n) = p.try_read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    drained += n;
+                    handler.received_at = rfc3339(chrono::Utc::now());
+                    splitter.push(&buf[..n], |l| handler.line(l));
+                }
+                debug!(bytes = drained, "drained standard input on stop");
+            }
+            // A line still without its newline may be unfinished: keep it as a dead letter.
+            splitter.finish(|l| match l {
+                Line::Complete(bytes) => handler.reject(
+                    "incomplete line at stop (no newline yet)",
+                    bytes,
+                    bytes.len(),
+                ),
+                Line::Oversized { len, prefix } => {
+                    handler.reject("incomplete oversized line at stop", prefix, len)
+                }
+            });
+        } else if splitter.partial_len() > 0 {
+            // The input's last line has no newline: take it as it is.
+            handler.received_at = rfc3339(chrono::Utc::now());
+            splitter.finish(|l| handler.line(l));
+        }
+        if let Some(e) = handler.error.take() {
+            return Err(e);
+        }
+        handler.send(&out).await;
+        info!(input = %what, stopped, "replay finished");
+        Ok(())
+    }
+}

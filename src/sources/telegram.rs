@@ -1,0 +1,360 @@
+//! Telegram Bot API: normalizing `Update` objects into records.
+//!
+//! An `Update` has an `update_id` and exactly one optional field naming its
+//! type. `message`, `edited_message`, `channel_post` and `edited_channel_post`
+//! hold a `Message` and become full records; any other type (`callback_query`,
+//! `message_reaction`, `chat_member`, …) becomes a record whose `kind` is the
+//! type's name, with whatever chat and sender it names and the payload in `raw`.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::record::{
+    Author, Chat, NormalizeError, NormalizeOptions, Normalized, Platform, Record, Refs, raw_value,
+    transliterate, trim_line, unix_to_rfc3339,
+};
+
+/// Update types whose payload is a `Message`.
+pub const MESSAGE_KINDS: [&str; 4] = [
+    "message",
+    "edited_message",
+    "channel_post",
+    "edited_channel_post",
+];
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    message_id: i64,
+    #[serde(default)]
+    date: Option<i64>,
+    #[serde(default)]
+    edit_date: Option<i64>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    caption: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    from: Option<User<'a>>,
+    #[serde(borrow, default)]
+    sender_chat: Option<TgChat<'a>>,
+    #[serde(borrow)]
+    chat: TgChat<'a>,
+}
+
+/// The parts of any other update type that we can use.
+#[derive(Deserialize)]
+struct Other<'a> {
+    #[serde(borrow, default)]
+    from: Option<User<'a>>,
+    #[serde(borrow, default)]
+    chat: Option<TgChat<'a>>,
+    #[serde(default)]
+    date: Option<i64>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct User<'a> {
+    id: i64,
+    #[serde(borrow, default)]
+    first_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    last_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    username: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct TgChat<'a> {
+    id: i64,
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    title: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    username: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    first_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    last_name: Option<Cow<'a, str>>,
+}
+
+fn full_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
+    match (first, last) {
+        (Some(f), Some(l)) => Some(format!("{f} {l}")),
+        (Some(f), None) => Some(f.to_owned()),
+        (None, Some(l)) => Some(l.to_owned()),
+        (None, None) => None,
+    }
+}
+
+impl User<'_> {
+    fn author(&self) -> Author {
+        Author {
+            id: self.id.to_string(),
+            name: full_name(self.first_name.as_deref(), self.last_name.as_deref()),
+            username: self.username.as_deref().map(str::to_owned),
+        }
+    }
+}
+
+impl TgChat<'_> {
+    fn author(&self) -> Author {
+        Author {
+            id: self.id.to_string(),
+            name: self
+                .title
+                .as_deref()
+                .map(str::to_owned)
+                .or_else(|| full_name(self.first_name.as_deref(), self.last_name.as_deref())),
+            username: self.username.as_deref().map(str::to_owned),
+        }
+    }
+
+    fn chat(&self) -> Chat {
+        Chat {
+            id: self.id,
+            kind: self.kind.as_deref().unwrap_or("unknown").to_owned(),
+            title: self
+                .title
+                .as_deref()
+                .map(str::to_owned)
+                .or_else(|| full_name(self.first_name.as_deref(), self.last_name.as_deref())),
+        }
+    }
+}
+
+/// The `update_id` of a Telegram update line, if it has one.
+pub fn update_id(line: &[u8]) -> Option<i64> {
+    #[derive(Deserialize)]
+    struct Id {
+        update_id: i64,
+    }
+    serde_json::from_slice::<Id>(trim_line(line))
+        .ok()
+        .map(|i| i.update_id)
+}
+
+/// Normalizes one Telegram `Update` object (one JSON line).
+pub fn normalize_update(
+    line: &[u8],
+    received_at: &str,
+    opts: &NormalizeOptions,
+) -> Result<Normalized, NormalizeError> {
+    let line = trim_line(line);
+    if line.is_empty() {
+        return Ok(Normalized::Nothing);
+    }
+    let fields: BTreeMap<Cow<'_, str>, &RawValue> = serde_json::from_slice(line)?;
+    let update_id: i64 = match fields.get("update_id") {
+        Some(v) => serde_json::from_str(v.get())?,
+        None => {
+            return Err(NormalizeError::Shape {
+                platform: Platform::Telegram,
+                reason: "no `update_id`",
+            });
+        }
+    };
+    // Exactly one payload field is documented; prefer the message kinds should
+    // a future API version add more top-level fields.
+    let payload_field = MESSAGE_KINDS
+        .iter()
+        .find_map(|k| fields.get_key_value(*k))
+        .or_else(|| fields.iter().find(|(k, _)| k.as_ref() != "update_id"));
+    let Some((kind, payload)) = payload_field else {
+        return Err(NormalizeError::Shape {
+            platform: Platform::Telegram,
+            reason: "the update carries no payload besides `update_id`",
+        });
+    };
+    let raw = if opts.keep_raw {
+        Some(raw_value(line)?)
+    } else {
+        None
+    };
+    let mut record = Record {
+        id: String::new(),
+        platform: Platform::Telegram,
+        kind: kind.to_string(),
+        text: None,
+        text_ascii: None,
+        created_at: None,
+        received_at: received_at.to_owned(),
+        author: None,
+        chat: None,
+        lang: None,
+        source: None,
+        matching_rules: Vec::new(),
+        tags: Vec::new(),
+        refs: Refs {
+            update_id: Some(update_id),
+            ..Refs::default()
+        },
+        run: opts.run.clone(),
+        raw,
+    };
+    if MESSAGE_KINDS.contains(&kind.as_ref()) {
+        let msg: Message<'_> = serde_json::from_str(payload.get())?;
+        record.id = match msg.edit_date {
+            Some(edit) => format!("telegram:{}:{}:{}", msg.chat.id, msg.message_id, edit),
+            None => format!("telegram:{}:{}", msg.chat.id, msg.message_id),
+        };
+        record.text = msg.text.or(msg.caption).map(Cow::into_owned);
+        record.created_at = msg.date.and_then(unix_to_rfc3339);
+        record.author = match (&msg.from, &msg.sender_chat) {
+            // A message sent on behalf of a chat names the chat in `sender_chat`;
+            // `from` then holds a placeholder bot user.
+            (_, Some(sender)) => Some(sender.author()),
+            (Some(from), None) => Some(from.author()),
+            (None, None) => None,
+        };
+        record.chat = Some(msg.chat.chat());
+        record.refs.message_id = Some(msg.message_id);
+    } else {
+        record.id = format!("telegram:update:{update_id}");
+        // Best effort: many update types name a sender, a chat, or a message.
+        if let Ok(other) = serde_json::from_str::<Other<'_>>(payload.get()) {
+            record.author = other.from.as_ref().map(User::author);
+            record.created_at = other.date.and_then(unix_to_rfc3339);
+            let nested: Option<Message<'_>> = other
+                .message
+                .and_then(|m| serde_json::from_str(m.get()).ok());
+            record.chat = other
+                .chat
+                .as_ref()
+                .or(nested.as_ref().map(|m| &m.chat))
+                .map(TgChat::chat);
+            record.refs.message_id = nested.map(|m| m.message_id);
+        }
+    }
+    if opts.transliterate {
+        record.text_ascii = record.text.as_deref().map(transliterate);
+    }
+    Ok(Normalized::Record(Box::new(record)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::record::RunInfo;
+
+    fn record(line: &str) -> Record {
+        let opts = NormalizeOptions::new(Arc::new(RunInfo::new(None)));
+        match normalize_update(line.as_bytes(), "2026-01-01T00:00:00.000Z", &opts).unwrap() {
+            Normalized::Record(r) => *r,
+            other => panic!("expected a record, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn private_text_message() {
+        let line = r#"{"update_id":100,"message":{"message_id":7,"from":{"id":11,"is_bot":false,"first_name":"Ada","last_name":"Lovelace","username":"ada","language_code":"en"},"chat":{"id":11,"first_name":"Ada","last_name":"Lovelace","username":"ada","type":"private"},"date":1700000000,"text":"hi 👋"}}"#;
+        let r = record(line);
+        assert_eq!(r.id, "telegram:11:7");
+        assert_eq!(r.kind, "message");
+        assert_eq!(r.text.as_deref(), Some("hi 👋"));
+        assert_eq!(r.created_at.as_deref(), Some("2023-11-14T22:13:20.000Z"));
+        let a = r.author.as_ref().unwrap();
+        assert_eq!(
+            (a.id.as_str(), a.name.as_deref(), a.username.as_deref()),
+            ("11", Some("Ada Lovelace"), Some("ada"))
+        );
+        let c = r.chat.as_ref().unwrap();
+        assert_eq!(
+            (c.id, c.kind.as_str(), c.title.as_deref()),
+            (11, "private", Some("Ada Lovelace"))
+        );
+        assert_eq!(r.refs.update_id, Some(100));
+        assert_eq!(r.refs.message_id, Some(7));
+        assert_eq!(r.raw.as_ref().unwrap().get(), line);
+    }
+
+    #[test]
+    fn caption_only_group_photo() {
+        let r = record(
+            r#"{"update_id":1,"message":{"message_id":3,"from":{"id":5,"is_bot":false,"first_name":"Bo"},"chat":{"id":-1001,"type":"supergroup","title":"Readers"},"date":1700000000,"photo":[{"file_id":"x","file_unique_id":"y","width":1,"height":1}],"caption":"look"}}"#,
+        );
+        assert_eq!(r.text.as_deref(), Some("look"));
+        assert_eq!(r.chat.unwrap().title.as_deref(), Some("Readers"));
+        assert_eq!(r.author.unwrap().name.as_deref(), Some("Bo"));
+    }
+
+    #[test]
+    fn channel_post_uses_sender_chat() {
+        let r = record(
+            r#"{"update_id":2,"channel_post":{"message_id":9,"sender_chat":{"id":-100777,"title":"News","type":"channel","username":"news"},"chat":{"id":-100777,"title":"News","type":"channel","username":"news"},"date":1700000001,"text":"שלום עולם"}}"#,
+        );
+        assert_eq!(r.kind, "channel_post");
+        assert_eq!(r.id, "telegram:-100777:9");
+        assert_eq!(r.text.as_deref(), Some("שלום עולם"));
+        let a = r.author.unwrap();
+        assert_eq!(
+            (a.id.as_str(), a.name.as_deref()),
+            ("-100777", Some("News"))
+        );
+        assert_eq!(r.chat.unwrap().kind, "channel");
+    }
+
+    #[test]
+    fn edits_get_their_own_id() {
+        let r = record(
+            r#"{"update_id":3,"edited_message":{"message_id":7,"from":{"id":11,"is_bot":false,"first_name":"Ada"},"chat":{"id":11,"type":"private","first_name":"Ada"},"date":1700000000,"edit_date":1700000100,"text":"hi (edited)"}}"#,
+        );
+        assert_eq!(r.kind, "edited_message");
+        assert_eq!(r.id, "telegram:11:7:1700000100");
+        assert_eq!(r.created_at.as_deref(), Some("2023-11-14T22:13:20.000Z"));
+        let r = record(
+            r#"{"update_id":4,"edited_channel_post":{"message_id":9,"chat":{"id":-100777,"type":"channel","title":"News"},"date":1700000000,"edit_date":1700000200,"text":"x"}}"#,
+        );
+        assert_eq!(r.id, "telegram:-100777:9:1700000200");
+    }
+
+    #[test]
+    fn other_update_types_keep_kind_and_raw() {
+        let line = r#"{"update_id":5,"callback_query":{"id":"abc","from":{"id":11,"is_bot":false,"first_name":"Ada"},"chat_instance":"1","data":"btn","message":{"message_id":7,"chat":{"id":11,"type":"private"},"date":1700000000}}}"#;
+        let r = record(line);
+        assert_eq!(r.kind, "callback_query");
+        assert_eq!(r.id, "telegram:update:5");
+        assert_eq!(r.author.unwrap().id, "11");
+        assert_eq!(r.chat.unwrap().id, 11);
+        assert_eq!(r.refs.message_id, Some(7));
+        assert_eq!(r.raw.unwrap().get(), line);
+        let r = record(r#"{"update_id":6,"poll":{"id":"p","question":"?","options":[]}}"#);
+        assert_eq!(r.kind, "poll");
+        assert!(r.author.is_none() && r.chat.is_none());
+    }
+
+    #[test]
+    fn long_text_unknown_fields_and_missing_optionals() {
+        let long = "я".repeat(25_000);
+        let line = serde_json::json!({"update_id": 8, "message": {"message_id": 1, "chat": {"id": 1, "type": "private"}, "text": long, "new_thing": {"a": 1}}, "extra": 1}).to_string();
+        let r = record(&line);
+        assert_eq!(r.text.unwrap().chars().count(), 25_000);
+        assert!(r.created_at.is_none() && r.author.is_none());
+    }
+
+    #[test]
+    fn malformed_updates_are_errors() {
+        let opts = NormalizeOptions::new(Arc::new(RunInfo::new(None)));
+        for bad in [
+            &br#"{"update_id":1}"#[..],
+            br#"{"message":{"message_id":1,"chat":{"id":1,"type":"private"}}}"#,
+            br#"{"update_id":"x","message":{}}"#,
+            br#"{"update_id":1,"message":{"chat":{"id":1}}}"#,
+            br#"{"update_id":1,"message":{"message_id":1,"chat":{"id":1,"type":"private"},"text":"cut"#,
+            b"\xff\xfe\x00",
+        ] {
+            assert!(normalize_update(bad, "", &opts).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert!(matches!(
+            normalize_update(b"  \r\n", "", &opts).unwrap(),
+            Normalized::Nothing
+        ));
+    }
+}
