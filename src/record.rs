@@ -4,6 +4,7 @@
 //! Normalizers live with their sources (`sources::twitter`, `sources::telegram`);
 //! the helpers they share live here.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -105,14 +106,15 @@ impl RunInfo {
 pub struct Record {
     pub id: String,
     pub platform: Platform,
-    pub kind: String,
+    pub kind: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text_ascii: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
-    pub received_at: String,
+    /// Shared by the records of one read.
+    pub received_at: Arc<str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub author: Option<Author>,
     #[serde(skip_serializing_if = "Option::is_none")]

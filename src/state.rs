@@ -217,7 +217,7 @@ mod tests {
         let opts = NormalizeOptions::new(Arc::new(RunInfo::new(None)));
         let Normalized::Record(r) = crate::sources::twitter::normalize_line(
             br#"{"data":{"id":"1","text":"t"}}"#,
-            "now",
+            &"now".into(),
             &opts,
         )
         .unwrap() else {

@@ -19,6 +19,8 @@ use crate::record::{Format, Platform, Record};
 
 /// Default path template of the `file` sink.
 pub const DEFAULT_PATH: &str = "ingest-{platform}-%Y-%m-%d.jsonl";
+/// Serialized bytes gathered before one `write(2)`.
+const WRITE_CHUNK: usize = 1024 * 1024;
 /// Files kept open at once; the least recently used beyond this are closed.
 const MAX_OPEN_FILES: usize = 16;
 
@@ -207,6 +209,10 @@ struct Writer {
     config: FileSinkConfig,
     open: HashMap<PathBuf, OpenFile>,
     tick: u64,
+    /// One serialized record (reused).
+    buf: Vec<u8>,
+    /// Serialized records waiting for one `write` (reused).
+    pending: Vec<u8>,
 }
 
 fn io_error(sink: &str, what: &str, path: &Path, e: std::io::Error) -> SinkError {
@@ -223,32 +229,73 @@ impl Writer {
     fn write(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
         let now = Utc::now();
         self.tick += 1;
-        // One buffer per platform: a batch mixes them only in `auto` replays.
-        let mut buffers: [(Platform, Vec<u8>); 2] = [
-            (Platform::Twitter, Vec::new()),
-            (Platform::Telegram, Vec::new()),
-        ];
-        for r in batch {
-            let buf = &mut buffers[(r.platform == Platform::Telegram) as usize].1;
-            r.write_line(self.config.format, buf);
-        }
-        for (platform, buf) in buffers {
-            if buf.is_empty() {
+        // A batch mixes platforms only in `auto` replays: write each platform's
+        // records in turn, serialized into a reused buffer and written in chunks.
+        for platform in [Platform::Twitter, Platform::Telegram] {
+            let mut records = batch.iter().filter(|r| r.platform == platform).peekable();
+            if records.peek().is_none() {
                 continue;
             }
-            let bytes = if self.config.gzip {
-                let mut enc =
-                    GzEncoder::new(Vec::with_capacity(buf.len() / 4), Compression::default());
-                enc.write_all(&buf)
-                    .and_then(|_| enc.finish())
-                    .map_err(|e| SinkError::fatal(&self.sink, e))?
-            } else {
-                buf
-            };
             let base = self.template.render(platform, now);
-            self.append(&base, &bytes)?;
+            let mut buf = std::mem::take(&mut self.buf);
+            let mut gz = self
+                .config
+                .gzip
+                .then(|| GzEncoder::new(Vec::with_capacity(WRITE_CHUNK), Compression::default()));
+            let mut result = Ok(());
+            for r in records {
+                buf.clear();
+                r.write_line(self.config.format, &mut buf);
+                if let Some(enc) = gz.as_mut() {
+                    enc.write_all(&buf).expect("writing to a Vec cannot fail");
+                    continue;
+                }
+                self.pending.extend_from_slice(&buf);
+                if self.pending.len() >= WRITE_CHUNK {
+                    result = self.write_pending(&base);
+                    if result.is_err() {
+                        break;
+                    }
+                }
+            }
+            self.buf = buf;
+            if let Some(enc) = gz {
+                // One gzip member per batch, so a crash never leaves a half member behind confirmed data.
+                self.pending = enc
+                    .finish()
+                    .expect("finishing a gzip stream into a Vec cannot fail");
+            }
+            result.and_then(|_| self.write_pending(&base))?;
+            if self.config.fsync {
+                self.sync(&base)?;
+            }
         }
         self.close_idle();
+        Ok(())
+    }
+
+    /// Appends the pending bytes to the file for `base` (rotating first if needed).
+    fn write_pending(&mut self, base: &Path) -> Result<(), SinkError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let result = self.append(base, &pending);
+        self.pending = pending;
+        self.pending.clear();
+        if self.pending.capacity() > 4 * WRITE_CHUNK {
+            self.pending.shrink_to(WRITE_CHUNK);
+        }
+        result
+    }
+
+    fn sync(&mut self, base: &Path) -> Result<(), SinkError> {
+        let sink = self.sink.clone();
+        if let Some(of) = self.open.get_mut(base) {
+            of.file
+                .sync_data()
+                .map_err(|e| io_error(&sink, "cannot fsync", &of.path, e))?;
+        }
         Ok(())
     }
 
@@ -350,6 +397,8 @@ impl FileSink {
                 config,
                 open: HashMap::new(),
                 tick: 0,
+                buf: Vec::with_capacity(4096),
+                pending: Vec::with_capacity(WRITE_CHUNK + 64 * 1024),
             })),
         })
     }
@@ -477,12 +526,12 @@ mod tests {
         let n = match platform {
             Platform::Twitter => crate::sources::twitter::normalize_line(
                 format!(r#"{{"data":{{"id":"{id}","text":"t{id}"}}}}"#).as_bytes(),
-                "now",
+                &"now".into(),
                 &opts,
             ),
             Platform::Telegram => crate::sources::telegram::normalize_update(
                 format!(r#"{{"update_id":{id},"message":{{"message_id":{id},"chat":{{"id":1,"type":"private"}},"text":"m"}}}}"#).as_bytes(),
-                "now",
+                &"now".into(),
                 &opts,
             ),
         };

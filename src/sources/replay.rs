@@ -43,7 +43,7 @@ impl ReplaySource {
 pub fn normalize(
     platform: PlatformArg,
     line: &[u8],
-    received_at: &str,
+    received_at: &Arc<str>,
     ctx: &SourceContext,
 ) -> Result<Normalized, NormalizeError> {
     let opts = &ctx.normalize;
@@ -79,7 +79,7 @@ struct LineHandler<'a> {
     ctx: &'a SourceContext,
     platform: PlatformArg,
     max_line_bytes: usize,
-    received_at: String,
+    received_at: Arc<str>,
     batch: Vec<Arc<Record>>,
     malformed: u64,
     error: Option<SourceError>,
@@ -248,7 +248,7 @@ impl Source for ReplaySource {
             ctx: &ctx,
             platform: self.platform,
             max_line_bytes: self.max_line_bytes,
-            received_at: String::new(),
+            received_at: Arc::from(""),
             batch: Vec::new(),
             malformed: 0,
             error: None,
@@ -269,7 +269,7 @@ impl Source for ReplaySource {
             if n == 0 {
                 break;
             }
-            handler.received_at = rfc3339(chrono::Utc::now());
+            handler.received_at = rfc3339(chrono::Utc::now()).into();
             splitter.push(&buf[..n], |l| handler.line(l));
             if let Some(e) = handler.error.take() {
                 return Err(e);
@@ -287,7 +287,7 @@ impl Source for ReplaySource {
                         break;
                     }
                     drained += n;
-                    handler.received_at = rfc3339(chrono::Utc::now());
+                    handler.received_at = rfc3339(chrono::Utc::now()).into();
                     splitter.push(&buf[..n], |l| handler.line(l));
                 }
                 debug!(bytes = drained, "drained standard input on stop");
@@ -305,7 +305,7 @@ impl Source for ReplaySource {
             });
         } else if splitter.partial_len() > 0 {
             // The input's last line has no newline: take it as it is.
-            handler.received_at = rfc3339(chrono::Utc::now());
+            handler.received_at = rfc3339(chrono::Utc::now()).into();
             splitter.finish(|l| handler.line(l));
         }
         if let Some(e) = handler.error.take() {

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -142,7 +143,7 @@ pub fn update_id(line: &[u8]) -> Option<i64> {
 /// Normalizes one Telegram `Update` object (one JSON line).
 pub fn normalize_update(
     line: &[u8],
-    received_at: &str,
+    received_at: &Arc<str>,
     opts: &NormalizeOptions,
 ) -> Result<Normalized, NormalizeError> {
     let line = trim_line(line);
@@ -179,11 +180,14 @@ pub fn normalize_update(
     let mut record = Record {
         id: String::new(),
         platform: Platform::Telegram,
-        kind: kind.to_string(),
+        kind: match MESSAGE_KINDS.iter().find(|k| **k == kind.as_ref()) {
+            Some(k) => Cow::Borrowed(*k),
+            None => Cow::Owned(kind.to_string()),
+        },
         text: None,
         text_ascii: None,
         created_at: None,
-        received_at: received_at.to_owned(),
+        received_at: received_at.clone(),
         author: None,
         chat: None,
         lang: None,
@@ -246,7 +250,8 @@ mod tests {
 
     fn record(line: &str) -> Record {
         let opts = NormalizeOptions::new(Arc::new(RunInfo::new(None)));
-        match normalize_update(line.as_bytes(), "2026-01-01T00:00:00.000Z", &opts).unwrap() {
+        match normalize_update(line.as_bytes(), &"2026-01-01T00:00:00.000Z".into(), &opts).unwrap()
+        {
             Normalized::Record(r) => *r,
             other => panic!("expected a record, got {other:?}"),
         }
@@ -350,10 +355,10 @@ mod tests {
             br#"{"update_id":1,"message":{"message_id":1,"chat":{"id":1,"type":"private"},"text":"cut"#,
             b"\xff\xfe\x00",
         ] {
-            assert!(normalize_update(bad, "", &opts).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(normalize_update(bad, &"".into(), &opts).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         assert!(matches!(
-            normalize_update(b"  \r\n", "", &opts).unwrap(),
+            normalize_update(b"  \r\n", &"".into(), &opts).unwrap(),
             Normalized::Nothing
         ));
     }

@@ -6,6 +6,7 @@
 //! `errors` is a control message (for example `operational-disconnect`).
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -71,43 +72,61 @@ struct User<'a> {
 
 #[derive(Deserialize)]
 struct Rule<'a> {
-    id: RuleId<'a>,
+    id: RuleId,
     #[serde(borrow, default)]
     tag: Option<Cow<'a, str>>,
 }
 
 /// Rule ids are strings in today's API; early v2 responses sent numbers.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum RuleId<'a> {
-    #[serde(borrow)]
-    Str(Cow<'a, str>),
-    Num(u64),
-}
+/// (A hand-written visitor: `#[serde(untagged)]` would buffer every value.)
+struct RuleId(String);
 
-impl RuleId<'_> {
-    fn into_string(self) -> String {
-        match self {
-            RuleId::Str(s) => s.into_owned(),
-            RuleId::Num(n) => n.to_string(),
+impl<'de> Deserialize<'de> for RuleId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = RuleId;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a rule id (string or number)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RuleId, E> {
+                Ok(RuleId(v.to_owned()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<RuleId, E> {
+                Ok(RuleId(v.to_string()))
+            }
         }
+        d.deserialize_any(V)
     }
 }
 
 /// Normalizes one X filtered-stream line (without or with its `\r\n`).
 pub fn normalize_line(
     line: &[u8],
-    received_at: &str,
+    received_at: &Arc<str>,
     opts: &NormalizeOptions,
 ) -> Result<Normalized, NormalizeError> {
     let line = trim_line(line);
     if line.is_empty() {
         return Ok(Normalized::Nothing);
     }
-    let parsed: StreamLine<'_> = serde_json::from_slice(line)?;
+    // With `raw` kept, one validating pass yields the raw text and the struct is
+    // parsed from it as `str` (no second UTF-8 check); without, parse directly.
+    let raw: Option<&RawValue> = if opts.keep_raw {
+        Some(serde_json::from_slice(line)?)
+    } else {
+        None
+    };
+    let parsed: StreamLine<'_> = match raw {
+        Some(raw) => serde_json::from_str(raw.get())?,
+        None => serde_json::from_slice(line)?,
+    };
     let Some(tweet) = parsed.data else {
         return match parsed.errors {
-            Some(_) => Ok(Normalized::Control(raw_value(line)?)),
+            Some(_) => Ok(Normalized::Control(match raw {
+                Some(raw) => raw.to_owned(),
+                None => raw_value(line)?,
+            })),
             None => Err(NormalizeError::Shape {
                 platform: Platform::Twitter,
                 reason: "the line has neither `data` nor `errors`",
@@ -135,7 +154,7 @@ pub fn normalize_line(
         .matching_rules
         .into_iter()
         .map(|r| MatchingRule {
-            id: r.id.into_string(),
+            id: r.id.0,
             tag: r.tag.map(Cow::into_owned),
         })
         .collect();
@@ -151,7 +170,7 @@ pub fn normalize_line(
     Ok(Normalized::Record(Box::new(Record {
         id: format!("twitter:{}", tweet.id),
         platform: Platform::Twitter,
-        kind: "tweet".to_owned(),
+        kind: Cow::Borrowed("tweet"),
         text_ascii: if opts.transliterate {
             text.as_deref().map(transliterate)
         } else {
@@ -159,7 +178,7 @@ pub fn normalize_line(
         },
         text,
         created_at: tweet.created_at.as_deref().map(normalize_timestamp),
-        received_at: received_at.to_owned(),
+        received_at: received_at.clone(),
         author,
         chat: None,
         lang: tweet.lang.map(Cow::into_owned),
@@ -193,7 +212,8 @@ mod tests {
     }
 
     fn record(line: &str) -> Record {
-        match normalize_line(line.as_bytes(), "2026-01-01T00:00:00.000Z", &opts()).unwrap() {
+        match normalize_line(line.as_bytes(), &"2026-01-01T00:00:00.000Z".into(), &opts()).unwrap()
+        {
             Normalized::Record(r) => *r,
             other => panic!("expected a record, got {other:?}"),
         }
@@ -279,16 +299,16 @@ mod tests {
     fn keepalives_blank_lines_and_errors() {
         let o = opts();
         assert!(matches!(
-            normalize_line(b"\r\n", "", &o).unwrap(),
+            normalize_line(b"\r\n", &"".into(), &o).unwrap(),
             Normalized::Nothing
         ));
         assert!(matches!(
-            normalize_line(b"", "", &o).unwrap(),
+            normalize_line(b"", &"".into(), &o).unwrap(),
             Normalized::Nothing
         ));
         let control = br#"{"errors":[{"title":"operational-disconnect","disconnect_type":"UpstreamOperationalDisconnect","detail":"This stream has been disconnected upstream for operational reasons.","type":"https://api.twitter.com/2/problems/operational-disconnect"}]}"#;
         assert!(matches!(
-            normalize_line(control, "", &o).unwrap(),
+            normalize_line(control, &"".into(), &o).unwrap(),
             Normalized::Control(_)
         ));
     }
@@ -298,9 +318,12 @@ mod tests {
         let mut o = opts();
         o.transliterate = true;
         o.keep_raw = false;
-        let Normalized::Record(r) =
-            normalize_line(r#"{"data":{"id":"1","text":"Ελλάδα"}}"#.as_bytes(), "", &o).unwrap()
-        else {
+        let Normalized::Record(r) = normalize_line(
+            r#"{"data":{"id":"1","text":"Ελλάδα"}}"#.as_bytes(),
+            &"".into(),
+            &o,
+        )
+        .unwrap() else {
             panic!()
         };
         assert_eq!(r.text_ascii.as_deref(), Some("Ellada"));
@@ -320,7 +343,7 @@ mod tests {
             b"\x00\x01\x02",
         ] {
             assert!(
-                normalize_line(bad, "", &o).is_err(),
+                normalize_line(bad, &"".into(), &o).is_err(),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );

@@ -1,0 +1,217 @@
+//! Throughput and memory benchmark: normalize alone, and replay → file end to end.
+//!
+//! ```text
+//! cargo build --release && cargo run --release --example bench -- --records 1000000
+//! ```
+//!
+//! It generates realistic X filtered-stream lines itself (authors in
+//! `includes.users`, matching rules, emoji, right-to-left text, long posts),
+//! measures the normalizer in process, then pipes the lines into the real
+//! `ingest replay - --sink file` binary pinned to one core and reports
+//! records/s, MB/s, CPU time and peak RSS (from `wait4`). `--no-raw` passes
+//! `--no-raw` to the binary.
+
+use std::io::Write;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ingest::record::{NormalizeOptions, Normalized, RunInfo};
+use ingest::sources::twitter::normalize_line;
+
+/// The allocator the binary uses, so the in-process figures match it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const TEXTS: [&str; 8] = [
+    "Just shipped a new release of our data pipeline 🚀 #rustlang #dataengineering",
+    "مرحبا بالعالم — هذا اختبار للبث المباشر من واجهة برمجة التطبيقات",
+    "Привет, мир! Потоковые данные идут без потерь, даже при переподключении.",
+    "データ収集のテストです。フィルターストリームからのツイート 📡",
+    "שלום עולם, זוהי בדיקה של זרם הנתונים בזמן אמת",
+    "Breaking: researchers publish the full dataset of 2026 election posts, 12M rows, CC-BY 📊 https://t.co/abc123",
+    "lol 😂😂😂 this is the best thread I've read all week 🧵👇",
+    "¿Alguien sabe si la API v2 sigue enviando keep-alives cada 20 segundos? 🤔",
+];
+const LANGS: [&str; 8] = ["en", "ar", "ru", "ja", "iw", "en", "en", "es"];
+
+/// One realistic stream line for tweet number `i`.
+fn line(i: u64, out: &mut Vec<u8>) {
+    let k = (i % 8) as usize;
+    let author = 1_000_000 + (i * 7919) % 50_000;
+    let id = 1_600_000_000_000_000_000u64 + i;
+    let text = if i.is_multiple_of(50) {
+        TEXTS[k].repeat(12)
+    } else {
+        TEXTS[k].to_owned()
+    };
+    let rule = i % 3;
+    write!(
+        out,
+        r#"{{"data":{{"id":"{id}","text":{text},"author_id":"{author}","created_at":"2026-11-22T07:{m:02}:{s:02}.000Z","lang":"{lang}","conversation_id":"{id}","source":"Twitter for iPhone","edit_history_tweet_ids":["{id}"],"public_metrics":{{"retweet_count":{rt},"reply_count":3,"like_count":{likes},"quote_count":0}}}},"includes":{{"users":[{{"id":"{author}","name":"User {author}","username":"user_{author}","verified":false}}]}},"matching_rules":[{{"id":"159000000000000000{rule}","tag":"topic-{rule}"}}]}}"#,
+        text = serde_json::to_string(&text).unwrap(),
+        m = (i / 60) % 60,
+        s = i % 60,
+        lang = LANGS[k],
+        rt = i % 1000,
+        likes = (i * 13) % 10_000,
+    )
+    .unwrap();
+    out.extend_from_slice(b"\r\n");
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity get valid pointers.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+fn main() {
+    let records = arg("--records", 1_000_000);
+    println!("generating {records} X stream lines per phase");
+
+    // End to end first, while this process is small: a child's peak RSS
+    // counts the parent's RSS at fork time on Linux.
+    // The real binary, replay - → file, pinned to one core.
+    let exe = std::env::current_exe().unwrap();
+    let bin: PathBuf = std::env::var_os("INGEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| exe.parent().unwrap().parent().unwrap().join("ingest"));
+    assert!(
+        bin.exists(),
+        "build the binary first (cargo build --release) or set INGEST_BIN; looked at {}",
+        bin.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.jsonl");
+    let mut cmd = Command::new(&bin);
+    cmd.args(["replay", "-", "--sink", "file", "--summary", "--file-path"])
+        .arg(&out)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(
+            std::env::args()
+                .any(|a| a == "--no-raw")
+                .then_some("--no-raw"),
+        )
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let one_core = std::thread::available_parallelism()
+        .map(|n| n.get() > 1)
+        .unwrap_or(false);
+    if one_core {
+        // SAFETY: only async-signal-safe calls (sched_setaffinity) between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| pin_to_cpu(0));
+        }
+    }
+    let start = Instant::now();
+    #[allow(clippy::zombie_processes)] // reaped below with wait4, which also gives the rusage
+    let mut child = cmd.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        if one_core {
+            let _ = pin_to_cpu(1);
+        }
+        let mut buf = Vec::with_capacity(1 << 20);
+        let mut total = 0u64;
+        for i in 0..records {
+            line(i, &mut buf);
+            if buf.len() > (1 << 20) - 8192 {
+                stdin.write_all(&buf).unwrap();
+                total += buf.len() as u64;
+                buf.clear();
+            }
+        }
+        stdin.write_all(&buf).unwrap();
+        total + buf.len() as u64
+    });
+    let input_bytes = writer.join().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: zeroed rusage is valid; wait4 on our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(rc, pid, "wait4 failed");
+    let summary = std::io::read_to_string(stderr).unwrap();
+    let delivered = std::fs::read(&out)
+        .map(|b| b.iter().filter(|c| **c == b'\n').count())
+        .unwrap_or(0);
+    let cpu = usage.ru_utime.tv_sec as f64
+        + usage.ru_utime.tv_usec as f64 / 1e6
+        + usage.ru_stime.tv_sec as f64
+        + usage.ru_stime.tv_usec as f64 / 1e6;
+    println!(
+        "replay → file: {delivered} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s in; CPU {cpu:.2} s ({:.0} records per CPU-second){}; peak RSS {:.1} MiB",
+        delivered as f64 / secs,
+        input_bytes as f64 / secs / 1e6,
+        delivered as f64 / cpu,
+        if one_core { ", pinned to one core" } else { "" },
+        usage.ru_maxrss as f64 / 1024.0
+    );
+    assert_eq!(
+        delivered as u64, records,
+        "every record delivered; ingest said:\n{summary}"
+    );
+
+    // Phase 1: normalize alone, in process, one thread.
+    let opts = NormalizeOptions::new(Arc::new(RunInfo::new(None)));
+    let received_at: Arc<str> = Arc::from("2026-11-22T07:00:00.000Z");
+    let sample: u64 = records.min(1_000_000);
+    let mut buf = Vec::with_capacity(4096);
+    let mut bytes = 0u64;
+    let mut lines = Vec::with_capacity(sample as usize);
+    for i in 0..sample {
+        buf.clear();
+        line(i, &mut buf);
+        bytes += buf.len() as u64;
+        lines.push(buf.clone());
+    }
+    // The floor: one validating pass of serde_json over the same lines.
+    let start = Instant::now();
+    for l in &lines {
+        std::hint::black_box(serde_json::from_slice::<serde::de::IgnoredAny>(l).is_ok());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "json floor:    one serde_json validating pass = {:.0} lines/s, {:.1} MB/s",
+        sample as f64 / secs,
+        bytes as f64 / secs / 1e6
+    );
+    let start = Instant::now();
+    let mut n = 0u64;
+    for l in &lines {
+        if let Ok(Normalized::Record(r)) = normalize_line(l, &received_at, &opts) {
+            n += 1;
+            std::hint::black_box(r);
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "normalize:     {n} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s (avg line {} B)",
+        n as f64 / secs,
+        bytes as f64 / secs / 1e6,
+        bytes / sample
+    );
+}
