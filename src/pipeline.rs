@@ -524,3 +524,335 @@ pub async fn route(
         flush_failed,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::config::{BatchConfig, RetryConfig};
+    use crate::record::{NormalizeOptions, Normalized, RunInfo};
+
+    /// A sink that answers from a script, then succeeds; it records every batch it confirmed.
+    struct ScriptedSink {
+        name: String,
+        script: VecDeque<fn(usize) -> Result<(), SinkError>>,
+        confirmed: Arc<Mutex<Vec<Vec<String>>>>,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl ScriptedSink {
+        fn new(
+            script: Vec<fn(usize) -> Result<(), SinkError>>,
+        ) -> (Self, Arc<Mutex<Vec<Vec<String>>>>, Arc<AtomicUsize>) {
+            let confirmed = Arc::new(Mutex::new(Vec::new()));
+            let calls = Arc::new(AtomicUsize::new(0));
+            let sink = ScriptedSink {
+                name: "test".into(),
+                script: script.into(),
+                confirmed: confirmed.clone(),
+                calls: calls.clone(),
+            };
+            (sink, confirmed, calls)
+        }
+    }
+
+    impl Sink for ScriptedSink {
+        fn name(&self) -> &str {
+            &self.name
+        }
+        async fn healthcheck(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+        async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let result = match self.script.pop_front() {
+                Some(step) => step(batch.len()),
+                None => Ok(()),
+            };
+            let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
+            match &result {
+                Ok(()) => self.confirmed.lock().unwrap().push(ids),
+                Err(SinkError::Partial { failed, .. }) => {
+                    let ok = ids
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| !failed.contains(i))
+                        .map(|(_, id)| id.clone())
+                        .collect();
+                    self.confirmed.lock().unwrap().push(ok);
+                }
+                Err(_) => {}
+            }
+            result
+        }
+        async fn flush(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    fn records(range: std::ops::Range<u32>) -> Vec<Arc<Record>> {
+        let opts = NormalizeOptions::new(Arc::new(RunInfo::new(None)));
+        range
+            .map(|i| {
+                let line = format!(r#"{{"data":{{"id":"{i}","text":"t"}}}}"#);
+                match crate::sources::twitter::normalize_line(line.as_bytes(), &"now".into(), &opts)
+                    .unwrap()
+                {
+                    Normalized::Record(r) => Arc::new(*r),
+                    _ => unreachable!(),
+                }
+            })
+            .collect()
+    }
+
+    fn config(max_records: usize, max_attempts: u32) -> CommonSinkConfig {
+        CommonSinkConfig {
+            queue_capacity: 4,
+            batch: BatchConfig {
+                max_records,
+                max_bytes: usize::MAX,
+                timeout_ms: 20,
+            },
+            retry: RetryConfig {
+                max_attempts,
+                initial_backoff_ms: 1,
+                max_backoff_ms: 2,
+            },
+        }
+    }
+
+    struct Harness {
+        tx: mpsc::Sender<SourceBatch>,
+        outcome: tokio::task::JoinHandle<RouterOutcome>,
+        stop: CancellationToken,
+        _dir: tempfile::TempDir,
+        dead_letters: DeadLetters,
+    }
+
+    fn start<S: Sink>(sinks: Vec<(S, CommonSinkConfig)>, max_records: Option<u64>) -> Harness {
+        start_with_timeout(sinks, max_records, Duration::from_secs(30))
+    }
+
+    fn start_with_timeout<S: Sink>(
+        sinks: Vec<(S, CommonSinkConfig)>,
+        max_records: Option<u64>,
+        shutdown_timeout: Duration,
+    ) -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let dead_letters = DeadLetters::new(dir.path(), "run");
+        let abort = CancellationToken::new();
+        let handles = sinks
+            .into_iter()
+            .map(|(sink, config)| {
+                spawn_sink(
+                    SinkSpec {
+                        sink,
+                        kind: "test",
+                        config,
+                    },
+                    dead_letters.clone(),
+                    abort.clone(),
+                )
+            })
+            .collect();
+        let (tx, rx) = mpsc::channel(4);
+        let stop = CancellationToken::new();
+        let limits = RunLimits {
+            duration: None,
+            max_records,
+            shutdown_timeout,
+        };
+        let outcome = tokio::spawn(route(
+            rx,
+            handles,
+            limits,
+            stop.clone(),
+            CancellationToken::new(),
+            abort,
+        ));
+        Harness {
+            tx,
+            outcome,
+            stop,
+            _dir: dir,
+            dead_letters,
+        }
+    }
+
+    fn retryable(_: usize) -> Result<(), SinkError> {
+        Err(SinkError::retryable("test", "connection reset"))
+    }
+    fn fatal(_: usize) -> Result<(), SinkError> {
+        Err(SinkError::fatal("test", "message too large"))
+    }
+    fn first_two_fail(n: usize) -> Result<(), SinkError> {
+        Err(SinkError::Partial {
+            sink: "test".into(),
+            failed: vec![0, 1],
+            total: n,
+            source: "throttled".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn ack_fires_only_after_every_sink_confirmed() {
+        let (a, a_confirmed, _) = ScriptedSink::new(vec![]);
+        let (b, _, b_calls) = ScriptedSink::new(vec![retryable, retryable]);
+        let h = start(vec![(a, config(100, 5)), (b, config(100, 5))], None);
+        let (batch, ack) = SourceBatch::with_ack(records(0..3));
+        h.tx.send(batch).await.unwrap();
+        let ack = ack.await.unwrap();
+        assert_eq!(
+            ack,
+            Ack {
+                accepted: 3,
+                outcome: Outcome::Delivered
+            }
+        );
+        // The ack came after sink b's third attempt succeeded.
+        assert_eq!(b_calls.load(Ordering::SeqCst), 3);
+        assert_eq!(
+            a_confirmed.lock().unwrap().concat(),
+            ["twitter:0", "twitter:1", "twitter:2"]
+        );
+        drop(h.tx);
+        let out = h.outcome.await.unwrap();
+        assert_eq!(out.per_sink["test"].delivered, 3);
+    }
+
+    #[tokio::test]
+    async fn partial_failures_retry_only_the_failed_records() {
+        let (sink, confirmed, calls) = ScriptedSink::new(vec![first_two_fail]);
+        let h = start(vec![(sink, config(100, 5))], None);
+        let (batch, ack) = SourceBatch::with_ack(records(0..5));
+        h.tx.send(batch).await.unwrap();
+        assert_eq!(ack.await.unwrap().outcome, Outcome::Delivered);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let batches = confirmed.lock().unwrap().clone();
+        assert_eq!(batches[0], ["twitter:2", "twitter:3", "twitter:4"]);
+        assert_eq!(
+            batches[1],
+            ["twitter:0", "twitter:1"],
+            "only the failed records are resent"
+        );
+        drop(h.tx);
+        let out = h.outcome.await.unwrap();
+        assert_eq!(
+            (out.per_sink["test"].delivered, out.per_sink["test"].retried),
+            (5, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn retry_budget_spent_means_dead_letters_and_the_ack_says_so() {
+        let (sink, _, calls) = ScriptedSink::new(vec![retryable, retryable, retryable]);
+        let h = start(vec![(sink, config(100, 3))], None);
+        let (batch, ack) = SourceBatch::with_ack(records(0..2));
+        h.tx.send(batch).await.unwrap();
+        assert_eq!(ack.await.unwrap().outcome, Outcome::DeadLettered);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(h.dead_letters.written(), 2);
+        drop(h.tx);
+        let out = h.outcome.await.unwrap();
+        assert_eq!(
+            (
+                out.per_sink["test"].delivered,
+                out.per_sink["test"].dead_lettered
+            ),
+            (0, 2)
+        );
+    }
+
+    #[tokio::test]
+    async fn fatal_errors_dead_letter_at_once_and_later_batches_still_flow() {
+        let (sink, confirmed, calls) = ScriptedSink::new(vec![fatal]);
+        let h = start(vec![(sink, config(2, 5))], None);
+        let (b1, ack1) = SourceBatch::with_ack(records(0..2));
+        h.tx.send(b1).await.unwrap();
+        assert_eq!(ack1.await.unwrap().outcome, Outcome::DeadLettered);
+        let (b2, ack2) = SourceBatch::with_ack(records(2..4));
+        h.tx.send(b2).await.unwrap();
+        assert_eq!(ack2.await.unwrap().outcome, Outcome::Delivered);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        assert_eq!(
+            confirmed.lock().unwrap().concat(),
+            ["twitter:2", "twitter:3"]
+        );
+        drop(h.tx);
+        h.outcome.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn batches_are_split_at_max_records_and_merged_below_it() {
+        let (sink, confirmed, _) = ScriptedSink::new(vec![]);
+        let h = start(vec![(sink, config(4, 1))], None);
+        h.tx.send(SourceBatch::new(records(0..10))).await.unwrap();
+        drop(h.tx);
+        h.outcome.await.unwrap();
+        let sizes: Vec<usize> = confirmed.lock().unwrap().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [4, 4, 2]);
+
+        let (sink, confirmed, _) = ScriptedSink::new(vec![]);
+        let h = start(vec![(sink, config(100, 1))], None);
+        for i in 0..5 {
+            h.tx.send(SourceBatch::new(records(i * 2..i * 2 + 2)))
+                .await
+                .unwrap();
+        }
+        drop(h.tx);
+        h.outcome.await.unwrap();
+        let all = confirmed.lock().unwrap().concat();
+        assert_eq!(all.len(), 10);
+        assert!(
+            confirmed.lock().unwrap().len() < 5,
+            "small source batches are merged into fewer writes"
+        );
+    }
+
+    #[tokio::test]
+    async fn max_records_cuts_the_batch_and_stops_the_source() {
+        let (sink, confirmed, _) = ScriptedSink::new(vec![]);
+        let h = start(vec![(sink, config(100, 1))], Some(5));
+        let (b1, ack1) = SourceBatch::with_ack(records(0..3));
+        h.tx.send(b1).await.unwrap();
+        let (b2, ack2) = SourceBatch::with_ack(records(3..6));
+        h.tx.send(b2).await.unwrap();
+        assert_eq!(ack1.await.unwrap().accepted, 3);
+        assert_eq!(ack2.await.unwrap().accepted, 2);
+        assert!(h.stop.is_cancelled());
+        let (b3, ack3) = SourceBatch::with_ack(records(6..7));
+        h.tx.send(b3).await.unwrap();
+        assert_eq!(ack3.await.unwrap().accepted, 0);
+        drop(h.tx);
+        let out = h.outcome.await.unwrap();
+        assert_eq!(
+            (out.records_in, out.dropped_over_limit, out.stop_reason),
+            (5, 2, StopReason::MaxRecords)
+        );
+        assert_eq!(confirmed.lock().unwrap().concat().len(), 5);
+    }
+
+    #[tokio::test]
+    async fn the_shutdown_timeout_dead_letters_what_is_left() {
+        let failing: Vec<fn(usize) -> Result<(), SinkError>> = vec![retryable; 1000];
+        let (sink, _, _) = ScriptedSink::new(failing);
+        let mut cfg = config(2, 1000);
+        cfg.retry.initial_backoff_ms = 50;
+        let h = start_with_timeout(vec![(sink, cfg)], None, Duration::from_millis(200));
+        let (b1, ack1) = SourceBatch::with_ack(records(0..2));
+        h.tx.send(b1).await.unwrap();
+        let (b2, ack2) = SourceBatch::with_ack(records(2..4));
+        h.tx.send(b2).await.unwrap();
+        drop(h.tx);
+        let out = h.outcome.await.unwrap();
+        assert_eq!(ack1.await.unwrap().outcome, Outcome::DeadLettered);
+        assert_eq!(ack2.await.unwrap().outcome, Outcome::DeadLettered);
+        assert_eq!(
+            out.per_sink["test"].dead_lettered, 4,
+            "nothing dropped silently"
+        );
+        assert_eq!(h.dead_letters.written(), 4);
+    }
+}
