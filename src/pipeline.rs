@@ -534,18 +534,20 @@ mod tests {
     use crate::config::{BatchConfig, RetryConfig};
     use crate::record::{NormalizeOptions, Normalized, RunInfo};
 
+    type Confirmed = Arc<Mutex<Vec<Vec<String>>>>;
+
     /// A sink that answers from a script, then succeeds; it records every batch it confirmed.
     struct ScriptedSink {
         name: String,
         script: VecDeque<fn(usize) -> Result<(), SinkError>>,
-        confirmed: Arc<Mutex<Vec<Vec<String>>>>,
+        confirmed: Confirmed,
         calls: Arc<AtomicUsize>,
     }
 
     impl ScriptedSink {
         fn new(
             script: Vec<fn(usize) -> Result<(), SinkError>>,
-        ) -> (Self, Arc<Mutex<Vec<Vec<String>>>>, Arc<AtomicUsize>) {
+        ) -> (Self, Confirmed, Arc<AtomicUsize>) {
             let confirmed = Arc::new(Mutex::new(Vec::new()));
             let calls = Arc::new(AtomicUsize::new(0));
             let sink = ScriptedSink {
