@@ -28,8 +28,155 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Capture the X filtered stream into sinks (bearer token in TWITTER_BEARER_TOKEN).
+    Twitter(TwitterArgs),
+    /// Manage X filtered-stream rules: list, validate, sync, clear.
+    Rules(RulesArgs),
     /// Replay captured JSONL (X stream lines or Telegram updates) from a file or stdin into sinks.
     Replay(ReplayArgs),
+    /// Run a built-in mock API, for demos and CI.
+    #[command(subcommand)]
+    Mock(MockCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RulesMode {
+    /// Make the live rules equal to the rules file before connecting.
+    #[default]
+    Sync,
+    /// Leave the live rules alone.
+    Keep,
+}
+
+/// Where the X API is and how to reach it.
+#[derive(Debug, Args, Default, Clone)]
+pub struct XApiArgs {
+    /// Base URL of the X API (tests and proxies point it elsewhere).
+    #[arg(long, env = "INGEST_TWITTER_API_BASE", value_name = "URL")]
+    pub twitter_api_base: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TwitterArgs {
+    /// Rules file (`[[rule]] value, tag`), synced before connecting (see --rules-mode).
+    #[arg(
+        long,
+        env = "INGEST_RULES",
+        value_name = "FILE",
+        conflicts_with = "track"
+    )]
+    pub rules: Option<PathBuf>,
+
+    /// Retired v1.1 track syntax (comma = OR, space = AND), turned into one v2 rule.
+    #[arg(long, value_name = "TERMS")]
+    pub track: Option<String>,
+
+    /// `sync` the live rules to the rules file, or `keep` them as they are.
+    #[arg(long, value_enum, env = "INGEST_RULES_MODE")]
+    pub rules_mode: Option<RulesMode>,
+
+    #[command(flatten)]
+    pub api: XApiArgs,
+
+    /// Reconnect when no byte (not even a keep-alive) arrives for this long (default 30s).
+    #[arg(long, env = "INGEST_STALL_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
+    pub stall_timeout: Option<Duration>,
+
+    /// Close every streaming connection of the app (DELETE /2/connections/all) before connecting.
+    #[arg(long)]
+    pub reset_connections: bool,
+
+    /// `tweet.fields` to request (default created_at,lang,author_id,conversation_id,source).
+    #[arg(long, value_name = "FIELDS")]
+    pub tweet_fields: Option<String>,
+
+    /// `expansions` to request (default author_id).
+    #[arg(long, value_name = "FIELDS")]
+    pub expansions: Option<String>,
+
+    /// `user.fields` to request (default name,username).
+    #[arg(long, value_name = "FIELDS")]
+    pub user_fields: Option<String>,
+
+    /// Ask X to resend up to this many minutes missed during a disconnect (1-5; needs access that allows it).
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..=5))]
+    pub backfill_minutes: Option<u32>,
+
+    /// Start the built-in mock X API in process and capture from it (no account needed).
+    #[arg(long)]
+    pub mock: bool,
+
+    /// Scenario file for --mock (rate, faults); see examples/scenario.toml.
+    #[arg(long, value_name = "FILE", requires = "mock")]
+    pub mock_scenario: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    pub action: RulesAction,
+}
+
+/// Options of every `rules` action.
+#[derive(Debug, Args)]
+pub struct RulesCommon {
+    #[command(flatten)]
+    pub api: XApiArgs,
+
+    /// Config file (default: ./ingest.toml when present).
+    #[arg(long, env = "INGEST_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesAction {
+    /// Print the live rules (id, value, tag; tab-separated).
+    List(RulesCommon),
+    /// Check the rules file with X (dry run): nothing changes.
+    Validate {
+        /// Rules file.
+        #[arg(long, value_name = "FILE")]
+        rules: PathBuf,
+        #[command(flatten)]
+        common: RulesCommon,
+    },
+    /// Make the live rules equal to the rules file; prints what changed.
+    Sync {
+        /// Rules file.
+        #[arg(long, value_name = "FILE")]
+        rules: PathBuf,
+        #[command(flatten)]
+        common: RulesCommon,
+    },
+    /// Delete every live rule.
+    Clear {
+        /// Yes, delete them all.
+        #[arg(long)]
+        yes: bool,
+        #[command(flatten)]
+        common: RulesCommon,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MockCommand {
+    /// The mock X API: rules, the filtered stream, scripted faults.
+    Twitter(MockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MockArgs {
+    /// Address to listen on (port 0 picks one). The base URL is printed on stdout.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: String,
+
+    /// Scenario file (rate, keep-alives, faults); see examples/scenario.toml.
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize)]

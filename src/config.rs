@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{LogFormat, PlatformArg, ReplayArgs, RunArgs};
+use crate::cli::{LogFormat, PlatformArg, ReplayArgs, RulesMode, RunArgs, TwitterArgs};
 use crate::record::Format;
 use crate::retry::Backoff;
+use crate::retry::StreamBackoffConfig;
 use crate::sinks::file::{FileSinkConfig, StdoutSinkConfig};
+use crate::sources::twitter::api::{DEFAULT_API_BASE, NewRule};
+use crate::sources::twitter::stream::StreamConfig;
 
 /// The config file read when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "ingest.toml";
@@ -76,6 +79,9 @@ pub struct FileConfig {
     /// The replay source.
     #[serde(default)]
     pub replay: ReplayConfig,
+    /// The X filtered-stream source.
+    #[serde(default)]
+    pub twitter: TwitterConfig,
     /// Named sinks.
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,
@@ -87,6 +93,36 @@ pub struct FileConfig {
 pub struct ReplayConfig {
     pub platform: Option<PlatformArg>,
     pub max_line_bytes: Option<usize>,
+}
+
+/// `[twitter]`: the X filtered-stream source.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwitterConfig {
+    /// Base URL of the X API.
+    pub api_base: Option<String>,
+    /// Rules file.
+    pub rules: Option<PathBuf>,
+    /// `sync` or `keep`.
+    pub rules_mode: Option<RulesMode>,
+    /// Reconnect when no byte arrives for this long (`"30s"`).
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    pub stall_timeout: Option<Duration>,
+    pub tweet_fields: Option<String>,
+    pub expansions: Option<String>,
+    pub user_fields: Option<String>,
+    /// 1-5 minutes of backfill after a disconnect.
+    pub backfill_minutes: Option<u32>,
+    /// Recent tweet ids remembered to drop duplicates.
+    pub dedupe_window: Option<usize>,
+    /// Longest accepted stream line.
+    pub max_line_bytes: Option<usize>,
+    /// Received lines held in memory before spilling to disk.
+    pub spill_memory_bytes: Option<usize>,
+    /// Largest spill file; past it the reader waits.
+    pub spill_max_bytes: Option<u64>,
+    /// Reconnect back-off bases.
+    pub backoff: Option<StreamBackoffConfig>,
 }
 
 /// One `[sinks.NAME]` table; `type` picks the sink.
@@ -560,6 +596,97 @@ impl ReplaySettings {
                 .or(loaded.file.replay.platform)
                 .unwrap_or_default(),
             max_line_bytes,
+        })
+    }
+}
+
+/// What `ingest twitter` needs besides the run settings.
+#[derive(Debug, Clone)]
+pub struct TwitterSettings {
+    pub api_base: String,
+    pub stream: StreamConfig,
+    /// The rules wanted (from --rules or --track), if any.
+    pub rules: Option<Vec<NewRule>>,
+    pub rules_mode: RulesMode,
+    /// Run the built-in mock (with this scenario file, if any).
+    pub mock: Option<Option<PathBuf>>,
+}
+
+/// The X API base: flag/env, else config, else the public API.
+pub fn api_base(flag: Option<&str>, loaded: &LoadedConfig) -> String {
+    flag.map(str::to_owned)
+        .or_else(|| loaded.file.twitter.api_base.clone())
+        .unwrap_or_else(|| DEFAULT_API_BASE.to_owned())
+}
+
+impl TwitterSettings {
+    pub fn resolve(args: &TwitterArgs, loaded: &LoadedConfig) -> Result<Self, ResolveError> {
+        let t = &loaded.file.twitter;
+        let d = StreamConfig::default();
+        let stall_timeout = args
+            .stall_timeout
+            .or(t.stall_timeout)
+            .unwrap_or(d.stall_timeout);
+        if stall_timeout.is_zero() {
+            return Err(loaded
+                .error("twitter.stall_timeout", "must be more than zero")
+                .into());
+        }
+        if let Some(m) = t.backfill_minutes.filter(|m| !(1..=5).contains(m)) {
+            return Err(loaded
+                .error(
+                    "twitter.backfill_minutes",
+                    format!("{m} is out of range: X accepts 1 to 5"),
+                )
+                .into());
+        }
+        let max_line_bytes = t.max_line_bytes.unwrap_or(d.max_line_bytes);
+        if max_line_bytes == 0 {
+            return Err(loaded
+                .error("twitter.max_line_bytes", "must be at least 1")
+                .into());
+        }
+        let stream = StreamConfig {
+            tweet_fields: args
+                .tweet_fields
+                .clone()
+                .or(t.tweet_fields.clone())
+                .unwrap_or(d.tweet_fields),
+            expansions: args
+                .expansions
+                .clone()
+                .or(t.expansions.clone())
+                .unwrap_or(d.expansions),
+            user_fields: args
+                .user_fields
+                .clone()
+                .or(t.user_fields.clone())
+                .unwrap_or(d.user_fields),
+            backfill_minutes: args.backfill_minutes.or(t.backfill_minutes),
+            stall_timeout,
+            backoff: t.backoff.unwrap_or_default(),
+            dedupe_window: t.dedupe_window.unwrap_or(d.dedupe_window),
+            reset_connections: args.reset_connections,
+            max_line_bytes,
+            spill_memory_bytes: t.spill_memory_bytes.unwrap_or(d.spill_memory_bytes),
+            spill_max_bytes: t.spill_max_bytes.unwrap_or(d.spill_max_bytes),
+        };
+        let rules = match (&args.track, args.rules.as_ref().or(t.rules.as_ref())) {
+            (Some(track), _) => {
+                let rule = crate::sources::twitter::rules::track_to_rule(track)
+                    .map_err(ResolveError::Usage)?;
+                tracing::info!(track = %track, rule = %rule.value, "--track converted to one filtered-stream rule");
+                Some(vec![rule])
+            }
+            (None, Some(path)) => Some(crate::sources::twitter::rules::load(path)?),
+            (None, None) => None,
+        };
+        Ok(TwitterSettings {
+            api_base: api_base(args.api.twitter_api_base.as_deref(), loaded),
+            stream,
+            rules,
+            rules_mode: args.rules_mode.or(t.rules_mode).unwrap_or_default(),
+            mock: args.mock.then(|| args.mock_scenario.clone()),
         })
     }
 }

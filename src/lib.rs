@@ -14,12 +14,15 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span};
 
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod exit_codes;
+pub mod mock;
 pub mod pipeline;
 pub mod record;
 pub mod retry;
+pub mod secret;
 pub mod sinks;
 pub mod sources;
 pub mod state;
@@ -43,6 +46,12 @@ pub enum Error {
     SinkNotReady { name: String, source: SinkError },
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(transparent)]
+    XApi(#[from] sources::twitter::api::ApiError),
+    #[error(transparent)]
+    Mock(#[from] mock::MockError),
+    #[error("{0}")]
+    MissingSecret(String),
 }
 
 impl From<ResolveError> for Error {
@@ -60,7 +69,14 @@ impl Error {
         match self {
             Error::Config(_) => exit_codes::CONFIG,
             Error::Usage(_) => exit_codes::USAGE,
-            Error::SinkNotReady { .. } | Error::State(_) => exit_codes::FAILURE,
+            Error::MissingSecret(_) => exit_codes::CONFIG,
+            Error::XApi(sources::twitter::api::ApiError::Rules(_)) => exit_codes::CONFIG,
+            Error::Mock(
+                mock::MockError::Scenario { .. } | mock::MockError::ScenarioRead { .. },
+            ) => exit_codes::CONFIG,
+            Error::SinkNotReady { .. } | Error::State(_) | Error::XApi(_) | Error::Mock(_) => {
+                exit_codes::FAILURE
+            }
         }
     }
 }
@@ -75,6 +91,10 @@ pub struct SourceSummary {
     pub malformed: u64,
     /// Control messages seen (not records).
     pub control: u64,
+    /// Items dropped as already seen (X reconnects and backfill).
+    pub duplicates: u64,
+    /// Connections opened (live sources).
+    pub connections: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -168,6 +188,7 @@ pub async fn run<S: Source>(
             transliterate: settings.transliterate,
             run: run.clone(),
         },
+        state_dir: settings.state_dir.clone(),
         dead_letters: dead_letters.clone(),
         counters: counters.clone(),
     };
@@ -214,6 +235,8 @@ pub async fn run<S: Source>(
             records: counters.records.load(Ordering::Relaxed),
             malformed: counters.malformed.load(Ordering::Relaxed),
             control: counters.control.load(Ordering::Relaxed),
+            duplicates: counters.duplicates.load(Ordering::Relaxed),
+            connections: counters.connections.load(Ordering::Relaxed),
             error: source_error,
         },
         records_in: routed.records_in,

@@ -6,10 +6,9 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, warn};
 
-use ingest::cli::{Cli, Command, LogFormat};
-use ingest::config::{LoadedConfig, ReplaySettings, Settings};
+use ingest::cli::{Cli, LogFormat};
+use ingest::config::LoadedConfig;
 use ingest::exit_codes;
-use ingest::sources::replay::ReplaySource;
 
 /// mimalloc: records are allocated on the source's thread and freed on the sinks';
 /// glibc's per-thread arenas make that pattern slow and fragmented.
@@ -18,33 +17,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    ExitCode::from(real_main(cli))
-}
-
-fn real_main(cli: Cli) -> u8 {
-    let Command::Replay(args) = cli.command;
-    let loaded = match LoadedConfig::load(args.run.config.as_deref()) {
+    let loaded = match LoadedConfig::load(ingest::app::config_path(&cli.command)) {
         Ok(l) => l,
-        Err(e) => return fail(&ingest::Error::from(e)),
+        Err(e) => return ExitCode::from(fail(&e.into())),
     };
     init_logging(
         cli.log_format
             .or(loaded.file.log_format)
             .unwrap_or(LogFormat::Text),
     );
-    let settings = match Settings::resolve(&args.run, &loaded) {
-        Ok(s) => s,
-        Err(e) => return fail(&e.into()),
-    };
-    let replay = match ReplaySettings::resolve(&args, &loaded) {
-        Ok(r) => r,
-        Err(e) => return fail(&e.into()),
-    };
-    let source = ReplaySource {
-        input: replay.input,
-        platform: replay.platform,
-        max_line_bytes: replay.max_line_bytes,
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -52,26 +33,18 @@ fn real_main(cli: Cli) -> u8 {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ingest: cannot start the async runtime: {e}");
-            return exit_codes::FAILURE;
+            return ExitCode::from(exit_codes::FAILURE);
         }
     };
     let shutdown = CancellationToken::new();
     runtime.spawn(watch_signals(shutdown.clone()));
-    let result = runtime.block_on(ingest::run(&settings, source, shutdown));
+    let result = runtime.block_on(ingest::app::run(cli.command, loaded, shutdown));
     // A blocking read of a terminal may still be pending: do not wait for it.
     runtime.shutdown_background();
-    match result {
-        Ok(summary) => {
-            if settings.summary {
-                eprintln!(
-                    "{}",
-                    serde_json::to_string(&summary).expect("the summary serializes")
-                );
-            }
-            summary.exit_code
-        }
+    ExitCode::from(match result {
+        Ok(code) => code,
         Err(e) => fail(&e),
-    }
+    })
 }
 
 fn fail(e: &ingest::Error) -> u8 {

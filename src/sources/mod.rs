@@ -15,6 +15,7 @@ use crate::state::DeadLetters;
 
 pub mod lines;
 pub mod replay;
+pub mod spill;
 pub mod telegram;
 pub mod twitter;
 
@@ -28,6 +29,14 @@ pub enum SourceError {
     },
     #[error(transparent)]
     State(#[from] crate::state::StateError),
+    #[error(transparent)]
+    Spill(#[from] spill::SpillError),
+    #[error(transparent)]
+    XApi(#[from] twitter::api::ApiError),
+    #[error(
+        "the stream has no rules: add one with `ingest rules sync --rules rules.toml` (or run `ingest twitter --rules rules.toml`)"
+    )]
+    NoRules,
 }
 
 /// Counters a source keeps; they end up in the run summary.
@@ -39,6 +48,10 @@ pub struct SourceCounters {
     pub malformed: AtomicU64,
     /// Control messages (X `errors` lines): not records.
     pub control: AtomicU64,
+    /// Items seen again (after a reconnect or backfill) and dropped by id.
+    pub duplicates: AtomicU64,
+    /// Connections opened (live sources).
+    pub connections: AtomicU64,
 }
 
 impl SourceCounters {
@@ -51,6 +64,8 @@ impl SourceCounters {
 #[derive(Debug, Clone)]
 pub struct SourceContext {
     pub normalize: NormalizeOptions,
+    /// The state dir, for spill files and checkpoints.
+    pub state_dir: std::path::PathBuf,
     pub dead_letters: DeadLetters,
     pub counters: Arc<SourceCounters>,
 }

@@ -1,0 +1,9 @@
+//! X (Twitter) API v2: the filtered stream source, rule management, and the
+//! normalizer for stream lines.
+
+pub mod api;
+pub mod normalize;
+pub mod rules;
+pub mod stream;
+
+pub use normalize::{looks_like_stream_line, normalize_line};

@@ -1,0 +1,314 @@
+//! Filtered-stream rules: the rules file, `--track` conversion, and `sync`.
+//!
+//! `rules.toml` holds `[[rule]]` tables with `value` and an optional `tag`.
+//! `sync` diffs the file against the live rules by (value, tag), validates
+//! what is new with `dry_run=true`, deletes what is gone, adds what is new.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::api::{ApiError, LiveRule, NewRule, XApi};
+use crate::config::{ConfigError, find_field_line};
+
+/// X's limit on a rule's length (Pro and Enterprise allow more; the mock enforces this one).
+pub const MAX_RULE_CHARS: usize = 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    rule: Vec<NewRule>,
+}
+
+/// Reads a rules file; errors name the file, the line and the field.
+pub fn load(path: &Path) -> Result<Vec<NewRule>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Parses rules text (see [`load`]).
+pub fn parse(path: &Path, text: &str) -> Result<Vec<NewRule>, ConfigError> {
+    let invalid = |line: Option<usize>, field: &str, message: String| ConfigError::Invalid {
+        path: Some(path.to_owned()),
+        line,
+        field: field.to_owned(),
+        message,
+    };
+    let file: RulesFile = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        invalid(line, "rule", e.message().trim().to_owned())
+    })?;
+    let rule_lines: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim().replace(' ', "") == "[[rule]]")
+        .map(|(i, _)| i + 1)
+        .collect();
+    let mut seen = BTreeSet::new();
+    for (i, rule) in file.rule.iter().enumerate() {
+        let line = rule_lines.get(i).copied();
+        if rule.value.trim().is_empty() {
+            return Err(invalid(
+                line,
+                &format!("rule[{i}].value"),
+                "a rule's value cannot be empty".into(),
+            ));
+        }
+        if rule.value.chars().count() > MAX_RULE_CHARS {
+            return Err(invalid(
+                line,
+                &format!("rule[{i}].value"),
+                format!("a rule is at most {MAX_RULE_CHARS} characters"),
+            ));
+        }
+        if !seen.insert(rule.value.trim()) {
+            return Err(invalid(
+                line,
+                &format!("rule[{i}].value"),
+                format!("the rule `{}` appears twice", rule.value),
+            ));
+        }
+    }
+    if file.rule.is_empty() {
+        return Err(invalid(
+            find_field_line(text, "rule"),
+            "rule",
+            "the file holds no [[rule]] table".into(),
+        ));
+    }
+    Ok(file.rule)
+}
+
+/// Converts the retired v1.1 `track` syntax (comma = OR, space = AND) into one v2 rule.
+pub fn track_to_rule(track: &str) -> Result<NewRule, String> {
+    let groups: Vec<Vec<&str>> = track
+        .split(',')
+        .map(|g| g.split_whitespace().collect::<Vec<_>>())
+        .filter(|g| !g.is_empty())
+        .collect();
+    if groups.is_empty() {
+        return Err(
+            "--track is empty: give terms like \"rust lang,tokio\" (comma = OR, space = AND)"
+                .into(),
+        );
+    }
+    let value = if groups.len() == 1 {
+        groups[0].join(" ")
+    } else {
+        groups
+            .iter()
+            .map(|g| {
+                if g.len() > 1 {
+                    format!("({})", g.join(" "))
+                } else {
+                    g[0].to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    };
+    if value.chars().count() > MAX_RULE_CHARS {
+        return Err(format!(
+            "--track converts to a rule of {} characters; X allows {MAX_RULE_CHARS}",
+            value.chars().count()
+        ));
+    }
+    Ok(NewRule {
+        value,
+        tag: Some("track".into()),
+    })
+}
+
+/// What `sync` changes.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SyncPlan {
+    pub delete: Vec<LiveRule>,
+    pub add: Vec<NewRule>,
+    pub keep: Vec<LiveRule>,
+}
+
+impl SyncPlan {
+    pub fn is_noop(&self) -> bool {
+        self.delete.is_empty() && self.add.is_empty()
+    }
+
+    /// One line per change, then a summary line.
+    pub fn describe(&self) -> Vec<String> {
+        let tag = |t: &Option<String>| t.as_ref().map(|t| format!("  [{t}]")).unwrap_or_default();
+        let mut out: Vec<String> = self
+            .delete
+            .iter()
+            .map(|r| format!("- {}{}", r.value, tag(&r.tag)))
+            .collect();
+        out.extend(
+            self.add
+                .iter()
+                .map(|r| format!("+ {}{}", r.value, tag(&r.tag))),
+        );
+        if self.is_noop() {
+            out.push(format!(
+                "rules in sync: {} rule(s), nothing to change",
+                self.keep.len()
+            ));
+        } else {
+            out.push(format!(
+                "{} added, {} deleted, {} kept",
+                self.add.len(),
+                self.delete.len(),
+                self.keep.len()
+            ));
+        }
+        out
+    }
+}
+
+/// Diffs live rules against wanted ones by (value, tag).
+pub fn plan(live: &[LiveRule], wanted: &[NewRule]) -> SyncPlan {
+    let key = |v: &str, t: &Option<String>| (v.trim().to_owned(), t.clone());
+    let wanted_keys: BTreeSet<_> = wanted.iter().map(|r| key(&r.value, &r.tag)).collect();
+    let live_keys: BTreeSet<_> = live.iter().map(|r| key(&r.value, &r.tag)).collect();
+    let mut plan = SyncPlan::default();
+    for r in live {
+        if wanted_keys.contains(&key(&r.value, &r.tag)) {
+            plan.keep.push(r.clone());
+        } else {
+            plan.delete.push(r.clone());
+        }
+    }
+    plan.add = wanted
+        .iter()
+        .filter(|r| !live_keys.contains(&key(&r.value, &r.tag)))
+        .cloned()
+        .collect();
+    plan
+}
+
+/// Makes the live rules equal to `wanted`: validate new rules, delete, add.
+pub async fn sync(api: &XApi, wanted: &[NewRule]) -> Result<SyncPlan, ApiError> {
+    let live = api.rules().await?;
+    let plan = plan(&live, wanted);
+    if !plan.add.is_empty() {
+        api.add_rules(&plan.add, true).await?;
+    }
+    api.delete_rules(&plan.delete.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
+        .await?;
+    api.add_rules(&plan.add, false).await?;
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(id: &str, value: &str, tag: Option<&str>) -> LiveRule {
+        LiveRule {
+            id: id.into(),
+            value: value.into(),
+            tag: tag.map(Into::into),
+        }
+    }
+    fn new(value: &str, tag: Option<&str>) -> NewRule {
+        NewRule {
+            value: value.into(),
+            tag: tag.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn track_syntax_becomes_one_rule() {
+        assert_eq!(track_to_rule("a b,c").unwrap().value, "(a b) OR c");
+        assert_eq!(track_to_rule("rust").unwrap().value, "rust");
+        assert_eq!(track_to_rule("rust lang").unwrap().value, "rust lang");
+        assert_eq!(
+            track_to_rule(" x , y  z ,, w").unwrap().value,
+            "x OR (y z) OR w"
+        );
+        assert!(track_to_rule(" , ").is_err());
+        assert!(
+            track_to_rule(&"w,".repeat(600))
+                .unwrap_err()
+                .contains("characters")
+        );
+    }
+
+    #[test]
+    fn plan_diffs_by_value_and_tag() {
+        let rules = [
+            live("1", "cats", Some("pets")),
+            live("2", "dogs", None),
+            live("3", "birds", Some("old")),
+        ];
+        let wanted = [
+            new("cats", Some("pets")),
+            new("birds", Some("new")),
+            new("fish", None),
+        ];
+        let p = plan(&rules, &wanted);
+        assert_eq!(
+            p.keep.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["1"]
+        );
+        assert_eq!(
+            p.delete.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["2", "3"]
+        );
+        assert_eq!(p.add, [new("birds", Some("new")), new("fish", None)]);
+        assert_eq!(p.describe().last().unwrap(), "2 added, 2 deleted, 1 kept");
+        let same = plan(
+            &[live("1", "cats", Some("pets"))],
+            &[new("cats", Some("pets"))],
+        );
+        assert!(same.is_noop());
+        assert_eq!(
+            same.describe(),
+            ["rules in sync: 1 rule(s), nothing to change"]
+        );
+    }
+
+    #[test]
+    fn rules_files_are_checked() {
+        let p = Path::new("rules.toml");
+        let rules = parse(
+            p,
+            "[[rule]]\nvalue = \"cats has:images\"\ntag = \"cats\"\n\n[[rule]]\nvalue = \"dogs\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            rules,
+            [new("cats has:images", Some("cats")), new("dogs", None)]
+        );
+        let err = parse(p, "[[rule]]\nvalue = \"a\"\n[[rule]]\nvalue = \"\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("rules.toml line 3") && err.contains("empty"),
+            "{err}"
+        );
+        let err = parse(p, "[[rule]]\nvalue = \"a\"\n[[rule]]\nvalue = \"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("twice"), "{err}");
+        let err = parse(p, "[[rule]]\nvalue = \"a\"\nlabel = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unknown field") && err.contains("line"),
+            "{err}"
+        );
+        assert!(
+            parse(p, "")
+                .unwrap_err()
+                .to_string()
+                .contains("no [[rule]]")
+        );
+        let long = format!("[[rule]]\nvalue = \"{}\"\n", "x".repeat(1025));
+        assert!(parse(p, &long).unwrap_err().to_string().contains("1024"));
+    }
+}
