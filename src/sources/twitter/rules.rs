@@ -194,9 +194,16 @@ pub fn plan(live: &[LiveRule], wanted: &[NewRule]) -> SyncPlan {
 pub async fn sync(api: &XApi, wanted: &[NewRule]) -> Result<SyncPlan, ApiError> {
     let live = api.rules().await?;
     let plan = plan(&live, wanted);
-    if !plan.add.is_empty() {
-        api.add_rules(&plan.add, true).await?;
-    }
+    // Validate first (dry run), so a bad rule changes nothing. A re-tagged rule
+    // keeps its value, which X already accepted, and would only be reported as
+    // a duplicate of the rule about to be deleted: leave it out of the dry run.
+    let to_validate: Vec<NewRule> = plan
+        .add
+        .iter()
+        .filter(|r| !plan.delete.iter().any(|d| d.value.trim() == r.value.trim()))
+        .cloned()
+        .collect();
+    api.add_rules(&to_validate, true).await?;
     api.delete_rules(&plan.delete.iter().map(|r| r.id.clone()).collect::<Vec<_>>())
         .await?;
     api.add_rules(&plan.add, false).await?;

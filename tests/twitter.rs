@@ -1,0 +1,647 @@
+//! The X source end to end: the real binary against the built-in mock X API
+//! (started as its own process), faults, back-off, rules, limits.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rules.toml");
+const TOKEN: &str = "test-token-9f8e7d6c5b4a";
+
+/// Fast reconnects and a short stall timeout, so faults resolve in milliseconds.
+const FAST: &str = "[twitter]\nstall_timeout = \"700ms\"\n[twitter.backoff]\nnetwork_step_ms = 20\nnetwork_max_ms = 100\nhttp_initial_ms = 100\nhttp_max_ms = 1000\nrate_limit_initial_ms = 300\nrate_limit_max_ms = 2000\n";
+
+struct Mock {
+    child: Child,
+    url: String,
+}
+
+impl Mock {
+    fn start(dir: &Path, scenario: &str) -> Mock {
+        let path = dir.join("scenario.toml");
+        std::fs::write(&path, scenario).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ingest"))
+            .args(["mock", "twitter", "--listen", "127.0.0.1:0", "--scenario"])
+            .arg(&path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("http://127.0.0.1:"), "mock said {line:?}");
+        Mock {
+            child,
+            url: line.trim().to_owned(),
+        }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        let addr = self.url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+
+    fn connections(&self) -> Vec<Value> {
+        self.get("/mock/connections").as_array().unwrap().clone()
+    }
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new(config: &str) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ingest.toml"), config).unwrap();
+        Env { dir }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingest"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("INGEST_") || k == "RUST_LOG" || k.contains("BEARER_TOKEN") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.current_dir(self.dir.path())
+            .env("INGEST_STATE_DIR", self.path("state"))
+            .env("TWITTER_BEARER_TOKEN", TOKEN)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    fn records(&self, rel: &str) -> Vec<Value> {
+        std::fs::read_to_string(self.path(rel))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn summary(out: &Output) -> Value {
+    stderr(out)
+        .lines()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .filter(|v| v.get("run_id").is_some())
+        })
+        .unwrap_or_else(|| panic!("no summary in:\n{}", stderr(out)))
+}
+
+fn tweet_id(seq: u64) -> String {
+    format!("twitter:{}", 1_600_000_000_000_000_000u64 + seq)
+}
+
+#[test]
+fn every_fault_leaves_every_whole_tweet_delivered_exactly_once() {
+    let env = Env::new(FAST);
+    let mock = Mock::start(
+        env.dir.path(),
+        r#"
+rate = 400.0
+keepalive_secs = 0.2
+total_tweets = 80
+[[rule]]
+value = "cats"
+tag = "pets"
+[[connection]]
+tweets = 5
+fault = "cut_mid_line"
+[[connection]]
+burst = 20
+tweets = 3
+fault = "operational_disconnect"
+[[connection]]
+duplicates = 4
+tweets = 5
+fault = "stall"
+[[connection]]
+tweets = 5
+fault = "close"
+"#,
+    );
+    // 80 tweets, one of them cut: 79 arrive whole.
+    let out = env.run(&[
+        "twitter",
+        "--twitter-api-base",
+        &mock.url,
+        "--rules-mode",
+        "keep",
+        "--sink",
+        "file",
+        "--file-path",
+        "out.jsonl",
+        "--max-records",
+        "79",
+        "--duration",
+        "60s",
+        "--summary",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = mock.connections();
+    assert!(log.len() >= 5, "{log:#?}");
+    let cut: Vec<u64> = log.iter().filter_map(|c| c["cut_seq"].as_u64()).collect();
+    assert_eq!(cut.len(), 1);
+    let mut expected = BTreeSet::new();
+    for c in &log {
+        if let (Some(a), Some(b)) = (c["first_seq"].as_u64(), c["last_seq"].as_u64()) {
+            expected.extend((a..=b).map(tweet_id));
+        }
+    }
+    assert_eq!(expected.len(), 79, "{log:#?}");
+    let records = env.records("out.jsonl");
+    let ids: Vec<String> = records
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    let unique: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(ids.len(), unique.len(), "no duplicates delivered");
+    assert_eq!(unique, expected, "every whole tweet, none of the cut one");
+    assert!(!unique.contains(&tweet_id(cut[0])));
+    let s = summary(&out);
+    assert_eq!(s["source"]["duplicates"], 4, "{s}");
+    assert_eq!(s["source"]["control"], 1, "the operational-disconnect line");
+    let err = stderr(&out);
+    assert!(err.contains("stalled"), "{err}");
+    assert!(err.contains("operational disconnect"), "{err}");
+    assert!(err.contains("cut by the disconnect"), "{err}");
+    // Records carry what the mock sent: authors from includes, rules.
+    let r = &records[0];
+    assert!(r["author"]["username"].is_string() && r["lang"].is_string());
+    assert_eq!(r["tags"][0], "pets");
+}
+
+#[test]
+fn backoff_classes_follow_the_documented_sequence() {
+    let env = Env::new(FAST);
+    let mock = Mock::start(
+        env.dir.path(),
+        r#"
+rate = 200.0
+[[rule]]
+value = "cats"
+[[connection]]
+status = 503
+[[connection]]
+status = 500
+[[connection]]
+status = 503
+[[connection]]
+status = 429
+too_many_connections = true
+[[connection]]
+status = 429
+too_many_connections = true
+"#,
+    );
+    let out = env.run(&[
+        "twitter",
+        "--twitter-api-base",
+        &mock.url,
+        "--sink",
+        "file",
+        "--file-path",
+        "o.jsonl",
+        "--max-records",
+        "5",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = mock.connections();
+    let statuses: Vec<u64> = log.iter().map(|c| c["status"].as_u64().unwrap()).collect();
+    assert_eq!(&statuses[..6], [503, 500, 503, 429, 429, 200]);
+    let at: Vec<i64> = log.iter().map(|c| c["at_ms"].as_i64().unwrap()).collect();
+    let gaps: Vec<i64> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    // HTTP errors: 100, 200, 400 ms (exponential); then 429: 300, 600 ms (its own, higher base).
+    let floors = [100, 200, 400, 300, 600];
+    for (i, (gap, floor)) in gaps.iter().zip(floors).enumerate() {
+        assert!(
+            *gap >= floor - 5,
+            "gap {i} = {gap} ms, expected at least {floor} ({gaps:?})"
+        );
+        assert!(
+            *gap < floor + 1500,
+            "gap {i} = {gap} ms, far beyond {floor} ({gaps:?})"
+        );
+    }
+    assert!(
+        gaps[1] > gaps[0] && gaps[2] > gaps[1],
+        "HTTP back-off grows: {gaps:?}"
+    );
+    assert!(gaps[4] > gaps[3], "429 back-off grows: {gaps:?}");
+    let err = stderr(&out);
+    assert!(err.contains("TooManyConnections"), "{err}");
+    assert!(
+        err.contains("HTTP error") && err.contains("rate limited (429)"),
+        "{err}"
+    );
+    assert_eq!(env.records("o.jsonl").len(), 5);
+}
+
+#[test]
+fn unauthorized_exits_1_quickly_without_printing_the_token() {
+    let env = Env::new(FAST);
+    let mock = Mock::start(
+        env.dir.path(),
+        "[[rule]]\nvalue = \"cats\"\n[[connection]]\nstatus = 401\n",
+    );
+    let start = Instant::now();
+    let out = env.run(&[
+        "twitter",
+        "--twitter-api-base",
+        &mock.url,
+        "--sink",
+        "stdout",
+        "--log-format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(20));
+    let err = stderr(&out);
+    assert!(
+        err.contains("refused the bearer token") && err.contains("TWITTER_BEARER_TOKEN"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(TOKEN) && !String::from_utf8_lossy(&out.stdout).contains(TOKEN),
+        "the token leaked:\n{err}"
+    );
+}
+
+#[test]
+fn no_rules_names_the_fix() {
+    let env = Env::new(FAST);
+    let mock = Mock::start(env.dir.path(), "rate = 10.0\n");
+    let out = env.run(&[
+        "twitter",
+        "--twitter-api-base",
+        &mock.url,
+        "--sink",
+        "stdout",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "the stream has no rules: add one with `ingest rules sync --rules rules.toml`"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn missing_token_is_a_config_error() {
+    let env = Env::new("");
+    let out = env
+        .cmd()
+        .env_remove("TWITTER_BEARER_TOKEN")
+        .args(["twitter", "--sink", "stdout"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        stderr(&out).contains("set TWITTER_BEARER_TOKEN"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn rules_sync_prints_the_diff_and_is_idempotent() {
+    let env = Env::new("");
+    let mock = Mock::start(
+        env.dir.path(),
+        "[[rule]]\nvalue = \"old rule\"\ntag = \"old\"\n",
+    );
+    let base = ["--twitter-api-base", mock.url.as_str()];
+    let sync = |file: &str| {
+        let out = env
+            .cmd()
+            .args(["rules", "sync", "--rules", file])
+            .args(base)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let first = sync(RULES);
+    assert!(first.contains("- old rule  [old]"), "{first}");
+    assert!(
+        first.contains("+ (rust OR rustlang) -is:retweet  [rust]"),
+        "{first}"
+    );
+    assert!(first.contains("3 added, 1 deleted, 0 kept"), "{first}");
+    assert_eq!(sync(RULES), "rules in sync: 3 rule(s), nothing to change\n");
+    let list = env
+        .cmd()
+        .args(["rules", "list"])
+        .args(base)
+        .output()
+        .unwrap();
+    let list = String::from_utf8(list.stdout).unwrap();
+    assert_eq!(list.lines().count(), 3);
+    assert!(list.contains("\tkafka has:links\t"), "{list}");
+    // Changing a tag is a delete and an add.
+    std::fs::write(
+        env.path("r.toml"),
+        "[[rule]]\nvalue = \"kafka has:links\"\ntag = \"kafka\"\n",
+    )
+    .unwrap();
+    let changed = sync("r.toml");
+    assert!(
+        changed.contains("- kafka has:links") && changed.contains("+ kafka has:links  [kafka]"),
+        "{changed}"
+    );
+    assert!(changed.contains("1 added, 3 deleted, 0 kept"), "{changed}");
+}
+
+#[test]
+fn invalid_rules_surface_x_own_error_and_change_nothing() {
+    let env = Env::new("");
+    let mock = Mock::start(env.dir.path(), "[[rule]]\nvalue = \"keep me\"\n");
+    std::fs::write(
+        env.path("bad.toml"),
+        "[[rule]]\nvalue = \"(cats OR dogs\"\n",
+    )
+    .unwrap();
+    for action in ["validate", "sync"] {
+        let out = env
+            .cmd()
+            .args([
+                "rules",
+                action,
+                "--rules",
+                "bad.toml",
+                "--twitter-api-base",
+                &mock.url,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("UnprocessableEntity")
+                && err.contains("balanced parentheses")
+                && err.contains("(cats OR dogs"),
+            "{err}"
+        );
+    }
+    let rules = mock.get("/2/tweets/search/stream/rules");
+    assert_eq!(
+        rules["data"][0]["value"], "keep me",
+        "dry run first: nothing deleted"
+    );
+    std::fs::write(
+        env.path("long.toml"),
+        format!("[[rule]]\nvalue = \"{}\"\n", "x".repeat(1100)),
+    )
+    .unwrap();
+    let out = env
+        .cmd()
+        .args([
+            "rules",
+            "validate",
+            "--rules",
+            "long.toml",
+            "--twitter-api-base",
+            &mock.url,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        stderr(&out).contains("long.toml line 1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn rules_clear_needs_yes() {
+    let env = Env::new("");
+    let mock = Mock::start(
+        env.dir.path(),
+        "[[rule]]\nvalue = \"a\"\n[[rule]]\nvalue = \"b\"\n",
+    );
+    let out = env
+        .cmd()
+        .args(["rules", "clear", "--twitter-api-base", &mock.url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--yes"));
+    let out = env
+        .cmd()
+        .args(["rules", "clear", "--yes", "--twitter-api-base", &mock.url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "2 rule(s) deleted\n"
+    );
+    assert!(
+        mock.get("/2/tweets/search/stream/rules")
+            .get("data")
+            .is_none()
+    );
+}
+
+#[test]
+fn track_becomes_one_v2_rule() {
+    let env = Env::new(FAST);
+    let mock = Mock::start(env.dir.path(), "rate = 200.0\n");
+    let out = env.run(&[
+        "twitter",
+        "--track",
+        "rust lang,tokio",
+        "--twitter-api-base",
+        &mock.url,
+        "--sink",
+        "file",
+        "--file-path",
+        "o.jsonl",
+        "--max-records",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--track converted"),
+        "{}",
+        stderr(&out)
+    );
+    let rules = mock.get("/2/tweets/search/stream/rules");
+    assert_eq!(rules["data"].as_array().unwrap().len(), 1);
+    assert_eq!(rules["data"][0]["value"], "(rust lang) OR tokio");
+    assert_eq!(rules["data"][0]["tag"], "track");
+    assert_eq!(env.records("o.jsonl")[0]["tags"][0], "track");
+}
+
+#[test]
+fn mock_flag_runs_with_no_account_and_duration_stops_cleanly() {
+    let env = Env::new("");
+    let out = env
+        .cmd()
+        .env_remove("TWITTER_BEARER_TOKEN")
+        .args([
+            "twitter",
+            "--mock",
+            "--rules",
+            RULES,
+            "--sink",
+            "file",
+            "--file-path",
+            "o.jsonl",
+            "--duration",
+            "2s",
+            "--summary",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["stop_reason"], "duration");
+    let n = env.records("o.jsonl").len() as u64;
+    assert!(n > 5, "the default mock sends about 20 tweets/s; got {n}");
+    assert_eq!(
+        s["sinks"]["file"]["delivered"], n,
+        "everything received was flushed"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_stream_and_flushes_everything() {
+    let env = Env::new("");
+    let mut child = env
+        .cmd()
+        .env_remove("TWITTER_BEARER_TOKEN")
+        .args([
+            "twitter",
+            "--mock",
+            "--rules",
+            RULES,
+            "--sink",
+            "file",
+            "--file-path",
+            "o.jsonl",
+            "--summary",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().contains("connected to the filtered stream") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "{rest:?}");
+    let s: Value = rest
+        .iter()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap();
+    assert_eq!(s["stop_reason"], "signal");
+    let n = env.records("o.jsonl").len() as u64;
+    assert!(n > 0);
+    assert_eq!(s["records_in"], n);
+    assert_eq!(s["sinks"]["file"]["delivered"], n);
+}
+
+#[test]
+fn a_slow_sink_never_stops_the_reader_lines_spill_and_come_back_in_order() {
+    // A tiny in-memory queue and a slow sink (stdout into a pipe read late):
+    // the reader keeps reading; lines go through the spill file, in order.
+    let env = Env::new(
+        "[twitter]\nspill_memory_bytes = 2000\n[sinks.slow]\ntype = \"stdout\"\nqueue_capacity = 1\n[sinks.slow.batch]\nmax_records = 10\n",
+    );
+    let mock = Mock::start(
+        env.dir.path(),
+        "rate = 0.0\ntotal_tweets = 3000\n[[rule]]\nvalue = \"cats\"\n",
+    );
+    let mut child = env
+        .cmd()
+        .args([
+            "twitter",
+            "--twitter-api-base",
+            &mock.url,
+            "--sink",
+            "slow",
+            "--max-records",
+            "3000",
+            "--summary",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut err_lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for line in err_lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        if line.contains("spilling received lines to disk") {
+            break;
+        }
+    }
+    assert!(seen.contains("spilling"), "{seen}");
+    let mut out = String::new();
+    stdout.read_to_string(&mut out).unwrap();
+    let rest: Vec<String> = err_lines.map(|l| l.unwrap()).collect();
+    assert!(child.wait().unwrap().success(), "{rest:?}");
+    let ids: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let expected: Vec<String> = (0..3000).map(tweet_id).collect();
+    assert_eq!(ids, expected);
+}
