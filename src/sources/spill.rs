@@ -89,6 +89,33 @@ impl SpillQueue {
             .spilled_total
     }
 
+    /// Adds lines in order (one lock for those that fit in memory).
+    pub async fn push_many(
+        &self,
+        received_at: &Arc<str>,
+        lines: &mut Vec<Vec<u8>>,
+    ) -> Result<(), SpillError> {
+        let mut rest = lines.drain(..).peekable();
+        {
+            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            while let Some(line) = rest.peek() {
+                if inner.file.is_some()
+                    || inner.memory_bytes + line.len() > self.config.memory_bytes
+                {
+                    break;
+                }
+                let line = rest.next().expect("peeked");
+                inner.memory_bytes += line.len();
+                inner.memory.push_back((received_at.clone(), line));
+            }
+        }
+        self.data.notify_one();
+        for line in rest {
+            self.push(received_at, &line).await?;
+        }
+        Ok(())
+    }
+
     /// Adds a line; waits only when memory and the spill file are both full.
     pub async fn push(&self, received_at: &Arc<str>, line: &[u8]) -> Result<(), SpillError> {
         loop {

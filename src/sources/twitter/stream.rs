@@ -71,11 +71,17 @@ pub struct TwitterSource {
     pub config: StreamConfig,
 }
 
-/// A bounded window of recently seen ids.
+/// A bounded window of recently seen ids (X ids are numbers: kept as `u64`).
 struct RecentIds {
-    set: HashSet<String>,
-    order: VecDeque<String>,
+    set: HashSet<IdKey>,
+    order: VecDeque<IdKey>,
     capacity: usize,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum IdKey {
+    Num(u64),
+    Text(Box<str>),
 }
 
 impl RecentIds {
@@ -92,7 +98,11 @@ impl RecentIds {
         if self.capacity == 0 {
             return true;
         }
-        if self.set.contains(id) {
+        let key = match id.strip_prefix("twitter:").unwrap_or(id).parse::<u64>() {
+            Ok(n) => IdKey::Num(n),
+            Err(_) => IdKey::Text(id.into()),
+        };
+        if self.set.contains(&key) {
             return false;
         }
         if self.order.len() == self.capacity
@@ -100,8 +110,8 @@ impl RecentIds {
         {
             self.set.remove(&old);
         }
-        self.set.insert(id.to_owned());
-        self.order.push_back(id.to_owned());
+        self.set.insert(key.clone());
+        self.order.push_back(key);
         true
     }
 }
@@ -372,10 +382,11 @@ async fn read_body(
         });
         let received_at: Arc<str> = rfc3339(chrono::Utc::now()).into();
         let mut reconnect = None;
+        let mut items: Vec<Vec<u8>> = Vec::with_capacity(lines.len());
         for line in lines.drain(..) {
             match classify(&line) {
                 Kind::KeepAlive => {}
-                Kind::Item => queue.push(&received_at, &line).await?,
+                Kind::Item => items.push(line),
                 Kind::Reconnect(text) => {
                     SourceCounters::add(&ctx.counters.control, 1);
                     reconnect = Some(text);
@@ -386,6 +397,7 @@ async fn read_body(
                 }
             }
         }
+        queue.push_many(&received_at, &mut items).await?;
         for (len, prefix) in oversized.drain(..) {
             SourceCounters::add(&ctx.counters.malformed, 1);
             let reason = format!(
