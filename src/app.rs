@@ -6,14 +6,19 @@ use std::path::Path;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::cli::{Command, MockCommand, RulesAction, RulesCommon, RulesMode};
+use crate::cli::{Command, MockCommand, RulesAction, RulesCommon, RulesMode, TelegramArgs};
 use crate::config::{LoadedConfig, ReplaySettings, Settings, TwitterSettings, api_base};
+use crate::mock::telegram::TelegramScenario;
 use crate::mock::twitter::Scenario;
 use crate::secret::Secret;
 use crate::sources::replay::ReplaySource;
+use crate::sources::telegram::api::{DEFAULT_API_BASE as TELEGRAM_API_BASE, TelegramApi};
+use crate::sources::telegram::polling::{PollingConfig, TelegramPolling};
+use crate::sources::telegram::webhook::{TelegramWebhook, WebhookConfig};
 use crate::sources::twitter::api::XApi;
 use crate::sources::twitter::rules;
 use crate::sources::twitter::stream::TwitterSource;
+use crate::sources::twitter::webhook::{ActivityConfig, ActivityWebhook};
 use crate::{Error, RunSummary, exit_codes};
 
 /// The environment variables that may hold the X bearer token, in order.
@@ -30,6 +35,8 @@ pub fn config_path(command: &Command) -> Option<&Path> {
             | RulesAction::Sync { common, .. }
             | RulesAction::Clear { common, .. } => common.config.as_deref(),
         },
+        Command::Telegram(a) => a.run.config.as_deref(),
+        Command::TwitterWebhook(a) => a.run.config.as_deref(),
         Command::Mock(_) => None,
     }
 }
@@ -96,6 +103,43 @@ pub async fn run(
             Ok(finish(result?, settings.summary))
         }
         Command::Rules(r) => rules_command(r.action, &loaded).await,
+        Command::Telegram(args) => telegram(args, &loaded, shutdown).await,
+        Command::TwitterWebhook(args) => {
+            let settings = Settings::resolve(&args.run, &loaded)?;
+            let secret = Secret::from_env(&["TWITTER_CONSUMER_SECRET"]).ok_or_else(|| {
+                Error::MissingSecret("no X consumer secret: set TWITTER_CONSUMER_SECRET (CRC answers and signatures need it)".into())
+            })?;
+            let config = ActivityConfig {
+                listen: args.listen,
+                path: args.path,
+                consumer_secret: secret,
+                max_body_bytes: loaded
+                    .file
+                    .telegram
+                    .max_body_bytes
+                    .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+                ack_timeout: loaded
+                    .file
+                    .telegram
+                    .ack_timeout
+                    .unwrap_or(DEFAULT_ACK_TIMEOUT),
+            };
+            let summary = crate::run(&settings, ActivityWebhook { config }, shutdown).await?;
+            Ok(finish(summary, settings.summary))
+        }
+        Command::Mock(MockCommand::Telegram(args)) => {
+            let scenario = args
+                .scenario
+                .as_deref()
+                .map(TelegramScenario::load)
+                .transpose()?
+                .unwrap_or_default();
+            let server = crate::mock::telegram::start(&args.listen, scenario).await?;
+            print_url(&server.base_url());
+            shutdown.cancelled().await;
+            server.stop().await;
+            Ok(exit_codes::SUCCESS)
+        }
         Command::Mock(MockCommand::Twitter(args)) => {
             let scenario = args
                 .scenario
@@ -104,16 +148,123 @@ pub async fn run(
                 .transpose()?
                 .unwrap_or_default();
             let server = crate::mock::twitter::start(&args.listen, scenario).await?;
-            // The base URL on stdout, for scripts that start the mock on port 0.
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{}", server.base_url());
-            let _ = out.flush();
-            drop(out);
+            print_url(&server.base_url());
             shutdown.cancelled().await;
             server.stop().await;
             Ok(exit_codes::SUCCESS)
         }
     }
+}
+
+/// The base URL on stdout, for scripts that start a mock on port 0.
+fn print_url(url: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{url}");
+    let _ = out.flush();
+}
+
+/// Default cap on webhook bodies.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default wait for the sinks before a webhook answers 503.
+pub const DEFAULT_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn telegram(
+    args: TelegramArgs,
+    loaded: &LoadedConfig,
+    shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    let settings = Settings::resolve(&args.run, loaded)?;
+    let t = &loaded.file.telegram;
+    let chat_ids = if args.chat_ids.is_empty() {
+        t.chat_ids.clone()
+    } else {
+        args.chat_ids.clone()
+    };
+    let allowed = if args.allowed_updates.is_empty() {
+        t.allowed_updates.clone()
+    } else {
+        args.allowed_updates.clone()
+    };
+    let base = args
+        .telegram_api_base
+        .clone()
+        .or(t.api_base.clone())
+        .unwrap_or_else(|| TELEGRAM_API_BASE.to_owned());
+    let bot_token = || Secret::from_env(&["TELEGRAM_BOT_TOKEN"]);
+    if let Some(listen) = args.webhook {
+        let secret = args
+            .secret_token
+            .filter(|s| !s.is_empty())
+            .map(Secret::new)
+            .ok_or_else(|| {
+                Error::MissingSecret(
+                    "webhook mode needs a secret token: --secret-token or TELEGRAM_SECRET_TOKEN"
+                        .into(),
+                )
+            })?;
+        if let Some(url) = &args.set_webhook {
+            let token = bot_token().ok_or_else(missing_bot_token)?;
+            TelegramApi::new(&base, token)?
+                .set_webhook(url, &secret, &allowed)
+                .await?;
+            info!(url = %url, "webhook set");
+        }
+        let config = WebhookConfig {
+            listen,
+            path: args
+                .webhook_path
+                .or(t.webhook_path.clone())
+                .unwrap_or_else(|| "/telegram".into()),
+            secret_token: secret,
+            chat_ids,
+            max_body_bytes: t.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            ack_timeout: t.ack_timeout.unwrap_or(DEFAULT_ACK_TIMEOUT),
+            dedupe_window: 100_000,
+        };
+        let summary = crate::run(&settings, TelegramWebhook { config }, shutdown).await?;
+        return Ok(finish(summary, settings.summary));
+    }
+    let mock = match (args.mock, &args.mock_scenario) {
+        (true, scenario) => {
+            let scenario = scenario
+                .as_deref()
+                .map(TelegramScenario::load)
+                .transpose()?
+                .unwrap_or_default();
+            let server = crate::mock::telegram::start("127.0.0.1:0", scenario).await?;
+            info!(url = %server.base_url(), "capturing from the built-in mock Telegram API (--mock)");
+            Some(server)
+        }
+        (false, _) => None,
+    };
+    let token = match (bot_token(), &mock) {
+        (Some(t), _) => t,
+        (None, Some(_)) => Secret::new("123456:mock-token"),
+        (None, None) => return Err(missing_bot_token()),
+    };
+    let api = TelegramApi::new(&mock.as_ref().map(|m| m.base_url()).unwrap_or(base), token)?;
+    let config = PollingConfig {
+        chat_ids,
+        allowed_updates: allowed,
+        poll_timeout_secs: args
+            .poll_timeout
+            .or(t.poll_timeout_secs)
+            .unwrap_or(30)
+            .min(50),
+        until_idle: args.until_idle,
+        delete_webhook: args.delete_webhook,
+    };
+    let result = crate::run(&settings, TelegramPolling { api, config }, shutdown).await;
+    if let Some(m) = mock {
+        m.stop().await;
+    }
+    Ok(finish(result?, settings.summary))
+}
+
+fn missing_bot_token() -> Error {
+    Error::MissingSecret(
+        "no Telegram bot token: set TELEGRAM_BOT_TOKEN in the environment, or try `--mock`".into(),
+    )
 }
 
 fn missing_token() -> Error {

@@ -30,6 +30,10 @@ pub struct Cli {
 pub enum Command {
     /// Capture the X filtered stream into sinks (bearer token in TWITTER_BEARER_TOKEN).
     Twitter(TwitterArgs),
+    /// Receive X Account Activity webhook events (CRC + signed POSTs; secret in TWITTER_CONSUMER_SECRET).
+    TwitterWebhook(TwitterWebhookArgs),
+    /// Capture Telegram bot updates by long polling or webhook (token in TELEGRAM_BOT_TOKEN).
+    Telegram(TelegramArgs),
     /// Manage X filtered-stream rules: list, validate, sync, clear.
     Rules(RulesArgs),
     /// Replay captured JSONL (X stream lines or Telegram updates) from a file or stdin into sinks.
@@ -166,6 +170,87 @@ pub enum RulesAction {
 pub enum MockCommand {
     /// The mock X API: rules, the filtered stream, scripted faults.
     Twitter(MockArgs),
+    /// The mock Telegram Bot API: updates across chats, offsets, webhook methods, scripted faults.
+    Telegram(MockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TelegramArgs {
+    /// Keep only updates from this chat (repeat for several); the others are confirmed and skipped.
+    #[arg(
+        long = "chat-id",
+        value_name = "ID",
+        env = "INGEST_CHAT_ID",
+        value_delimiter = ',',
+        allow_negative_numbers = true
+    )]
+    pub chat_ids: Vec<i64>,
+
+    /// Stop once a poll finds nothing pending: drain, deliver, commit, exit (for cron).
+    #[arg(long, conflicts_with = "webhook")]
+    pub until_idle: bool,
+
+    /// Receive updates by webhook on this address instead of polling (plain HTTP; put TLS in front).
+    #[arg(long, value_name = "ADDR")]
+    pub webhook: Option<String>,
+
+    /// Secret token Telegram must send in X-Telegram-Bot-Api-Secret-Token (webhook mode).
+    #[arg(
+        long,
+        env = "TELEGRAM_SECRET_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub secret_token: Option<String>,
+
+    /// URL path of the webhook.
+    #[arg(long, value_name = "PATH")]
+    pub webhook_path: Option<String>,
+
+    /// Call setWebhook with this public URL (and the secret token) before listening.
+    #[arg(long, value_name = "URL", requires = "webhook")]
+    pub set_webhook: Option<String>,
+
+    /// Call deleteWebhook (keeping pending updates) before polling.
+    #[arg(long, conflicts_with = "webhook")]
+    pub delete_webhook: bool,
+
+    /// Base URL of the Bot API.
+    #[arg(long, env = "INGEST_TELEGRAM_API_BASE", value_name = "URL")]
+    pub telegram_api_base: Option<String>,
+
+    /// Long-poll timeout in seconds (default 30, at most 50).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(0..=50))]
+    pub poll_timeout: Option<u32>,
+
+    /// Update types to receive (`allowed_updates`), comma-separated.
+    #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+    pub allowed_updates: Vec<String>,
+
+    /// Start the built-in mock Telegram API in process and capture from it (no bot needed).
+    #[arg(long, conflicts_with = "webhook")]
+    pub mock: bool,
+
+    /// Scenario file for --mock.
+    #[arg(long, value_name = "FILE", requires = "mock")]
+    pub mock_scenario: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TwitterWebhookArgs {
+    /// Address to listen on (plain HTTP; put TLS in front).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: String,
+
+    /// URL path of the webhook.
+    #[arg(long, default_value = "/webhooks/twitter", value_name = "PATH")]
+    pub path: String,
+
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]

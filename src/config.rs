@@ -82,6 +82,9 @@ pub struct FileConfig {
     /// The X filtered-stream source.
     #[serde(default)]
     pub twitter: TwitterConfig,
+    /// The Telegram sources.
+    #[serde(default)]
+    pub telegram: TelegramConfig,
     /// Named sinks.
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,
@@ -123,6 +126,29 @@ pub struct TwitterConfig {
     pub spill_max_bytes: Option<u64>,
     /// Reconnect back-off bases.
     pub backoff: Option<StreamBackoffConfig>,
+}
+
+/// `[telegram]`: the Telegram sources.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// Base URL of the Bot API.
+    pub api_base: Option<String>,
+    /// Keep only these chats.
+    #[serde(default)]
+    pub chat_ids: Vec<i64>,
+    /// `allowed_updates`.
+    #[serde(default)]
+    pub allowed_updates: Vec<String>,
+    /// Long-poll timeout (0-50 s).
+    pub poll_timeout_secs: Option<u32>,
+    /// Webhook URL path.
+    pub webhook_path: Option<String>,
+    /// Largest webhook body accepted (413 above it).
+    pub max_body_bytes: Option<usize>,
+    /// How long a webhook request waits for the sinks before answering 503.
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    pub ack_timeout: Option<Duration>,
 }
 
 /// One `[sinks.NAME]` table; `type` picks the sink.

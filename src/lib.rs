@@ -50,6 +50,8 @@ pub enum Error {
     XApi(#[from] sources::twitter::api::ApiError),
     #[error(transparent)]
     Mock(#[from] mock::MockError),
+    #[error(transparent)]
+    Telegram(#[from] sources::telegram::api::TelegramError),
     #[error("{0}")]
     MissingSecret(String),
 }
@@ -74,9 +76,11 @@ impl Error {
             Error::Mock(
                 mock::MockError::Scenario { .. } | mock::MockError::ScenarioRead { .. },
             ) => exit_codes::CONFIG,
-            Error::SinkNotReady { .. } | Error::State(_) | Error::XApi(_) | Error::Mock(_) => {
-                exit_codes::FAILURE
-            }
+            Error::SinkNotReady { .. }
+            | Error::State(_)
+            | Error::XApi(_)
+            | Error::Mock(_)
+            | Error::Telegram(_) => exit_codes::FAILURE,
         }
     }
 }

@@ -54,6 +54,14 @@ pub struct SourceBatch {
 }
 
 impl SourceBatch {
+    /// A source that waits for this batch's ack sends nothing more until then:
+    /// sinks write it at once instead of lingering for a fuller batch.
+    fn urgent(&self) -> bool {
+        self.ack.is_some()
+    }
+}
+
+impl SourceBatch {
     /// A batch whose source needs no ack.
     pub fn new(records: Vec<Arc<Record>>) -> Self {
         SourceBatch { records, ack: None }
@@ -106,6 +114,7 @@ struct Delivery {
     records: Vec<Arc<Record>>,
     bytes: usize,
     ack: Arc<AckState>,
+    urgent: bool,
 }
 
 /// Per-sink counters.
@@ -221,13 +230,15 @@ impl<S: Sink> SinkWorker<S> {
                 d = rx.recv() => d,
             };
             let Some(first) = first else { break };
-            let (mut count, mut bytes) = (first.records.len(), first.bytes);
+            let (mut count, mut bytes, mut urgent) =
+                (first.records.len(), first.bytes, first.urgent);
             let mut pending = vec![first];
             let deadline = tokio::time::Instant::from_std(Instant::now() + linger);
             while count < batch.max_records && bytes < batch.max_bytes {
                 let next = match rx.try_recv() {
                     Ok(d) => Some(d),
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
+                    Err(mpsc::error::TryRecvError::Empty) if urgent => None,
                     Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
                         biased;
                         _ = self.abort.cancelled() => None,
@@ -238,6 +249,7 @@ impl<S: Sink> SinkWorker<S> {
                 let Some(d) = next else { break };
                 count += d.records.len();
                 bytes += d.bytes;
+                urgent |= d.urgent;
                 pending.push(d);
             }
             let records: Vec<Arc<Record>> = pending
@@ -430,6 +442,7 @@ pub async fn route(
     let mut dropped: u64 = 0;
     let senders: Vec<_> = sinks.iter().map(|s| s.tx.clone()).collect();
     while let Some(batch) = source_rx.recv().await {
+        let urgent = batch.urgent();
         let SourceBatch { mut records, ack } = batch;
         if let Some(max) = limits.max_records {
             let room = max.saturating_sub(records_in) as usize;
@@ -467,6 +480,7 @@ pub async fn route(
             records,
             bytes,
             ack: ack.clone(),
+            urgent,
         });
         for tx in &senders {
             if tx.send(delivery.clone()).await.is_err() {

@@ -28,6 +28,19 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("checkpoint {path}: {source}")]
+    Checkpoint {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "another ingest run is polling {what} (lock file {path}, held by {holder}); stop it or wait for it to finish"
+    )]
+    Locked {
+        what: String,
+        path: PathBuf,
+        holder: String,
+    },
 }
 
 /// The default state dir: `$XDG_STATE_HOME/ingest`, else `~/.local/state/ingest`, else `./.ingest-state`.
@@ -251,5 +264,181 @@ mod tests {
         let dl = DeadLetters::new(&blocker.join("sub"), "r");
         let err = dl.source_input("replay", "x", b"y", 1).unwrap_err();
         assert!(err.to_string().contains("dead-letter file"), "{err}");
+    }
+}
+
+/// Writes a file atomically: a temporary file in the same directory, fsync, rename, fsync the directory.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        std::process::id()
+    ));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+/// A short, stable, non-reversible name for a secret (lock and checkpoint files are named by it).
+pub fn secret_fingerprint(secret: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(secret.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A checkpoint file holding one JSON value, written atomically.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    path: PathBuf,
+}
+
+impl Checkpoint {
+    pub fn new(path: PathBuf) -> Self {
+        Checkpoint { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The saved value; `None` if there is none yet.
+    pub fn load<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>, StateError> {
+        match std::fs::read(&self.path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| StateError::Checkpoint {
+                        path: self.path.clone(),
+                        source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Checkpoint {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    pub fn save<T: Serialize>(&self, value: &T) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(value).expect("a checkpoint serializes");
+        atomic_write(&self.path, &bytes).map_err(|source| StateError::Checkpoint {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+/// An exclusive lock (flock) on a file in the state dir, held until dropped or the
+/// process dies (even by `kill -9`: the kernel releases it, so no lock goes stale).
+#[derive(Debug)]
+pub struct LockFile {
+    _file: File,
+    path: PathBuf,
+}
+
+impl LockFile {
+    /// Takes the lock or says who holds it.
+    pub fn acquire(path: PathBuf, what: &str) -> Result<Self, StateError> {
+        use std::io::{Read, Seek};
+        use std::os::fd::AsRawFd;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StateError::Dir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StateError::Dir {
+                path: path.clone(),
+                source,
+            })?;
+        // SAFETY: flock on a descriptor we own.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            return Err(StateError::Locked {
+                what: what.to_owned(),
+                path,
+                holder: holder.trim().to_owned(),
+            });
+        }
+        let _ = file.set_len(0);
+        let _ = file.rewind();
+        let _ = writeln!(file, "pid {}", std::process::id());
+        Ok(LockFile { _file: file, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_is_refused_and_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("locks/bot.lock");
+        let first = LockFile::acquire(path.clone(), "this bot").unwrap();
+        let err = LockFile::acquire(path.clone(), "this bot")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("another ingest run")
+                && err.contains(&format!("pid {}", std::process::id())),
+            "{err}"
+        );
+        drop(first);
+        LockFile::acquire(path, "this bot").unwrap();
+    }
+
+    #[test]
+    fn checkpoints_round_trip_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Checkpoint::new(dir.path().join("c/offset.json"));
+        assert_eq!(c.load::<u64>().unwrap(), None);
+        c.save(&42u64).unwrap();
+        c.save(&43u64).unwrap();
+        assert_eq!(c.load::<u64>().unwrap(), Some(43));
+        std::fs::write(c.path(), b"garbage").unwrap();
+        assert!(
+            c.load::<u64>()
+                .unwrap_err()
+                .to_string()
+                .contains("checkpoint")
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("c"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "no temporary files left: {names:?}");
+    }
+
+    #[test]
+    fn fingerprints_hide_the_secret() {
+        let f = secret_fingerprint("123456:ABC-secret");
+        assert_eq!(f.len(), 16);
+        assert!(!f.contains("secret") && !f.contains("123456"));
+        assert_eq!(f, secret_fingerprint("123456:ABC-secret"));
     }
 }

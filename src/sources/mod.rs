@@ -33,6 +33,15 @@ pub enum SourceError {
     Spill(#[from] spill::SpillError),
     #[error(transparent)]
     XApi(#[from] twitter::api::ApiError),
+    #[error(transparent)]
+    Polling(#[from] telegram::polling::PollingError),
+    #[error("Telegram: {0}")]
+    Telegram(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error(
         "the stream has no rules: add one with `ingest rules sync --rules rules.toml` (or run `ingest twitter --rules rules.toml`)"
     )]
@@ -82,4 +91,16 @@ pub trait Source: Send + 'static {
         out: mpsc::Sender<SourceBatch>,
         shutdown: CancellationToken,
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
+}
+
+/// Sends records with an ack and waits for it, at most `timeout`: what webhook
+/// sources do before they answer 200. `None`: not confirmed in time (or stopping).
+pub async fn deliver_and_wait(
+    out: &mpsc::Sender<SourceBatch>,
+    records: Vec<Arc<crate::record::Record>>,
+    timeout: std::time::Duration,
+) -> Option<crate::pipeline::Ack> {
+    let (batch, ack) = SourceBatch::with_ack(records);
+    out.send(batch).await.ok()?;
+    tokio::time::timeout(timeout, ack).await.ok()?.ok()
 }

@@ -5,5 +5,6 @@ pub mod api;
 pub mod normalize;
 pub mod rules;
 pub mod stream;
+pub mod webhook;
 
 pub use normalize::{looks_like_stream_line, normalize_line};
