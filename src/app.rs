@@ -14,7 +14,7 @@ use crate::secret::Secret;
 use crate::sources::replay::ReplaySource;
 use crate::sources::telegram::api::{DEFAULT_API_BASE as TELEGRAM_API_BASE, TelegramApi};
 use crate::sources::telegram::polling::{PollingConfig, TelegramPolling};
-use crate::sources::telegram::webhook::{TelegramWebhook, WebhookConfig};
+use crate::sources::telegram::webhook::{TelegramWebhook, TlsFiles, WebhookConfig};
 use crate::sources::twitter::api::XApi;
 use crate::sources::twitter::rules;
 use crate::sources::twitter::stream::TwitterSource;
@@ -113,6 +113,7 @@ pub async fn run(
                 listen: args.listen,
                 path: args.path,
                 consumer_secret: secret,
+                tls: tls_files(args.tls_cert, args.tls_key),
                 max_body_bytes: loaded
                     .file
                     .telegram
@@ -220,6 +221,7 @@ async fn telegram(
             max_body_bytes: t.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             ack_timeout: t.ack_timeout.unwrap_or(DEFAULT_ACK_TIMEOUT),
             dedupe_window: 100_000,
+            tls: tls_files(args.tls_cert, args.tls_key),
         };
         let summary = crate::run(&settings, TelegramWebhook { config }, shutdown).await?;
         return Ok(finish(summary, settings.summary));
@@ -259,6 +261,16 @@ async fn telegram(
         m.stop().await;
     }
     Ok(finish(result?, settings.summary))
+}
+
+fn tls_files(
+    cert: Option<std::path::PathBuf>,
+    key: Option<std::path::PathBuf>,
+) -> Option<TlsFiles> {
+    Some(TlsFiles {
+        cert: cert?,
+        key: key?,
+    })
 }
 
 fn missing_bot_token() -> Error {

@@ -207,6 +207,14 @@ pub struct TelegramArgs {
     #[arg(long, value_name = "PATH")]
     pub webhook_path: Option<String>,
 
+    /// Serve HTTPS with this PEM certificate (chain); with --tls-key. Without: plain HTTP behind a proxy.
+    #[arg(long, value_name = "FILE", requires = "tls_key", requires = "webhook")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Call setWebhook with this public URL (and the secret token) before listening.
     #[arg(long, value_name = "URL", requires = "webhook")]
     pub set_webhook: Option<String>,
@@ -248,6 +256,14 @@ pub struct TwitterWebhookArgs {
     /// URL path of the webhook.
     #[arg(long, default_value = "/webhooks/twitter", value_name = "PATH")]
     pub path: String,
+
+    /// Serve HTTPS with this PEM certificate (chain); with --tls-key. Without: plain HTTP behind a proxy.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     #[command(flatten)]
     pub run: RunArgs,

@@ -629,3 +629,92 @@ fn account_activity_crc_signatures_and_events() {
     );
     assert_eq!(event["raw"]["timestamp_ms"], 1522082006140u64);
 }
+
+#[test]
+fn webhook_serves_https_with_certificate_files() {
+    let env = Env::new();
+    let (cert, key) = (env.path("cert.pem"), env.path("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let addr = free_addr();
+    let mut child = env
+        .cmd()
+        .args([
+            "telegram",
+            "--webhook",
+            &addr,
+            "--secret-token",
+            "tls-secret",
+            "--sink",
+            "file",
+            "--file-path",
+            "o.jsonl",
+            "--tls-cert",
+        ])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    wait_for(&mut lines, "webhook listening (TLS)");
+    let update = r#"{"update_id":1,"message":{"message_id":1,"date":1795000000,"chat":{"id":1,"type":"private","first_name":"Ada"},"text":"over TLS"}}"#;
+    // curl: an independent TLS client that checks the certificate.
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(&cert)
+        .args([
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            "X-Telegram-Bot-Api-Secret-Token: tls-secret",
+            "--data-binary",
+            update,
+        ])
+        .arg(format!("https://{addr}/telegram"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "200",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let (status, _) = http(
+        &addr,
+        "POST",
+        "/telegram",
+        &[("X-Telegram-Bot-Api-Secret-Token", "tls-secret")],
+        update.as_bytes(),
+    );
+    assert_ne!(status, 200);
+    sigterm(&child);
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
+    assert_eq!(env.records("o.jsonl")[0]["text"], "over TLS");
+}

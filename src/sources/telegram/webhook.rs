@@ -39,6 +39,8 @@ pub struct WebhookConfig {
     pub ack_timeout: Duration,
     /// Recent `update_id`s remembered to record redeliveries once.
     pub dedupe_window: usize,
+    /// Serve HTTPS with these files; plain HTTP without.
+    pub tls: Option<TlsFiles>,
 }
 
 /// The webhook source.
@@ -61,32 +63,70 @@ pub fn secret_matches(headers: &HeaderMap, name: &str, expected: &Secret) -> boo
     got.len() == want.len() && bool::from(got.ct_eq(want))
 }
 
-/// Binds, serves until `shutdown`, and drains in-flight requests.
+/// TLS certificate and key (PEM files) for a webhook listener.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// Binds, serves (over TLS with `tls`) until `shutdown`, and drains in-flight requests.
 pub async fn serve(
     listen: &str,
+    tls: Option<&TlsFiles>,
     app: Router,
     shutdown: CancellationToken,
 ) -> Result<(), SourceError> {
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listen_err = |source| SourceError::Listen {
+        addr: listen.to_owned(),
+        source,
+    };
+    let Some(tls) = tls else {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(listen_err)?;
+        let addr = listener.local_addr().map_err(listen_err)?;
+        info!(%addr, "webhook listening (plain HTTP)");
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .map_err(listen_err);
+    };
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
         .await
-        .map_err(|source| SourceError::Listen {
+        .map_err(|e| SourceError::Listen {
             addr: listen.to_owned(),
-            source,
+            source: std::io::Error::new(
+                e.kind(),
+                format!(
+                    "TLS certificate {} / key {}: {e}",
+                    tls.cert.display(),
+                    tls.key.display()
+                ),
+            ),
         })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| SourceError::Listen {
-            addr: listen.to_owned(),
-            source,
-        })?;
-    info!(%addr, "webhook listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    let addr: std::net::SocketAddr = tokio::net::lookup_host(listen)
         .await
-        .map_err(|source| SourceError::Listen {
-            addr: listen.to_owned(),
-            source,
-        })
+        .map_err(listen_err)?
+        .next()
+        .ok_or_else(|| listen_err(std::io::Error::other("the address resolves to nothing")))?;
+    let handle = axum_server::Handle::new();
+    {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            handle.graceful_shutdown(Some(Duration::from_secs(30)));
+        });
+    }
+    let server = axum_server::bind_rustls(addr, config).handle(handle.clone());
+    let serving = tokio::spawn(server.serve(app.into_make_service()));
+    if let Some(bound) = handle.listening().await {
+        info!(addr = %bound, "webhook listening (TLS)");
+    }
+    serving
+        .await
+        .map_err(|e| listen_err(std::io::Error::other(e)))?
+        .map_err(listen_err)
 }
 
 impl Source for TelegramWebhook {
@@ -103,6 +143,7 @@ impl Source for TelegramWebhook {
         let limit = self.config.max_body_bytes;
         let path = self.config.path.clone();
         let listen = self.config.listen.clone();
+        let tls = self.config.tls.clone();
         let shared = Arc::new(Shared {
             config: self.config,
             ctx,
@@ -113,7 +154,7 @@ impl Source for TelegramWebhook {
             .route(&path, post(receive))
             .layer(DefaultBodyLimit::max(limit))
             .with_state(shared);
-        serve(&listen, app, shutdown).await
+        serve(&listen, tls.as_ref(), app, shutdown).await
     }
 }
 

@@ -23,7 +23,7 @@ use tracing::warn;
 use crate::pipeline::{Outcome, SourceBatch};
 use crate::record::{Author, Platform, Record, Refs, rfc3339, transliterate};
 use crate::secret::Secret;
-use crate::sources::telegram::webhook::serve;
+use crate::sources::telegram::webhook::{TlsFiles, serve};
 use crate::sources::{Source, SourceContext, SourceCounters, SourceError, deliver_and_wait};
 
 /// The signature header of Account Activity POSTs.
@@ -64,6 +64,8 @@ pub struct ActivityConfig {
     pub consumer_secret: Secret,
     pub max_body_bytes: usize,
     pub ack_timeout: Duration,
+    /// Serve HTTPS with these files; plain HTTP without.
+    pub tls: Option<TlsFiles>,
 }
 
 /// The Account Activity webhook source.
@@ -93,6 +95,7 @@ impl Source for ActivityWebhook {
             self.config.listen.clone(),
             self.config.max_body_bytes,
         );
+        let tls = self.config.tls.clone();
         let shared = Arc::new(Shared {
             config: self.config,
             ctx,
@@ -102,7 +105,7 @@ impl Source for ActivityWebhook {
             .route(&path, get(crc).post(events))
             .layer(DefaultBodyLimit::max(limit))
             .with_state(shared);
-        serve(&listen, app, shutdown).await
+        serve(&listen, tls.as_ref(), app, shutdown).await
     }
 }
 
