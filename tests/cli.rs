@@ -2,77 +2,16 @@
 //! signals, malformed input, bad config, unwritable paths.
 
 use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+mod common;
+use common::*;
 
 use serde_json::Value;
 
 const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sample.jsonl");
-
-/// A scratch directory and a scrubbed environment for one test.
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Self {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn cmd(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingest"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("INGEST_") || k == "RUST_LOG" || k == "XDG_STATE_HOME" {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.current_dir(self.dir.path())
-            .env("INGEST_STATE_DIR", self.path("state"));
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).stdin(Stdio::null()).output().unwrap()
-    }
-
-    fn dead_letters(&self) -> Vec<Value> {
-        read_jsonl(&self.path("state/dead-letters.jsonl"))
-    }
-}
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-            .collect(),
-        Err(_) => Vec::new(),
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// The `--summary` line: the last stderr line that parses as a JSON object with `run_id`.
-fn summary(out: &Output) -> Value {
-    stderr(out)
-        .lines()
-        .rev()
-        .find_map(|l| {
-            serde_json::from_str::<Value>(l)
-                .ok()
-                .filter(|v| v.get("run_id").is_some())
-        })
-        .unwrap_or_else(|| panic!("no summary in stderr:\n{}", stderr(out)))
-}
 
 /// Drops the fields that change from run to run.
 fn stable(mut v: Value) -> Value {
@@ -90,39 +29,6 @@ fn sample_items() -> Vec<String> {
         .filter(|l| !l.trim().is_empty() && !l.starts_with("{\"errors\""))
         .map(str::to_owned)
         .collect()
-}
-
-fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("ingest did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn signal(child: &Child, sig: i32) {
-    // SAFETY: sending a signal to our own child process.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
-}
-
-/// Reads stderr lines until one contains `needle`; returns what was read.
-fn wait_for(lines: &mut impl Iterator<Item = std::io::Result<String>>, needle: &str) -> String {
-    let mut seen = String::new();
-    for line in lines {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains(needle) {
-            return seen;
-        }
-    }
-    panic!("stderr ended without `{needle}`:\n{seen}");
 }
 
 fn tweet(i: usize) -> String {

@@ -2,145 +2,24 @@
 //! the real binary against the mock Bot API (its own process) and real HTTP.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::*;
+
 const BOT_TOKEN: &str = "424242:test-bot-token-ZYX";
 const FIRST: i64 = 500_000;
 
-struct Mock {
-    child: Child,
-    url: String,
+fn tg_env() -> Env {
+    Env::new().with("TELEGRAM_BOT_TOKEN", BOT_TOKEN)
 }
 
-impl Mock {
-    fn start(dir: &Path, scenario: &str) -> Mock {
-        let path = dir.join("tg-scenario.toml");
-        std::fs::write(&path, scenario).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ingest"))
-            .args(["mock", "telegram", "--listen", "127.0.0.1:0", "--scenario"])
-            .arg(&path)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("http://127.0.0.1:"), "mock said {line:?}");
-        Mock {
-            child,
-            url: line.trim().to_owned(),
-        }
-    }
-
-    fn state(&self) -> Value {
-        let (status, body) = http(
-            self.url.trim_start_matches("http://"),
-            "GET",
-            "/mock/state",
-            &[],
-            b"",
-        );
-        assert_eq!(status, 200);
-        serde_json::from_str(&body).unwrap()
-    }
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A minimal HTTP/1.1 client: (status, body).
-fn http(
-    addr: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String) {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut resp = Vec::new();
-    let _ = s.read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn cmd(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingest"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("INGEST_")
-                || k == "RUST_LOG"
-                || k.starts_with("TELEGRAM_")
-                || k.starts_with("TWITTER_")
-            {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.current_dir(self.dir.path())
-            .env("INGEST_STATE_DIR", self.path("state"))
-            .env("TELEGRAM_BOT_TOKEN", BOT_TOKEN)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
-    fn records(&self, rel: &str) -> Vec<Value> {
-        std::fs::read_to_string(self.path(rel))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
+fn mock_telegram(env: &Env, scenario: &str) -> MockProcess {
+    MockProcess::start("telegram", env.dir.path(), scenario)
 }
 
 fn update_ids(records: &[Value]) -> BTreeSet<i64> {
@@ -150,33 +29,10 @@ fn update_ids(records: &[Value]) -> BTreeSet<i64> {
         .collect()
 }
 
-fn wait_for(lines: &mut std::io::Lines<BufReader<ChildStderr>>, needle: &str) -> String {
-    let mut seen = String::new();
-    for line in lines {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains(needle) {
-            return seen;
-        }
-    }
-    panic!("stderr ended without `{needle}`:\n{seen}");
-}
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-fn sigterm(child: &Child) {
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-}
-
 #[test]
 fn chat_filter_and_until_idle_confirm_every_update() {
-    let env = Env::new();
-    let mock = Mock::start(env.dir.path(), "updates = 40\n");
+    let env = tg_env();
+    let mock = mock_telegram(&env, "updates = 40\n");
     let out = env.run(&[
         "telegram",
         "--telegram-api-base",
@@ -199,7 +55,7 @@ fn chat_filter_and_until_idle_confirm_every_update() {
             .all(|r| r["chat"]["id"] == -4001 && r["chat"]["type"] == "group")
     );
     // Filtered-out updates are confirmed too: nothing is pending.
-    let state = mock.state();
+    let state = mock.get("/mock/state");
     assert_eq!(state["pending"], 0, "{state}");
     assert_eq!(state["confirmed_below"], FIRST + 40);
     // A rerun finds nothing and writes nothing.
@@ -219,8 +75,8 @@ fn chat_filter_and_until_idle_confirm_every_update() {
 
 #[test]
 fn a_failing_sink_keeps_the_offset_and_a_rerun_delivers_the_rest() {
-    let env = Env::new();
-    let mock = Mock::start(env.dir.path(), "updates = 20\n");
+    let env = tg_env();
+    let mock = mock_telegram(&env, "updates = 20\n");
     std::fs::create_dir_all(env.path("out/telegram.jsonl")).unwrap();
     let args = [
         "telegram",
@@ -239,7 +95,11 @@ fn a_failing_sink_keeps_the_offset_and_a_rerun_delivers_the_rest() {
         "{}",
         stderr(&out)
     );
-    assert_eq!(mock.state()["pending"], 20, "nothing confirmed to Telegram");
+    assert_eq!(
+        mock.get("/mock/state")["pending"],
+        20,
+        "nothing confirmed to Telegram"
+    );
     std::fs::remove_dir(env.path("out/telegram.jsonl")).unwrap();
     let out = env.run(&args);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -247,14 +107,14 @@ fn a_failing_sink_keeps_the_offset_and_a_rerun_delivers_the_rest() {
         update_ids(&env.records("out/telegram.jsonl")),
         (FIRST..FIRST + 20).collect()
     );
-    assert_eq!(mock.state()["pending"], 0);
+    assert_eq!(mock.get("/mock/state")["pending"], 0);
 }
 
 #[test]
 fn kill_9_then_rerun_delivers_every_update_at_least_once() {
-    let env = Env::new();
+    let env = tg_env();
     let calls: String = (0..30).map(|_| "[[call]]\ndelay_ms = 150\n").collect();
-    let mock = Mock::start(env.dir.path(), &format!("updates = 250\n{calls}"));
+    let mock = mock_telegram(&env, &format!("updates = 250\n{calls}"));
     std::fs::write(
         env.path("ingest.toml"),
         "[telegram]\npoll_timeout_secs = 0\n",
@@ -302,8 +162,8 @@ fn kill_9_then_rerun_delivers_every_update_at_least_once() {
 
 #[test]
 fn the_lock_file_stops_a_second_poller_of_the_same_bot() {
-    let env = Env::new();
-    let mock = Mock::start(env.dir.path(), "updates = 5\n");
+    let env = tg_env();
+    let mock = mock_telegram(&env, "updates = 5\n");
     let mut first = env
         .cmd()
         .args([
@@ -344,7 +204,7 @@ fn the_lock_file_stops_a_second_poller_of_the_same_bot() {
             && locks.iter().all(|n| !n.contains("test-bot-token")),
         "{locks:?}"
     );
-    sigterm(&first);
+    signal(&first, libc::SIGTERM);
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     assert_eq!(first.wait().unwrap().code(), Some(0), "{rest:?}");
     assert_eq!(env.records("o.jsonl").len(), 5);
@@ -352,9 +212,9 @@ fn the_lock_file_stops_a_second_poller_of_the_same_bot() {
 
 #[test]
 fn conflicts_say_which_and_how_to_fix() {
-    let env = Env::new();
-    let mock = Mock::start(
-        env.dir.path(),
+    let env = tg_env();
+    let mock = mock_telegram(
+        &env,
         "updates = 3\nwebhook_url = \"https://example.invalid/hook\"\n",
     );
     let out = env.run(&[
@@ -386,9 +246,9 @@ fn conflicts_say_which_and_how_to_fix() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(env.records("o.jsonl").len(), 3, "pending updates kept");
 
-    let env = Env::new();
-    let mock = Mock::start(
-        env.dir.path(),
+    let env = tg_env();
+    let mock = mock_telegram(
+        &env,
         "updates = 3\n[[call]]\nstatus = 409\nkind = \"other_poller\"\n",
     );
     let out = env.run(&[
@@ -409,9 +269,9 @@ fn conflicts_say_which_and_how_to_fix() {
 
 #[test]
 fn rate_limits_wait_retry_after_and_server_errors_back_off() {
-    let env = Env::new();
-    let mock = Mock::start(
-        env.dir.path(),
+    let env = tg_env();
+    let mock = mock_telegram(
+        &env,
         "updates = 3\n[[call]]\nstatus = 429\nretry_after = 1\n[[call]]\nstatus = 500\n",
     );
     let out = env.run(&[
@@ -426,7 +286,7 @@ fn rate_limits_wait_retry_after_and_server_errors_back_off() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(env.records("o.jsonl").len(), 3);
-    let calls = mock.state()["calls"].as_array().unwrap().clone();
+    let calls = mock.get("/mock/state")["calls"].as_array().unwrap().clone();
     let statuses: Vec<u64> = calls
         .iter()
         .map(|c| c["status"].as_u64().unwrap())
@@ -438,8 +298,8 @@ fn rate_limits_wait_retry_after_and_server_errors_back_off() {
 
 #[test]
 fn a_refused_token_is_fatal_and_never_printed() {
-    let env = Env::new();
-    let mock = Mock::start(env.dir.path(), "token = \"1:the-right-one\"\n");
+    let env = tg_env();
+    let mock = mock_telegram(&env, "token = \"1:the-right-one\"\n");
     let start = Instant::now();
     let out = env.run(&[
         "telegram",
@@ -470,7 +330,7 @@ fn a_refused_token_is_fatal_and_never_printed() {
 
 #[test]
 fn webhook_checks_the_secret_caps_bodies_and_records_redeliveries_once() {
-    let env = Env::new();
+    let env = tg_env();
     let addr = free_addr();
     let mut child = env
         .cmd()
@@ -516,7 +376,7 @@ fn webhook_checks_the_secret_caps_bodies_and_records_redeliveries_once() {
         let (status, body) = http(&addr, "POST", "/telegram", &good, update.as_bytes());
         assert_eq!(status, 200, "{body}");
     }
-    sigterm(&child);
+    signal(&child, libc::SIGTERM);
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
     let records = env.records("o.jsonl");
@@ -533,7 +393,7 @@ fn webhook_checks_the_secret_caps_bodies_and_records_redeliveries_once() {
 
 #[test]
 fn account_activity_crc_signatures_and_events() {
-    let env = Env::new();
+    let env = tg_env();
     let addr = free_addr();
     let mut child = env
         .cmd()
@@ -610,7 +470,7 @@ fn account_activity_crc_signatures_and_events() {
         payload.as_bytes(),
     );
     assert_eq!(status, 200, "{body}");
-    sigterm(&child);
+    signal(&child, libc::SIGTERM);
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
     let records = env.records("o.jsonl");
@@ -632,7 +492,7 @@ fn account_activity_crc_signatures_and_events() {
 
 #[test]
 fn webhook_serves_https_with_certificate_files() {
-    let env = Env::new();
+    let env = tg_env();
     let (cert, key) = (env.path("cert.pem"), env.path("key.pem"));
     let made = Command::new("openssl")
         .args([
@@ -713,7 +573,7 @@ fn webhook_serves_https_with_certificate_files() {
         update.as_bytes(),
     );
     assert_ne!(status, 200);
-    sigterm(&child);
+    signal(&child, libc::SIGTERM);
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
     assert_eq!(env.records("o.jsonl")[0]["text"], "over TLS");

@@ -2,12 +2,14 @@
 //! (started as its own process), faults, back-off, rules, limits.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod common;
+use common::*;
 
 const RULES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/rules.toml");
 const TOKEN: &str = "test-token-9f8e7d6c5b4a";
@@ -15,116 +17,14 @@ const TOKEN: &str = "test-token-9f8e7d6c5b4a";
 /// Fast reconnects and a short stall timeout, so faults resolve in milliseconds.
 const FAST: &str = "[twitter]\nstall_timeout = \"700ms\"\n[twitter.backoff]\nnetwork_step_ms = 20\nnetwork_max_ms = 100\nhttp_initial_ms = 100\nhttp_max_ms = 1000\nrate_limit_initial_ms = 300\nrate_limit_max_ms = 2000\n";
 
-struct Mock {
-    child: Child,
-    url: String,
+fn env_with(config: &str) -> Env {
+    Env::new()
+        .config(config)
+        .with("TWITTER_BEARER_TOKEN", TOKEN)
 }
 
-impl Mock {
-    fn start(dir: &Path, scenario: &str) -> Mock {
-        let path = dir.join("scenario.toml");
-        std::fs::write(&path, scenario).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ingest"))
-            .args(["mock", "twitter", "--listen", "127.0.0.1:0", "--scenario"])
-            .arg(&path)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert!(line.starts_with("http://127.0.0.1:"), "mock said {line:?}");
-        Mock {
-            child,
-            url: line.trim().to_owned(),
-        }
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let addr = self.url.trim_start_matches("http://");
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"))
-    }
-
-    fn connections(&self) -> Vec<Value> {
-        self.get("/mock/connections").as_array().unwrap().clone()
-    }
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new(config: &str) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("ingest.toml"), config).unwrap();
-        Env { dir }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn cmd(&self) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ingest"));
-        for (k, _) in std::env::vars() {
-            if k.starts_with("INGEST_") || k == "RUST_LOG" || k.contains("BEARER_TOKEN") {
-                cmd.env_remove(k);
-            }
-        }
-        cmd.current_dir(self.dir.path())
-            .env("INGEST_STATE_DIR", self.path("state"))
-            .env("TWITTER_BEARER_TOKEN", TOKEN)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd().args(args).output().unwrap()
-    }
-
-    fn records(&self, rel: &str) -> Vec<Value> {
-        std::fs::read_to_string(self.path(rel))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn summary(out: &Output) -> Value {
-    stderr(out)
-        .lines()
-        .rev()
-        .find_map(|l| {
-            serde_json::from_str::<Value>(l)
-                .ok()
-                .filter(|v| v.get("run_id").is_some())
-        })
-        .unwrap_or_else(|| panic!("no summary in:\n{}", stderr(out)))
+fn mock_twitter(env: &Env, scenario: &str) -> MockProcess {
+    MockProcess::start("twitter", env.dir.path(), scenario)
 }
 
 fn tweet_id(seq: u64) -> String {
@@ -133,9 +33,9 @@ fn tweet_id(seq: u64) -> String {
 
 #[test]
 fn every_fault_leaves_every_whole_tweet_delivered_exactly_once() {
-    let env = Env::new(FAST);
-    let mock = Mock::start(
-        env.dir.path(),
+    let env = env_with(FAST);
+    let mock = mock_twitter(
+        &env,
         r#"
 rate = 400.0
 keepalive_secs = 0.2
@@ -177,7 +77,7 @@ fault = "close"
         "--summary",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let log = mock.connections();
+    let log = mock.get("/mock/connections").as_array().unwrap().clone();
     assert!(log.len() >= 5, "{log:#?}");
     let cut: Vec<u64> = log.iter().filter_map(|c| c["cut_seq"].as_u64()).collect();
     assert_eq!(cut.len(), 1);
@@ -212,9 +112,9 @@ fault = "close"
 
 #[test]
 fn backoff_classes_follow_the_documented_sequence() {
-    let env = Env::new(FAST);
-    let mock = Mock::start(
-        env.dir.path(),
+    let env = env_with(FAST);
+    let mock = mock_twitter(
+        &env,
         r#"
 rate = 200.0
 [[rule]]
@@ -245,7 +145,7 @@ too_many_connections = true
         "5",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let log = mock.connections();
+    let log = mock.get("/mock/connections").as_array().unwrap().clone();
     let statuses: Vec<u64> = log.iter().map(|c| c["status"].as_u64().unwrap()).collect();
     assert_eq!(&statuses[..6], [503, 500, 503, 429, 429, 200]);
     let at: Vec<i64> = log.iter().map(|c| c["at_ms"].as_i64().unwrap()).collect();
@@ -278,9 +178,9 @@ too_many_connections = true
 
 #[test]
 fn unauthorized_exits_1_quickly_without_printing_the_token() {
-    let env = Env::new(FAST);
-    let mock = Mock::start(
-        env.dir.path(),
+    let env = env_with(FAST);
+    let mock = mock_twitter(
+        &env,
         "[[rule]]\nvalue = \"cats\"\n[[connection]]\nstatus = 401\n",
     );
     let start = Instant::now();
@@ -308,8 +208,8 @@ fn unauthorized_exits_1_quickly_without_printing_the_token() {
 
 #[test]
 fn no_rules_names_the_fix() {
-    let env = Env::new(FAST);
-    let mock = Mock::start(env.dir.path(), "rate = 10.0\n");
+    let env = env_with(FAST);
+    let mock = mock_twitter(&env, "rate = 10.0\n");
     let out = env.run(&[
         "twitter",
         "--twitter-api-base",
@@ -329,7 +229,7 @@ fn no_rules_names_the_fix() {
 
 #[test]
 fn missing_token_is_a_config_error() {
-    let env = Env::new("");
+    let env = env_with("");
     let out = env
         .cmd()
         .env_remove("TWITTER_BEARER_TOKEN")
@@ -346,11 +246,8 @@ fn missing_token_is_a_config_error() {
 
 #[test]
 fn rules_sync_prints_the_diff_and_is_idempotent() {
-    let env = Env::new("");
-    let mock = Mock::start(
-        env.dir.path(),
-        "[[rule]]\nvalue = \"old rule\"\ntag = \"old\"\n",
-    );
+    let env = env_with("");
+    let mock = mock_twitter(&env, "[[rule]]\nvalue = \"old rule\"\ntag = \"old\"\n");
     let base = ["--twitter-api-base", mock.url.as_str()];
     let sync = |file: &str| {
         let out = env
@@ -395,8 +292,8 @@ fn rules_sync_prints_the_diff_and_is_idempotent() {
 
 #[test]
 fn invalid_rules_surface_x_own_error_and_change_nothing() {
-    let env = Env::new("");
-    let mock = Mock::start(env.dir.path(), "[[rule]]\nvalue = \"keep me\"\n");
+    let env = env_with("");
+    let mock = mock_twitter(&env, "[[rule]]\nvalue = \"keep me\"\n");
     std::fs::write(
         env.path("bad.toml"),
         "[[rule]]\nvalue = \"(cats OR dogs\"\n",
@@ -456,11 +353,8 @@ fn invalid_rules_surface_x_own_error_and_change_nothing() {
 
 #[test]
 fn rules_clear_needs_yes() {
-    let env = Env::new("");
-    let mock = Mock::start(
-        env.dir.path(),
-        "[[rule]]\nvalue = \"a\"\n[[rule]]\nvalue = \"b\"\n",
-    );
+    let env = env_with("");
+    let mock = mock_twitter(&env, "[[rule]]\nvalue = \"a\"\n[[rule]]\nvalue = \"b\"\n");
     let out = env
         .cmd()
         .args(["rules", "clear", "--twitter-api-base", &mock.url])
@@ -487,8 +381,8 @@ fn rules_clear_needs_yes() {
 
 #[test]
 fn track_becomes_one_v2_rule() {
-    let env = Env::new(FAST);
-    let mock = Mock::start(env.dir.path(), "rate = 200.0\n");
+    let env = env_with(FAST);
+    let mock = mock_twitter(&env, "rate = 200.0\n");
     let out = env.run(&[
         "twitter",
         "--track",
@@ -517,7 +411,7 @@ fn track_becomes_one_v2_rule() {
 
 #[test]
 fn mock_flag_runs_with_no_account_and_duration_stops_cleanly() {
-    let env = Env::new("");
+    let env = env_with("");
     let out = env
         .cmd()
         .env_remove("TWITTER_BEARER_TOKEN")
@@ -549,7 +443,7 @@ fn mock_flag_runs_with_no_account_and_duration_stops_cleanly() {
 
 #[test]
 fn sigterm_stops_the_stream_and_flushes_everything() {
-    let env = Env::new("");
+    let env = env_with("");
     let mut child = env
         .cmd()
         .env_remove("TWITTER_BEARER_TOKEN")
@@ -595,11 +489,11 @@ fn sigterm_stops_the_stream_and_flushes_everything() {
 fn a_slow_sink_never_stops_the_reader_lines_spill_and_come_back_in_order() {
     // A tiny in-memory queue and a slow sink (stdout into a pipe read late):
     // the reader keeps reading; lines go through the spill file, in order.
-    let env = Env::new(
+    let env = env_with(
         "[twitter]\nspill_memory_bytes = 2000\n[sinks.slow]\ntype = \"stdout\"\nqueue_capacity = 1\n[sinks.slow.batch]\nmax_records = 10\n",
     );
-    let mock = Mock::start(
-        env.dir.path(),
+    let mock = mock_twitter(
+        &env,
         "rate = 0.0\ntotal_tweets = 3000\n[[rule]]\nvalue = \"cats\"\n",
     );
     let mut child = env

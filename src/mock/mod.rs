@@ -44,3 +44,26 @@ pub enum MockError {
         message: String,
     },
 }
+
+/// Reads a scenario file; errors name the file and the line.
+pub(crate) fn load_scenario<T: serde::de::DeserializeOwned>(
+    path: &std::path::Path,
+) -> Result<T, MockError> {
+    let text = std::fs::read_to_string(path).map_err(|source| MockError::ScenarioRead {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1);
+        MockError::Scenario {
+            path: path.to_owned(),
+            message: format!(
+                "{}{}",
+                line.map(|l| format!("line {l}: ")).unwrap_or_default(),
+                e.message().trim()
+            ),
+        }
+    })
+}

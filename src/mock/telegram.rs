@@ -77,23 +77,7 @@ impl Default for TelegramScenario {
 
 impl TelegramScenario {
     pub fn load(path: &Path) -> Result<Self, MockError> {
-        let text = std::fs::read_to_string(path).map_err(|source| MockError::ScenarioRead {
-            path: path.to_owned(),
-            source,
-        })?;
-        let s: TelegramScenario = toml::from_str(&text).map_err(|e| {
-            let line = e
-                .span()
-                .map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1);
-            MockError::Scenario {
-                path: path.to_owned(),
-                message: format!(
-                    "{}{}",
-                    line.map(|l| format!("line {l}: ")).unwrap_or_default(),
-                    e.message().trim()
-                ),
-            }
-        })?;
+        let s: TelegramScenario = super::load_scenario(path)?;
         if !(s.rate >= 0.0 && s.rate.is_finite()) {
             return Err(MockError::Scenario {
                 path: path.to_owned(),
