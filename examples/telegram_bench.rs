@@ -13,7 +13,11 @@ use std::time::{Duration, Instant};
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn rusage_wait(child: std::process::Child) -> (f64, f64) {
@@ -23,7 +27,10 @@ fn rusage_wait(child: std::process::Child) -> (f64, f64) {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(rc, pid);
-    let cpu = usage.ru_utime.tv_sec as f64 + usage.ru_utime.tv_usec as f64 / 1e6 + usage.ru_stime.tv_sec as f64 + usage.ru_stime.tv_usec as f64 / 1e6;
+    let cpu = usage.ru_utime.tv_sec as f64
+        + usage.ru_utime.tv_usec as f64 / 1e6
+        + usage.ru_stime.tv_sec as f64
+        + usage.ru_stime.tv_usec as f64 / 1e6;
     (cpu, usage.ru_maxrss as f64 / 1024.0)
 }
 
@@ -49,7 +56,11 @@ fn post(stream: &mut BufReader<TcpStream>, body: &str) -> u16 {
     }
     let mut body = vec![0; length];
     stream.read_exact(&mut body).unwrap();
-    status_line.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+    status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
 }
 
 fn main() {
@@ -57,20 +68,41 @@ fn main() {
     let requests = arg("--requests", 20_000);
     let clients = arg("--clients", 16);
     let exe = std::env::current_exe().unwrap();
-    let bin: PathBuf = std::env::var_os("INGEST_BIN").map(PathBuf::from).unwrap_or_else(|| exe.parent().unwrap().parent().unwrap().join("ingest"));
-    assert!(bin.exists(), "build the binary first (cargo build --release) or set INGEST_BIN");
+    let bin: PathBuf = std::env::var_os("INGEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| exe.parent().unwrap().parent().unwrap().join("ingest"));
+    assert!(
+        bin.exists(),
+        "build the binary first (cargo build --release) or set INGEST_BIN"
+    );
     let dir = tempfile::tempdir().unwrap();
 
     // 1. Long polling: mock → ingest telegram --until-idle → file.
     let scenario = dir.path().join("scenario.toml");
     std::fs::write(&scenario, format!("updates = {updates}\nrate = 0.0\n")).unwrap();
-    let mut mock = Command::new(&bin).args(["mock", "telegram", "--listen", "127.0.0.1:0", "--scenario"]).arg(&scenario).env("RUST_LOG", "warn").stdout(Stdio::piped()).spawn().unwrap();
+    let mut mock = Command::new(&bin)
+        .args(["mock", "telegram", "--listen", "127.0.0.1:0", "--scenario"])
+        .arg(&scenario)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let mut url = String::new();
-    BufReader::new(mock.stdout.take().unwrap()).read_line(&mut url).unwrap();
+    BufReader::new(mock.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
     let start = Instant::now();
     #[allow(clippy::zombie_processes)] // reaped by wait4 in rusage_wait
     let child = Command::new(&bin)
-        .args(["telegram", "--until-idle", "--sink", "file", "--telegram-api-base", url.trim(), "--file-path"])
+        .args([
+            "telegram",
+            "--until-idle",
+            "--sink",
+            "file",
+            "--telegram-api-base",
+            url.trim(),
+            "--file-path",
+        ])
         .arg(dir.path().join("poll.jsonl"))
         .arg("--state-dir")
         .arg(dir.path().join("state"))
@@ -82,9 +114,14 @@ fn main() {
     let secs = start.elapsed().as_secs_f64();
     let _ = mock.kill();
     let _ = mock.wait();
-    let got = std::fs::read(dir.path().join("poll.jsonl")).map(|b| b.iter().filter(|c| **c == b'\n').count()).unwrap_or(0);
+    let got = std::fs::read(dir.path().join("poll.jsonl"))
+        .map(|b| b.iter().filter(|c| **c == b'\n').count())
+        .unwrap_or(0);
     assert_eq!(got as u64, updates);
-    println!("polling → file: {got} updates in {secs:.2} s = {:.0} updates/s (100 per getUpdates, each committed after confirmation); CPU {cpu:.2} s; peak RSS {rss:.1} MiB", got as f64 / secs);
+    println!(
+        "polling → file: {got} updates in {secs:.2} s = {:.0} updates/s (100 per getUpdates, each committed after confirmation); CPU {cpu:.2} s; peak RSS {rss:.1} MiB",
+        got as f64 / secs
+    );
 
     // 2. Webhook: `clients` keep-alive connections POST distinct updates.
     let addr = {
@@ -93,7 +130,16 @@ fn main() {
     };
     #[allow(clippy::zombie_processes)] // reaped by wait4 in rusage_wait
     let server = Command::new(&bin)
-        .args(["telegram", "--webhook", &addr, "--secret-token", "bench-secret", "--sink", "file", "--file-path"])
+        .args([
+            "telegram",
+            "--webhook",
+            &addr,
+            "--secret-token",
+            "bench-secret",
+            "--sink",
+            "file",
+            "--file-path",
+        ])
         .arg(dir.path().join("hook.jsonl"))
         .arg("--state-dir")
         .arg(dir.path().join("state2"))
@@ -128,7 +174,9 @@ fn main() {
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
     let (cpu, rss) = rusage_wait(server);
     let total = per_client * clients;
-    let got = std::fs::read(dir.path().join("hook.jsonl")).map(|b| b.iter().filter(|c| **c == b'\n').count()).unwrap_or(0);
+    let got = std::fs::read(dir.path().join("hook.jsonl"))
+        .map(|b| b.iter().filter(|c| **c == b'\n').count())
+        .unwrap_or(0);
     assert_eq!(got as u64, total);
     println!(
         "webhook: {total} requests from {clients} keep-alive clients in {secs:.2} s = {:.0} requests/s, each answered 200 only after the file sink confirmed it; server CPU {cpu:.2} s; peak RSS {rss:.1} MiB",
