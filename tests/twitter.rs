@@ -539,3 +539,28 @@ fn a_slow_sink_never_stops_the_reader_lines_spill_and_come_back_in_order() {
     let expected: Vec<String> = (0..3000).map(tweet_id).collect();
     assert_eq!(ids, expected);
 }
+
+#[test]
+fn reset_connections_closes_the_other_connection_first() {
+    let env = env_with(FAST);
+    let mock = mock_twitter(&env, "rate = 200.0\n[[rule]]\nvalue = \"cats\"\n");
+    let out = env.run(&[
+        "twitter",
+        "--twitter-api-base",
+        &mock.url,
+        "--reset-connections",
+        "--sink",
+        "file",
+        "--file-path",
+        "o.jsonl",
+        "--max-records",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(mock.get("/mock/resets")["resets"], 1);
+    assert!(
+        stderr(&out).contains("closing every streaming connection"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -151,6 +151,8 @@ struct Mock {
     connections: Mutex<Vec<ConnectionLog>>,
     kill: Mutex<CancellationToken>,
     shutdown: CancellationToken,
+    /// `DELETE /2/connections/all` calls.
+    resets: AtomicU64,
 }
 
 /// The tweet id of tweet number `seq`.
@@ -282,12 +284,14 @@ pub async fn start(addr: &str, scenario: Scenario) -> Result<MockServer, MockErr
         connections: Mutex::new(Vec::new()),
         kill: Mutex::new(shutdown.child_token()),
         shutdown: shutdown.clone(),
+        resets: AtomicU64::new(0),
     });
     let app = Router::new()
         .route(STREAM_PATH, get(stream))
         .route(RULES_PATH, get(list_rules).post(change_rules))
         .route(CONNECTIONS_PATH, delete(kill_connections))
         .route("/mock/connections", get(connection_log))
+        .route("/mock/resets", get(resets))
         .with_state(mock);
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -312,10 +316,15 @@ async fn connection_log(State(mock): State<Arc<Mock>>) -> Response {
     axum::Json(log).into_response()
 }
 
+async fn resets(State(mock): State<Arc<Mock>>) -> Response {
+    axum::Json(json!({"resets": mock.resets.load(Ordering::Relaxed)})).into_response()
+}
+
 async fn kill_connections(State(mock): State<Arc<Mock>>, headers: HeaderMap) -> Response {
     if !authorized(&headers) {
         return unauthorized();
     }
+    mock.resets.fetch_add(1, Ordering::Relaxed);
     let mut kill = mock.kill.lock().unwrap_or_else(|p| p.into_inner());
     kill.cancel();
     *kill = mock.shutdown.child_token();
