@@ -306,23 +306,29 @@ impl<S: Sink> SinkWorker<S> {
                             .fetch_add(todo.len() as u64, Ordering::Relaxed);
                         break;
                     }
-                    Err(SinkError::Partial { failed, .. }) if failed.is_empty() => {
-                        self.counters
-                            .delivered
-                            .fetch_add(todo.len() as u64, Ordering::Relaxed);
-                        break;
-                    }
                     Err(e) => e,
                 };
-                if let SinkError::Partial { failed, .. } = &err {
+                if let SinkError::Partial {
+                    failed, rejected, ..
+                } = &err
+                {
+                    if !rejected.is_empty() {
+                        error!(error = %err, records = rejected.len(), "records rejected for good; dead-lettering them");
+                        worst = worst.max(self.reject(&todo, rejected));
+                    }
                     let kept: Vec<Arc<Record>> = failed
                         .iter()
                         .filter_map(|&i| todo.get(i).cloned())
                         .collect();
-                    self.counters
-                        .delivered
-                        .fetch_add((todo.len() - kept.len()) as u64, Ordering::Relaxed);
+                    let rejected = rejected.iter().filter(|(i, _)| *i < todo.len()).count();
+                    self.counters.delivered.fetch_add(
+                        todo.len().saturating_sub(kept.len() + rejected) as u64,
+                        Ordering::Relaxed,
+                    );
                     todo = kept;
+                    if todo.is_empty() {
+                        break;
+                    }
                 }
                 if matches!(err, SinkError::Fatal { .. }) {
                     error!(error = %err, records = todo.len(), "permanent failure; dead-lettering the batch");
@@ -351,6 +357,21 @@ impl<S: Sink> SinkWorker<S> {
             }
         }
         worst
+    }
+
+    /// Dead-letters the records a sink rejected for good, each with its own reason.
+    fn reject(&self, batch: &[Arc<Record>], rejected: &[(usize, String)]) -> Outcome {
+        let mut by_reason: BTreeMap<&str, Vec<Arc<Record>>> = BTreeMap::new();
+        for (i, reason) in rejected {
+            if let Some(r) = batch.get(*i) {
+                by_reason.entry(reason).or_default().push(r.clone());
+            }
+        }
+        by_reason
+            .into_iter()
+            .map(|(reason, records)| self.give_up(&records, reason))
+            .max()
+            .unwrap_or(Outcome::Delivered)
     }
 
     /// Puts records in the dead-letter file; `Lost` if even that fails.
@@ -590,11 +611,15 @@ mod tests {
             let ids: Vec<String> = batch.iter().map(|r| r.id.clone()).collect();
             match &result {
                 Ok(()) => self.confirmed.lock().unwrap().push(ids),
-                Err(SinkError::Partial { failed, .. }) => {
+                Err(SinkError::Partial {
+                    failed, rejected, ..
+                }) => {
                     let ok = ids
                         .iter()
                         .enumerate()
-                        .filter(|(i, _)| !failed.contains(i))
+                        .filter(|(i, _)| {
+                            !failed.contains(i) && !rejected.iter().any(|(r, _)| r == i)
+                        })
                         .map(|(_, id)| id.clone())
                         .collect();
                     self.confirmed.lock().unwrap().push(ok);
@@ -707,6 +732,7 @@ mod tests {
         Err(SinkError::Partial {
             sink: "test".into(),
             failed: vec![0, 1],
+            rejected: vec![],
             total: n,
             source: "throttled".into(),
         })
@@ -759,6 +785,39 @@ mod tests {
             (out.per_sink["test"].delivered, out.per_sink["test"].retried),
             (5, 2)
         );
+    }
+
+    fn one_rejected_one_throttled(n: usize) -> Result<(), SinkError> {
+        Err(SinkError::Partial {
+            sink: "test".into(),
+            failed: vec![3],
+            rejected: vec![(1, "message too large".into())],
+            total: n,
+            source: "mixed results".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn rejected_records_are_dead_lettered_with_their_reason_and_the_rest_retried() {
+        let (sink, confirmed, calls) = ScriptedSink::new(vec![one_rejected_one_throttled]);
+        let h = start(vec![(sink, config(100, 5))], None);
+        let (batch, ack) = SourceBatch::with_ack(records(0..5));
+        h.tx.send(batch).await.unwrap();
+        assert_eq!(ack.await.unwrap().outcome, Outcome::DeadLettered);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let batches = confirmed.lock().unwrap().clone();
+        assert_eq!(batches[0], ["twitter:0", "twitter:2", "twitter:4"]);
+        assert_eq!(batches[1], ["twitter:3"], "only the retryable record is resent");
+        assert_eq!(h.dead_letters.written(), 1);
+        let text = std::fs::read_to_string(h.dead_letters.path()).unwrap();
+        assert!(
+            text.contains("message too large") && text.contains("twitter:1"),
+            "{text}"
+        );
+        drop(h.tx);
+        let out = h.outcome.await.unwrap();
+        let s = &out.per_sink["test"];
+        assert_eq!((s.delivered, s.dead_lettered, s.retried), (4, 1, 1));
     }
 
     #[tokio::test]

@@ -17,11 +17,14 @@ pub enum SinkError {
     /// Try the whole batch again after a backoff.
     #[error("transient failure writing to {sink}: {source}")]
     Retryable { sink: String, source: BoxError },
-    /// Some records were confirmed; retry only those at `failed` (indexes into the batch).
-    #[error("{} of {total} records rejected by {sink}: {source}", failed.len())]
+    /// Some records were confirmed: retry only those at `failed` (indexes into
+    /// the batch); dead-letter those at `rejected` at once, each with its reason
+    /// (retrying cannot help them: too large, not authorized…).
+    #[error("{} of {total} records not written by {sink} ({} rejected for good): {source}", failed.len() + rejected.len(), rejected.len())]
     Partial {
         sink: String,
         failed: Vec<usize>,
+        rejected: Vec<(usize, String)>,
         total: usize,
         source: BoxError,
     },
