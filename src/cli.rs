@@ -319,7 +319,7 @@ pub struct ReplayArgs {
 #[derive(Debug, Args, Default)]
 pub struct RunArgs {
     /// Deliver to this sink: a `[sinks.NAME]` table of the config, or a built-in type
-    /// (`file`, `stdout`, `-`). Repeat to fan out.
+    /// (`file`, `stdout`, `-`, `kafka`). Repeat to fan out.
     #[arg(
         long = "sink",
         value_name = "NAME",
@@ -351,6 +351,14 @@ pub struct RunArgs {
     /// Path template of the built-in `file` sink (strftime fields and `{platform}`).
     #[arg(long, env = "INGEST_FILE_PATH", value_name = "TEMPLATE")]
     pub file_path: Option<String>,
+
+    /// Brokers of the built-in `kafka` sink, comma-separated host:port (default localhost:9092).
+    #[arg(long, env = "INGEST_KAFKA_BROKERS", value_name = "HOST:PORT,...")]
+    pub kafka_brokers: Option<String>,
+
+    /// Topic template of the built-in `kafka` sink (default ingest-{platform}).
+    #[arg(long, env = "INGEST_KAFKA_TOPIC", value_name = "TEMPLATE")]
+    pub kafka_topic: Option<String>,
 
     /// Print a one-line JSON summary to stderr at the end (for cron logs).
     #[arg(long, env = "INGEST_SUMMARY")]

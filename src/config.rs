@@ -12,6 +12,7 @@ use crate::record::Format;
 use crate::retry::Backoff;
 use crate::retry::StreamBackoffConfig;
 use crate::sinks::file::{FileSinkConfig, StdoutSinkConfig};
+use crate::sinks::kafka::KafkaSinkConfig;
 use crate::sources::twitter::api::{DEFAULT_API_BASE, NewRule};
 use crate::sources::twitter::stream::StreamConfig;
 
@@ -157,16 +158,18 @@ pub struct TelegramConfig {
 pub enum SinkConfig {
     File(FileSinkConfig),
     Stdout(StdoutSinkConfig),
+    Kafka(KafkaSinkConfig),
 }
 
 impl SinkConfig {
     /// The built-in sink types a `--sink NAME` may name without a config table.
-    pub const BUILT_IN: [&'static str; 3] = ["file", "stdout", "-"];
+    pub const BUILT_IN: [&'static str; 4] = ["file", "stdout", "-", "kafka"];
 
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkConfig::File(_) => "file",
             SinkConfig::Stdout(_) => "stdout",
+            SinkConfig::Kafka(_) => "kafka",
         }
     }
 
@@ -174,6 +177,7 @@ impl SinkConfig {
         let (queue_capacity, batch, retry) = match self {
             SinkConfig::File(c) => (c.queue_capacity, c.batch, c.retry),
             SinkConfig::Stdout(c) => (c.queue_capacity, c.batch, c.retry),
+            SinkConfig::Kafka(c) => (c.queue_capacity, c.batch, c.retry),
         };
         CommonSinkConfig {
             queue_capacity,
@@ -186,6 +190,7 @@ impl SinkConfig {
         match self {
             SinkConfig::File(c) => c.format,
             SinkConfig::Stdout(c) => c.format,
+            SinkConfig::Kafka(c) => c.format,
         }
     }
 }
@@ -464,6 +469,7 @@ fn reparse_sink(text: &str, name: &str) -> Option<(usize, String, String)> {
     let err = match kind?.as_str() {
         "file" => toml::from_str::<FileSinkConfig>(&snippet).err()?,
         "stdout" => toml::from_str::<StdoutSinkConfig>(&snippet).err()?,
+        "kafka" => toml::from_str::<KafkaSinkConfig>(&snippet).err()?,
         _ => return None,
     };
     let message = err.message().trim().to_owned();
@@ -562,6 +568,7 @@ impl Settings {
                 None => match name.as_str() {
                     "file" => SinkConfig::File(FileSinkConfig::default()),
                     "stdout" | "-" => SinkConfig::Stdout(StdoutSinkConfig::default()),
+                    "kafka" => SinkConfig::Kafka(KafkaSinkConfig::default()),
                     _ => {
                         let known: Vec<&str> = file.sinks.keys().map(String::as_str).collect();
                         return Err(ResolveError::Usage(format!(
@@ -580,6 +587,14 @@ impl Settings {
                 (&mut config, &args.file_path, file.sinks.contains_key(&name))
             {
                 c.path = path.clone();
+            }
+            if let (SinkConfig::Kafka(c), false) = (&mut config, file.sinks.contains_key(&name)) {
+                if let Some(brokers) = &args.kafka_brokers {
+                    c.brokers = brokers.clone();
+                }
+                if let Some(topic) = &args.kafka_topic {
+                    c.topic = topic.clone();
+                }
             }
             validate_sink(&name, &config, keep_raw, loaded)?;
             sinks.push(NamedSink { name, config });
@@ -743,8 +758,10 @@ fn validate_sink(
     if config.format() == Format::Raw && !keep_raw {
         return Err(loaded.error(&field("format"), "`format = \"raw\"` writes the original payload, which --no-raw (or `raw = false`) drops; use one or the other"));
     }
-    if let SinkConfig::File(c) = config {
-        c.validate().map_err(|m| loaded.error(&field("path"), m))?;
+    match config {
+        SinkConfig::File(c) => c.validate().map_err(|m| loaded.error(&field("path"), m))?,
+        SinkConfig::Kafka(c) => c.validate().map_err(|(f, m)| loaded.error(&field(&f), m))?,
+        SinkConfig::Stdout(_) => {}
     }
     Ok(())
 }

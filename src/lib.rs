@@ -31,6 +31,7 @@ use config::{ConfigError, NamedSink, ResolveError, Settings, SinkConfig};
 use pipeline::{RunLimits, SinkHandle, SinkSpec, SinkSummary, StopReason};
 use record::{NormalizeOptions, RunInfo};
 use sinks::file::{FileSink, StdoutSink};
+use sinks::kafka::KafkaSink;
 use sinks::{Sink, SinkError};
 use sources::{Source, SourceContext, SourceCounters};
 use state::{DeadLetters, StateError};
@@ -130,12 +131,20 @@ async fn start_sink<S: Sink>(
     dead_letters: &DeadLetters,
     abort: &CancellationToken,
 ) -> Result<SinkHandle, Error> {
-    sink.healthcheck()
-        .await
-        .map_err(|source| Error::SinkNotReady {
-            name: named.name.clone(),
-            source,
-        })?;
+    match sink.healthcheck().await {
+        Ok(()) => {}
+        // Not reachable yet (a broker still starting, a network blip): the run
+        // starts, records queue, and the sink's retries deliver them later.
+        Err(e @ SinkError::Retryable { .. }) => {
+            tracing::warn!(sink = %named.name, error = %e, "sink not reachable yet; records will wait and be retried");
+        }
+        Err(source) => {
+            return Err(Error::SinkNotReady {
+                name: named.name.clone(),
+                source,
+            });
+        }
+    }
     let spec = SinkSpec {
         sink,
         kind: named.config.type_name(),
@@ -163,6 +172,11 @@ async fn start_sinks(
             }
             SinkConfig::Stdout(c) => {
                 start_sink(StdoutSink::new(&named.name, c), named, dead_letters, abort).await?
+            }
+            SinkConfig::Kafka(c) => {
+                let sink = KafkaSink::new(&named.name, c)
+                    .map_err(|m| Error::Usage(format!("sink `{}`: {m}", named.name)))?;
+                start_sink(sink, named, dead_letters, abort).await?
             }
         };
         handles.push(handle);

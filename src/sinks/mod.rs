@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::record::Record;
 
 pub mod file;
+pub mod kafka;
 
 /// A boxed error from a destination's client.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -1,0 +1,150 @@
+//! Kafka sink throughput against kcat, in one run, on the same broker.
+//!
+//! ```text
+//! scripts/services up kafka && eval "$(scripts/services env)"
+//! cargo build --release && cargo run --release --example kafka_bench -- --records 300000
+//! ```
+//!
+//! 1. Generates realistic X stream lines (the same generator as `bench`).
+//! 2. Runs `ingest replay --sink file` once, untimed, to get the exact record
+//!    lines the Kafka sink will produce, and writes them as `key<TAB>value`.
+//! 3. Times `ingest replay FILE --sink kafka` (parse + normalize + produce, every
+//!    delivery report awaited) into a fresh topic.
+//! 4. Times `kcat -P -K '\t'` producing those same keyed records to another fresh
+//!    topic with the same producer settings (acks=all, idempotence, lz4).
+//! 5. Prints both rates and ingest/kcat as a ratio.
+//!
+//! Brokers from `--brokers` or `INGEST_TEST_KAFKA_BROKERS`; kcat from
+//! `INGEST_TEST_KCAT` or `kcat` on PATH (it needs a librdkafka that speaks to
+//! the broker; `scripts/services` sets one up).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+#[path = "common/lines.rs"]
+mod lines;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn timed(cmd: &mut Command) -> f64 {
+    let start = Instant::now();
+    let out = cmd.output().unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    secs
+}
+
+fn main() {
+    let records: u64 = arg("--records")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000);
+    let brokers = arg("--brokers")
+        .or_else(|| std::env::var("INGEST_TEST_KAFKA_BROKERS").ok())
+        .expect("name the brokers with --brokers or INGEST_TEST_KAFKA_BROKERS (scripts/services up kafka)");
+    let kcat = std::env::var("INGEST_TEST_KCAT").unwrap_or_else(|_| "kcat".into());
+    let exe = std::env::current_exe().unwrap();
+    let bin: PathBuf = std::env::var_os("INGEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| exe.parent().unwrap().parent().unwrap().join("ingest"));
+    assert!(
+        bin.exists(),
+        "build the binary first (cargo build --release) or set INGEST_BIN; looked at {}",
+        bin.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: &str| dir.path().join(p);
+
+    let mut input = std::io::BufWriter::new(std::fs::File::create(path("in.jsonl")).unwrap());
+    let mut buf = Vec::with_capacity(4096);
+    for i in 0..records {
+        buf.clear();
+        lines::line(i, &mut buf);
+        input.write_all(&buf).unwrap();
+    }
+    input.flush().unwrap();
+    drop(input);
+
+    let ingest = |args: &[&str]| {
+        let mut c = Command::new(&bin);
+        c.args(args)
+            .arg("--state-dir")
+            .arg(path("state"))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    // The exact records, keyed, for kcat.
+    let records_file = path("records.jsonl");
+    timed(
+        ingest(&["replay", "in.jsonl", "--sink", "file", "--file-path"])
+            .arg(&records_file)
+            .current_dir(dir.path()),
+    );
+    let text = std::fs::read_to_string(&records_file).unwrap();
+    let mut keyed = Vec::with_capacity(text.len() + text.len() / 8);
+    let mut bytes = 0usize;
+    for l in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        writeln!(keyed, "{}\t{l}", v["id"].as_str().unwrap()).unwrap();
+        bytes += l.len();
+    }
+    assert_eq!(text.lines().count() as u64, records);
+    std::fs::write(path("keyed.tsv"), &keyed).unwrap();
+    println!(
+        "{records} records, {:.1} MB of record JSON (avg {} B)",
+        bytes as f64 / 1e6,
+        bytes as u64 / records
+    );
+
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let config = format!(
+        "[sinks.k]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"bench-ingest-{nanos}\"\ncompression = \"lz4\"\n"
+    );
+    std::fs::write(path("ingest.toml"), config).unwrap();
+    let ingest_secs = timed(
+        ingest(&["replay", "in.jsonl", "--sink", "k", "--config"])
+            .arg(path("ingest.toml"))
+            .current_dir(dir.path()),
+    );
+    let kcat_secs = timed(
+        Command::new(&kcat)
+            .args(["-P", "-b", &brokers, "-t", &format!("bench-kcat-{nanos}")])
+            .args(["-K", "\t", "-z", "lz4", "-X", "acks=all", "-X"])
+            .args(["enable.idempotence=true", "-X", "linger.ms=5", "-l"])
+            .arg(path("keyed.tsv"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let rate = |secs: f64| records as f64 / secs;
+    let mb = |secs: f64| bytes as f64 / secs / 1e6;
+    println!(
+        "ingest replay → kafka: {:.2} s = {:.0} records/s, {:.1} MB/s (parse + normalize + produce, all acked)",
+        ingest_secs,
+        rate(ingest_secs),
+        mb(ingest_secs)
+    );
+    println!(
+        "kcat -P (same records): {:.2} s = {:.0} records/s, {:.1} MB/s",
+        kcat_secs,
+        rate(kcat_secs),
+        mb(kcat_secs)
+    );
+    println!("ratio ingest/kcat: {:.2}×", kcat_secs / ingest_secs);
+}

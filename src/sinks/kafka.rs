@@ -1,0 +1,747 @@
+//! The `kafka` sink: one message per record, key = record `id`, headers
+//! `platform`, `kind` and one `rule_tag` per matching X rule tag; a batch is
+//! confirmed only when every delivery report came back Ok.
+//!
+//! librdkafka (bundled, through rdkafka) retries inside `message.timeout.ms`;
+//! what it gives up on comes back here as a failed delivery, which the
+//! pipeline retries with its own backoff until its budget or the run's
+//! deadline, and then dead-letters. Nothing is dropped silently.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+use serde::Deserialize;
+use tracing::{debug, error, info, warn};
+
+use super::{Sink, SinkError};
+use crate::config::{BatchConfig, RetryConfig, default_queue_capacity};
+use crate::record::{Format, Platform, Record};
+
+/// Brokers of the built-in `kafka` sink when neither config nor flag names them.
+pub const DEFAULT_BROKERS: &str = "localhost:9092";
+/// Topic template of the built-in `kafka` sink.
+pub const DEFAULT_TOPIC: &str = "ingest-{platform}";
+/// How long the healthcheck and the final flush wait for the brokers.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// librdkafka properties that have a field of their own in the sink table.
+const OWN_FIELDS: [(&str, &str); 10] = [
+    ("bootstrap.servers", "brokers"),
+    ("metadata.broker.list", "brokers"),
+    ("acks", "acks"),
+    ("request.required.acks", "acks"),
+    ("enable.idempotence", "idempotence"),
+    ("compression.type", "compression"),
+    ("compression.codec", "compression"),
+    ("message.timeout.ms", "message_timeout_ms"),
+    ("delivery.timeout.ms", "message_timeout_ms"),
+    ("client.id", "client_id"),
+];
+
+/// `[sinks.NAME]` with `type = "kafka"`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// Bootstrap brokers, comma-separated `host:port`.
+    #[serde(default = "default_brokers")]
+    pub brokers: String,
+    /// Topic template; `{platform}` becomes `twitter` or `telegram`.
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// `record` (default) or `raw`.
+    #[serde(default)]
+    pub format: Format,
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default)]
+    pub acks: Acks,
+    /// Idempotent producer (no duplicates from librdkafka's own retries); needs `acks = "all"`.
+    #[serde(default = "yes")]
+    pub idempotence: bool,
+    /// Add the `platform`, `kind` and `rule_tag` headers.
+    #[serde(default = "yes")]
+    pub headers: bool,
+    /// How long librdkafka keeps trying one message before reporting it failed
+    /// (the pipeline then retries it); librdkafka's own default, 5 minutes.
+    #[serde(default = "default_message_timeout_ms")]
+    pub message_timeout_ms: u64,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Any librdkafka property, passed through (SASL/SSL for hosted Kafka).
+    /// `${VAR}` in a value is replaced by the environment variable `VAR`.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+impl Default for KafkaSinkConfig {
+    fn default() -> Self {
+        KafkaSinkConfig {
+            brokers: default_brokers(),
+            topic: default_topic(),
+            format: Format::Record,
+            compression: Compression::default(),
+            acks: Acks::default(),
+            idempotence: true,
+            headers: true,
+            message_timeout_ms: default_message_timeout_ms(),
+            client_id: default_client_id(),
+            properties: BTreeMap::new(),
+            queue_capacity: default_queue_capacity(),
+            batch: BatchConfig::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// Property values are redacted when their key looks like a secret.
+impl fmt::Debug for KafkaSinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let v = if is_secret_property(k) { "***" } else { v };
+                (k.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("KafkaSinkConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("format", &self.format)
+            .field("compression", &self.compression)
+            .field("acks", &self.acks)
+            .field("idempotence", &self.idempotence)
+            .field("headers", &self.headers)
+            .field("message_timeout_ms", &self.message_timeout_ms)
+            .field("client_id", &self.client_id)
+            .field("properties", &properties)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("batch", &self.batch)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+fn is_secret_property(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "jaas",
+        "oauthbearer.config",
+        "key.pem",
+        "token",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+}
+
+fn default_brokers() -> String {
+    DEFAULT_BROKERS.to_owned()
+}
+fn default_topic() -> String {
+    DEFAULT_TOPIC.to_owned()
+}
+fn default_message_timeout_ms() -> u64 {
+    300_000
+}
+fn default_client_id() -> String {
+    format!("ingest/{}", env!("CARGO_PKG_VERSION"))
+}
+fn yes() -> bool {
+    true
+}
+
+/// `compression`: the codec librdkafka applies to each message set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    #[default]
+    Lz4,
+    Zstd,
+}
+
+impl Compression {
+    fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// `acks`: which replicas confirm a write before its delivery report is Ok.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Acks {
+    /// Every in-sync replica (the default; the only choice with idempotence).
+    #[default]
+    #[serde(rename = "all")]
+    All,
+    /// The partition leader alone.
+    #[serde(rename = "leader")]
+    Leader,
+    /// No confirmation at all: a delivery report says only that the message left.
+    #[serde(rename = "none")]
+    None,
+}
+
+impl Acks {
+    fn as_str(self) -> &'static str {
+        match self {
+            Acks::All => "all",
+            Acks::Leader => "1",
+            Acks::None => "0",
+        }
+    }
+}
+
+impl KafkaSinkConfig {
+    /// Checks the fields; `Err((field, message))` names the field at fault.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |f: &str, m: String| Err((f.to_owned(), m));
+        let brokers: Vec<&str> = self.brokers.split(',').map(str::trim).collect();
+        if brokers.iter().any(|b| b.is_empty()) {
+            return err(
+                "brokers",
+                format!(
+                    "`{}` is not a list of brokers: write `host:port`, comma-separated",
+                    self.brokers
+                ),
+            );
+        }
+        if let Some(b) = brokers.iter().find(|b| b.contains("://")) {
+            return err(
+                "brokers",
+                format!(
+                    "`{b}`: write brokers as `host:port`, without a scheme (TLS and SASL go in [properties])"
+                ),
+            );
+        }
+        validate_topic_template(&self.topic).or_else(|m| err("topic", m))?;
+        if self.idempotence && self.acks != Acks::All {
+            return err(
+                "idempotence",
+                "an idempotent producer needs `acks = \"all\"`; set `idempotence = false` to use other acks".into(),
+            );
+        }
+        if self.message_timeout_ms == 0 || self.message_timeout_ms > i32::MAX as u64 {
+            return err(
+                "message_timeout_ms",
+                format!(
+                    "{} is out of range: 1 to {} milliseconds",
+                    self.message_timeout_ms,
+                    i32::MAX
+                ),
+            );
+        }
+        for key in self.properties.keys() {
+            if let Some((_, field)) = OWN_FIELDS.iter().find(|(p, _)| p == key) {
+                return err(
+                    &format!("properties.{key}"),
+                    format!("set the sink's `{field}` field instead of the `{key}` property"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The librdkafka configuration, with `${VAR}` references in property values resolved.
+    fn client_config(&self) -> Result<ClientConfig, String> {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id)
+            .set("acks", self.acks.as_str())
+            .set("enable.idempotence", self.idempotence.to_string())
+            .set("compression.type", self.compression.as_str())
+            .set("message.timeout.ms", self.message_timeout_ms.to_string())
+            // Our pipeline batches already; a short linger lets librdkafka fill message sets.
+            .set("linger.ms", "5");
+        for (key, value) in &self.properties {
+            let value = expand_env(value).map_err(|var| {
+                format!("property `{key}` needs the environment variable `{var}`, which is not set")
+            })?;
+            c.set(key, value);
+        }
+        Ok(c)
+    }
+}
+
+/// Replaces every `${VAR}` with the environment variable's value; `Err(VAR)` if one is unset.
+pub fn expand_env(value: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        let Some(len) = rest[start + 2..].find('}') else {
+            break;
+        };
+        let var = &rest[start + 2..start + 2 + len];
+        out.push_str(&rest[..start]);
+        match std::env::var(var) {
+            Ok(v) => out.push_str(&v),
+            Err(_) => return Err(var.to_owned()),
+        }
+        rest = &rest[start + 3 + len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A topic template: legal Kafka topic characters around `{platform}`.
+fn validate_topic_template(template: &str) -> Result<(), String> {
+    for p in [Platform::Twitter, Platform::Telegram] {
+        let topic = render_topic(template, p);
+        if topic.is_empty() || topic.len() > 249 {
+            return Err(format!(
+                "`{template}` gives `{topic}`: a topic name has 1 to 249 characters"
+            ));
+        }
+        if topic == "." || topic == ".." {
+            return Err(format!("`{topic}` is not a legal topic name"));
+        }
+        if let Some(c) = topic
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(format!(
+                "`{template}` has `{c}`: a topic name has only ASCII letters, digits, `.`, `_` and `-` (and `{{platform}}`)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn render_topic(template: &str, platform: Platform) -> String {
+    template.replace("{platform}", platform.as_str())
+}
+
+/// Forwards librdkafka's logs and errors to `tracing`.
+struct LogContext {
+    sink: String,
+}
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let sink = self.sink.as_str();
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => error!(sink, facility = fac, "librdkafka: {message}"),
+            RDKafkaLogLevel::Warning => warn!(sink, facility = fac, "librdkafka: {message}"),
+            RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+                debug!(sink, facility = fac, "librdkafka: {message}")
+            }
+            RDKafkaLogLevel::Debug => {
+                tracing::trace!(sink, facility = fac, "librdkafka: {message}")
+            }
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Broker connection trouble arrives here; librdkafka reconnects by itself
+        // and the pipeline retries what failed.
+        warn!(sink = %self.sink, error = %error, "Kafka: {reason}");
+    }
+}
+
+/// What to do with a record whose send or delivery failed.
+enum Verdict {
+    Retry,
+    Reject(String),
+}
+
+fn classify(e: &KafkaError) -> Verdict {
+    use RDKafkaErrorCode::*;
+    let Some(code) = e.rdkafka_error_code() else {
+        return Verdict::Retry;
+    };
+    let why = match code {
+        MessageSizeTooLarge | InvalidMessageSize => {
+            "the message is larger than the broker or producer accepts (message.max.bytes)"
+        }
+        TopicAuthorizationFailed | ClusterAuthorizationFailed => {
+            "not authorized to write to the topic"
+        }
+        UnknownTopic | UnknownTopicOrPartition | UnknownTopicId => {
+            "the topic does not exist and the broker does not create topics automatically"
+        }
+        InvalidTopic => "the topic name is not valid",
+        InvalidRecord | InvalidMessage | UnsupportedForMessageFormat | InvalidArgument => {
+            "the broker refuses the message as invalid"
+        }
+        _ => return Verdict::Retry,
+    };
+    Verdict::Reject(format!("Kafka rejected the message: {why} ({e})"))
+}
+
+/// Writes records to Kafka.
+pub struct KafkaSink {
+    name: String,
+    config: KafkaSinkConfig,
+    producer: FutureProducer<LogContext>,
+    format: Format,
+    headers: bool,
+    topics: [String; 2],
+    brokers: String,
+}
+
+impl KafkaSink {
+    /// Builds the producer; `Err` carries a message for the user (a bad property, an unset variable).
+    pub fn new(name: &str, config: &KafkaSinkConfig) -> Result<Self, String> {
+        config.validate().map_err(|(f, m)| format!("{f}: {m}"))?;
+        Ok(KafkaSink {
+            name: name.to_owned(),
+            producer: Self::producer(name, config)?,
+            config: config.clone(),
+            format: config.format,
+            headers: config.headers,
+            topics: [
+                render_topic(&config.topic, Platform::Twitter),
+                render_topic(&config.topic, Platform::Telegram),
+            ],
+            brokers: config.brokers.clone(),
+        })
+    }
+
+    fn producer(
+        name: &str,
+        config: &KafkaSinkConfig,
+    ) -> Result<FutureProducer<LogContext>, String> {
+        config
+            .client_config()?
+            .create_with_context(LogContext {
+                sink: name.to_owned(),
+            })
+            .map_err(|e| format!("the Kafka client refuses the configuration: {e}"))
+    }
+
+    fn topic(&self, platform: Platform) -> &str {
+        match platform {
+            Platform::Twitter => &self.topics[0],
+            Platform::Telegram => &self.topics[1],
+        }
+    }
+
+    fn headers_for(&self, r: &Record) -> Option<OwnedHeaders> {
+        if !self.headers {
+            return None;
+        }
+        let mut h = OwnedHeaders::new_with_capacity(2 + r.matching_rules.len())
+            .insert(Header {
+                key: "platform",
+                value: Some(r.platform.as_str()),
+            })
+            .insert(Header {
+                key: "kind",
+                value: Some(r.kind.as_ref()),
+            });
+        for tag in r.matching_rules.iter().filter_map(|m| m.tag.as_deref()) {
+            h = h.insert(Header {
+                key: "rule_tag",
+                value: Some(tag),
+            });
+        }
+        Some(h)
+    }
+}
+
+/// Results of one batch, by record index.
+#[derive(Default)]
+struct Outcomes {
+    failed: Vec<usize>,
+    rejected: Vec<(usize, String)>,
+    first_error: Option<String>,
+    /// The producer hit a fatal error (idempotence state lost) and must be rebuilt.
+    fatal: bool,
+}
+
+impl Outcomes {
+    fn fail(&mut self, i: usize, e: &KafkaError) {
+        self.first_error.get_or_insert_with(|| e.to_string());
+        self.fatal |= e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
+        match classify(e) {
+            Verdict::Retry => self.failed.push(i),
+            Verdict::Reject(why) => self.rejected.push((i, why)),
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Asks the brokers for metadata. Unreachable brokers are a retryable
+    /// failure: the run starts and the records wait for the brokers.
+    async fn healthcheck(&mut self) -> Result<(), SinkError> {
+        let producer = self.producer.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, METADATA_TIMEOUT)
+                .map(|m| m.brokers().len())
+        })
+        .await
+        .map_err(|e| SinkError::fatal(&self.name, format!("the metadata task failed: {e}")))?;
+        match result {
+            Ok(n) => {
+                info!(brokers = n, bootstrap = %self.brokers, "Kafka reachable");
+                Ok(())
+            }
+            Err(e) => Err(SinkError::retryable(
+                &self.name,
+                format!("no answer from the Kafka brokers {}: {e}", self.brokers),
+            )),
+        }
+    }
+
+    async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
+        let mut outcomes = Outcomes::default();
+        let mut pending = Vec::with_capacity(batch.len());
+        let mut payload = Vec::with_capacity(1024);
+        for (i, r) in batch.iter().enumerate() {
+            payload.clear();
+            r.write_line(self.format, &mut payload);
+            payload.pop(); // the newline
+            loop {
+                let mut message = FutureRecord::to(self.topic(r.platform))
+                    .key(r.id.as_str())
+                    .payload(payload.as_slice());
+                if let Some(h) = self.headers_for(r) {
+                    message = message.headers(h);
+                }
+                let sent = self.producer.send_result(message).map_err(|(e, _)| e);
+                match sent {
+                    Ok(delivery) => {
+                        pending.push((i, delivery));
+                        break;
+                    }
+                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                        // librdkafka's queue is full (brokers slow or away): wait for room.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err(e) => {
+                        outcomes.fail(i, &e);
+                        break;
+                    }
+                }
+            }
+        }
+        for (i, delivery) in pending {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => outcomes.fail(i, &e),
+                Err(_canceled) => {
+                    let e = KafkaError::Canceled;
+                    outcomes.fail(i, &e)
+                }
+            }
+        }
+        if outcomes.failed.is_empty() && outcomes.rejected.is_empty() {
+            return Ok(());
+        }
+        if outcomes.fatal {
+            error!(
+                "the Kafka producer hit a fatal error; replacing it (the failed records are retried)"
+            );
+            self.producer = Self::producer(&self.name, &self.config)
+                .map_err(|m| SinkError::fatal(&self.name, m))?;
+        }
+        let failures = outcomes.failed.len() + outcomes.rejected.len();
+        Err(SinkError::Partial {
+            sink: self.name.clone(),
+            source: format!(
+                "{failures} of {} deliveries failed; first error: {}",
+                batch.len(),
+                outcomes.first_error.unwrap_or_default()
+            )
+            .into(),
+            failed: outcomes.failed,
+            rejected: outcomes.rejected,
+            total: batch.len(),
+        })
+    }
+
+    /// Everything confirmed was confirmed by a delivery report already; what
+    /// is still queued was abandoned at the deadline (and dead-lettered by the
+    /// pipeline), so it gets a short chance to go out, then is purged.
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        let producer = self.producer.clone();
+        let left = tokio::task::spawn_blocking(move || {
+            if producer.in_flight_count() > 0 && producer.flush(FLUSH_TIMEOUT).is_err() {
+                let left = producer.in_flight_count();
+                producer.purge(PurgeConfig::default().queue().inflight());
+                return left;
+            }
+            0
+        })
+        .await
+        .map_err(|e| SinkError::fatal(&self.name, format!("the flush task failed: {e}")))?;
+        if left > 0 {
+            warn!(
+                messages = left,
+                "messages abandoned at the deadline were purged from the producer queue (they are in the dead-letter file)"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> KafkaSinkConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let c = parse("");
+        assert_eq!(c, KafkaSinkConfig::default());
+        assert_eq!((c.acks, c.idempotence, c.headers), (Acks::All, true, true));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_fields_name_themselves() {
+        let cases = [
+            ("brokers = \"a:9092,,b:9092\"", "brokers"),
+            ("brokers = \"kafka://a:9092\"", "brokers"),
+            ("topic = \"tweets/{platform}\"", "topic"),
+            ("topic = \"\"", "topic"),
+            ("topic = \"{platform}\"\n", ""),
+            ("acks = \"leader\"", "idempotence"),
+            ("message_timeout_ms = 0", "message_timeout_ms"),
+            (
+                "[properties]\n\"bootstrap.servers\" = \"x:1\"",
+                "properties.bootstrap.servers",
+            ),
+            ("[properties]\nacks = \"1\"", "properties.acks"),
+        ];
+        for (text, field) in cases {
+            let r = parse(text).validate();
+            if field.is_empty() {
+                assert!(r.is_ok(), "{text}: {r:?}");
+            } else {
+                assert_eq!(r.unwrap_err().0, field, "{text}");
+            }
+        }
+        let long = format!("topic = \"{}\"", "t".repeat(250));
+        assert_eq!(parse(&long).validate().unwrap_err().0, "topic");
+        assert!(
+            parse("acks = \"leader\"\nidempotence = false")
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_fields_are_refused() {
+        for text in [
+            "compression = \"brotli\"",
+            "acks = 1",
+            "acks = \"-1\"",
+            "brokerz = \"a:1\"",
+            "[properties]\nretries = 5",
+            "message_timeout_ms = -1",
+        ] {
+            assert!(toml::from_str::<KafkaSinkConfig>(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn env_references_expand_and_missing_ones_are_named() {
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("INGEST_KAFKA_TEST_SECRET", "s3cr3t") };
+        assert_eq!(
+            expand_env("user:${INGEST_KAFKA_TEST_SECRET}!").unwrap(),
+            "user:s3cr3t!"
+        );
+        assert_eq!(expand_env("no refs $ {x}").unwrap(), "no refs $ {x}");
+        assert_eq!(expand_env("${unterminated").unwrap(), "${unterminated");
+        assert_eq!(
+            expand_env("${INGEST_KAFKA_TEST_UNSET_VAR}").unwrap_err(),
+            "INGEST_KAFKA_TEST_UNSET_VAR"
+        );
+        let c = parse("[properties]\n\"sasl.password\" = \"${INGEST_KAFKA_TEST_UNSET_VAR}\"");
+        let err = KafkaSink::new("k", &c).err().unwrap();
+        assert!(
+            err.contains("INGEST_KAFKA_TEST_UNSET_VAR") && err.contains("sasl.password"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let c = parse(
+            "[properties]\n\"sasl.password\" = \"hunter2\"\n\"sasl.username\" = \"alice\"\n\"ssl.key.pem\" = \"-----BEGIN\"",
+        );
+        let d = format!("{c:?}");
+        assert!(!d.contains("hunter2") && !d.contains("BEGIN"), "{d}");
+        assert!(d.contains("alice"), "{d}");
+    }
+
+    #[test]
+    fn unknown_librdkafka_properties_are_a_clear_error() {
+        let c = parse("[properties]\n\"no.such.property\" = \"1\"");
+        let err = KafkaSink::new("k", &c).err().unwrap();
+        assert!(err.contains("no.such.property"), "{err}");
+    }
+
+    #[test]
+    fn errors_are_classified() {
+        use RDKafkaErrorCode::*;
+        for code in [
+            MessageSizeTooLarge,
+            TopicAuthorizationFailed,
+            UnknownTopicOrPartition,
+        ] {
+            assert!(matches!(
+                classify(&KafkaError::MessageProduction(code)),
+                Verdict::Reject(_)
+            ));
+        }
+        for code in [
+            MessageTimedOut,
+            QueueFull,
+            NotEnoughReplicas,
+            LeaderNotAvailable,
+        ] {
+            assert!(matches!(
+                classify(&KafkaError::MessageProduction(code)),
+                Verdict::Retry
+            ));
+        }
+        assert!(matches!(classify(&KafkaError::Canceled), Verdict::Retry));
+    }
+
+    #[test]
+    fn topics_render_per_platform() {
+        assert_eq!(
+            render_topic("x.{platform}.raw", Platform::Telegram),
+            "x.telegram.raw"
+        );
+        assert_eq!(render_topic("all", Platform::Twitter), "all");
+    }
+}
