@@ -28,6 +28,7 @@ pub const BEARER_TOKEN_VARS: [&str; 2] = ["TWITTER_BEARER_TOKEN", "BEARER_TOKEN"
 pub fn config_path(command: &Command) -> Option<&Path> {
     match command {
         Command::Replay(a) => a.run.config.as_deref(),
+        Command::Kafka(a) => a.run.config.as_deref(),
         Command::Twitter(a) => a.run.config.as_deref(),
         Command::Rules(r) => match &r.action {
             RulesAction::List(c) => c.config.as_deref(),
@@ -66,6 +67,14 @@ pub async fn run(
                 input: replay.input,
                 platform: replay.platform,
                 max_line_bytes: replay.max_line_bytes,
+            };
+            let summary = crate::run(&settings, source, shutdown).await?;
+            Ok(finish(summary, settings.summary))
+        }
+        Command::Kafka(args) => {
+            let settings = Settings::resolve(&args.run, &loaded)?;
+            let source = crate::sources::kafka::KafkaSource {
+                settings: crate::config::kafka_source_settings(&args, &loaded)?,
             };
             let summary = crate::run(&settings, source, shutdown).await?;
             Ok(finish(summary, settings.summary))

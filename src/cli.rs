@@ -38,6 +38,8 @@ pub enum Command {
     Rules(RulesArgs),
     /// Replay captured JSONL (X stream lines or Telegram updates) from a file or stdin into sinks.
     Replay(ReplayArgs),
+    /// Consume Kafka topics into sinks, committing offsets only after every sink confirmed.
+    Kafka(KafkaArgs),
     /// Run a built-in mock API, for demos and CI.
     #[command(subcommand)]
     Mock(MockCommand),
@@ -310,6 +312,45 @@ pub struct ReplayArgs {
     /// Longest accepted line in bytes; longer lines are dead-lettered (default 16 MiB).
     #[arg(long, env = "INGEST_MAX_LINE_BYTES", value_name = "BYTES")]
     pub max_line_bytes: Option<usize>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KafkaArgs {
+    /// Bootstrap brokers, comma-separated host:port (default localhost:9092).
+    #[arg(
+        long,
+        env = "INGEST_KAFKA_SOURCE_BROKERS",
+        value_name = "HOST:PORT,..."
+    )]
+    pub brokers: Option<String>,
+
+    /// Topic to consume; repeat for several.
+    #[arg(
+        long = "topic",
+        env = "INGEST_KAFKA_SOURCE_TOPICS",
+        value_name = "TOPIC",
+        value_delimiter = ','
+    )]
+    pub topics: Vec<String>,
+
+    /// Consumer group; offsets are committed for it (default `ingest`).
+    #[arg(long, env = "INGEST_KAFKA_GROUP", value_name = "GROUP")]
+    pub group: Option<String>,
+
+    /// Where a group with no committed offset starts (default earliest).
+    #[arg(long, value_enum, env = "INGEST_KAFKA_FROM")]
+    pub from: Option<crate::sources::kafka::StartFrom>,
+
+    /// How values that are not ingest records are read (X lines, Telegram updates, or detect).
+    #[arg(long, value_enum, env = "INGEST_PLATFORM")]
+    pub platform: Option<PlatformArg>,
+
+    /// Stop once every assigned partition reached its end: deliver, commit, exit (for cron).
+    #[arg(long)]
+    pub until_idle: bool,
 
     #[command(flatten)]
     pub run: RunArgs,

@@ -86,6 +86,9 @@ pub struct FileConfig {
     /// The Telegram sources.
     #[serde(default)]
     pub telegram: TelegramConfig,
+    /// The Kafka source.
+    #[serde(default)]
+    pub kafka: crate::sources::kafka::KafkaSourceConfig,
     /// Named sinks.
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,
@@ -639,6 +642,53 @@ impl ReplaySettings {
             max_line_bytes,
         })
     }
+}
+
+/// Resolves `ingest kafka`: flags < `[kafka]` < defaults.
+pub fn kafka_source_settings(
+    args: &crate::cli::KafkaArgs,
+    loaded: &LoadedConfig,
+) -> Result<crate::sources::kafka::KafkaSourceSettings, ResolveError> {
+    use crate::sources::kafka;
+    let k = &loaded.file.kafka;
+    let settings = kafka::KafkaSourceSettings {
+        brokers: args
+            .brokers
+            .clone()
+            .or(k.brokers.clone())
+            .unwrap_or_else(|| kafka::DEFAULT_BROKERS.to_owned()),
+        topics: if args.topics.is_empty() {
+            k.topics.clone()
+        } else {
+            args.topics.clone()
+        },
+        group: args
+            .group
+            .clone()
+            .or(k.group.clone())
+            .unwrap_or_else(|| kafka::DEFAULT_GROUP.to_owned()),
+        from: args.from.or(k.from).unwrap_or_default(),
+        platform: args.platform.or(k.platform).unwrap_or_default(),
+        session_timeout_ms: k.session_timeout_ms.unwrap_or(10_000),
+        batch_max_messages: k.batch_max_messages.unwrap_or(1000),
+        idle: Duration::from_millis(k.idle_ms.unwrap_or(1000)),
+        until_idle: args.until_idle,
+        properties: k.properties.clone(),
+    };
+    kafka::validate(&settings).map_err(|(field, message)| {
+        let from_flag = match field.as_str() {
+            "topics" => !args.topics.is_empty() || k.topics.is_empty(),
+            "brokers" => args.brokers.is_some(),
+            "group" => args.group.is_some(),
+            _ => false,
+        };
+        if from_flag || loaded.path.is_none() {
+            ResolveError::Usage(format!("kafka {field}: {message}"))
+        } else {
+            loaded.error(&format!("kafka.{field}"), message).into()
+        }
+    })?;
+    Ok(settings)
 }
 
 /// What `ingest twitter` needs besides the run settings.

@@ -35,7 +35,7 @@ impl std::fmt::Display for Platform {
 }
 
 /// Who wrote the item.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Author {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -45,7 +45,7 @@ pub struct Author {
 }
 
 /// The Telegram chat an item was posted in.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Chat {
     pub id: i64,
     #[serde(rename = "type")]
@@ -55,7 +55,7 @@ pub struct Chat {
 }
 
 /// An X filtered-stream rule that matched.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct MatchingRule {
     pub id: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,7 +63,7 @@ pub struct MatchingRule {
 }
 
 /// Platform ids that are not the record id.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Refs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tweet_id: Option<String>,
@@ -82,7 +82,7 @@ impl Refs {
 }
 
 /// The capture run that produced a record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RunInfo {
     pub id: String,
     pub started_at: String,
@@ -101,8 +101,9 @@ impl RunInfo {
     }
 }
 
-/// One normalized item. Serializes to the JSON object documented in DESIGN.md.
-#[derive(Debug, Clone, Serialize)]
+/// One normalized item. Serializes to the JSON object documented in DESIGN.md,
+/// and reads back from it (the Kafka source takes records our Kafka sink wrote).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Record {
     pub id: String,
     pub platform: Platform,
@@ -123,11 +124,11 @@ pub struct Record {
     pub lang: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub matching_rules: Vec<MatchingRule>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
-    #[serde(skip_serializing_if = "Refs::is_empty")]
+    #[serde(default, skip_serializing_if = "Refs::is_empty")]
     pub refs: Refs,
     pub run: Arc<RunInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -13,6 +13,7 @@ use crate::pipeline::SourceBatch;
 use crate::record::NormalizeOptions;
 use crate::state::DeadLetters;
 
+pub mod kafka;
 pub mod lines;
 pub mod replay;
 pub mod spill;
@@ -46,6 +47,8 @@ pub enum SourceError {
         "the stream has no rules: add one with `ingest rules sync --rules rules.toml` (or run `ingest twitter --rules rules.toml`)"
     )]
     NoRules,
+    #[error("Kafka: {0}")]
+    Kafka(String),
 }
 
 /// Counters a source keeps; they end up in the run summary.
