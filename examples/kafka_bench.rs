@@ -89,9 +89,15 @@ fn main() {
     // The exact records, keyed, for kcat.
     let records_file = path("records.jsonl");
     timed(
-        ingest(&["replay", "in.jsonl", "--sink", "file", "--file-path"])
-            .arg(&records_file)
-            .current_dir(dir.path()),
+        ingest(&[
+            "replay",
+            "in.jsonl",
+            "--sink",
+            "file",
+            "--file-path",
+            records_file.to_str().unwrap(),
+        ])
+        .current_dir(dir.path()),
     );
     let text = std::fs::read_to_string(&records_file).unwrap();
     let mut keyed = Vec::with_capacity(text.len() + text.len() / 8);
@@ -118,9 +124,15 @@ fn main() {
     );
     std::fs::write(path("ingest.toml"), config).unwrap();
     let ingest_secs = timed(
-        ingest(&["replay", "in.jsonl", "--sink", "k", "--config"])
-            .arg(path("ingest.toml"))
-            .current_dir(dir.path()),
+        ingest(&[
+            "replay",
+            "in.jsonl",
+            "--sink",
+            "k",
+            "--config",
+            path("ingest.toml").to_str().unwrap(),
+        ])
+        .current_dir(dir.path()),
     );
     let kcat_secs = timed(
         Command::new(&kcat)

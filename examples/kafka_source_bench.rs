@@ -1,0 +1,161 @@
+//! Kafka source throughput: topic → file, against kcat reading the same topic.
+//!
+//! ```text
+//! scripts/services up kafka && eval "$(scripts/services env)"
+//! cargo build --release && cargo run --release --example kafka_source_bench -- --records 300000
+//! ```
+//!
+//! Fills a fresh topic with `ingest replay --sink kafka` (untimed, realistic X
+//! lines from the shared generator), then times `ingest kafka --until-idle
+//! --sink file` (decode, deliver with fsync, commit offsets) and `kcat -C -e`
+//! consuming the same topic to /dev/null, and prints both rates.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+#[path = "common/lines.rs"]
+mod lines;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn run(cmd: &mut Command) -> (f64, String) {
+    let start = Instant::now();
+    let out = cmd.output().unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{cmd:?} failed:\n{err}");
+    (secs, err)
+}
+
+fn main() {
+    let records: u64 = arg("--records")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000);
+    let brokers = arg("--brokers")
+        .or_else(|| std::env::var("INGEST_TEST_KAFKA_BROKERS").ok())
+        .expect("name the brokers with --brokers or INGEST_TEST_KAFKA_BROKERS (scripts/services up kafka)");
+    let kcat = std::env::var("INGEST_TEST_KCAT").unwrap_or_else(|_| "kcat".into());
+    let exe = std::env::current_exe().unwrap();
+    let bin: PathBuf = std::env::var_os("INGEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| exe.parent().unwrap().parent().unwrap().join("ingest"));
+    assert!(
+        bin.exists(),
+        "build the binary first (cargo build --release) or set INGEST_BIN; looked at {}",
+        bin.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: &str| dir.path().join(p);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let topic = format!("bench-source-{nanos}");
+
+    let mut input = std::io::BufWriter::new(std::fs::File::create(path("in.jsonl")).unwrap());
+    let mut buf = Vec::with_capacity(4096);
+    for i in 0..records {
+        buf.clear();
+        lines::line(i, &mut buf);
+        input.write_all(&buf).unwrap();
+    }
+    input.flush().unwrap();
+    drop(input);
+    std::fs::write(
+        path("ingest.toml"),
+        format!(
+            "[kafka]\nsession_timeout_ms = 10000\nidle_ms = 1000\n\n[sinks.k]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n"
+        ),
+    )
+    .unwrap();
+    let ingest = |args: &[&str]| {
+        let mut c = Command::new(&bin);
+        c.args(args)
+            .arg("--state-dir")
+            .arg(path("state"))
+            .current_dir(dir.path())
+            .env("RUST_LOG", "warn,ingest::sources::kafka=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        c
+    };
+    run(&mut ingest(&["replay", "in.jsonl", "--sink", "k"]));
+    println!("topic {topic}: {records} records produced by ingest");
+
+    let (secs, err) = run(&mut ingest(&[
+        "kafka",
+        "--brokers",
+        &brokers,
+        "--topic",
+        &topic,
+        "--group",
+        "bench",
+        "--until-idle",
+        "--summary",
+        "--sink",
+        "file",
+        "--file-path",
+        "out.jsonl",
+    ]));
+    let got = std::fs::read(path("out.jsonl"))
+        .map(|b| b.iter().filter(|c| **c == b'\n').count())
+        .unwrap_or(0);
+    let bytes = std::fs::metadata(path("out.jsonl"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    assert!(
+        got as u64 >= records,
+        "every record delivered (duplicates after a rebalance are allowed):\n{err}"
+    );
+    // The group join and the 1 s idle wait of --until-idle are not throughput:
+    // time from the assignment to the moment every partition reached its end.
+    let at = |needle: &str| {
+        err.lines()
+            .find(|l| l.contains(needle))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+    };
+    let busy = match (at("partitions assigned"), at("reached its end")) {
+        (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
+        _ => secs,
+    };
+    println!(
+        "ingest kafka → file: {got} records, {secs:.2} s in all, {busy:.2} s from the assignment to the end = {:.0} records/s, {:.1} MB/s written",
+        got as f64 / busy,
+        bytes as f64 / busy / 1e6
+    );
+
+    let start = Instant::now();
+    let out = Command::new(&kcat)
+        .args([
+            "-C",
+            "-b",
+            &brokers,
+            "-t",
+            &topic,
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+        ])
+        .args(["-f", "%s\\n"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let kcat_secs = start.elapsed().as_secs_f64();
+    let n = out.stdout.iter().filter(|c| **c == b'\n').count();
+    println!(
+        "kcat -C -e (same topic, to a pipe): {n} messages in {kcat_secs:.2} s = {:.0} messages/s",
+        n as f64 / kcat_secs
+    );
+}
