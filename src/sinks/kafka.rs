@@ -31,7 +31,7 @@ pub const DEFAULT_BROKERS: &str = "localhost:9092";
 pub const DEFAULT_TOPIC: &str = "ingest-{platform}";
 /// How long the healthcheck and the final flush wait for the brokers.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
-const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// librdkafka properties that have a field of their own in the sink table.
 const OWN_FIELDS: [(&str, &str); 10] = [
     ("bootstrap.servers", "brokers"),
