@@ -41,6 +41,63 @@ pub enum Command {
     /// Run a built-in mock API, for demos and CI.
     #[command(subcommand)]
     Mock(MockCommand),
+    /// Check the config, every named sink and the source credentials; one line per check, exit 1 if any fails.
+    Check(CheckArgs),
+    /// Print a shell completion script on stdout (e.g. `ingest completions bash > /etc/bash_completion.d/ingest`).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout (e.g. `ingest man > ingest.1`).
+    Man,
+}
+
+/// What `ingest check` tries.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A sink to try (repeat). Default: `default_sinks` and every `[sinks.NAME]` table of the config.
+    #[arg(
+        long = "sink",
+        value_name = "NAME",
+        env = "INGEST_SINK",
+        value_delimiter = ','
+    )]
+    pub sinks: Vec<String>,
+
+    /// A source whose credentials to try: X (`GET` rules with the bearer token) or Telegram (`getMe`).
+    #[arg(long = "source", value_enum, value_name = "SOURCE")]
+    pub sources: Vec<SourceArg>,
+
+    /// Config file (default: ./ingest.toml when present).
+    #[arg(long, env = "INGEST_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub api: XApiArgs,
+
+    /// Base URL of the Telegram Bot API.
+    #[arg(long, env = "INGEST_TELEGRAM_API_BASE", value_name = "URL")]
+    pub telegram_api_base: Option<String>,
+
+    /// Path template of the built-in `file` sink.
+    #[arg(long, env = "INGEST_FILE_PATH", value_name = "TEMPLATE")]
+    pub file_path: Option<String>,
+
+    /// Brokers of the built-in `kafka` sink, comma-separated host:port.
+    #[arg(long, env = "INGEST_KAFKA_BROKERS", value_name = "HOST:PORT,...")]
+    pub kafka_brokers: Option<String>,
+
+    /// Topic template of the built-in `kafka` sink.
+    #[arg(long, env = "INGEST_KAFKA_TOPIC", value_name = "TEMPLATE")]
+    pub kafka_topic: Option<String>,
+}
+
+/// A live source `ingest check` can try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    Twitter,
+    Telegram,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, Default)]

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod exit_codes;
 pub mod mock;
+pub mod ops;
 pub mod pipeline;
 pub mod record;
 pub mod retry;
@@ -32,7 +33,7 @@ use pipeline::{RunLimits, SinkHandle, SinkSpec, SinkSummary, StopReason};
 use record::{NormalizeOptions, RunInfo};
 use sinks::file::{FileSink, StdoutSink};
 use sinks::kafka::KafkaSink;
-use sinks::{Sink, SinkError};
+use sinks::{AnySink, Sink, SinkError};
 use sources::{Source, SourceContext, SourceCounters};
 use state::{DeadLetters, StateError};
 
@@ -124,9 +125,20 @@ pub struct RunSummary {
     pub exit_code: u8,
 }
 
-/// Builds, checks and starts one sink.
-async fn start_sink<S: Sink>(
-    mut sink: S,
+/// Builds the sink a config describes. Adding a sink type takes one arm here;
+/// `run` and `check` both go through it.
+pub fn build_sink(named: &NamedSink) -> Result<AnySink, Error> {
+    let usage = |m: String| Error::Usage(format!("sink `{}`: {m}", named.name));
+    Ok(match &named.config {
+        SinkConfig::File(c) => Box::new(FileSink::new(&named.name, c.clone()).map_err(usage)?),
+        SinkConfig::Stdout(c) => Box::new(StdoutSink::new(&named.name, c)),
+        SinkConfig::Kafka(c) => Box::new(KafkaSink::new(&named.name, c).map_err(usage)?),
+    })
+}
+
+/// Checks and starts one sink.
+async fn start_sink(
+    mut sink: AnySink,
     named: &NamedSink,
     dead_letters: &DeadLetters,
     abort: &CancellationToken,
@@ -164,22 +176,7 @@ async fn start_sinks(
 ) -> Result<Vec<SinkHandle>, Error> {
     let mut handles = Vec::with_capacity(settings.sinks.len());
     for named in &settings.sinks {
-        let handle = match &named.config {
-            SinkConfig::File(c) => {
-                let sink = FileSink::new(&named.name, c.clone())
-                    .map_err(|m| Error::Usage(format!("sink `{}`: {m}", named.name)))?;
-                start_sink(sink, named, dead_letters, abort).await?
-            }
-            SinkConfig::Stdout(c) => {
-                start_sink(StdoutSink::new(&named.name, c), named, dead_letters, abort).await?
-            }
-            SinkConfig::Kafka(c) => {
-                let sink = KafkaSink::new(&named.name, c)
-                    .map_err(|m| Error::Usage(format!("sink `{}`: {m}", named.name)))?;
-                start_sink(sink, named, dead_letters, abort).await?
-            }
-        };
-        handles.push(handle);
+        handles.push(start_sink(build_sink(named)?, named, dead_letters, abort).await?);
     }
     Ok(handles)
 }

@@ -17,6 +17,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(code) = ingest::app::without_config(&cli.command) {
+        return ExitCode::from(code);
+    }
     let loaded = match LoadedConfig::load(ingest::app::config_path(&cli.command)) {
         Ok(l) => l,
         Err(e) => return ExitCode::from(fail(&e.into())),
