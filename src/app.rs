@@ -42,6 +42,21 @@ pub fn config_path(command: &Command) -> Option<&Path> {
     }
 }
 
+/// The pipeline options of a command that runs the pipeline.
+pub fn run_args_mut(command: &mut Command) -> Option<&mut crate::cli::RunArgs> {
+    match command {
+        Command::Replay(a) => Some(&mut a.run),
+        Command::Twitter(a) => Some(&mut a.run),
+        Command::Telegram(a) => Some(&mut a.run),
+        Command::TwitterWebhook(a) => Some(&mut a.run),
+        Command::Rules(_)
+        | Command::Mock(_)
+        | Command::Check(_)
+        | Command::Completions { .. }
+        | Command::Man => None,
+    }
+}
+
 /// Commands that need no config and no runtime (completions, man page): their exit code.
 pub fn without_config(command: &Command) -> Option<u8> {
     match command {

@@ -428,6 +428,22 @@ pub struct RunArgs {
     /// Add `text_ascii`, a plain-ASCII transliteration of `text`.
     #[arg(long, env = "INGEST_TRANSLITERATE")]
     pub transliterate: bool,
+
+    /// Serve Prometheus metrics at /metrics and a health check at /healthz on this address.
+    #[arg(long, env = "INGEST_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// /healthz turns 503 when a sink owes records or fails writes and confirms none for this long (default 60s).
+    #[arg(long, env = "INGEST_UNHEALTHY_AFTER", value_parser = parse_duration, value_name = "DURATION")]
+    pub unhealthy_after: Option<Duration>,
+
+    /// No status line on stderr (it is shown only on a terminal, and never with JSON logs).
+    #[arg(long, short = 'q', env = "INGEST_QUIET")]
+    pub quiet: bool,
+
+    /// Logs are JSON (set from --log-format by main): no status line then.
+    #[arg(skip)]
+    pub json_logs: bool,
 }
 
 /// Parses a humane duration: `90s`, `15m`, `2h`, `1h 30m`, or a bare number of seconds.

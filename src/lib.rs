@@ -19,8 +19,10 @@ pub mod cli;
 pub mod config;
 pub mod exit_codes;
 pub mod mock;
+pub mod monitor;
 pub mod ops;
 pub mod pipeline;
+pub mod progress;
 pub mod record;
 pub mod retry;
 pub mod secret;
@@ -56,6 +58,8 @@ pub enum Error {
     Telegram(#[from] sources::telegram::api::TelegramError),
     #[error("{0}")]
     MissingSecret(String),
+    #[error(transparent)]
+    Metrics(#[from] monitor::ListenError),
 }
 
 impl From<ResolveError> for Error {
@@ -82,7 +86,8 @@ impl Error {
             | Error::State(_)
             | Error::XApi(_)
             | Error::Mock(_)
-            | Error::Telegram(_) => exit_codes::FAILURE,
+            | Error::Telegram(_)
+            | Error::Metrics(_) => exit_codes::FAILURE,
         }
     }
 }
@@ -194,9 +199,17 @@ pub async fn run<S: Source>(
     let dead_letters = DeadLetters::new(&settings.state_dir, &run.id);
     let abort = CancellationToken::new();
     let sinks = start_sinks(settings, &dead_letters, &abort).await?;
+    let counters = Arc::new(SourceCounters::default());
+    let source_name = source.name();
+    let monitor = Arc::new(monitor::Monitor::new(
+        source_name,
+        counters.clone(),
+        sinks.iter().map(SinkHandle::probe).collect(),
+        settings.unhealthy_after,
+    ));
+    let watch = monitor::Watch::start(&monitor, settings.metrics_addr, settings.progress).await?;
     info!(run_id = %run.id, sinks = sinks.len(), "run started");
 
-    let counters = Arc::new(SourceCounters::default());
     let ctx = SourceContext {
         normalize: NormalizeOptions {
             keep_raw: settings.keep_raw,
@@ -207,14 +220,17 @@ pub async fn run<S: Source>(
         dead_letters: dead_letters.clone(),
         counters: counters.clone(),
     };
-    let source_name = source.name();
     let stop = shutdown.child_token();
     let (tx, rx) = mpsc::channel(pipeline::SOURCE_CHANNEL_CAPACITY);
-    let source_task = tokio::spawn(
-        source
-            .run(ctx, tx, stop.clone())
-            .instrument(info_span!("source", name = source_name)),
-    );
+    let source_run = {
+        let (monitor, stop) = (monitor.clone(), stop.clone());
+        async move {
+            let result = source.run(ctx, tx, stop).await;
+            monitor.source_ended(result.as_ref().err().map(ToString::to_string));
+            result
+        }
+    };
+    let source_task = tokio::spawn(source_run.instrument(info_span!("source", name = source_name)));
     let limits = RunLimits {
         duration: settings.duration,
         max_records: settings.max_records,
@@ -226,6 +242,7 @@ pub async fn run<S: Source>(
         Ok(Err(e)) => Some(e.to_string()),
         Err(e) => Some(format!("the source task panicked: {e}")),
     };
+    watch.stop().await;
     if let Some(e) = &source_error {
         error!(source = source_name, error = %e, "source failed");
     }

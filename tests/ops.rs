@@ -1,7 +1,8 @@
 //! Operating the binary: `ingest check` against the mocks, a bad path and a
 //! closed Kafka port; completions and the man page.
 
-use std::process::Output;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
@@ -155,4 +156,159 @@ fn completions_and_man_page_cover_every_subcommand() {
     // A broken config file does not stop them: they need none.
     let env = Env::new().config("this is not toml");
     assert!(env.run(&["man"]).status.success());
+}
+
+fn tweet(i: usize) -> String {
+    format!(
+        r#"{{"data":{{"id":"{i}","text":"tweet {i}","author_id":"42"}},"includes":{{"users":[{{"id":"42","name":"N","username":"n"}}]}}}}"#
+    )
+}
+
+/// GETs `path` once the server listens: (status, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nothing listens on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    http(addr, "GET", path, &[], b"")
+}
+
+/// Polls `path` until `done(status, body)`; returns the last answer.
+fn poll(addr: &str, path: &str, done: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    let start = Instant::now();
+    loop {
+        let (status, body) = get(addr, path);
+        if done(status, &body) || start.elapsed() > Duration::from_secs(20) {
+            return (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn metrics_and_healthz_during_a_replay_from_an_open_pipe() {
+    let env = Env::new();
+    let addr = free_addr();
+    let mut child = env
+        .cmd()
+        .args([
+            "replay",
+            "-",
+            "--sink",
+            "file",
+            "--file-path",
+            "o.jsonl",
+            "--metrics-addr",
+            &addr,
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..25 {
+        writeln!(stdin, "{}", tweet(i)).unwrap();
+    }
+    writeln!(stdin, "not json").unwrap();
+    stdin.flush().unwrap();
+    let (status, text) = poll(&addr, "/metrics", |_, b| {
+        b.contains(r#"ingest_sink_delivered_total{sink="file",type="file"} 25"#)
+    });
+    assert_eq!(status, 200);
+    for want in [
+        r#"ingest_source_records_total{source="replay"} 25"#,
+        r#"ingest_source_malformed_total{source="replay"} 1"#,
+        r#"ingest_sink_delivered_total{sink="file",type="file"} 25"#,
+        r#"ingest_sink_dead_lettered_total{sink="file",type="file"} 0"#,
+        r#"ingest_sink_queue_depth{sink="file",type="file"} 0"#,
+        r#"ingest_sink_owed_records{sink="file",type="file"} 0"#,
+        r#"ingest_source_up{source="replay"} 1"#,
+        "# TYPE ingest_sink_retried_total counter",
+        "ingest_healthy 1",
+    ] {
+        assert!(text.contains(want), "no `{want}` in:\n{text}");
+    }
+    let (status, body) = get(&addr, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["status"], "ok");
+    assert_eq!(doc["source"]["state"], "running");
+    assert_eq!(doc["sinks"]["file"]["healthy"], true);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // stderr is not a terminal: no status line, nothing but log lines.
+    let err = stderr(&out);
+    assert!(!err.contains('\r') && !err.contains("\x1b[2K"), "{err:?}");
+    assert_eq!(env.records("o.jsonl").len(), 25);
+}
+
+#[test]
+fn healthz_turns_503_when_a_sink_confirms_nothing() {
+    let env = Env::new();
+    let addr = free_addr();
+    let mut child = env
+        .cmd()
+        .args([
+            "replay",
+            "-",
+            "--sink",
+            "kafka",
+            "--kafka-brokers",
+            &free_addr(),
+            "--metrics-addr",
+            &addr,
+            "--unhealthy-after",
+            "2s",
+            "--shutdown-timeout",
+            "1s",
+        ])
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", tweet(1)).unwrap();
+    stdin.flush().unwrap();
+    let (status, body) = poll(&addr, "/healthz", |s, _| s == 503);
+    assert_eq!(status, 503, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["status"], "unhealthy");
+    assert_eq!(doc["sinks"]["kafka"]["healthy"], false);
+    assert_eq!(doc["sinks"]["kafka"]["owed"], 1);
+    let (_, text) = get(&addr, "/metrics");
+    assert!(text.contains("ingest_healthy 0"), "{text}");
+    drop(stdin);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "the record was dead-lettered");
+}
+
+#[test]
+fn the_status_line_shows_on_a_terminal_only() {
+    // `script` gives the binary a pseudo-terminal; skip where it is missing.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("no `script`: skipping the terminal half");
+        return;
+    }
+    let env = Env::new();
+    let bin = env!("CARGO_BIN_EXE_ingest");
+    let run = |extra: &str| {
+        let cmd = format!(
+            "(for i in 1 2 3; do echo '{}'; sleep 1; done) | {bin} replay - --sink file --file-path o.jsonl {extra}",
+            tweet(7)
+        );
+        env.cmd_in_pty(&cmd)
+    };
+    let shown = run("");
+    assert!(shown.contains("\r\x1b[2Kingest: "), "{shown:?}");
+    assert!(shown.contains(" in ("), "{shown:?}");
+    let quiet = run("--quiet");
+    assert!(!quiet.contains("\x1b[2K"), "{quiet:?}");
+    let json = run("--log-format json");
+    assert!(!json.contains("\x1b[2K"), "{json:?}");
 }

@@ -61,11 +61,23 @@ pub struct SourceCounters {
     pub duplicates: AtomicU64,
     /// Connections opened (live sources).
     pub connections: AtomicU64,
+    /// Streams that went silent past the stall timeout (X), each followed by a reconnect.
+    pub stalls: AtomicU64,
+    /// When a checkpoint was last committed, in seconds since the epoch (0: never).
+    pub checkpoint_unix_secs: AtomicU64,
 }
 
 impl SourceCounters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Notes that a checkpoint was just committed.
+    pub fn checkpointed(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.checkpoint_unix_secs.store(now, Ordering::Relaxed);
     }
 }
 

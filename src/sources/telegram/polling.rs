@@ -243,6 +243,7 @@ impl TelegramPolling {
             };
             if next != *offset {
                 checkpoint.save(&Saved { offset: next })?;
+                ctx.counters.checkpointed();
                 debug!(offset = next, "offset committed");
                 *offset = next;
             }

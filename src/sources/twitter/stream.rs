@@ -262,10 +262,13 @@ async fn read_stream(
                         info!("connected to the filtered stream");
                         match read_body(resp, config, queue, ctx, shutdown).await? {
                             Ended::Stopped => return Ok(()),
-                            Ended::Stalled => warn!(
-                                stall_timeout_secs = config.stall_timeout.as_secs_f64(),
-                                "the stream stalled; reconnecting at once"
-                            ),
+                            Ended::Stalled => {
+                                SourceCounters::add(&ctx.counters.stalls, 1);
+                                warn!(
+                                    stall_timeout_secs = config.stall_timeout.as_secs_f64(),
+                                    "the stream stalled; reconnecting at once"
+                                )
+                            }
                             Ended::Dropped(reason) => {
                                 warn!(reason = %reason, "the stream dropped; reconnecting at once")
                             }
