@@ -312,3 +312,26 @@ fn the_status_line_shows_on_a_terminal_only() {
     let json = run("--log-format json");
     assert!(!json.contains("\x1b[2K"), "{json:?}");
 }
+
+#[test]
+fn the_ci_smoke_script_passes_against_the_mock() {
+    let env = Env::new();
+    let mut cmd = Command::new("bash");
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ci-smoke.sh"))
+        .current_dir(env.dir.path())
+        .env("INGEST_BIN", env!("CARGO_BIN_EXE_ingest"))
+        .env("SMOKE_RECORDS", "30")
+        .env("TMPDIR", env.dir.path())
+        .stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("INGEST_") || k.starts_with("TWITTER_") || k == "BEARER_TOKEN" {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("ok   source twitter"), "{text}");
+    assert!(text.contains("smoke: delivered=30 lines=30"), "{text}");
+    assert!(text.trim_end().ends_with("smoke: ok"), "{text}");
+}
