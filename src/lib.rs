@@ -198,6 +198,7 @@ pub async fn run<S: Source>(
     let run = Arc::new(RunInfo::new(settings.duration.map(|d| d.as_secs())));
     let dead_letters = DeadLetters::new(&settings.state_dir, &run.id);
     let abort = CancellationToken::new();
+    let listener = monitor::Watch::bind(settings.metrics_addr).await?;
     let sinks = start_sinks(settings, &dead_letters, &abort).await?;
     let counters = Arc::new(SourceCounters::default());
     let source_name = source.name();
@@ -207,7 +208,7 @@ pub async fn run<S: Source>(
         sinks.iter().map(SinkHandle::probe).collect(),
         settings.unhealthy_after,
     ));
-    let watch = monitor::Watch::start(&monitor, settings.metrics_addr, settings.progress).await?;
+    let watch = monitor::Watch::start(&monitor, listener, settings.progress);
     info!(run_id = %run.id, sinks = sinks.len(), "run started");
 
     let ctx = SourceContext {

@@ -436,21 +436,34 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Starts what the settings ask for: nothing, the sampler and status line,
-    /// the metrics server, or both. The address is bound before returning.
-    pub async fn start(
-        monitor: &Arc<Monitor>,
+    /// Binds the metrics address, if any: before the sinks start, so that an
+    /// address in use fails the run before anything else happens.
+    pub async fn bind(
         metrics_addr: Option<SocketAddr>,
+    ) -> Result<Option<tokio::net::TcpListener>, ListenError> {
+        let Some(addr) = metrics_addr else {
+            return Ok(None);
+        };
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map(Some)
+            .map_err(|source| ListenError { addr, source })
+    }
+
+    /// Starts what the settings ask for: nothing, the sampler and status line,
+    /// the metrics server on `listener`, or both.
+    pub fn start(
+        monitor: &Arc<Monitor>,
+        listener: Option<tokio::net::TcpListener>,
         progress: bool,
-    ) -> Result<Watch, ListenError> {
+    ) -> Watch {
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
-        if let Some(addr) = metrics_addr {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| ListenError { addr, source })?;
-            let bound = listener.local_addr().unwrap_or(addr);
-            info!(addr = %bound, "serving /metrics and /healthz");
+        let serving = listener.is_some();
+        if let Some(listener) = listener {
+            if let Ok(bound) = listener.local_addr() {
+                info!(addr = %bound, "serving /metrics and /healthz");
+            }
             let app = Router::new()
                 .route("/metrics", get(metrics))
                 .route("/healthz", get(healthz))
@@ -462,7 +475,7 @@ impl Watch {
                     .await;
             }));
         }
-        if metrics_addr.is_some() || progress {
+        if serving || progress {
             let (m, token) = (monitor.clone(), stop.clone());
             tasks.push(tokio::spawn(async move {
                 let first = tokio::time::Instant::now() + SAMPLE_EVERY;
@@ -486,7 +499,7 @@ impl Watch {
                 }
             }));
         }
-        Ok(Watch { stop, tasks })
+        Watch { stop, tasks }
     }
 
     pub async fn stop(self) {

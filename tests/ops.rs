@@ -335,3 +335,44 @@ fn the_ci_smoke_script_passes_against_the_mock() {
     assert!(text.contains("smoke: delivered=30 lines=30"), "{text}");
     assert!(text.trim_end().ends_with("smoke: ok"), "{text}");
 }
+
+#[test]
+fn a_metrics_address_in_use_fails_the_run_before_it_starts() {
+    let env = Env::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = env.run(&[
+        "replay",
+        "-",
+        "--sink",
+        "file",
+        "--file-path",
+        "out/o.jsonl",
+        "--metrics-addr",
+        &addr,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot serve metrics on {addr}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.path("out").exists(), "no sink was started");
+}
+
+#[test]
+fn check_passes_against_a_real_kafka_broker() {
+    let brokers = std::env::var("INGEST_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
+        panic!("INGEST_TEST_KAFKA_BROKERS is not set: run the suite with scripts/test, which starts the test services")
+    });
+    let env = Env::new().config(&format!(
+        "[sinks.bus]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\n"
+    ));
+    let out = env.run(&["check", "--sink", "bus"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    assert_eq!(
+        line(&text, "sink bus"),
+        format!("ok   sink bus (kafka): brokers {brokers} answered")
+    );
+}
