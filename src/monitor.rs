@@ -210,9 +210,9 @@ impl Monitor {
                 let _ = write!(line, " ({retried} retried, {dead} dead)");
             }
         }
-        let connections = self.source.connections.load(Ordering::Relaxed);
-        if connections > 1 {
-            let _ = write!(line, " | {} reconnects", connections - 1);
+        let reconnects: u64 = self.source.reconnects().iter().map(|(_, n)| n).sum();
+        if reconnects > 0 {
+            let _ = write!(line, " | {reconnects} reconnects");
         }
         let secs = self.started.elapsed().as_secs();
         let _ = write!(line, " | {}:{:02}", secs / 60, secs % 60);
@@ -265,7 +265,7 @@ impl Collector for Collected {
         let src = || vec![("source", m.source_name.to_owned())];
         let s = &m.source;
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-        let source_counters: [(&str, &str, &AtomicU64); 6] = [
+        let source_counters: [(&str, &str, &AtomicU64); 5] = [
             ("source_records", "Records the source produced.", &s.records),
             (
                 "source_malformed",
@@ -287,11 +287,6 @@ impl Collector for Collected {
                 "Connections opened by a live source (reconnects = this - 1).",
                 &s.connections,
             ),
-            (
-                "source_stalls",
-                "Streams that went silent past the stall timeout and were reconnected.",
-                &s.stalls,
-            ),
         ];
         for (name, help, counter) in source_counters {
             family(
@@ -302,6 +297,32 @@ impl Collector for Collected {
                 &[(src(), load(counter))],
             )?;
         }
+        let reconnects = s.reconnects();
+        let stalls = reconnects
+            .iter()
+            .find(|(r, _)| *r == "stall")
+            .map_or(0, |(_, n)| *n);
+        family(
+            &mut encoder,
+            "source_stalls",
+            "Streams that went silent past the stall timeout and were reconnected.",
+            MetricType::Counter,
+            &[(src(), stalls as f64)],
+        )?;
+        family(
+            &mut encoder,
+            "source_reconnects",
+            "Reconnects (and retried connects) of a live source, by reason.",
+            MetricType::Counter,
+            &reconnects
+                .iter()
+                .map(|(reason, n)| {
+                    let mut labels = src();
+                    labels.push(("reason", (*reason).to_owned()));
+                    (labels, *n as f64)
+                })
+                .collect::<Vec<_>>(),
+        )?;
         let checkpoint = load(&s.checkpoint_unix_secs);
         if checkpoint > 0.0 {
             family(

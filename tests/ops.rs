@@ -376,3 +376,53 @@ fn check_passes_against_a_real_kafka_broker() {
         format!("ok   sink bus (kafka): brokers {brokers} answered")
     );
 }
+
+#[test]
+fn metrics_count_x_reconnects_by_reason() {
+    let env = Env::new()
+        .with("TWITTER_BEARER_TOKEN", "metrics-token")
+        .config("[twitter]\nstall_timeout = \"700ms\"\n[twitter.backoff]\nnetwork_step_ms = 20\nnetwork_max_ms = 100\nhttp_initial_ms = 100\nhttp_max_ms = 1000\n");
+    let mock = MockProcess::start(
+        "twitter",
+        env.dir.path(),
+        "rate = 50.0\nkeepalive_secs = 0.2\n[[rule]]\nvalue = \"cats\"\n[[connection]]\nstatus = 503\n[[connection]]\ntweets = 3\nfault = \"stall\"\n[[connection]]\ntweets = 3\nfault = \"close\"\n",
+    );
+    let addr = free_addr();
+    let mut child = env
+        .cmd()
+        .args([
+            "twitter",
+            "--twitter-api-base",
+            &mock.url,
+            "--rules-mode",
+            "keep",
+            "--sink",
+            "file",
+            "--file-path",
+            "x.jsonl",
+            "--duration",
+            "60s",
+            "--metrics-addr",
+            &addr,
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_, text) = poll(&addr, "/metrics", |_, b| {
+        b.contains(r#"ingest_source_connections_total{source="twitter"} 4"#)
+    });
+    for want in [
+        r#"ingest_source_reconnects_total{source="twitter",reason="http_error"} 1"#,
+        r#"ingest_source_reconnects_total{source="twitter",reason="stall"} 1"#,
+        r#"ingest_source_reconnects_total{source="twitter",reason="dropped"} 1"#,
+        r#"ingest_source_stalls_total{source="twitter"} 1"#,
+        r#"ingest_source_connections_total{source="twitter"} 4"#,
+    ] {
+        assert!(text.contains(want), "no `{want}` in:\n{text}");
+    }
+    let (status, _) = get(&addr, "/healthz");
+    assert_eq!(status, 200, "a source that reconnects stays healthy");
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0));
+}

@@ -61,8 +61,9 @@ pub struct SourceCounters {
     pub duplicates: AtomicU64,
     /// Connections opened (live sources).
     pub connections: AtomicU64,
-    /// Streams that went silent past the stall timeout (X), each followed by a reconnect.
-    pub stalls: AtomicU64,
+    /// Reconnects of a live source, by reason (`stall`, `dropped`, `network_error`,
+    /// `http_error`, `rate_limited`). Rare events: a lock is fine.
+    pub reconnects: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// When a checkpoint was last committed, in seconds since the epoch (0: never).
     pub checkpoint_unix_secs: AtomicU64,
 }
@@ -70,6 +71,22 @@ pub struct SourceCounters {
 impl SourceCounters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Notes a reconnect and why.
+    pub fn reconnected(&self, reason: &'static str) {
+        *self
+            .reconnects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// Reconnects so far, by reason.
+    pub fn reconnects(&self) -> Vec<(&'static str, u64)> {
+        let map = self.reconnects.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, v)| (*k, *v)).collect()
     }
 
     /// Notes that a checkpoint was just committed.

@@ -263,13 +263,14 @@ async fn read_stream(
                         match read_body(resp, config, queue, ctx, shutdown).await? {
                             Ended::Stopped => return Ok(()),
                             Ended::Stalled => {
-                                SourceCounters::add(&ctx.counters.stalls, 1);
+                                ctx.counters.reconnected("stall");
                                 warn!(
                                     stall_timeout_secs = config.stall_timeout.as_secs_f64(),
                                     "the stream stalled; reconnecting at once"
                                 )
                             }
                             Ended::Dropped(reason) => {
+                                ctx.counters.reconnected("dropped");
                                 warn!(reason = %reason, "the stream dropped; reconnecting at once")
                             }
                         }
@@ -306,6 +307,11 @@ async fn read_stream(
             }
         };
         if let Some((class, reason)) = wait {
+            ctx.counters.reconnected(match class {
+                StreamFailure::Network => "network_error",
+                StreamFailure::Http => "http_error",
+                StreamFailure::RateLimited => "rate_limited",
+            });
             let delay = backoff.next(class);
             warn!(class = class.as_str(), reason = %reason, wait_ms = delay.as_millis() as u64, "cannot connect to the stream; backing off");
             tokio::select! {
