@@ -607,6 +607,15 @@ impl Settings {
             validate_sink(&name, &config, keep_raw, loaded)?;
             sinks.push(NamedSink { name, config });
         }
+        let progress = !args.quiet
+            && !args.json_logs
+            && file.log_format != Some(LogFormat::Json)
+            && std::io::IsTerminal::is_terminal(&std::io::stderr())
+            // Records on the same terminal would run into the status line.
+            && !(sinks
+                .iter()
+                .any(|s| matches!(s.config, SinkConfig::Stdout(_)))
+                && std::io::IsTerminal::is_terminal(&std::io::stdout()));
         Ok(Settings {
             sinks,
             state_dir: args
@@ -625,10 +634,7 @@ impl Settings {
             summary: args.summary,
             metrics_addr: args.metrics_addr,
             unhealthy_after: args.unhealthy_after.unwrap_or(DEFAULT_UNHEALTHY_AFTER),
-            progress: !args.quiet
-                && !args.json_logs
-                && file.log_format != Some(LogFormat::Json)
-                && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            progress,
         })
     }
 }

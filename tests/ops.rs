@@ -142,6 +142,10 @@ fn completions_and_man_page_cover_every_subcommand() {
         for sub in subcommands {
             assert!(text.contains(sub), "{shell} completions lack `{sub}`");
         }
+        assert!(
+            text.contains("metrics-addr"),
+            "{shell} completions lack the run flags"
+        );
     }
     let out = env.run(&["man"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -311,6 +315,9 @@ fn the_status_line_shows_on_a_terminal_only() {
     assert!(!quiet.contains("\x1b[2K"), "{quiet:?}");
     let json = run("--log-format json");
     assert!(!json.contains("\x1b[2K"), "{json:?}");
+    // Records on the same terminal would run into it.
+    let records = run("--sink stdout");
+    assert!(!records.contains("\x1b[2K"), "{records:?}");
 }
 
 #[test]
