@@ -433,7 +433,7 @@ pub struct RunArgs {
     #[arg(long, env = "INGEST_METRICS_ADDR", value_name = "HOST:PORT")]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
-    /// /healthz turns 503 when a sink owes records or fails writes and confirms none for this long (default 60s).
+    /// /healthz turns 503 after this long of failed connects, or of a sink owing records and confirming none (default 60s).
     #[arg(long, env = "INGEST_UNHEALTHY_AFTER", value_parser = parse_duration, value_name = "DURATION")]
     pub unhealthy_after: Option<Duration>,
 

@@ -5,9 +5,11 @@
 //! scrape time, and once a second by a sampler that tracks health and rates.
 //!
 //! Health, concretely: `/healthz` answers 503 when the source task ended with an
-//! error, or when a sink has owed records (received by the source, neither
+//! error; when a live source's connect attempts have failed for longer than
+//! `--unhealthy-after` (60 s) without one succeeding (X: back-off past that
+//! bound); or when a sink has owed records (received by the source, neither
 //! confirmed nor dead-lettered yet) or failed writes for longer than
-//! `--unhealthy-after` (60 s) without confirming a single record. Otherwise 200.
+//! `--unhealthy-after` without confirming a single record. Otherwise 200.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -61,6 +63,19 @@ struct SinkHealth {
     stuck_since: Option<Instant>,
 }
 
+/// Reconnect reasons that mean a connect attempt failed (as opposed to an
+/// established stream that ended: `stall`, `dropped`).
+const FAILED_CONNECT: [&str; 3] = ["network_error", "http_error", "rate_limited"];
+
+/// The source's connection as the sampler last saw it.
+#[derive(Debug, Clone, Default)]
+struct SourceHealth {
+    connected: u64,
+    failed_connects: u64,
+    /// Since when connect attempts have been failing without one succeeding.
+    down_since: Option<Instant>,
+}
+
 /// One run, watched.
 #[derive(Debug)]
 pub struct Monitor {
@@ -71,6 +86,7 @@ pub struct Monitor {
     unhealthy_after: Duration,
     source_state: Mutex<SourceState>,
     health: Mutex<Vec<SinkHealth>>,
+    source_health: Mutex<SourceHealth>,
     /// Records per second into the pipeline, over the last sample (f64 bits).
     rate_in: AtomicU64,
 }
@@ -98,6 +114,7 @@ impl Monitor {
             unhealthy_after,
             source_state: Mutex::new(SourceState::Running),
             health: Mutex::new(health),
+            source_health: Mutex::new(SourceHealth::default()),
             rate_in: AtomicU64::new(0f64.to_bits()),
         }
     }
@@ -129,6 +146,24 @@ impl Monitor {
         let rate = (records.saturating_sub(*last_records)) as f64 / elapsed.as_secs_f64().max(1e-3);
         *last_records = records;
         self.rate_in.store(rate.to_bits(), Ordering::Relaxed);
+        {
+            let connected = self.source.connected.load(Ordering::Relaxed);
+            let failed: u64 = self
+                .source
+                .reconnects()
+                .iter()
+                .filter(|(r, _)| FAILED_CONNECT.contains(r))
+                .map(|(_, n)| n)
+                .sum();
+            let mut h = self.source_health.lock().unwrap_or_else(|p| p.into_inner());
+            if connected > h.connected {
+                h.down_since = None;
+            } else if failed > h.failed_connects {
+                h.down_since.get_or_insert(now);
+            }
+            h.connected = connected;
+            h.failed_connects = failed;
+        }
         let mut health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         for (probe, h) in self.sinks.iter().zip(health.iter_mut()) {
             let c = &probe.counters;
@@ -155,14 +190,35 @@ impl Monitor {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut healthy = !matches!(state, SourceState::Failed(_));
-        let source = match &state {
-            SourceState::Running => json!({"name": self.source_name, "state": "running"}),
-            SourceState::Finished => json!({"name": self.source_name, "state": "finished"}),
-            SourceState::Failed(e) => {
-                json!({"name": self.source_name, "state": "failed", "error": e})
+        let down_secs = self
+            .source_health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .down_since
+            .map(|t| now.duration_since(t).as_secs_f64());
+        let source_ok = match &state {
+            SourceState::Failed(_) => false,
+            SourceState::Finished => true,
+            SourceState::Running => {
+                down_secs.is_none_or(|s| s < self.unhealthy_after.as_secs_f64())
             }
         };
+        let mut healthy = source_ok;
+        let mut source = json!({
+            "name": self.source_name,
+            "healthy": source_ok,
+            "state": match &state {
+                SourceState::Running => "running",
+                SourceState::Finished => "finished",
+                SourceState::Failed(_) => "failed",
+            },
+        });
+        if let SourceState::Failed(e) = &state {
+            source["error"] = json!(e);
+        }
+        if let Some(s) = down_secs {
+            source["failing_connects_for_secs"] = json!((s * 10.0).round() / 10.0);
+        }
         let health = self.health.lock().unwrap_or_else(|p| p.into_inner());
         let mut sinks = serde_json::Map::new();
         for (probe, h) in self.sinks.iter().zip(health.iter()) {

@@ -433,3 +433,50 @@ fn metrics_count_x_reconnects_by_reason() {
     let status = wait_with_timeout(&mut child, Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn healthz_turns_503_while_x_refuses_connections_and_recovers() {
+    let env = Env::new()
+        .with("TWITTER_BEARER_TOKEN", "health-token")
+        .config("[twitter.backoff]\nhttp_initial_ms = 200\nhttp_max_ms = 400\n");
+    let refusals = "[[connection]]\nstatus = 503\n".repeat(12);
+    let mock = MockProcess::start(
+        "twitter",
+        env.dir.path(),
+        &format!("rate = 50.0\nkeepalive_secs = 0.2\n[[rule]]\nvalue = \"cats\"\n{refusals}"),
+    );
+    let addr = free_addr();
+    let mut child = env
+        .cmd()
+        .args([
+            "twitter",
+            "--twitter-api-base",
+            &mock.url,
+            "--rules-mode",
+            "keep",
+            "--sink",
+            "file",
+            "--file-path",
+            "x.jsonl",
+            "--duration",
+            "60s",
+            "--metrics-addr",
+            &addr,
+            "--unhealthy-after",
+            "1500ms",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (status, body) = poll(&addr, "/healthz", |s, _| s == 503);
+    assert_eq!(status, 503, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["source"]["healthy"], false, "{doc}");
+    assert!(doc["source"]["failing_connects_for_secs"].as_f64().unwrap() >= 1.5);
+    // Once the mock lets it connect, records flow and health comes back.
+    let (status, body) = poll(&addr, "/healthz", |s, _| s == 200);
+    assert_eq!(status, 200, "{body}");
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0));
+}

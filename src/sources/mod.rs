@@ -61,6 +61,8 @@ pub struct SourceCounters {
     pub duplicates: AtomicU64,
     /// Connections opened (live sources).
     pub connections: AtomicU64,
+    /// Connections that were accepted (X: HTTP 200 on the stream).
+    pub connected: AtomicU64,
     /// Reconnects of a live source, by reason (`stall`, `dropped`, `network_error`,
     /// `http_error`, `rate_limited`). Rare events: a lock is fine.
     pub reconnects: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,

@@ -259,6 +259,7 @@ async fn read_stream(
                 match status {
                     200 => {
                         backoff.reset();
+                        SourceCounters::add(&ctx.counters.connected, 1);
                         info!("connected to the filtered stream");
                         match read_body(resp, config, queue, ctx, shutdown).await? {
                             Ended::Stopped => return Ok(()),
