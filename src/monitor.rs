@@ -340,7 +340,7 @@ impl Collector for Collected {
             ),
             (
                 "source_connections",
-                "Connections opened by a live source (reconnects = this - 1).",
+                "Stream connections opened (X) or getUpdates calls made (Telegram).",
                 &s.connections,
             ),
         ];
@@ -368,7 +368,7 @@ impl Collector for Collected {
         family(
             &mut encoder,
             "source_reconnects",
-            "Reconnects (and retried connects) of a live source, by reason.",
+            "Reconnects and retried calls of a live source, by reason.",
             MetricType::Counter,
             &reconnects
                 .iter()

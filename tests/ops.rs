@@ -480,3 +480,46 @@ fn healthz_turns_503_while_x_refuses_connections_and_recovers() {
     let status = wait_with_timeout(&mut child, Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn telegram_polling_errors_count_as_reconnects() {
+    let env = Env::new().with("TELEGRAM_BOT_TOKEN", "424242:metrics-token");
+    let tg = MockProcess::start(
+        "telegram",
+        env.dir.path(),
+        "updates = 5\n[[call]]\nstatus = 500\n[[call]]\nstatus = 429\nretry_after = 1\n",
+    );
+    let addr = free_addr();
+    let mut child = env
+        .cmd()
+        .args([
+            "telegram",
+            "--telegram-api-base",
+            &tg.url,
+            "--poll-timeout",
+            "1",
+            "--sink",
+            "file",
+            "--file-path",
+            "t.jsonl",
+            "--metrics-addr",
+            &addr,
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_, text) = poll(&addr, "/metrics", |_, b| {
+        b.contains(r#"ingest_sink_delivered_total{sink="file",type="file"} 5"#)
+    });
+    for want in [
+        r#"ingest_source_reconnects_total{source="telegram",reason="http_error"} 1"#,
+        r#"ingest_source_reconnects_total{source="telegram",reason="rate_limited"} 1"#,
+        r#"ingest_sink_delivered_total{sink="file",type="file"} 5"#,
+        r#"ingest_source_last_checkpoint_timestamp_seconds{source="telegram"} "#,
+    ] {
+        assert!(text.contains(want), "no `{want}` in:\n{text}");
+    }
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0));
+}
