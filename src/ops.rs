@@ -91,7 +91,11 @@ pub async fn check(args: &CheckArgs, loaded: &LoadedConfig) -> Result<u8, Error>
     for named in &sinks {
         let what = format!("sink {} ({})", named.name, named.config.type_name());
         let (ok, detail) = match crate::build_sink(named) {
-            Err(e) => (false, e.to_string()),
+            Err(e) => {
+                let e = e.to_string();
+                let prefix = format!("sink `{}`: ", named.name);
+                (false, e.strip_prefix(&prefix).unwrap_or(&e).to_owned())
+            }
             Ok(mut sink) => {
                 let result = tokio::time::timeout(CHECK_TIMEOUT, sink.healthcheck()).await;
                 let target = sink.target();

@@ -129,6 +129,20 @@ fn check_keeps_the_config_exit_code_and_needs_something_to_check() {
     let out = env.run(&["check"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("nothing to check"));
+
+    // A sink that cannot even be built (an unset secret variable) is a FAIL line.
+    let env = Env::new().config(
+        "[sinks.bus]\ntype = \"kafka\"\n[sinks.bus.properties]\n\"sasl.password\" = \"${INGEST_TEST_UNSET_SECRET}\"\n",
+    );
+    let out = env.run(&["check"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    let bus = line(&text, "sink bus (kafka)");
+    assert!(
+        bus.starts_with("FAIL") && bus.contains("INGEST_TEST_UNSET_SECRET"),
+        "{bus}"
+    );
+    assert!(!bus.contains("sink `bus`"), "{bus}");
 }
 
 #[test]
