@@ -38,7 +38,32 @@ pub fn config_path(command: &Command) -> Option<&Path> {
         },
         Command::Telegram(a) => a.run.config.as_deref(),
         Command::TwitterWebhook(a) => a.run.config.as_deref(),
-        Command::Mock(_) => None,
+        Command::Check(a) => a.config.as_deref(),
+        Command::Mock(_) | Command::Completions { .. } | Command::Man => None,
+    }
+}
+
+/// The pipeline options of a command that runs the pipeline.
+pub fn run_args_mut(command: &mut Command) -> Option<&mut crate::cli::RunArgs> {
+    match command {
+        Command::Replay(a) => Some(&mut a.run),
+        Command::Twitter(a) => Some(&mut a.run),
+        Command::Telegram(a) => Some(&mut a.run),
+        Command::TwitterWebhook(a) => Some(&mut a.run),
+        Command::Rules(_)
+        | Command::Mock(_)
+        | Command::Check(_)
+        | Command::Completions { .. }
+        | Command::Man => None,
+    }
+}
+
+/// Commands that need no config and no runtime (completions, man page): their exit code.
+pub fn without_config(command: &Command) -> Option<u8> {
+    match command {
+        Command::Completions { shell } => Some(crate::ops::completions(*shell)),
+        Command::Man => Some(crate::ops::man_page()),
+        _ => None,
     }
 }
 
@@ -112,6 +137,10 @@ pub async fn run(
             Ok(finish(result?, settings.summary))
         }
         Command::Rules(r) => rules_command(r.action, &loaded).await,
+        Command::Check(args) => crate::ops::check(&args, &loaded).await,
+        Command::Completions { .. } | Command::Man => {
+            Ok(without_config(&command).unwrap_or(exit_codes::SUCCESS))
+        }
         Command::Telegram(args) => telegram(args, &loaded, shutdown).await,
         Command::TwitterWebhook(args) => {
             let settings = Settings::resolve(&args.run, &loaded)?;

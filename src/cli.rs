@@ -43,6 +43,63 @@ pub enum Command {
     /// Run a built-in mock API, for demos and CI.
     #[command(subcommand)]
     Mock(MockCommand),
+    /// Check the config, every named sink and the source credentials; one line per check, exit 1 if any fails.
+    Check(CheckArgs),
+    /// Print a shell completion script on stdout (e.g. `ingest completions bash > /etc/bash_completion.d/ingest`).
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout (e.g. `ingest man > ingest.1`).
+    Man,
+}
+
+/// What `ingest check` tries.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// A sink to try (repeat). Default: `default_sinks` and every `[sinks.NAME]` table of the config.
+    #[arg(
+        long = "sink",
+        value_name = "NAME",
+        env = "INGEST_SINK",
+        value_delimiter = ','
+    )]
+    pub sinks: Vec<String>,
+
+    /// A source whose credentials to try: X (`GET` rules with the bearer token) or Telegram (`getMe`).
+    #[arg(long = "source", value_enum, value_name = "SOURCE")]
+    pub sources: Vec<SourceArg>,
+
+    /// Config file (default: ./ingest.toml when present).
+    #[arg(long, env = "INGEST_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub api: XApiArgs,
+
+    /// Base URL of the Telegram Bot API.
+    #[arg(long, env = "INGEST_TELEGRAM_API_BASE", value_name = "URL")]
+    pub telegram_api_base: Option<String>,
+
+    /// Path template of the built-in `file` sink.
+    #[arg(long, env = "INGEST_FILE_PATH", value_name = "TEMPLATE")]
+    pub file_path: Option<String>,
+
+    /// Brokers of the built-in `kafka` sink, comma-separated host:port.
+    #[arg(long, env = "INGEST_KAFKA_BROKERS", value_name = "HOST:PORT,...")]
+    pub kafka_brokers: Option<String>,
+
+    /// Topic template of the built-in `kafka` sink.
+    #[arg(long, env = "INGEST_KAFKA_TOPIC", value_name = "TEMPLATE")]
+    pub kafka_topic: Option<String>,
+}
+
+/// A live source `ingest check` can try.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    Twitter,
+    Telegram,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, Default)]
@@ -412,6 +469,22 @@ pub struct RunArgs {
     /// Add `text_ascii`, a plain-ASCII transliteration of `text`.
     #[arg(long, env = "INGEST_TRANSLITERATE")]
     pub transliterate: bool,
+
+    /// Serve Prometheus metrics at /metrics and a health check at /healthz on this address.
+    #[arg(long, env = "INGEST_METRICS_ADDR", value_name = "HOST:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
+    /// /healthz turns 503 after this long of failed connects, or of a sink owing records and confirming none (default 60s).
+    #[arg(long, env = "INGEST_UNHEALTHY_AFTER", value_parser = parse_duration, value_name = "DURATION")]
+    pub unhealthy_after: Option<Duration>,
+
+    /// No status line on stderr (it is shown only on a terminal, and never with JSON logs).
+    #[arg(long, short = 'q', env = "INGEST_QUIET")]
+    pub quiet: bool,
+
+    /// Logs are JSON (set from --log-format by main): no status line then.
+    #[arg(skip)]
+    pub json_logs: bool,
 }
 
 /// Parses a humane duration: `90s`, `15m`, `2h`, `1h 30m`, or a bare number of seconds.

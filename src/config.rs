@@ -20,6 +20,8 @@ use crate::sources::twitter::stream::StreamConfig;
 pub const DEFAULT_CONFIG_FILE: &str = "ingest.toml";
 /// Default for `--shutdown-timeout`.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for `--unhealthy-after`.
+pub const DEFAULT_UNHEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// Default for `--max-line-bytes`.
 pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -519,6 +521,12 @@ pub struct Settings {
     pub keep_raw: bool,
     pub transliterate: bool,
     pub summary: bool,
+    /// Where to serve /metrics and /healthz.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// How long a sink may owe records without confirming any before /healthz says 503.
+    pub unhealthy_after: Duration,
+    /// Show the status line on stderr.
+    pub progress: bool,
 }
 
 /// A sink with the name it was asked for by.
@@ -602,6 +610,15 @@ impl Settings {
             validate_sink(&name, &config, keep_raw, loaded)?;
             sinks.push(NamedSink { name, config });
         }
+        let progress = !args.quiet
+            && !args.json_logs
+            && file.log_format != Some(LogFormat::Json)
+            && std::io::IsTerminal::is_terminal(&std::io::stderr())
+            // Records on the same terminal would run into the status line.
+            && !(sinks
+                .iter()
+                .any(|s| matches!(s.config, SinkConfig::Stdout(_)))
+                && std::io::IsTerminal::is_terminal(&std::io::stdout()));
         Ok(Settings {
             sinks,
             state_dir: args
@@ -618,6 +635,9 @@ impl Settings {
             keep_raw,
             transliterate: args.transliterate || file.transliterate.unwrap_or(false),
             summary: args.summary,
+            metrics_addr: args.metrics_addr,
+            unhealthy_after: args.unhealthy_after.unwrap_or(DEFAULT_UNHEALTHY_AFTER),
+            progress,
         })
     }
 }

@@ -19,7 +19,10 @@ pub mod cli;
 pub mod config;
 pub mod exit_codes;
 pub mod mock;
+pub mod monitor;
+pub mod ops;
 pub mod pipeline;
+pub mod progress;
 pub mod record;
 pub mod retry;
 pub mod secret;
@@ -32,7 +35,7 @@ use pipeline::{RunLimits, SinkHandle, SinkSpec, SinkSummary, StopReason};
 use record::{NormalizeOptions, RunInfo};
 use sinks::file::{FileSink, StdoutSink};
 use sinks::kafka::KafkaSink;
-use sinks::{Sink, SinkError};
+use sinks::{AnySink, Sink, SinkError};
 use sources::{Source, SourceContext, SourceCounters};
 use state::{DeadLetters, StateError};
 
@@ -55,6 +58,8 @@ pub enum Error {
     Telegram(#[from] sources::telegram::api::TelegramError),
     #[error("{0}")]
     MissingSecret(String),
+    #[error(transparent)]
+    Metrics(#[from] monitor::ListenError),
 }
 
 impl From<ResolveError> for Error {
@@ -81,7 +86,8 @@ impl Error {
             | Error::State(_)
             | Error::XApi(_)
             | Error::Mock(_)
-            | Error::Telegram(_) => exit_codes::FAILURE,
+            | Error::Telegram(_)
+            | Error::Metrics(_) => exit_codes::FAILURE,
         }
     }
 }
@@ -124,9 +130,20 @@ pub struct RunSummary {
     pub exit_code: u8,
 }
 
-/// Builds, checks and starts one sink.
-async fn start_sink<S: Sink>(
-    mut sink: S,
+/// Builds the sink a config describes. Adding a sink type takes one arm here;
+/// `run` and `check` both go through it.
+pub fn build_sink(named: &NamedSink) -> Result<AnySink, Error> {
+    let usage = |m: String| Error::Usage(format!("sink `{}`: {m}", named.name));
+    Ok(match &named.config {
+        SinkConfig::File(c) => Box::new(FileSink::new(&named.name, c.clone()).map_err(usage)?),
+        SinkConfig::Stdout(c) => Box::new(StdoutSink::new(&named.name, c)),
+        SinkConfig::Kafka(c) => Box::new(KafkaSink::new(&named.name, c).map_err(usage)?),
+    })
+}
+
+/// Checks and starts one sink.
+async fn start_sink(
+    mut sink: AnySink,
     named: &NamedSink,
     dead_letters: &DeadLetters,
     abort: &CancellationToken,
@@ -164,22 +181,7 @@ async fn start_sinks(
 ) -> Result<Vec<SinkHandle>, Error> {
     let mut handles = Vec::with_capacity(settings.sinks.len());
     for named in &settings.sinks {
-        let handle = match &named.config {
-            SinkConfig::File(c) => {
-                let sink = FileSink::new(&named.name, c.clone())
-                    .map_err(|m| Error::Usage(format!("sink `{}`: {m}", named.name)))?;
-                start_sink(sink, named, dead_letters, abort).await?
-            }
-            SinkConfig::Stdout(c) => {
-                start_sink(StdoutSink::new(&named.name, c), named, dead_letters, abort).await?
-            }
-            SinkConfig::Kafka(c) => {
-                let sink = KafkaSink::new(&named.name, c)
-                    .map_err(|m| Error::Usage(format!("sink `{}`: {m}", named.name)))?;
-                start_sink(sink, named, dead_letters, abort).await?
-            }
-        };
-        handles.push(handle);
+        handles.push(start_sink(build_sink(named)?, named, dead_letters, abort).await?);
     }
     Ok(handles)
 }
@@ -196,10 +198,19 @@ pub async fn run<S: Source>(
     let run = Arc::new(RunInfo::new(settings.duration.map(|d| d.as_secs())));
     let dead_letters = DeadLetters::new(&settings.state_dir, &run.id);
     let abort = CancellationToken::new();
+    let listener = monitor::Watch::bind(settings.metrics_addr).await?;
     let sinks = start_sinks(settings, &dead_letters, &abort).await?;
+    let counters = Arc::new(SourceCounters::default());
+    let source_name = source.name();
+    let monitor = Arc::new(monitor::Monitor::new(
+        source_name,
+        counters.clone(),
+        sinks.iter().map(SinkHandle::probe).collect(),
+        settings.unhealthy_after,
+    ));
+    let watch = monitor::Watch::start(&monitor, listener, settings.progress);
     info!(run_id = %run.id, sinks = sinks.len(), "run started");
 
-    let counters = Arc::new(SourceCounters::default());
     let ctx = SourceContext {
         normalize: NormalizeOptions {
             keep_raw: settings.keep_raw,
@@ -210,14 +221,17 @@ pub async fn run<S: Source>(
         dead_letters: dead_letters.clone(),
         counters: counters.clone(),
     };
-    let source_name = source.name();
     let stop = shutdown.child_token();
     let (tx, rx) = mpsc::channel(pipeline::SOURCE_CHANNEL_CAPACITY);
-    let source_task = tokio::spawn(
-        source
-            .run(ctx, tx, stop.clone())
-            .instrument(info_span!("source", name = source_name)),
-    );
+    let source_run = {
+        let (monitor, stop) = (monitor.clone(), stop.clone());
+        async move {
+            let result = source.run(ctx, tx, stop).await;
+            monitor.source_ended(result.as_ref().err().map(ToString::to_string));
+            result
+        }
+    };
+    let source_task = tokio::spawn(source_run.instrument(info_span!("source", name = source_name)));
     let limits = RunLimits {
         duration: settings.duration,
         max_records: settings.max_records,
@@ -229,6 +243,7 @@ pub async fn run<S: Source>(
         Ok(Err(e)) => Some(e.to_string()),
         Err(e) => Some(format!("the source task panicked: {e}")),
     };
+    watch.stop().await;
     if let Some(e) = &source_error {
         error!(source = source_name, error = %e, "source failed");
     }

@@ -16,16 +16,22 @@ use ingest::exit_codes;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(code) = ingest::app::without_config(&cli.command) {
+        return ExitCode::from(code);
+    }
     let loaded = match LoadedConfig::load(ingest::app::config_path(&cli.command)) {
         Ok(l) => l,
         Err(e) => return ExitCode::from(fail(&e.into())),
     };
-    init_logging(
-        cli.log_format
-            .or(loaded.file.log_format)
-            .unwrap_or(LogFormat::Text),
-    );
+    let log_format = cli
+        .log_format
+        .or(loaded.file.log_format)
+        .unwrap_or(LogFormat::Text);
+    if let Some(run) = ingest::app::run_args_mut(&mut cli.command) {
+        run.json_logs = log_format == LogFormat::Json;
+    }
+    init_logging(log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,7 +63,7 @@ fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(ingest::progress::LogWriter);
     match format {
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -173,6 +173,41 @@ pub struct SinkHandle {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A live view of a running sink for metrics and progress: its counters and
+/// its queue, without keeping the queue open (the sender is weak).
+#[derive(Debug, Clone)]
+pub struct SinkProbe {
+    pub name: String,
+    pub kind: &'static str,
+    pub counters: Arc<SinkCounters>,
+    queue: mpsc::WeakSender<Arc<Delivery>>,
+}
+
+impl SinkProbe {
+    /// Source batches waiting in the sink's queue (0 once the queue is closed).
+    pub fn queue_depth(&self) -> usize {
+        self.queue
+            .upgrade()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
+    /// The queue's capacity, in source batches.
+    pub fn queue_capacity(&self) -> usize {
+        self.queue.upgrade().map_or(0, |tx| tx.max_capacity())
+    }
+}
+
+impl SinkHandle {
+    pub fn probe(&self) -> SinkProbe {
+        SinkProbe {
+            name: self.name.clone(),
+            kind: self.kind,
+            counters: self.counters.clone(),
+            queue: self.tx.downgrade(),
+        }
+    }
+}
+
 fn summarize(kind: &str, c: &SinkCounters) -> SinkSummary {
     SinkSummary {
         kind: kind.to_owned(),

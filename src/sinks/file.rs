@@ -428,6 +428,13 @@ impl Sink for FileSink {
         &self.name
     }
 
+    fn target(&self) -> String {
+        match &self.writer {
+            Some(w) => format!("{}/ writable", w.template.fixed_dir().display()),
+            None => "writable".to_owned(),
+        }
+    }
+
     async fn healthcheck(&mut self) -> Result<(), SinkError> {
         let name = self.name.clone();
         self.with_writer(move |w| {
@@ -481,6 +488,10 @@ impl StdoutSink {
 impl Sink for StdoutSink {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn target(&self) -> String {
+        "standard output".to_owned()
     }
 
     async fn healthcheck(&mut self) -> Result<(), SinkError> {

@@ -493,6 +493,10 @@ impl Sink for KafkaSink {
 
     /// Asks the brokers for metadata. Unreachable brokers are a retryable
     /// failure: the run starts and the records wait for the brokers.
+    fn target(&self) -> String {
+        format!("brokers {} answered", self.brokers)
+    }
+
     async fn healthcheck(&mut self) -> Result<(), SinkError> {
         let producer = self.producer.clone();
         let result = tokio::task::spawn_blocking(move || {

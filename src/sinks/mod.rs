@@ -2,6 +2,7 @@
 //! destination confirmed all of it; the pipeline owns batching, retry and acks.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::record::Record;
@@ -67,6 +68,11 @@ pub trait Sink: Send + 'static {
     /// Checks that the destination is reachable and writable, before any record flows.
     fn healthcheck(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
 
+    /// What a passed healthcheck proved, for `ingest check` (`data/ writable`).
+    fn target(&self) -> String {
+        "reachable".to_owned()
+    }
+
     /// Writes a batch; `Ok` only once the destination confirmed the whole batch.
     fn write_batch(
         &mut self,
@@ -75,4 +81,62 @@ pub trait Sink: Send + 'static {
 
     /// Makes everything written so far durable; called before the sink is dropped.
     fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
+}
+
+/// A future boxed for dynamic dispatch.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// [`Sink`] made object-safe, so that one function can build any configured sink
+/// (`build_sink` in lib.rs) for both `run` and `check`. Every `Sink` is one.
+pub trait DynSink: Send + 'static {
+    fn dyn_name(&self) -> &str;
+    fn dyn_target(&self) -> String;
+    fn dyn_healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>>;
+    fn dyn_write_batch<'a>(
+        &'a mut self,
+        batch: &'a [Arc<Record>],
+    ) -> BoxFuture<'a, Result<(), SinkError>>;
+    fn dyn_flush(&mut self) -> BoxFuture<'_, Result<(), SinkError>>;
+}
+
+impl<S: Sink> DynSink for S {
+    fn dyn_name(&self) -> &str {
+        self.name()
+    }
+    fn dyn_target(&self) -> String {
+        self.target()
+    }
+    fn dyn_healthcheck(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(self.healthcheck())
+    }
+    fn dyn_write_batch<'a>(
+        &'a mut self,
+        batch: &'a [Arc<Record>],
+    ) -> BoxFuture<'a, Result<(), SinkError>> {
+        Box::pin(self.write_batch(batch))
+    }
+    fn dyn_flush(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
+        Box::pin(self.flush())
+    }
+}
+
+/// Any sink, built from its config. One boxed future per batch is the whole cost.
+pub type AnySink = Box<dyn DynSink>;
+
+impl Sink for AnySink {
+    fn name(&self) -> &str {
+        self.as_ref().dyn_name()
+    }
+    fn target(&self) -> String {
+        self.as_ref().dyn_target()
+    }
+    async fn healthcheck(&mut self) -> Result<(), SinkError> {
+        self.as_mut().dyn_healthcheck().await
+    }
+    async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
+        self.as_mut().dyn_write_batch(batch).await
+    }
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        self.as_mut().dyn_flush().await
+    }
 }

@@ -64,11 +64,42 @@ pub struct SourceCounters {
     pub duplicates: AtomicU64,
     /// Connections opened (live sources).
     pub connections: AtomicU64,
+    /// Connections that were accepted (X: HTTP 200 on the stream).
+    pub connected: AtomicU64,
+    /// Reconnects of a live source, by reason (`stall`, `dropped`, `network_error`,
+    /// `http_error`, `rate_limited`). Rare events: a lock is fine.
+    pub reconnects: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// When a checkpoint was last committed, in seconds since the epoch (0: never).
+    pub checkpoint_unix_secs: AtomicU64,
 }
 
 impl SourceCounters {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Notes a reconnect and why.
+    pub fn reconnected(&self, reason: &'static str) {
+        *self
+            .reconnects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// Reconnects so far, by reason.
+    pub fn reconnects(&self) -> Vec<(&'static str, u64)> {
+        let map = self.reconnects.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// Notes that a checkpoint was just committed.
+    pub fn checkpointed(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.checkpoint_unix_secs.store(now, Ordering::Relaxed);
     }
 }
 

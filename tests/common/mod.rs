@@ -64,6 +64,34 @@ impl Env {
         cmd
     }
 
+    /// Runs a shell command line in a pseudo-terminal (`script`), with this env's
+    /// scrubbed environment; returns what the terminal showed.
+    pub fn cmd_in_pty(&self, line: &str) -> String {
+        let probe = self.cmd();
+        let mut cmd = Command::new("script");
+        cmd.args(["-qefc", line, "/dev/null"])
+            .current_dir(self.dir.path())
+            .env_clear()
+            .stdin(Stdio::null());
+        for (k, v) in probe.get_envs() {
+            if let Some(v) = v {
+                cmd.env(k, v);
+            }
+        }
+        for k in ["PATH", "HOME", "TERM"] {
+            if let Ok(v) = std::env::var(k) {
+                cmd.env(k, v);
+            }
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
     }

@@ -135,6 +135,7 @@ impl TelegramPolling {
             let updates = match polled {
                 Ok(u) => {
                     backoff_attempt = 0;
+                    SourceCounters::add(&ctx.counters.connected, 1);
                     u
                 }
                 Err(e) => {
@@ -171,6 +172,11 @@ impl TelegramPolling {
                             backoff.delay(backoff_attempt)
                         }
                     };
+                    ctx.counters.reconnected(match &e {
+                        TelegramError::Api { code: 429, .. } => "rate_limited",
+                        TelegramError::Network { .. } => "network_error",
+                        _ => "http_error",
+                    });
                     warn!(error = %e, wait_ms = wait.as_millis() as u64, "getUpdates failed; waiting");
                     tokio::select! {
                         _ = shutdown.cancelled() => return Ok(()),
@@ -243,6 +249,7 @@ impl TelegramPolling {
             };
             if next != *offset {
                 checkpoint.save(&Saved { offset: next })?;
+                ctx.counters.checkpointed();
                 debug!(offset = next, "offset committed");
                 *offset = next;
             }

@@ -259,14 +259,19 @@ async fn read_stream(
                 match status {
                     200 => {
                         backoff.reset();
+                        SourceCounters::add(&ctx.counters.connected, 1);
                         info!("connected to the filtered stream");
                         match read_body(resp, config, queue, ctx, shutdown).await? {
                             Ended::Stopped => return Ok(()),
-                            Ended::Stalled => warn!(
-                                stall_timeout_secs = config.stall_timeout.as_secs_f64(),
-                                "the stream stalled; reconnecting at once"
-                            ),
+                            Ended::Stalled => {
+                                ctx.counters.reconnected("stall");
+                                warn!(
+                                    stall_timeout_secs = config.stall_timeout.as_secs_f64(),
+                                    "the stream stalled; reconnecting at once"
+                                )
+                            }
                             Ended::Dropped(reason) => {
+                                ctx.counters.reconnected("dropped");
                                 warn!(reason = %reason, "the stream dropped; reconnecting at once")
                             }
                         }
@@ -303,6 +308,11 @@ async fn read_stream(
             }
         };
         if let Some((class, reason)) = wait {
+            ctx.counters.reconnected(match class {
+                StreamFailure::Network => "network_error",
+                StreamFailure::Http => "http_error",
+                StreamFailure::RateLimited => "rate_limited",
+            });
             let delay = backoff.next(class);
             warn!(class = class.as_str(), reason = %reason, wait_ms = delay.as_millis() as u64, "cannot connect to the stream; backing off");
             tokio::select! {

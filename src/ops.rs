@@ -1,0 +1,239 @@
+//! Operating commands: `check` (config, sinks, source credentials), shell
+//! completions and the man page. What they print goes to stdout: it is data.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::CommandFactory;
+
+use crate::cli::{CheckArgs, Cli, RunArgs, SourceArg};
+use crate::config::{LoadedConfig, Settings, api_base};
+use crate::secret::Secret;
+use crate::sinks::Sink;
+use crate::sources::telegram::api::{DEFAULT_API_BASE as TELEGRAM_API_BASE, TelegramApi};
+use crate::sources::twitter::api::XApi;
+use crate::{Error, exit_codes};
+
+/// The longest one check may take (the Kafka metadata request gives up after 5 s).
+const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The outcome of one check: a line of `ingest check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckLine {
+    pub ok: bool,
+    /// `sink lake (file)`, `source twitter`, `config`.
+    pub what: String,
+    pub detail: String,
+}
+
+impl std::fmt::Display for CheckLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = if self.ok { "ok  " } else { "FAIL" };
+        write!(f, "{status} {}: {}", self.what, self.detail)
+    }
+}
+
+fn emit(line: CheckLine, all_ok: &mut bool) {
+    *all_ok &= line.ok;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// The sinks `check` tries: those named, else `default_sinks` and every config table.
+fn sink_names(args: &CheckArgs, loaded: &LoadedConfig) -> Vec<String> {
+    if !args.sinks.is_empty() {
+        return args.sinks.clone();
+    }
+    let mut names = loaded.file.default_sinks.clone();
+    for name in loaded.file.sinks.keys() {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
+/// `ingest check`: validates the config, then tries every sink and source.
+/// Exit 0 only if every check passed; config errors keep their exit code (78).
+pub async fn check(args: &CheckArgs, loaded: &LoadedConfig) -> Result<u8, Error> {
+    let names = sink_names(args, loaded);
+    if names.is_empty() && args.sources.is_empty() {
+        return Err(Error::Usage(
+            "nothing to check: name sinks with --sink or sources with --source, or define [sinks.NAME] tables in the config".into(),
+        ));
+    }
+    let sinks = if names.is_empty() {
+        Vec::new()
+    } else {
+        let run = RunArgs {
+            sinks: names,
+            config: args.config.clone(),
+            file_path: args.file_path.clone(),
+            kafka_brokers: args.kafka_brokers.clone(),
+            kafka_topic: args.kafka_topic.clone(),
+            ..RunArgs::default()
+        };
+        Settings::resolve(&run, loaded)?.sinks
+    };
+    let mut all_ok = true;
+    emit(
+        CheckLine {
+            ok: true,
+            what: "config".into(),
+            detail: match &loaded.path {
+                Some(p) => format!("{} valid", p.display()),
+                None => "no config file; built-in defaults".into(),
+            },
+        },
+        &mut all_ok,
+    );
+    for named in &sinks {
+        let what = format!("sink {} ({})", named.name, named.config.type_name());
+        let (ok, detail) = match crate::build_sink(named) {
+            Err(e) => {
+                let e = e.to_string();
+                let prefix = format!("sink `{}`: ", named.name);
+                (false, e.strip_prefix(&prefix).unwrap_or(&e).to_owned())
+            }
+            Ok(mut sink) => {
+                let result = tokio::time::timeout(CHECK_TIMEOUT, sink.healthcheck()).await;
+                let target = sink.target();
+                // A Kafka producer may block a moment on drop: not on the async threads.
+                let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
+                match result {
+                    Ok(Ok(())) => (true, target),
+                    // Retryable or not: `check` wants the destination working now.
+                    Ok(Err(e)) => (false, e.cause()),
+                    Err(_) => (
+                        false,
+                        format!("no answer within {}s", CHECK_TIMEOUT.as_secs()),
+                    ),
+                }
+            }
+        };
+        emit(CheckLine { ok, what, detail }, &mut all_ok);
+    }
+    for source in &args.sources {
+        let (what, result) = match source {
+            SourceArg::Twitter => (
+                "source twitter",
+                tokio::time::timeout(CHECK_TIMEOUT, check_twitter(args, loaded)).await,
+            ),
+            SourceArg::Telegram => (
+                "source telegram",
+                tokio::time::timeout(CHECK_TIMEOUT, check_telegram(args, loaded)).await,
+            ),
+        };
+        let (ok, detail) = match result {
+            Ok(Ok(detail)) => (true, detail),
+            Ok(Err(detail)) => (false, detail),
+            Err(_) => (
+                false,
+                format!("no answer within {}s", CHECK_TIMEOUT.as_secs()),
+            ),
+        };
+        emit(
+            CheckLine {
+                ok,
+                what: what.into(),
+                detail,
+            },
+            &mut all_ok,
+        );
+    }
+    Ok(if all_ok {
+        exit_codes::SUCCESS
+    } else {
+        exit_codes::FAILURE
+    })
+}
+
+/// X: the bearer token must list the stream rules.
+async fn check_twitter(args: &CheckArgs, loaded: &LoadedConfig) -> Result<String, String> {
+    let token = Secret::from_env(&crate::app::BEARER_TOKEN_VARS).ok_or(
+        "no X bearer token: set TWITTER_BEARER_TOKEN (or BEARER_TOKEN) in the environment",
+    )?;
+    let base = api_base(args.api.twitter_api_base.as_deref(), loaded);
+    let api = XApi::new(&base, token).map_err(|e| e.to_string())?;
+    let rules = api.rules().await.map_err(|e| e.to_string())?;
+    Ok(format!(
+        "bearer token accepted by {} ({} live rule{})",
+        api.base,
+        rules.len(),
+        if rules.len() == 1 { "" } else { "s" }
+    ))
+}
+
+/// Telegram: `getMe` with the bot token.
+async fn check_telegram(args: &CheckArgs, loaded: &LoadedConfig) -> Result<String, String> {
+    let token = Secret::from_env(&["TELEGRAM_BOT_TOKEN"])
+        .ok_or("no Telegram bot token: set TELEGRAM_BOT_TOKEN in the environment")?;
+    let base = args
+        .telegram_api_base
+        .clone()
+        .or(loaded.file.telegram.api_base.clone())
+        .unwrap_or_else(|| TELEGRAM_API_BASE.to_owned());
+    let api = TelegramApi::new(&base, token).map_err(|e| e.to_string())?;
+    let me = api.get_me().await.map_err(|e| e.to_string())?;
+    let username = serde_json::from_str::<serde_json::Value>(me.get())
+        .ok()
+        .and_then(|v| v["username"].as_str().map(str::to_owned));
+    Ok(match username {
+        Some(u) => format!("bot @{u} answered getMe"),
+        None => "the bot answered getMe".to_owned(),
+    })
+}
+
+/// `ingest completions SHELL`: the completion script on stdout.
+pub fn completions(shell: clap_complete::Shell) -> u8 {
+    let mut cmd = Cli::command();
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "ingest", &mut buf);
+    write_stdout(&buf)
+}
+
+/// `ingest man`: the man page (roff) on stdout.
+pub fn man_page() -> u8 {
+    let mut buf = Vec::new();
+    match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
+        Ok(()) => write_stdout(&buf),
+        Err(e) => {
+            eprintln!("ingest: cannot render the man page: {e}");
+            exit_codes::FAILURE
+        }
+    }
+}
+
+fn write_stdout(buf: &[u8]) -> u8 {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(buf).and_then(|()| out.flush()) {
+        Ok(()) => exit_codes::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit_codes::SUCCESS,
+        Err(e) => {
+            eprintln!("ingest: cannot write to standard output: {e}");
+            exit_codes::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_aligned() {
+        let ok = CheckLine {
+            ok: true,
+            what: "sink lake (file)".into(),
+            detail: "data/ writable".into(),
+        };
+        let fail = CheckLine {
+            ok: false,
+            what: "sink bus (kafka)".into(),
+            detail: "no answer".into(),
+        };
+        assert_eq!(ok.to_string(), "ok   sink lake (file): data/ writable");
+        assert_eq!(fail.to_string(), "FAIL sink bus (kafka): no answer");
+    }
+}

@@ -1,0 +1,539 @@
+//! Operating the binary: `ingest check` against the mocks, a bad path and a
+//! closed Kafka port; completions and the man page.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::*;
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn line<'a>(text: &'a str, what: &str) -> &'a str {
+    text.lines()
+        .find(|l| l[5..].starts_with(what))
+        .unwrap_or_else(|| panic!("no line for `{what}` in:\n{text}"))
+}
+
+#[test]
+fn check_passes_for_writable_files_and_the_mock_sources() {
+    let env = Env::new()
+        .with("TWITTER_BEARER_TOKEN", "check-token")
+        .with("TELEGRAM_BOT_TOKEN", "424242:check-token")
+        .config(
+            "[sinks.lake]\ntype = \"file\"\npath = \"data/%Y/{platform}.jsonl\"\n[sinks.out]\ntype = \"stdout\"\n",
+        );
+    let x = MockProcess::start("twitter", env.dir.path(), "");
+    let tg = MockProcess::start("telegram", env.dir.path(), "");
+    let out = env.run(&[
+        "check",
+        "--source",
+        "twitter",
+        "--source",
+        "telegram",
+        "--twitter-api-base",
+        &x.url,
+        "--telegram-api-base",
+        &tg.url,
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    assert!(line(&text, "config").starts_with("ok   config: ingest.toml valid"));
+    assert_eq!(
+        line(&text, "sink lake"),
+        "ok   sink lake (file): data/ writable"
+    );
+    assert!(line(&text, "sink out (stdout)").starts_with("ok"));
+    assert!(
+        line(&text, "source twitter").starts_with("ok   source twitter: bearer token accepted"),
+        "{text}"
+    );
+    assert_eq!(
+        line(&text, "source telegram"),
+        "ok   source telegram: bot @ingest_mock_bot answered getMe"
+    );
+    assert!(
+        env.path("data").is_dir(),
+        "the healthcheck creates the directory"
+    );
+    // Secrets never show.
+    assert!(!text.contains("check-token") && !stderr(&out).contains("check-token"));
+}
+
+#[test]
+fn check_fails_for_a_bad_path_a_closed_kafka_port_and_bad_credentials() {
+    let env = Env::new().with("TELEGRAM_BOT_TOKEN", "424242:wrong-token");
+    std::fs::write(env.path("blocker"), b"").unwrap();
+    let tg = MockProcess::start(
+        "telegram",
+        env.dir.path(),
+        "token = \"424242:right-token\"\n",
+    );
+    let closed = free_addr();
+    let started = Instant::now();
+    let out = env.run(&[
+        "check",
+        "--sink",
+        "file",
+        "--file-path",
+        "blocker/sub/x.jsonl",
+        "--sink",
+        "kafka",
+        "--kafka-brokers",
+        &closed,
+        "--source",
+        "telegram",
+        "--source",
+        "twitter",
+        "--telegram-api-base",
+        &tg.url,
+    ]);
+    let elapsed = started.elapsed();
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    assert!(elapsed < Duration::from_secs(12), "check took {elapsed:?}");
+    let file = line(&text, "sink file (file)");
+    assert!(
+        file.starts_with("FAIL") && file.contains("blocker/sub"),
+        "{file}"
+    );
+    let kafka = line(&text, "sink kafka (kafka)");
+    assert!(
+        kafka.starts_with("FAIL sink kafka (kafka): no answer from the Kafka brokers"),
+        "{kafka}"
+    );
+    let telegram = line(&text, "source telegram");
+    assert!(
+        telegram.starts_with("FAIL") && telegram.contains("401"),
+        "{telegram}"
+    );
+    let twitter = line(&text, "source twitter");
+    assert!(
+        twitter.starts_with("FAIL") && twitter.contains("TWITTER_BEARER_TOKEN"),
+        "{twitter}"
+    );
+    assert!(!text.contains("wrong-token") && !stderr(&out).contains("wrong-token"));
+}
+
+#[test]
+fn check_keeps_the_config_exit_code_and_needs_something_to_check() {
+    let env = Env::new().config("[sinks.lake]\ntype = \"file\"\nfsync = \"sometimes\"\n");
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("line 3"), "{}", stderr(&out));
+
+    let env = Env::new();
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing to check"));
+
+    // A sink that cannot even be built (an unset secret variable) is a FAIL line.
+    let env = Env::new().config(
+        "[sinks.bus]\ntype = \"kafka\"\n[sinks.bus.properties]\n\"sasl.password\" = \"${INGEST_TEST_UNSET_SECRET}\"\n",
+    );
+    let out = env.run(&["check"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}\n{}", stderr(&out));
+    let bus = line(&text, "sink bus (kafka)");
+    assert!(
+        bus.starts_with("FAIL") && bus.contains("INGEST_TEST_UNSET_SECRET"),
+        "{bus}"
+    );
+    assert!(!bus.contains("sink `bus`"), "{bus}");
+}
+
+#[test]
+fn completions_and_man_page_cover_every_subcommand() {
+    let env = Env::new();
+    let subcommands = ["twitter", "telegram", "replay", "rules", "mock", "check"];
+    for shell in ["bash", "zsh", "fish"] {
+        let out = env.run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}: {}", stderr(&out));
+        let text = stdout(&out);
+        for sub in subcommands {
+            assert!(text.contains(sub), "{shell} completions lack `{sub}`");
+        }
+        assert!(
+            text.contains("metrics-addr"),
+            "{shell} completions lack the run flags"
+        );
+    }
+    let out = env.run(&["man"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(".ie") || text.contains(".TH ingest"),
+        "{text}"
+    );
+    for sub in subcommands {
+        assert!(text.contains(sub), "man page lacks `{sub}`");
+    }
+    // A broken config file does not stop them: they need none.
+    let env = Env::new().config("this is not toml");
+    assert!(env.run(&["man"]).status.success());
+}
+
+fn tweet(i: usize) -> String {
+    format!(
+        r#"{{"data":{{"id":"{i}","text":"tweet {i}","author_id":"42"}},"includes":{{"users":[{{"id":"42","name":"N","username":"n"}}]}}}}"#
+    )
+}
+
+/// GETs `path` once the server listens: (status, body).
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "nothing listens on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    http(addr, "GET", path, &[], b"")
+}
+
+/// Polls `path` until `done(status, body)`; returns the last answer.
+fn poll(addr: &str, path: &str, done: impl Fn(u16, &str) -> bool) -> (u16, String) {
+    let start = Instant::now();
+    loop {
+        let (status, body) = get(addr, path);
+        if done(status, &body) || start.elapsed() > Duration::from_secs(20) {
+            return (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn metrics_and_healthz_during_a_replay_from_an_open_pipe() {
+    let env = Env::new();
+    let addr = free_addr();
+    let mut child = env
+        .cmd()
+        .args([
+            "replay",
+            "-",
+            "--sink",
+            "file",
+            "--file-path",
+            "o.jsonl",
+            "--metrics-addr",
+            &addr,
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..25 {
+        writeln!(stdin, "{}", tweet(i)).unwrap();
+    }
+    writeln!(stdin, "not json").unwrap();
+    stdin.flush().unwrap();
+    let (status, text) = poll(&addr, "/metrics", |_, b| {
+        b.contains(r#"ingest_sink_delivered_total{sink="file",type="file"} 25"#)
+    });
+    assert_eq!(status, 200);
+    for want in [
+        r#"ingest_source_records_total{source="replay"} 25"#,
+        r#"ingest_source_malformed_total{source="replay"} 1"#,
+        r#"ingest_sink_delivered_total{sink="file",type="file"} 25"#,
+        r#"ingest_sink_dead_lettered_total{sink="file",type="file"} 0"#,
+        r#"ingest_sink_queue_depth{sink="file",type="file"} 0"#,
+        r#"ingest_sink_owed_records{sink="file",type="file"} 0"#,
+        r#"ingest_source_up{source="replay"} 1"#,
+        "# TYPE ingest_sink_retried_total counter",
+        "ingest_healthy 1",
+    ] {
+        assert!(text.contains(want), "no `{want}` in:\n{text}");
+    }
+    let (status, body) = get(&addr, "/healthz");
+    assert_eq!(status, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["status"], "ok");
+    assert_eq!(doc["source"]["state"], "running");
+    assert_eq!(doc["sinks"]["file"]["healthy"], true);
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // stderr is not a terminal: no status line, nothing but log lines.
+    let err = stderr(&out);
+    assert!(!err.contains('\r') && !err.contains("\x1b[2K"), "{err:?}");
+    assert_eq!(env.records("o.jsonl").len(), 25);
+}
+
+#[test]
+fn healthz_turns_503_when_a_sink_confirms_nothing() {
+    let env = Env::new();
+    let addr = free_addr();
+    let mut child = env
+        .cmd()
+        .args([
+            "replay",
+            "-",
+            "--sink",
+            "kafka",
+            "--kafka-brokers",
+            &free_addr(),
+            "--metrics-addr",
+            &addr,
+            "--unhealthy-after",
+            "2s",
+            "--shutdown-timeout",
+            "1s",
+        ])
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{}", tweet(1)).unwrap();
+    stdin.flush().unwrap();
+    let (status, body) = poll(&addr, "/healthz", |s, _| s == 503);
+    assert_eq!(status, 503, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["status"], "unhealthy");
+    assert_eq!(doc["sinks"]["kafka"]["healthy"], false);
+    assert_eq!(doc["sinks"]["kafka"]["owed"], 1);
+    let (_, text) = get(&addr, "/metrics");
+    assert!(text.contains("ingest_healthy 0"), "{text}");
+    drop(stdin);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "the record was dead-lettered");
+}
+
+#[test]
+fn the_status_line_shows_on_a_terminal_only() {
+    // `script` gives the binary a pseudo-terminal; skip where it is missing.
+    if Command::new("script").arg("--version").output().is_err() {
+        eprintln!("no `script`: skipping the terminal half");
+        return;
+    }
+    let env = Env::new();
+    let bin = env!("CARGO_BIN_EXE_ingest");
+    let run = |extra: &str| {
+        let cmd = format!(
+            "(for i in 1 2 3; do echo '{}'; sleep 1; done) | {bin} replay - --sink file --file-path o.jsonl {extra}",
+            tweet(7)
+        );
+        env.cmd_in_pty(&cmd)
+    };
+    let shown = run("");
+    assert!(shown.contains("\r\x1b[2Kingest: "), "{shown:?}");
+    assert!(shown.contains(" in ("), "{shown:?}");
+    let quiet = run("--quiet");
+    assert!(!quiet.contains("\x1b[2K"), "{quiet:?}");
+    let json = run("--log-format json");
+    assert!(!json.contains("\x1b[2K"), "{json:?}");
+    // Records on the same terminal would run into it.
+    let records = run("--sink stdout");
+    assert!(!records.contains("\x1b[2K"), "{records:?}");
+}
+
+#[test]
+fn the_ci_smoke_script_passes_against_the_mock() {
+    let env = Env::new();
+    let mut cmd = Command::new("bash");
+    cmd.arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ci-smoke.sh"))
+        .current_dir(env.dir.path())
+        .env("INGEST_BIN", env!("CARGO_BIN_EXE_ingest"))
+        .env("SMOKE_RECORDS", "30")
+        .env("TMPDIR", env.dir.path())
+        .stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("INGEST_") || k.starts_with("TWITTER_") || k == "BEARER_TOKEN" {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}\n{}", stderr(&out));
+    assert!(text.contains("ok   source twitter"), "{text}");
+    assert!(text.contains("smoke: delivered=30 lines=30"), "{text}");
+    assert!(text.trim_end().ends_with("smoke: ok"), "{text}");
+}
+
+#[test]
+fn a_metrics_address_in_use_fails_the_run_before_it_starts() {
+    let env = Env::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = env.run(&[
+        "replay",
+        "-",
+        "--sink",
+        "file",
+        "--file-path",
+        "out/o.jsonl",
+        "--metrics-addr",
+        &addr,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot serve metrics on {addr}")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.path("out").exists(), "no sink was started");
+}
+
+#[test]
+fn check_passes_against_a_real_kafka_broker() {
+    let brokers = std::env::var("INGEST_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
+        panic!("INGEST_TEST_KAFKA_BROKERS is not set: run the suite with scripts/test, which starts the test services")
+    });
+    let env = Env::new().config(&format!(
+        "[sinks.bus]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\n"
+    ));
+    let out = env.run(&["check", "--sink", "bus"]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    assert_eq!(
+        line(&text, "sink bus"),
+        format!("ok   sink bus (kafka): brokers {brokers} answered")
+    );
+}
+
+#[test]
+fn metrics_count_x_reconnects_by_reason() {
+    let env = Env::new()
+        .with("TWITTER_BEARER_TOKEN", "metrics-token")
+        .config("[twitter]\nstall_timeout = \"700ms\"\n[twitter.backoff]\nnetwork_step_ms = 20\nnetwork_max_ms = 100\nhttp_initial_ms = 100\nhttp_max_ms = 1000\n");
+    let mock = MockProcess::start(
+        "twitter",
+        env.dir.path(),
+        "rate = 50.0\nkeepalive_secs = 0.2\n[[rule]]\nvalue = \"cats\"\n[[connection]]\nstatus = 503\n[[connection]]\ntweets = 3\nfault = \"stall\"\n[[connection]]\ntweets = 3\nfault = \"close\"\n",
+    );
+    let addr = free_addr();
+    let mut child = env
+        .cmd()
+        .args([
+            "twitter",
+            "--twitter-api-base",
+            &mock.url,
+            "--rules-mode",
+            "keep",
+            "--sink",
+            "file",
+            "--file-path",
+            "x.jsonl",
+            "--duration",
+            "60s",
+            "--metrics-addr",
+            &addr,
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_, text) = poll(&addr, "/metrics", |_, b| {
+        b.contains(r#"ingest_source_connections_total{source="twitter"} 4"#)
+    });
+    for want in [
+        r#"ingest_source_reconnects_total{source="twitter",reason="http_error"} 1"#,
+        r#"ingest_source_reconnects_total{source="twitter",reason="stall"} 1"#,
+        r#"ingest_source_reconnects_total{source="twitter",reason="dropped"} 1"#,
+        r#"ingest_source_stalls_total{source="twitter"} 1"#,
+        r#"ingest_source_connections_total{source="twitter"} 4"#,
+    ] {
+        assert!(text.contains(want), "no `{want}` in:\n{text}");
+    }
+    let (status, _) = get(&addr, "/healthz");
+    assert_eq!(status, 200, "a source that reconnects stays healthy");
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn healthz_turns_503_while_x_refuses_connections_and_recovers() {
+    let env = Env::new()
+        .with("TWITTER_BEARER_TOKEN", "health-token")
+        .config("[twitter.backoff]\nhttp_initial_ms = 200\nhttp_max_ms = 400\n");
+    let refusals = "[[connection]]\nstatus = 503\n".repeat(12);
+    let mock = MockProcess::start(
+        "twitter",
+        env.dir.path(),
+        &format!("rate = 50.0\nkeepalive_secs = 0.2\n[[rule]]\nvalue = \"cats\"\n{refusals}"),
+    );
+    let addr = free_addr();
+    let mut child = env
+        .cmd()
+        .args([
+            "twitter",
+            "--twitter-api-base",
+            &mock.url,
+            "--rules-mode",
+            "keep",
+            "--sink",
+            "file",
+            "--file-path",
+            "x.jsonl",
+            "--duration",
+            "60s",
+            "--metrics-addr",
+            &addr,
+            "--unhealthy-after",
+            "1500ms",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (status, body) = poll(&addr, "/healthz", |s, _| s == 503);
+    assert_eq!(status, 503, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc["source"]["healthy"], false, "{doc}");
+    assert!(doc["source"]["failing_connects_for_secs"].as_f64().unwrap() >= 1.5);
+    // Once the mock lets it connect, records flow and health comes back.
+    let (status, body) = poll(&addr, "/healthz", |s, _| s == 200);
+    assert_eq!(status, 200, "{body}");
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn telegram_polling_errors_count_as_reconnects() {
+    let env = Env::new().with("TELEGRAM_BOT_TOKEN", "424242:metrics-token");
+    let tg = MockProcess::start(
+        "telegram",
+        env.dir.path(),
+        "updates = 5\n[[call]]\nstatus = 500\n[[call]]\nstatus = 429\nretry_after = 1\n",
+    );
+    let addr = free_addr();
+    let mut child = env
+        .cmd()
+        .args([
+            "telegram",
+            "--telegram-api-base",
+            &tg.url,
+            "--poll-timeout",
+            "1",
+            "--sink",
+            "file",
+            "--file-path",
+            "t.jsonl",
+            "--metrics-addr",
+            &addr,
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_, text) = poll(&addr, "/metrics", |_, b| {
+        b.contains(r#"ingest_sink_delivered_total{sink="file",type="file"} 5"#)
+    });
+    for want in [
+        r#"ingest_source_reconnects_total{source="telegram",reason="http_error"} 1"#,
+        r#"ingest_source_reconnects_total{source="telegram",reason="rate_limited"} 1"#,
+        r#"ingest_sink_delivered_total{sink="file",type="file"} 5"#,
+        r#"ingest_source_last_checkpoint_timestamp_seconds{source="telegram"} "#,
+    ] {
+        assert!(text.contains(want), "no `{want}` in:\n{text}");
+    }
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0));
+}
