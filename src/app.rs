@@ -47,6 +47,7 @@ pub fn config_path(command: &Command) -> Option<&Path> {
 pub fn run_args_mut(command: &mut Command) -> Option<&mut crate::cli::RunArgs> {
     match command {
         Command::Replay(a) => Some(&mut a.run),
+        Command::Kafka(a) => Some(&mut a.run),
         Command::Twitter(a) => Some(&mut a.run),
         Command::Telegram(a) => Some(&mut a.run),
         Command::TwitterWebhook(a) => Some(&mut a.run),

@@ -100,6 +100,8 @@ pub struct CheckArgs {
 pub enum SourceArg {
     Twitter,
     Telegram,
+    /// The brokers and topics of the `[kafka]` config table.
+    Kafka,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, Default)]

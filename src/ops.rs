@@ -124,6 +124,14 @@ pub async fn check(args: &CheckArgs, loaded: &LoadedConfig) -> Result<u8, Error>
                 "source telegram",
                 tokio::time::timeout(CHECK_TIMEOUT, check_telegram(args, loaded)).await,
             ),
+            SourceArg::Kafka => (
+                "source kafka",
+                tokio::time::timeout(
+                    CHECK_TIMEOUT,
+                    crate::sources::kafka::check(&loaded.file.kafka),
+                )
+                .await,
+            ),
         };
         let (ok, detail) = match result {
             Ok(Ok(detail)) => (true, detail),

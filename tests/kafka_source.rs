@@ -317,3 +317,32 @@ fn bad_source_settings_are_clear_errors() {
     assert_eq!(out.status.code(), Some(78));
     assert!(stderr(&out).contains("topicz"), "{}", stderr(&out));
 }
+
+#[test]
+fn check_tries_the_brokers_and_the_topics() {
+    let topic = unique("check");
+    let env = Env::new().config(&config(&topic, ""));
+    produce(&env, 1, 3);
+    let b = var("INGEST_TEST_KAFKA_BROKERS");
+    let env = Env::new().config(&format!(
+        "[kafka]\nbrokers = \"{b}\"\ntopics = [\"{topic}\"]\n"
+    ));
+    let out = env.run(&["check", "--source", "kafka"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("source kafka") && text.contains(&topic),
+        "{text}"
+    );
+
+    let env = Env::new().config(&format!(
+        "[kafka]\nbrokers = \"{b}\"\ntopics = [\"{topic}-missing\"]\n"
+    ));
+    let out = env.run(&["check", "--source", "kafka"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("FAIL") && text.contains("do not exist"),
+        "{text}"
+    );
+}

@@ -167,6 +167,58 @@ pub fn validate(s: &KafkaSourceSettings) -> Result<(), (String, String)> {
     Ok(())
 }
 
+/// `ingest check --source kafka`: the brokers answer and the `[kafka]` topics exist.
+pub async fn check(config: &KafkaSourceConfig) -> Result<String, String> {
+    let brokers = config
+        .brokers
+        .clone()
+        .unwrap_or_else(|| DEFAULT_BROKERS.to_owned());
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &brokers);
+    for (k, v) in &config.properties {
+        let v = crate::sinks::kafka::expand_env(v).map_err(|var| {
+            format!("property `{k}` needs the environment variable `{var}`, which is not set")
+        })?;
+        c.set(k, v);
+    }
+    let consumer: BaseConsumer = c
+        .create()
+        .map_err(|e| format!("the Kafka client refuses the configuration: {e}"))?;
+    let topics = config.topics.clone();
+    let b = brokers.clone();
+    tokio::task::spawn_blocking(move || {
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(5))
+            .map_err(|e| format!("no answer from the Kafka brokers {b}: {e}"))?;
+        let known: HashSet<&str> = metadata.topics().iter().map(|t| t.name()).collect();
+        let missing: Vec<&String> = topics
+            .iter()
+            .filter(|t| !known.contains(t.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "brokers {b} answer, but these topics do not exist: {missing:?}"
+            ));
+        }
+        Ok(format!(
+            "brokers {b} answer ({} broker{}){}",
+            metadata.brokers().len(),
+            if metadata.brokers().len() == 1 {
+                ""
+            } else {
+                "s"
+            },
+            if topics.is_empty() {
+                String::new()
+            } else {
+                format!(", topics {} exist", topics.join(", "))
+            }
+        ))
+    })
+    .await
+    .map_err(|e| format!("the check task failed: {e}"))?
+}
+
 /// A partition: (topic, partition).
 type Tp = (String, i32);
 
