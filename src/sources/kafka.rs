@@ -405,14 +405,15 @@ impl KafkaSource {
 fn decode(
     value: &[u8],
     platform: PlatformArg,
-    received_at: &Arc<str>,
     ctx: &SourceContext,
 ) -> Result<Option<Record>, String> {
     if value.is_empty() {
         return Err("empty message value (a tombstone?)".into());
     }
-    // A record our Kafka sink wrote (format = "record").
-    if let Ok(mut r) = serde_json::from_slice::<Record>(value) {
+    // A record our Kafka sink wrote (format = "record"); every record has `run`,
+    // so other values skip the attempt.
+    let looks_like_record = memchr::memmem::find(value, b"\"run\":").is_some();
+    if let Some(Ok(mut r)) = looks_like_record.then(|| serde_json::from_slice::<Record>(value)) {
         let opts = &ctx.normalize;
         if !opts.keep_raw {
             r.raw = None;
@@ -422,7 +423,8 @@ fn decode(
         }
         return Ok(Some(r));
     }
-    match super::replay::normalize(platform, value, received_at, ctx) {
+    let received_at: Arc<str> = Arc::from(rfc3339(chrono::Utc::now()));
+    match super::replay::normalize(platform, value, &received_at, ctx) {
         Ok(Normalized::Record(r)) => Ok(Some(*r)),
         Ok(Normalized::Control(_)) => {
             SourceCounters::add(&ctx.counters.control, 1);
@@ -544,22 +546,38 @@ impl Source for KafkaSource {
             let entries = std::mem::take(entries);
             (records, entries)
         };
+        // One timer for the loop: it flushes a partial batch every `linger` and
+        // is when --until-idle looks at the clock (not once per message).
+        let tick = tokio::time::sleep(linger);
+        tokio::pin!(tick);
+        let mut seen_since_tick = false;
         loop {
             let message = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                m = tokio::time::timeout(linger, consumer.recv()) => m,
+                _ = &mut tick => None,
+                m = consumer.recv() => Some(m),
             };
             let mut send_now = false;
+            let mut check_idle = false;
             match message {
-                Err(_elapsed) => send_now = true,
-                Ok(Ok(m)) => {
-                    last_message = tokio::time::Instant::now();
+                None => {
+                    let now = tokio::time::Instant::now();
+                    tick.as_mut().reset(now + linger);
+                    if seen_since_tick {
+                        last_message = now;
+                        seen_since_tick = false;
+                    }
+                    send_now = true;
+                    check_idle = true;
+                }
+                Some(Ok(m)) => {
+                    seen_since_tick = true;
                     let (tp, offset, is_record) = self.handle(&m, &ctx, &mut records, &shared);
                     entries.push((tp, offset, is_record));
                     send_now = entries.len() >= s.batch_max_messages;
                 }
-                Ok(Err(KafkaError::PartitionEOF(p))) => {
+                Some(Err(KafkaError::PartitionEOF(p))) => {
                     shared
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -567,7 +585,7 @@ impl Source for KafkaSource {
                         .insert(p);
                     send_now = true;
                 }
-                Ok(Err(e)) => {
+                Some(Err(e)) => {
                     if matches!(e, KafkaError::MessageConsumptionFatal(_)) {
                         result = Err(SourceError::Kafka(format!("fatal consumer error: {e}")));
                         break;
@@ -591,7 +609,7 @@ impl Source for KafkaSource {
                     ack,
                 });
             }
-            if s.until_idle && last_message.elapsed() >= s.idle {
+            if s.until_idle && check_idle && !seen_since_tick && last_message.elapsed() >= s.idle {
                 let sh = shared.lock().unwrap_or_else(|p| p.into_inner());
                 let all_at_end =
                     !sh.assigned.is_empty() && sh.assigned.iter().all(|(_, p)| sh.eof.contains(p));
@@ -665,8 +683,7 @@ impl KafkaSource {
             .eof
             .remove(&tp.1);
         let value = m.payload().unwrap_or_default();
-        let received_at: Arc<str> = Arc::from(rfc3339(chrono::Utc::now()));
-        match decode(value, self.settings.platform, &received_at, ctx) {
+        match decode(value, self.settings.platform, ctx) {
             Ok(Some(mut r)) => {
                 // Rule tags a producer put in headers join the record's tags.
                 if let Some(headers) = m.headers() {
