@@ -12,6 +12,9 @@ use crate::record::Format;
 use crate::retry::Backoff;
 use crate::retry::StreamBackoffConfig;
 use crate::sinks::file::{FileSinkConfig, StdoutSinkConfig};
+use crate::sinks::kinesis::KinesisSinkConfig;
+use crate::sinks::mongodb::MongodbSinkConfig;
+use crate::sinks::s3::S3SinkConfig;
 use crate::sources::twitter::api::{DEFAULT_API_BASE, NewRule};
 use crate::sources::twitter::stream::StreamConfig;
 
@@ -157,6 +160,9 @@ pub struct TelegramConfig {
 pub enum SinkConfig {
     File(FileSinkConfig),
     Stdout(StdoutSinkConfig),
+    S3(S3SinkConfig),
+    Kinesis(KinesisSinkConfig),
+    Mongodb(MongodbSinkConfig),
 }
 
 impl SinkConfig {
@@ -167,6 +173,9 @@ impl SinkConfig {
         match self {
             SinkConfig::File(_) => "file",
             SinkConfig::Stdout(_) => "stdout",
+            SinkConfig::S3(_) => "s3",
+            SinkConfig::Kinesis(_) => "kinesis",
+            SinkConfig::Mongodb(_) => "mongodb",
         }
     }
 
@@ -174,6 +183,9 @@ impl SinkConfig {
         let (queue_capacity, batch, retry) = match self {
             SinkConfig::File(c) => (c.queue_capacity, c.batch, c.retry),
             SinkConfig::Stdout(c) => (c.queue_capacity, c.batch, c.retry),
+            SinkConfig::S3(c) => (c.queue_capacity, c.batch, c.retry),
+            SinkConfig::Kinesis(c) => (c.queue_capacity, c.batch, c.retry),
+            SinkConfig::Mongodb(c) => (c.queue_capacity, c.batch, c.retry),
         };
         CommonSinkConfig {
             queue_capacity,
@@ -186,6 +198,9 @@ impl SinkConfig {
         match self {
             SinkConfig::File(c) => c.format,
             SinkConfig::Stdout(c) => c.format,
+            SinkConfig::S3(c) => c.format,
+            SinkConfig::Kinesis(c) => c.format,
+            SinkConfig::Mongodb(c) => c.format,
         }
     }
 }
@@ -464,6 +479,9 @@ fn reparse_sink(text: &str, name: &str) -> Option<(usize, String, String)> {
     let err = match kind?.as_str() {
         "file" => toml::from_str::<FileSinkConfig>(&snippet).err()?,
         "stdout" => toml::from_str::<StdoutSinkConfig>(&snippet).err()?,
+        "s3" => toml::from_str::<S3SinkConfig>(&snippet).err()?,
+        "kinesis" => toml::from_str::<KinesisSinkConfig>(&snippet).err()?,
+        "mongodb" => toml::from_str::<MongodbSinkConfig>(&snippet).err()?,
         _ => return None,
     };
     let message = err.message().trim().to_owned();
@@ -562,6 +580,16 @@ impl Settings {
                 None => match name.as_str() {
                     "file" => SinkConfig::File(FileSinkConfig::default()),
                     "stdout" | "-" => SinkConfig::Stdout(StdoutSinkConfig::default()),
+                    "s3" | "kinesis" | "mongodb" => {
+                        return Err(ResolveError::Usage(format!(
+                            "sink `{name}` needs a [sinks.{name}] table in the config (with `type = \"{name}\"` and its {}); see config.example.toml",
+                            match name.as_str() {
+                                "s3" => "`bucket`",
+                                "kinesis" => "`stream_name`",
+                                _ => "`database` and `collection`",
+                            }
+                        )));
+                    }
                     _ => {
                         let known: Vec<&str> = file.sinks.keys().map(String::as_str).collect();
                         return Err(ResolveError::Usage(format!(
@@ -743,8 +771,26 @@ fn validate_sink(
     if config.format() == Format::Raw && !keep_raw {
         return Err(loaded.error(&field("format"), "`format = \"raw\"` writes the original payload, which --no-raw (or `raw = false`) drops; use one or the other"));
     }
-    if let SinkConfig::File(c) = config {
-        c.validate().map_err(|m| loaded.error(&field("path"), m))?;
+    let checked = match config {
+        SinkConfig::File(c) => c.validate().map_err(|m| ("path", m)),
+        SinkConfig::Stdout(_) => Ok(()),
+        SinkConfig::S3(c) => c.validate(),
+        SinkConfig::Kinesis(c) => c.validate(),
+        SinkConfig::Mongodb(c) => c.validate(),
+    };
+    if let Err((f, m)) = checked {
+        // A missing optional field has no line: point at the table instead.
+        let at = if find_field_line(&loaded.text, &field(f)).is_some() {
+            field(f)
+        } else {
+            format!("sinks.{name}")
+        };
+        return Err(ConfigError::Invalid {
+            path: loaded.path.clone(),
+            line: find_field_line(&loaded.text, &at),
+            field: field(f),
+            message: m,
+        });
     }
     Ok(())
 }

@@ -31,6 +31,9 @@ use config::{ConfigError, NamedSink, ResolveError, Settings, SinkConfig};
 use pipeline::{RunLimits, SinkHandle, SinkSpec, SinkSummary, StopReason};
 use record::{NormalizeOptions, RunInfo};
 use sinks::file::{FileSink, StdoutSink};
+use sinks::kinesis::KinesisSink;
+use sinks::mongodb::MongodbSink;
+use sinks::s3::S3Sink;
 use sinks::{Sink, SinkError};
 use sources::{Source, SourceContext, SourceCounters};
 use state::{DeadLetters, StateError};
@@ -163,6 +166,25 @@ async fn start_sinks(
             }
             SinkConfig::Stdout(c) => {
                 start_sink(StdoutSink::new(&named.name, c), named, dead_letters, abort).await?
+            }
+            SinkConfig::S3(c) => {
+                let sink = S3Sink::new(&named.name, c.clone())
+                    .await
+                    .map_err(|m| Error::Usage(format!("sink `{}`: {m}", named.name)))?;
+                start_sink(sink, named, dead_letters, abort).await?
+            }
+            SinkConfig::Kinesis(c) => {
+                let sink = KinesisSink::new(&named.name, c.clone())
+                    .await
+                    .map_err(|m| Error::Usage(format!("sink `{}`: {m}", named.name)))?;
+                start_sink(sink, named, dead_letters, abort).await?
+            }
+            SinkConfig::Mongodb(c) => {
+                // The connection string is the one secret here: a missing variable is a config error.
+                let sink = MongodbSink::new(&named.name, c.clone())
+                    .await
+                    .map_err(|m| Error::MissingSecret(format!("sink `{}`: {m}", named.name)))?;
+                start_sink(sink, named, dead_letters, abort).await?
             }
         };
         handles.push(handle);

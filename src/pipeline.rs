@@ -807,7 +807,11 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         let batches = confirmed.lock().unwrap().clone();
         assert_eq!(batches[0], ["twitter:0", "twitter:2", "twitter:4"]);
-        assert_eq!(batches[1], ["twitter:3"], "only the retryable record is resent");
+        assert_eq!(
+            batches[1],
+            ["twitter:3"],
+            "only the retryable record is resent"
+        );
         assert_eq!(h.dead_letters.written(), 1);
         let text = std::fs::read_to_string(h.dead_letters.path()).unwrap();
         assert!(

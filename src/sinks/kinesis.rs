@@ -1,0 +1,427 @@
+//! The `kinesis` sink: PutRecords in requests of at most 500 records and 5 MiB,
+//! reading the per-record results so only the failed entries are retried.
+
+use std::sync::Arc;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use serde::Deserialize;
+use serde_json::Value;
+use tracing::debug;
+
+use super::aws::{self, AwsConnection, ErrorClass};
+use super::{Sink, SinkError};
+use crate::config::{BatchConfig, RetryConfig, default_queue_capacity};
+use crate::record::{Format, Record};
+
+/// Most records in one PutRecords request.
+pub const MAX_PUT_RECORDS: usize = 500;
+/// Most bytes (data and partition keys) in one PutRecords request.
+pub const MAX_PUT_RECORDS_BYTES: usize = 5 * 1024 * 1024;
+/// Most bytes (data and partition key) in one record.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Longest partition key, in Unicode characters.
+pub const MAX_PARTITION_KEY_CHARS: usize = 256;
+
+/// Top-level record fields a `partition_key` path may start with.
+const RECORD_FIELDS: &[&str] = &[
+    "id",
+    "platform",
+    "kind",
+    "text",
+    "text_ascii",
+    "created_at",
+    "received_at",
+    "author",
+    "chat",
+    "lang",
+    "source",
+    "matching_rules",
+    "tags",
+    "refs",
+    "run",
+    "raw",
+];
+
+/// `[sinks.NAME]` with `type = "kinesis"`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KinesisSinkConfig {
+    /// The stream, by name…
+    pub stream_name: Option<String>,
+    /// …or by ARN (one of the two).
+    pub stream_arn: Option<String>,
+    /// A dotted path into the record (`id`, `author.id`, `raw.data.author_id`); default `id`.
+    #[serde(default = "default_partition_key")]
+    pub partition_key: String,
+    /// `record` (default) or `raw`.
+    #[serde(default)]
+    pub format: Format,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    #[serde(default = "aws::default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "aws::default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_partition_key() -> String {
+    "id".to_owned()
+}
+
+impl KinesisSinkConfig {
+    pub fn connection(&self) -> AwsConnection {
+        AwsConnection {
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+            connect_timeout_ms: self.connect_timeout_ms,
+            request_timeout_ms: self.request_timeout_ms,
+        }
+    }
+
+    /// Checks the fields; the error names the field and says why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        match (&self.stream_name, &self.stream_arn) {
+            (None, None) => {
+                return Err((
+                    "stream_name",
+                    "is missing: name the stream with `stream_name` or `stream_arn`".into(),
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err((
+                    "stream_arn",
+                    "and `stream_name` are both set: keep one".into(),
+                ));
+            }
+            (Some(n), None) if n.trim().is_empty() => {
+                return Err(("stream_name", "is empty".into()));
+            }
+            (None, Some(a)) if !a.starts_with("arn:") => {
+                return Err((
+                    "stream_arn",
+                    format!("`{a}` is not an ARN (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`)"),
+                ));
+            }
+            _ => {}
+        }
+        let first = self.partition_key.split('.').next().unwrap_or("");
+        if self.partition_key.split('.').any(str::is_empty) || !RECORD_FIELDS.contains(&first) {
+            return Err((
+                "partition_key",
+                format!(
+                    "`{}` is not a path into the record: start with one of {} (e.g. `id`, `author.id`, `raw.data.author_id`); a constant key would send everything to one shard",
+                    self.partition_key,
+                    RECORD_FIELDS.join(", ")
+                ),
+            ));
+        }
+        self.connection().validate()
+    }
+
+    fn stream(&self) -> String {
+        self.stream_name
+            .clone()
+            .or_else(|| self.stream_arn.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Where a record's partition key comes from.
+#[derive(Debug, Clone)]
+enum PartitionKey {
+    Id,
+    Path(Vec<String>),
+}
+
+impl PartitionKey {
+    fn new(path: &str) -> Self {
+        if path == "id" {
+            PartitionKey::Id
+        } else {
+            PartitionKey::Path(path.split('.').map(str::to_owned).collect())
+        }
+    }
+
+    /// The key of a record: the value at the path, else the record id; at
+    /// most [`MAX_PARTITION_KEY_CHARS`] characters.
+    fn of(&self, r: &Record) -> String {
+        let key = match self {
+            PartitionKey::Id => None,
+            PartitionKey::Path(path) => serde_json::to_value(r).ok().and_then(|v| {
+                let mut cur = &v;
+                for p in path {
+                    cur = match cur {
+                        Value::Object(o) => o.get(p)?,
+                        Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
+                        _ => return None,
+                    };
+                }
+                match cur {
+                    Value::String(s) if !s.is_empty() => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::Bool(b) => Some(b.to_string()),
+                    _ => None,
+                }
+            }),
+        };
+        let key = key.unwrap_or_else(|| r.id.clone());
+        match key.char_indices().nth(MAX_PARTITION_KEY_CHARS) {
+            Some((cut, _)) => key[..cut].to_owned(),
+            None => key,
+        }
+    }
+}
+
+/// Writes records to a Kinesis data stream.
+pub struct KinesisSink {
+    name: String,
+    client: Client,
+    config: KinesisSinkConfig,
+    key: PartitionKey,
+}
+
+impl KinesisSink {
+    pub async fn new(name: &str, config: KinesisSinkConfig) -> Result<Self, String> {
+        config.validate().map_err(|(f, m)| format!("`{f}` {m}"))?;
+        let sdk = config.connection().sdk_config().await;
+        Ok(KinesisSink {
+            name: name.to_owned(),
+            client: Client::new(&sdk),
+            key: PartitionKey::new(&config.partition_key),
+            config,
+        })
+    }
+
+    fn classify(
+        &self,
+        what: &str,
+        err: &aws_sdk_kinesis::error::SdkError<
+            impl aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + 'static,
+        >,
+    ) -> ErrorClass {
+        if aws::code(err) == Some("ResourceNotFoundException") {
+            return ErrorClass::Fatal(format!(
+                "the Kinesis stream `{}` does not exist: create it, or fix `stream_name`/`stream_arn` in [sinks.{}]",
+                self.config.stream(),
+                self.name
+            ));
+        }
+        aws::classify(what, err)
+    }
+
+    /// Sends one PutRecords request; records the outcome of each entry.
+    async fn put(
+        &self,
+        entries: Vec<PutRecordsRequestEntry>,
+        indexes: &[usize],
+        out: &mut Outcomes,
+    ) {
+        let what = format!("PutRecords to `{}`", self.config.stream());
+        let result = self
+            .client
+            .put_records()
+            .set_stream_name(self.config.stream_name.clone())
+            .set_stream_arn(self.config.stream_arn.clone())
+            .set_records(Some(entries))
+            .send()
+            .await;
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                match self.classify(&what, &e) {
+                    ErrorClass::Retry(m) => {
+                        out.failed.extend_from_slice(indexes);
+                        out.note(m);
+                    }
+                    ErrorClass::Fatal(m) => {
+                        out.rejected.extend(indexes.iter().map(|&i| (i, m.clone())));
+                        out.note(m);
+                    }
+                }
+                return;
+            }
+        };
+        let results = response.records();
+        if results.len() != indexes.len() {
+            out.failed.extend_from_slice(indexes);
+            out.note(format!(
+                "{what}: {} results for {} records",
+                results.len(),
+                indexes.len()
+            ));
+            return;
+        }
+        let mut throttled = 0usize;
+        for (entry, &i) in results.iter().zip(indexes) {
+            if let Some(code) = entry.error_code() {
+                // The only per-record errors are throughput and internal
+                // failures: both go again.
+                out.failed.push(i);
+                throttled += 1;
+                if out.first.is_none() {
+                    out.note(format!(
+                        "{what}: {code}: {}",
+                        entry.error_message().unwrap_or("")
+                    ));
+                }
+            }
+        }
+        debug!(
+            records = indexes.len(),
+            failed = throttled,
+            "PutRecords answered"
+        );
+    }
+}
+
+#[derive(Default)]
+struct Outcomes {
+    failed: Vec<usize>,
+    rejected: Vec<(usize, String)>,
+    first: Option<String>,
+}
+
+impl Outcomes {
+    fn note(&mut self, m: String) {
+        self.first.get_or_insert(m);
+    }
+}
+
+impl Sink for KinesisSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn healthcheck(&mut self) -> Result<(), SinkError> {
+        let what = format!("DescribeStreamSummary `{}`", self.config.stream());
+        let summary = self
+            .client
+            .describe_stream_summary()
+            .set_stream_name(self.config.stream_name.clone())
+            .set_stream_arn(self.config.stream_arn.clone())
+            .send()
+            .await
+            .map_err(|e| match self.classify(&what, &e) {
+                ErrorClass::Retry(m) => SinkError::retryable(&self.name, m),
+                ErrorClass::Fatal(m) => SinkError::fatal(&self.name, m),
+            })?;
+        if let Some(s) = summary.stream_description_summary() {
+            debug!(status = %s.stream_status().as_str(), shards = s.open_shard_count(), "stream found");
+        }
+        Ok(())
+    }
+
+    async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
+        let mut out = Outcomes::default();
+        let mut entries = Vec::with_capacity(batch.len().min(MAX_PUT_RECORDS));
+        let mut indexes = Vec::with_capacity(batch.len().min(MAX_PUT_RECORDS));
+        let mut bytes = 0usize;
+        for (i, r) in batch.iter().enumerate() {
+            let mut data = r.to_line(self.config.format);
+            data.pop(); // the newline: one record is one Kinesis record
+            let key = self.key.of(r);
+            let size = data.len() + key.len();
+            if size > MAX_RECORD_BYTES {
+                out.rejected.push((
+                    i,
+                    format!(
+                        "the record is {size} bytes with its partition key; Kinesis takes at most {MAX_RECORD_BYTES}"
+                    ),
+                ));
+                continue;
+            }
+            if entries.len() == MAX_PUT_RECORDS || bytes + size > MAX_PUT_RECORDS_BYTES {
+                self.put(std::mem::take(&mut entries), &indexes, &mut out)
+                    .await;
+                indexes.clear();
+                bytes = 0;
+            }
+            let entry = PutRecordsRequestEntry::builder()
+                .data(Blob::new(data))
+                .partition_key(key)
+                .build()
+                .map_err(|e| SinkError::fatal(&self.name, e))?;
+            entries.push(entry);
+            indexes.push(i);
+            bytes += size;
+        }
+        if !entries.is_empty() {
+            self.put(entries, &indexes, &mut out).await;
+        }
+        if out.failed.is_empty() && out.rejected.is_empty() {
+            return Ok(());
+        }
+        let message = out
+            .first
+            .unwrap_or_else(|| format!("records over Kinesis' {MAX_RECORD_BYTES}-byte limit"));
+        if out.failed.len() == batch.len() {
+            return Err(SinkError::retryable(&self.name, message));
+        }
+        Err(SinkError::Partial {
+            sink: self.name.clone(),
+            total: batch.len(),
+            failed: out.failed,
+            rejected: out.rejected,
+            source: message.into(),
+        })
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{NormalizeOptions, Normalized, RunInfo};
+
+    fn tweet(id: u32, author: &str) -> Record {
+        let opts = NormalizeOptions::new(Arc::new(RunInfo::new(None)));
+        let line = format!(r#"{{"data":{{"id":"{id}","text":"t","author_id":"{author}"}}}}"#);
+        match crate::sources::twitter::normalize_line(line.as_bytes(), &"now".into(), &opts)
+            .unwrap()
+        {
+            Normalized::Record(r) => *r,
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn partition_keys_follow_the_path_and_fall_back_to_the_id() {
+        let r = tweet(7, "99");
+        assert_eq!(PartitionKey::new("id").of(&r), "twitter:7");
+        assert_eq!(PartitionKey::new("raw.data.author_id").of(&r), "99");
+        assert_eq!(PartitionKey::new("chat.id").of(&r), "twitter:7");
+        let long = "x".repeat(300);
+        let mut r = tweet(8, &long);
+        r.id = long.clone();
+        assert_eq!(
+            PartitionKey::new("id").of(&r).chars().count(),
+            MAX_PARTITION_KEY_CHARS
+        );
+    }
+
+    #[test]
+    fn config_needs_one_stream_and_a_record_path() {
+        let c: KinesisSinkConfig = toml::from_str("stream_name = \"s\"").unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.partition_key, "id");
+        let c: KinesisSinkConfig = toml::from_str("").unwrap();
+        assert_eq!(c.validate().unwrap_err().0, "stream_name");
+        let c: KinesisSinkConfig =
+            toml::from_str("stream_name = \"s\"\nstream_arn = \"arn:aws:kinesis:x\"").unwrap();
+        assert_eq!(c.validate().unwrap_err().0, "stream_arn");
+        let c: KinesisSinkConfig =
+            toml::from_str("stream_name = \"s\"\npartition_key = \"constant\"").unwrap();
+        assert_eq!(c.validate().unwrap_err().0, "partition_key");
+    }
+}
