@@ -148,7 +148,7 @@ fn key_matches(key: &str, suffix: &str) -> bool {
     };
     let (ts, uuid) = file.split_at(file.find('-').unwrap_or(0));
     date_ok
-        && ts.len() == 19
+        && ts.len() == 20
         && ts.ends_with('Z')
         && ts[..8] == date.replace('-', "")
         && uuid.len() == 37
