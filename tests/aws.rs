@@ -3,8 +3,10 @@
 //! Run through `scripts/test`, which starts the servers and exports their addresses.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 mod common;
 use common::*;
@@ -286,6 +288,68 @@ fn s3_missing_bucket_is_a_clear_error_and_exit_1() {
     assert!(
         err.contains(&format!("the bucket `{bucket}` does not exist")),
         "{err}"
+    );
+}
+
+const S3_COUNT: &str = r#"
+import boto3, sys, json
+s3 = boto3.client("s3", endpoint_url=sys.argv[1])
+print(json.dumps(s3.list_objects_v2(Bucket=sys.argv[2]).get("KeyCount", 0)))
+"#;
+
+const S3_DELETE_BUCKET: &str = r#"
+import boto3, sys
+s3 = boto3.client("s3", endpoint_url=sys.argv[1])
+for o in s3.list_objects_v2(Bucket=sys.argv[2]).get("Contents", []):
+    s3.delete_object(Bucket=sys.argv[2], Key=o["Key"])
+s3.delete_bucket(Bucket=sys.argv[2])
+print("{}")
+"#;
+
+#[test]
+fn s3_a_bucket_deleted_mid_run_dead_letters_the_records_and_exits_1() {
+    let (endpoint, bucket) = s3_bucket();
+    let env = aws_env().config(&s3_config(&endpoint, &bucket, "", "timeout_ms = 100"));
+    let mut child = env
+        .cmd()
+        .args(["replay", "-", "--sink", "archive", "--summary"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..3 {
+        writeln!(stdin, "{}", tweet(i, "before")).unwrap();
+    }
+    stdin.flush().unwrap();
+    let start = Instant::now();
+    while py(S3_COUNT, &[&endpoint, &bucket]) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no object written"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    py(S3_DELETE_BUCKET, &[&endpoint, &bucket]);
+    for i in 3..6 {
+        writeln!(stdin, "{}", tweet(i, "after")).unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["sinks"]["archive"]["delivered"], 3, "{s}");
+    assert_eq!(s["sinks"]["archive"]["dead_lettered"], 3, "{s}");
+    let letters = env.dead_letters();
+    let ids: Vec<&str> = letters
+        .iter()
+        .map(|d| d["record"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["twitter:3", "twitter:4", "twitter:5"]);
+    let reason = letters[0]["error"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("the bucket `{bucket}` does not exist")),
+        "{reason}"
     );
 }
 

@@ -188,3 +188,47 @@ fn mongodb_missing_uri_variable_is_a_config_error_that_shows_no_secret() {
     assert!(err.contains("cannot reach MongoDB"), "{err}");
     assert!(!err.contains("hunter2secret"), "{err}");
 }
+
+#[test]
+fn mongodb_a_document_the_server_refuses_is_dead_lettered_alone() {
+    let uri = var("INGEST_TEST_MONGODB_URI");
+    let collection = unique("refused");
+    let env = Env::new().with("RUST_LOG", "warn").config(&config(
+        &collection,
+        &format!("uri = \"{uri}\""),
+        "format = \"raw\"",
+    ));
+    // A raw payload with a top-level `$` key is no valid replacement document.
+    let lines = [
+        r#"{"data":{"id":"1","text":"ok"}}"#,
+        r#"{"data":{"id":"2","text":"refused"},"$set":{"x":1}}"#,
+        r#"{"data":{"id":"3","text":"ok"}}"#,
+    ];
+    let input = env.path("in.jsonl");
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = env.run(&[
+        "replay",
+        input.to_str().unwrap(),
+        "--sink",
+        "docs",
+        "--summary",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["sinks"]["docs"]["delivered"], 2, "{s}");
+    assert_eq!(s["sinks"]["docs"]["dead_lettered"], 1, "{s}");
+    assert_eq!(s["sinks"]["docs"]["retried"], 0, "not retried: {s}");
+    let letters = env.dead_letters();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["record"]["id"], "twitter:2");
+    assert!(
+        letters[0]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("write error "),
+        "{}",
+        letters[0]
+    );
+    let got = read(&collection);
+    assert_eq!(got["count"], 2);
+}
