@@ -381,11 +381,37 @@ for shard in k.list_shards(StreamName=sys.argv[2])["Shards"]:
 print(json.dumps(out))
 "#;
 
-fn kinesis_stream(shards: u32) -> (String, String) {
+const KINESIS_DELETE: &str = r#"
+import boto3, sys
+boto3.client("kinesis", endpoint_url=sys.argv[1]).delete_stream(StreamName=sys.argv[2], EnforceConsumerDeletion=True)
+print("{}")
+"#;
+
+/// A stream for one test, deleted when the test ends: ferrokinesis enforces
+/// the account's limit of 10 shards.
+struct Stream {
+    endpoint: String,
+    name: String,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        let _ = Command::new(var("INGEST_TEST_PYTHON"))
+            .arg("-c")
+            .arg(KINESIS_DELETE)
+            .args([&self.endpoint, &self.name])
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_DEFAULT_REGION", "us-east-1")
+            .output();
+    }
+}
+
+fn kinesis_stream(shards: u32) -> Stream {
     let endpoint = var("INGEST_TEST_KINESIS_ENDPOINT");
-    let stream = unique("ingest");
-    py(KINESIS_CREATE, &[&endpoint, &stream, &shards.to_string()]);
-    (endpoint, stream)
+    let name = unique("ingest");
+    py(KINESIS_CREATE, &[&endpoint, &name, &shards.to_string()]);
+    Stream { endpoint, name }
 }
 
 fn kinesis_config(endpoint: &str, stream: &str, extra: &str) -> String {
@@ -415,8 +441,9 @@ path = "copy.jsonl"
 #[test]
 fn kinesis_throttled_entries_are_retried_until_every_record_is_in_the_stream_once() {
     // One shard takes 1000 records/s: 5000 records at once get throttled per record.
-    let (endpoint, stream) = kinesis_stream(1);
-    let env = aws_env().config(&kinesis_config(&endpoint, &stream, ""));
+    let stream = kinesis_stream(1);
+    let (endpoint, stream) = (&stream.endpoint, &stream.name);
+    let env = aws_env().config(&kinesis_config(endpoint, stream, ""));
     let input = write_input(&env, (0..5000).map(|i| tweet(i, "hi")));
     let out = env.run(&[
         "replay",
@@ -435,7 +462,7 @@ fn kinesis_throttled_entries_are_retried_until_every_record_is_in_the_stream_onc
         s["sinks"]["stream"]["retried"].as_u64().unwrap() > 0,
         "the shard throttled nothing: {s}"
     );
-    let got = py(KINESIS_READ, &[&endpoint, &stream]);
+    let got = py(KINESIS_READ, &[endpoint, stream]);
     let got = got.as_array().unwrap();
     assert_eq!(got.len(), 5000, "every record exactly once");
     let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
@@ -459,10 +486,11 @@ fn kinesis_throttled_entries_are_retried_until_every_record_is_in_the_stream_onc
 
 #[test]
 fn kinesis_oversized_records_are_dead_lettered_and_the_rest_delivered() {
-    let (endpoint, stream) = kinesis_stream(2);
+    let stream = kinesis_stream(1);
+    let (endpoint, stream) = (&stream.endpoint, &stream.name);
     let env = aws_env().config(&kinesis_config(
-        &endpoint,
-        &stream,
+        endpoint,
+        stream,
         "partition_key = \"raw.data.author_id\"\nformat = \"raw\"",
     ));
     let big = "y".repeat(1024 * 1024 + 10);
@@ -480,7 +508,7 @@ fn kinesis_oversized_records_are_dead_lettered_and_the_rest_delivered() {
     assert_eq!(letters[0]["record"]["id"], "twitter:4");
     let reason = letters[0]["error"].as_str().unwrap();
     assert!(reason.contains("Kinesis takes at most 1048576"), "{reason}");
-    let got = py(KINESIS_READ, &[&endpoint, &stream]);
+    let got = py(KINESIS_READ, &[endpoint, stream]);
     let got = got.as_array().unwrap();
     assert_eq!(got.len(), 9);
     for r in got {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use aws_sdk_kinesis::Client;
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 use tracing::debug;
@@ -58,6 +59,9 @@ pub struct KinesisSinkConfig {
     /// `record` (default) or `raw`.
     #[serde(default)]
     pub format: Format,
+    /// PutRecords requests of one batch in flight at once.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
     pub region: Option<String>,
     pub endpoint: Option<String>,
     #[serde(default = "aws::default_connect_timeout_ms")]
@@ -74,6 +78,9 @@ pub struct KinesisSinkConfig {
 
 fn default_partition_key() -> String {
     "id".to_owned()
+}
+fn default_max_in_flight() -> usize {
+    4
 }
 
 impl KinesisSinkConfig {
@@ -122,6 +129,9 @@ impl KinesisSinkConfig {
                     RECORD_FIELDS.join(", ")
                 ),
             ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(("max_in_flight", "must be at least 1".into()));
         }
         self.connection().validate()
     }
@@ -217,13 +227,10 @@ impl KinesisSink {
         aws::classify(what, err)
     }
 
-    /// Sends one PutRecords request; records the outcome of each entry.
-    async fn put(
-        &self,
-        entries: Vec<PutRecordsRequestEntry>,
-        indexes: &[usize],
-        out: &mut Outcomes,
-    ) {
+    /// Sends one PutRecords request; returns the outcome of each entry.
+    async fn put(&self, (entries, indexes): (Vec<PutRecordsRequestEntry>, Vec<usize>)) -> Outcomes {
+        let mut out = Outcomes::default();
+        let indexes = &indexes[..];
         let what = format!("PutRecords to `{}`", self.config.stream());
         let result = self
             .client
@@ -246,7 +253,7 @@ impl KinesisSink {
                         out.note(m);
                     }
                 }
-                return;
+                return out;
             }
         };
         let results = response.records();
@@ -257,7 +264,7 @@ impl KinesisSink {
                 results.len(),
                 indexes.len()
             ));
-            return;
+            return out;
         }
         let mut throttled = 0usize;
         for (entry, &i) in results.iter().zip(indexes) {
@@ -279,6 +286,7 @@ impl KinesisSink {
             failed = throttled,
             "PutRecords answered"
         );
+        out
     }
 }
 
@@ -292,6 +300,14 @@ struct Outcomes {
 impl Outcomes {
     fn note(&mut self, m: String) {
         self.first.get_or_insert(m);
+    }
+
+    fn merge(&mut self, other: Outcomes) {
+        self.failed.extend(other.failed);
+        self.rejected.extend(other.rejected);
+        if let Some(m) = other.first {
+            self.note(m);
+        }
     }
 }
 
@@ -321,6 +337,7 @@ impl Sink for KinesisSink {
 
     async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
         let mut out = Outcomes::default();
+        let mut requests = Vec::new();
         let mut entries = Vec::with_capacity(batch.len().min(MAX_PUT_RECORDS));
         let mut indexes = Vec::with_capacity(batch.len().min(MAX_PUT_RECORDS));
         let mut bytes = 0usize;
@@ -339,9 +356,7 @@ impl Sink for KinesisSink {
                 continue;
             }
             if entries.len() == MAX_PUT_RECORDS || bytes + size > MAX_PUT_RECORDS_BYTES {
-                self.put(std::mem::take(&mut entries), &indexes, &mut out)
-                    .await;
-                indexes.clear();
+                requests.push((std::mem::take(&mut entries), std::mem::take(&mut indexes)));
                 bytes = 0;
             }
             let entry = PutRecordsRequestEntry::builder()
@@ -354,8 +369,16 @@ impl Sink for KinesisSink {
             bytes += size;
         }
         if !entries.is_empty() {
-            self.put(entries, &indexes, &mut out).await;
+            requests.push((entries, indexes));
         }
+        let this = &*self;
+        let mut answers = futures_util::stream::iter(requests)
+            .map(|request| this.put(request))
+            .buffer_unordered(self.config.max_in_flight);
+        while let Some(answer) = answers.next().await {
+            out.merge(answer);
+        }
+        drop(answers);
         if out.failed.is_empty() && out.rejected.is_empty() {
             return Ok(());
         }

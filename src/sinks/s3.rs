@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
@@ -35,6 +36,8 @@ pub const MAX_PART_BYTES: usize = 5 * 1024 * 1024 * 1024;
 pub const MAX_PARTS: usize = 10_000;
 const DEFAULT_MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
 const DEFAULT_PART_BYTES: usize = 8 * 1024 * 1024;
+/// Parts of one multipart upload sent at once.
+const PARTS_IN_FLIGHT: usize = 4;
 const PLACEHOLDERS: &str = "{platform}, {date}, {hour}, {timestamp}, {uuid}";
 
 /// `[sinks.NAME]` with `type = "s3"`.
@@ -417,28 +420,37 @@ impl S3Sink {
             .config
             .multipart_part_bytes
             .max(object.body.len().div_ceil(MAX_PARTS));
-        let mut parts = Vec::new();
-        for (n, start) in (0..object.body.len()).step_by(part_bytes).enumerate() {
-            let number = n as i32 + 1;
-            let end = (start + part_bytes).min(object.body.len());
-            let out = self
-                .client
-                .upload_part()
-                .bucket(&self.bucket)
-                .key(&object.key)
-                .upload_id(upload_id)
-                .part_number(number)
-                .body(ByteStream::from(object.body.slice(start..end)))
-                .send()
-                .await
-                .map_err(|e| self.classify(&format!("{what} (part {number})"), &e))?;
-            parts.push(
-                CompletedPart::builder()
-                    .set_e_tag(out.e_tag().map(str::to_owned))
-                    .part_number(number)
-                    .build(),
-            );
-        }
+        let uploads = (0..object.body.len())
+            .step_by(part_bytes)
+            .enumerate()
+            .map(|(n, start)| {
+                let number = n as i32 + 1;
+                let end = (start + part_bytes).min(object.body.len());
+                async move {
+                    let out = self
+                        .client
+                        .upload_part()
+                        .bucket(&self.bucket)
+                        .key(&object.key)
+                        .upload_id(upload_id)
+                        .part_number(number)
+                        .body(ByteStream::from(object.body.slice(start..end)))
+                        .send()
+                        .await
+                        .map_err(|e| self.classify(&format!("{what} (part {number})"), &e))?;
+                    Ok::<_, ErrorClass>(
+                        CompletedPart::builder()
+                            .set_e_tag(out.e_tag().map(str::to_owned))
+                            .part_number(number)
+                            .build(),
+                    )
+                }
+            });
+        let mut parts: Vec<CompletedPart> = futures_util::stream::iter(uploads)
+            .buffer_unordered(PARTS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        parts.sort_by_key(|p| p.part_number());
         let count = parts.len();
         self.client
             .complete_multipart_upload()
