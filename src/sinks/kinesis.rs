@@ -290,6 +290,36 @@ impl KinesisSink {
     }
 }
 
+/// One PutRecords request: its entries and their indexes in the batch.
+type Request = (Vec<PutRecordsRequestEntry>, Vec<usize>);
+
+/// Splits entries into requests within Kinesis' limits (500 records, 5 MiB).
+#[derive(Default)]
+struct Requests {
+    done: Vec<Request>,
+    current: Request,
+    bytes: usize,
+}
+
+impl Requests {
+    fn push(&mut self, index: usize, entry: PutRecordsRequestEntry, size: usize) {
+        if self.current.0.len() == MAX_PUT_RECORDS || self.bytes + size > MAX_PUT_RECORDS_BYTES {
+            self.done.push(std::mem::take(&mut self.current));
+            self.bytes = 0;
+        }
+        self.current.0.push(entry);
+        self.current.1.push(index);
+        self.bytes += size;
+    }
+
+    fn finish(mut self) -> Vec<Request> {
+        if !self.current.0.is_empty() {
+            self.done.push(self.current);
+        }
+        self.done
+    }
+}
+
 #[derive(Default)]
 struct Outcomes {
     failed: Vec<usize>,
@@ -337,10 +367,7 @@ impl Sink for KinesisSink {
 
     async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
         let mut out = Outcomes::default();
-        let mut requests = Vec::new();
-        let mut entries = Vec::with_capacity(batch.len().min(MAX_PUT_RECORDS));
-        let mut indexes = Vec::with_capacity(batch.len().min(MAX_PUT_RECORDS));
-        let mut bytes = 0usize;
+        let mut requests = Requests::default();
         for (i, r) in batch.iter().enumerate() {
             let mut data = r.to_line(self.config.format);
             data.pop(); // the newline: one record is one Kinesis record
@@ -355,24 +382,15 @@ impl Sink for KinesisSink {
                 ));
                 continue;
             }
-            if entries.len() == MAX_PUT_RECORDS || bytes + size > MAX_PUT_RECORDS_BYTES {
-                requests.push((std::mem::take(&mut entries), std::mem::take(&mut indexes)));
-                bytes = 0;
-            }
             let entry = PutRecordsRequestEntry::builder()
                 .data(Blob::new(data))
                 .partition_key(key)
                 .build()
                 .map_err(|e| SinkError::fatal(&self.name, e))?;
-            entries.push(entry);
-            indexes.push(i);
-            bytes += size;
-        }
-        if !entries.is_empty() {
-            requests.push((entries, indexes));
+            requests.push(i, entry, size);
         }
         let this = &*self;
-        let mut answers = futures_util::stream::iter(requests)
+        let mut answers = futures_util::stream::iter(requests.finish())
             .map(|request| this.put(request))
             .buffer_unordered(self.config.max_in_flight);
         while let Some(answer) = answers.next().await {
@@ -431,6 +449,31 @@ mod tests {
             PartitionKey::new("id").of(&r).chars().count(),
             MAX_PARTITION_KEY_CHARS
         );
+    }
+
+    #[test]
+    fn requests_stay_within_500_records_and_5_mib() {
+        let entry = |n: usize| {
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(vec![b'x'; n]))
+                .partition_key("k")
+                .build()
+                .unwrap()
+        };
+        let mut r = Requests::default();
+        for i in 0..1200 {
+            r.push(i, entry(10), 11);
+        }
+        let sizes: Vec<usize> = r.finish().iter().map(|(e, _)| e.len()).collect();
+        assert_eq!(sizes, [500, 500, 200]);
+        let mut r = Requests::default();
+        for i in 0..12 {
+            r.push(i, entry(1), MAX_RECORD_BYTES);
+        }
+        let done = r.finish();
+        let sizes: Vec<usize> = done.iter().map(|(e, _)| e.len()).collect();
+        assert_eq!(sizes, [5, 5, 2]);
+        assert_eq!(done[2].1, [10, 11]);
     }
 
     #[test]

@@ -596,6 +596,55 @@ mod tests {
         assert_eq!(timestamp(&at), "20261201T003005.000+0100");
     }
 
+    fn rec(line: &str) -> Arc<Record> {
+        use crate::record::{NormalizeOptions, Normalized, RunInfo};
+        let opts = NormalizeOptions::new(Arc::new(RunInfo::new(None)));
+        let at: Arc<str> = "2026-11-30T23:30:05.000Z".into();
+        let n = if line.contains("update_id") {
+            crate::sources::telegram::normalize_update(line.as_bytes(), &at, &opts)
+        } else {
+            crate::sources::twitter::normalize_line(line.as_bytes(), &at, &opts)
+        };
+        match n.unwrap() {
+            Normalized::Record(r) => Arc::new(*r),
+            _ => panic!(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_becomes_one_object_per_platform_and_date() {
+        let config: S3SinkConfig = toml::from_str(
+            "bucket = \"b\"\nendpoint = \"http://127.0.0.1:1\"\ngzip = true\nformat = \"raw\"\ntime_zone = \"Europe/Berlin\"",
+        )
+        .unwrap();
+        let sink = S3Sink::new("s", config).await.unwrap();
+        let t1 = r#"{"data":{"id":"1","text":"a"}}"#;
+        let m = r#"{"update_id":5,"message":{"message_id":5,"chat":{"id":1,"type":"private"},"text":"m"}}"#;
+        let t2 = r#"{"data":{"id":"2","text":"b"}}"#;
+        let objects = sink.objects(&[rec(t1), rec(m), rec(t2)]);
+        assert_eq!(objects.len(), 2);
+        let (tg, tw) = (&objects[0], &objects[1]);
+        assert!(
+            tg.key
+                .starts_with("telegram/context_date=2026-12-01/20261201T003005.000+0100-"),
+            "{}",
+            tg.key
+        );
+        assert!(
+            tw.key.starts_with("twitter/context_date=2026-12-01/"),
+            "{}",
+            tw.key
+        );
+        assert!(tw.key.ends_with(".jsonl.gz"));
+        assert_eq!(tw.indexes, [0, 2]);
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&tw.body[..]), &mut text)
+            .unwrap();
+        assert_eq!(text, format!("{t1}\n{t2}\n"));
+        // The same records give the same key: a retry overwrites, never duplicates.
+        assert_eq!(sink.objects(&[rec(t1), rec(t2)])[0].key, tw.key);
+    }
+
     #[test]
     fn bad_templates_and_fields_say_why() {
         assert!(
