@@ -425,11 +425,7 @@ endpoint = "{endpoint}"
 
 [sinks.stream.batch]
 max_records = 500
-
-[sinks.stream.retry]
-max_attempts = 200
-initial_backoff_ms = 50
-max_backoff_ms = 1000
+# The default [retry] budget: 8 attempts in a row without progress.
 
 [sinks.copy]
 type = "file"
