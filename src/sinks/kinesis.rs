@@ -232,6 +232,7 @@ impl KinesisSink {
         let mut out = Outcomes::default();
         let indexes = &indexes[..];
         let what = format!("PutRecords to `{}`", self.config.stream());
+        let started = std::time::Instant::now();
         let result = self
             .client
             .put_records()
@@ -284,6 +285,7 @@ impl KinesisSink {
         debug!(
             records = indexes.len(),
             failed = throttled,
+            elapsed_ms = started.elapsed().as_millis() as u64,
             "PutRecords answered"
         );
         out
