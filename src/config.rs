@@ -485,7 +485,11 @@ fn reparse_sink(text: &str, name: &str) -> Option<(usize, String, String)> {
         _ => return None,
     };
     let message = err.message().trim().to_owned();
-    let (line, field) = locate(&snippet, err.span()?.start, &message);
+    let (mut line, field) = locate(&snippet, err.span()?.start, &message);
+    if message.starts_with("missing field") {
+        // A missing field has no line of its own: point at the table.
+        line = find_field_line(text, &main).or(line);
+    }
     let field = if field.is_empty() {
         main
     } else {

@@ -547,6 +547,14 @@ fn aws_sinks_need_their_table_and_valid_fields() {
         err.contains("line 4") && err.contains("sinks.k.partition_key"),
         "{err}"
     );
+    let env = env.config("# s3\n[sinks.a]\ntype = \"s3\"\ngzip = true\n");
+    let out = env.run(&["replay", &input, "--sink", "a"]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("line 2") && err.contains("sinks.a.bucket") && err.contains("missing field"),
+        "{err}"
+    );
     let env = env.config("[sinks.a]\ntype = \"s3\"\nbucket = \"b\"\nkey_templat = \"x\"\n");
     let out = env.run(&["replay", &input, "--sink", "a"]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));

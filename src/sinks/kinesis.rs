@@ -105,7 +105,7 @@ impl KinesisSinkConfig {
             (Some(_), Some(_)) => {
                 return Err((
                     "stream_arn",
-                    "and `stream_name` are both set: keep one".into(),
+                    "cannot be used with `stream_name`: keep one".into(),
                 ));
             }
             (Some(n), None) if n.trim().is_empty() => {

@@ -94,7 +94,7 @@ impl MongodbSinkConfig {
     /// Checks the fields; the error names the field and says why.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         if self.uri.is_some() && self.uri_env.is_some() {
-            return Err(("uri_env", "and `uri` are both set: keep one".into()));
+            return Err(("uri_env", "cannot be used with `uri`: keep one".into()));
         }
         if let Some(uri) = &self.uri
             && !(uri.starts_with("mongodb://")
