@@ -169,20 +169,17 @@ async fn start_sinks(
             }
             SinkConfig::S3(c) => {
                 let sink = S3Sink::new(&named.name, c.clone())
-                    .await
                     .map_err(|m| Error::Usage(format!("sink `{}`: {m}", named.name)))?;
                 start_sink(sink, named, dead_letters, abort).await?
             }
             SinkConfig::Kinesis(c) => {
                 let sink = KinesisSink::new(&named.name, c.clone())
-                    .await
                     .map_err(|m| Error::Usage(format!("sink `{}`: {m}", named.name)))?;
                 start_sink(sink, named, dead_letters, abort).await?
             }
             SinkConfig::Mongodb(c) => {
                 // The connection string is the one secret here: a missing variable is a config error.
                 let sink = MongodbSink::new(&named.name, c.clone())
-                    .await
                     .map_err(|m| Error::MissingSecret(format!("sink `{}`: {m}", named.name)))?;
                 start_sink(sink, named, dead_letters, abort).await?
             }

@@ -9,6 +9,7 @@ use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
+use tokio::sync::OnceCell;
 use tracing::debug;
 
 use super::aws::{self, AwsConnection, ErrorClass};
@@ -193,21 +194,27 @@ impl PartitionKey {
 /// Writes records to a Kinesis data stream.
 pub struct KinesisSink {
     name: String,
-    client: Client,
+    /// Built at first use (loading the AWS config is async; building the sink is not).
+    client: OnceCell<Client>,
     config: KinesisSinkConfig,
     key: PartitionKey,
 }
 
 impl KinesisSink {
-    pub async fn new(name: &str, config: KinesisSinkConfig) -> Result<Self, String> {
+    pub fn new(name: &str, config: KinesisSinkConfig) -> Result<Self, String> {
         config.validate().map_err(|(f, m)| format!("`{f}` {m}"))?;
-        let sdk = config.connection().sdk_config().await;
         Ok(KinesisSink {
             name: name.to_owned(),
-            client: Client::new(&sdk),
+            client: OnceCell::new(),
             key: PartitionKey::new(&config.partition_key),
             config,
         })
+    }
+
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async { Client::new(&self.config.connection().sdk_config().await) })
+            .await
     }
 
     fn classify(
@@ -229,12 +236,12 @@ impl KinesisSink {
 
     /// Sends one PutRecords request; returns the outcome of each entry.
     async fn put(&self, (entries, indexes): (Vec<PutRecordsRequestEntry>, Vec<usize>)) -> Outcomes {
+        let client = self.client().await;
         let mut out = Outcomes::default();
         let indexes = &indexes[..];
         let what = format!("PutRecords to `{}`", self.config.stream());
         let started = std::time::Instant::now();
-        let result = self
-            .client
+        let result = client
             .put_records()
             .set_stream_name(self.config.stream_name.clone())
             .set_stream_arn(self.config.stream_arn.clone())
@@ -349,9 +356,9 @@ impl Sink for KinesisSink {
     }
 
     async fn healthcheck(&mut self) -> Result<(), SinkError> {
+        let client = self.client().await;
         let what = format!("DescribeStreamSummary `{}`", self.config.stream());
-        let summary = self
-            .client
+        let summary = client
             .describe_stream_summary()
             .set_stream_name(self.config.stream_name.clone())
             .set_stream_arn(self.config.stream_arn.clone())

@@ -17,6 +17,7 @@ use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Client, Database, IndexModel};
 use serde::Deserialize;
 use serde_json::Value;
+use tokio::sync::OnceCell;
 use tracing::{debug, info};
 
 use super::{Sink, SinkError};
@@ -278,35 +279,47 @@ pub fn retryable_code(code: i32) -> bool {
 /// Writes records as MongoDB documents.
 pub struct MongodbSink {
     name: String,
-    db: Database,
+    uri: Secret,
+    /// Connected at first use (parsing a `mongodb+srv://` URI resolves DNS; building the sink does not).
+    db: OnceCell<Database>,
     config: MongodbSinkConfig,
     /// Strings never to show in a message (the password).
     secrets: Vec<String>,
 }
 
 impl MongodbSink {
-    pub async fn new(name: &str, config: MongodbSinkConfig) -> Result<Self, String> {
+    /// Checks the config and resolves the connection string (a missing
+    /// variable fails here); connects at first use.
+    pub fn new(name: &str, config: MongodbSinkConfig) -> Result<Self, String> {
         config.validate().map_err(|(f, m)| format!("`{f}` {m}"))?;
         let uri = config.resolve_uri()?;
-        let secrets = secrets_in(uri.expose());
-        let scrub = |m: String| scrub_with(&secrets, m);
-        let mut options = ClientOptions::parse(uri.expose()).await.map_err(|e| {
-            scrub(format!(
-                "invalid connection string `{}`: {e}",
-                redact_uri(uri.expose())
-            ))
-        })?;
-        options.app_name = Some("ingest".to_owned());
-        options.server_selection_timeout =
-            Some(Duration::from_millis(config.server_selection_timeout_ms));
-        let client = Client::with_options(options).map_err(|e| scrub(e.to_string()))?;
-        let db = client.database(&config.database);
         Ok(MongodbSink {
             name: name.to_owned(),
-            db,
+            secrets: secrets_in(uri.expose()),
+            uri,
+            db: OnceCell::new(),
             config,
-            secrets,
         })
+    }
+
+    async fn db(&self) -> Result<&Database, SinkError> {
+        self.db
+            .get_or_try_init(|| async {
+                let mut options = ClientOptions::parse(self.uri.expose()).await.map_err(|e| {
+                    format!(
+                        "invalid connection string `{}`: {e}",
+                        redact_uri(self.uri.expose())
+                    )
+                })?;
+                options.app_name = Some("ingest".to_owned());
+                options.server_selection_timeout = Some(Duration::from_millis(
+                    self.config.server_selection_timeout_ms,
+                ));
+                let client = Client::with_options(options).map_err(|e| e.to_string())?;
+                Ok::<_, String>(client.database(&self.config.database))
+            })
+            .await
+            .map_err(|m| SinkError::fatal(&self.name, self.scrub(m)))
     }
 
     fn scrub(&self, m: String) -> String {
@@ -344,13 +357,19 @@ impl MongodbSink {
     }
 
     /// Sends one unordered `update` command with an upsert per record.
-    async fn upsert(&self, statements: Vec<Document>, indexes: &[usize], out: &mut Outcomes) {
+    async fn upsert(
+        &self,
+        db: &Database,
+        statements: Vec<Document>,
+        indexes: &[usize],
+        out: &mut Outcomes,
+    ) {
         let command = doc! {
             "update": &self.config.collection,
             "updates": statements,
             "ordered": false,
         };
-        let reply = match self.db.run_command(command).await {
+        let reply = match db.run_command(command).await {
             Ok(reply) => reply,
             Err(e) => {
                 let retry = e.contains_label(RETRYABLE_WRITE_ERROR)
@@ -444,7 +463,8 @@ impl Sink for MongodbSink {
     }
 
     async fn healthcheck(&mut self) -> Result<(), SinkError> {
-        self.db.run_command(doc! { "ping": 1 }).await.map_err(|e| {
+        let db = self.db().await?;
+        db.run_command(doc! { "ping": 1 }).await.map_err(|e| {
             SinkError::fatal(
                 &self.name,
                 self.scrub(format!(
@@ -462,8 +482,7 @@ impl Sink for MongodbSink {
                         .build(),
                 )
                 .build();
-            self.db
-                .collection::<Document>(&self.config.collection)
+            db.collection::<Document>(&self.config.collection)
                 .create_index(index)
                 .await
                 .map_err(|e| {
@@ -481,6 +500,7 @@ impl Sink for MongodbSink {
     }
 
     async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
+        let db = self.db().await?;
         let mut out = Outcomes::default();
         let mut statements = Vec::with_capacity(batch.len().min(MAX_STATEMENTS));
         let mut indexes = Vec::with_capacity(batch.len().min(MAX_STATEMENTS));
@@ -507,7 +527,7 @@ impl Sink for MongodbSink {
             if statements.len() == MAX_STATEMENTS
                 || (bytes + size > MAX_COMMAND_BYTES && !statements.is_empty())
             {
-                self.upsert(std::mem::take(&mut statements), &indexes, &mut out)
+                self.upsert(db, std::mem::take(&mut statements), &indexes, &mut out)
                     .await;
                 indexes.clear();
                 bytes = 0;
@@ -521,7 +541,7 @@ impl Sink for MongodbSink {
             bytes += size;
         }
         if !statements.is_empty() {
-            self.upsert(statements, &indexes, &mut out).await;
+            self.upsert(db, statements, &indexes, &mut out).await;
         }
         if out.failed.is_empty() && out.rejected.is_empty() {
             return Ok(());

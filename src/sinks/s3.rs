@@ -19,6 +19,7 @@ use flate2::write::GzEncoder;
 use futures_util::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
 use tracing::{debug, warn};
 
 use super::aws::{self, AwsConnection, ErrorClass};
@@ -262,7 +263,8 @@ struct Object {
 /// Writes JSONL objects to S3.
 pub struct S3Sink {
     name: String,
-    client: Client,
+    /// Built at first use (loading the AWS config is async; building the sink is not).
+    client: OnceCell<Client>,
     bucket: String,
     template: KeyTemplate,
     time_zone: Tz,
@@ -270,26 +272,34 @@ pub struct S3Sink {
 }
 
 impl S3Sink {
-    pub async fn new(name: &str, config: S3SinkConfig) -> Result<Self, String> {
+    pub fn new(name: &str, config: S3SinkConfig) -> Result<Self, String> {
         config.validate().map_err(|(f, m)| format!("`{f}` {m}"))?;
         let template = KeyTemplate::parse(&config.key_template)?;
         let time_zone = parse_time_zone(&config.time_zone)?;
-        let sdk = config.connection().sdk_config().await;
-        let s3 = aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(config.force_path_style)
-            // SigV4 already signs the payload's SHA-256; skip the extra CRC
-            // trailer some S3-compatible servers do not understand.
-            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-            .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
-            .build();
         Ok(S3Sink {
             name: name.to_owned(),
-            client: Client::from_conf(s3),
+            client: OnceCell::new(),
             bucket: config.bucket.clone(),
             template,
             time_zone,
             config,
         })
+    }
+
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async {
+                let sdk = self.config.connection().sdk_config().await;
+                let s3 = aws_sdk_s3::config::Builder::from(&sdk)
+                    .force_path_style(self.config.force_path_style)
+                    // SigV4 already signs the payload's SHA-256; skip the extra CRC
+                    // trailer some S3-compatible servers do not understand.
+                    .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+                    .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+                    .build();
+                Client::from_conf(s3)
+            })
+            .await
     }
 
     /// Splits a batch into objects, one per key partition.
@@ -359,11 +369,12 @@ impl S3Sink {
     }
 
     async fn upload(&self, object: &Object) -> Result<(), ErrorClass> {
+        let client = self.client().await;
         if object.body.len() > self.config.multipart_threshold_bytes {
             return self.upload_multipart(object).await;
         }
         let what = format!("PUT s3://{}/{}", self.bucket, object.key);
-        self.client
+        client
             .put_object()
             .bucket(&self.bucket)
             .key(&object.key)
@@ -378,9 +389,9 @@ impl S3Sink {
     }
 
     async fn upload_multipart(&self, object: &Object) -> Result<(), ErrorClass> {
+        let client = self.client().await;
         let what = format!("multipart upload to s3://{}/{}", self.bucket, object.key);
-        let created = self
-            .client
+        let created = client
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(&object.key)
@@ -395,8 +406,7 @@ impl S3Sink {
         let result = self.upload_parts(object, upload_id, &what).await;
         if result.is_err() {
             // Best effort: a lifecycle rule for incomplete uploads cleans up what this misses.
-            if let Err(e) = self
-                .client
+            if let Err(e) = client
                 .abort_multipart_upload()
                 .bucket(&self.bucket)
                 .key(&object.key)
@@ -416,6 +426,7 @@ impl S3Sink {
         upload_id: &str,
         what: &str,
     ) -> Result<(), ErrorClass> {
+        let client = self.client().await;
         let part_bytes = self
             .config
             .multipart_part_bytes
@@ -427,8 +438,7 @@ impl S3Sink {
                 let number = n as i32 + 1;
                 let end = (start + part_bytes).min(object.body.len());
                 async move {
-                    let out = self
-                        .client
+                    let out = client
                         .upload_part()
                         .bucket(&self.bucket)
                         .key(&object.key)
@@ -452,7 +462,7 @@ impl S3Sink {
             .await?;
         parts.sort_by_key(|p| p.part_number());
         let count = parts.len();
-        self.client
+        client
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(&object.key)
@@ -476,8 +486,9 @@ impl Sink for S3Sink {
     }
 
     async fn healthcheck(&mut self) -> Result<(), SinkError> {
+        let client = self.client().await;
         let what = format!("HeadBucket s3://{}", self.bucket);
-        match self.client.head_bucket().bucket(&self.bucket).send().await {
+        match client.head_bucket().bucket(&self.bucket).send().await {
             Ok(_) => Ok(()),
             Err(e) => match aws::status(&e) {
                 Some(404) => Err(SinkError::fatal(
@@ -617,7 +628,7 @@ mod tests {
             "bucket = \"b\"\nendpoint = \"http://127.0.0.1:1\"\ngzip = true\nformat = \"raw\"\ntime_zone = \"Europe/Berlin\"",
         )
         .unwrap();
-        let sink = S3Sink::new("s", config).await.unwrap();
+        let sink = S3Sink::new("s", config).unwrap();
         let t1 = r#"{"data":{"id":"1","text":"a"}}"#;
         let m = r#"{"update_id":5,"message":{"message_id":5,"chat":{"id":1,"type":"private"},"text":"m"}}"#;
         let t2 = r#"{"data":{"id":"2","text":"b"}}"#;
