@@ -181,6 +181,7 @@ pub fn code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_s3::operation::put_object::PutObjectError;
 
     fn conn() -> AwsConnection {
         AwsConnection {
@@ -209,6 +210,44 @@ mod tests {
             ..conn()
         };
         assert_eq!(c.validate().unwrap_err().0, "request_timeout_ms");
+    }
+
+    fn service_error(status: u16, code: &str) -> SdkError<PutObjectError> {
+        use aws_sdk_s3::config::http::HttpResponse;
+        use aws_sdk_s3::error::ErrorMetadata;
+        use aws_sdk_s3::primitives::SdkBody;
+        SdkError::service_error(
+            PutObjectError::generic(ErrorMetadata::builder().code(code).message("m").build()),
+            HttpResponse::new(status.try_into().unwrap(), SdkBody::empty()),
+        )
+    }
+
+    #[test]
+    fn sdk_errors_are_classified() {
+        let retry =
+            |e: &SdkError<PutObjectError>| matches!(classify("PUT", e), ErrorClass::Retry(_));
+        assert!(retry(&service_error(503, "SlowDown")));
+        assert!(retry(&service_error(500, "InternalError")));
+        assert!(retry(&service_error(400, "ThrottlingException")));
+        assert!(retry(&service_error(
+            400,
+            "ProvisionedThroughputExceededException"
+        )));
+        assert!(!retry(&service_error(404, "NoSuchBucket")));
+        assert!(!retry(&service_error(403, "AccessDenied")));
+        assert!(!retry(&service_error(400, "ResourceNotFoundException")));
+        assert!(retry(&SdkError::timeout_error("slow")));
+        assert!(retry(&SdkError::dispatch_failure(
+            aws_sdk_s3::error::ConnectorError::io("connection refused".into())
+        )));
+        assert!(!retry(&SdkError::construction_failure("bad input")));
+        let ErrorClass::Fatal(m) = classify("PUT s3://b/k", &service_error(404, "NoSuchBucket"))
+        else {
+            panic!()
+        };
+        assert_eq!(m, "PUT s3://b/k: HTTP 404 NoSuchBucket: m");
+        assert_eq!(status(&service_error(404, "X")), Some(404));
+        assert_eq!(code(&service_error(404, "X")), Some("X"));
     }
 
     #[tokio::test]

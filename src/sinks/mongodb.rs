@@ -394,44 +394,51 @@ impl MongodbSink {
                 return;
             }
         };
-        if let Ok(wce) = reply.get_document("writeConcernError") {
-            // The writes may have landed; upserts make the retry harmless.
-            out.failed.extend_from_slice(indexes);
-            out.note(format!(
-                "write concern error: {}",
-                wce.get_str("errmsg").unwrap_or("")
-            ));
-            return;
-        }
-        let Ok(errors) = reply.get_array("writeErrors") else {
-            return;
+        read_reply(&reply, indexes, out);
+    }
+}
+
+/// Reads an `update` reply: statements with a transient write error go to
+/// `failed`, the others with an error to `rejected`; a write concern error
+/// fails them all (upserts make the retry harmless).
+fn read_reply(reply: &Document, indexes: &[usize], out: &mut Outcomes) {
+    if let Ok(wce) = reply.get_document("writeConcernError") {
+        // The writes may have landed; upserts make the retry harmless.
+        out.failed.extend_from_slice(indexes);
+        out.note(format!(
+            "write concern error: {}",
+            wce.get_str("errmsg").unwrap_or("")
+        ));
+        return;
+    }
+    let Ok(errors) = reply.get_array("writeErrors") else {
+        return;
+    };
+    for e in errors {
+        let Bson::Document(e) = e else { continue };
+        let index = match e.get("index") {
+            Some(Bson::Int32(i)) => *i as usize,
+            Some(Bson::Int64(i)) => *i as usize,
+            _ => continue,
         };
-        for e in errors {
-            let Bson::Document(e) = e else { continue };
-            let index = match e.get("index") {
-                Some(Bson::Int32(i)) => *i as usize,
-                Some(Bson::Int64(i)) => *i as usize,
-                _ => continue,
-            };
-            let Some(&i) = indexes.get(index) else {
-                continue;
-            };
-            let code = match e.get("code") {
-                Some(Bson::Int32(c)) => *c,
-                Some(Bson::Int64(c)) => *c as i32,
-                _ => 0,
-            };
-            let m = format!(
-                "write error {code}: {}",
-                e.get_str("errmsg").unwrap_or("(no message)")
-            );
-            if retryable_code(code) {
-                out.failed.push(i);
-            } else {
-                out.rejected.push((i, m.clone()));
-            }
-            out.note(m);
+        let Some(&i) = indexes.get(index) else {
+            continue;
+        };
+        let code = match e.get("code") {
+            Some(Bson::Int32(c)) => *c,
+            Some(Bson::Int64(c)) => *c as i32,
+            _ => 0,
+        };
+        let m = format!(
+            "write error {code}: {}",
+            e.get_str("errmsg").unwrap_or("(no message)")
+        );
+        if retryable_code(code) {
+            out.failed.push(i);
+        } else {
+            out.rejected.push((i, m.clone()));
         }
+        out.note(m);
     }
 }
 
@@ -627,6 +634,30 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.validate().unwrap_err().0, "uri_env");
+    }
+
+    #[test]
+    fn write_errors_are_retried_or_rejected_by_code() {
+        // Statement 0 → batch index 10, 1 → 11, 2 → 12.
+        let reply = doc! {
+            "ok": 1, "n": 1,
+            "writeErrors": [
+                { "index": 0, "code": 11000, "errmsg": "E11000 duplicate key" },
+                { "index": 2, "code": 2, "errmsg": "bad value" },
+            ],
+        };
+        let mut out = Outcomes::default();
+        read_reply(&reply, &[10, 11, 12], &mut out);
+        assert_eq!(out.failed, [10]);
+        assert_eq!(out.rejected, [(12, "write error 2: bad value".to_owned())]);
+        let reply =
+            doc! { "ok": 1, "n": 3, "writeConcernError": { "code": 64, "errmsg": "waiting" } };
+        let mut out = Outcomes::default();
+        read_reply(&reply, &[0, 1, 2], &mut out);
+        assert_eq!(out.failed, [0, 1, 2]);
+        let mut out = Outcomes::default();
+        read_reply(&doc! { "ok": 1, "n": 3 }, &[0, 1, 2], &mut out);
+        assert!(out.failed.is_empty() && out.rejected.is_empty());
     }
 
     #[test]
