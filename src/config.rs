@@ -13,6 +13,9 @@ use crate::retry::Backoff;
 use crate::retry::StreamBackoffConfig;
 use crate::sinks::file::{FileSinkConfig, StdoutSinkConfig};
 use crate::sinks::kafka::KafkaSinkConfig;
+use crate::sinks::kinesis::KinesisSinkConfig;
+use crate::sinks::mongodb::MongodbSinkConfig;
+use crate::sinks::s3::S3SinkConfig;
 use crate::sources::twitter::api::{DEFAULT_API_BASE, NewRule};
 use crate::sources::twitter::stream::StreamConfig;
 
@@ -164,6 +167,9 @@ pub enum SinkConfig {
     File(FileSinkConfig),
     Stdout(StdoutSinkConfig),
     Kafka(KafkaSinkConfig),
+    S3(S3SinkConfig),
+    Kinesis(KinesisSinkConfig),
+    Mongodb(MongodbSinkConfig),
 }
 
 impl SinkConfig {
@@ -175,6 +181,9 @@ impl SinkConfig {
             SinkConfig::File(_) => "file",
             SinkConfig::Stdout(_) => "stdout",
             SinkConfig::Kafka(_) => "kafka",
+            SinkConfig::S3(_) => "s3",
+            SinkConfig::Kinesis(_) => "kinesis",
+            SinkConfig::Mongodb(_) => "mongodb",
         }
     }
 
@@ -183,6 +192,9 @@ impl SinkConfig {
             SinkConfig::File(c) => (c.queue_capacity, c.batch, c.retry),
             SinkConfig::Stdout(c) => (c.queue_capacity, c.batch, c.retry),
             SinkConfig::Kafka(c) => (c.queue_capacity, c.batch, c.retry),
+            SinkConfig::S3(c) => (c.queue_capacity, c.batch, c.retry),
+            SinkConfig::Kinesis(c) => (c.queue_capacity, c.batch, c.retry),
+            SinkConfig::Mongodb(c) => (c.queue_capacity, c.batch, c.retry),
         };
         CommonSinkConfig {
             queue_capacity,
@@ -196,6 +208,9 @@ impl SinkConfig {
             SinkConfig::File(c) => c.format,
             SinkConfig::Stdout(c) => c.format,
             SinkConfig::Kafka(c) => c.format,
+            SinkConfig::S3(c) => c.format,
+            SinkConfig::Kinesis(c) => c.format,
+            SinkConfig::Mongodb(c) => c.format,
         }
     }
 }
@@ -475,10 +490,17 @@ fn reparse_sink(text: &str, name: &str) -> Option<(usize, String, String)> {
         "file" => toml::from_str::<FileSinkConfig>(&snippet).err()?,
         "stdout" => toml::from_str::<StdoutSinkConfig>(&snippet).err()?,
         "kafka" => toml::from_str::<KafkaSinkConfig>(&snippet).err()?,
+        "s3" => toml::from_str::<S3SinkConfig>(&snippet).err()?,
+        "kinesis" => toml::from_str::<KinesisSinkConfig>(&snippet).err()?,
+        "mongodb" => toml::from_str::<MongodbSinkConfig>(&snippet).err()?,
         _ => return None,
     };
     let message = err.message().trim().to_owned();
-    let (line, field) = locate(&snippet, err.span()?.start, &message);
+    let (mut line, field) = locate(&snippet, err.span()?.start, &message);
+    if message.starts_with("missing field") {
+        // A missing field has no line of its own: point at the table.
+        line = find_field_line(text, &main).or(line);
+    }
     let field = if field.is_empty() {
         main
     } else {
@@ -580,6 +602,16 @@ impl Settings {
                     "file" => SinkConfig::File(FileSinkConfig::default()),
                     "stdout" | "-" => SinkConfig::Stdout(StdoutSinkConfig::default()),
                     "kafka" => SinkConfig::Kafka(KafkaSinkConfig::default()),
+                    "s3" | "kinesis" | "mongodb" => {
+                        return Err(ResolveError::Usage(format!(
+                            "sink `{name}` needs a [sinks.{name}] table in the config (with `type = \"{name}\"` and its {}); see config.example.toml",
+                            match name.as_str() {
+                                "s3" => "`bucket`",
+                                "kinesis" => "`stream_name`",
+                                _ => "`database` and `collection`",
+                            }
+                        )));
+                    }
                     _ => {
                         let known: Vec<&str> = file.sinks.keys().map(String::as_str).collect();
                         return Err(ResolveError::Usage(format!(
@@ -828,10 +860,27 @@ fn validate_sink(
     if config.format() == Format::Raw && !keep_raw {
         return Err(loaded.error(&field("format"), "`format = \"raw\"` writes the original payload, which --no-raw (or `raw = false`) drops; use one or the other"));
     }
-    match config {
-        SinkConfig::File(c) => c.validate().map_err(|m| loaded.error(&field("path"), m))?,
-        SinkConfig::Kafka(c) => c.validate().map_err(|(f, m)| loaded.error(&field(&f), m))?,
-        SinkConfig::Stdout(_) => {}
+    let checked: Result<(), (String, String)> = match config {
+        SinkConfig::File(c) => c.validate().map_err(|m| ("path".to_owned(), m)),
+        SinkConfig::Stdout(_) => Ok(()),
+        SinkConfig::Kafka(c) => c.validate(),
+        SinkConfig::S3(c) => c.validate().map_err(|(f, m)| (f.to_string(), m)),
+        SinkConfig::Kinesis(c) => c.validate().map_err(|(f, m)| (f.to_string(), m)),
+        SinkConfig::Mongodb(c) => c.validate().map_err(|(f, m)| (f.to_string(), m)),
+    };
+    if let Err((f, m)) = checked {
+        // A missing optional field has no line: point at the table instead.
+        let at = if find_field_line(&loaded.text, &field(&f)).is_some() {
+            field(&f)
+        } else {
+            format!("sinks.{name}")
+        };
+        return Err(ConfigError::Invalid {
+            path: loaded.path.clone(),
+            line: find_field_line(&loaded.text, &at),
+            field: field(&f),
+            message: m,
+        });
     }
     Ok(())
 }

@@ -35,6 +35,9 @@ use pipeline::{RunLimits, SinkHandle, SinkSpec, SinkSummary, StopReason};
 use record::{NormalizeOptions, RunInfo};
 use sinks::file::{FileSink, StdoutSink};
 use sinks::kafka::KafkaSink;
+use sinks::kinesis::KinesisSink;
+use sinks::mongodb::MongodbSink;
+use sinks::s3::S3Sink;
 use sinks::{AnySink, Sink, SinkError};
 use sources::{Source, SourceContext, SourceCounters};
 use state::{DeadLetters, StateError};
@@ -138,6 +141,15 @@ pub fn build_sink(named: &NamedSink) -> Result<AnySink, Error> {
         SinkConfig::File(c) => Box::new(FileSink::new(&named.name, c.clone()).map_err(usage)?),
         SinkConfig::Stdout(c) => Box::new(StdoutSink::new(&named.name, c)),
         SinkConfig::Kafka(c) => Box::new(KafkaSink::new(&named.name, c).map_err(usage)?),
+        SinkConfig::S3(c) => Box::new(S3Sink::new(&named.name, c.clone()).map_err(usage)?),
+        SinkConfig::Kinesis(c) => {
+            Box::new(KinesisSink::new(&named.name, c.clone()).map_err(usage)?)
+        }
+        // The connection string is the one secret here: a missing variable is a config error.
+        SinkConfig::Mongodb(c) => Box::new(
+            MongodbSink::new(&named.name, c.clone())
+                .map_err(|m| Error::MissingSecret(format!("sink `{}`: {m}", named.name)))?,
+        ),
     })
 }
 

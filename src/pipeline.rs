@@ -356,13 +356,19 @@ impl<S: Sink> SinkWorker<S> {
                         .filter_map(|&i| todo.get(i).cloned())
                         .collect();
                     let rejected = rejected.iter().filter(|(i, _)| *i < todo.len()).count();
-                    self.counters.delivered.fetch_add(
-                        todo.len().saturating_sub(kept.len() + rejected) as u64,
-                        Ordering::Relaxed,
-                    );
+                    let confirmed = todo.len().saturating_sub(kept.len() + rejected);
+                    self.counters
+                        .delivered
+                        .fetch_add(confirmed as u64, Ordering::Relaxed);
                     todo = kept;
                     if todo.is_empty() {
                         break;
+                    }
+                    // The destination took some: it is throttling, not down. The
+                    // budget counts attempts in a row without progress, and the
+                    // backoff starts over (`todo` shrinks, so this ends).
+                    if confirmed > 0 && !matches!(err, SinkError::Fatal { .. }) {
+                        attempt = 1;
                     }
                 }
                 if matches!(err, SinkError::Fatal { .. }) {
@@ -857,6 +863,32 @@ mod tests {
         let out = h.outcome.await.unwrap();
         let s = &out.per_sink["test"];
         assert_eq!((s.delivered, s.dead_lettered, s.retried), (4, 1, 1));
+    }
+
+    fn first_one_succeeds(n: usize) -> Result<(), SinkError> {
+        Err(SinkError::Partial {
+            sink: "test".into(),
+            failed: (1..n).collect(),
+            rejected: Vec::new(),
+            total: n,
+            source: "throttled".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn partial_progress_does_not_spend_the_retry_budget() {
+        // A throttled destination that takes one record per call: with a budget of
+        // 2 attempts, every record still gets through, since each call progresses.
+        let (sink, confirmed, calls) = ScriptedSink::new(vec![first_one_succeeds; 5]);
+        let h = start(vec![(sink, config(100, 2))], None);
+        let (batch, ack) = SourceBatch::with_ack(records(0..6));
+        h.tx.send(batch).await.unwrap();
+        assert_eq!(ack.await.unwrap().outcome, Outcome::Delivered);
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
+        assert_eq!(confirmed.lock().unwrap().concat().len(), 6);
+        drop(h.tx);
+        let out = h.outcome.await.unwrap();
+        assert_eq!(out.per_sink["test"].delivered, 6);
     }
 
     #[tokio::test]

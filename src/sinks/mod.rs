@@ -7,8 +7,12 @@ use std::sync::Arc;
 
 use crate::record::Record;
 
+pub mod aws;
 pub mod file;
 pub mod kafka;
+pub mod kinesis;
+pub mod mongodb;
+pub mod s3;
 
 /// A boxed error from a destination's client.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

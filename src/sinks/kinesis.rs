@@ -1,0 +1,502 @@
+//! The `kinesis` sink: PutRecords in requests of at most 500 records and 5 MiB,
+//! reading the per-record results so only the failed entries are retried.
+
+use std::sync::Arc;
+
+use aws_sdk_kinesis::Client;
+use aws_sdk_kinesis::primitives::Blob;
+use aws_sdk_kinesis::types::PutRecordsRequestEntry;
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use tracing::debug;
+
+use super::aws::{self, AwsConnection, ErrorClass};
+use super::{Sink, SinkError};
+use crate::config::{BatchConfig, RetryConfig, default_queue_capacity};
+use crate::record::{Format, Record};
+
+/// Most records in one PutRecords request.
+pub const MAX_PUT_RECORDS: usize = 500;
+/// Most bytes (data and partition keys) in one PutRecords request.
+pub const MAX_PUT_RECORDS_BYTES: usize = 5 * 1024 * 1024;
+/// Most bytes (data and partition key) in one record.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+/// Longest partition key, in Unicode characters.
+pub const MAX_PARTITION_KEY_CHARS: usize = 256;
+
+/// Top-level record fields a `partition_key` path may start with.
+const RECORD_FIELDS: &[&str] = &[
+    "id",
+    "platform",
+    "kind",
+    "text",
+    "text_ascii",
+    "created_at",
+    "received_at",
+    "author",
+    "chat",
+    "lang",
+    "source",
+    "matching_rules",
+    "tags",
+    "refs",
+    "run",
+    "raw",
+];
+
+/// `[sinks.NAME]` with `type = "kinesis"`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KinesisSinkConfig {
+    /// The stream, by name…
+    pub stream_name: Option<String>,
+    /// …or by ARN (one of the two).
+    pub stream_arn: Option<String>,
+    /// A dotted path into the record (`id`, `author.id`, `raw.data.author_id`); default `id`.
+    #[serde(default = "default_partition_key")]
+    pub partition_key: String,
+    /// `record` (default) or `raw`.
+    #[serde(default)]
+    pub format: Format,
+    /// PutRecords requests of one batch in flight at once.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    #[serde(default = "aws::default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "aws::default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_partition_key() -> String {
+    "id".to_owned()
+}
+fn default_max_in_flight() -> usize {
+    4
+}
+
+impl KinesisSinkConfig {
+    pub fn connection(&self) -> AwsConnection {
+        AwsConnection {
+            region: self.region.clone(),
+            endpoint: self.endpoint.clone(),
+            connect_timeout_ms: self.connect_timeout_ms,
+            request_timeout_ms: self.request_timeout_ms,
+        }
+    }
+
+    /// Checks the fields; the error names the field and says why.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        match (&self.stream_name, &self.stream_arn) {
+            (None, None) => {
+                return Err((
+                    "stream_name",
+                    "is missing: name the stream with `stream_name` or `stream_arn`".into(),
+                ));
+            }
+            (Some(_), Some(_)) => {
+                return Err((
+                    "stream_arn",
+                    "cannot be used with `stream_name`: keep one".into(),
+                ));
+            }
+            (Some(n), None) if n.trim().is_empty() => {
+                return Err(("stream_name", "is empty".into()));
+            }
+            (None, Some(a)) if !a.starts_with("arn:") => {
+                return Err((
+                    "stream_arn",
+                    format!("`{a}` is not an ARN (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`)"),
+                ));
+            }
+            _ => {}
+        }
+        let first = self.partition_key.split('.').next().unwrap_or("");
+        if self.partition_key.split('.').any(str::is_empty) || !RECORD_FIELDS.contains(&first) {
+            return Err((
+                "partition_key",
+                format!(
+                    "`{}` is not a path into the record: start with one of {} (e.g. `id`, `author.id`, `raw.data.author_id`); a constant key would send everything to one shard",
+                    self.partition_key,
+                    RECORD_FIELDS.join(", ")
+                ),
+            ));
+        }
+        if self.max_in_flight == 0 {
+            return Err(("max_in_flight", "must be at least 1".into()));
+        }
+        self.connection().validate()
+    }
+
+    fn stream(&self) -> String {
+        self.stream_name
+            .clone()
+            .or_else(|| self.stream_arn.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Where a record's partition key comes from.
+#[derive(Debug, Clone)]
+enum PartitionKey {
+    Id,
+    Path(Vec<String>),
+}
+
+impl PartitionKey {
+    fn new(path: &str) -> Self {
+        if path == "id" {
+            PartitionKey::Id
+        } else {
+            PartitionKey::Path(path.split('.').map(str::to_owned).collect())
+        }
+    }
+
+    /// The key of a record: the value at the path, else the record id; at
+    /// most [`MAX_PARTITION_KEY_CHARS`] characters.
+    fn of(&self, r: &Record) -> String {
+        let key = match self {
+            PartitionKey::Id => None,
+            PartitionKey::Path(path) => serde_json::to_value(r).ok().and_then(|v| {
+                let mut cur = &v;
+                for p in path {
+                    cur = match cur {
+                        Value::Object(o) => o.get(p)?,
+                        Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
+                        _ => return None,
+                    };
+                }
+                match cur {
+                    Value::String(s) if !s.is_empty() => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::Bool(b) => Some(b.to_string()),
+                    _ => None,
+                }
+            }),
+        };
+        let key = key.unwrap_or_else(|| r.id.clone());
+        match key.char_indices().nth(MAX_PARTITION_KEY_CHARS) {
+            Some((cut, _)) => key[..cut].to_owned(),
+            None => key,
+        }
+    }
+}
+
+/// Writes records to a Kinesis data stream.
+pub struct KinesisSink {
+    name: String,
+    /// Built at first use (loading the AWS config is async; building the sink is not).
+    client: OnceCell<Client>,
+    config: KinesisSinkConfig,
+    key: PartitionKey,
+}
+
+impl KinesisSink {
+    pub fn new(name: &str, config: KinesisSinkConfig) -> Result<Self, String> {
+        config.validate().map_err(|(f, m)| format!("`{f}` {m}"))?;
+        Ok(KinesisSink {
+            name: name.to_owned(),
+            client: OnceCell::new(),
+            key: PartitionKey::new(&config.partition_key),
+            config,
+        })
+    }
+
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async { Client::new(&self.config.connection().sdk_config().await) })
+            .await
+    }
+
+    fn classify(
+        &self,
+        what: &str,
+        err: &aws_sdk_kinesis::error::SdkError<
+            impl aws_sdk_kinesis::error::ProvideErrorMetadata + std::error::Error + 'static,
+        >,
+    ) -> ErrorClass {
+        if aws::code(err) == Some("ResourceNotFoundException") {
+            return ErrorClass::Fatal(format!(
+                "the Kinesis stream `{}` does not exist: create it, or fix `stream_name`/`stream_arn` in [sinks.{}]",
+                self.config.stream(),
+                self.name
+            ));
+        }
+        aws::classify(what, err)
+    }
+
+    /// Sends one PutRecords request; returns the outcome of each entry.
+    async fn put(&self, (entries, indexes): (Vec<PutRecordsRequestEntry>, Vec<usize>)) -> Outcomes {
+        let client = self.client().await;
+        let mut out = Outcomes::default();
+        let indexes = &indexes[..];
+        let what = format!("PutRecords to `{}`", self.config.stream());
+        let started = std::time::Instant::now();
+        let result = client
+            .put_records()
+            .set_stream_name(self.config.stream_name.clone())
+            .set_stream_arn(self.config.stream_arn.clone())
+            .set_records(Some(entries))
+            .send()
+            .await;
+        let response = match result {
+            Ok(r) => r,
+            Err(e) => {
+                match self.classify(&what, &e) {
+                    ErrorClass::Retry(m) => {
+                        out.failed.extend_from_slice(indexes);
+                        out.note(m);
+                    }
+                    ErrorClass::Fatal(m) => {
+                        out.rejected.extend(indexes.iter().map(|&i| (i, m.clone())));
+                        out.note(m);
+                    }
+                }
+                return out;
+            }
+        };
+        let results = response.records();
+        if results.len() != indexes.len() {
+            out.failed.extend_from_slice(indexes);
+            out.note(format!(
+                "{what}: {} results for {} records",
+                results.len(),
+                indexes.len()
+            ));
+            return out;
+        }
+        let mut throttled = 0usize;
+        for (entry, &i) in results.iter().zip(indexes) {
+            if let Some(code) = entry.error_code() {
+                // The only per-record errors are throughput and internal
+                // failures: both go again.
+                out.failed.push(i);
+                throttled += 1;
+                if out.first.is_none() {
+                    out.note(format!(
+                        "{what}: {code}: {}",
+                        entry.error_message().unwrap_or("")
+                    ));
+                }
+            }
+        }
+        debug!(
+            records = indexes.len(),
+            failed = throttled,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "PutRecords answered"
+        );
+        out
+    }
+}
+
+/// One PutRecords request: its entries and their indexes in the batch.
+type Request = (Vec<PutRecordsRequestEntry>, Vec<usize>);
+
+/// Splits entries into requests within Kinesis' limits (500 records, 5 MiB).
+#[derive(Default)]
+struct Requests {
+    done: Vec<Request>,
+    current: Request,
+    bytes: usize,
+}
+
+impl Requests {
+    fn push(&mut self, index: usize, entry: PutRecordsRequestEntry, size: usize) {
+        if self.current.0.len() == MAX_PUT_RECORDS || self.bytes + size > MAX_PUT_RECORDS_BYTES {
+            self.done.push(std::mem::take(&mut self.current));
+            self.bytes = 0;
+        }
+        self.current.0.push(entry);
+        self.current.1.push(index);
+        self.bytes += size;
+    }
+
+    fn finish(mut self) -> Vec<Request> {
+        if !self.current.0.is_empty() {
+            self.done.push(self.current);
+        }
+        self.done
+    }
+}
+
+#[derive(Default)]
+struct Outcomes {
+    failed: Vec<usize>,
+    rejected: Vec<(usize, String)>,
+    first: Option<String>,
+}
+
+impl Outcomes {
+    fn note(&mut self, m: String) {
+        self.first.get_or_insert(m);
+    }
+
+    fn merge(&mut self, other: Outcomes) {
+        self.failed.extend(other.failed);
+        self.rejected.extend(other.rejected);
+        if let Some(m) = other.first {
+            self.note(m);
+        }
+    }
+}
+
+impl Sink for KinesisSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn healthcheck(&mut self) -> Result<(), SinkError> {
+        let client = self.client().await;
+        let what = format!("DescribeStreamSummary `{}`", self.config.stream());
+        let summary = client
+            .describe_stream_summary()
+            .set_stream_name(self.config.stream_name.clone())
+            .set_stream_arn(self.config.stream_arn.clone())
+            .send()
+            .await
+            .map_err(|e| match self.classify(&what, &e) {
+                ErrorClass::Retry(m) => SinkError::retryable(&self.name, m),
+                ErrorClass::Fatal(m) => SinkError::fatal(&self.name, m),
+            })?;
+        if let Some(s) = summary.stream_description_summary() {
+            debug!(status = %s.stream_status().as_str(), shards = s.open_shard_count(), "stream found");
+        }
+        Ok(())
+    }
+
+    async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
+        let mut out = Outcomes::default();
+        let mut requests = Requests::default();
+        for (i, r) in batch.iter().enumerate() {
+            let mut data = r.to_line(self.config.format);
+            data.pop(); // the newline: one record is one Kinesis record
+            let key = self.key.of(r);
+            let size = data.len() + key.len();
+            if size > MAX_RECORD_BYTES {
+                out.rejected.push((
+                    i,
+                    format!(
+                        "the record is {size} bytes with its partition key; Kinesis takes at most {MAX_RECORD_BYTES}"
+                    ),
+                ));
+                continue;
+            }
+            let entry = PutRecordsRequestEntry::builder()
+                .data(Blob::new(data))
+                .partition_key(key)
+                .build()
+                .map_err(|e| SinkError::fatal(&self.name, e))?;
+            requests.push(i, entry, size);
+        }
+        let this = &*self;
+        let mut answers = futures_util::stream::iter(requests.finish())
+            .map(|request| this.put(request))
+            .buffer_unordered(self.config.max_in_flight);
+        while let Some(answer) = answers.next().await {
+            out.merge(answer);
+        }
+        drop(answers);
+        if out.failed.is_empty() && out.rejected.is_empty() {
+            return Ok(());
+        }
+        let message = out
+            .first
+            .unwrap_or_else(|| format!("records over Kinesis' {MAX_RECORD_BYTES}-byte limit"));
+        if out.failed.len() == batch.len() {
+            return Err(SinkError::retryable(&self.name, message));
+        }
+        Err(SinkError::Partial {
+            sink: self.name.clone(),
+            total: batch.len(),
+            failed: out.failed,
+            rejected: out.rejected,
+            source: message.into(),
+        })
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{NormalizeOptions, Normalized, RunInfo};
+
+    fn tweet(id: u32, author: &str) -> Record {
+        let opts = NormalizeOptions::new(Arc::new(RunInfo::new(None)));
+        let line = format!(r#"{{"data":{{"id":"{id}","text":"t","author_id":"{author}"}}}}"#);
+        match crate::sources::twitter::normalize_line(line.as_bytes(), &"now".into(), &opts)
+            .unwrap()
+        {
+            Normalized::Record(r) => *r,
+            _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn partition_keys_follow_the_path_and_fall_back_to_the_id() {
+        let r = tweet(7, "99");
+        assert_eq!(PartitionKey::new("id").of(&r), "twitter:7");
+        assert_eq!(PartitionKey::new("raw.data.author_id").of(&r), "99");
+        assert_eq!(PartitionKey::new("chat.id").of(&r), "twitter:7");
+        let long = "x".repeat(300);
+        let mut r = tweet(8, &long);
+        r.id = long.clone();
+        assert_eq!(
+            PartitionKey::new("id").of(&r).chars().count(),
+            MAX_PARTITION_KEY_CHARS
+        );
+    }
+
+    #[test]
+    fn requests_stay_within_500_records_and_5_mib() {
+        let entry = |n: usize| {
+            PutRecordsRequestEntry::builder()
+                .data(Blob::new(vec![b'x'; n]))
+                .partition_key("k")
+                .build()
+                .unwrap()
+        };
+        let mut r = Requests::default();
+        for i in 0..1200 {
+            r.push(i, entry(10), 11);
+        }
+        let sizes: Vec<usize> = r.finish().iter().map(|(e, _)| e.len()).collect();
+        assert_eq!(sizes, [500, 500, 200]);
+        let mut r = Requests::default();
+        for i in 0..12 {
+            r.push(i, entry(1), MAX_RECORD_BYTES);
+        }
+        let done = r.finish();
+        let sizes: Vec<usize> = done.iter().map(|(e, _)| e.len()).collect();
+        assert_eq!(sizes, [5, 5, 2]);
+        assert_eq!(done[2].1, [10, 11]);
+    }
+
+    #[test]
+    fn config_needs_one_stream_and_a_record_path() {
+        let c: KinesisSinkConfig = toml::from_str("stream_name = \"s\"").unwrap();
+        assert!(c.validate().is_ok());
+        assert_eq!(c.partition_key, "id");
+        let c: KinesisSinkConfig = toml::from_str("").unwrap();
+        assert_eq!(c.validate().unwrap_err().0, "stream_name");
+        let c: KinesisSinkConfig =
+            toml::from_str("stream_name = \"s\"\nstream_arn = \"arn:aws:kinesis:x\"").unwrap();
+        assert_eq!(c.validate().unwrap_err().0, "stream_arn");
+        let c: KinesisSinkConfig =
+            toml::from_str("stream_name = \"s\"\npartition_key = \"constant\"").unwrap();
+        assert_eq!(c.validate().unwrap_err().0, "partition_key");
+    }
+}
