@@ -5,53 +5,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 mod common;
 use common::*;
 
 use serde_json::Value;
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the integration tests with `scripts/test` (it starts the local S3, Kinesis and MongoDB servers and exports their addresses)")
-    })
-}
-
-/// A name no other test (or earlier run) uses.
-fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}-{}-{nanos}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Runs a Python snippet with boto3 (and the test credentials); returns its stdout as JSON.
-fn py(script: &str, args: &[&str]) -> Value {
-    let out = Command::new(var("INGEST_TEST_PYTHON"))
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
 
 /// The binary's environment: test credentials, no IMDS lookups.
 fn aws_env() -> Env {
@@ -112,8 +71,8 @@ print(json.dumps(out))
 "#;
 
 fn s3_bucket() -> (String, String) {
-    let endpoint = var("INGEST_TEST_S3_ENDPOINT");
-    let bucket = unique("ingest");
+    let endpoint = service("INGEST_TEST_S3_ENDPOINT");
+    let bucket = unique("ingest", '-');
     py(S3_CREATE, &[&endpoint, &bucket]);
     (endpoint, bucket)
 }
@@ -278,8 +237,8 @@ fn s3_large_batches_go_up_as_multipart_uploads() {
 
 #[test]
 fn s3_missing_bucket_is_a_clear_error_and_exit_1() {
-    let endpoint = var("INGEST_TEST_S3_ENDPOINT");
-    let bucket = unique("missing");
+    let endpoint = service("INGEST_TEST_S3_ENDPOINT");
+    let bucket = unique("missing", '-');
     let env = aws_env().config(&s3_config(&endpoint, &bucket, "", "max_records = 10"));
     let input = write_input(&env, (0..3).map(|i| tweet(i, "hi")));
     let out = env.run(&["replay", &input, "--sink", "archive"]);
@@ -396,7 +355,7 @@ struct Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        let _ = Command::new(var("INGEST_TEST_PYTHON"))
+        let _ = Command::new(service("INGEST_TEST_PYTHON"))
             .arg("-c")
             .arg(KINESIS_DELETE)
             .args([&self.endpoint, &self.name])
@@ -408,8 +367,8 @@ impl Drop for Stream {
 }
 
 fn kinesis_stream(shards: u32) -> Stream {
-    let endpoint = var("INGEST_TEST_KINESIS_ENDPOINT");
-    let name = unique("ingest");
+    let endpoint = service("INGEST_TEST_KINESIS_ENDPOINT");
+    let name = unique("ingest", '-');
     py(KINESIS_CREATE, &[&endpoint, &name, &shards.to_string()]);
     Stream { endpoint, name }
 }
@@ -518,8 +477,8 @@ fn kinesis_oversized_records_are_dead_lettered_and_the_rest_delivered() {
 
 #[test]
 fn kinesis_missing_stream_is_a_clear_error_and_exit_1() {
-    let endpoint = var("INGEST_TEST_KINESIS_ENDPOINT");
-    let stream = unique("missing");
+    let endpoint = service("INGEST_TEST_KINESIS_ENDPOINT");
+    let stream = unique("missing", '-');
     let env = aws_env().config(&kinesis_config(&endpoint, &stream, ""));
     let input = write_input(&env, (0..3).map(|i| tweet(i, "hi")));
     let out = env.run(&["replay", &input, "--sink", "stream"]);
@@ -563,4 +522,142 @@ fn aws_sinks_need_their_table_and_valid_fields() {
         err.contains("line 4") && err.contains("sinks.a.key_templat"),
         "{err}"
     );
+}
+
+const MONGO_DOCS: &str = r#"
+import sys, json
+from pymongo import MongoClient
+c = MongoClient(sys.argv[1], serverSelectionTimeoutMS=5000)[sys.argv[2]][sys.argv[3]]
+print(json.dumps(list(c.find({})), default=str))
+"#;
+
+#[test]
+fn fan_out_to_all_five_sinks_gives_identical_record_sets() {
+    let (s3_endpoint, bucket) = s3_bucket();
+    let stream = kinesis_stream(2);
+    let topic = unique("fanout", '-');
+    let collection = unique("fanout", '_');
+    let config = format!(
+        r#"
+[sinks.file]
+type = "file"
+path = "file.jsonl"
+
+[sinks.bus]
+type = "kafka"
+brokers = "{brokers}"
+topic = "{topic}"
+
+[sinks.stream]
+type = "kinesis"
+stream_name = "{stream_name}"
+endpoint = "{kinesis}"
+
+[sinks.archive]
+type = "s3"
+bucket = "{bucket}"
+endpoint = "{s3_endpoint}"
+force_path_style = true
+
+[sinks.docs]
+type = "mongodb"
+uri = "{mongo}"
+database = "ingest_test"
+collection = "{collection}"
+"#,
+        brokers = service("INGEST_TEST_KAFKA_BROKERS"),
+        stream_name = stream.name,
+        kinesis = stream.endpoint,
+        mongo = service("INGEST_TEST_MONGODB_URI"),
+    );
+    let env = aws_env().config(&config);
+    let input = write_input(&env, (0..300).map(|i| tweet(i, "fan out ☕ to every sink")));
+    let out = env.run(&[
+        "replay",
+        &input,
+        "--sink",
+        "file",
+        "--sink",
+        "bus",
+        "--sink",
+        "stream",
+        "--sink",
+        "archive",
+        "--sink",
+        "docs",
+        "--summary",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    for sink in ["file", "bus", "stream", "archive", "docs"] {
+        assert_eq!(s["sinks"][sink]["delivered"], 300, "{sink}: {s}");
+    }
+
+    // The file sink's lines are the reference: the exact serialized records.
+    let file: BTreeSet<String> = std::fs::read_to_string(env.path("file.jsonl"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(file.len(), 300);
+    // Kafka, read with kcat.
+    let kafka: BTreeSet<String> = kcat_read(&service("INGEST_TEST_KAFKA_BROKERS"), &topic, 300)
+        .into_iter()
+        .map(|m| m.payload)
+        .collect();
+    assert_eq!(kafka, file, "kafka");
+    // Kinesis, read with boto3 GetRecords.
+    let kinesis: Vec<String> = py(KINESIS_READ, &[&stream.endpoint, &stream.name])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["data"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(kinesis.len(), 300, "kinesis holds each record once");
+    assert_eq!(
+        kinesis.into_iter().collect::<BTreeSet<_>>(),
+        file,
+        "kinesis"
+    );
+    // S3, read with boto3.
+    let s3: Vec<String> = py(S3_READ, &[&s3_endpoint, &bucket])
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|o| {
+            o["body"]
+                .as_str()
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(s3.len(), 300, "s3 holds each record once");
+    assert_eq!(s3.into_iter().collect::<BTreeSet<_>>(), file, "s3");
+    // MongoDB, read with pymongo: one document per record, keyed by id, same content.
+    let docs = py(
+        MONGO_DOCS,
+        &[
+            &service("INGEST_TEST_MONGODB_URI"),
+            "ingest_test",
+            &collection,
+        ],
+    );
+    let docs = docs.as_array().unwrap();
+    assert_eq!(docs.len(), 300);
+    let by_id: BTreeMap<String, Value> = file
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["id"].as_str().unwrap().to_owned(), v)
+        })
+        .collect();
+    for d in docs {
+        let id = d["_id"].as_str().unwrap();
+        let r = &by_id[id];
+        assert_eq!(d["text"], r["text"], "{id}");
+        assert_eq!(d["raw"], r["raw"], "{id}");
+        assert_eq!(d["run"]["id"], r["run"]["id"], "{id}");
+    }
 }

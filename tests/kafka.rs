@@ -12,14 +12,8 @@ use common::*;
 
 use serde_json::Value;
 
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the suite with scripts/test, which starts the test services")
-    })
-}
-
 fn brokers() -> String {
-    var("INGEST_TEST_KAFKA_BROKERS")
+    service("INGEST_TEST_KAFKA_BROKERS")
 }
 
 /// A topic no other test (or earlier run) uses.
@@ -47,68 +41,6 @@ fn tweets(first: u64, n: u64, text_len: usize) -> String {
     out
 }
 
-/// One message as kcat prints it with `-J`.
-#[derive(Debug)]
-struct Message {
-    key: String,
-    payload: String,
-    headers: Vec<(String, String)>,
-}
-
-/// Consumes `topic` from the beginning to its end with kcat, until `want`
-/// messages are there or 20 s pass.
-fn kcat_read(brokers: &str, topic: &str, want: usize) -> Vec<Message> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = Command::new(var("INGEST_TEST_KCAT"))
-            .args([
-                "-C",
-                "-b",
-                brokers,
-                "-t",
-                topic,
-                "-o",
-                "beginning",
-                "-e",
-                "-J",
-                "-q",
-            ])
-            .args(["-X", "topic.metadata.refresh.interval.ms=500"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let messages: Vec<Message> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
-                let headers = v["headers"]
-                    .as_array()
-                    .map(|h| {
-                        h.chunks(2)
-                            .map(|kv| {
-                                (
-                                    kv[0].as_str().unwrap().to_owned(),
-                                    kv[1].as_str().unwrap_or("").to_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                Message {
-                    key: v["key"].as_str().unwrap_or_default().to_owned(),
-                    payload: v["payload"].as_str().unwrap_or_default().to_owned(),
-                    headers,
-                }
-            })
-            .collect();
-        if messages.len() >= want || Instant::now() > deadline {
-            return messages;
-        }
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 fn config(name: &str, brokers: &str, topic: &str, extra: &str) -> String {
     format!(
         "[sinks.{name}]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n{extra}\n\n[sinks.{name}.batch]\ntimeout_ms = 50\n"
@@ -122,7 +54,7 @@ struct Broker {
 
 impl Broker {
     fn start_at(addr: &str) -> Broker {
-        let tansu = var("INGEST_TEST_TANSU");
+        let tansu = service("INGEST_TEST_TANSU");
         let url = format!("tcp://{addr}");
         let child = Command::new(&tansu)
             .args([

@@ -11,18 +11,8 @@ use common::*;
 
 use serde_json::Value;
 
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the suite with scripts/test, which starts the test services")
-    })
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("ingest-src-{name}-{nanos}")
+fn unique_topic(name: &str) -> String {
+    unique(&format!("ingest-src-{name}"), '-')
 }
 
 fn tweets(first: u64, n: u64) -> String {
@@ -37,10 +27,42 @@ fn tweets(first: u64, n: u64) -> String {
 }
 
 /// Config with a Kafka sink `k` into `topic` and the Kafka source's group settings.
+/// Config with a Kafka sink `k` into `topic`, a file sink `f`, a MongoDB sink
+/// `docs` (collection named after the topic) and the Kafka source's settings.
 fn config(topic: &str, extra: &str) -> String {
     format!(
-        "[kafka]\nsession_timeout_ms = 2000\nidle_ms = 500\n\n[sinks.k]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopic = \"{topic}\"\n[sinks.k.batch]\ntimeout_ms = 20\n\n[sinks.f]\ntype = \"file\"\npath = \"out.jsonl\"\n{extra}",
-        var("INGEST_TEST_KAFKA_BROKERS")
+        "[kafka]\nsession_timeout_ms = 2000\nidle_ms = 500\n\n[sinks.k]\ntype = \"kafka\"\nbrokers = \"{}\"\ntopic = \"{topic}\"\n[sinks.k.batch]\ntimeout_ms = 20\n\n[sinks.f]\ntype = \"file\"\npath = \"out.jsonl\"\n\n[sinks.docs]\ntype = \"mongodb\"\nuri = \"{}\"\ndatabase = \"ingest_test\"\ncollection = \"{}\"\n{extra}",
+        service("INGEST_TEST_KAFKA_BROKERS"),
+        service("INGEST_TEST_MONGODB_URI"),
+        collection(topic),
+    )
+}
+
+fn collection(topic: &str) -> String {
+    topic.replace(['-', '.'], "_")
+}
+
+const MONGO_COUNT: &str = r#"
+import sys, json
+from pymongo import MongoClient
+c = MongoClient(sys.argv[1], serverSelectionTimeoutMS=5000)[sys.argv[2]][sys.argv[3]]
+ids = [d["_id"] for d in c.find({}, {"_id": 1})]
+print(json.dumps({"count": c.count_documents({}), "distinct": len(set(ids))}))
+"#;
+
+/// (documents, distinct ids) in the topic's collection, read with pymongo.
+fn mongo_count(topic: &str) -> (u64, u64) {
+    let v = py(
+        MONGO_COUNT,
+        &[
+            &service("INGEST_TEST_MONGODB_URI"),
+            "ingest_test",
+            &collection(topic),
+        ],
+    );
+    (
+        v["count"].as_u64().unwrap(),
+        v["distinct"].as_u64().unwrap(),
     )
 }
 
@@ -53,11 +75,12 @@ fn produce(env: &Env, first: u64, n: u64) {
 
 fn consume(env: &Env, topic: &str, group: &str) -> std::process::Output {
     env.cmd()
-        .args(["kafka", "--topic", topic, "--group", group, "--sink", "f"])
+        .args(["kafka", "--topic", topic, "--group", group])
+        .args(["--sink", "f", "--sink", "docs"])
         .args(["--until-idle", "--summary", "--duration", "60s"])
         .env(
             "INGEST_KAFKA_SOURCE_BROKERS",
-            var("INGEST_TEST_KAFKA_BROKERS"),
+            service("INGEST_TEST_KAFKA_BROKERS"),
         )
         .output()
         .unwrap()
@@ -72,9 +95,9 @@ fn ids_in(env: &Env, file: &str) -> Vec<String> {
 
 #[test]
 fn drains_a_topic_once_then_finds_nothing_new() {
-    let topic = unique("drain");
+    let topic = unique_topic("drain");
     let env = Env::new().config(&config(&topic, ""));
-    let group = unique("g");
+    let group = unique_topic("g");
     produce(&env, 1, 250);
     let out = consume(&env, &topic, &group);
     let s = summary(&out);
@@ -94,18 +117,24 @@ fn drains_a_topic_once_then_finds_nothing_new() {
         "{r}"
     );
     assert!(r["tags"].as_array().is_some_and(|t| !t.is_empty()), "{r}");
+    assert_eq!(
+        mongo_count(&topic),
+        (250, 250),
+        "MongoDB, read with pymongo"
+    );
 
     // Offsets were committed: the same group finds nothing new.
     let out2 = consume(&env, &topic, &group);
     assert!(out2.status.success(), "{}", stderr(&out2));
     assert_eq!(summary(&out2)["records_in"], 0, "{}", stderr(&out2));
     assert_eq!(ids_in(&env, "out.jsonl").len(), 250);
+    assert_eq!(mongo_count(&topic), (250, 250), "no new documents");
 }
 
 #[test]
 fn kill_9_mid_run_then_rerun_delivers_everything_and_replays_only_the_unconfirmed_tail() {
-    let topic = unique("crash");
-    let group = unique("g");
+    let topic = unique_topic("crash");
+    let group = unique_topic("g");
     // Source batches of 50: one ack and one commit each.
     let env = Env::new().config(
         &config(
@@ -124,12 +153,12 @@ fn kill_9_mid_run_then_rerun_delivers_everything_and_replays_only_the_unconfirme
     let mut child = env
         .cmd()
         .args([
-            "kafka", "--topic", &topic, "--group", &group, "--sink", "out",
+            "kafka", "--topic", &topic, "--group", &group, "--sink", "out", "--sink", "docs",
         ])
         .args(["--until-idle", "--duration", "60s"])
         .env(
             "INGEST_KAFKA_SOURCE_BROKERS",
-            var("INGEST_TEST_KAFKA_BROKERS"),
+            service("INGEST_TEST_KAFKA_BROKERS"),
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -165,6 +194,11 @@ fn kill_9_mid_run_then_rerun_delivers_everything_and_replays_only_the_unconfirme
         second < 3000,
         "the rerun resumed from the committed offsets, not from the start ({second})"
     );
+    assert_eq!(
+        mongo_count(&topic),
+        (3000, 3000),
+        "MongoDB holds every record once: redeliveries are upserts on _id"
+    );
     let twice = first.len() + rerun.len() - 3000;
     eprintln!(
         "first run delivered {} before kill -9; the rerun read {second}; {twice} delivered twice (the unconfirmed tail)",
@@ -174,7 +208,7 @@ fn kill_9_mid_run_then_rerun_delivers_everything_and_replays_only_the_unconfirme
 
 #[test]
 fn a_poison_message_is_dead_lettered_with_its_coordinates_and_the_rest_delivered() {
-    let topic = unique("poison");
+    let topic = unique_topic("poison");
     let env = Env::new().config(&config(&topic, ""));
     // Raw X lines and Telegram updates (not records) plus garbage, produced by kcat.
     let mut lines = String::new();
@@ -182,8 +216,14 @@ fn a_poison_message_is_dead_lettered_with_its_coordinates_and_the_rest_delivered
     lines.push_str("k2\tthis is not json\n");
     lines.push_str("k3\t{\"update_id\":5,\"message\":{\"message_id\":1,\"date\":1764000000,\"chat\":{\"id\":-100,\"type\":\"channel\"},\"text\":\"tg\"}}\n");
     lines.push_str("k4\t{\"unknown\":true}\n");
-    let mut kcat = Command::new(var("INGEST_TEST_KCAT"))
-        .args(["-P", "-b", &var("INGEST_TEST_KAFKA_BROKERS"), "-t", &topic])
+    let mut kcat = Command::new(service("INGEST_TEST_KCAT"))
+        .args([
+            "-P",
+            "-b",
+            &service("INGEST_TEST_KAFKA_BROKERS"),
+            "-t",
+            &topic,
+        ])
         .args(["-K", "\t", "-p", "0"])
         .stdin(Stdio::piped())
         .spawn()
@@ -195,7 +235,7 @@ fn a_poison_message_is_dead_lettered_with_its_coordinates_and_the_rest_delivered
         .unwrap();
     assert!(kcat.wait().unwrap().success());
 
-    let out = consume(&env, &topic, &unique("g"));
+    let out = consume(&env, &topic, &unique_topic("g"));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let s = summary(&out);
     assert_eq!(s["records_in"], 2, "{s}");
@@ -222,8 +262,8 @@ fn a_poison_message_is_dead_lettered_with_its_coordinates_and_the_rest_delivered
 
 #[test]
 fn two_consumers_in_one_group_share_the_partitions_and_deliver_everything_once() {
-    let topic = unique("group");
-    let group = unique("g");
+    let topic = unique_topic("group");
+    let group = unique_topic("g");
     let env = Env::new().config(&config(&topic, ""));
     // Create the topic (4 partitions, auto-created) before the consumers join.
     produce(&env, 1, 4);
@@ -235,7 +275,7 @@ fn two_consumers_in_one_group_share_the_partitions_and_deliver_everything_once()
             .args(["--sink", "file", "--file-path", file])
             .env(
                 "INGEST_KAFKA_SOURCE_BROKERS",
-                var("INGEST_TEST_KAFKA_BROKERS"),
+                service("INGEST_TEST_KAFKA_BROKERS"),
             )
             .stderr(Stdio::piped())
             .spawn()
@@ -320,10 +360,10 @@ fn bad_source_settings_are_clear_errors() {
 
 #[test]
 fn check_tries_the_brokers_and_the_topics() {
-    let topic = unique("check");
+    let topic = unique_topic("check");
     let env = Env::new().config(&config(&topic, ""));
     produce(&env, 1, 3);
-    let b = var("INGEST_TEST_KAFKA_BROKERS");
+    let b = service("INGEST_TEST_KAFKA_BROKERS");
     let env = Env::new().config(&format!(
         "[kafka]\nbrokers = \"{b}\"\ntopics = [\"{topic}\"]\n"
     ));

@@ -2,50 +2,10 @@
 //! back with pymongo. Run through `scripts/test`, which starts the server and
 //! exports its address.
 
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 mod common;
 use common::*;
 
 use serde_json::Value;
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run the integration tests with `scripts/test` (it starts the local S3, Kinesis and MongoDB servers and exports their addresses)")
-    })
-}
-
-/// A collection name no other test uses (nx-27017 takes only `[A-Za-z0-9_]`).
-fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}_{}_{nanos}_{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Runs a pymongo snippet; returns its stdout as JSON.
-fn py(script: &str, args: &[&str]) -> Value {
-    let out = Command::new(var("INGEST_TEST_PYTHON"))
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
 
 const READ: &str = r#"
 import sys, json
@@ -86,14 +46,18 @@ max_records = 250
 fn read(collection: &str) -> Value {
     py(
         READ,
-        &[&var("INGEST_TEST_MONGODB_URI"), "ingest_test", collection],
+        &[
+            &service("INGEST_TEST_MONGODB_URI"),
+            "ingest_test",
+            collection,
+        ],
     )
 }
 
 #[test]
 fn mongodb_replaying_the_same_input_twice_never_duplicates() {
-    let uri = var("INGEST_TEST_MONGODB_URI");
-    let collection = unique("replay");
+    let uri = service("INGEST_TEST_MONGODB_URI");
+    let collection = unique("replay", '_');
     let env = Env::new().with("RUST_LOG", "warn").config(&config(
         &collection,
         &format!("uri = \"{uri}\""),
@@ -126,8 +90,8 @@ fn mongodb_replaying_the_same_input_twice_never_duplicates() {
 
 #[test]
 fn mongodb_uri_from_the_environment_raw_format_and_ttl_index() {
-    let uri = var("INGEST_TEST_MONGODB_URI");
-    let collection = unique("raw");
+    let uri = service("INGEST_TEST_MONGODB_URI");
+    let collection = unique("raw", '_');
     let env = Env::new()
         .with("RUST_LOG", "warn")
         .with("TEST_MONGO_HOSTPORT", uri.trim_start_matches("mongodb://"))
@@ -156,7 +120,7 @@ fn mongodb_uri_from_the_environment_raw_format_and_ttl_index() {
 
 #[test]
 fn mongodb_missing_uri_variable_is_a_config_error_that_shows_no_secret() {
-    let collection = unique("nouri");
+    let collection = unique("nouri", '_');
     let env = Env::new().config(&config(
         &collection,
         "uri = \"mongodb://admin:${INGEST_TEST_UNSET_PASSWORD}@127.0.0.1:1\"",
@@ -191,8 +155,8 @@ fn mongodb_missing_uri_variable_is_a_config_error_that_shows_no_secret() {
 
 #[test]
 fn mongodb_a_document_the_server_refuses_is_dead_lettered_alone() {
-    let uri = var("INGEST_TEST_MONGODB_URI");
-    let collection = unique("refused");
+    let uri = service("INGEST_TEST_MONGODB_URI");
+    let collection = unique("refused", '_');
     let env = Env::new().with("RUST_LOG", "warn").config(&config(
         &collection,
         &format!("uri = \"{uri}\""),

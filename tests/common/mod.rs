@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: a scratch directory with a scrubbed
 //! environment for the real binary, readers for what it writes, the mocks as
-//! their own processes, and a minimal HTTP client.
+//! their own processes, the local servers `scripts/services` starts (and a
+//! Python with boto3 and pymongo to read them back), and a minimal HTTP client.
 
 #![allow(dead_code)] // each test crate uses its own subset
 
@@ -252,5 +253,111 @@ impl Drop for MockProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A variable `scripts/services` exports (a server address, a client's path).
+pub fn service(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the integration tests with `scripts/test`, which starts the local Kafka, S3, Kinesis and MongoDB servers and exports their addresses")
+    })
+}
+
+/// A name no other test (or earlier run) uses: the prefix, the pid, the time
+/// and a counter joined by `sep` (S3 buckets want `-`, nx-27017 collections `_`).
+pub fn unique(prefix: &str, sep: char) -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}{sep}{}{sep}{nanos}{sep}{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs a Python snippet in the services' virtualenv (boto3, pymongo) with the
+/// test AWS credentials; returns its stdout as JSON.
+pub fn py(script: &str, args: &[&str]) -> Value {
+    let out = Command::new(service("INGEST_TEST_PYTHON"))
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// One message as kcat prints it with `-J`.
+#[derive(Debug)]
+pub struct Message {
+    pub key: String,
+    pub payload: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Consumes `topic` from the beginning to its end with kcat, until `want`
+/// messages are there or 20 s pass.
+pub fn kcat_read(brokers: &str, topic: &str, want: usize) -> Vec<Message> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new(service("INGEST_TEST_KCAT"))
+            .args([
+                "-C",
+                "-b",
+                brokers,
+                "-t",
+                topic,
+                "-o",
+                "beginning",
+                "-e",
+                "-J",
+                "-q",
+            ])
+            .args(["-X", "topic.metadata.refresh.interval.ms=500"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let messages: Vec<Message> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                let headers = v["headers"]
+                    .as_array()
+                    .map(|h| {
+                        h.chunks(2)
+                            .map(|kv| {
+                                (
+                                    kv[0].as_str().unwrap().to_owned(),
+                                    kv[1].as_str().unwrap_or("").to_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Message {
+                    key: v["key"].as_str().unwrap_or_default().to_owned(),
+                    payload: v["payload"].as_str().unwrap_or_default().to_owned(),
+                    headers,
+                }
+            })
+            .collect();
+        if messages.len() >= want || Instant::now() > deadline {
+            return messages;
+        }
+        std::thread::sleep(Duration::from_millis(300));
     }
 }
