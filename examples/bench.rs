@@ -13,7 +13,6 @@
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,14 +28,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod lines;
 use lines::line;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "common/util.rs"]
+mod util;
+use util::{arg_or, ingest_bin};
 
 fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
     // SAFETY: a zeroed cpu_set_t is valid; CPU_SET and sched_setaffinity get valid pointers.
@@ -51,21 +45,13 @@ fn pin_to_cpu(cpu: usize) -> std::io::Result<()> {
 }
 
 fn main() {
-    let records = arg("--records", 1_000_000);
+    let records = arg_or("--records", 1_000_000u64);
     println!("generating {records} X stream lines per phase");
 
     // End to end first, while this process is small: a child's peak RSS
     // counts the parent's RSS at fork time on Linux.
     // The real binary, replay - → file, pinned to one core.
-    let exe = std::env::current_exe().unwrap();
-    let bin: PathBuf = std::env::var_os("INGEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| exe.parent().unwrap().parent().unwrap().join("ingest"));
-    assert!(
-        bin.exists(),
-        "build the binary first (cargo build --release) or set INGEST_BIN; looked at {}",
-        bin.display()
-    );
+    let bin = ingest_bin();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.jsonl");
     let mut cmd = Command::new(&bin);

@@ -19,19 +19,15 @@
 //! the broker; `scripts/services` sets one up).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+#[path = "common/util.rs"]
+mod util;
+use util::{arg, ingest_bin};
+
 #[path = "common/lines.rs"]
 mod lines;
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
 
 fn timed(cmd: &mut Command) -> f64 {
     let start = Instant::now();
@@ -53,15 +49,7 @@ fn main() {
         .or_else(|| std::env::var("INGEST_TEST_KAFKA_BROKERS").ok())
         .expect("name the brokers with --brokers or INGEST_TEST_KAFKA_BROKERS (scripts/services up kafka)");
     let kcat = std::env::var("INGEST_TEST_KCAT").unwrap_or_else(|_| "kcat".into());
-    let exe = std::env::current_exe().unwrap();
-    let bin: PathBuf = std::env::var_os("INGEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| exe.parent().unwrap().parent().unwrap().join("ingest"));
-    assert!(
-        bin.exists(),
-        "build the binary first (cargo build --release) or set INGEST_BIN; looked at {}",
-        bin.display()
-    );
+    let bin = ingest_bin();
     let dir = tempfile::tempdir().unwrap();
     let path = |p: &str| dir.path().join(p);
 

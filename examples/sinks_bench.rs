@@ -15,20 +15,15 @@
 //! records/s and 1 MiB/s, as Kinesis does.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use serde_json::Value;
 
-fn arg(name: &str, default: &str) -> String {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| default.to_owned())
-}
+#[path = "common/util.rs"]
+mod util;
+use util::{arg_or, ingest_bin};
 
 fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -137,18 +132,10 @@ fn run(bin: &Path, dir: &Path, input: &Path, input_bytes: u64, sink: &str, confi
 }
 
 fn main() {
-    let records: u64 = arg("--records", "100000").parse().unwrap();
-    let shards: u32 = arg("--shards", "4").parse().unwrap();
-    let sinks = arg("--sinks", "s3,kinesis,mongodb");
-    let exe = std::env::current_exe().unwrap();
-    let bin: PathBuf = std::env::var_os("INGEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| exe.parent().unwrap().parent().unwrap().join("ingest"));
-    assert!(
-        bin.exists(),
-        "build the binary first (cargo build --release) or set INGEST_BIN; looked at {}",
-        bin.display()
-    );
+    let records: u64 = arg_or("--records", String::from("100000")).parse().unwrap();
+    let shards: u32 = arg_or("--shards", String::from("4")).parse().unwrap();
+    let sinks = arg_or("--sinks", String::from("s3,kinesis,mongodb"));
+    let bin = ingest_bin();
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.jsonl");
     let mut buf = Vec::with_capacity(records as usize * 700);

@@ -10,18 +10,12 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "common/util.rs"]
+mod util;
+use util::{arg_or, ingest_bin};
 
 fn pin(cmd: &mut Command, cpu: usize) {
     if std::thread::available_parallelism()
@@ -43,16 +37,8 @@ fn pin(cmd: &mut Command, cpu: usize) {
 }
 
 fn main() {
-    let records = arg("--records", 1_000_000);
-    let exe = std::env::current_exe().unwrap();
-    let bin: PathBuf = std::env::var_os("INGEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| exe.parent().unwrap().parent().unwrap().join("ingest"));
-    assert!(
-        bin.exists(),
-        "build the binary first (cargo build --release) or set INGEST_BIN; looked at {}",
-        bin.display()
-    );
+    let records = arg_or("--records", 1_000_000u64);
+    let bin = ingest_bin();
     let dir = tempfile::tempdir().unwrap();
     let scenario = dir.path().join("scenario.toml");
     std::fs::write(

@@ -7,18 +7,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+#[path = "common/util.rs"]
+mod util;
+use util::{arg_or, ingest_bin};
 
 fn rusage_wait(child: std::process::Child) -> (f64, f64) {
     let pid = child.id() as libc::pid_t;
@@ -64,17 +58,10 @@ fn post(stream: &mut BufReader<TcpStream>, body: &str) -> u16 {
 }
 
 fn main() {
-    let updates = arg("--updates", 200_000);
-    let requests = arg("--requests", 20_000);
-    let clients = arg("--clients", 16);
-    let exe = std::env::current_exe().unwrap();
-    let bin: PathBuf = std::env::var_os("INGEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| exe.parent().unwrap().parent().unwrap().join("ingest"));
-    assert!(
-        bin.exists(),
-        "build the binary first (cargo build --release) or set INGEST_BIN"
-    );
+    let updates = arg_or("--updates", 200_000u64);
+    let requests = arg_or("--requests", 20_000u64);
+    let clients = arg_or("--clients", 16u64);
+    let bin = ingest_bin();
     let dir = tempfile::tempdir().unwrap();
 
     // 1. Long polling: mock → ingest telegram --until-idle → file.
