@@ -21,7 +21,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
 use serde::Deserialize;
 use tracing::{debug, error, info, warn};
 
-use super::{Sink, SinkError};
+use super::{RecordResults, Sink, SinkError};
 use crate::config::{BatchConfig, RetryConfig, default_queue_capacity};
 use crate::record::{Format, Platform, Record};
 
@@ -468,20 +468,18 @@ impl KafkaSink {
 /// Results of one batch, by record index.
 #[derive(Default)]
 struct Outcomes {
-    failed: Vec<usize>,
-    rejected: Vec<(usize, String)>,
-    first_error: Option<String>,
+    results: RecordResults,
     /// The producer hit a fatal error (idempotence state lost) and must be rebuilt.
     fatal: bool,
 }
 
 impl Outcomes {
     fn fail(&mut self, i: usize, e: &KafkaError) {
-        self.first_error.get_or_insert_with(|| e.to_string());
+        self.results.note(e.to_string());
         self.fatal |= e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
         match classify(e) {
-            Verdict::Retry => self.failed.push(i),
-            Verdict::Reject(why) => self.rejected.push((i, why)),
+            Verdict::Retry => self.results.failed.push(i),
+            Verdict::Reject(why) => self.results.rejected.push((i, why)),
         }
     }
 }
@@ -561,9 +559,6 @@ impl Sink for KafkaSink {
                 }
             }
         }
-        if outcomes.failed.is_empty() && outcomes.rejected.is_empty() {
-            return Ok(());
-        }
         if outcomes.fatal {
             error!(
                 "the Kafka producer hit a fatal error; replacing it (the failed records are retried)"
@@ -571,19 +566,16 @@ impl Sink for KafkaSink {
             self.producer = Self::producer(&self.name, &self.config)
                 .map_err(|m| SinkError::fatal(&self.name, m))?;
         }
-        let failures = outcomes.failed.len() + outcomes.rejected.len();
-        Err(SinkError::Partial {
-            sink: self.name.clone(),
-            source: format!(
-                "{failures} of {} deliveries failed; first error: {}",
-                batch.len(),
-                outcomes.first_error.unwrap_or_default()
-            )
-            .into(),
-            failed: outcomes.failed,
-            rejected: outcomes.rejected,
-            total: batch.len(),
-        })
+        let failures = outcomes.results.failed.len() + outcomes.results.rejected.len();
+        if let Some(first) = outcomes.results.first.take() {
+            outcomes.results.first = Some(format!(
+                "{failures} of {} deliveries failed; first error: {first}",
+                batch.len()
+            ));
+        }
+        outcomes
+            .results
+            .finish(&self.name, batch.len(), || "deliveries failed".to_owned())
     }
 
     /// Everything confirmed was confirmed by a delivery report already; what

@@ -13,7 +13,7 @@ use tokio::sync::OnceCell;
 use tracing::debug;
 
 use super::aws::{self, AwsConnection, ErrorClass};
-use super::{Sink, SinkError};
+use super::{RecordResults, Sink, SinkError};
 use crate::config::{BatchConfig, RetryConfig, default_queue_capacity};
 use crate::record::{Format, Record};
 
@@ -235,9 +235,12 @@ impl KinesisSink {
     }
 
     /// Sends one PutRecords request; returns the outcome of each entry.
-    async fn put(&self, (entries, indexes): (Vec<PutRecordsRequestEntry>, Vec<usize>)) -> Outcomes {
+    async fn put(
+        &self,
+        (entries, indexes): (Vec<PutRecordsRequestEntry>, Vec<usize>),
+    ) -> RecordResults {
         let client = self.client().await;
-        let mut out = Outcomes::default();
+        let mut out = RecordResults::default();
         let indexes = &indexes[..];
         let what = format!("PutRecords to `{}`", self.config.stream());
         let started = std::time::Instant::now();
@@ -329,27 +332,6 @@ impl Requests {
     }
 }
 
-#[derive(Default)]
-struct Outcomes {
-    failed: Vec<usize>,
-    rejected: Vec<(usize, String)>,
-    first: Option<String>,
-}
-
-impl Outcomes {
-    fn note(&mut self, m: String) {
-        self.first.get_or_insert(m);
-    }
-
-    fn merge(&mut self, other: Outcomes) {
-        self.failed.extend(other.failed);
-        self.rejected.extend(other.rejected);
-        if let Some(m) = other.first {
-            self.note(m);
-        }
-    }
-}
-
 impl Sink for KinesisSink {
     fn name(&self) -> &str {
         &self.name
@@ -375,7 +357,7 @@ impl Sink for KinesisSink {
     }
 
     async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
-        let mut out = Outcomes::default();
+        let mut out = RecordResults::default();
         let mut requests = Requests::default();
         for (i, r) in batch.iter().enumerate() {
             let mut data = r.to_line(self.config.format);
@@ -406,21 +388,8 @@ impl Sink for KinesisSink {
             out.merge(answer);
         }
         drop(answers);
-        if out.failed.is_empty() && out.rejected.is_empty() {
-            return Ok(());
-        }
-        let message = out
-            .first
-            .unwrap_or_else(|| format!("records over Kinesis' {MAX_RECORD_BYTES}-byte limit"));
-        if out.failed.len() == batch.len() {
-            return Err(SinkError::retryable(&self.name, message));
-        }
-        Err(SinkError::Partial {
-            sink: self.name.clone(),
-            total: batch.len(),
-            failed: out.failed,
-            rejected: out.rejected,
-            source: message.into(),
+        out.finish(&self.name, batch.len(), || {
+            format!("records over Kinesis' {MAX_RECORD_BYTES}-byte limit")
         })
     }
 

@@ -64,6 +64,57 @@ impl SinkError {
     }
 }
 
+/// Per-record results of a batch, for sinks that learn them record by record
+/// (delivery reports, PutRecords entries, write errors).
+#[derive(Debug, Default)]
+pub struct RecordResults {
+    /// Indexes into the batch to retry.
+    pub failed: Vec<usize>,
+    /// Indexes to dead-letter at once, each with its reason.
+    pub rejected: Vec<(usize, String)>,
+    /// The first error seen, for the message.
+    pub first: Option<String>,
+}
+
+impl RecordResults {
+    /// Keeps `m` as the message unless one is kept already.
+    pub fn note(&mut self, m: String) {
+        self.first.get_or_insert(m);
+    }
+
+    pub fn merge(&mut self, other: RecordResults) {
+        self.failed.extend(other.failed);
+        self.rejected.extend(other.rejected);
+        if let Some(m) = other.first {
+            self.note(m);
+        }
+    }
+
+    /// The batch's result: `Ok` when nothing failed, `Retryable` when every
+    /// record failed and none was rejected, else `Partial`.
+    pub fn finish(
+        self,
+        sink: &str,
+        total: usize,
+        default_message: impl FnOnce() -> String,
+    ) -> Result<(), SinkError> {
+        if self.failed.is_empty() && self.rejected.is_empty() {
+            return Ok(());
+        }
+        let message = self.first.unwrap_or_else(default_message);
+        if self.failed.len() == total {
+            return Err(SinkError::retryable(sink, message));
+        }
+        Err(SinkError::Partial {
+            sink: sink.to_owned(),
+            total,
+            failed: self.failed,
+            rejected: self.rejected,
+            source: message.into(),
+        })
+    }
+}
+
 /// A destination for records.
 pub trait Sink: Send + 'static {
     /// The name the user gave the sink.

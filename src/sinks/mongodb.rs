@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use tracing::{debug, info};
 
-use super::{Sink, SinkError};
+use super::{RecordResults, Sink, SinkError};
 use crate::config::{BatchConfig, RetryConfig, default_queue_capacity};
 use crate::record::{Format, Record};
 use crate::secret::Secret;
@@ -362,7 +362,7 @@ impl MongodbSink {
         db: &Database,
         statements: Vec<Document>,
         indexes: &[usize],
-        out: &mut Outcomes,
+        out: &mut RecordResults,
     ) {
         let command = doc! {
             "update": &self.config.collection,
@@ -401,7 +401,7 @@ impl MongodbSink {
 /// Reads an `update` reply: statements with a transient write error go to
 /// `failed`, the others with an error to `rejected`; a write concern error
 /// fails them all (upserts make the retry harmless).
-fn read_reply(reply: &Document, indexes: &[usize], out: &mut Outcomes) {
+fn read_reply(reply: &Document, indexes: &[usize], out: &mut RecordResults) {
     if let Ok(wce) = reply.get_document("writeConcernError") {
         // The writes may have landed; upserts make the retry harmless.
         out.failed.extend_from_slice(indexes);
@@ -451,19 +451,6 @@ fn scrub_with(secrets: &[String], mut m: String) -> String {
     m
 }
 
-#[derive(Default)]
-struct Outcomes {
-    failed: Vec<usize>,
-    rejected: Vec<(usize, String)>,
-    first: Option<String>,
-}
-
-impl Outcomes {
-    fn note(&mut self, m: String) {
-        self.first.get_or_insert(m);
-    }
-}
-
 impl Sink for MongodbSink {
     fn name(&self) -> &str {
         &self.name
@@ -508,7 +495,7 @@ impl Sink for MongodbSink {
 
     async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
         let db = self.db().await?;
-        let mut out = Outcomes::default();
+        let mut out = RecordResults::default();
         let mut statements = Vec::with_capacity(batch.len().min(MAX_STATEMENTS));
         let mut indexes = Vec::with_capacity(batch.len().min(MAX_STATEMENTS));
         let mut bytes = 0usize;
@@ -550,25 +537,14 @@ impl Sink for MongodbSink {
         if !statements.is_empty() {
             self.upsert(db, statements, &indexes, &mut out).await;
         }
-        if out.failed.is_empty() && out.rejected.is_empty() {
-            return Ok(());
+        if !out.failed.is_empty() || !out.rejected.is_empty() {
+            debug!(
+                failed = out.failed.len(),
+                rejected = out.rejected.len(),
+                "update had errors"
+            );
         }
-        let message = out.first.unwrap_or_else(|| "documents rejected".to_owned());
-        debug!(
-            failed = out.failed.len(),
-            rejected = out.rejected.len(),
-            "update had errors"
-        );
-        if out.failed.len() == batch.len() {
-            return Err(SinkError::retryable(&self.name, message));
-        }
-        Err(SinkError::Partial {
-            sink: self.name.clone(),
-            total: batch.len(),
-            failed: out.failed,
-            rejected: out.rejected,
-            source: message.into(),
-        })
+        out.finish(&self.name, batch.len(), || "documents rejected".to_owned())
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
@@ -646,16 +622,16 @@ mod tests {
                 { "index": 2, "code": 2, "errmsg": "bad value" },
             ],
         };
-        let mut out = Outcomes::default();
+        let mut out = RecordResults::default();
         read_reply(&reply, &[10, 11, 12], &mut out);
         assert_eq!(out.failed, [10]);
         assert_eq!(out.rejected, [(12, "write error 2: bad value".to_owned())]);
         let reply =
             doc! { "ok": 1, "n": 3, "writeConcernError": { "code": 64, "errmsg": "waiting" } };
-        let mut out = Outcomes::default();
+        let mut out = RecordResults::default();
         read_reply(&reply, &[0, 1, 2], &mut out);
         assert_eq!(out.failed, [0, 1, 2]);
-        let mut out = Outcomes::default();
+        let mut out = RecordResults::default();
         read_reply(&doc! { "ok": 1, "n": 3 }, &[0, 1, 2], &mut out);
         assert!(out.failed.is_empty() && out.rejected.is_empty());
     }
