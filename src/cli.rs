@@ -82,15 +82,22 @@ pub struct CheckArgs {
     #[arg(long, env = "INGEST_TELEGRAM_API_BASE", value_name = "URL")]
     pub telegram_api_base: Option<String>,
 
-    /// Path template of the built-in `file` sink.
+    #[command(flatten)]
+    pub built_in: BuiltInSinkArgs,
+}
+
+/// Settings of the built-in sinks (`--sink file`, `--sink kafka` without a config table).
+#[derive(Debug, Args, Default, Clone)]
+pub struct BuiltInSinkArgs {
+    /// Path template of the built-in `file` sink (strftime fields and `{platform}`).
     #[arg(long, env = "INGEST_FILE_PATH", value_name = "TEMPLATE")]
     pub file_path: Option<String>,
 
-    /// Brokers of the built-in `kafka` sink, comma-separated host:port.
+    /// Brokers of the built-in `kafka` sink, comma-separated host:port (default localhost:9092).
     #[arg(long, env = "INGEST_KAFKA_BROKERS", value_name = "HOST:PORT,...")]
     pub kafka_brokers: Option<String>,
 
-    /// Topic template of the built-in `kafka` sink.
+    /// Topic template of the built-in `kafka` sink (default ingest-{platform}).
     #[arg(long, env = "INGEST_KAFKA_TOPIC", value_name = "TEMPLATE")]
     pub kafka_topic: Option<String>,
 }
@@ -448,17 +455,8 @@ pub struct RunArgs {
     #[arg(long, env = "INGEST_SHUTDOWN_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
     pub shutdown_timeout: Option<Duration>,
 
-    /// Path template of the built-in `file` sink (strftime fields and `{platform}`).
-    #[arg(long, env = "INGEST_FILE_PATH", value_name = "TEMPLATE")]
-    pub file_path: Option<String>,
-
-    /// Brokers of the built-in `kafka` sink, comma-separated host:port (default localhost:9092).
-    #[arg(long, env = "INGEST_KAFKA_BROKERS", value_name = "HOST:PORT,...")]
-    pub kafka_brokers: Option<String>,
-
-    /// Topic template of the built-in `kafka` sink (default ingest-{platform}).
-    #[arg(long, env = "INGEST_KAFKA_TOPIC", value_name = "TEMPLATE")]
-    pub kafka_topic: Option<String>,
+    #[command(flatten)]
+    pub built_in: BuiltInSinkArgs,
 
     /// Print a one-line JSON summary to stderr at the end (for cron logs).
     #[arg(long, env = "INGEST_SUMMARY")]

@@ -626,16 +626,18 @@ impl Settings {
                     }
                 },
             };
-            if let (SinkConfig::File(c), Some(path), false) =
-                (&mut config, &args.file_path, file.sinks.contains_key(&name))
-            {
+            if let (SinkConfig::File(c), Some(path), false) = (
+                &mut config,
+                &args.built_in.file_path,
+                file.sinks.contains_key(&name),
+            ) {
                 c.path = path.clone();
             }
             if let (SinkConfig::Kafka(c), false) = (&mut config, file.sinks.contains_key(&name)) {
-                if let Some(brokers) = &args.kafka_brokers {
+                if let Some(brokers) = &args.built_in.kafka_brokers {
                     c.brokers = brokers.clone();
                 }
-                if let Some(topic) = &args.kafka_topic {
+                if let Some(topic) = &args.built_in.kafka_topic {
                     c.topic = topic.clone();
                 }
             }
@@ -996,7 +998,10 @@ mod tests {
         let args = RunArgs {
             max_records: Some(9),
             sinks: vec!["file".into()],
-            file_path: Some("o.jsonl".into()),
+            built_in: crate::cli::BuiltInSinkArgs {
+                file_path: Some("o.jsonl".into()),
+                ..Default::default()
+            },
             no_raw: true,
             ..RunArgs::default()
         };

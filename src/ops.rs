@@ -69,9 +69,7 @@ pub async fn check(args: &CheckArgs, loaded: &LoadedConfig) -> Result<u8, Error>
         let run = RunArgs {
             sinks: names,
             config: args.config.clone(),
-            file_path: args.file_path.clone(),
-            kafka_brokers: args.kafka_brokers.clone(),
-            kafka_topic: args.kafka_topic.clone(),
+            built_in: args.built_in.clone(),
             ..RunArgs::default()
         };
         Settings::resolve(&run, loaded)?.sinks
