@@ -7,7 +7,7 @@
 //! pipeline retries with its own backoff until its budget or the run's
 //! deadline, and then dead-letters. Nothing is dropped silently.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -334,33 +334,75 @@ fn render_topic(template: &str, platform: Platform) -> String {
     template.replace("{platform}", platform.as_str())
 }
 
-/// Forwards librdkafka's logs and errors to `tracing`.
-struct LogContext {
-    sink: String,
+/// librdkafka's logs and errors, forwarded to `tracing` for the Kafka sink and
+/// source. Each kind of error is logged at most once per [`REPEAT_WINDOW`],
+/// with the number of repeats since (a broker that is down is reported every
+/// few milliseconds).
+pub(crate) struct KafkaLog {
+    component: String,
+    seen: std::sync::Mutex<HashMap<String, (std::time::Instant, u64)>>,
 }
 
-impl ClientContext for LogContext {
-    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        let sink = self.sink.as_str();
+const REPEAT_WINDOW: Duration = Duration::from_secs(10);
+
+impl KafkaLog {
+    pub(crate) fn new(component: &str) -> Self {
+        KafkaLog {
+            component: component.to_owned(),
+            seen: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        let component = self.component.as_str();
         match level {
+            // Connection failures also come through `error`, which throttles them.
+            _ if fac == "FAIL" => debug!(component, facility = fac, "librdkafka: {message}"),
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => error!(sink, facility = fac, "librdkafka: {message}"),
-            RDKafkaLogLevel::Warning => warn!(sink, facility = fac, "librdkafka: {message}"),
+            | RDKafkaLogLevel::Error => error!(component, facility = fac, "librdkafka: {message}"),
+            RDKafkaLogLevel::Warning => warn!(component, facility = fac, "librdkafka: {message}"),
             RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-                debug!(sink, facility = fac, "librdkafka: {message}")
+                debug!(component, facility = fac, "librdkafka: {message}")
             }
             RDKafkaLogLevel::Debug => {
-                tracing::trace!(sink, facility = fac, "librdkafka: {message}")
+                tracing::trace!(component, facility = fac, "librdkafka: {message}")
             }
         }
     }
 
+    /// Broker connection trouble arrives here; librdkafka reconnects by itself
+    /// and the pipeline retries what failed.
+    pub(crate) fn error(&self, error: &KafkaError, reason: &str) {
+        let now = std::time::Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = seen.entry(error.to_string()).or_insert((now, u64::MAX));
+        if entry.1 != u64::MAX && now.duration_since(entry.0) < REPEAT_WINDOW {
+            entry.1 += 1;
+            return;
+        }
+        let repeated = if entry.1 == u64::MAX { 0 } else { entry.1 };
+        *entry = (now, 0);
+        drop(seen);
+        if repeated > 0 {
+            warn!(component = %self.component, error = %error, repeated_since_last = repeated, "Kafka: {reason}");
+        } else {
+            warn!(component = %self.component, error = %error, "Kafka: {reason}");
+        }
+    }
+}
+
+/// The producer's context: logs through [`KafkaLog`].
+struct LogContext(KafkaLog);
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.0.log(level, fac, message);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
-        // Broker connection trouble arrives here; librdkafka reconnects by itself
-        // and the pipeline retries what failed.
-        warn!(sink = %self.sink, error = %error, "Kafka: {reason}");
+        self.0.error(&error, reason);
     }
 }
 
@@ -429,9 +471,7 @@ impl KafkaSink {
     ) -> Result<FutureProducer<LogContext>, String> {
         config
             .client_config()?
-            .create_with_context(LogContext {
-                sink: name.to_owned(),
-            })
+            .create_with_context(LogContext(KafkaLog::new(name)))
             .map_err(|e| format!("the Kafka client refuses the configuration: {e}"))
     }
 

@@ -261,18 +261,12 @@ impl Shared {
 
 struct ConsumerCtx {
     shared: Arc<Mutex<Shared>>,
+    log: crate::sinks::kafka::KafkaLog,
 }
 
 impl ClientContext for ConsumerCtx {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => error!(facility = fac, "librdkafka: {message}"),
-            RDKafkaLogLevel::Warning => warn!(facility = fac, "librdkafka: {message}"),
-            _ => debug!(facility = fac, "librdkafka: {message}"),
-        }
+        self.log.log(level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -282,7 +276,7 @@ impl ClientContext for ConsumerCtx {
         ) {
             return; // the end of a partition is news, not an error (see --until-idle)
         }
-        warn!(error = %error, "Kafka: {reason}");
+        self.log.error(&error, reason);
     }
 }
 
@@ -454,6 +448,7 @@ impl Source for KafkaSource {
             self.client_config()?
                 .create_with_context(ConsumerCtx {
                     shared: shared.clone(),
+                    log: crate::sinks::kafka::KafkaLog::new("kafka source"),
                 })
                 .map_err(|e| {
                     SourceError::Kafka(format!("the Kafka client refuses the configuration: {e}"))
