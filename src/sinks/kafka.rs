@@ -17,7 +17,9 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
 use serde::Deserialize;
 use tracing::{debug, error, info, warn};
 
@@ -406,6 +408,64 @@ impl ClientContext for LogContext {
     }
 }
 
+/// Delivery reports land in the batch they belong to, on librdkafka's polling
+/// thread: a failure is noted by index, and the last report wakes the writer
+/// (one wake-up per batch, not one per message).
+impl ProducerContext for LogContext {
+    type DeliveryOpaque = Box<InFlight>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, message: Box<InFlight>) {
+        if let Err((e, _)) = result {
+            message.batch.fail(message.index, e.clone());
+        }
+        message.batch.done_one();
+    }
+}
+
+/// One message on its way: its batch and its index there.
+struct InFlight {
+    batch: Arc<BatchState>,
+    index: usize,
+}
+
+/// The delivery reports of one batch.
+struct BatchState {
+    remaining: std::sync::atomic::AtomicUsize,
+    failures: std::sync::Mutex<Vec<(usize, KafkaError)>>,
+    done: tokio::sync::Notify,
+}
+
+impl BatchState {
+    fn new(n: usize) -> Self {
+        BatchState {
+            remaining: std::sync::atomic::AtomicUsize::new(n),
+            failures: std::sync::Mutex::new(Vec::new()),
+            done: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn fail(&self, index: usize, e: KafkaError) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((index, e));
+    }
+
+    fn done_one(&self) {
+        use std::sync::atomic::Ordering;
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
+    }
+
+    async fn all_reported(&self) {
+        use std::sync::atomic::Ordering;
+        while self.remaining.load(Ordering::Acquire) > 0 {
+            self.done.notified().await;
+        }
+    }
+}
+
 /// What to do with a record whose send or delivery failed.
 enum Verdict {
     Retry,
@@ -440,7 +500,7 @@ fn classify(e: &KafkaError) -> Verdict {
 pub struct KafkaSink {
     name: String,
     config: KafkaSinkConfig,
-    producer: FutureProducer<LogContext>,
+    producer: Arc<ThreadedProducer<LogContext>>,
     format: Format,
     headers: bool,
     topics: [String; 2],
@@ -468,10 +528,11 @@ impl KafkaSink {
     fn producer(
         name: &str,
         config: &KafkaSinkConfig,
-    ) -> Result<FutureProducer<LogContext>, String> {
+    ) -> Result<Arc<ThreadedProducer<LogContext>>, String> {
         config
             .client_config()?
             .create_with_context(LogContext(KafkaLog::new(name)))
+            .map(Arc::new)
             .map_err(|e| format!("the Kafka client refuses the configuration: {e}"))
     }
 
@@ -559,45 +620,46 @@ impl Sink for KafkaSink {
 
     async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
         let mut outcomes = Outcomes::default();
-        let mut pending = Vec::with_capacity(batch.len());
+        let state = Arc::new(BatchState::new(batch.len()));
         let mut payload = Vec::with_capacity(1024);
         for (i, r) in batch.iter().enumerate() {
             payload.clear();
             r.write_line(self.format, &mut payload);
             payload.pop(); // the newline
             loop {
-                let mut message = FutureRecord::to(self.topic(r.platform))
-                    .key(r.id.as_str())
-                    .payload(payload.as_slice());
-                if let Some(h) = self.headers_for(r) {
-                    message = message.headers(h);
-                }
-                let sent = self.producer.send_result(message).map_err(|(e, _)| e);
-                match sent {
-                    Ok(delivery) => {
-                        pending.push((i, delivery));
-                        break;
+                let sent = {
+                    let opaque = Box::new(InFlight {
+                        batch: state.clone(),
+                        index: i,
+                    });
+                    let mut message = BaseRecord::with_opaque_to(self.topic(r.platform), opaque)
+                        .key(r.id.as_str())
+                        .payload(payload.as_slice());
+                    if let Some(h) = self.headers_for(r) {
+                        message = message.headers(h);
                     }
+                    // A refused message comes back (and is dropped): no report will come for it.
+                    self.producer.send(message).map_err(|(e, _)| e)
+                };
+                match sent {
+                    Ok(()) => break,
                     Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                         // librdkafka's queue is full (brokers slow or away): wait for room.
                         tokio::time::sleep(Duration::from_millis(2)).await;
                     }
                     Err(e) => {
                         outcomes.fail(i, &e);
+                        state.done_one();
                         break;
                     }
                 }
             }
         }
-        for (i, delivery) in pending {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => outcomes.fail(i, &e),
-                Err(_canceled) => {
-                    let e = KafkaError::Canceled;
-                    outcomes.fail(i, &e)
-                }
-            }
+        state.all_reported().await;
+        let failures =
+            std::mem::take(&mut *state.failures.lock().unwrap_or_else(|p| p.into_inner()));
+        for (i, e) in failures {
+            outcomes.fail(i, &e);
         }
         if outcomes.fatal {
             error!(
