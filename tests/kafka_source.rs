@@ -386,3 +386,52 @@ fn check_tries_the_brokers_and_the_topics() {
         "{text}"
     );
 }
+
+#[test]
+fn until_idle_drains_several_topics() {
+    // The sink's `{platform}` template puts X posts and Telegram messages in two topics.
+    let base = unique_topic("multi");
+    let env = Env::new().config(&config(&format!("{base}-{{platform}}"), ""));
+    let mut input = tweets(1, 120);
+    for i in 1..=80 {
+        input.push_str(&format!(
+            "{{\"update_id\":{i},\"message\":{{\"message_id\":{i},\"date\":1764000000,\"chat\":{{\"id\":-100,\"type\":\"channel\"}},\"text\":\"tg {i}\"}}}}\n"
+        ));
+    }
+    std::fs::write(env.path("produce.jsonl"), input).unwrap();
+    let out = env.run(&["replay", "produce.jsonl", "--sink", "k"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = env
+        .cmd()
+        .args(["kafka", "--topic", &format!("{base}-twitter")])
+        .args([
+            "--topic",
+            &format!("{base}-telegram"),
+            "--group",
+            &unique_topic("g"),
+        ])
+        .args([
+            "--sink",
+            "f",
+            "--until-idle",
+            "--summary",
+            "--duration",
+            "60s",
+        ])
+        .env(
+            "INGEST_KAFKA_SOURCE_BROKERS",
+            service("INGEST_TEST_KAFKA_BROKERS"),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(s["records_in"], 200, "{s}");
+    assert_eq!(
+        s["stop_reason"], "end_of_input",
+        "stopped at the end, not the duration: {s}"
+    );
+    let ids: BTreeSet<String> = ids_in(&env, "out.jsonl").into_iter().collect();
+    assert_eq!(ids.len(), 200);
+    assert!(ids.contains("telegram:-100:80") && ids.contains("twitter:120"));
+}

@@ -229,9 +229,37 @@ struct Shared {
     /// Next offset to commit (last confirmed + 1).
     confirmed: HashMap<Tp, i64>,
     committed: HashMap<Tp, i64>,
-    /// Partitions that reported end-of-partition since their last message, by number
-    /// (librdkafka's EOF event carries the partition but not the topic).
-    eof: HashSet<i32>,
+    /// End-of-partition events since the last message, by partition number:
+    /// librdkafka's EOF event carries the partition but not the topic, so with
+    /// several topics a partition number is at its end once it has as many EOF
+    /// events as assigned topics have that partition.
+    eof: HashMap<i32, usize>,
+}
+
+impl Shared {
+    /// A message on partition number `p`: its topic is not at its end any more.
+    /// Which topic's EOF that cancels is unknown, so at most all but one of the
+    /// topics with that partition number stay counted (exact for one topic).
+    fn message_on(&mut self, p: i32) {
+        if let Some(seen) = self.eof.get_mut(&p) {
+            let topics = self.assigned.iter().filter(|(_, q)| *q == p).count();
+            *seen = (*seen).min(topics.saturating_sub(1));
+        }
+    }
+
+    /// Every assigned partition has reported its end since its last message.
+    fn all_at_end(&self) -> bool {
+        if self.assigned.is_empty() {
+            return false;
+        }
+        let mut wanted: HashMap<i32, usize> = HashMap::new();
+        for (_, p) in &self.assigned {
+            *wanted.entry(*p).or_default() += 1;
+        }
+        wanted
+            .iter()
+            .all(|(p, n)| self.eof.get(p).is_some_and(|seen| seen >= n))
+    }
 }
 
 impl Shared {
@@ -577,7 +605,9 @@ impl Source for KafkaSource {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .eof
-                        .insert(p);
+                        .entry(p)
+                        .and_modify(|n| *n += 1)
+                        .or_insert(1);
                     send_now = true;
                 }
                 Some(Err(e)) => {
@@ -606,9 +636,7 @@ impl Source for KafkaSource {
             }
             if s.until_idle && check_idle && !seen_since_tick && last_message.elapsed() >= s.idle {
                 let sh = shared.lock().unwrap_or_else(|p| p.into_inner());
-                let all_at_end =
-                    !sh.assigned.is_empty() && sh.assigned.iter().all(|(_, p)| sh.eof.contains(p));
-                if all_at_end {
+                if sh.all_at_end() {
                     info!("every assigned partition reached its end (--until-idle)");
                     break;
                 }
@@ -675,8 +703,7 @@ impl KafkaSource {
         shared
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .eof
-            .remove(&tp.1);
+            .message_on(tp.1);
         let value = m.payload().unwrap_or_default();
         match decode(value, self.settings.platform, ctx) {
             Ok(Some(mut r)) => {
@@ -779,6 +806,27 @@ mod tests {
         assert_eq!(tpl.count(), 1);
         s.mark_committed(&tpl);
         assert_eq!(s.to_commit(None).count(), 0, "nothing new to commit");
+    }
+
+    #[test]
+    fn the_end_needs_an_eof_per_assigned_topic_partition() {
+        let mut s = Shared::default();
+        assert!(!s.all_at_end(), "nothing assigned yet");
+        for t in ["a", "b"] {
+            for p in 0..2 {
+                s.assigned.insert((t.into(), p));
+            }
+        }
+        s.eof.insert(0, 2);
+        s.eof.insert(1, 1);
+        assert!(!s.all_at_end(), "partition 1 of one topic is still going");
+        s.eof.insert(1, 2);
+        assert!(s.all_at_end());
+        s.message_on(0); // a message arrived on partition 0 of one of the topics
+        assert_eq!(s.eof[&0], 1);
+        assert!(!s.all_at_end());
+        s.eof.insert(0, 2); // its EOF came again
+        assert!(s.all_at_end());
     }
 
     #[test]
