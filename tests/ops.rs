@@ -383,9 +383,7 @@ fn a_metrics_address_in_use_fails_the_run_before_it_starts() {
 
 #[test]
 fn check_passes_against_a_real_kafka_broker() {
-    let brokers = std::env::var("INGEST_TEST_KAFKA_BROKERS").unwrap_or_else(|_| {
-        panic!("INGEST_TEST_KAFKA_BROKERS is not set: run the suite with scripts/test, which starts the test services")
-    });
+    let brokers = service("INGEST_TEST_KAFKA_BROKERS");
     let env = Env::new().config(&format!(
         "[sinks.bus]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\n"
     ));
@@ -409,26 +407,7 @@ fn metrics_count_x_reconnects_by_reason() {
         "rate = 50.0\nkeepalive_secs = 0.2\n[[rule]]\nvalue = \"cats\"\n[[connection]]\nstatus = 503\n[[connection]]\ntweets = 3\nfault = \"stall\"\n[[connection]]\ntweets = 3\nfault = \"close\"\n",
     );
     let addr = free_addr();
-    let mut child = env
-        .cmd()
-        .args([
-            "twitter",
-            "--twitter-api-base",
-            &mock.url,
-            "--rules-mode",
-            "keep",
-            "--sink",
-            "file",
-            "--file-path",
-            "x.jsonl",
-            "--duration",
-            "60s",
-            "--metrics-addr",
-            &addr,
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = capture_with_metrics(&env, &mock, &addr, &[]);
     let (_, text) = poll(&addr, "/metrics", |_, b| {
         b.contains(r#"ingest_source_connections_total{source="twitter"} 4"#)
     });
@@ -460,28 +439,7 @@ fn healthz_turns_503_while_x_refuses_connections_and_recovers() {
         &format!("rate = 50.0\nkeepalive_secs = 0.2\n[[rule]]\nvalue = \"cats\"\n{refusals}"),
     );
     let addr = free_addr();
-    let mut child = env
-        .cmd()
-        .args([
-            "twitter",
-            "--twitter-api-base",
-            &mock.url,
-            "--rules-mode",
-            "keep",
-            "--sink",
-            "file",
-            "--file-path",
-            "x.jsonl",
-            "--duration",
-            "60s",
-            "--metrics-addr",
-            &addr,
-            "--unhealthy-after",
-            "1500ms",
-        ])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = capture_with_metrics(&env, &mock, &addr, &["--unhealthy-after", "1500ms"]);
     let (status, body) = poll(&addr, "/healthz", |s, _| s == 503);
     assert_eq!(status, 503, "{body}");
     let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -536,4 +494,34 @@ fn telegram_polling_errors_count_as_reconnects() {
     signal(&child, libc::SIGTERM);
     let status = wait_with_timeout(&mut child, Duration::from_secs(30));
     assert_eq!(status.code(), Some(0));
+}
+
+/// `ingest twitter` against the mock X API into a file, serving metrics on `addr`.
+fn capture_with_metrics(
+    env: &Env,
+    mock: &MockProcess,
+    addr: &str,
+    extra: &[&str],
+) -> std::process::Child {
+    env.cmd()
+        .args([
+            "twitter",
+            "--twitter-api-base",
+            &mock.url,
+            "--rules-mode",
+            "keep",
+        ])
+        .args([
+            "--sink",
+            "file",
+            "--file-path",
+            "x.jsonl",
+            "--duration",
+            "60s",
+        ])
+        .args(["--metrics-addr", addr])
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
