@@ -40,6 +40,21 @@ fn write_input(env: &Env, lines: impl Iterator<Item = String>) -> String {
     path.display().to_string()
 }
 
+/// Replays `input` into `sink` and the `copy` file sink; the run must succeed; its summary.
+fn replay_with_copy(env: &Env, input: &str, sink: &str) -> Value {
+    let out = env.run(&[
+        "replay",
+        input,
+        "--sink",
+        sink,
+        "--sink",
+        "copy",
+        "--summary",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    summary(&out)
+}
+
 /// The lines of a JSONL file, sorted.
 fn sorted_lines(text: &str) -> Vec<String> {
     let mut v: Vec<String> = text.lines().map(str::to_owned).collect();
@@ -121,17 +136,7 @@ fn s3_objects_follow_the_key_template_and_hold_every_record_once() {
     let (endpoint, bucket) = s3_bucket();
     let env = aws_env().config(&s3_config(&endpoint, &bucket, "", "max_records = 300"));
     let input = write_input(&env, (0..1000).map(|i| tweet(i, "hi")));
-    let out = env.run(&[
-        "replay",
-        &input,
-        "--sink",
-        "archive",
-        "--sink",
-        "copy",
-        "--summary",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let s = summary(&out);
+    let s = replay_with_copy(&env, &input, "archive");
     assert_eq!(s["sinks"]["archive"]["delivered"], 1000, "{s}");
     let objects = py(S3_READ, &[&endpoint, &bucket]);
     let objects = objects.as_array().unwrap();
@@ -207,16 +212,7 @@ fn s3_large_batches_go_up_as_multipart_uploads() {
     ));
     let text = "x".repeat(2000);
     let input = write_input(&env, (0..6000).map(|i| tweet(i, &text)));
-    let out = env.run(&[
-        "replay",
-        &input,
-        "--sink",
-        "archive",
-        "--sink",
-        "copy",
-        "--summary",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    replay_with_copy(&env, &input, "archive");
     let objects = py(S3_READ, &[&endpoint, &bucket]);
     let objects = objects.as_array().unwrap();
     let copy = std::fs::read_to_string(env.path("copy.jsonl")).unwrap();
@@ -400,17 +396,7 @@ fn kinesis_throttled_entries_are_retried_until_every_record_is_in_the_stream_onc
     let (endpoint, stream) = (&stream.endpoint, &stream.name);
     let env = aws_env().config(&kinesis_config(endpoint, stream, ""));
     let input = write_input(&env, (0..5000).map(|i| tweet(i, "hi")));
-    let out = env.run(&[
-        "replay",
-        &input,
-        "--sink",
-        "stream",
-        "--sink",
-        "copy",
-        "--summary",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let s = summary(&out);
+    let s = replay_with_copy(&env, &input, "stream");
     assert_eq!(s["sinks"]["stream"]["delivered"], 5000, "{s}");
     assert_eq!(s["sinks"]["stream"]["dead_lettered"], 0, "{s}");
     assert!(
