@@ -367,7 +367,7 @@ impl<S: Sink> SinkWorker<S> {
                     // The destination took some: it is throttling, not down. The
                     // budget counts attempts in a row without progress, and the
                     // backoff starts over (`todo` shrinks, so this ends).
-                    if confirmed > 0 && !matches!(err, SinkError::Fatal { .. }) {
+                    if confirmed > 0 {
                         attempt = 1;
                     }
                 }

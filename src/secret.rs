@@ -37,6 +37,29 @@ impl std::fmt::Display for Secret {
     }
 }
 
+/// Replaces every `${VAR}` in `text` with `get(VAR)`; `Err(VAR)` names the
+/// first one that is unset. An unclosed `${` stays as written.
+pub fn expand_vars(text: &str, get: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("${") {
+        let Some(len) = rest[open + 2..].find('}') else {
+            break;
+        };
+        let name = &rest[open + 2..open + 2 + len];
+        out.push_str(&rest[..open]);
+        out.push_str(&get(name).ok_or_else(|| name.to_owned())?);
+        rest = &rest[open + 3 + len..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// [`expand_vars`] with the process environment.
+pub fn expand_env(text: &str) -> Result<String, String> {
+    expand_vars(text, |name| std::env::var(name).ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

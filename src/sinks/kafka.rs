@@ -26,6 +26,7 @@ use tracing::{debug, error, info, warn};
 use super::{RecordResults, Sink, SinkError};
 use crate::config::{BatchConfig, RetryConfig, default_queue_capacity};
 use crate::record::{Format, Platform, Record};
+use crate::secret::expand_env;
 
 /// Brokers of the built-in `kafka` sink when neither config nor flag names them.
 pub const DEFAULT_BROKERS: &str = "localhost:9092";
@@ -278,56 +279,50 @@ impl KafkaSinkConfig {
             .set("message.timeout.ms", self.message_timeout_ms.to_string())
             // Our pipeline batches already; a short linger lets librdkafka fill message sets.
             .set("linger.ms", "5");
-        for (key, value) in &self.properties {
-            let value = expand_env(value).map_err(|var| {
-                format!("property `{key}` needs the environment variable `{var}`, which is not set")
-            })?;
-            c.set(key, value);
-        }
+        set_properties(&mut c, &self.properties)?;
         Ok(c)
     }
 }
 
-/// Replaces every `${VAR}` with the environment variable's value; `Err(VAR)` if one is unset.
-pub fn expand_env(value: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        let Some(len) = rest[start + 2..].find('}') else {
-            break;
-        };
-        let var = &rest[start + 2..start + 2 + len];
-        out.push_str(&rest[..start]);
-        match std::env::var(var) {
-            Ok(v) => out.push_str(&v),
-            Err(_) => return Err(var.to_owned()),
-        }
-        rest = &rest[start + 3 + len..];
+/// Adds `[…properties]` to a librdkafka config, `${VAR}` in values taken from
+/// the environment (the Kafka sink, the Kafka source and `check` share it).
+pub(crate) fn set_properties(
+    c: &mut ClientConfig,
+    properties: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    for (key, value) in properties {
+        let value = expand_env(value).map_err(|var| {
+            format!("property `{key}` needs the environment variable `{var}`, which is not set")
+        })?;
+        c.set(key, value);
     }
-    out.push_str(rest);
-    Ok(out)
+    Ok(())
+}
+
+/// A legal Kafka topic name: 1 to 249 ASCII letters, digits, `.`, `_` and `-`.
+pub(crate) fn check_topic_name(topic: &str) -> Result<(), String> {
+    if topic.is_empty() || topic.len() > 249 {
+        return Err(format!("`{topic}`: a topic name has 1 to 249 characters"));
+    }
+    if topic == "." || topic == ".." {
+        return Err(format!("`{topic}` is not a legal topic name"));
+    }
+    match topic
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        Some(c) => Err(format!(
+            "`{topic}` has `{c}`: a topic name has only ASCII letters, digits, `.`, `_` and `-`"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A topic template: legal Kafka topic characters around `{platform}`.
 fn validate_topic_template(template: &str) -> Result<(), String> {
     for p in [Platform::Twitter, Platform::Telegram] {
-        let topic = render_topic(template, p);
-        if topic.is_empty() || topic.len() > 249 {
-            return Err(format!(
-                "`{template}` gives `{topic}`: a topic name has 1 to 249 characters"
-            ));
-        }
-        if topic == "." || topic == ".." {
-            return Err(format!("`{topic}` is not a legal topic name"));
-        }
-        if let Some(c) = topic
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-        {
-            return Err(format!(
-                "`{template}` has `{c}`: a topic name has only ASCII letters, digits, `.`, `_` and `-` (and `{{platform}}`)"
-            ));
-        }
+        check_topic_name(&render_topic(template, p))
+            .map_err(|m| format!("`{template}` gives {m} (besides `{{platform}}`)"))?;
     }
     Ok(())
 }
@@ -590,12 +585,12 @@ impl Sink for KafkaSink {
         &self.name
     }
 
-    /// Asks the brokers for metadata. Unreachable brokers are a retryable
-    /// failure: the run starts and the records wait for the brokers.
     fn target(&self) -> String {
         format!("brokers {} answered", self.brokers)
     }
 
+    /// Asks the brokers for metadata. Unreachable brokers are a retryable
+    /// failure: the run starts and the records wait for the brokers.
     async fn healthcheck(&mut self) -> Result<(), SinkError> {
         let producer = self.producer.clone();
         let result = tokio::task::spawn_blocking(move || {

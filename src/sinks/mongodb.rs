@@ -166,27 +166,14 @@ impl MongodbSinkConfig {
                 });
         }
         let uri = self.uri.as_deref().unwrap_or(DEFAULT_URI);
-        expand_env(uri, |k| std::env::var(k).ok()).map(Secret::new)
+        expand_uri(uri, |k| std::env::var(k).ok()).map(Secret::new)
     }
 }
 
-/// Replaces every `${VAR}` with the variable's value; an unset variable is an error.
-fn expand_env(text: &str, get: impl Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find("${") {
-        out.push_str(&rest[..open]);
-        let Some(close) = rest[open..].find('}').map(|c| open + c) else {
-            return Err("unclosed `${` in `uri`".into());
-        };
-        let name = &rest[open + 2..close];
-        let value = get(name)
-            .ok_or_else(|| format!("the environment variable `{name}` used in `uri` is not set"))?;
-        out.push_str(&value);
-        rest = &rest[close + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
+/// `uri` with every `${VAR}` replaced; an unset variable is an error naming it.
+fn expand_uri(uri: &str, get: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    crate::secret::expand_vars(uri, get)
+        .map_err(|name| format!("the environment variable `{name}` used in `uri` is not set"))
 }
 
 /// A connection string with its user and password replaced by `***`.
@@ -569,11 +556,11 @@ mod tests {
         );
         let get = |k: &str| (k == "PW").then(|| "s3cret".to_owned());
         assert_eq!(
-            expand_env("mongodb://u:${PW}@h/", get).unwrap(),
+            expand_uri("mongodb://u:${PW}@h/", get).unwrap(),
             "mongodb://u:s3cret@h/"
         );
         assert!(
-            expand_env("mongodb://u:${NOPE}@h/", get)
+            expand_uri("mongodb://u:${NOPE}@h/", get)
                 .unwrap_err()
                 .contains("NOPE")
         );

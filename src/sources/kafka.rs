@@ -132,17 +132,12 @@ pub fn validate(s: &KafkaSourceSettings) -> Result<(), (String, String)> {
             "no topic: name one with --topic (repeatable) or `topics = [...]` in [kafka]".into(),
         );
     }
-    if let Some(t) = s.topics.iter().find(|t| {
-        t.is_empty()
-            || t.len() > 249
-            || !t
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    }) {
-        return err(
-            "topics",
-            format!("`{t}` is not a topic name (ASCII letters, digits, `.`, `_`, `-`; 1 to 249)"),
-        );
+    if let Some(m) = s
+        .topics
+        .iter()
+        .find_map(|t| crate::sinks::kafka::check_topic_name(t).err())
+    {
+        return err("topics", m);
     }
     if s.group.trim().is_empty() {
         return err("group", "the consumer group must not be empty".into());
@@ -175,12 +170,7 @@ pub async fn check(config: &KafkaSourceConfig) -> Result<String, String> {
         .unwrap_or_else(|| DEFAULT_BROKERS.to_owned());
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &brokers);
-    for (k, v) in &config.properties {
-        let v = crate::sinks::kafka::expand_env(v).map_err(|var| {
-            format!("property `{k}` needs the environment variable `{var}`, which is not set")
-        })?;
-        c.set(k, v);
-    }
+    crate::sinks::kafka::set_properties(&mut c, &config.properties)?;
     let consumer: BaseConsumer = c
         .create()
         .map_err(|e| format!("the Kafka client refuses the configuration: {e}"))?;
@@ -234,6 +224,8 @@ struct Shared {
     /// several topics a partition number is at its end once it has as many EOF
     /// events as assigned topics have that partition.
     eof: HashMap<i32, usize>,
+    /// A batch was not wholly confirmed: nothing more is (see [`Shared::confirm`]).
+    stopped: bool,
 }
 
 impl Shared {
@@ -263,6 +255,33 @@ impl Shared {
 }
 
 impl Shared {
+    /// Takes a batch's ack: its messages are confirmed up to the `accepted`-th
+    /// record (messages that are not records — dead-lettered, control — count
+    /// as handled). Once a batch is not wholly confirmed (a record limit cut
+    /// it, the pipeline stopped, records were lost), nothing after it is: a
+    /// later offset on the same partition would commit past the records that
+    /// were not delivered.
+    fn confirm(&mut self, entries: &[(Tp, i64, bool)], accepted: usize) {
+        if self.stopped {
+            return;
+        }
+        let mut taken = 0usize;
+        for (tp, offset, is_record) in entries {
+            if *is_record {
+                if taken >= accepted {
+                    self.stopped = true;
+                    return;
+                }
+                taken += 1;
+            }
+            // A partition revoked meanwhile is another consumer's now.
+            if self.assigned.contains(tp) {
+                let next = self.confirmed.entry(tp.clone()).or_insert(0);
+                *next = (*next).max(offset + 1);
+            }
+        }
+    }
+
     /// Confirmed offsets not yet committed, for assigned partitions in `only` (or all).
     fn to_commit(&self, only: Option<&HashSet<Tp>>) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
@@ -411,14 +430,7 @@ impl KafkaSource {
                 (s.session_timeout_ms / 3).max(1).to_string(),
             );
         }
-        for (k, v) in &s.properties {
-            let v = crate::sinks::kafka::expand_env(v).map_err(|var| {
-                SourceError::Kafka(format!(
-                    "property `{k}` needs the environment variable `{var}`, which is not set"
-                ))
-            })?;
-            c.set(k, v);
-        }
+        crate::sinks::kafka::set_properties(&mut c, &s.properties).map_err(SourceError::Kafka)?;
         Ok(c)
     }
 }
@@ -495,10 +507,9 @@ impl Source for KafkaSource {
             let consumer = consumer.clone();
             let shared = shared.clone();
             tokio::spawn(async move {
-                let mut lost = false;
                 while let Some(batch) = inflight_rx.recv().await {
                     let accepted = match batch.ack {
-                        None => usize::MAX,
+                        None => 0,
                         Some(rx) => match rx.await {
                             Ok(Ack {
                                 accepted,
@@ -511,28 +522,14 @@ impl Source for KafkaSource {
                                 error!(
                                     "records were lost (the dead-letter file cannot be written): offsets are no longer committed, a rerun reads them again"
                                 );
-                                lost = true;
                                 0
                             }
                             Err(_) => 0, // the pipeline stopped before confirming
                         },
                     };
-                    if lost {
-                        continue;
-                    }
                     let tpl = {
                         let mut sh = shared.lock().unwrap_or_else(|p| p.into_inner());
-                        let mut records = 0usize;
-                        for (tp, offset, is_record) in &batch.entries {
-                            if *is_record {
-                                if records >= accepted {
-                                    break;
-                                }
-                                records += 1;
-                            }
-                            let next = sh.confirmed.entry(tp.clone()).or_insert(0);
-                            *next = (*next).max(offset + 1);
-                        }
+                        sh.confirm(&batch.entries, accepted);
                         let tpl = sh.to_commit(None);
                         debug!(
                             accepted,
@@ -555,7 +552,6 @@ impl Source for KafkaSource {
                         }
                     }
                 }
-                lost
             })
         };
 
@@ -658,12 +654,14 @@ impl Source for KafkaSource {
         }
         drop(inflight_tx);
         drop(out);
-        let lost = acker.await.unwrap_or(true);
+        if let Err(e) = acker.await {
+            error!(error = %e, "the offset task failed");
+        }
         let tpl = shared
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .to_commit(None);
-        if tpl.count() > 0 && !lost {
+        if tpl.count() > 0 {
             let c = consumer.clone();
             let committed =
                 tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync).map(|()| tpl))
@@ -806,6 +804,29 @@ mod tests {
         assert_eq!(tpl.count(), 1);
         s.mark_committed(&tpl);
         assert_eq!(s.to_commit(None).count(), 0, "nothing new to commit");
+    }
+
+    #[test]
+    fn nothing_is_confirmed_past_a_batch_that_was_not_wholly_confirmed() {
+        let p0: Tp = ("t".into(), 0);
+        let mut s = Shared::default();
+        s.assigned.insert(p0.clone());
+        // Records at offsets 1-4; a record limit let 2 of them in.
+        let batch: Vec<(Tp, i64, bool)> = (1..=4).map(|o| (p0.clone(), o, true)).collect();
+        s.confirm(&batch, 2);
+        assert_eq!(s.confirmed[&p0], 3, "offsets 1 and 2 delivered: next is 3");
+        // A later batch that holds only a dead-lettered message at offset 5.
+        s.confirm(&[(p0.clone(), 5, false)], 0);
+        assert_eq!(s.confirmed[&p0], 3, "offsets 3 and 4 were never delivered");
+        // A wholly confirmed batch with a dead letter before its records.
+        let mut s = Shared::default();
+        s.assigned.insert(p0.clone());
+        s.confirm(&[(p0.clone(), 7, false), (p0.clone(), 8, true)], 1);
+        assert_eq!(s.confirmed[&p0], 9);
+        // Revoked partitions are not confirmed.
+        s.assigned.clear();
+        s.confirm(&[(p0.clone(), 9, true)], 1);
+        assert_eq!(s.confirmed[&p0], 9);
     }
 
     #[test]
