@@ -48,6 +48,11 @@ summary=$(grep '"run_id"' "$work/run.log" | tail -n 1)
 delivered=$(printf '%s' "$summary" | sed -n 's/.*"delivered":\([0-9]*\).*/\1/p')
 lines=$(wc -l < "$work/out/x.jsonl")
 echo "smoke: delivered=$delivered lines=$lines wanted=$records"
+if [ -z "$delivered" ]; then
+  echo "smoke: FAILED: no summary with a delivered count" >&2
+  cat "$work/run.log" >&2
+  exit 1
+fi
 if [ "$lines" -ne "$delivered" ] || [ "$lines" -lt "$records" ]; then
   echo "smoke: FAILED" >&2
   cat "$work/run.log" >&2

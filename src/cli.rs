@@ -67,7 +67,7 @@ pub struct CheckArgs {
     )]
     pub sinks: Vec<String>,
 
-    /// A source whose credentials to try: X (`GET` rules with the bearer token) or Telegram (`getMe`).
+    /// A source to try: X (`GET` rules with the bearer token), Telegram (`getMe`) or Kafka (`[kafka]` brokers and topics).
     #[arg(long = "source", value_enum, value_name = "SOURCE")]
     pub sources: Vec<SourceArg>,
 

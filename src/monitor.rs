@@ -223,7 +223,9 @@ impl Monitor {
         let mut sinks = serde_json::Map::new();
         for (probe, h) in self.sinks.iter().zip(health.iter()) {
             let stuck_secs = h.stuck_since.map(|t| now.duration_since(t).as_secs_f64());
-            let ok = stuck_secs.is_none_or(|s| s < self.unhealthy_after.as_secs_f64());
+            // Records held to fill a batch (an S3 sink's minute) are not stuck.
+            let limit = (self.unhealthy_after + probe.linger).as_secs_f64();
+            let ok = stuck_secs.is_none_or(|s| s < limit);
             healthy &= ok;
             sinks.insert(
                 probe.name.clone(),
@@ -245,7 +247,7 @@ impl Monitor {
         (healthy, doc)
     }
 
-    /// The status line: `ingest: 1 234 in (56/s) · lake 1 200 · bus 1 100 (3 retried) · 2 connections · 0:12`.
+    /// The status line: `ingest: 1234 in (56/s) | lake 1200 | bus 1100 (3 retried, 0 dead) | 2 reconnects | 0:12`.
     pub fn status_line(&self) -> String {
         let mut line = format!(
             "ingest: {} in ({:.0}/s)",
@@ -592,7 +594,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_sink_that_owes_records_and_confirms_none_turns_unhealthy() {
+    fn a_sink_that_owes_records_and_confirms_none_turns_unhealthy_after_its_linger() {
+        let source = Arc::new(SourceCounters::default());
+        let counters = Arc::new(crate::pipeline::SinkCounters::default());
+        let probe =
+            crate::pipeline::SinkProbe::detached("lake", counters.clone(), Duration::from_secs(60));
+        let monitor = Monitor::new("test", source.clone(), vec![probe], Duration::from_secs(5));
+        let t0 = Instant::now();
+        source.records.store(10, Ordering::Relaxed);
+        monitor.sample(t0, &mut 0, Duration::from_secs(1));
+        let (ok, doc) = monitor.health(t0 + Duration::from_secs(30));
+        assert!(
+            ok,
+            "still within the batch linger plus --unhealthy-after: {doc}"
+        );
+        let (ok, doc) = monitor.health(t0 + Duration::from_secs(70));
+        assert!(!ok, "{doc}");
+        assert_eq!(doc["sinks"]["lake"]["healthy"], false);
+        assert_eq!(doc["sinks"]["lake"]["owed"], 10);
+        // A confirmation makes it healthy again.
+        counters.delivered.store(10, Ordering::Relaxed);
+        monitor.sample(
+            t0 + Duration::from_secs(71),
+            &mut 10,
+            Duration::from_secs(1),
+        );
+        assert!(monitor.health(t0 + Duration::from_secs(72)).0);
+    }
+
+    #[test]
+    fn a_failed_source_is_unhealthy() {
         let source = Arc::new(SourceCounters::default());
         let monitor = Monitor::new("test", source.clone(), Vec::new(), Duration::from_secs(5));
         let (ok, doc) = monitor.health(Instant::now());

@@ -168,6 +168,8 @@ pub struct SinkSpec<S: Sink> {
 pub struct SinkHandle {
     pub name: String,
     pub kind: &'static str,
+    /// How long the worker may wait to fill a batch (`batch.timeout_ms`).
+    linger: Duration,
     tx: mpsc::Sender<Arc<Delivery>>,
     counters: Arc<SinkCounters>,
     task: tokio::task::JoinHandle<()>,
@@ -180,6 +182,8 @@ pub struct SinkProbe {
     pub name: String,
     pub kind: &'static str,
     pub counters: Arc<SinkCounters>,
+    /// How long the sink may hold records to fill a batch: not a sign of trouble.
+    pub linger: Duration,
     queue: mpsc::WeakSender<Arc<Delivery>>,
 }
 
@@ -195,6 +199,19 @@ impl SinkProbe {
     pub fn queue_capacity(&self) -> usize {
         self.queue.upgrade().map_or(0, |tx| tx.max_capacity())
     }
+
+    /// A probe with no running sink behind it, for tests of what reads probes.
+    #[cfg(test)]
+    pub fn detached(name: &str, counters: Arc<SinkCounters>, linger: Duration) -> Self {
+        let (tx, _rx) = mpsc::channel(1);
+        SinkProbe {
+            name: name.to_owned(),
+            kind: "test",
+            counters,
+            linger,
+            queue: tx.downgrade(),
+        }
+    }
 }
 
 impl SinkHandle {
@@ -203,6 +220,7 @@ impl SinkHandle {
             name: self.name.clone(),
             kind: self.kind,
             counters: self.counters.clone(),
+            linger: self.linger,
             queue: self.tx.downgrade(),
         }
     }
@@ -226,6 +244,7 @@ pub fn spawn_sink<S: Sink>(
     abort: CancellationToken,
 ) -> SinkHandle {
     let name = spec.sink.name().to_owned();
+    let linger = Duration::from_millis(spec.config.batch.timeout_ms);
     let (tx, rx) = mpsc::channel(spec.config.queue_capacity);
     let counters = Arc::new(SinkCounters::default());
     let worker = SinkWorker {
@@ -240,6 +259,7 @@ pub fn spawn_sink<S: Sink>(
     SinkHandle {
         name,
         kind: spec.kind,
+        linger,
         tx,
         counters,
         task,
@@ -578,6 +598,7 @@ pub async fn route(
             tx,
             counters,
             task,
+            ..
         } = sink;
         drop(tx);
         if let Err(e) = task.await {

@@ -8,11 +8,12 @@ use common::*;
 use serde_json::Value;
 
 const READ: &str = r#"
-import sys, json
+import sys, json, datetime
 from pymongo import MongoClient
 c = MongoClient(sys.argv[1], serverSelectionTimeoutMS=5000)[sys.argv[2]][sys.argv[3]]
 docs = list(c.find({}))
-print(json.dumps({"count": c.count_documents({}), "docs": docs,
+dates = sum(isinstance(d.get("ingested_at"), datetime.datetime) for d in docs)
+print(json.dumps({"count": c.count_documents({}), "docs": docs, "dates": dates,
                   "indexes": list(c.index_information().values())}, default=str))
 "#;
 
@@ -111,6 +112,10 @@ fn mongodb_uri_from_the_environment_raw_format_and_ttl_index() {
         assert!(d.get("platform").is_none(), "raw payload only: {d}");
         assert!(d["ingested_at"].is_string(), "the TTL date: {d}");
     }
+    assert_eq!(
+        got["dates"], 10,
+        "ingested_at is a BSON date, which a TTL index needs"
+    );
     let indexes = got["indexes"].to_string();
     assert!(
         indexes.contains("ingested_at") && indexes.contains("expireAfterSeconds"),

@@ -386,8 +386,9 @@ impl MongodbSink {
 }
 
 /// Reads an `update` reply: statements with a transient write error go to
-/// `failed`, the others with an error to `rejected`; a write concern error
-/// fails them all (upserts make the retry harmless).
+/// `failed`, the others with an error to `rejected`; a write concern error, or
+/// an error that names no statement of this command, fails them all (upserts
+/// make the retry harmless).
 fn read_reply(reply: &Document, indexes: &[usize], out: &mut RecordResults) {
     if let Ok(wce) = reply.get_document("writeConcernError") {
         // The writes may have landed; upserts make the retry harmless.
@@ -401,16 +402,23 @@ fn read_reply(reply: &Document, indexes: &[usize], out: &mut RecordResults) {
     let Ok(errors) = reply.get_array("writeErrors") else {
         return;
     };
-    for e in errors {
-        let Bson::Document(e) = e else { continue };
-        let index = match e.get("index") {
-            Some(Bson::Int32(i)) => *i as usize,
-            Some(Bson::Int64(i)) => *i as usize,
-            _ => continue,
+    fn statement<'a>(e: &'a Bson, indexes: &[usize]) -> Option<(&'a Document, usize)> {
+        let Bson::Document(e) = e else { return None };
+        let i = match e.get("index") {
+            Some(Bson::Int32(i)) => usize::try_from(*i).ok()?,
+            Some(Bson::Int64(i)) => usize::try_from(*i).ok()?,
+            _ => return None,
         };
-        let Some(&i) = indexes.get(index) else {
-            continue;
-        };
+        indexes.get(i).map(|&i| (e, i))
+    }
+    if !errors.iter().all(|e| statement(e, indexes).is_some()) {
+        // An error we cannot pin on a statement: none of them counts as written
+        // (upserts make the retry harmless).
+        out.failed.extend_from_slice(indexes);
+        out.note("a write error without a usable statement index".into());
+        return;
+    }
+    for (e, i) in errors.iter().filter_map(|e| statement(e, indexes)) {
         let code = match e.get("code") {
             Some(Bson::Int32(c)) => *c,
             Some(Bson::Int64(c)) => *c as i32,
@@ -621,6 +629,12 @@ mod tests {
         let mut out = RecordResults::default();
         read_reply(&doc! { "ok": 1, "n": 3 }, &[0, 1, 2], &mut out);
         assert!(out.failed.is_empty() && out.rejected.is_empty());
+        // An error that names no statement of the command: nothing counts as written.
+        let reply = doc! { "ok": 1, "n": 2, "writeErrors": [ { "index": 7, "code": 2 } ] };
+        let mut out = RecordResults::default();
+        read_reply(&reply, &[0, 1, 2], &mut out);
+        assert_eq!(out.failed, [0, 1, 2]);
+        assert!(out.rejected.is_empty());
     }
 
     #[test]
