@@ -113,6 +113,15 @@ fn run(bin: &Path, dir: &Path, input: &Path, input_bytes: u64, sink: &str, confi
         .unwrap_or_else(|| panic!("no summary from ingest:\n{stderr}"));
     let s = &summary["sinks"][sink];
     let delivered = s["delivered"].as_u64().unwrap_or(0);
+    let dead = s["dead_lettered"].as_u64().unwrap_or(0);
+    // A figure is a figure only if every record was written or dead-lettered
+    // (the dead letters are reported below).
+    assert_eq!(
+        delivered + dead,
+        summary["records_in"].as_u64().unwrap_or(u64::MAX),
+        "replay → {sink} did not settle every record (exit {:?}):\n{stderr}",
+        out.status.code()
+    );
     println!(
         "replay → {sink:8} {delivered} records in {secs:.2} s = {:>8.0} records/s, {:>6.1} MB/s; {} write calls, {} records retried, {} dead-lettered",
         delivered as f64 / secs,
@@ -132,8 +141,8 @@ fn run(bin: &Path, dir: &Path, input: &Path, input_bytes: u64, sink: &str, confi
 }
 
 fn main() {
-    let records: u64 = arg_or("--records", String::from("100000")).parse().unwrap();
-    let shards: u32 = arg_or("--shards", String::from("4")).parse().unwrap();
+    let records: u64 = arg_or("--records", 100_000);
+    let shards: u32 = arg_or("--shards", 4);
     let sinks = arg_or("--sinks", String::from("s3,kinesis,mongodb"));
     let bin = ingest_bin();
     let dir = tempfile::tempdir().unwrap();
