@@ -12,7 +12,7 @@ use crate::mock::telegram::TelegramScenario;
 use crate::mock::twitter::Scenario;
 use crate::secret::Secret;
 use crate::sources::replay::ReplaySource;
-use crate::sources::telegram::api::{DEFAULT_API_BASE as TELEGRAM_API_BASE, TelegramApi};
+use crate::sources::telegram::api::TelegramApi;
 use crate::sources::telegram::polling::{PollingConfig, TelegramPolling};
 use crate::sources::telegram::webhook::{TelegramWebhook, TlsFiles, WebhookConfig};
 use crate::sources::twitter::api::XApi;
@@ -225,11 +225,7 @@ async fn telegram(
     } else {
         args.allowed_updates.clone()
     };
-    let base = args
-        .telegram_api_base
-        .clone()
-        .or(t.api_base.clone())
-        .unwrap_or_else(|| TELEGRAM_API_BASE.to_owned());
+    let base = crate::config::telegram_api_base(args.telegram_api_base.as_deref(), loaded);
     let bot_token = || Secret::from_env(&["TELEGRAM_BOT_TOKEN"]);
     if let Some(listen) = args.webhook {
         let secret = args

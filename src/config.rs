@@ -646,7 +646,6 @@ impl Settings {
         }
         let progress = !args.quiet
             && !args.json_logs
-            && file.log_format != Some(LogFormat::Json)
             && std::io::IsTerminal::is_terminal(&std::io::stderr())
             // Records on the same terminal would run into the status line.
             && !(sinks
@@ -762,6 +761,13 @@ pub fn api_base(flag: Option<&str>, loaded: &LoadedConfig) -> String {
     flag.map(str::to_owned)
         .or_else(|| loaded.file.twitter.api_base.clone())
         .unwrap_or_else(|| DEFAULT_API_BASE.to_owned())
+}
+
+/// The Telegram Bot API base: flag/env, else config, else the public API.
+pub fn telegram_api_base(flag: Option<&str>, loaded: &LoadedConfig) -> String {
+    flag.map(str::to_owned)
+        .or_else(|| loaded.file.telegram.api_base.clone())
+        .unwrap_or_else(|| crate::sources::telegram::api::DEFAULT_API_BASE.to_owned())
 }
 
 impl TwitterSettings {

@@ -10,7 +10,7 @@ use crate::cli::{CheckArgs, Cli, RunArgs, SourceArg};
 use crate::config::{LoadedConfig, Settings, api_base};
 use crate::secret::Secret;
 use crate::sinks::Sink;
-use crate::sources::telegram::api::{DEFAULT_API_BASE as TELEGRAM_API_BASE, TelegramApi};
+use crate::sources::telegram::api::TelegramApi;
 use crate::sources::twitter::api::XApi;
 use crate::{Error, exit_codes};
 
@@ -175,11 +175,7 @@ async fn check_twitter(args: &CheckArgs, loaded: &LoadedConfig) -> Result<String
 async fn check_telegram(args: &CheckArgs, loaded: &LoadedConfig) -> Result<String, String> {
     let token = Secret::from_env(&["TELEGRAM_BOT_TOKEN"])
         .ok_or("no Telegram bot token: set TELEGRAM_BOT_TOKEN in the environment")?;
-    let base = args
-        .telegram_api_base
-        .clone()
-        .or(loaded.file.telegram.api_base.clone())
-        .unwrap_or_else(|| TELEGRAM_API_BASE.to_owned());
+    let base = crate::config::telegram_api_base(args.telegram_api_base.as_deref(), loaded);
     let api = TelegramApi::new(&base, token).map_err(|e| e.to_string())?;
     let me = api.get_me().await.map_err(|e| e.to_string())?;
     let username = serde_json::from_str::<serde_json::Value>(me.get())
