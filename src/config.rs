@@ -644,14 +644,13 @@ impl Settings {
             validate_sink(&name, &config, keep_raw, loaded)?;
             sinks.push(NamedSink { name, config });
         }
-        let progress = !args.quiet
-            && !args.json_logs
-            && std::io::IsTerminal::is_terminal(&std::io::stderr())
-            // Records on the same terminal would run into the status line.
-            && !(sinks
-                .iter()
-                .any(|s| matches!(s.config, SinkConfig::Stdout(_)))
-                && std::io::IsTerminal::is_terminal(&std::io::stdout()));
+        let stderr_tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        // Records on the same terminal would run into the status line.
+        let records_on_tty = sinks
+            .iter()
+            .any(|s| matches!(s.config, SinkConfig::Stdout(_)))
+            && std::io::IsTerminal::is_terminal(&std::io::stdout());
+        let progress = stderr_tty && !args.quiet && !args.json_logs && !records_on_tty;
         Ok(Settings {
             sinks,
             state_dir: args
