@@ -149,7 +149,8 @@ fn mongodb_missing_uri_variable_is_a_config_error_that_shows_no_secret() {
         .config(&config(
             &collection,
             "uri_env = \"TEST_MONGO_URI\"",
-            "server_selection_timeout_ms = 300",
+            // Away at the start: the run waits and retries, then dead-letters.
+            "server_selection_timeout_ms = 300\n[sinks.docs.retry]\nmax_attempts = 2\ninitial_backoff_ms = 10",
         ));
     let out = env.run(&["replay", &input, "--sink", "docs"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));

@@ -359,15 +359,7 @@ impl MongodbSink {
         let reply = match db.run_command(command).await {
             Ok(reply) => reply,
             Err(e) => {
-                let retry = e.contains_label(RETRYABLE_WRITE_ERROR)
-                    || match e.kind.as_ref() {
-                        ErrorKind::Command(c) => retryable_code(c.code),
-                        ErrorKind::Authentication { .. }
-                        | ErrorKind::InvalidArgument { .. }
-                        | ErrorKind::InvalidTlsConfig { .. }
-                        | ErrorKind::BsonSerialization(_) => false,
-                        _ => true,
-                    };
+                let retry = is_transient(&e);
                 let m = self.scrub(format!(
                     "update on {}.{}: {e}",
                     self.config.database, self.config.collection
@@ -437,6 +429,20 @@ fn read_reply(reply: &Document, indexes: &[usize], out: &mut RecordResults) {
     }
 }
 
+/// Whether trying again can help: network trouble, server selection, retryable
+/// labels and codes; not bad credentials, TLS settings or arguments.
+fn is_transient(e: &mongodb::error::Error) -> bool {
+    e.contains_label(RETRYABLE_WRITE_ERROR)
+        || match e.kind.as_ref() {
+            ErrorKind::Command(c) => retryable_code(c.code),
+            ErrorKind::Authentication { .. }
+            | ErrorKind::InvalidArgument { .. }
+            | ErrorKind::InvalidTlsConfig { .. }
+            | ErrorKind::BsonSerialization(_) => false,
+            _ => true,
+        }
+}
+
 fn scrub_with(secrets: &[String], mut m: String) -> String {
     for s in secrets {
         if !s.is_empty() {
@@ -453,14 +459,18 @@ impl Sink for MongodbSink {
 
     async fn healthcheck(&mut self) -> Result<(), SinkError> {
         let db = self.db().await?;
+        // A server that is away at the start is waited for, like a Kafka
+        // broker; bad credentials or TLS settings stop the run.
         db.run_command(doc! { "ping": 1 }).await.map_err(|e| {
-            SinkError::fatal(
-                &self.name,
-                self.scrub(format!(
-                    "cannot reach MongoDB (database `{}`): {e}",
-                    self.config.database
-                )),
-            )
+            let m = self.scrub(format!(
+                "cannot reach MongoDB (database `{}`): {e}",
+                self.config.database
+            ));
+            if is_transient(&e) {
+                SinkError::retryable(&self.name, m)
+            } else {
+                SinkError::fatal(&self.name, m)
+            }
         })?;
         if let Some(ttl) = self.config.ttl_seconds {
             let index = IndexModel::builder()
