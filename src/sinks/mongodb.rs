@@ -420,13 +420,27 @@ fn read_reply(reply: &Document, indexes: &[usize], out: &mut RecordResults) {
             "write error {code}: {}",
             e.get_str("errmsg").unwrap_or("(no message)")
         );
-        if retryable_code(code) {
+        // A duplicate key on `_id` is a race between two upserts (retry wins);
+        // on another unique index it fails every time.
+        let other_index = code == 11000 && duplicate_on_other_index(e);
+        if retryable_code(code) && !other_index {
             out.failed.push(i);
         } else {
             out.rejected.push((i, m.clone()));
         }
         out.note(m);
     }
+}
+
+/// A duplicate-key error that names a unique index other than `_id`.
+fn duplicate_on_other_index(e: &Document) -> bool {
+    if let Ok(pattern) = e.get_document("keyPattern") {
+        return !pattern.contains_key("_id");
+    }
+    e.get_str("errmsg")
+        .ok()
+        .and_then(|m| m.split("index: ").nth(1))
+        .is_some_and(|index| !index.starts_with("_id_"))
 }
 
 /// Whether trying again can help: network trouble, server selection, retryable
@@ -639,6 +653,16 @@ mod tests {
         let mut out = RecordResults::default();
         read_reply(&doc! { "ok": 1, "n": 3 }, &[0, 1, 2], &mut out);
         assert!(out.failed.is_empty() && out.rejected.is_empty());
+        // A duplicate on a unique index of the user's is not a race: rejected.
+        let reply = doc! { "ok": 1, "n": 2, "writeErrors": [
+            { "index": 0, "code": 11000, "errmsg": "E11000 duplicate key error collection: d.c index: url_1 dup key: { url: \"x\" }" },
+            { "index": 1, "code": 11000, "errmsg": "E11000 duplicate key error collection: d.c index: _id_ dup key: { _id: \"y\" }" },
+        ] };
+        let mut out = RecordResults::default();
+        read_reply(&reply, &[0, 1, 2], &mut out);
+        assert_eq!(out.failed, [1]);
+        assert_eq!(out.rejected.len(), 1);
+        assert_eq!(out.rejected[0].0, 0);
         // An error that names no statement of the command: nothing counts as written.
         let reply = doc! { "ok": 1, "n": 2, "writeErrors": [ { "index": 7, "code": 2 } ] };
         let mut out = RecordResults::default();
