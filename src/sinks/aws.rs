@@ -97,6 +97,29 @@ impl ErrorClass {
             ErrorClass::Retry(m) | ErrorClass::Fatal(m) => m,
         }
     }
+
+    /// These records failed this way: to retry, or rejected with the message.
+    pub fn apply(self, indexes: &[usize], out: &mut super::RecordResults) {
+        match &self {
+            ErrorClass::Retry(_) => out.failed.extend_from_slice(indexes),
+            ErrorClass::Fatal(m) => out.rejected.extend(indexes.iter().map(|&i| (i, m.clone()))),
+        }
+        out.note(self.into_message());
+    }
+
+    /// The whole call failed this way.
+    pub fn into_sink_error(self, sink: &str) -> super::SinkError {
+        match self {
+            ErrorClass::Retry(m) => super::SinkError::retryable(sink, m),
+            ErrorClass::Fatal(m) => super::SinkError::fatal(sink, m),
+        }
+    }
+
+    fn into_message(self) -> String {
+        match self {
+            ErrorClass::Retry(m) | ErrorClass::Fatal(m) => m,
+        }
+    }
 }
 
 /// Error codes that mean "slow down" or "try again" whatever the HTTP status.

@@ -254,16 +254,7 @@ impl KinesisSink {
         let response = match result {
             Ok(r) => r,
             Err(e) => {
-                match self.classify(&what, &e) {
-                    ErrorClass::Retry(m) => {
-                        out.failed.extend_from_slice(indexes);
-                        out.note(m);
-                    }
-                    ErrorClass::Fatal(m) => {
-                        out.rejected.extend(indexes.iter().map(|&i| (i, m.clone())));
-                        out.note(m);
-                    }
-                }
+                self.classify(&what, &e).apply(indexes, &mut out);
                 return out;
             }
         };
@@ -346,10 +337,7 @@ impl Sink for KinesisSink {
             .set_stream_arn(self.config.stream_arn.clone())
             .send()
             .await
-            .map_err(|e| match self.classify(&what, &e) {
-                ErrorClass::Retry(m) => SinkError::retryable(&self.name, m),
-                ErrorClass::Fatal(m) => SinkError::fatal(&self.name, m),
-            })?;
+            .map_err(|e| self.classify(&what, &e).into_sink_error(&self.name))?;
         if let Some(s) = summary.stream_description_summary() {
             debug!(status = %s.stream_status().as_str(), shards = s.open_shard_count(), "stream found");
         }

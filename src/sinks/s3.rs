@@ -23,7 +23,7 @@ use tokio::sync::OnceCell;
 use tracing::{debug, warn};
 
 use super::aws::{self, AwsConnection, ErrorClass};
-use super::{Sink, SinkError};
+use super::{RecordResults, Sink, SinkError};
 use crate::config::{BatchConfig, RetryConfig, default_queue_capacity};
 use crate::record::{Format, Platform, Record};
 
@@ -505,60 +505,31 @@ impl Sink for S3Sink {
                         self.bucket
                     ),
                 )),
-                _ => match self.classify(&what, &e) {
-                    ErrorClass::Retry(m) => Err(SinkError::retryable(&self.name, m)),
-                    ErrorClass::Fatal(m) => Err(SinkError::fatal(&self.name, m)),
-                },
+                _ => Err(self.classify(&what, &e).into_sink_error(&self.name)),
             },
         }
     }
 
     async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
         let objects = self.objects(batch);
-        let mut failed = Vec::new();
-        let mut rejected = Vec::new();
-        let mut first_error: Option<ErrorClass> = None;
-        let (mut retry, mut fatal) = (0, 0);
+        let mut out = RecordResults::default();
+        let mut not_written = 0;
         for object in &objects {
-            match self.upload(object).await {
-                Ok(()) => {}
-                Err(class) => {
-                    match &class {
-                        ErrorClass::Retry(_) => {
-                            retry += 1;
-                            failed.extend_from_slice(&object.indexes);
-                        }
-                        ErrorClass::Fatal(m) => {
-                            fatal += 1;
-                            rejected.extend(object.indexes.iter().map(|&i| (i, m.clone())));
-                        }
-                    }
-                    first_error.get_or_insert(class);
-                }
+            if let Err(class) = self.upload(object).await {
+                not_written += 1;
+                class.apply(&object.indexes, &mut out);
             }
         }
-        let Some(err) = first_error else {
-            return Ok(());
-        };
-        let message = err.message().to_owned();
-        if failed.len() == batch.len() {
-            return Err(SinkError::retryable(&self.name, message));
-        }
-        if rejected.len() == batch.len() {
-            return Err(SinkError::fatal(&self.name, message));
-        }
-        Err(SinkError::Partial {
-            sink: self.name.clone(),
-            total: batch.len(),
-            failed,
-            rejected,
-            source: format!(
-                "{} of {} objects not written ({retry} to retry, {fatal} rejected): {message}",
-                retry + fatal,
+        if let Some(first) = out.first.take() {
+            if out.rejected.len() == batch.len() {
+                return Err(SinkError::fatal(&self.name, first));
+            }
+            out.first = Some(format!(
+                "{not_written} of {} objects not written: {first}",
                 objects.len()
-            )
-            .into(),
-        })
+            ));
+        }
+        out.finish(&self.name, batch.len(), String::new)
     }
 
     async fn flush(&mut self) -> Result<(), SinkError> {
