@@ -71,10 +71,8 @@ pub fn without_config(command: &Command) -> Option<u8> {
 /// What a run prints and returns.
 fn finish(summary: RunSummary, print: bool) -> u8 {
     if print {
-        eprintln!(
-            "{}",
-            serde_json::to_string(&summary).expect("the summary serializes")
-        );
+        let json = serde_json::to_string(&summary).expect("the summary serializes");
+        eprintln!("{}", crate::secret::redact(&json));
     }
     summary.exit_code
 }

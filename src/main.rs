@@ -54,7 +54,8 @@ fn main() -> ExitCode {
 }
 
 fn fail(e: &ingest::Error) -> u8 {
-    eprintln!("ingest: {:#}", anyhow::Error::msg(e.to_string()));
+    let text = ingest::secret::redact(&e.to_string()).into_owned();
+    eprintln!("ingest: {:#}", anyhow::Error::msg(text));
     e.exit_code()
 }
 

@@ -36,7 +36,7 @@ impl std::fmt::Display for CheckLine {
 fn emit(line: CheckLine, all_ok: &mut bool) {
     *all_ok &= line.ok;
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
+    let _ = writeln!(out, "{}", crate::secret::redact(&line.to_string()));
     let _ = out.flush();
 }
 

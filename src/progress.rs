@@ -40,7 +40,8 @@ fn terminal_width() -> Option<usize> {
     (rc == 0 && ws.ws_col > 0).then_some(ws.ws_col as usize)
 }
 
-/// Stderr for tracing: erases a shown status line before a log line.
+/// Stderr for tracing: erases a shown status line before a log line, and
+/// redacts every registered secret from it ([`crate::secret::redact`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LogWriter;
 
@@ -50,7 +51,9 @@ impl Write for LogWriter {
         if SHOWN.swap(false, Ordering::Relaxed) {
             err.write_all(ERASE)?;
         }
-        err.write(buf)
+        // tracing formats each event into one buffer: redact it whole.
+        err.write_all(&crate::secret::redact_bytes(buf))?;
+        Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

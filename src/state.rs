@@ -184,7 +184,8 @@ impl DeadLetters {
             run_id: &self.inner.run_id,
             stage,
             component,
-            error,
+            // The error text may echo a request path or URL with a token in it.
+            error: &crate::secret::redact(error),
             record,
             input,
             input_bytes,
