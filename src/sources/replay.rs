@@ -3,7 +3,10 @@
 //!
 //! Every line becomes a record, a control message, or a dead letter with the
 //! reason; nothing is skipped silently. On stop, input already waiting in a
-//! stdin pipe is still read and delivered.
+//! stdin pipe is still read and delivered — what the pipe held when the stop
+//! came, not what a fast writer keeps adding after it. Every batch holds at
+//! most one read of [`CHUNK_BYTES`] (plus the line it ends in), so memory stays
+//! bounded whatever the input's size.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
@@ -164,6 +167,14 @@ impl PipeReader {
         Ok(PipeReader { fd })
     }
 
+    /// Bytes waiting in the pipe right now (FIONREAD).
+    fn available(&self) -> usize {
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one int into `n`, which we own.
+        let rc = unsafe { libc::ioctl(*self.fd.get_ref(), libc::FIONREAD, &mut n) };
+        if rc == 0 { n.max(0) as usize } else { 0 }
+    }
+
     fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
         // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
         let n = unsafe { libc::read(*self.fd.get_ref(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -279,16 +290,25 @@ impl Source for ReplaySource {
             }
         }
         if stopped {
-            // What a writer put in the pipe before the stop was received: deliver it.
+            // What a writer put in the pipe before the stop was received: deliver
+            // it. Only that much: a writer that keeps writing (`yes`, a 90 MB
+            // `cat`) must not keep the run reading after a stop or a record limit.
             if let Input::Pipe(p) = &input {
+                let mut left = p.available();
                 let mut drained = 0usize;
-                while let Ok(n) = p.try_read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
+                while left > 0 {
+                    let want = left.min(buf.len());
+                    let n = match p.try_read(&mut buf[..want]) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    left -= n;
                     drained += n;
                     handler.received_at = rfc3339(chrono::Utc::now()).into();
                     splitter.push(&buf[..n], |l| handler.line(l));
+                    if !handler.send(&out).await {
+                        return Ok(());
+                    }
                 }
                 debug!(bytes = drained, "drained standard input on stop");
             }
