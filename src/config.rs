@@ -590,11 +590,20 @@ impl Settings {
                 "no sink: name one with --sink (for example `--sink file` or `--sink stdout`), or set `default_sinks` in the config".into(),
             ));
         }
+        // A bad name from `default_sinks` is the config's mistake (78, with its
+        // line); from `--sink`, a usage error (2).
+        let bad_name = |message: String| -> ResolveError {
+            if args.sinks.is_empty() {
+                loaded.error("default_sinks", message).into()
+            } else {
+                ResolveError::Usage(message)
+            }
+        };
         let mut sinks: Vec<NamedSink> = Vec::new();
         for name in names {
             let name = name.trim().to_owned();
             if sinks.iter().any(|s| s.name == name) {
-                return Err(ResolveError::Usage(format!("sink `{name}` is named twice")));
+                return Err(bad_name(format!("sink `{name}` is named twice")));
             }
             let mut config = match file.sinks.get(&name) {
                 Some(c) => c.clone(),
@@ -603,7 +612,7 @@ impl Settings {
                     "stdout" | "-" => SinkConfig::Stdout(StdoutSinkConfig::default()),
                     "kafka" => SinkConfig::Kafka(KafkaSinkConfig::default()),
                     "s3" | "kinesis" | "mongodb" => {
-                        return Err(ResolveError::Usage(format!(
+                        return Err(bad_name(format!(
                             "sink `{name}` needs a [sinks.{name}] table in the config (with `type = \"{name}\"` and its {}); see config.example.toml",
                             match name.as_str() {
                                 "s3" => "`bucket`",
@@ -614,7 +623,7 @@ impl Settings {
                     }
                     _ => {
                         let known: Vec<&str> = file.sinks.keys().map(String::as_str).collect();
-                        return Err(ResolveError::Usage(format!(
+                        let message = format!(
                             "unknown sink `{name}`: it is neither a [sinks.{name}] table{} nor a built-in type ({})",
                             if known.is_empty() {
                                 String::new()
@@ -622,7 +631,8 @@ impl Settings {
                                 format!(" (the config has: {})", known.join(", "))
                             },
                             SinkConfig::BUILT_IN.join(", ")
-                        )));
+                        );
+                        return Err(bad_name(message));
                     }
                 },
             };
@@ -903,6 +913,11 @@ mod tests {
     #[test]
     fn the_example_config_parses_and_resolves() {
         let text = include_str!("../config.example.toml");
+        // The example's `${VAR}` secrets must be set, or resolving says which is not.
+        for var in ["KAFKA_API_KEY", "KAFKA_API_SECRET", "MONGODB_PASSWORD"] {
+            // SAFETY: test-only variables that no other test reads or unsets.
+            unsafe { std::env::set_var(var, "example-value") };
+        }
         let loaded = parse(text).unwrap_or_else(|e| panic!("{e}"));
         assert!(!loaded.file.sinks.is_empty());
         let args = RunArgs {
@@ -1041,5 +1056,44 @@ mod tests {
             Settings::resolve(&RunArgs::default(), &loaded).unwrap_err(),
             ResolveError::Usage(_)
         ));
+    }
+
+    #[test]
+    fn a_bad_default_sinks_name_is_a_config_error_with_its_line() {
+        let loaded = parse(
+            "duration = \"1m\"\ndefault_sinks = [\"lakee\"]\n[sinks.lake]\ntype = \"file\"\n",
+        )
+        .unwrap();
+        let err = Settings::resolve(&RunArgs::default(), &loaded).unwrap_err();
+        assert!(matches!(err, ResolveError::Config(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("ingest.toml") && text.contains("line 2") && text.contains("lakee"),
+            "{text}"
+        );
+        let loaded = parse("default_sinks = [\"s3\"]\n").unwrap();
+        let err = Settings::resolve(&RunArgs::default(), &loaded).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn an_unset_property_variable_is_a_config_error_with_its_line() {
+        let loaded = parse(
+            "[sinks.k]\ntype = \"kafka\"\n[sinks.k.properties]\n\"sasl.password\" = \"${INGEST_TEST_SURELY_UNSET_VAR}\"\n",
+        )
+        .unwrap();
+        let args = RunArgs {
+            sinks: vec!["k".into()],
+            ..RunArgs::default()
+        };
+        let err = Settings::resolve(&args, &loaded).unwrap_err();
+        assert!(matches!(err, ResolveError::Config(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("line 3")
+                && text.contains("sasl.password")
+                && text.contains("INGEST_TEST_SURELY_UNSET_VAR"),
+            "{text}"
+        );
     }
 }

@@ -240,6 +240,7 @@ impl KafkaSinkConfig {
                 ),
             );
         }
+        check_property_vars(&self.properties)?;
         validate_topic_template(&self.topic).or_else(|m| err("topic", m))?;
         if self.idempotence && self.acks != Acks::All {
             return err(
@@ -295,6 +296,22 @@ pub(crate) fn set_properties(
             format!("property `{key}` needs the environment variable `{var}`, which is not set")
         })?;
         c.set(key, value);
+    }
+    Ok(())
+}
+
+/// Every `${VAR}` of `[…properties]` is set: else (`properties`, which key
+/// needs which variable), so a config error points at the table's line.
+pub(crate) fn check_property_vars(
+    properties: &BTreeMap<String, String>,
+) -> Result<(), (String, String)> {
+    for (key, value) in properties {
+        expand_env(value).map_err(|var| {
+            (
+                "properties".to_owned(),
+                format!("`{key}` needs the environment variable `{var}`, which is not set"),
+            )
+        })?;
     }
     Ok(())
 }

@@ -139,6 +139,7 @@ pub fn validate(s: &KafkaSourceSettings) -> Result<(), (String, String)> {
     {
         return err("topics", m);
     }
+    crate::sinks::kafka::check_property_vars(&s.properties)?;
     if s.group.trim().is_empty() {
         return err("group", "the consumer group must not be empty".into());
     }
