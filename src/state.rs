@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,8 @@ use crate::record::{Format, Record, rfc3339};
 
 /// The dead-letter file's name inside the state dir.
 pub const DEAD_LETTER_FILE: &str = "dead-letters.jsonl";
+/// The dead-letter file's permission bits when it is created (before the umask).
+pub const DEAD_LETTER_FILE_MODE: u32 = 0o600;
 
 /// Errors of the state dir.
 #[derive(Debug, thiserror::Error)]
@@ -203,9 +206,11 @@ impl DeadLetters {
             if let Some(dir) = self.inner.path.parent() {
                 std::fs::create_dir_all(dir).map_err(err)?;
             }
+            // Dead letters hold whatever the input held (private chats): owner only.
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(DEAD_LETTER_FILE_MODE)
                 .open(&self.inner.path)
                 .map_err(err)?;
             *guard = Some(file);
