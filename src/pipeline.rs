@@ -994,6 +994,35 @@ mod tests {
         h.outcome.await.unwrap();
     }
 
+    fn closed(_: usize) -> Result<(), SinkError> {
+        Err(SinkError::Closed {
+            sink: "test".into(),
+            source: "standard output was closed by its reader (broken pipe)".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_closed_destination_stops_the_run_and_keeps_nothing() {
+        let (sink, confirmed, calls) = ScriptedSink::new(vec![closed]);
+        let h = start(vec![(sink, config(2, 5))], None);
+        let (b1, ack1) = SourceBatch::with_ack(records(0..2));
+        h.tx.send(b1).await.unwrap();
+        // Neither delivered nor dead-lettered: a checkpoint must not pass it.
+        assert_eq!(ack1.await.unwrap().outcome, Outcome::Lost);
+        h.stop.cancelled().await;
+        let (b2, ack2) = SourceBatch::with_ack(records(2..4));
+        h.tx.send(b2).await.unwrap();
+        assert_eq!(ack2.await.unwrap().outcome, Outcome::Lost);
+        drop(h.tx);
+        let outcome = h.outcome.await.unwrap();
+        assert_eq!(outcome.stop_reason, StopReason::OutputClosed);
+        let s = &outcome.per_sink["test"];
+        assert_eq!((s.unwritten, s.dead_lettered, s.lost), (4, 0, 0));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no retry, no later write");
+        assert!(confirmed.lock().unwrap().is_empty());
+        assert_eq!(h.dead_letters.written(), 0);
+    }
+
     #[tokio::test]
     async fn batches_are_split_at_max_records_and_merged_below_it() {
         let (sink, confirmed, _) = ScriptedSink::new(vec![]);

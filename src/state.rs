@@ -246,6 +246,9 @@ mod tests {
         dl.source_input("replay", "invalid JSON", b"\xffbad", 4)
             .unwrap();
         assert_eq!(dl.written(), 2);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dl.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "dead letters hold private input");
         let text = std::fs::read_to_string(dl.path()).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()

@@ -574,9 +574,12 @@ impl Writer {
                 .metadata()
                 .map_err(|e| io_error(&self.sink, "cannot read the size of", &path, e))?
                 .len();
-            if self.checked.insert(path.clone()) && size > 0 {
-                size = repair_torn_tail(&file, &path, size, self.config.gzip)
-                    .map_err(|e| io_error(&self.sink, "cannot check the end of", &path, e))?;
+            if !self.checked.contains(&path) {
+                if size > 0 {
+                    size = repair_torn_tail(&file, &path, size, self.config.gzip)
+                        .map_err(|e| io_error(&self.sink, "cannot check the end of", &path, e))?;
+                }
+                self.checked.insert(path.clone());
             }
             if max == 0 || size == 0 || size + incoming <= max {
                 return Ok(OpenFile {
