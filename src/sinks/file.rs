@@ -565,7 +565,6 @@ impl Writer {
             let existed = std::fs::symlink_metadata(&path).is_ok();
             let file = OpenOptions::new()
                 .create(true)
-                .read(true)
                 .append(true)
                 .mode(self.config.file_mode.0)
                 .open(&path)
@@ -575,8 +574,12 @@ impl Writer {
                 .map_err(|e| io_error(&self.sink, "cannot read the size of", &path, e))?
                 .len();
             if !self.checked.contains(&path) {
-                if size > 0 {
-                    size = repair_torn_tail(&file, &path, size, self.config.gzip)
+                if size > 0 && file.metadata().is_ok_and(|m| m.is_file()) {
+                    size = OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(&path)
+                        .and_then(|f| repair_torn_tail(&f, &path, size, self.config.gzip))
                         .map_err(|e| io_error(&self.sink, "cannot check the end of", &path, e))?;
                 }
                 self.checked.insert(path.clone());
