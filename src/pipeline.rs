@@ -126,6 +126,8 @@ pub struct SinkCounters {
     pub lost: AtomicU64,
     pub batches: AtomicU64,
     pub flush_failed: AtomicU64,
+    /// Records not written because the destination was closed (stdout's reader left).
+    pub unwritten: AtomicU64,
 }
 
 /// A sink's figures in the summary.
@@ -138,6 +140,9 @@ pub struct SinkSummary {
     pub dead_lettered: u64,
     #[serde(skip_serializing_if = "is_zero")]
     pub lost: u64,
+    /// Records not written because the destination was closed (`| head`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unwritten: u64,
     pub batches: u64,
 }
 
@@ -155,6 +160,8 @@ pub enum StopReason {
     MaxRecords,
     Signal,
     SourceFailed,
+    /// A sink's destination was closed by its reader (stdout piped into `head`).
+    OutputClosed,
 }
 
 /// A sink ready to run, with its worker's settings.
@@ -172,6 +179,8 @@ pub struct SinkHandle {
     linger: Duration,
     tx: mpsc::Sender<Arc<Delivery>>,
     counters: Arc<SinkCounters>,
+    /// Cancelled by the worker when its destination was closed: the run stops.
+    closed: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -233,6 +242,7 @@ fn summarize(kind: &str, c: &SinkCounters) -> SinkSummary {
         retried: c.retried.load(Ordering::Relaxed),
         dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
         lost: c.lost.load(Ordering::Relaxed),
+        unwritten: c.unwritten.load(Ordering::Relaxed),
         batches: c.batches.load(Ordering::Relaxed),
     }
 }
@@ -247,12 +257,14 @@ pub fn spawn_sink<S: Sink>(
     let linger = Duration::from_millis(spec.config.batch.timeout_ms);
     let (tx, rx) = mpsc::channel(spec.config.queue_capacity);
     let counters = Arc::new(SinkCounters::default());
+    let closed = CancellationToken::new();
     let worker = SinkWorker {
         sink: spec.sink,
         config: spec.config,
         counters: counters.clone(),
         dead_letters,
         abort,
+        closed: closed.clone(),
     };
     let span = info_span!("sink", name = %name);
     let task = tokio::spawn(worker.run(rx).instrument(span));
@@ -262,6 +274,7 @@ pub fn spawn_sink<S: Sink>(
         linger,
         tx,
         counters,
+        closed,
         task,
     }
 }
@@ -272,6 +285,7 @@ struct SinkWorker<S: Sink> {
     counters: Arc<SinkCounters>,
     dead_letters: DeadLetters,
     abort: CancellationToken,
+    closed: CancellationToken,
 }
 
 impl<S: Sink> SinkWorker<S> {
@@ -340,6 +354,14 @@ impl<S: Sink> SinkWorker<S> {
         let retry = self.config.retry;
         let backoff = retry.backoff();
         for chunk in records.chunks(self.config.batch.max_records) {
+            if self.closed.is_cancelled() {
+                // Nobody reads any more: count, do not write, do not keep.
+                self.counters
+                    .unwritten
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                worst = worst.max(Outcome::Lost);
+                continue;
+            }
             let mut todo: Vec<Arc<Record>> = chunk.to_vec();
             let mut attempt: u32 = 1;
             loop {
@@ -390,6 +412,15 @@ impl<S: Sink> SinkWorker<S> {
                     if confirmed > 0 {
                         attempt = 1;
                     }
+                }
+                if matches!(err, SinkError::Closed { .. }) {
+                    warn!(error = %err, "the destination was closed; stopping the run");
+                    self.closed.cancel();
+                    self.counters
+                        .unwritten
+                        .fetch_add(todo.len() as u64, Ordering::Relaxed);
+                    worst = worst.max(Outcome::Lost);
+                    break;
                 }
                 if matches!(err, SinkError::Fatal { .. }) {
                     error!(error = %err, records = todo.len(), "permanent failure; dead-lettering the batch");
@@ -501,11 +532,19 @@ pub async fn route(
                 .get_or_insert(r);
         }
     };
-    // Time limit and signals both go through `stop`.
+    // Time limit, signals and a closed destination all go through `stop`.
     let timer = {
         let (stop, shutdown, set_reason) = (stop.clone(), shutdown.clone(), set_reason.clone());
         let duration = limits.duration;
+        let closed: Vec<CancellationToken> = sinks.iter().map(|s| s.closed.clone()).collect();
         tokio::spawn(async move {
+            let closed = async {
+                if closed.is_empty() {
+                    std::future::pending::<()>().await;
+                }
+                futures_util::future::select_all(closed.iter().map(|t| Box::pin(t.cancelled())))
+                    .await;
+            };
             let sleep = async {
                 match duration {
                     Some(d) => tokio::time::sleep(d).await,
@@ -515,6 +554,7 @@ pub async fn route(
             tokio::select! {
                 _ = sleep => { set_reason(StopReason::Duration); info!("time limit reached; stopping"); }
                 _ = shutdown.cancelled() => { set_reason(StopReason::Signal); }
+                _ = closed => { set_reason(StopReason::OutputClosed); }
                 _ = stop.cancelled() => {}
             }
             stop.cancel();
@@ -575,6 +615,9 @@ pub async fn route(
     timer.abort();
     if shutdown.is_cancelled() {
         set_reason(StopReason::Signal);
+    }
+    if sinks.iter().any(|s| s.closed.is_cancelled()) {
+        set_reason(StopReason::OutputClosed);
     }
     set_reason(StopReason::EndOfInput);
     // Drain: bounded by the shutdown timeout, after which workers dead-letter what is left.
@@ -949,6 +992,35 @@ mod tests {
         );
         drop(h.tx);
         h.outcome.await.unwrap();
+    }
+
+    fn closed(_: usize) -> Result<(), SinkError> {
+        Err(SinkError::Closed {
+            sink: "test".into(),
+            source: "standard output was closed by its reader (broken pipe)".into(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_closed_destination_stops_the_run_and_keeps_nothing() {
+        let (sink, confirmed, calls) = ScriptedSink::new(vec![closed]);
+        let h = start(vec![(sink, config(2, 5))], None);
+        let (b1, ack1) = SourceBatch::with_ack(records(0..2));
+        h.tx.send(b1).await.unwrap();
+        // Neither delivered nor dead-lettered: a checkpoint must not pass it.
+        assert_eq!(ack1.await.unwrap().outcome, Outcome::Lost);
+        h.stop.cancelled().await;
+        let (b2, ack2) = SourceBatch::with_ack(records(2..4));
+        h.tx.send(b2).await.unwrap();
+        assert_eq!(ack2.await.unwrap().outcome, Outcome::Lost);
+        drop(h.tx);
+        let outcome = h.outcome.await.unwrap();
+        assert_eq!(outcome.stop_reason, StopReason::OutputClosed);
+        let s = &outcome.per_sink["test"];
+        assert_eq!((s.unwritten, s.dead_lettered, s.lost), (4, 0, 0));
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "no retry, no later write");
+        assert!(confirmed.lock().unwrap().is_empty());
+        assert_eq!(h.dead_letters.written(), 0);
     }
 
     #[tokio::test]

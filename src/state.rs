@@ -3,6 +3,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,8 @@ use crate::record::{Format, Record, rfc3339};
 
 /// The dead-letter file's name inside the state dir.
 pub const DEAD_LETTER_FILE: &str = "dead-letters.jsonl";
+/// The dead-letter file's permission bits when it is created (before the umask).
+pub const DEAD_LETTER_FILE_MODE: u32 = 0o600;
 
 /// Errors of the state dir.
 #[derive(Debug, thiserror::Error)]
@@ -204,9 +207,11 @@ impl DeadLetters {
             if let Some(dir) = self.inner.path.parent() {
                 std::fs::create_dir_all(dir).map_err(err)?;
             }
+            // Dead letters hold whatever the input held (private chats): owner only.
             let file = OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(DEAD_LETTER_FILE_MODE)
                 .open(&self.inner.path)
                 .map_err(err)?;
             *guard = Some(file);
@@ -242,6 +247,9 @@ mod tests {
         dl.source_input("replay", "invalid JSON", b"\xffbad", 4)
             .unwrap();
         assert_eq!(dl.written(), 2);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dl.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "dead letters hold private input");
         let text = std::fs::read_to_string(dl.path()).unwrap();
         let lines: Vec<serde_json::Value> = text
             .lines()

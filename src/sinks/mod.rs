@@ -37,6 +37,12 @@ pub enum SinkError {
     /// Retrying cannot help: dead-letter the batch.
     #[error("permanent failure writing to {sink}: {source}")]
     Fatal { sink: String, source: BoxError },
+    /// The destination went away on purpose (standard output closed by its
+    /// reader, as `| head` does): the run stops, like a signal; the records the
+    /// sink did not write are counted as unwritten, neither retried nor
+    /// dead-lettered.
+    #[error("{sink} was closed: {source}")]
+    Closed { sink: String, source: BoxError },
 }
 
 impl SinkError {
@@ -59,7 +65,8 @@ impl SinkError {
         match self {
             SinkError::Retryable { source, .. }
             | SinkError::Partial { source, .. }
-            | SinkError::Fatal { source, .. } => source.to_string(),
+            | SinkError::Fatal { source, .. }
+            | SinkError::Closed { source, .. } => source.to_string(),
         }
     }
 }

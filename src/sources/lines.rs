@@ -84,6 +84,9 @@ impl LineSplitter {
         }
         let total = self.buf.len() + part.len();
         if total > self.max_line_bytes {
+            // The line stops being one: keep only the report's prefix of what was buffered.
+            self.buf.truncate(OVERSIZED_PREFIX_BYTES);
+            self.buf.shrink_to(OVERSIZED_PREFIX_BYTES);
             self.keep_prefix(part);
             self.skipping = Some(total);
         } else {
@@ -105,7 +108,7 @@ impl LineSplitter {
             self.keep_prefix(head);
             emit(Line::Oversized {
                 len: len + head.len(),
-                prefix: &self.buf,
+                prefix: &self.buf[..OVERSIZED_PREFIX_BYTES.min(self.buf.len())],
             });
         } else if self.buf.is_empty() {
             if head.len() > self.max_line_bytes {
@@ -218,6 +221,12 @@ mod tests {
             split(&[b"123", b"456\n"], 5).0,
             vec![Out::O(6, b"123456".to_vec())]
         );
+        // A line that passes the cap only in a later chunk keeps no more than the prefix
+        // of what was buffered before (it used to keep up to the cap).
+        let (out, _) = split(&[&big[..3000], &big[3000..], b"\n"], 4096);
+        assert_eq!(out, vec![Out::O(5000, vec![b'x'; OVERSIZED_PREFIX_BYTES])]);
+        let (out, _) = split(&[&big[..3000], &big[3000..]], 4096);
+        assert_eq!(out, vec![Out::O(5000, vec![b'x'; OVERSIZED_PREFIX_BYTES])]);
         // An oversized unterminated tail.
         assert_eq!(
             split(&[&big], 100).0,

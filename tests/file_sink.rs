@@ -1,0 +1,347 @@
+//! The file sink under faults, run as the real binary: a file size limit hit
+//! in the middle of a batch, kill -9 at any point then a rerun, file modes;
+//! and the stdout sink when its reader leaves (`| head`).
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+mod common;
+use common::*;
+
+use serde_json::Value;
+
+/// An X stream line whose text is `text_len` characters that compress poorly.
+fn tweet(i: usize, text_len: usize) -> String {
+    let mut x = (i as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let text: String = (0..text_len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let c = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 _"
+                [(x % 64) as usize];
+            c as char
+        })
+        .collect();
+    format!(
+        r#"{{"data":{{"id":"{i}","text":"{text}","author_id":"42"}},"includes":{{"users":[{{"id":"42","name":"N","username":"n"}}]}}}}"#
+    )
+}
+
+fn write_input(path: &Path, n: usize, text_len: usize) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for i in 0..n {
+        writeln!(out, "{}", tweet(i, text_len)).unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// The record ids of a JSONL or gzip JSONL file: panics on anything a reader
+/// could not parse (a torn line, a broken gzip member).
+fn ids_in(path: &Path, gzip: bool) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let text = if gzip {
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_string(&mut text)
+            .unwrap_or_else(|e| panic!("{} does not decode: {e}", path.display()));
+        text
+    } else {
+        String::from_utf8(bytes).expect("UTF-8")
+    };
+    assert!(
+        text.is_empty() || text.ends_with('\n'),
+        "{} ends in a torn line",
+        path.display()
+    );
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {l:.100}", path.display()));
+            v["id"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+fn file_sink_config(path: &str, gzip: bool) -> String {
+    format!(
+        "[sinks.out]\ntype = \"file\"\npath = \"{path}\"\ngzip = {gzip}\n[sinks.out.batch]\nmax_records = 50\n"
+    )
+}
+
+/// Runs `ingest` with a file size limit (RLIMIT_FSIZE) and SIGXFSZ ignored, so
+/// a write past the limit stops short and then fails with EFBIG, as on a full disk.
+fn run_with_file_size_limit(env: &Env, args: &[&str], limit: u64) -> std::process::Output {
+    let mut cmd = env.cmd();
+    cmd.args(args);
+    // SAFETY: only async-signal-safe calls (signal, setrlimit) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let lim = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+fn a_write_cut_short_leaves_whole_batches(gzip: bool) {
+    let env = Env::new();
+    let n = 600;
+    write_input(&env.path("in.jsonl"), n, 1000);
+    let name = if gzip { "out.jsonl.gz" } else { "out.jsonl" };
+    // How big the whole output is, to put the limit in the middle of a batch near its end.
+    std::fs::write(
+        env.path("probe.toml"),
+        file_sink_config(&format!("probe/{name}"), gzip),
+    )
+    .unwrap();
+    let out = env.run(&[
+        "replay",
+        "in.jsonl",
+        "--config",
+        "probe.toml",
+        "--sink",
+        "out",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let whole = std::fs::metadata(env.path(&format!("probe/{name}")))
+        .unwrap()
+        .len();
+    let limit = whole * 9 / 10 + 77;
+
+    let env = env.config(&file_sink_config(name, gzip));
+    let out = run_with_file_size_limit(
+        &env,
+        &["replay", "in.jsonl", "--sink", "out", "--summary"],
+        limit,
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("File too large"), "{err}");
+    let delivered = ids_in(&env.path(name), gzip);
+    let dead: Vec<String> = env
+        .dead_letters()
+        .iter()
+        .map(|d| d["record"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    let s = summary(&out);
+    assert_eq!(s["sinks"]["out"]["delivered"], delivered.len(), "{err}");
+    assert_eq!(s["sinks"]["out"]["dead_lettered"], dead.len(), "{err}");
+    assert!(
+        !delivered.is_empty() && !dead.is_empty(),
+        "the limit fell mid-run"
+    );
+    let mut seen = HashSet::new();
+    for id in delivered.iter().chain(&dead) {
+        assert!(seen.insert(id.clone()), "{id} twice");
+    }
+    assert_eq!(seen.len(), n, "every record delivered or dead-lettered");
+    assert!(std::fs::metadata(env.path(name)).unwrap().len() < limit);
+}
+
+#[test]
+fn a_write_cut_short_by_a_full_disk_leaves_only_whole_lines() {
+    a_write_cut_short_leaves_whole_batches(false);
+}
+
+#[test]
+fn a_write_cut_short_by_a_full_disk_leaves_only_whole_gzip_members() {
+    a_write_cut_short_leaves_whole_batches(true);
+}
+
+/// Kills `ingest replay` with SIGKILL at several points of its output, and
+/// after some kills also leaves the torn tail a kill inside write(2) leaves
+/// (rare on its own); every rerun must repair the file before appending.
+fn kill_9_loop(gzip: bool) {
+    let name = if gzip { "out.jsonl.gz" } else { "out.jsonl" };
+    let env = Env::new().config(&format!(
+        "[sinks.out]\ntype = \"file\"\npath = \"{name}\"\ngzip = {gzip}\n[sinks.out.batch]\nmax_records = 2000\n"
+    ));
+    let n = 20_000;
+    write_input(&env.path("in.jsonl"), n, 200);
+    let path = env.path(name);
+    let mut torn = 0;
+    for round in 0..6u64 {
+        let start = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let mut child = env
+            .cmd()
+            .args(["replay", "in.jsonl", "--sink", "out"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait for some output, more each round, then kill without warning.
+        let want = start + 1 + round * if gzip { 40_000 } else { 400_000 };
+        loop {
+            let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+            if size >= want || child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        signal(&child, libc::SIGKILL);
+        child.wait().unwrap();
+        if round % 2 == 0 {
+            // What a kill inside write(2) leaves: part of a line, part of a member.
+            let fragment: Vec<u8> = if gzip {
+                let mut enc =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                enc.write_all(tweet(n + round as usize, 200).as_bytes())
+                    .unwrap();
+                let member = enc.finish().unwrap();
+                member[..member.len() / 2].to_vec()
+            } else {
+                br#"{"id":"twitter:torn","platform":"twi"#.to_vec()
+            };
+            std::fs::OpenOptions::new()
+                .append(true)
+                .open(&path)
+                .unwrap()
+                .write_all(&fragment)
+                .unwrap();
+            torn += 1;
+        }
+    }
+    let out = env.run(&["replay", "in.jsonl", "--sink", "out", "--summary"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids: HashSet<String> = ids_in(&path, gzip).into_iter().collect();
+    for i in 0..n {
+        assert!(ids.contains(&format!("twitter:{i}")), "twitter:{i} missing");
+    }
+    assert!(!ids.contains("twitter:torn"));
+    let saved = std::fs::read_dir(env.dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".torn-")
+        })
+        .count();
+    assert!(saved >= torn, "{saved} torn tails saved, {torn} made");
+}
+
+#[test]
+fn kill_9_at_any_point_then_a_rerun_leaves_jsonl_that_parses() {
+    kill_9_loop(false);
+}
+
+#[test]
+fn kill_9_at_any_point_then_a_rerun_leaves_gzip_that_decodes() {
+    kill_9_loop(true);
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn output_and_dead_letter_files_are_private_and_an_over_long_line_keeps_1_kib() {
+    let env = Env::new();
+    // One line over the default 16 MiB limit, read in many chunks, then a good one.
+    let long = 17 * 1024 * 1024;
+    let mut input = vec![b'x'; long];
+    input.push(b'\n');
+    input.extend_from_slice(tweet(1, 10).as_bytes());
+    input.push(b'\n');
+    std::fs::write(env.path("in.jsonl"), &input).unwrap();
+    let out = env.run(&[
+        "replay",
+        "in.jsonl",
+        "--sink",
+        "file",
+        "--file-path",
+        "out/x.jsonl",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(env.records("out/x.jsonl").len(), 1);
+    let dead = env.dead_letters();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["input_bytes"], long);
+    assert_eq!(dead[0]["input"].as_str().unwrap(), "x".repeat(1024));
+    assert_eq!(mode(&env.path("out/x.jsonl")), 0o600);
+    assert_eq!(mode(&env.path("state/dead-letters.jsonl")), 0o600);
+}
+
+#[test]
+fn file_mode_is_configurable_and_checked() {
+    let env = Env::new()
+        .config("[sinks.shared]\ntype = \"file\"\npath = \"out.jsonl\"\nfile_mode = \"0644\"\n");
+    std::fs::write(env.path("in.jsonl"), format!("{}\n", tweet(1, 10))).unwrap();
+    let out = env
+        .cmd()
+        .args(["replay", "in.jsonl", "--sink", "shared"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The umask of the test runner may take bits away, never add them.
+    let m = mode(&env.path("out.jsonl"));
+    assert!(m & 0o600 == 0o600 && m & !0o644 == 0, "{m:o}");
+
+    let env = env
+        .config("[sinks.shared]\ntype = \"file\"\npath = \"out.jsonl\"\n\nfile_mode = \"0680\"\n");
+    let out = env.run(&["replay", "in.jsonl", "--sink", "shared"]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("ingest.toml line 5") && err.contains("sinks.shared.file_mode"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_closed_stdout_stops_the_run_without_dead_letters() {
+    let env = Env::new().config("[sinks.out]\ntype = \"stdout\"\nqueue_capacity = 1\n");
+    let n = 80_000;
+    write_input(&env.path("in.jsonl"), n, 400);
+    let mut ingest = env
+        .cmd()
+        .args(["replay", "in.jsonl", "--sink", "out", "--summary"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let head = Command::new("head")
+        .args(["-n", "1"])
+        .stdin(Stdio::from(ingest.stdout.take().unwrap()))
+        .output()
+        .unwrap();
+    let first: Value = serde_json::from_slice(&head.stdout).unwrap();
+    assert_eq!(first["id"], "twitter:0");
+    let mut err = String::new();
+    let mut pipe = ingest.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        pipe.read_to_string(&mut err).unwrap();
+        err
+    });
+    // A bound against a hang only: the run ends as soon as the reader is gone.
+    let status = wait_with_timeout(&mut ingest, Duration::from_secs(120));
+    let err = reader.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
+    let s = summary_in(&err).unwrap_or_else(|| panic!("no summary:\n{err}"));
+    assert_eq!(s["stop_reason"], "output_closed", "{err}");
+    assert_eq!(s["sinks"]["out"]["dead_lettered"], 0, "{err}");
+    assert!(
+        s["sinks"]["out"]["unwritten"].as_u64().unwrap() > 0,
+        "{err}"
+    );
+    // The input was not read to its end.
+    assert!(s["records_in"].as_u64().unwrap() < n as u64 / 2, "{err}");
+    // At most the source's cut line at the stop (a replay keeps it, as on a signal).
+    let dead = env.dead_letters();
+    assert!(dead.len() <= 1, "{dead:?}");
+    assert!(dead.iter().all(|d| d["stage"] == "source"), "{dead:?}");
+}
