@@ -84,6 +84,8 @@ impl LineSplitter {
         }
         let total = self.buf.len() + part.len();
         if total > self.max_line_bytes {
+            // From here on only the prefix is kept (what is buffered may be up to the cap).
+            self.buf.truncate(OVERSIZED_PREFIX_BYTES);
             self.keep_prefix(part);
             self.skipping = Some(total);
         } else {
@@ -222,6 +224,21 @@ mod tests {
         assert_eq!(
             split(&[&big], 100).0,
             vec![Out::O(5000, vec![b'x'; OVERSIZED_PREFIX_BYTES])]
+        );
+    }
+
+    #[test]
+    fn an_oversized_line_keeps_only_the_prefix_whatever_the_cap() {
+        // Found by proptests::line_splitter_emits_every_line_once_at_any_chunk_boundary:
+        // with a cap above the prefix size, a line that went over the cap in a
+        // later chunk was reported with everything buffered so far (up to the
+        // cap, 16 MiB by default) instead of its first 1 KiB.
+        let line: Vec<u8> = (0..2500u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let (a, b) = line.split_at(1500);
+        let (out, _) = split(&[a, b, b"\n"], 2000);
+        assert_eq!(
+            out,
+            vec![Out::O(2500, line[..OVERSIZED_PREFIX_BYTES].to_vec())]
         );
     }
 
