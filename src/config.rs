@@ -403,15 +403,48 @@ fn line_of(text: &str, offset: usize) -> usize {
 fn table_at(text: &str, line: usize) -> String {
     let mut table = String::new();
     for l in text.lines().take(line) {
-        let t = l.trim();
-        if let Some(h) = t.strip_prefix('[').and_then(|t| t.split(']').next()) {
-            table = h
-                .trim_start_matches('[')
-                .trim()
-                .replace(['"', '\'', ' '], "");
+        if let Some(h) = header_path(l) {
+            table = h;
         }
     }
     table
+}
+
+/// The dotted path a `[table]` or `[[array]]` header line names, quotes and
+/// escapes resolved (`[sinks."a]b"]` is `sinks.a]b`).
+fn header_path(line: &str) -> Option<String> {
+    let rest = line.trim().strip_prefix('[')?;
+    let rest = rest.strip_prefix('[').unwrap_or(rest);
+    // The header ends at the first `]` outside quotes.
+    let (mut quote, mut escaped, mut end) = (None, false, rest.len());
+    for (i, c) in rest.char_indices() {
+        match (quote, c) {
+            (Some('"'), _) if escaped => escaped = false,
+            (Some('"'), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, ']') => {
+                end = i;
+                break;
+            }
+            (None, _) => {}
+        }
+    }
+    let key = &rest[..end];
+    // TOML itself reads the dotted key; a broken one is taken as written.
+    let Ok(mut table) = toml::from_str::<toml::Table>(&format!("{key} = 0")) else {
+        return Some(key.trim().replace(['"', '\'', ' '], ""));
+    };
+    let mut path = Vec::new();
+    while let Some((k, v)) = table.into_iter().next() {
+        path.push(k);
+        match v {
+            toml::Value::Table(inner) => table = inner,
+            _ => break,
+        }
+    }
+    Some(path.join("."))
 }
 
 /// The key written on a line, if it is a `key = value` line.

@@ -23,6 +23,8 @@ pub mod monitor;
 pub mod ops;
 pub mod pipeline;
 pub mod progress;
+#[cfg(test)]
+mod proptests;
 pub mod record;
 pub mod retry;
 pub mod secret;

@@ -235,6 +235,21 @@ mod tests {
     }
 
     #[test]
+    fn an_oversized_line_keeps_only_the_prefix_whatever_the_cap() {
+        // Found by proptests::line_splitter_emits_every_line_once_at_any_chunk_boundary:
+        // with a cap above the prefix size, a line that went over the cap in a
+        // later chunk was reported with everything buffered so far (up to the
+        // cap, 16 MiB by default) instead of its first 1 KiB.
+        let line: Vec<u8> = (0..2500u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let (a, b) = line.split_at(1500);
+        let (out, _) = split(&[a, b, b"\n"], 2000);
+        assert_eq!(
+            out,
+            vec![Out::O(2500, line[..OVERSIZED_PREFIX_BYTES].to_vec())]
+        );
+    }
+
+    #[test]
     fn discard_partial_forgets_a_cut_line() {
         let mut s = LineSplitter::new(100);
         s.push(b"{\"cut", |_| panic!("no line yet"));

@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::record::{
-    Author, Chat, NormalizeError, NormalizeOptions, Normalized, Platform, Record, Refs, raw_value,
-    transliterate, trim_line, unix_to_rfc3339,
+    Author, Chat, NormalizeError, NormalizeOptions, Normalized, Object, Platform, Record, Refs,
+    raw_value, transliterate, trim_line, unix_to_rfc3339,
 };
 
 /// Update types whose payload is a `Message`.
@@ -42,7 +42,7 @@ struct Message<'a> {
     #[serde(borrow, default)]
     sender_chat: Option<TgChat<'a>>,
     #[serde(borrow)]
-    chat: TgChat<'a>,
+    chat: Object<TgChat<'a>>,
 }
 
 /// The parts of any other update type that we can use.
@@ -202,10 +202,10 @@ pub fn normalize_update(
         raw,
     };
     if MESSAGE_KINDS.contains(&kind.as_ref()) {
-        let msg: Message<'_> = serde_json::from_str(payload.get())?;
+        let Object(msg): Object<Message<'_>> = serde_json::from_str(payload.get())?;
         record.id = match msg.edit_date {
-            Some(edit) => format!("telegram:{}:{}:{}", msg.chat.id, msg.message_id, edit),
-            None => format!("telegram:{}:{}", msg.chat.id, msg.message_id),
+            Some(edit) => format!("telegram:{}:{}:{}", msg.chat.0.id, msg.message_id, edit),
+            None => format!("telegram:{}:{}", msg.chat.0.id, msg.message_id),
         };
         record.text = msg.text.or(msg.caption).map(Cow::into_owned);
         record.created_at = msg.date.and_then(unix_to_rfc3339);
@@ -216,7 +216,7 @@ pub fn normalize_update(
             (Some(from), None) => Some(from.author()),
             (None, None) => None,
         };
-        record.chat = Some(msg.chat.chat());
+        record.chat = Some(msg.chat.0.chat());
         record.refs.message_id = Some(msg.message_id);
     } else {
         record.id = format!("telegram:update:{update_id}");
@@ -230,7 +230,7 @@ pub fn normalize_update(
             record.chat = other
                 .chat
                 .as_ref()
-                .or(nested.as_ref().map(|m| &m.chat))
+                .or(nested.as_ref().map(|m| &m.chat.0))
                 .map(TgChat::chat);
             record.refs.message_id = nested.map(|m| m.message_id);
         }
@@ -354,6 +354,10 @@ mod tests {
             br#"{"update_id":1,"message":{"chat":{"id":1}}}"#,
             br#"{"update_id":1,"message":{"message_id":1,"chat":{"id":1,"type":"private"},"text":"cut"#,
             b"\xff\xfe\x00",
+            // The positional form serde takes for structs is not an update (as
+            // proptests::x_normalizer_never_panics_on_arbitrary_json found for X).
+            br#"{"update_id":1,"message":[7,null,null,null,null,null,null,{"id":1}]}"#,
+            br#"{"update_id":1,"message":{"message_id":7,"chat":[1]}}"#,
         ] {
             assert!(normalize_update(bad, &"".into(), &opts).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }

@@ -12,14 +12,14 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::record::{
-    Author, MatchingRule, NormalizeError, NormalizeOptions, Normalized, Platform, Record, Refs,
-    normalize_timestamp, raw_value, transliterate, trim_line,
+    Author, MatchingRule, NormalizeError, NormalizeOptions, Normalized, Object, Platform, Record,
+    Refs, normalize_timestamp, raw_value, transliterate, trim_line,
 };
 
 #[derive(Deserialize)]
 struct StreamLine<'a> {
     #[serde(borrow)]
-    data: Option<Tweet<'a>>,
+    data: Option<Object<Tweet<'a>>>,
     #[serde(borrow, default)]
     includes: Option<Includes<'a>>,
     #[serde(borrow, default)]
@@ -117,11 +117,11 @@ pub fn normalize_line(
     } else {
         None
     };
-    let parsed: StreamLine<'_> = match raw {
+    let Object(parsed): Object<StreamLine<'_>> = match raw {
         Some(raw) => serde_json::from_str(raw.get())?,
         None => serde_json::from_slice(line)?,
     };
-    let Some(tweet) = parsed.data else {
+    let Some(Object(tweet)) = parsed.data else {
         return match parsed.errors {
             Some(_) => Ok(Normalized::Control(match raw {
                 Some(raw) => raw.to_owned(),
@@ -341,6 +341,10 @@ mod tests {
             b"{\"data\":{\"text\":\"no id\"}}",
             b"{\"data\":{\"id\":\"1\",\"text\":\"\xff\xfe\"}}",
             b"\x00\x01\x02",
+            // The positional form serde takes for structs is not an X line
+            // (found by proptests::x_normalizer_never_panics_on_arbitrary_json).
+            b"[[\"1\"]]",
+            b"{\"data\":[\"1\",\"text\"]}",
         ] {
             assert!(
                 normalize_line(bad, &"".into(), &o).is_err(),
