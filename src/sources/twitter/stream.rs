@@ -178,10 +178,12 @@ impl Source for TwitterSource {
                     dir,
                     segment_bytes: SEGMENT_BYTES,
                 })?;
-                Some((lock, wal, replay))
+                // Taken before the reader starts appending: the number of its first line.
+                let live_start = wal.next_seq();
+                Some((lock, wal, replay, live_start))
             }
         };
-        let wal = disk.as_ref().map(|(_, wal, _)| wal.clone());
+        let wal = disk.as_ref().map(|(_, wal, _, _)| wal.clone());
         let window = self.config.dedupe_window;
         // The connection opens at once (X does not resend what is missed while
         // the backlog drains); the recovered lines still enter the pipeline
@@ -208,8 +210,9 @@ impl Source for TwitterSource {
         };
         let forwarded = match disk {
             None => forward(&queue, &ctx, &out, window).await,
-            Some((lock, wal, replay)) => {
-                let result = forward_logged(&queue, &ctx, out, window, &wal, replay).await;
+            Some((lock, wal, replay, live_start)) => {
+                let result =
+                    forward_logged(&queue, &ctx, out, window, &wal, replay, live_start).await;
                 let closing = wal.clone();
                 let _ = tokio::task::spawn_blocking(move || closing.close()).await;
                 drop(lock);
@@ -297,8 +300,8 @@ async fn forward_logged(
     window: usize,
     wal: &Arc<Wal>,
     mut replay: Replay,
+    live_start: u64,
 ) -> Result<(), SourceError> {
-    let live_start = wal.next_seq();
     let (inflight_tx, inflight_rx) = mpsc::unbounded_channel::<InFlight>();
     let confirmer = tokio::spawn(confirm_in_order(wal.clone(), inflight_rx));
     let mut recent = RecentIds::new(window);
