@@ -923,6 +923,38 @@ mod tests {
     }
 
     #[test]
+    fn the_twitter_buffer_is_memory_unless_the_config_or_a_flag_says_disk() {
+        use clap::Parser;
+        let twitter = |config: &str, flags: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(
+                ["ingest", "twitter", "--mock"].iter().chain(flags),
+            )
+            .unwrap();
+            let crate::cli::Command::Twitter(args) = cli.command else {
+                unreachable!()
+            };
+            TwitterSettings::resolve(&args, &parse(config).unwrap())
+                .unwrap()
+                .stream
+                .buffer
+        };
+        assert_eq!(twitter("", &[]), Buffer::Memory);
+        assert_eq!(twitter("[twitter]\nbuffer = \"disk\"\n", &[]), Buffer::Disk);
+        assert_eq!(
+            twitter("[twitter]\nbuffer = \"disk\"\n", &["--buffer", "memory"]),
+            Buffer::Memory
+        );
+        assert_eq!(twitter("", &["--buffer", "disk"]), Buffer::Disk);
+        let err = parse("[twitter]\nbuffer = \"tape\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("twitter.buffer"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_field_names_file_line_and_field() {
         let err = parse("state_dir = \"/tmp\"\n\n[sinks.lake]\ntype = \"file\"\npath = \"x.jsonl\"\npathh = \"y\"\n").unwrap_err().to_string();
         assert!(err.contains("ingest.toml line 6"), "{err}");

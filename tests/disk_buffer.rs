@@ -206,3 +206,49 @@ fn kill_9_loops_lose_no_line_the_stream_received() {
 fn read_jsonl_lenient(path: &Path) -> Vec<String> {
     ids_in(&std::fs::read_to_string(path).unwrap_or_default())
 }
+
+/// A record limit stops a run in the middle of what it received: the lines
+/// past the limit stay in the log, and the next run starts with them.
+#[test]
+fn lines_past_a_record_limit_are_delivered_by_the_next_run() {
+    let env = Env::new()
+        .config("[twitter]\nbuffer = \"disk\"\n")
+        .with("TWITTER_BEARER_TOKEN", TOKEN);
+    let mock = MockProcess::start(
+        "twitter",
+        env.dir.path(),
+        "rate = 50.0\n[[rule]]\nvalue = \"cats\"\n[[connection]]\nburst = 100\n",
+    );
+    let run = |file: &str| {
+        let out = env.run(&[
+            "twitter",
+            "--twitter-api-base",
+            &mock.url,
+            "--rules-mode",
+            "keep",
+            "--sink",
+            "file",
+            "--file-path",
+            file,
+            "--max-records",
+            "50",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let seqs: Vec<u64> = env
+            .records(file)
+            .iter()
+            .map(|r| seq_of(r["id"].as_str().unwrap()))
+            .collect();
+        (seqs, stderr(&out))
+    };
+    let (first, _) = run("a.jsonl");
+    assert_eq!(first, (0..50).collect::<Vec<_>>());
+    let (second, log) = run("b.jsonl");
+    assert!(log.contains("delivering them first"), "{log}");
+    assert_eq!(second.len(), 50);
+    assert_eq!(
+        second[0], 50,
+        "the next run starts where the limit cut: {second:?}"
+    );
+    assert!(second.windows(2).all(|w| w[0] < w[1]), "{second:?}");
+}
