@@ -193,6 +193,7 @@ fn kill_9_loops_lose_no_line_the_stream_received() {
         .copied()
         .chain(confirmed.iter().map(|id| seq_of(id)))
         .collect();
+    assert_eq!(wal_text(&state), "", "a clean stop leaves the log empty");
     let missing: Vec<u64> = owed.iter().copied().filter(|s| !all.contains(s)).collect();
     assert!(
         missing.is_empty(),
@@ -219,20 +220,26 @@ fn lines_past_a_record_limit_are_delivered_by_the_next_run() {
         env.dir.path(),
         "rate = 50.0\n[[rule]]\nvalue = \"cats\"\n[[connection]]\nburst = 100\n",
     );
-    let run = |file: &str| {
-        let out = env.run(&[
-            "twitter",
-            "--twitter-api-base",
-            &mock.url,
-            "--rules-mode",
-            "keep",
-            "--sink",
-            "file",
-            "--file-path",
-            file,
-            "--max-records",
-            "50",
-        ]);
+    let run = |file: &str, flags: &[&str]| {
+        let out = env.run(
+            &[
+                &[
+                    "twitter",
+                    "--twitter-api-base",
+                    &mock.url,
+                    "--rules-mode",
+                    "keep",
+                    "--sink",
+                    "file",
+                    "--file-path",
+                    file,
+                    "--max-records",
+                    "50",
+                ],
+                flags,
+            ]
+            .concat(),
+        );
         assert!(out.status.success(), "{}", stderr(&out));
         let seqs: Vec<u64> = env
             .records(file)
@@ -241,9 +248,12 @@ fn lines_past_a_record_limit_are_delivered_by_the_next_run() {
             .collect();
         (seqs, stderr(&out))
     };
-    let (first, _) = run("a.jsonl");
+    let (first, _) = run("a.jsonl", &[]);
     assert_eq!(first, (0..50).collect::<Vec<_>>());
-    let (second, log) = run("b.jsonl");
+    // A run with the memory buffer leaves the log alone and says so.
+    let (_, log) = run("m.jsonl", &["--buffer", "memory"]);
+    assert!(log.contains("left unconfirmed lines"), "{log}");
+    let (second, log) = run("b.jsonl", &[]);
     assert!(log.contains("delivering them first"), "{log}");
     assert_eq!(second.len(), 50);
     assert_eq!(

@@ -336,7 +336,8 @@ impl Wal {
         Ok(())
     }
 
-    /// Stops the sync thread after a last sync.
+    /// Stops the sync thread after a last sync; a log wholly confirmed is
+    /// left with no segment (so a leftover segment means unconfirmed lines).
     pub fn close(&self) {
         self.lock().closed = true;
         self.wake.notify_one();
@@ -344,12 +345,36 @@ impl Wal {
         if let Some(h) = handle {
             let _ = h.join();
         }
+        let doomed: Vec<Segment> = {
+            let mut inner = self.lock();
+            let saved = inner.saved_confirmed;
+            if inner.segments.iter().all(|s| s.end() <= saved) {
+                inner.writer = None;
+                inner.segments.drain(..).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        for seg in doomed {
+            if let Err(e) = std::fs::remove_file(&seg.path) {
+                warn!(path = %seg.path.display(), error = %e, "cannot delete a confirmed write-ahead log segment");
+            }
+        }
     }
 
     /// The first unconfirmed sequence number (for tests and logs).
     pub fn confirmed(&self) -> u64 {
         self.lock().confirmed
     }
+}
+
+/// True if `dir` holds a log segment: lines an earlier run left unconfirmed.
+pub fn holds_lines(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|items| {
+        items
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == SEGMENT_EXT))
+    })
 }
 
 /// Syncs every [`SYNC_INTERVAL`] (sooner after [`SYNC_LINES`] lines) until the

@@ -165,17 +165,22 @@ impl Source for TwitterSource {
             path: spill_path,
         }));
         // With the disk buffer, one process owns the log of this account.
+        let account = secret_fingerprint(self.api.token().expose());
+        let wal_dir = ctx.state_dir.join(format!("twitter-{account}.wal"));
         let disk = match self.config.buffer {
-            Buffer::Memory => None,
+            Buffer::Memory => {
+                if crate::sources::wal::holds_lines(&wal_dir) {
+                    warn!(dir = %wal_dir.display(), "an earlier run with buffer = \"disk\" left unconfirmed lines in its write-ahead log: run with --buffer disk to deliver them");
+                }
+                None
+            }
             Buffer::Disk => {
-                let account = secret_fingerprint(self.api.token().expose());
                 let lock = LockFile::acquire(
                     ctx.state_dir.join(format!("twitter-{account}.lock")),
                     "this X account with a disk buffer",
                 )?;
-                let dir = ctx.state_dir.join(format!("twitter-{account}.wal"));
                 let (wal, replay) = Wal::open(WalConfig {
-                    dir,
+                    dir: wal_dir,
                     segment_bytes: SEGMENT_BYTES,
                 })?;
                 // Taken before the reader starts appending: the number of its first line.
