@@ -319,7 +319,7 @@ async fn forward_logged(
         let ack = if records.is_empty() {
             None
         } else {
-            let (batch, ack) = SourceBatch::with_ack(records);
+            let (batch, ack) = SourceBatch::with_ack_lingering(records);
             if out.send(batch).await.is_err() {
                 return Ok(false);
             }
