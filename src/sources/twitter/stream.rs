@@ -224,6 +224,10 @@ impl Source for TwitterSource {
                 result
             }
         };
+        if forwarded.is_err() {
+            // Nothing takes lines any more: stop the reader instead of waiting on it forever.
+            shutdown.cancel();
+        }
         let read = reader.await.unwrap_or_else(|e| {
             Err(SourceError::Read {
                 what: "the X stream".into(),
