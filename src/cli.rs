@@ -121,6 +121,13 @@ pub enum RulesMode {
     Keep,
 }
 
+/// `--buffer`: where received stream lines wait for the sinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BufferArg {
+    Memory,
+    Disk,
+}
+
 /// Where the X API is and how to reach it.
 #[derive(Debug, Args, Default, Clone)]
 pub struct XApiArgs {
@@ -158,6 +165,11 @@ pub struct TwitterArgs {
     /// Close every streaming connection of the app (DELETE /2/connections/all) before connecting.
     #[arg(long)]
     pub reset_connections: bool,
+
+    /// Where received lines wait for the sinks: `memory` (default) or `disk`, a
+    /// write-ahead log in the state dir that the next run delivers after a crash.
+    #[arg(long, value_enum, env = "INGEST_BUFFER")]
+    pub buffer: Option<BufferArg>,
 
     /// `tweet.fields` to request (default created_at,lang,author_id,conversation_id,source).
     #[arg(long, value_name = "FIELDS")]

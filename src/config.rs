@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{LogFormat, PlatformArg, ReplayArgs, RulesMode, RunArgs, TwitterArgs};
+use crate::cli::{BufferArg, LogFormat, PlatformArg, ReplayArgs, RulesMode, RunArgs, TwitterArgs};
 use crate::record::Format;
 use crate::retry::Backoff;
 use crate::retry::StreamBackoffConfig;
@@ -17,7 +17,7 @@ use crate::sinks::kinesis::KinesisSinkConfig;
 use crate::sinks::mongodb::MongodbSinkConfig;
 use crate::sinks::s3::S3SinkConfig;
 use crate::sources::twitter::api::{DEFAULT_API_BASE, NewRule};
-use crate::sources::twitter::stream::StreamConfig;
+use crate::sources::twitter::stream::{Buffer, StreamConfig};
 
 /// The config file read when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "ingest.toml";
@@ -135,6 +135,8 @@ pub struct TwitterConfig {
     pub spill_max_bytes: Option<u64>,
     /// Reconnect back-off bases.
     pub backoff: Option<StreamBackoffConfig>,
+    /// `memory` or `disk` (a write-ahead log in the state dir).
+    pub buffer: Option<Buffer>,
 }
 
 /// `[telegram]`: the Telegram sources.
@@ -863,6 +865,14 @@ impl TwitterSettings {
             max_line_bytes,
             spill_memory_bytes: t.spill_memory_bytes.unwrap_or(d.spill_memory_bytes),
             spill_max_bytes: t.spill_max_bytes.unwrap_or(d.spill_max_bytes),
+            buffer: args
+                .buffer
+                .map(|b| match b {
+                    BufferArg::Memory => Buffer::Memory,
+                    BufferArg::Disk => Buffer::Disk,
+                })
+                .or(t.buffer)
+                .unwrap_or(d.buffer),
         };
         let rules = match (&args.track, args.rules.as_ref().or(t.rules.as_ref())) {
             (Some(track), _) => {
@@ -958,6 +968,38 @@ mod tests {
             ..RunArgs::default()
         };
         Settings::resolve(&args, &loaded).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn the_twitter_buffer_is_memory_unless_the_config_or_a_flag_says_disk() {
+        use clap::Parser;
+        let twitter = |config: &str, flags: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(
+                ["ingest", "twitter", "--mock"].iter().chain(flags),
+            )
+            .unwrap();
+            let crate::cli::Command::Twitter(args) = cli.command else {
+                unreachable!()
+            };
+            TwitterSettings::resolve(&args, &parse(config).unwrap())
+                .unwrap()
+                .stream
+                .buffer
+        };
+        assert_eq!(twitter("", &[]), Buffer::Memory);
+        assert_eq!(twitter("[twitter]\nbuffer = \"disk\"\n", &[]), Buffer::Disk);
+        assert_eq!(
+            twitter("[twitter]\nbuffer = \"disk\"\n", &["--buffer", "memory"]),
+            Buffer::Memory
+        );
+        assert_eq!(twitter("", &["--buffer", "disk"]), Buffer::Disk);
+        let err = parse("[twitter]\nbuffer = \"tape\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("twitter.buffer"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -51,20 +51,26 @@ pub struct Ack {
 pub struct SourceBatch {
     pub records: Vec<Arc<Record>>,
     pub ack: Option<oneshot::Sender<Ack>>,
+    /// The source keeps sending while this ack is pending.
+    keeps_sending: bool,
 }
 
 impl SourceBatch {
     /// A source that waits for this batch's ack sends nothing more until then:
     /// sinks write it at once instead of lingering for a fuller batch.
     fn urgent(&self) -> bool {
-        self.ack.is_some()
+        self.ack.is_some() && !self.keeps_sending
     }
 }
 
 impl SourceBatch {
     /// A batch whose source needs no ack.
     pub fn new(records: Vec<Arc<Record>>) -> Self {
-        SourceBatch { records, ack: None }
+        SourceBatch {
+            records,
+            ack: None,
+            keeps_sending: false,
+        }
     }
 
     /// A batch and the receiver of its ack.
@@ -74,9 +80,18 @@ impl SourceBatch {
             SourceBatch {
                 records,
                 ack: Some(tx),
+                keeps_sending: false,
             },
             rx,
         )
+    }
+
+    /// A batch with an ack that its source does not wait for before sending
+    /// more (it only records it): sinks linger for fuller batches as usual.
+    pub fn with_ack_lingering(records: Vec<Arc<Record>>) -> (Self, oneshot::Receiver<Ack>) {
+        let (mut batch, rx) = Self::with_ack(records);
+        batch.keeps_sending = true;
+        (batch, rx)
     }
 }
 
@@ -565,7 +580,9 @@ pub async fn route(
     let senders: Vec<_> = sinks.iter().map(|s| s.tx.clone()).collect();
     while let Some(batch) = source_rx.recv().await {
         let urgent = batch.urgent();
-        let SourceBatch { mut records, ack } = batch;
+        let SourceBatch {
+            mut records, ack, ..
+        } = batch;
         if let Some(max) = limits.max_records {
             let room = max.saturating_sub(records_in) as usize;
             if records.len() >= room {
@@ -1048,6 +1065,35 @@ mod tests {
             confirmed.lock().unwrap().len() < 5,
             "small source batches are merged into fewer writes"
         );
+    }
+
+    #[tokio::test]
+    async fn acked_batches_of_a_source_that_keeps_sending_are_merged() {
+        let (sink, confirmed, _) = ScriptedSink::new(vec![]);
+        let mut c = config(6, 1);
+        c.batch.timeout_ms = 60_000;
+        let h = start(vec![(sink, c)], None);
+        let mut acks = Vec::new();
+        for i in 0..3 {
+            let (b, ack) = SourceBatch::with_ack_lingering(records(i * 2..i * 2 + 2));
+            h.tx.send(b).await.unwrap();
+            acks.push(ack);
+            // Let the router and the worker take it before the next one comes.
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+        }
+        for ack in acks {
+            assert_eq!(ack.await.unwrap().outcome, Outcome::Delivered);
+        }
+        let sizes: Vec<usize> = confirmed.lock().unwrap().iter().map(Vec::len).collect();
+        assert_eq!(
+            sizes,
+            [6],
+            "one write once the batch was full, not one per source batch"
+        );
+        drop(h.tx);
+        h.outcome.await.unwrap();
     }
 
     #[tokio::test]

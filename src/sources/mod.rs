@@ -19,6 +19,7 @@ pub mod replay;
 pub mod spill;
 pub mod telegram;
 pub mod twitter;
+pub mod wal;
 
 /// A source failed for good.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +33,8 @@ pub enum SourceError {
     State(#[from] crate::state::StateError),
     #[error(transparent)]
     Spill(#[from] spill::SpillError),
+    #[error(transparent)]
+    Wal(#[from] wal::WalError),
     #[error(transparent)]
     XApi(#[from] twitter::api::ApiError),
     #[error(transparent)]

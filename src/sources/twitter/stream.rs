@@ -9,18 +9,21 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use super::api::{STREAM_PATH, XApi, parse_problem};
 use super::normalize::normalize_line;
-use crate::pipeline::SourceBatch;
+use crate::pipeline::{Ack, Outcome, SourceBatch};
 use crate::record::{Normalized, Record, rfc3339, trim_line};
 use crate::retry::{StreamBackoff, StreamBackoffConfig, StreamFailure};
 use crate::sources::lines::{Line, LineSplitter};
-use crate::sources::spill::{SpillConfig, SpillQueue};
+use crate::sources::spill::{Entry, SpillConfig, SpillQueue};
+use crate::sources::wal::{Replay, SEGMENT_BYTES, Wal, WalConfig};
 use crate::sources::{Source, SourceContext, SourceCounters, SourceError};
+use crate::state::{LockFile, secret_fingerprint};
 
 /// Default `tweet.fields`: what the record needs.
 pub const DEFAULT_TWEET_FIELDS: &str = "created_at,lang,author_id,conversation_id,source";
@@ -30,6 +33,19 @@ pub const DEFAULT_EXPANSIONS: &str = "author_id";
 pub const DEFAULT_USER_FIELDS: &str = "name,username";
 /// Records per batch handed to the pipeline.
 const BATCH_RECORDS: usize = 1000;
+
+/// Where received lines wait for the sinks' confirmation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Buffer {
+    /// In memory (spilling to disk when the sinks are behind): a crash loses
+    /// what the sinks had not confirmed.
+    #[default]
+    Memory,
+    /// A write-ahead log in the state dir (see [`crate::sources::wal`]): what
+    /// was received and not confirmed is delivered by the next run.
+    Disk,
+}
 
 /// Everything the stream client needs.
 #[derive(Debug, Clone)]
@@ -45,6 +61,7 @@ pub struct StreamConfig {
     pub max_line_bytes: usize,
     pub spill_memory_bytes: usize,
     pub spill_max_bytes: u64,
+    pub buffer: Buffer,
 }
 
 impl Default for StreamConfig {
@@ -61,6 +78,7 @@ impl Default for StreamConfig {
             max_line_bytes: 16 * 1024 * 1024,
             spill_memory_bytes: 64 * 1024 * 1024,
             spill_max_bytes: 1024 * 1024 * 1024,
+            buffer: Buffer::Memory,
         }
     }
 }
@@ -146,20 +164,70 @@ impl Source for TwitterSource {
             max_file_bytes: self.config.spill_max_bytes,
             path: spill_path,
         }));
+        // With the disk buffer, one process owns the log of this account.
+        let account = secret_fingerprint(self.api.token().expose());
+        let wal_dir = ctx.state_dir.join(format!("twitter-{account}.wal"));
+        let disk = match self.config.buffer {
+            Buffer::Memory => {
+                if crate::sources::wal::holds_lines(&wal_dir) {
+                    warn!(dir = %wal_dir.display(), "an earlier run with buffer = \"disk\" left unconfirmed lines in its write-ahead log: run with --buffer disk to deliver them");
+                }
+                None
+            }
+            Buffer::Disk => {
+                let lock = LockFile::acquire(
+                    ctx.state_dir.join(format!("twitter-{account}.lock")),
+                    "this X account with a disk buffer",
+                )?;
+                let (wal, replay) = Wal::open(WalConfig {
+                    dir: wal_dir,
+                    segment_bytes: SEGMENT_BYTES,
+                })?;
+                // Taken before the reader starts appending: the number of its first line.
+                let live_start = wal.next_seq();
+                Some((lock, wal, replay, live_start))
+            }
+        };
+        let wal = disk.as_ref().map(|(_, wal, _, _)| wal.clone());
         let window = self.config.dedupe_window;
+        // The connection opens at once (X does not resend what is missed while
+        // the backlog drains); the recovered lines still enter the pipeline
+        // before any new one, as the forwarder sends them first.
         let reader = {
-            let (queue, ctx, shutdown) = (queue.clone(), ctx.clone(), shutdown.clone());
+            let (queue, ctx, shutdown, wal) =
+                (queue.clone(), ctx.clone(), shutdown.clone(), wal.clone());
             tokio::spawn(
                 async move {
-                    let result =
-                        read_stream(&self.api, &self.config, &queue, &ctx, &shutdown).await;
+                    let result = read_stream(
+                        &self.api,
+                        &self.config,
+                        &queue,
+                        wal.as_deref(),
+                        &ctx,
+                        &shutdown,
+                    )
+                    .await;
                     queue.close();
                     result
                 }
                 .instrument(tracing::Span::current()),
             )
         };
-        let forwarded = forward(&queue, &ctx, &out, window).await;
+        let forwarded = match disk {
+            None => forward(&queue, &ctx, &out, window).await,
+            Some((lock, wal, replay, live_start)) => {
+                let result =
+                    forward_logged(&queue, &ctx, out, window, &wal, replay, live_start).await;
+                let closing = wal.clone();
+                let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+                drop(lock);
+                result
+            }
+        };
+        if forwarded.is_err() {
+            // Nothing takes lines any more: stop the reader instead of waiting on it forever.
+            shutdown.cancel();
+        }
         let read = reader.await.unwrap_or_else(|e| {
             Err(SourceError::Read {
                 what: "the X stream".into(),
@@ -168,6 +236,39 @@ impl Source for TwitterSource {
         });
         read.and(forwarded)
     }
+}
+
+/// Normalizes lines and drops duplicates by id; returns the records and, for
+/// each, the index of its line. Unusable lines go to the dead letters.
+fn normalize_entries(
+    entries: &[Entry],
+    ctx: &SourceContext,
+    recent: &mut RecentIds,
+) -> Result<(Vec<Arc<Record>>, Vec<usize>), SourceError> {
+    let mut batch: Vec<Arc<Record>> = Vec::with_capacity(entries.len());
+    let mut index = Vec::with_capacity(entries.len());
+    for (i, (received_at, line)) in entries.iter().enumerate() {
+        match normalize_line(line, received_at, &ctx.normalize) {
+            Ok(Normalized::Record(r)) => {
+                if recent.insert(&r.id) {
+                    batch.push(Arc::from(r));
+                    index.push(i);
+                } else {
+                    SourceCounters::add(&ctx.counters.duplicates, 1);
+                    debug!(id = %r.id, "duplicate dropped");
+                }
+            }
+            Ok(Normalized::Control(_)) | Ok(Normalized::Nothing) => {}
+            Err(e) => {
+                SourceCounters::add(&ctx.counters.malformed, 1);
+                warn!(error = %e, "unusable stream line dead-lettered");
+                ctx.dead_letters
+                    .source_input("twitter", &e.to_string(), line, line.len())?;
+            }
+        }
+    }
+    SourceCounters::add(&ctx.counters.records, batch.len() as u64);
+    Ok((batch, index))
 }
 
 /// Queue → normalize → dedupe → pipeline, until the reader is done and the queue is empty.
@@ -179,30 +280,10 @@ async fn forward(
 ) -> Result<(), SourceError> {
     let mut recent = RecentIds::new(window);
     while let Some(entries) = queue.pop(BATCH_RECORDS).await? {
-        let mut batch: Vec<Arc<Record>> = Vec::with_capacity(entries.len());
-        for (received_at, line) in entries {
-            match normalize_line(&line, &received_at, &ctx.normalize) {
-                Ok(Normalized::Record(r)) => {
-                    if recent.insert(&r.id) {
-                        batch.push(Arc::from(r));
-                    } else {
-                        SourceCounters::add(&ctx.counters.duplicates, 1);
-                        debug!(id = %r.id, "duplicate dropped");
-                    }
-                }
-                Ok(Normalized::Control(_)) | Ok(Normalized::Nothing) => {}
-                Err(e) => {
-                    SourceCounters::add(&ctx.counters.malformed, 1);
-                    warn!(error = %e, "unusable stream line dead-lettered");
-                    ctx.dead_letters
-                        .source_input("twitter", &e.to_string(), &line, line.len())?;
-                }
-            }
-        }
+        let (batch, _) = normalize_entries(&entries, ctx, &mut recent)?;
         if batch.is_empty() {
             continue;
         }
-        SourceCounters::add(&ctx.counters.records, batch.len() as u64);
         if out.send(SourceBatch::new(batch)).await.is_err() {
             break;
         }
@@ -210,11 +291,130 @@ async fn forward(
     Ok(())
 }
 
+/// One batch of logged lines on its way: the log numbers of its records, the
+/// number after its last line, and its ack (none when no line became a record).
+struct InFlight {
+    record_seqs: Vec<u64>,
+    end: u64,
+    ack: Option<oneshot::Receiver<Ack>>,
+}
+
+/// [`forward`] for the disk buffer: first the lines the log recovered, then
+/// the queue (whose lines the reader logged, numbered on from the log's end);
+/// every batch carries an ack, and the log's confirmed mark follows the acks in order.
+async fn forward_logged(
+    queue: &SpillQueue,
+    ctx: &SourceContext,
+    out: mpsc::Sender<SourceBatch>,
+    window: usize,
+    wal: &Arc<Wal>,
+    mut replay: Replay,
+    live_start: u64,
+) -> Result<(), SourceError> {
+    let (inflight_tx, inflight_rx) = mpsc::unbounded_channel::<InFlight>();
+    let confirmer = tokio::spawn(confirm_in_order(wal.clone(), inflight_rx));
+    let mut recent = RecentIds::new(window);
+    let send = async |entries: Vec<Entry>, seqs: Vec<u64>, recent: &mut RecentIds| {
+        let Some(&last) = seqs.last() else {
+            return Ok(true);
+        };
+        let (records, index) = normalize_entries(&entries, ctx, recent)?;
+        let record_seqs: Vec<u64> = index.iter().map(|&i| seqs[i]).collect();
+        let ack = if records.is_empty() {
+            None
+        } else {
+            let (batch, ack) = SourceBatch::with_ack_lingering(records);
+            if out.send(batch).await.is_err() {
+                return Ok(false);
+            }
+            Some(ack)
+        };
+        let _ = inflight_tx.send(InFlight {
+            record_seqs,
+            end: last + 1,
+            ack,
+        });
+        Ok::<bool, SourceError>(true)
+    };
+    let result = async {
+        let recovered = replay.remaining();
+        let mut open = true;
+        while open {
+            let batch = replay.next_batch(BATCH_RECORDS)?;
+            if batch.is_empty() {
+                break;
+            }
+            let (seqs, entries): (Vec<u64>, Vec<Entry>) = batch.into_iter().unzip();
+            open = send(entries, seqs, &mut recent).await?;
+        }
+        if recovered > 0 && open {
+            info!(lines = recovered, "the recovered lines are in the pipeline");
+        }
+        let mut next = live_start;
+        while open && let Some(entries) = queue.pop(BATCH_RECORDS).await? {
+            let seqs: Vec<u64> = (next..next + entries.len() as u64).collect();
+            next += entries.len() as u64;
+            open = send(entries, seqs, &mut recent).await?;
+        }
+        Ok(())
+    }
+    .await;
+    drop(inflight_tx);
+    drop(out);
+    if let Err(e) = confirmer.await {
+        error!(error = %e, "the write-ahead log confirmer failed");
+    }
+    result
+}
+
+/// Awaits the acks in order and moves the log's confirmed mark; stops moving
+/// it at the first batch not wholly confirmed (a later run delivers the rest again).
+async fn confirm_in_order(wal: Arc<Wal>, mut rx: mpsc::UnboundedReceiver<InFlight>) {
+    let mut stuck = false;
+    while let Some(batch) = rx.recv().await {
+        if stuck {
+            continue;
+        }
+        let upto = match batch.ack {
+            None => batch.end,
+            Some(ack) => match ack.await {
+                Ok(Ack {
+                    accepted,
+                    outcome: Outcome::Delivered | Outcome::DeadLettered,
+                }) => match batch.record_seqs.get(accepted) {
+                    None => batch.end,
+                    // A record limit cut the batch: the rest waits for the next run.
+                    Some(&first_left) => {
+                        stuck = true;
+                        first_left
+                    }
+                },
+                Ok(Ack {
+                    outcome: Outcome::Lost,
+                    ..
+                }) => {
+                    error!(
+                        "records were lost (the dead-letter file cannot be written): they stay in the write-ahead log for the next run"
+                    );
+                    stuck = true;
+                    continue;
+                }
+                Err(_) => {
+                    stuck = true;
+                    continue;
+                }
+            },
+        };
+        wal.confirm(upto);
+    }
+}
+
 /// The connect / read / back off loop.
 async fn read_stream(
     api: &XApi,
     config: &StreamConfig,
     queue: &SpillQueue,
+    wal: Option<&Wal>,
     ctx: &SourceContext,
     shutdown: &CancellationToken,
 ) -> Result<(), SourceError> {
@@ -261,7 +461,7 @@ async fn read_stream(
                         backoff.reset();
                         SourceCounters::add(&ctx.counters.connected, 1);
                         info!("connected to the filtered stream");
-                        match read_body(resp, config, queue, ctx, shutdown).await? {
+                        match read_body(resp, config, queue, wal, ctx, shutdown).await? {
                             Ended::Stopped => return Ok(()),
                             Ended::Stalled => {
                                 ctx.counters.reconnected("stall");
@@ -369,6 +569,7 @@ async fn read_body(
     mut resp: reqwest::Response,
     config: &StreamConfig,
     queue: &SpillQueue,
+    wal: Option<&Wal>,
     ctx: &SourceContext,
     shutdown: &CancellationToken,
 ) -> Result<Ended, SourceError> {
@@ -406,6 +607,10 @@ async fn read_body(
                     warn!(message = %text, "error message in the stream");
                 }
             }
+        }
+        // The log first: a line is on disk before the pipeline can see it.
+        if let Some(wal) = wal {
+            wal.append(&received_at, &items)?;
         }
         queue.push_many(&received_at, &mut items).await?;
         for (len, prefix) in oversized.drain(..) {

@@ -1,0 +1,683 @@
+//! A write-ahead log of received stream lines (`[twitter] buffer = "disk"`).
+//!
+//! Invariants:
+//! - Every line is appended (one `write` per chunk of lines) before it enters
+//!   the pipeline, so a `kill -9` loses nothing the log accepted; the data is
+//!   fsynced every [`SYNC_INTERVAL`] or every [`SYNC_LINES`] lines, whichever
+//!   comes first, so after a power loss at most the last ~100 ms of lines are gone.
+//! - Each line has a sequence number: its segment file is named by the number
+//!   of its first line, and lines follow in order. The sinks' acks arrive in
+//!   order and move the confirmed mark (the first unconfirmed number), saved
+//!   atomically in `confirmed.json` on the same interval.
+//! - Segments (about [`SEGMENT_BYTES`] each) are deleted once every line in
+//!   them is confirmed; only the segment being written is kept open.
+//! - On open, a torn last line (the write a crash cut) is cut off: it was never
+//!   whole, so it was never confirmed. What is left unconfirmed is replayed
+//!   first, in order; new lines go to a new segment after it.
+//!
+//! One process owns a log: the caller holds a lock file for it.
+
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tracing::{error, info, warn};
+
+use crate::sources::spill::Entry;
+use crate::state::Checkpoint;
+
+/// How often appended lines are fsynced (and the confirmed mark saved): a line
+/// received more than about this long before a power loss survives it.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(100);
+/// Lines appended since the last sync that trigger a sync at once.
+pub const SYNC_LINES: u64 = 1000;
+/// Size at which a new segment file is started.
+pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+const SEGMENT_EXT: &str = "seg";
+const CONFIRMED_FILE: &str = "confirmed.json";
+
+/// The log cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("write-ahead log {path}: {source}")]
+pub struct WalError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
+fn err(path: &Path, source: std::io::Error) -> WalError {
+    WalError {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Where a log lives and how big its segments grow.
+#[derive(Debug, Clone)]
+pub struct WalConfig {
+    pub dir: PathBuf,
+    pub segment_bytes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Confirmed {
+    /// The first sequence number not confirmed.
+    next: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Segment {
+    base: u64,
+    entries: u64,
+    path: PathBuf,
+}
+
+impl Segment {
+    fn end(&self) -> u64 {
+        self.base + self.entries
+    }
+}
+
+struct Inner {
+    /// Oldest first; the last one is being written when `writer` is set.
+    segments: VecDeque<Segment>,
+    writer: Option<File>,
+    writer_bytes: u64,
+    next_seq: u64,
+    confirmed: u64,
+    saved_confirmed: u64,
+    /// Rolled segments whose data is not synced yet.
+    to_sync: Vec<File>,
+    unsynced_lines: u64,
+    dir_dirty: bool,
+    closed: bool,
+}
+
+/// A write-ahead log; see the module docs.
+pub struct Wal {
+    config: WalConfig,
+    checkpoint: Checkpoint,
+    inner: Mutex<Inner>,
+    wake: Condvar,
+    syncer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The unconfirmed lines found on open, read back segment by segment.
+pub struct Replay {
+    segments: VecDeque<Segment>,
+    from: u64,
+    current: Option<(BufReader<File>, Segment, u64)>,
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `config.dir`, cuts a torn tail, drops
+    /// confirmed segments, and starts the sync thread. Returns the lines left
+    /// unconfirmed, to be delivered before any new one.
+    pub fn open(config: WalConfig) -> Result<(Arc<Wal>, Replay), WalError> {
+        let dir = &config.dir;
+        std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+        let checkpoint = Checkpoint::new(dir.join(CONFIRMED_FILE));
+        let confirmed = checkpoint
+            .load::<Confirmed>()
+            .map_err(|e| err(checkpoint.path(), std::io::Error::other(e)))?
+            .map_or(0, |c| c.next);
+        let mut segments = Vec::new();
+        for item in std::fs::read_dir(dir).map_err(|e| err(dir, e))? {
+            let path = item.map_err(|e| err(dir, e))?.path();
+            let base = (path.extension().and_then(|e| e.to_str()) == Some(SEGMENT_EXT))
+                .then(|| path.file_stem()?.to_str()?.parse::<u64>().ok())
+                .flatten();
+            if let Some(base) = base {
+                segments.push(Segment {
+                    base,
+                    entries: 0,
+                    path,
+                });
+            }
+        }
+        segments.sort_by_key(|s| s.base);
+        let mut kept = VecDeque::new();
+        let mut next_seq = confirmed;
+        for mut seg in segments {
+            seg.entries = count_and_repair(&seg.path)?;
+            next_seq = next_seq.max(seg.end());
+            if seg.entries == 0 || seg.end() <= confirmed {
+                std::fs::remove_file(&seg.path).map_err(|e| err(&seg.path, e))?;
+            } else {
+                kept.push_back(seg);
+            }
+        }
+        let unconfirmed: u64 = kept.iter().map(|s| s.end() - s.base.max(confirmed)).sum();
+        if unconfirmed > 0 {
+            info!(lines = unconfirmed, dir = %dir.display(), "the write-ahead log holds unconfirmed lines from an earlier run: delivering them first");
+        }
+        let replay = Replay {
+            segments: kept.clone(),
+            from: confirmed,
+            current: None,
+        };
+        let wal = Arc::new(Wal {
+            checkpoint,
+            inner: Mutex::new(Inner {
+                segments: kept,
+                writer: None,
+                writer_bytes: 0,
+                next_seq,
+                confirmed,
+                saved_confirmed: confirmed,
+                to_sync: Vec::new(),
+                unsynced_lines: 0,
+                dir_dirty: false,
+                closed: false,
+            }),
+            wake: Condvar::new(),
+            syncer: Mutex::new(None),
+            config,
+        });
+        let syncer = {
+            let weak = Arc::downgrade(&wal);
+            std::thread::Builder::new()
+                .name("ingest-wal-sync".into())
+                .spawn(move || sync_loop(&weak))
+                .map_err(|e| err(&wal.config.dir, e))?
+        };
+        *wal.syncer.lock().unwrap_or_else(|p| p.into_inner()) = Some(syncer);
+        Ok((wal, replay))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The sequence number the next appended line gets.
+    pub fn next_seq(&self) -> u64 {
+        self.lock().next_seq
+    }
+
+    /// Appends lines received at `received_at`; returns the number of the first.
+    pub fn append(&self, received_at: &str, lines: &[Vec<u8>]) -> Result<u64, WalError> {
+        let mut inner = self.lock();
+        let first = inner.next_seq;
+        if lines.is_empty() {
+            return Ok(first);
+        }
+        let mut buf =
+            Vec::with_capacity(lines.iter().map(|l| l.len() + received_at.len() + 2).sum());
+        for line in lines {
+            buf.extend_from_slice(received_at.as_bytes());
+            buf.push(b'\t');
+            buf.extend_from_slice(line);
+            buf.push(b'\n');
+        }
+        if inner.writer.is_none() || inner.writer_bytes >= self.config.segment_bytes {
+            let path = self.config.dir.join(format!("{first:020}.{SEGMENT_EXT}"));
+            let file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| err(&path, e))?;
+            if let Some(old) = inner.writer.replace(file) {
+                inner.to_sync.push(old);
+            }
+            inner.writer_bytes = 0;
+            inner.dir_dirty = true;
+            inner.segments.push_back(Segment {
+                base: first,
+                entries: 0,
+                path,
+            });
+        }
+        let seg = inner
+            .segments
+            .back()
+            .expect("a segment is open")
+            .path
+            .clone();
+        let writer = inner.writer.as_mut().expect("opened above");
+        if let Err(e) = writer.write_all(&buf) {
+            // A short write would leave a torn line: cut it off so the next append starts clean.
+            let len = inner.writer_bytes;
+            if let Some(w) = inner.writer.as_ref() {
+                let _ = w.set_len(len);
+            }
+            return Err(err(&seg, e));
+        }
+        inner.writer_bytes += buf.len() as u64;
+        let n = lines.len() as u64;
+        inner
+            .segments
+            .back_mut()
+            .expect("a segment is open")
+            .entries += n;
+        inner.next_seq += n;
+        inner.unsynced_lines += n;
+        if inner.unsynced_lines >= SYNC_LINES {
+            self.wake.notify_one();
+        }
+        Ok(first)
+    }
+
+    /// Every line numbered below `next` is confirmed by the sinks.
+    pub fn confirm(&self, next: u64) {
+        let mut inner = self.lock();
+        inner.confirmed = inner.confirmed.max(next.min(inner.next_seq));
+    }
+
+    /// Syncs what was appended, saves the confirmed mark, deletes confirmed segments.
+    pub fn sync(&self) -> Result<(), WalError> {
+        let (writer, rolled, dir_dirty, unsynced, confirmed) = {
+            let mut inner = self.lock();
+            let writer = if inner.unsynced_lines > 0 {
+                inner
+                    .writer
+                    .as_ref()
+                    .map(File::try_clone)
+                    .transpose()
+                    .map_err(|e| err(&self.config.dir, e))?
+            } else {
+                None
+            };
+            let unsynced = inner.unsynced_lines;
+            inner.unsynced_lines = 0;
+            let dir_dirty = std::mem::take(&mut inner.dir_dirty);
+            let confirmed = (inner.confirmed != inner.saved_confirmed).then_some(inner.confirmed);
+            (
+                writer,
+                std::mem::take(&mut inner.to_sync),
+                dir_dirty,
+                unsynced,
+                confirmed,
+            )
+        };
+        let dir = &self.config.dir;
+        let synced = (|| {
+            for f in rolled.iter().chain(writer.as_ref()) {
+                f.sync_data()?;
+            }
+            if dir_dirty {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = synced {
+            // Try again next time.
+            let mut inner = self.lock();
+            inner.unsynced_lines += unsynced;
+            inner.dir_dirty |= dir_dirty;
+            return Err(err(dir, e));
+        }
+        let Some(next) = confirmed else {
+            return Ok(());
+        };
+        self.checkpoint
+            .save(&Confirmed { next })
+            .map_err(|e| err(self.checkpoint.path(), std::io::Error::other(e)))?;
+        let doomed: Vec<Segment> = {
+            let mut inner = self.lock();
+            inner.saved_confirmed = next;
+            let open = inner.writer.is_some();
+            let mut doomed = Vec::new();
+            // The segment being written is never deleted: appends would go to an unlinked file.
+            while inner.segments.len() > usize::from(open)
+                && inner.segments.front().is_some_and(|s| s.end() <= next)
+            {
+                doomed.extend(inner.segments.pop_front());
+            }
+            doomed
+        };
+        for seg in doomed {
+            std::fs::remove_file(&seg.path).map_err(|e| err(&seg.path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Stops the sync thread after a last sync; a log wholly confirmed is
+    /// left with no segment (so a leftover segment means unconfirmed lines).
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_one();
+        let handle = self.syncer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        let doomed: Vec<Segment> = {
+            let mut inner = self.lock();
+            let saved = inner.saved_confirmed;
+            if inner.segments.iter().all(|s| s.end() <= saved) {
+                inner.writer = None;
+                inner.segments.drain(..).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        for seg in doomed {
+            if let Err(e) = std::fs::remove_file(&seg.path) {
+                warn!(path = %seg.path.display(), error = %e, "cannot delete a confirmed write-ahead log segment");
+            }
+        }
+    }
+
+    /// The first unconfirmed sequence number (for tests and logs).
+    pub fn confirmed(&self) -> u64 {
+        self.lock().confirmed
+    }
+}
+
+/// True if `dir` holds a log segment: lines an earlier run left unconfirmed.
+pub fn holds_lines(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|items| {
+        items
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == SEGMENT_EXT))
+    })
+}
+
+/// Syncs every [`SYNC_INTERVAL`] (sooner after [`SYNC_LINES`] lines) until the
+/// log is closed or dropped.
+fn sync_loop(weak: &std::sync::Weak<Wal>) {
+    loop {
+        let Some(wal) = weak.upgrade() else { return };
+        let closed = {
+            let inner = wal.lock();
+            let (inner, _) = wal
+                .wake
+                .wait_timeout_while(inner, SYNC_INTERVAL, |i| {
+                    !i.closed && i.unsynced_lines < SYNC_LINES
+                })
+                .unwrap_or_else(|p| p.into_inner());
+            inner.closed
+        };
+        if let Err(e) = wal.sync() {
+            error!(error = %e, "cannot sync the write-ahead log; retrying");
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+/// Counts the whole lines of a segment and cuts a torn tail off.
+fn count_and_repair(path: &Path) -> Result<u64, WalError> {
+    let bytes = std::fs::read(path).map_err(|e| err(path, e))?;
+    let whole = memchr::memrchr(b'\n', &bytes).map_or(0, |i| i + 1);
+    if whole < bytes.len() {
+        warn!(
+            path = %path.display(),
+            bytes = bytes.len() - whole,
+            "cut a torn line off the write-ahead log (a crash interrupted its write: it was never confirmed)"
+        );
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| err(path, e))?;
+        f.set_len(whole as u64).map_err(|e| err(path, e))?;
+        f.sync_all().map_err(|e| err(path, e))?;
+    }
+    Ok(memchr::memchr_iter(b'\n', &bytes[..whole]).count() as u64)
+}
+
+impl Replay {
+    /// Lines left to replay in all.
+    pub fn remaining(&self) -> u64 {
+        let from = self.from;
+        self.segments
+            .iter()
+            .map(|s| s.end() - s.base.max(from))
+            .sum::<u64>()
+            + self
+                .current
+                .as_ref()
+                .map_or(0, |(_, s, i)| s.end() - (s.base + *i).max(from))
+    }
+
+    /// Up to `max` lines with their sequence numbers, in order; empty when done.
+    pub fn next_batch(&mut self, max: usize) -> Result<Vec<(u64, Entry)>, WalError> {
+        let mut out = Vec::new();
+        let mut line = Vec::new();
+        while out.len() < max {
+            if self.current.is_none() {
+                let Some(seg) = self.segments.pop_front() else {
+                    break;
+                };
+                let file = File::open(&seg.path).map_err(|e| err(&seg.path, e))?;
+                self.current = Some((BufReader::new(file), seg, 0));
+            }
+            let (reader, seg, index) = self.current.as_mut().expect("set above");
+            if *index >= seg.entries {
+                self.current = None;
+                continue;
+            }
+            line.clear();
+            let n = reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| err(&seg.path, e))?;
+            if n == 0 {
+                // Shorter than counted (changed underneath): nothing more here.
+                self.current = None;
+                continue;
+            }
+            let seq = seg.base + *index;
+            *index += 1;
+            if seq < self.from {
+                continue;
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            match memchr::memchr(b'\t', &line) {
+                Some(tab) => {
+                    let received_at: Arc<str> =
+                        Arc::from(String::from_utf8_lossy(&line[..tab]).as_ref());
+                    out.push((seq, (received_at, line[tab + 1..].to_vec())));
+                }
+                None => warn!(
+                    seq,
+                    "a write-ahead log line without its receive time was skipped"
+                ),
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &tempfile::TempDir, segment_bytes: u64) -> WalConfig {
+        WalConfig {
+            dir: dir.path().join("x.wal"),
+            segment_bytes,
+        }
+    }
+
+    fn lines(range: std::ops::Range<u32>) -> Vec<Vec<u8>> {
+        range.map(|i| format!("line {i}").into_bytes()).collect()
+    }
+
+    fn drain(replay: &mut Replay) -> Vec<(u64, String)> {
+        let mut got = Vec::new();
+        loop {
+            let batch = replay.next_batch(3).unwrap();
+            if batch.is_empty() {
+                return got;
+            }
+            for (seq, (at, line)) in batch {
+                assert_eq!(&*at, "T");
+                got.push((seq, String::from_utf8(line).unwrap()));
+            }
+        }
+    }
+
+    fn segments(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".seg"))
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn appended_lines_are_replayed_in_order_after_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, replay) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        assert_eq!(replay.remaining(), 0);
+        assert_eq!(wal.append("T", &lines(0..4)).unwrap(), 0);
+        assert_eq!(wal.append("T", &lines(4..6)).unwrap(), 4);
+        // No sync, no close: as after kill -9 (the kernel still has the writes).
+        drop(wal);
+        let (wal, mut replay) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        assert_eq!(replay.remaining(), 6);
+        let got = drain(&mut replay);
+        let want: Vec<(u64, String)> = (0..6).map(|i| (i, format!("line {i}"))).collect();
+        assert_eq!(got, want);
+        assert_eq!(wal.next_seq(), 6, "new lines follow the recovered ones");
+        wal.close();
+    }
+
+    #[test]
+    fn sync_makes_appends_durable_and_saves_the_confirmed_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        wal.append("T", &lines(0..10)).unwrap();
+        wal.confirm(4);
+        wal.sync().unwrap();
+        assert_eq!(wal.lock().unsynced_lines, 0);
+        let saved: Confirmed = Checkpoint::new(dir.path().join("x.wal/confirmed.json"))
+            .load()
+            .unwrap()
+            .unwrap();
+        assert_eq!(saved.next, 4);
+        drop(wal);
+        let (_, mut replay) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        let got: Vec<u64> = drain(&mut replay).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(got, (4..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn the_sync_thread_syncs_on_its_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        wal.append("T", &lines(0..3)).unwrap();
+        wal.confirm(2);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while wal.lock().saved_confirmed != 2 || wal.lock().unsynced_lines != 0 {
+            assert!(std::time::Instant::now() < deadline, "never synced");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        wal.close();
+    }
+
+    #[test]
+    fn wholly_confirmed_segments_are_deleted_and_the_rest_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("x.wal");
+        // Tiny segments: one append per segment.
+        let (wal, _) = Wal::open(config(&dir, 1)).unwrap();
+        wal.append("T", &lines(0..3)).unwrap();
+        wal.append("T", &lines(3..6)).unwrap();
+        wal.append("T", &lines(6..9)).unwrap();
+        assert_eq!(segments(&wal_dir).len(), 3);
+        wal.confirm(7);
+        wal.sync().unwrap();
+        assert_eq!(
+            segments(&wal_dir),
+            vec![format!("{:020}.seg", 6)],
+            "segments wholly below the mark are gone, the open one stays"
+        );
+        wal.confirm(9);
+        wal.sync().unwrap();
+        assert_eq!(
+            segments(&wal_dir).len(),
+            1,
+            "the open segment is never deleted"
+        );
+        wal.close();
+        drop(wal);
+        let (wal, replay) = Wal::open(config(&dir, 1)).unwrap();
+        assert_eq!(replay.remaining(), 0);
+        assert!(
+            segments(&wal_dir).is_empty(),
+            "a confirmed segment goes on open"
+        );
+        assert_eq!(wal.next_seq(), 9, "numbers are never reused");
+        wal.append("T", &lines(9..10)).unwrap();
+        assert_eq!(segments(&wal_dir), vec![format!("{:020}.seg", 9)]);
+    }
+
+    #[test]
+    fn confirmation_never_goes_back_nor_past_what_was_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        wal.append("T", &lines(0..5)).unwrap();
+        wal.confirm(3);
+        wal.confirm(1);
+        assert_eq!(wal.confirmed(), 3);
+        wal.confirm(99);
+        assert_eq!(wal.confirmed(), 5);
+        wal.close();
+    }
+
+    #[test]
+    fn a_torn_last_line_is_cut_off_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("x.wal");
+        let (wal, _) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        wal.append("T", &lines(0..3)).unwrap();
+        drop(wal);
+        let seg = wal_dir.join(&segments(&wal_dir)[0]);
+        let mut f = OpenOptions::new().append(true).open(&seg).unwrap();
+        f.write_all(b"T\t{\"data\":{\"id\":\"12").unwrap();
+        drop(f);
+        let (wal, mut replay) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        assert_eq!(replay.remaining(), 3);
+        let got: Vec<String> = drain(&mut replay).into_iter().map(|(_, l)| l).collect();
+        assert_eq!(got, vec!["line 0", "line 1", "line 2"]);
+        assert!(
+            std::fs::read(&seg).unwrap().ends_with(b"line 2\n"),
+            "the tail is gone"
+        );
+        // New lines go after the recovered ones, in a new segment.
+        assert_eq!(wal.append("T", &lines(3..4)).unwrap(), 3);
+        wal.close();
+        drop(wal);
+        let (_, mut replay) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        let got: Vec<u64> = drain(&mut replay).into_iter().map(|(s, _)| s).collect();
+        assert_eq!(got, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn recovery_spans_segments_in_order_from_the_confirmed_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let (wal, _) = Wal::open(config(&dir, 30)).unwrap();
+        for i in 0..20 {
+            wal.append("T", &lines(i..i + 1)).unwrap();
+        }
+        wal.confirm(5);
+        wal.sync().unwrap();
+        drop(wal);
+        // A second run recovers 5..20, appends more, confirms part of the backlog, crashes.
+        let (wal, mut replay) = Wal::open(config(&dir, 30)).unwrap();
+        let first = replay.next_batch(4).unwrap();
+        assert_eq!(
+            first.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+            vec![5, 6, 7, 8]
+        );
+        wal.append("T", &lines(20..23)).unwrap();
+        wal.confirm(9);
+        wal.sync().unwrap();
+        drop(wal);
+        let (wal, mut replay) = Wal::open(config(&dir, 30)).unwrap();
+        let got = drain(&mut replay);
+        let want: Vec<(u64, String)> = (9..23).map(|i| (i, format!("line {i}"))).collect();
+        assert_eq!(got, want);
+        wal.close();
+    }
+}
