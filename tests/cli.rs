@@ -142,35 +142,12 @@ fn max_records_stops_after_exactly_n() {
 #[test]
 fn duration_stops_a_stdin_that_never_ends() {
     let env = Env::new();
-    let mut child = env
-        .cmd()
-        .args([
-            "replay",
-            "-",
-            "--sink",
-            "file",
-            "--file-path",
-            "o.jsonl",
-            "--duration",
-            "1s",
-            "--summary",
-        ])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = env.spawn_replay_to_file(Stdio::piped(), &["--duration", "1s"]);
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{}", tweet(1)).unwrap();
     stdin.flush().unwrap();
     // stdin stays open: only the time limit can end the run.
-    let status = wait_with_timeout(&mut child, Duration::from_secs(30));
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
+    let (status, err) = finish(&mut child, Duration::from_secs(30));
     drop(stdin);
     assert!(status.success(), "{err}");
     assert!(err.contains("\"stop_reason\":\"duration\""), "{err}");

@@ -93,6 +93,19 @@ impl Env {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `ingest replay -` into the file sink at `o.jsonl`, with `--summary` and
+    /// `extra` flags; standard input from `stdin`, standard error piped.
+    pub fn spawn_replay_to_file(&self, stdin: Stdio, extra: &[&str]) -> Child {
+        self.cmd()
+            .args(["replay", "-", "--sink", "file", "--file-path", "o.jsonl"])
+            .arg("--summary")
+            .args(extra)
+            .stdin(stdin)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().unwrap()
     }
@@ -160,6 +173,16 @@ pub fn wait_with_timeout(child: &mut Child, limit: Duration) -> std::process::Ex
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Waits at most `limit` for `child`; its status and all it wrote on (piped) stderr.
+pub fn finish(child: &mut Child, limit: Duration) -> (std::process::ExitStatus, String) {
+    let status = wait_with_timeout(child, limit);
+    let mut err = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        pipe.read_to_string(&mut err).unwrap();
+    }
+    (status, err)
 }
 
 pub fn signal(child: &Child, sig: i32) {
