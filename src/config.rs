@@ -9,13 +9,8 @@ use serde::Deserialize;
 
 use crate::cli::{BufferArg, LogFormat, PlatformArg, ReplayArgs, RulesMode, RunArgs, TwitterArgs};
 use crate::record::Format;
-use crate::retry::Backoff;
 use crate::retry::StreamBackoffConfig;
-use crate::sinks::file::{FileSinkConfig, StdoutSinkConfig};
-use crate::sinks::kafka::KafkaSinkConfig;
-use crate::sinks::kinesis::KinesisSinkConfig;
-use crate::sinks::mongodb::MongodbSinkConfig;
-use crate::sinks::s3::S3SinkConfig;
+use crate::sinks::SinkConfig;
 use crate::sources::twitter::api::{DEFAULT_API_BASE, NewRule};
 use crate::sources::twitter::stream::{Buffer, StreamConfig};
 
@@ -160,161 +155,6 @@ pub struct TelegramConfig {
     /// How long a webhook request waits for the sinks before answering 503.
     #[serde(default, deserialize_with = "de_duration_opt")]
     pub ack_timeout: Option<Duration>,
-}
-
-/// One `[sinks.NAME]` table; `type` picks the sink.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum SinkConfig {
-    File(FileSinkConfig),
-    Stdout(StdoutSinkConfig),
-    Kafka(KafkaSinkConfig),
-    S3(S3SinkConfig),
-    Kinesis(KinesisSinkConfig),
-    Mongodb(MongodbSinkConfig),
-}
-
-impl SinkConfig {
-    /// The built-in sink types a `--sink NAME` may name without a config table.
-    pub const BUILT_IN: [&'static str; 4] = ["file", "stdout", "-", "kafka"];
-
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            SinkConfig::File(_) => "file",
-            SinkConfig::Stdout(_) => "stdout",
-            SinkConfig::Kafka(_) => "kafka",
-            SinkConfig::S3(_) => "s3",
-            SinkConfig::Kinesis(_) => "kinesis",
-            SinkConfig::Mongodb(_) => "mongodb",
-        }
-    }
-
-    pub fn common(&self) -> CommonSinkConfig {
-        let (queue_capacity, batch, retry) = match self {
-            SinkConfig::File(c) => (c.queue_capacity, c.batch, c.retry),
-            SinkConfig::Stdout(c) => (c.queue_capacity, c.batch, c.retry),
-            SinkConfig::Kafka(c) => (c.queue_capacity, c.batch, c.retry),
-            SinkConfig::S3(c) => (c.queue_capacity, c.batch, c.retry),
-            SinkConfig::Kinesis(c) => (c.queue_capacity, c.batch, c.retry),
-            SinkConfig::Mongodb(c) => (c.queue_capacity, c.batch, c.retry),
-        };
-        CommonSinkConfig {
-            queue_capacity,
-            batch,
-            retry,
-        }
-    }
-
-    pub fn format(&self) -> Format {
-        match self {
-            SinkConfig::File(c) => c.format,
-            SinkConfig::Stdout(c) => c.format,
-            SinkConfig::Kafka(c) => c.format,
-            SinkConfig::S3(c) => c.format,
-            SinkConfig::Kinesis(c) => c.format,
-            SinkConfig::Mongodb(c) => c.format,
-        }
-    }
-}
-
-/// Fields every sink table has (`queue_capacity`, `[batch]`, `[retry]`), gathered.
-///
-/// Each sink config repeats the three fields itself: serde cannot combine
-/// `flatten` with `deny_unknown_fields`, and unknown fields must be errors.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommonSinkConfig {
-    /// Source batches the sink's queue holds before it pushes back.
-    pub queue_capacity: usize,
-    pub batch: BatchConfig,
-    pub retry: RetryConfig,
-}
-
-impl Default for CommonSinkConfig {
-    fn default() -> Self {
-        CommonSinkConfig {
-            queue_capacity: default_queue_capacity(),
-            batch: BatchConfig::default(),
-            retry: RetryConfig::default(),
-        }
-    }
-}
-
-pub(crate) fn default_queue_capacity() -> usize {
-    64
-}
-
-/// `[sinks.NAME.batch]`: a write happens when any limit is reached.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct BatchConfig {
-    #[serde(default = "default_batch_records")]
-    pub max_records: usize,
-    #[serde(default = "default_batch_bytes")]
-    pub max_bytes: usize,
-    #[serde(default = "default_batch_timeout_ms")]
-    pub timeout_ms: u64,
-}
-
-impl Default for BatchConfig {
-    fn default() -> Self {
-        BatchConfig {
-            max_records: default_batch_records(),
-            max_bytes: default_batch_bytes(),
-            timeout_ms: default_batch_timeout_ms(),
-        }
-    }
-}
-
-fn default_batch_records() -> usize {
-    10_000
-}
-fn default_batch_bytes() -> usize {
-    8 * 1024 * 1024
-}
-fn default_batch_timeout_ms() -> u64 {
-    1000
-}
-
-/// `[sinks.NAME.retry]`: capped exponential backoff with full jitter.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct RetryConfig {
-    /// Attempts per batch, the first included; then the records are dead-lettered.
-    #[serde(default = "default_max_attempts")]
-    pub max_attempts: u32,
-    #[serde(default = "default_initial_backoff_ms")]
-    pub initial_backoff_ms: u64,
-    #[serde(default = "default_max_backoff_ms")]
-    pub max_backoff_ms: u64,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            max_attempts: default_max_attempts(),
-            initial_backoff_ms: default_initial_backoff_ms(),
-            max_backoff_ms: default_max_backoff_ms(),
-        }
-    }
-}
-
-impl RetryConfig {
-    pub fn backoff(&self) -> Backoff {
-        Backoff::new(
-            Duration::from_millis(self.initial_backoff_ms),
-            Duration::from_millis(self.max_backoff_ms),
-        )
-    }
-}
-
-fn default_max_attempts() -> u32 {
-    8
-}
-fn default_initial_backoff_ms() -> u64 {
-    200
-}
-fn default_max_backoff_ms() -> u64 {
-    30_000
 }
 
 fn de_duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -521,15 +361,7 @@ fn reparse_sink(text: &str, name: &str) -> Option<(usize, String, String)> {
         }
         snippet.push('\n');
     }
-    let err = match kind?.as_str() {
-        "file" => toml::from_str::<FileSinkConfig>(&snippet).err()?,
-        "stdout" => toml::from_str::<StdoutSinkConfig>(&snippet).err()?,
-        "kafka" => toml::from_str::<KafkaSinkConfig>(&snippet).err()?,
-        "s3" => toml::from_str::<S3SinkConfig>(&snippet).err()?,
-        "kinesis" => toml::from_str::<KinesisSinkConfig>(&snippet).err()?,
-        "mongodb" => toml::from_str::<MongodbSinkConfig>(&snippet).err()?,
-        _ => return None,
-    };
+    let err = SinkConfig::parse_error(&kind?, &snippet)?;
     let message = err.message().trim().to_owned();
     let (mut line, field) = locate(&snippet, err.span()?.start, &message);
     if message.starts_with("missing field") {
@@ -642,21 +474,10 @@ impl Settings {
             }
             let mut config = match file.sinks.get(&name) {
                 Some(c) => c.clone(),
-                None => match name.as_str() {
-                    "file" => SinkConfig::File(FileSinkConfig::default()),
-                    "stdout" | "-" => SinkConfig::Stdout(StdoutSinkConfig::default()),
-                    "kafka" => SinkConfig::Kafka(KafkaSinkConfig::default()),
-                    "s3" | "kinesis" | "mongodb" => {
-                        return Err(bad_name(format!(
-                            "sink `{name}` needs a [sinks.{name}] table in the config (with `type = \"{name}\"` and its {}); see config.example.toml",
-                            match name.as_str() {
-                                "s3" => "`bucket`",
-                                "kinesis" => "`stream_name`",
-                                _ => "`database` and `collection`",
-                            }
-                        )));
-                    }
-                    _ => {
+                None => match SinkConfig::defaults_for(&name) {
+                    Some(Ok(config)) => config,
+                    Some(Err(needs_table)) => return Err(bad_name(needs_table)),
+                    None => {
                         let known: Vec<&str> = file.sinks.keys().map(String::as_str).collect();
                         let message = format!(
                             "unknown sink `{name}`: it is neither a [sinks.{name}] table{} nor a built-in type ({})",
@@ -920,15 +741,11 @@ fn validate_sink(
     if config.format() == Format::Raw && !keep_raw {
         return Err(loaded.error(&field("format"), "`format = \"raw\"` writes the original payload, which --no-raw (or `raw = false`) drops; use one or the other"));
     }
-    let checked: Result<(), (String, String)> = match config {
-        SinkConfig::File(c) => c.validate().map_err(|m| ("path".to_owned(), m)),
-        SinkConfig::Stdout(_) => Ok(()),
-        SinkConfig::Kafka(c) => c.validate(),
-        SinkConfig::S3(c) => c.validate().map_err(|(f, m)| (f.to_string(), m)),
-        SinkConfig::Kinesis(c) => c.validate().map_err(|(f, m)| (f.to_string(), m)),
-        SinkConfig::Mongodb(c) => c.validate().map_err(|(f, m)| (f.to_string(), m)),
-    };
-    if let Err((f, m)) = checked {
+    if let Err(crate::sinks::FieldError {
+        field: f,
+        message: m,
+    }) = config.validate()
+    {
         // A missing optional field has no line: point at the table instead.
         let at = if find_field_line(&loaded.text, &field(&f)).is_some() {
             field(&f)

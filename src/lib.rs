@@ -32,15 +32,10 @@ pub mod sinks;
 pub mod sources;
 pub mod state;
 
-use config::{ConfigError, NamedSink, ResolveError, Settings, SinkConfig};
+use config::{ConfigError, NamedSink, ResolveError, Settings};
 use pipeline::{RunLimits, SinkHandle, SinkSpec, SinkSummary, StopReason};
 use record::{NormalizeOptions, RunInfo};
-use sinks::file::{FileSink, StdoutSink};
-use sinks::kafka::KafkaSink;
-use sinks::kinesis::KinesisSink;
-use sinks::mongodb::MongodbSink;
-use sinks::s3::S3Sink;
-use sinks::{AnySink, Sink, SinkError};
+use sinks::{AnySink, BuildError, Sink, SinkError};
 use sources::{Source, SourceContext, SourceCounters};
 use state::{DeadLetters, StateError};
 
@@ -135,23 +130,13 @@ pub struct RunSummary {
     pub exit_code: u8,
 }
 
-/// Builds the sink a config describes. Adding a sink type takes one arm here;
-/// `run` and `check` both go through it.
+/// Builds the sink a config describes (`run` and `check` both go through it).
 pub fn build_sink(named: &NamedSink) -> Result<AnySink, Error> {
-    let usage = |m: String| Error::Usage(format!("sink `{}`: {m}", named.name));
-    Ok(match &named.config {
-        SinkConfig::File(c) => Box::new(FileSink::new(&named.name, c.clone()).map_err(usage)?),
-        SinkConfig::Stdout(c) => Box::new(StdoutSink::new(&named.name, c)),
-        SinkConfig::Kafka(c) => Box::new(KafkaSink::new(&named.name, c).map_err(usage)?),
-        SinkConfig::S3(c) => Box::new(S3Sink::new(&named.name, c.clone()).map_err(usage)?),
-        SinkConfig::Kinesis(c) => {
-            Box::new(KinesisSink::new(&named.name, c.clone()).map_err(usage)?)
-        }
-        // The connection string is the one secret here: a missing variable is a config error.
-        SinkConfig::Mongodb(c) => Box::new(
-            MongodbSink::new(&named.name, c.clone())
-                .map_err(|m| Error::MissingSecret(format!("sink `{}`: {m}", named.name)))?,
-        ),
+    let context = |m: String| format!("sink `{}`: {m}", named.name);
+    named.config.build(&named.name).map_err(|e| match e {
+        BuildError::Invalid(m) => Error::Usage(context(m)),
+        BuildError::MissingSecret(m) => Error::MissingSecret(context(m)),
+        e @ BuildError::CompiledOut(_) => Error::MissingSecret(context(e.to_string())),
     })
 }
 

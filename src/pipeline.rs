@@ -18,8 +18,8 @@ use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::config::CommonSinkConfig;
 use crate::record::Record;
+use crate::sinks::CommonSinkConfig;
 use crate::sinks::{Sink, SinkError};
 use crate::state::DeadLetters;
 
@@ -688,8 +688,8 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
-    use crate::config::{BatchConfig, RetryConfig};
     use crate::record::{NormalizeOptions, Normalized, RunInfo};
+    use crate::sinks::{BatchConfig, RetryConfig};
 
     type Confirmed = Arc<Mutex<Vec<Vec<String>>>>;
 

@@ -15,8 +15,8 @@ use flate2::write::GzEncoder;
 use serde::Deserialize;
 use tracing::{error, warn};
 
+use super::common::{BatchConfig, RetryConfig, default_queue_capacity};
 use super::{Sink, SinkError};
-use crate::config::{BatchConfig, RetryConfig, default_queue_capacity};
 use crate::record::{Format, Platform, Record};
 
 /// Default path template of the `file` sink.
@@ -915,6 +915,40 @@ impl Sink for StdoutSink {
 
     async fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+}
+
+impl crate::sinks::SinkType for FileSinkConfig {
+    fn type_name(&self) -> &'static str {
+        "file"
+    }
+    crate::common_sink_fields!();
+    fn format(&self) -> Format {
+        self.format
+    }
+    fn validate(&self) -> Result<(), crate::sinks::FieldError> {
+        self.validate()
+            .map_err(|m| crate::sinks::FieldError::new("path", m))
+    }
+    fn build(&self, name: &str) -> Result<super::AnySink, crate::sinks::BuildError> {
+        let sink = FileSink::new(name, self.clone()).map_err(crate::sinks::BuildError::Invalid)?;
+        Ok(Box::new(sink))
+    }
+}
+
+impl crate::sinks::SinkType for StdoutSinkConfig {
+    fn type_name(&self) -> &'static str {
+        "stdout"
+    }
+    crate::common_sink_fields!();
+    fn format(&self) -> Format {
+        self.format
+    }
+    fn validate(&self) -> Result<(), crate::sinks::FieldError> {
+        Ok(())
+    }
+    fn build(&self, name: &str) -> Result<super::AnySink, crate::sinks::BuildError> {
+        Ok(Box::new(StdoutSink::new(name, self)))
     }
 }
 

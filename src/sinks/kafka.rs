@@ -23,8 +23,8 @@ use rdkafka::producer::{
 use serde::Deserialize;
 use tracing::{debug, error, info, warn};
 
+use super::common::{BatchConfig, RetryConfig, default_queue_capacity};
 use super::{RecordResults, Sink, SinkError};
-use crate::config::{BatchConfig, RetryConfig, default_queue_capacity};
 use crate::record::{Format, Platform, Record};
 use crate::secret::expand_env;
 
@@ -714,6 +714,27 @@ impl Sink for KafkaSink {
             );
         }
         Ok(())
+    }
+}
+
+impl crate::sinks::SinkType for KafkaSinkConfig {
+    fn type_name(&self) -> &'static str {
+        "kafka"
+    }
+    crate::common_sink_fields!();
+    fn format(&self) -> Format {
+        self.format
+    }
+    fn validate(&self) -> Result<(), crate::sinks::FieldError> {
+        self.validate()
+            .map_err(|(f, m)| crate::sinks::FieldError::new(f, m))
+    }
+    fn feature(&self) -> Option<&'static str> {
+        Some("kafka")
+    }
+    fn build(&self, name: &str) -> Result<super::AnySink, crate::sinks::BuildError> {
+        let sink = KafkaSink::new(name, self).map_err(crate::sinks::BuildError::Invalid)?;
+        Ok(Box::new(sink))
     }
 }
 

@@ -13,8 +13,8 @@ use tokio::sync::OnceCell;
 use tracing::debug;
 
 use super::aws::{self, AwsConnection, ErrorClass};
+use super::common::{BatchConfig, RetryConfig, default_queue_capacity};
 use super::{RecordResults, Sink, SinkError};
-use crate::config::{BatchConfig, RetryConfig, default_queue_capacity};
 use crate::record::{Format, Record};
 
 /// Most records in one PutRecords request.
@@ -383,6 +383,28 @@ impl Sink for KinesisSink {
 
     async fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+}
+
+impl crate::sinks::SinkType for KinesisSinkConfig {
+    fn type_name(&self) -> &'static str {
+        "kinesis"
+    }
+    crate::common_sink_fields!();
+    fn format(&self) -> Format {
+        self.format
+    }
+    fn validate(&self) -> Result<(), crate::sinks::FieldError> {
+        self.validate()
+            .map_err(|(f, m)| crate::sinks::FieldError::new(f, m))
+    }
+    fn feature(&self) -> Option<&'static str> {
+        Some("kinesis")
+    }
+    fn build(&self, name: &str) -> Result<super::AnySink, crate::sinks::BuildError> {
+        let sink =
+            KinesisSink::new(name, self.clone()).map_err(crate::sinks::BuildError::Invalid)?;
+        Ok(Box::new(sink))
     }
 }
 

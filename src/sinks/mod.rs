@@ -8,11 +8,27 @@ use std::sync::Arc;
 use crate::record::Record;
 
 pub mod aws;
+pub mod common;
 pub mod file;
 pub mod kafka;
 pub mod kinesis;
 pub mod mongodb;
+pub mod registry;
 pub mod s3;
+
+pub use common::{BatchConfig, CommonSinkConfig, RetryConfig, default_queue_capacity};
+pub use registry::{BuildError, FieldError, SinkConfig, SinkType};
+
+/// Whether this build has the client of a sink type behind cargo `feature`.
+pub fn compiled_in(feature: &str) -> bool {
+    match feature {
+        "kafka" => cfg!(feature = "kafka"),
+        "s3" => cfg!(feature = "s3"),
+        "kinesis" => cfg!(feature = "kinesis"),
+        "mongodb" => cfg!(feature = "mongodb"),
+        _ => true,
+    }
+}
 
 /// A boxed error from a destination's client.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

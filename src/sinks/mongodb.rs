@@ -20,8 +20,8 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use tracing::{debug, info};
 
+use super::common::{BatchConfig, RetryConfig, default_queue_capacity};
 use super::{RecordResults, Sink, SinkError};
-use crate::config::{BatchConfig, RetryConfig, default_queue_capacity};
 use crate::record::{Format, Record};
 use crate::secret::Secret;
 
@@ -568,6 +568,29 @@ impl Sink for MongodbSink {
 
     async fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+}
+
+impl crate::sinks::SinkType for MongodbSinkConfig {
+    fn type_name(&self) -> &'static str {
+        "mongodb"
+    }
+    crate::common_sink_fields!();
+    fn format(&self) -> Format {
+        self.format
+    }
+    fn validate(&self) -> Result<(), crate::sinks::FieldError> {
+        self.validate()
+            .map_err(|(f, m)| crate::sinks::FieldError::new(f, m))
+    }
+    fn feature(&self) -> Option<&'static str> {
+        Some("mongodb")
+    }
+    /// The connection string is the one secret here: a missing variable is a config error.
+    fn build(&self, name: &str) -> Result<super::AnySink, crate::sinks::BuildError> {
+        let sink = MongodbSink::new(name, self.clone())
+            .map_err(crate::sinks::BuildError::MissingSecret)?;
+        Ok(Box::new(sink))
     }
 }
 

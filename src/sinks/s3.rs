@@ -23,8 +23,8 @@ use tokio::sync::OnceCell;
 use tracing::{debug, warn};
 
 use super::aws::{self, AwsConnection, ErrorClass};
+use super::common::{BatchConfig, RetryConfig, default_queue_capacity};
 use super::{RecordResults, Sink, SinkError};
-use crate::config::{BatchConfig, RetryConfig, default_queue_capacity};
 use crate::record::{Format, Platform, Record};
 
 /// Default object key template.
@@ -534,6 +534,27 @@ impl Sink for S3Sink {
 
     async fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+}
+
+impl crate::sinks::SinkType for S3SinkConfig {
+    fn type_name(&self) -> &'static str {
+        "s3"
+    }
+    crate::common_sink_fields!();
+    fn format(&self) -> Format {
+        self.format
+    }
+    fn validate(&self) -> Result<(), crate::sinks::FieldError> {
+        self.validate()
+            .map_err(|(f, m)| crate::sinks::FieldError::new(f, m))
+    }
+    fn feature(&self) -> Option<&'static str> {
+        Some("s3")
+    }
+    fn build(&self, name: &str) -> Result<super::AnySink, crate::sinks::BuildError> {
+        let sink = S3Sink::new(name, self.clone()).map_err(crate::sinks::BuildError::Invalid)?;
+        Ok(Box::new(sink))
     }
 }
 
