@@ -3,7 +3,26 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use crate::sources::InputPlatform;
+pub use crate::sources::kafka::StartFrom;
+pub use crate::sources::twitter::rules::RulesMode;
+pub use crate::sources::twitter::stream::Buffer;
+
+/// A flag whose values are a library enum's serde names (`earliest`, `disk`…):
+/// the library types stay free of clap, and `--help` still lists the values.
+fn named<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+where
+    T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    PossibleValuesParser::new(names).map(|name| {
+        use serde::de::value::{Error, StrDeserializer};
+        T::deserialize(StrDeserializer::<Error>::new(&name))
+            .expect("every listed name is a variant's serde name")
+    })
+}
 
 /// Capture live social data, normalize every item into one record, deliver it without loss.
 #[derive(Debug, Parser)]
@@ -111,23 +130,6 @@ pub enum SourceArg {
     Kafka,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum RulesMode {
-    /// Make the live rules equal to the rules file before connecting.
-    #[default]
-    Sync,
-    /// Leave the live rules alone.
-    Keep,
-}
-
-/// `--buffer`: where received stream lines wait for the sinks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BufferArg {
-    Memory,
-    Disk,
-}
-
 /// Where the X API is and how to reach it.
 #[derive(Debug, Args, Default, Clone)]
 pub struct XApiArgs {
@@ -152,7 +154,7 @@ pub struct TwitterArgs {
     pub track: Option<String>,
 
     /// `sync` the live rules to the rules file, or `keep` them as they are.
-    #[arg(long, value_enum, env = "INGEST_RULES_MODE")]
+    #[arg(long, env = "INGEST_RULES_MODE", value_parser = named::<RulesMode>(&["sync", "keep"]))]
     pub rules_mode: Option<RulesMode>,
 
     #[command(flatten)]
@@ -168,8 +170,8 @@ pub struct TwitterArgs {
 
     /// Where received lines wait for the sinks: `memory` (default) or `disk`, a
     /// write-ahead log in the state dir that the next run delivers after a crash.
-    #[arg(long, value_enum, env = "INGEST_BUFFER")]
-    pub buffer: Option<BufferArg>,
+    #[arg(long, env = "INGEST_BUFFER", value_parser = named::<Buffer>(&["memory", "disk"]))]
+    pub buffer: Option<Buffer>,
 
     /// `tweet.fields` to request (default created_at,lang,author_id,conversation_id,source).
     #[arg(long, value_name = "FIELDS")]
@@ -367,16 +369,6 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum PlatformArg {
-    /// Tell each line's platform from its shape.
-    #[default]
-    Auto,
-    Twitter,
-    Telegram,
-}
-
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
     /// The JSONL file to replay, or `-` for standard input.
@@ -384,8 +376,8 @@ pub struct ReplayArgs {
     pub input: PathBuf,
 
     /// What the lines are: X filtered-stream lines, Telegram updates, or detect per line.
-    #[arg(long, value_enum, env = "INGEST_PLATFORM")]
-    pub platform: Option<PlatformArg>,
+    #[arg(long, env = "INGEST_PLATFORM", value_parser = named::<InputPlatform>(InputPlatform::NAMES))]
+    pub platform: Option<InputPlatform>,
 
     /// Longest accepted line in bytes; longer lines are dead-lettered (default 16 MiB).
     #[arg(long, env = "INGEST_MAX_LINE_BYTES", value_name = "BYTES")]
@@ -419,12 +411,12 @@ pub struct KafkaArgs {
     pub group: Option<String>,
 
     /// Where a group with no committed offset starts (default earliest).
-    #[arg(long, value_enum, env = "INGEST_KAFKA_FROM")]
-    pub from: Option<crate::sources::kafka::StartFrom>,
+    #[arg(long, env = "INGEST_KAFKA_FROM", value_parser = named::<StartFrom>(&["earliest", "latest"]))]
+    pub from: Option<StartFrom>,
 
     /// How values that are not ingest records are read (X lines, Telegram updates, or detect).
-    #[arg(long, value_enum, env = "INGEST_PLATFORM")]
-    pub platform: Option<PlatformArg>,
+    #[arg(long, env = "INGEST_PLATFORM", value_parser = named::<InputPlatform>(InputPlatform::NAMES))]
+    pub platform: Option<InputPlatform>,
 
     /// Stop once every assigned partition reached its end: deliver, commit, exit (for cron).
     #[arg(long)]

@@ -18,6 +18,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod exit_codes;
+pub mod locate;
 pub mod mock;
 pub mod monitor;
 pub mod ops;

@@ -30,9 +30,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use super::{Source, SourceContext, SourceCounters, SourceError};
-use crate::cli::PlatformArg;
 use crate::pipeline::{Ack, Outcome, SourceBatch};
 use crate::record::{Normalized, Record, rfc3339, transliterate};
+use crate::sources::InputPlatform;
 
 /// Default bootstrap brokers.
 pub const DEFAULT_BROKERS: &str = "localhost:9092";
@@ -53,7 +53,7 @@ const OWN_PROPERTIES: [(&str, &str); 7] = [
 ];
 
 /// Where a group with no committed offset starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StartFrom {
     /// The oldest message still in the topic.
@@ -77,7 +77,7 @@ pub struct KafkaSourceConfig {
     /// `earliest` or `latest`, for a group with no committed offset.
     pub from: Option<StartFrom>,
     /// How raw (non-record) values are read.
-    pub platform: Option<PlatformArg>,
+    pub platform: Option<InputPlatform>,
     /// The group's session timeout (librdkafka's `session.timeout.ms`).
     pub session_timeout_ms: Option<u64>,
     /// Messages per batch sent to the sinks.
@@ -96,7 +96,7 @@ pub struct KafkaSourceSettings {
     pub topics: Vec<String>,
     pub group: String,
     pub from: StartFrom,
-    pub platform: PlatformArg,
+    pub platform: InputPlatform,
     pub session_timeout_ms: u64,
     pub batch_max_messages: usize,
     pub idle: Duration,
@@ -439,7 +439,7 @@ impl KafkaSource {
 /// Turns one message value into a record (or says why not).
 fn decode(
     value: &[u8],
-    platform: PlatformArg,
+    platform: InputPlatform,
     ctx: &SourceContext,
 ) -> Result<Option<Record>, String> {
     if value.is_empty() {
@@ -762,7 +762,7 @@ mod tests {
             topics: vec!["t".into()],
             group: "g".into(),
             from: StartFrom::Earliest,
-            platform: PlatformArg::Auto,
+            platform: InputPlatform::Auto,
             session_timeout_ms: 6000,
             batch_max_messages: 500,
             idle: Duration::from_secs(1),

@@ -21,6 +21,21 @@ pub mod telegram;
 pub mod twitter;
 pub mod wal;
 
+/// Which platform raw input is from (`--platform`, `platform =`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputPlatform {
+    /// Tell each line's platform from its shape.
+    #[default]
+    Auto,
+    Twitter,
+    Telegram,
+}
+
+impl InputPlatform {
+    pub const NAMES: &'static [&'static str] = &["auto", "twitter", "telegram"];
+}
+
 /// A source failed for good.
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

@@ -18,9 +18,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use super::InputPlatform;
 use super::lines::{Line, LineSplitter};
 use super::{Source, SourceContext, SourceCounters, SourceError, telegram, twitter};
-use crate::cli::PlatformArg;
 use crate::pipeline::SourceBatch;
 use crate::record::{NormalizeError, Normalized, Record, rfc3339, trim_line};
 
@@ -32,7 +32,7 @@ const MALFORMED_LOGGED: u64 = 10;
 #[derive(Debug)]
 pub struct ReplaySource {
     pub input: PathBuf,
-    pub platform: PlatformArg,
+    pub platform: InputPlatform,
     pub max_line_bytes: usize,
 }
 
@@ -44,16 +44,16 @@ impl ReplaySource {
 
 /// Normalizes one line for `platform`.
 pub fn normalize(
-    platform: PlatformArg,
+    platform: InputPlatform,
     line: &[u8],
     received_at: &Arc<str>,
     ctx: &SourceContext,
 ) -> Result<Normalized, NormalizeError> {
     let opts = &ctx.normalize;
     match platform {
-        PlatformArg::Twitter => twitter::normalize_line(line, received_at, opts),
-        PlatformArg::Telegram => telegram::normalize_update(line, received_at, opts),
-        PlatformArg::Auto => {
+        InputPlatform::Twitter => twitter::normalize_line(line, received_at, opts),
+        InputPlatform::Telegram => telegram::normalize_update(line, received_at, opts),
+        InputPlatform::Auto => {
             let trimmed = trim_line(line);
             if trimmed.is_empty() {
                 return Ok(Normalized::Nothing);
@@ -80,7 +80,7 @@ pub fn normalize(
 /// Turns lines into batches; reports what it cannot use.
 struct LineHandler<'a> {
     ctx: &'a SourceContext,
-    platform: PlatformArg,
+    platform: InputPlatform,
     max_line_bytes: usize,
     received_at: Arc<str>,
     batch: Vec<Arc<Record>>,

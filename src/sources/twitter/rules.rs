@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::api::{ApiError, LiveRule, NewRule, XApi};
-use crate::config::{ConfigError, find_field_line};
+use crate::locate::{ConfigError, find_field_line};
 
 /// X's limit on a rule's length (Pro and Enterprise allow more; the mock enforces this one).
 pub const MAX_RULE_CHARS: usize = 1024;
@@ -20,6 +20,17 @@ pub const MAX_RULE_CHARS: usize = 1024;
 struct RulesFile {
     #[serde(default)]
     rule: Vec<NewRule>,
+}
+
+/// `--rules-mode`: what `ingest twitter --rules FILE` does with the live rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RulesMode {
+    /// Make the live rules equal to the rules file before connecting.
+    #[default]
+    Sync,
+    /// Leave the live rules alone.
+    Keep,
 }
 
 /// Reads a rules file; errors name the file, the line and the field.

@@ -1,0 +1,476 @@
+//! The config file model and `Settings::resolve`: built-in defaults < config
+//! file < `INGEST_*` environment < flags (the last two through clap).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::LogFormat;
+pub use crate::locate::{ConfigError, find_field_line};
+use crate::locate::{key_on_line, locate, table_at};
+use crate::retry::StreamBackoffConfig;
+use crate::sinks::SinkConfig;
+use crate::sources::InputPlatform;
+use crate::sources::twitter::rules::RulesMode;
+use crate::sources::twitter::stream::Buffer;
+
+mod resolve;
+pub use resolve::*;
+
+/// The config file read when `--config` is not given and it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "ingest.toml";
+/// Default for `--shutdown-timeout`.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default for `--unhealthy-after`.
+pub const DEFAULT_UNHEALTHY_AFTER: Duration = Duration::from_secs(60);
+/// Default for `--max-line-bytes`.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// The config file, as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Where dead letters and checkpoints live.
+    pub state_dir: Option<PathBuf>,
+    /// Stop after this long (`"15m"`).
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    pub duration: Option<Duration>,
+    /// Stop after this many records.
+    pub max_records: Option<u64>,
+    /// How long stop waits for sinks to drain.
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    pub shutdown_timeout: Option<Duration>,
+    /// `text` or `json`.
+    pub log_format: Option<LogFormat>,
+    /// Keep the original payload in `raw` (default true).
+    pub raw: Option<bool>,
+    /// Add `text_ascii`.
+    pub transliterate: Option<bool>,
+    /// Sinks used when no `--sink` is given.
+    #[serde(default)]
+    pub default_sinks: Vec<String>,
+    /// The replay source.
+    #[serde(default)]
+    pub replay: ReplayConfig,
+    /// The X filtered-stream source.
+    #[serde(default)]
+    pub twitter: TwitterConfig,
+    /// The Telegram sources.
+    #[serde(default)]
+    pub telegram: TelegramConfig,
+    /// The Kafka source.
+    #[serde(default)]
+    pub kafka: crate::sources::kafka::KafkaSourceConfig,
+    /// Named sinks.
+    #[serde(default)]
+    pub sinks: BTreeMap<String, SinkConfig>,
+}
+
+/// `[replay]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayConfig {
+    pub platform: Option<InputPlatform>,
+    pub max_line_bytes: Option<usize>,
+}
+
+/// `[twitter]`: the X filtered-stream source.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwitterConfig {
+    /// Base URL of the X API.
+    pub api_base: Option<String>,
+    /// Rules file.
+    pub rules: Option<PathBuf>,
+    /// `sync` or `keep`.
+    pub rules_mode: Option<RulesMode>,
+    /// Reconnect when no byte arrives for this long (`"30s"`).
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    pub stall_timeout: Option<Duration>,
+    pub tweet_fields: Option<String>,
+    pub expansions: Option<String>,
+    pub user_fields: Option<String>,
+    /// 1-5 minutes of backfill after a disconnect.
+    pub backfill_minutes: Option<u32>,
+    /// Recent tweet ids remembered to drop duplicates.
+    pub dedupe_window: Option<usize>,
+    /// Longest accepted stream line.
+    pub max_line_bytes: Option<usize>,
+    /// Received lines held in memory before spilling to disk.
+    pub spill_memory_bytes: Option<usize>,
+    /// Largest spill file; past it the reader waits.
+    pub spill_max_bytes: Option<u64>,
+    /// Reconnect back-off bases.
+    pub backoff: Option<StreamBackoffConfig>,
+    /// `memory` or `disk` (a write-ahead log in the state dir).
+    pub buffer: Option<Buffer>,
+}
+
+/// `[telegram]`: the Telegram sources.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramConfig {
+    /// Base URL of the Bot API.
+    pub api_base: Option<String>,
+    /// Keep only these chats.
+    #[serde(default)]
+    pub chat_ids: Vec<i64>,
+    /// `allowed_updates`.
+    #[serde(default)]
+    pub allowed_updates: Vec<String>,
+    /// Long-poll timeout (0-50 s).
+    pub poll_timeout_secs: Option<u32>,
+    /// Webhook URL path.
+    pub webhook_path: Option<String>,
+    /// Largest webhook body accepted (413 above it).
+    pub max_body_bytes: Option<usize>,
+    /// How long a webhook request waits for the sinks before answering 503.
+    #[serde(default, deserialize_with = "de_duration_opt")]
+    pub ack_timeout: Option<Duration>,
+}
+
+fn de_duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::cli::parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// A config file and where it came from.
+#[derive(Debug, Default)]
+pub struct LoadedConfig {
+    pub path: Option<PathBuf>,
+    pub text: String,
+    pub file: FileConfig,
+}
+
+impl LoadedConfig {
+    /// Loads `--config FILE`, else `./ingest.toml` when present, else nothing.
+    pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        let path = match explicit {
+            Some(p) => p.to_owned(),
+            None => {
+                let p = PathBuf::from(DEFAULT_CONFIG_FILE);
+                if !p.exists() {
+                    return Ok(LoadedConfig::default());
+                }
+                p
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Self::parse(Some(path), text)
+    }
+
+    /// Parses config text; errors name the file, the line and the field.
+    pub fn parse(path: Option<PathBuf>, text: String) -> Result<Self, ConfigError> {
+        match toml::from_str::<FileConfig>(&text) {
+            Ok(file) => Ok(LoadedConfig { path, text, file }),
+            Err(e) => {
+                let mut message = e.message().trim().to_owned();
+                let (mut line, mut field) = match e.span() {
+                    Some(span) => locate(&text, span.start, &message),
+                    None => (None, String::new()),
+                };
+                // Errors inside a `[sinks.NAME]` table come back pointing at the
+                // whole table (serde buffers tagged enums); parse the table alone
+                // for the exact line and field.
+                let sink = field
+                    .strip_prefix("sinks.")
+                    .map(|f| f.split('.').next().unwrap_or("").to_owned());
+                if let Some((l, f, m)) = sink.and_then(|name| reparse_sink(&text, &name)) {
+                    (line, field, message) = (Some(l), f, m);
+                }
+                Err(ConfigError::Invalid {
+                    path,
+                    line,
+                    field,
+                    message,
+                })
+            }
+        }
+    }
+
+    /// An error about `field` (a dotted path such as `sinks.lake.format`), pointing at its line.
+    pub fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.clone(),
+            line: find_field_line(&self.text, field),
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses the `[sinks.NAME]` table (and its sub-tables) on its own, as the
+/// sink type it names, keeping line numbers; returns (line, field, message).
+fn reparse_sink(text: &str, name: &str) -> Option<(usize, String, String)> {
+    let main = format!("sinks.{name}");
+    let sub = format!("{main}.");
+    let mut kind = None;
+    let mut snippet = String::with_capacity(text.len());
+    let mut current = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            current = table_at(text, i + 1);
+            if let Some(rest) = current.strip_prefix(&sub) {
+                snippet.push_str(&format!("[{rest}]"));
+            }
+        } else if current == main && key_on_line(text, i + 1).as_deref() == Some("type") {
+            kind = t
+                .split('=')
+                .nth(1)
+                .map(|v| v.trim().trim_matches(['"', '\'']).to_owned());
+        } else if current == main || current.starts_with(&sub) {
+            snippet.push_str(l);
+        }
+        snippet.push('\n');
+    }
+    let err = SinkConfig::parse_error(&kind?, &snippet)?;
+    let message = err.message().trim().to_owned();
+    let (mut line, field) = locate(&snippet, err.span()?.start, &message);
+    if message.starts_with("missing field") {
+        // A missing field has no line of its own: point at the table.
+        line = find_field_line(text, &main).or(line);
+    }
+    let field = if field.is_empty() {
+        main
+    } else {
+        format!("{main}.{field}")
+    };
+    Some((line?, field, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::RunArgs;
+
+    fn parse(text: &str) -> Result<LoadedConfig, ConfigError> {
+        LoadedConfig::parse(Some(PathBuf::from("ingest.toml")), text.to_owned())
+    }
+
+    #[test]
+    fn the_example_config_parses_and_resolves() {
+        let text = include_str!("../../config.example.toml");
+        // The example's `${VAR}` secrets must be set, or resolving says which is not.
+        for var in ["KAFKA_API_KEY", "KAFKA_API_SECRET", "MONGODB_PASSWORD"] {
+            // SAFETY: test-only variables that no other test reads or unsets.
+            unsafe { std::env::set_var(var, "example-value") };
+        }
+        let loaded = parse(text).unwrap_or_else(|e| panic!("{e}"));
+        assert!(!loaded.file.sinks.is_empty());
+        let args = RunArgs {
+            sinks: loaded.file.sinks.keys().cloned().collect(),
+            ..RunArgs::default()
+        };
+        Settings::resolve(&args, &loaded).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[test]
+    fn the_twitter_buffer_is_memory_unless_the_config_or_a_flag_says_disk() {
+        use clap::Parser;
+        let twitter = |config: &str, flags: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(
+                ["ingest", "twitter", "--mock"].iter().chain(flags),
+            )
+            .unwrap();
+            let crate::cli::Command::Twitter(args) = cli.command else {
+                unreachable!()
+            };
+            TwitterSettings::resolve(&args, &parse(config).unwrap())
+                .unwrap()
+                .stream
+                .buffer
+        };
+        assert_eq!(twitter("", &[]), Buffer::Memory);
+        assert_eq!(twitter("[twitter]\nbuffer = \"disk\"\n", &[]), Buffer::Disk);
+        assert_eq!(
+            twitter("[twitter]\nbuffer = \"disk\"\n", &["--buffer", "memory"]),
+            Buffer::Memory
+        );
+        assert_eq!(twitter("", &["--buffer", "disk"]), Buffer::Disk);
+        let err = parse("[twitter]\nbuffer = \"tape\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("twitter.buffer"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unknown_field_names_file_line_and_field() {
+        let err = parse("state_dir = \"/tmp\"\n\n[sinks.lake]\ntype = \"file\"\npath = \"x.jsonl\"\npathh = \"y\"\n").unwrap_err().to_string();
+        assert!(err.contains("ingest.toml line 6"), "{err}");
+        assert!(err.contains("sinks.lake.pathh"), "{err}");
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn unknown_sink_type_and_wrong_value_types() {
+        let err = parse("[sinks.q]\ntype = \"carrier-pigeon\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 2")
+                && err.contains("sinks.q.type")
+                && err.contains("carrier-pigeon"),
+            "{err}"
+        );
+        let err = parse("max_records = \"many\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("line 1") && err.contains("max_records"),
+            "{err}"
+        );
+        let err = parse("[sinks.a]\ntype = \"file\"\n[sinks.a.batch]\nmax_records = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 4") && err.contains("sinks.a.batch.max_records"),
+            "{err}"
+        );
+        let err = parse("duration = \"soon\"\n").unwrap_err().to_string();
+        assert!(
+            err.contains("line 1") && err.contains("duration") && err.contains("try 90s"),
+            "{err}"
+        );
+        let err = parse("[sinks.a]\npath = \"x\"\n").unwrap_err().to_string();
+        assert!(err.contains("type"), "{err}");
+    }
+
+    #[test]
+    fn broken_toml_is_a_config_error() {
+        for text in [
+            "[sinks.a\ntype = 1",
+            "a = = 1",
+            "\u{0}",
+            "[sinks.a]\ntype = \"file\"\n[sinks.a]\ntype = \"file\"\n",
+        ] {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(
+                err.starts_with("config error in ingest.toml line "),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn validation_errors_point_at_the_field() {
+        let loaded =
+            parse("raw = false\n[sinks.lake]\ntype = \"file\"\nformat = \"raw\"\n").unwrap();
+        let args = RunArgs {
+            sinks: vec!["lake".into()],
+            ..RunArgs::default()
+        };
+        let err = Settings::resolve(&args, &loaded).unwrap_err().to_string();
+        assert!(
+            err.contains("line 4") && err.contains("sinks.lake.format"),
+            "{err}"
+        );
+        let loaded =
+            parse("[sinks.lake]\ntype = \"file\"\n[sinks.lake.batch]\nmax_records = 0\n").unwrap();
+        let err = Settings::resolve(&args, &loaded).unwrap_err().to_string();
+        assert!(
+            err.contains("line 4") && err.contains("sinks.lake.batch.max_records"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn layering_flags_over_file_over_defaults() {
+        let loaded =
+            parse("max_records = 5\nduration = \"15m\"\ndefault_sinks = [\"stdout\"]\n").unwrap();
+        let s = Settings::resolve(&RunArgs::default(), &loaded).unwrap();
+        assert_eq!(s.max_records, Some(5));
+        assert_eq!(s.duration, Some(Duration::from_secs(900)));
+        assert_eq!(s.sinks[0].config.type_name(), "stdout");
+        assert_eq!(s.shutdown_timeout, DEFAULT_SHUTDOWN_TIMEOUT);
+        assert!(s.keep_raw);
+        let args = RunArgs {
+            max_records: Some(9),
+            sinks: vec!["file".into()],
+            built_in: crate::cli::BuiltInSinkArgs {
+                file_path: Some("o.jsonl".into()),
+                ..Default::default()
+            },
+            no_raw: true,
+            ..RunArgs::default()
+        };
+        let s = Settings::resolve(&args, &loaded).unwrap();
+        assert_eq!(s.max_records, Some(9));
+        assert!(!s.keep_raw);
+        let SinkConfig::File(f) = &s.sinks[0].config else {
+            panic!()
+        };
+        assert_eq!(f.path, "o.jsonl");
+    }
+
+    #[test]
+    fn unknown_and_duplicate_sinks_are_usage_errors() {
+        let loaded = parse("[sinks.lake]\ntype = \"file\"\n").unwrap();
+        let args = RunArgs {
+            sinks: vec!["lakee".into()],
+            ..RunArgs::default()
+        };
+        let err = Settings::resolve(&args, &loaded).unwrap_err();
+        assert!(matches!(err, ResolveError::Usage(_)));
+        assert!(err.to_string().contains("the config has: lake"), "{err}");
+        let args = RunArgs {
+            sinks: vec!["file".into(), "file".into()],
+            ..RunArgs::default()
+        };
+        assert!(matches!(
+            Settings::resolve(&args, &loaded).unwrap_err(),
+            ResolveError::Usage(_)
+        ));
+        assert!(matches!(
+            Settings::resolve(&RunArgs::default(), &loaded).unwrap_err(),
+            ResolveError::Usage(_)
+        ));
+    }
+
+    #[test]
+    fn a_bad_default_sinks_name_is_a_config_error_with_its_line() {
+        let loaded = parse(
+            "duration = \"1m\"\ndefault_sinks = [\"lakee\"]\n[sinks.lake]\ntype = \"file\"\n",
+        )
+        .unwrap();
+        let err = Settings::resolve(&RunArgs::default(), &loaded).unwrap_err();
+        assert!(matches!(err, ResolveError::Config(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("ingest.toml") && text.contains("line 2") && text.contains("lakee"),
+            "{text}"
+        );
+        let loaded = parse("default_sinks = [\"s3\"]\n").unwrap();
+        let err = Settings::resolve(&RunArgs::default(), &loaded).unwrap_err();
+        assert!(err.to_string().contains("line 1"), "{err}");
+    }
+
+    #[test]
+    fn an_unset_property_variable_is_a_config_error_with_its_line() {
+        let loaded = parse(
+            "[sinks.k]\ntype = \"kafka\"\n[sinks.k.properties]\n\"sasl.password\" = \"${INGEST_TEST_SURELY_UNSET_VAR}\"\n",
+        )
+        .unwrap();
+        let args = RunArgs {
+            sinks: vec!["k".into()],
+            ..RunArgs::default()
+        };
+        let err = Settings::resolve(&args, &loaded).unwrap_err();
+        assert!(matches!(err, ResolveError::Config(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("line 3")
+                && text.contains("sasl.password")
+                && text.contains("INGEST_TEST_SURELY_UNSET_VAR"),
+            "{text}"
+        );
+    }
+}

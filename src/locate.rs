@@ -1,0 +1,162 @@
+//! Where in a TOML file a field is written, for errors that name the file,
+//! the line and the field: a config file's, a rules file's.
+
+use std::path::PathBuf;
+
+/// A config problem: what, where (file, line, field) and why. Exit code 78.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", location(path, *line, field))]
+    Invalid {
+        path: Option<PathBuf>,
+        line: Option<usize>,
+        field: String,
+        message: String,
+    },
+}
+
+pub(crate) fn location(path: &Option<PathBuf>, line: Option<usize>, field: &str) -> String {
+    let mut s = match path {
+        Some(p) => format!("config error in {}", p.display()),
+        None => "config error".to_owned(),
+    };
+    if let Some(line) = line {
+        s.push_str(&format!(" line {line}"));
+    }
+    if !field.is_empty() {
+        s.push_str(&format!(", field `{field}`"));
+    }
+    s
+}
+
+/// The 1-based line of a byte offset.
+pub(crate) fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// The dotted table path in force at `line` (1-based): the last `[header]` above it.
+pub(crate) fn table_at(text: &str, line: usize) -> String {
+    let mut table = String::new();
+    for l in text.lines().take(line) {
+        if let Some(h) = header_path(l) {
+            table = h;
+        }
+    }
+    table
+}
+
+/// The dotted path a `[table]` or `[[array]]` header line names, quotes and
+/// escapes resolved (`[sinks."a]b"]` is `sinks.a]b`).
+pub(crate) fn header_path(line: &str) -> Option<String> {
+    let rest = line.trim().strip_prefix('[')?;
+    let rest = rest.strip_prefix('[').unwrap_or(rest);
+    // The header ends at the first `]` outside quotes.
+    let (mut quote, mut escaped, mut end) = (None, false, rest.len());
+    for (i, c) in rest.char_indices() {
+        match (quote, c) {
+            (Some('"'), _) if escaped => escaped = false,
+            (Some('"'), '\\') => escaped = true,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'') => quote = Some(c),
+            (None, ']') => {
+                end = i;
+                break;
+            }
+            (None, _) => {}
+        }
+    }
+    let key = &rest[..end];
+    // TOML itself reads the dotted key; a broken one is taken as written.
+    let Ok(mut table) = toml::from_str::<toml::Table>(&format!("{key} = 0")) else {
+        return Some(key.trim().replace(['"', '\'', ' '], ""));
+    };
+    let mut path = Vec::new();
+    while let Some((k, v)) = table.into_iter().next() {
+        path.push(k);
+        match v {
+            toml::Value::Table(inner) => table = inner,
+            _ => break,
+        }
+    }
+    Some(path.join("."))
+}
+
+/// The key written on a line, if it is a `key = value` line.
+pub(crate) fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let l = text.lines().nth(line.checked_sub(1)?)?.trim();
+    if l.starts_with('[') || l.starts_with('#') {
+        return None;
+    }
+    let key = l.split('=').next()?.trim();
+    (!key.is_empty() && !key.contains(' ')).then(|| key.trim_matches('"').to_owned())
+}
+
+/// Turns a parse error's position into (line, dotted field). When the error names
+/// a field (`unknown field `x``, `missing field `y``) that sits inside the spanned
+/// table, the line of that field is used.
+pub(crate) fn locate(text: &str, offset: usize, message: &str) -> (Option<usize>, String) {
+    let mut line = line_of(text, offset);
+    let named = message.split('`').nth(1).map(str::to_owned);
+    if let (Some(name), true) = (&named, message.starts_with("unknown field")) {
+        // The span covers the whole table; find the offending key inside it.
+        let table = table_at(text, line);
+        let start_line = line;
+        for (i, l) in text.lines().enumerate().skip(start_line - 1) {
+            let t = l.trim();
+            if i + 1 > start_line && t.starts_with('[') && table_at(text, i + 1) != table {
+                break;
+            }
+            if key_on_line(text, i + 1).as_deref() == Some(name.as_str()) {
+                line = i + 1;
+                break;
+            }
+        }
+    }
+    let table = table_at(text, line);
+    let key = key_on_line(text, line).or_else(|| {
+        if message.starts_with("missing field") || message.starts_with("unknown field") {
+            named.clone()
+        } else {
+            None
+        }
+    });
+    let field = match (table.is_empty(), key) {
+        (true, Some(k)) => k,
+        (false, Some(k)) => format!("{table}.{k}"),
+        (_, None) => table,
+    };
+    (Some(line), field)
+}
+
+/// The line where a dotted field (`sinks.lake.format` or `sinks.lake`) is written.
+pub fn find_field_line(text: &str, field: &str) -> Option<usize> {
+    let (table, key) = match field.rsplit_once('.') {
+        Some((t, k)) => (t, k),
+        None => ("", field),
+    };
+    let mut current = String::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            current = table_at(text, i + 1);
+            if current == field {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        if current == table && key_on_line(text, i + 1).as_deref() == Some(key) {
+            return Some(i + 1);
+        }
+    }
+    None
+}
