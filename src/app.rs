@@ -15,14 +15,12 @@ use crate::sources::replay::ReplaySource;
 use crate::sources::telegram::api::TelegramApi;
 use crate::sources::telegram::polling::{PollingConfig, TelegramPolling};
 use crate::sources::telegram::webhook::{TelegramWebhook, TlsFiles, WebhookConfig};
+use crate::sources::twitter::api::BEARER_TOKEN_VARS;
 use crate::sources::twitter::api::XApi;
 use crate::sources::twitter::rules;
 use crate::sources::twitter::stream::TwitterSource;
 use crate::sources::twitter::webhook::{ActivityConfig, ActivityWebhook};
 use crate::{Error, RunSummary, exit_codes};
-
-/// The environment variables that may hold the X bearer token, in order.
-pub const BEARER_TOKEN_VARS: [&str; 2] = ["TWITTER_BEARER_TOKEN", "BEARER_TOKEN"];
 
 /// The config file a command reads (`--config`), if it names one.
 pub fn config_path(command: &Command) -> Option<&Path> {

@@ -157,7 +157,7 @@ pub async fn check(args: &CheckArgs, loaded: &LoadedConfig) -> Result<u8, Error>
 
 /// X: the bearer token must list the stream rules.
 async fn check_twitter(args: &CheckArgs, loaded: &LoadedConfig) -> Result<String, String> {
-    let token = Secret::from_env(&crate::app::BEARER_TOKEN_VARS).ok_or(
+    let token = Secret::from_env(&crate::sources::twitter::api::BEARER_TOKEN_VARS).ok_or(
         "no X bearer token: set TWITTER_BEARER_TOKEN (or BEARER_TOKEN) in the environment",
     )?;
     let base = api_base(args.api.twitter_api_base.as_deref(), loaded);

@@ -5,8 +5,8 @@
 //! proxy that repeats the request path with the bot token in it, a URL in a
 //! transport error. So every secret also registers its value (and its
 //! percent-encoded form) in a process-wide list, and [`redact`] replaces them
-//! in any text before it is shown: every log line (through
-//! [`crate::progress::LogWriter`]), the run summary, `ingest check` output,
+//! in any text before it is shown: every log line (the log writer calls it),
+//! the run summary, `ingest check` output,
 //! the final error and the error field of dead letters.
 
 use std::borrow::Cow;

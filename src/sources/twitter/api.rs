@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
+/// The environment variables that may hold the X bearer token, in order.
+pub const BEARER_TOKEN_VARS: [&str; 2] = ["TWITTER_BEARER_TOKEN", "BEARER_TOKEN"];
+
 /// The public API.
 pub const DEFAULT_API_BASE: &str = "https://api.x.com";
 /// Stream path.
