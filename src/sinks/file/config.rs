@@ -1,0 +1,260 @@
+//! The `file` and `stdout` sink tables: fields, defaults, the file mode, the
+//! path template and part names.
+
+use std::path::{Path, PathBuf};
+
+use chrono::format::{Item, StrftimeItems};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use crate::record::{Format, Platform};
+use crate::sinks::common::{BatchConfig, RetryConfig, default_queue_capacity};
+/// Default path template of the `file` sink.
+pub const DEFAULT_PATH: &str = "ingest-{platform}-%Y-%m-%d.jsonl";
+
+/// `[sinks.NAME]` with `type = "file"`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileSinkConfig {
+    /// Path template: strftime fields (UTC, at write time) and `{platform}`.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// `record` (default) or `raw`.
+    #[serde(default)]
+    pub format: Format,
+    /// Gzip each batch (one gzip member per batch; `gzip -d` and `zcat` read the file whole).
+    #[serde(default)]
+    pub gzip: bool,
+    /// Start a new part (`name.1.jsonl`, `name.2.jsonl`, …) before a file would pass this size; 0 = never.
+    #[serde(default)]
+    pub max_file_bytes: u64,
+    /// fsync every batch before confirming it (default true).
+    #[serde(default = "yes")]
+    pub fsync: bool,
+    /// Permission bits of the files the sink creates (before the umask); default 0600.
+    #[serde(default)]
+    pub file_mode: FileMode,
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+impl Default for FileSinkConfig {
+    fn default() -> Self {
+        FileSinkConfig {
+            path: default_path(),
+            format: Format::Record,
+            gzip: false,
+            max_file_bytes: 0,
+            fsync: true,
+            file_mode: FileMode::default(),
+            queue_capacity: default_queue_capacity(),
+            batch: BatchConfig::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// `[sinks.NAME]` with `type = "stdout"`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutSinkConfig {
+    #[serde(default)]
+    pub format: Format,
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+impl Default for StdoutSinkConfig {
+    fn default() -> Self {
+        StdoutSinkConfig {
+            format: Format::Record,
+            queue_capacity: default_queue_capacity(),
+            batch: BatchConfig::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// Permission bits of new files: `file_mode = "0640"` (an octal string) or
+/// `file_mode = 0o640` (a TOML integer). The owner must keep read and write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileMode(pub u32);
+
+/// Output files hold private chats: only their owner reads them unless told otherwise.
+pub const DEFAULT_FILE_MODE: u32 = 0o600;
+
+impl Default for FileMode {
+    fn default() -> Self {
+        FileMode(DEFAULT_FILE_MODE)
+    }
+}
+
+impl FileMode {
+    /// Parses `"0640"`, `"640"` or `"0o640"`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let digits = t.strip_prefix("0o").unwrap_or(t);
+        if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+            return Err(format!(
+                "`{text}` is not an octal file mode; write it like \"0640\""
+            ));
+        }
+        let bits = u32::from_str_radix(digits, 8)
+            .map_err(|_| format!("`{text}` is not a file mode (at most 0777)"))?;
+        Self::from_bits(i64::from(bits), text)
+    }
+
+    fn from_bits(bits: i64, shown: &str) -> Result<Self, String> {
+        if !(0..=0o777).contains(&bits) {
+            let hint = if shown.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                format!(" (a decimal number; write \"0{shown}\" or 0o{shown})")
+            } else {
+                String::new()
+            };
+            return Err(format!(
+                "file mode {shown} is out of range: at most 0777{hint}"
+            ));
+        }
+        let bits = bits as u32;
+        if bits & 0o600 != 0o600 {
+            return Err(format!(
+                "file mode {bits:04o} must let the owner read and write (0600 at least)"
+            ));
+        }
+        Ok(FileMode(bits))
+    }
+}
+
+impl<'de> Deserialize<'de> for FileMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = FileMode;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an octal file mode such as \"0640\" or 0o640")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<FileMode, E> {
+                FileMode::parse(v).map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<FileMode, E> {
+                FileMode::from_bits(v, &v.to_string()).map_err(E::custom)
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<FileMode, E> {
+                let v = i64::try_from(v).unwrap_or(i64::MAX);
+                FileMode::from_bits(v, &v.to_string()).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+fn default_path() -> String {
+    DEFAULT_PATH.to_owned()
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl FileSinkConfig {
+    /// Checks the path template; the message says what is wrong with it.
+    pub fn validate(&self) -> Result<(), String> {
+        PathTemplate::parse(&self.path).map(|_| ())
+    }
+}
+
+/// A parsed path template.
+#[derive(Debug, Clone)]
+pub struct PathTemplate {
+    template: String,
+    has_time: bool,
+}
+
+impl PathTemplate {
+    pub fn parse(template: &str) -> Result<Self, String> {
+        if template.trim().is_empty() {
+            return Err("the path is empty".into());
+        }
+        if template.ends_with('/') {
+            return Err(format!(
+                "`{template}` names a directory; add a file name, e.g. `{template}%Y-%m-%d.jsonl`"
+            ));
+        }
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..].find('}').map(|c| open + c);
+            match close {
+                Some(close) if &rest[open..=close] == "{platform}" => rest = &rest[close + 1..],
+                Some(close) => {
+                    return Err(format!(
+                        "unknown placeholder `{}` in `{template}`; the only one is `{{platform}}`",
+                        &rest[open..=close]
+                    ));
+                }
+                None => return Err(format!("unclosed `{{` in `{template}`")),
+            }
+        }
+        if StrftimeItems::new(template).any(|i| matches!(i, Item::Error)) {
+            return Err(format!(
+                "`{template}` has an invalid strftime field (write a literal % as %%)"
+            ));
+        }
+        Ok(PathTemplate {
+            template: template.to_owned(),
+            has_time: template.contains('%'),
+        })
+    }
+
+    pub fn render(&self, platform: Platform, now: DateTime<Utc>) -> PathBuf {
+        let with_platform = self.template.replace("{platform}", platform.as_str());
+        if self.has_time {
+            PathBuf::from(now.format(&with_platform).to_string())
+        } else {
+            PathBuf::from(with_platform)
+        }
+    }
+
+    /// The directory that holds every file the template can name: the part
+    /// before the first placeholder, up to its last `/`.
+    pub fn fixed_dir(&self) -> PathBuf {
+        let cut = self
+            .template
+            .find(['%', '{'])
+            .unwrap_or(self.template.len());
+        let fixed = &self.template[..cut];
+        match fixed.rfind('/') {
+            Some(0) => PathBuf::from("/"),
+            Some(i) => PathBuf::from(&fixed[..i]),
+            None => PathBuf::from("."),
+        }
+    }
+}
+
+/// The file of part `n` of a base path: `a/x.jsonl.gz` → `a/x.2.jsonl.gz`.
+pub fn part_path(base: &Path, n: u32) -> PathBuf {
+    if n == 0 {
+        return base.to_owned();
+    }
+    let name = base
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dot = name
+        .char_indices()
+        .skip(1)
+        .find(|(_, c)| *c == '.')
+        .map(|(i, _)| i);
+    let new = match dot {
+        Some(i) => format!("{}.{n}{}", &name[..i], &name[i..]),
+        None => format!("{name}.{n}"),
+    };
+    base.with_file_name(new)
+}
