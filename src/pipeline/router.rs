@@ -32,6 +32,26 @@ pub struct RouterOutcome {
     pub flush_failed: bool,
 }
 
+/// Why the run stops: the first reason set wins.
+#[derive(Clone, Default)]
+struct StopCause(Arc<Mutex<Option<StopReason>>>);
+
+impl StopCause {
+    fn set(&self, reason: StopReason) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(reason);
+    }
+
+    fn get(&self) -> StopReason {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or(StopReason::EndOfInput)
+    }
+}
+
 /// Routes source batches to every sink until the source ends, then drains the sinks.
 ///
 /// `stop` tells the source to stop (a limit was reached or `shutdown` fired);
@@ -44,118 +64,161 @@ pub async fn route(
     shutdown: CancellationToken,
     abort: CancellationToken,
 ) -> RouterOutcome {
-    let reason: Arc<Mutex<Option<StopReason>>> = Arc::new(Mutex::new(None));
-    let set_reason = {
-        let reason = reason.clone();
-        move |r: StopReason| {
-            reason
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert(r);
-        }
+    let cause = StopCause::default();
+    let closed: Vec<CancellationToken> = sinks.iter().map(|s| s.closed.clone()).collect();
+    let timer = spawn_stop_timer(&limits, &stop, &shutdown, closed, &cause);
+    let mut limit = RecordLimit {
+        max: limits.max_records,
+        records_in: 0,
+        dropped: 0,
     };
-    // Time limit, signals and a closed destination all go through `stop`.
-    let timer = {
-        let (stop, shutdown, set_reason) = (stop.clone(), shutdown.clone(), set_reason.clone());
-        let duration = limits.duration;
-        let closed: Vec<CancellationToken> = sinks.iter().map(|s| s.closed.clone()).collect();
-        tokio::spawn(async move {
-            let closed = async {
-                if closed.is_empty() {
-                    std::future::pending::<()>().await;
-                }
-                futures_util::future::select_all(closed.iter().map(|t| Box::pin(t.cancelled())))
-                    .await;
-            };
-            let sleep = async {
-                match duration {
-                    Some(d) => tokio::time::sleep(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = sleep => { set_reason(StopReason::Duration); info!("time limit reached; stopping"); }
-                _ = shutdown.cancelled() => { set_reason(StopReason::Signal); }
-                _ = closed => { set_reason(StopReason::OutputClosed); }
-                _ = stop.cancelled() => {}
-            }
-            stop.cancel();
-        })
-    };
-    let mut records_in: u64 = 0;
-    let mut dropped: u64 = 0;
     let senders: Vec<_> = sinks.iter().map(|s| s.tx.clone()).collect();
     while let Some(batch) = source_rx.recv().await {
         let urgent = batch.urgent();
         let SourceBatch {
             mut records, ack, ..
         } = batch;
-        if let Some(max) = limits.max_records {
-            let room = max.saturating_sub(records_in) as usize;
-            if records.len() >= room {
-                if records.len() > room {
-                    dropped += (records.len() - room) as u64;
-                    records.truncate(room);
-                }
-                if !stop.is_cancelled() {
-                    set_reason(StopReason::MaxRecords);
-                    info!(max_records = max, "record limit reached; stopping");
-                    stop.cancel();
-                }
-            }
+        if limit.admit(&mut records) && !stop.is_cancelled() {
+            cause.set(StopReason::MaxRecords);
+            info!(
+                max_records = limit.max.unwrap_or_default(),
+                "record limit reached; stopping"
+            );
+            stop.cancel();
         }
-        let accepted = records.len();
-        records_in += accepted as u64;
-        if accepted == 0 {
-            if let Some(tx) = ack {
-                let _ = tx.send(Ack {
-                    accepted: 0,
-                    outcome: Outcome::Delivered,
-                });
-            }
-            continue;
-        }
-        let bytes = records.iter().map(|r| r.approx_size()).sum();
-        let ack = Arc::new(AckState {
-            remaining: AtomicUsize::new(senders.len()),
-            worst: AtomicU8::new(0),
-            accepted,
-            tx: Mutex::new(ack),
-        });
-        let delivery = Arc::new(Delivery {
-            records,
-            bytes,
-            ack: ack.clone(),
-            urgent,
-        });
-        for tx in &senders {
-            if tx.send(delivery.clone()).await.is_err() {
-                // The worker is gone (it only stops early on abort): count the batch as lost to it.
-                ack.done(Outcome::Lost);
-            }
-        }
+        fan_out(&senders, records, ack, urgent).await;
     }
     drop(senders);
     timer.abort();
     if shutdown.is_cancelled() {
-        set_reason(StopReason::Signal);
+        cause.set(StopReason::Signal);
     }
     if sinks.iter().any(|s| s.closed.is_cancelled()) {
-        set_reason(StopReason::OutputClosed);
+        cause.set(StopReason::OutputClosed);
     }
-    set_reason(StopReason::EndOfInput);
-    // Drain: bounded by the shutdown timeout, after which workers dead-letter what is left.
-    let watchdog = {
-        let (abort, timeout) = (abort.clone(), limits.shutdown_timeout);
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            warn!(
-                timeout_secs = timeout.as_secs_f64(),
-                "sinks did not drain within the shutdown timeout; dead-lettering what is left"
-            );
-            abort.cancel();
-        })
-    };
+    cause.set(StopReason::EndOfInput);
+    let (per_sink, flush_failed) = drain(sinks, abort, limits.shutdown_timeout).await;
+    RouterOutcome {
+        records_in: limit.records_in,
+        dropped_over_limit: limit.dropped,
+        stop_reason: cause.get(),
+        per_sink,
+        flush_failed,
+    }
+}
+
+/// Time limit, signals and a closed destination all go through `stop`.
+fn spawn_stop_timer(
+    limits: &RunLimits,
+    stop: &CancellationToken,
+    shutdown: &CancellationToken,
+    closed: Vec<CancellationToken>,
+    cause: &StopCause,
+) -> tokio::task::JoinHandle<()> {
+    let (stop, shutdown, cause) = (stop.clone(), shutdown.clone(), cause.clone());
+    let duration = limits.duration;
+    tokio::spawn(async move {
+        let closed = async {
+            if closed.is_empty() {
+                std::future::pending::<()>().await;
+            }
+            futures_util::future::select_all(closed.iter().map(|t| Box::pin(t.cancelled()))).await;
+        };
+        let sleep = async {
+            match duration {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = sleep => { cause.set(StopReason::Duration); info!("time limit reached; stopping"); }
+            _ = shutdown.cancelled() => { cause.set(StopReason::Signal); }
+            _ = closed => { cause.set(StopReason::OutputClosed); }
+            _ = stop.cancelled() => {}
+        }
+        stop.cancel();
+    })
+}
+
+/// `--max-records`: what came in, and what was read past the limit.
+struct RecordLimit {
+    max: Option<u64>,
+    records_in: u64,
+    dropped: u64,
+}
+
+impl RecordLimit {
+    /// Cuts `records` to the room left and counts them in; true once the limit is reached.
+    fn admit(&mut self, records: &mut Vec<Arc<crate::record::Record>>) -> bool {
+        let mut reached = false;
+        if let Some(max) = self.max {
+            let room = max.saturating_sub(self.records_in) as usize;
+            if records.len() >= room {
+                if records.len() > room {
+                    self.dropped += (records.len() - room) as u64;
+                    records.truncate(room);
+                }
+                reached = true;
+            }
+        }
+        self.records_in += records.len() as u64;
+        reached
+    }
+}
+
+/// Hands one batch to every sink queue; its ack fires when all are done with it.
+async fn fan_out(
+    senders: &[mpsc::Sender<Arc<Delivery>>],
+    records: Vec<Arc<crate::record::Record>>,
+    ack: Option<tokio::sync::oneshot::Sender<Ack>>,
+    urgent: bool,
+) {
+    let accepted = records.len();
+    if accepted == 0 {
+        if let Some(tx) = ack {
+            let _ = tx.send(Ack {
+                accepted: 0,
+                outcome: Outcome::Delivered,
+            });
+        }
+        return;
+    }
+    let bytes = records.iter().map(|r| r.approx_size()).sum();
+    let ack = Arc::new(AckState {
+        remaining: AtomicUsize::new(senders.len()),
+        worst: AtomicU8::new(0),
+        accepted,
+        tx: Mutex::new(ack),
+    });
+    let delivery = Arc::new(Delivery {
+        records,
+        bytes,
+        ack: ack.clone(),
+        urgent,
+    });
+    for tx in senders {
+        if tx.send(delivery.clone()).await.is_err() {
+            // The worker is gone (it only stops early on abort): count the batch as lost to it.
+            ack.done(Outcome::Lost);
+        }
+    }
+}
+
+/// Closes every sink queue and waits for the workers, bounded by the shutdown
+/// timeout, after which workers dead-letter what is left.
+async fn drain(
+    sinks: Vec<SinkHandle>,
+    abort: CancellationToken,
+    timeout: Duration,
+) -> (BTreeMap<String, SinkSummary>, bool) {
+    let watchdog = tokio::spawn(async move {
+        tokio::time::sleep(timeout).await;
+        warn!(
+            timeout_secs = timeout.as_secs_f64(),
+            "sinks did not drain within the shutdown timeout; dead-lettering what is left"
+        );
+        abort.cancel();
+    });
     let mut per_sink = BTreeMap::new();
     let mut flush_failed = false;
     for sink in sinks {
@@ -176,15 +239,5 @@ pub async fn route(
         per_sink.insert(name, summarize(kind, &counters));
     }
     watchdog.abort();
-    let stop_reason = reason
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .unwrap_or(StopReason::EndOfInput);
-    RouterOutcome {
-        records_in,
-        dropped_over_limit: dropped,
-        stop_reason,
-        per_sink,
-        flush_failed,
-    }
+    (per_sink, flush_failed)
 }
