@@ -123,8 +123,6 @@ impl<S: Sink> SinkWorker<S> {
     /// Writes records with retries; returns the worst outcome.
     async fn deliver(&mut self, records: Vec<Arc<Record>>) -> Outcome {
         let mut worst = Outcome::Delivered;
-        let retry = self.config.retry;
-        let backoff = retry.backoff();
         for chunk in records.chunks(self.config.batch.max_records) {
             if self.closed.is_cancelled() {
                 // Nobody reads any more: count, do not write, do not keep.
@@ -134,93 +132,127 @@ impl<S: Sink> SinkWorker<S> {
                 worst = worst.max(Outcome::Lost);
                 continue;
             }
-            let mut todo: Vec<Arc<Record>> = chunk.to_vec();
-            let mut attempt: u32 = 1;
-            loop {
-                if self.abort.is_cancelled() {
-                    worst =
-                        worst.max(self.give_up(&todo, "not delivered before the shutdown timeout"));
-                    break;
-                }
-                let result = tokio::select! {
-                    biased;
-                    _ = self.abort.cancelled() => continue,
-                    r = self.sink.write_batch(&todo) => r,
-                };
-                self.counters.batches.fetch_add(1, Ordering::Relaxed);
-                let err = match result {
-                    Ok(()) => {
-                        self.counters
-                            .delivered
-                            .fetch_add(todo.len() as u64, Ordering::Relaxed);
-                        break;
-                    }
-                    Err(e) => e,
-                };
-                if let SinkError::Partial {
-                    failed, rejected, ..
-                } = &err
-                {
-                    if !rejected.is_empty() {
-                        error!(error = %err, records = rejected.len(), "records rejected for good; dead-lettering them");
-                        worst = worst.max(self.reject(&todo, rejected));
-                    }
-                    let kept: Vec<Arc<Record>> = failed
-                        .iter()
-                        .filter_map(|&i| todo.get(i).cloned())
-                        .collect();
-                    let rejected = rejected.iter().filter(|(i, _)| *i < todo.len()).count();
-                    let confirmed = todo.len().saturating_sub(kept.len() + rejected);
-                    self.counters
-                        .delivered
-                        .fetch_add(confirmed as u64, Ordering::Relaxed);
-                    todo = kept;
-                    if todo.is_empty() {
-                        break;
-                    }
-                    // The destination took some: it is throttling, not down. The
-                    // budget counts attempts in a row without progress, and the
-                    // backoff starts over (`todo` shrinks, so this ends).
-                    if confirmed > 0 {
-                        attempt = 1;
-                    }
-                }
-                if matches!(err, SinkError::Closed { .. }) {
-                    warn!(error = %err, "the destination was closed; stopping the run");
-                    self.closed.cancel();
-                    self.counters
-                        .unwritten
-                        .fetch_add(todo.len() as u64, Ordering::Relaxed);
-                    worst = worst.max(Outcome::Lost);
-                    break;
-                }
-                if matches!(err, SinkError::Fatal { .. }) {
-                    error!(error = %err, records = todo.len(), "permanent failure; dead-lettering the batch");
-                    worst = worst.max(self.give_up(&todo, &err.cause()));
-                    break;
-                }
-                if attempt >= retry.max_attempts {
-                    error!(error = %err, attempts = attempt, records = todo.len(), "retry budget spent; dead-lettering");
-                    worst = worst.max(self.give_up(
-                        &todo,
-                        &format!("gave up after {attempt} attempts: {}", err.cause()),
-                    ));
-                    break;
-                }
-                let delay = backoff.delay(attempt);
-                warn!(attempt, delay_ms = delay.as_millis() as u64, records = todo.len(), error = %err, "write failed; retrying");
-                self.counters
-                    .retried
-                    .fetch_add(todo.len() as u64, Ordering::Relaxed);
-                tokio::select! {
-                    biased;
-                    _ = self.abort.cancelled() => {}
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                attempt += 1;
-            }
+            worst = worst.max(self.deliver_chunk(chunk.to_vec()).await);
         }
         worst
+    }
+
+    /// One write of at most `batch.max_records`, retried until it is confirmed,
+    /// dead-lettered or the run aborts.
+    async fn deliver_chunk(&mut self, mut todo: Vec<Arc<Record>>) -> Outcome {
+        let mut worst = Outcome::Delivered;
+        let mut attempt: u32 = 1;
+        loop {
+            if self.abort.is_cancelled() {
+                return worst.max(self.give_up(&todo, "not delivered before the shutdown timeout"));
+            }
+            let result = tokio::select! {
+                biased;
+                _ = self.abort.cancelled() => continue,
+                r = self.sink.write_batch(&todo) => r,
+            };
+            self.counters.batches.fetch_add(1, Ordering::Relaxed);
+            let err = match result {
+                Ok(()) => {
+                    self.counters
+                        .delivered
+                        .fetch_add(todo.len() as u64, Ordering::Relaxed);
+                    return worst;
+                }
+                Err(e) => e,
+            };
+            if let SinkError::Partial {
+                failed, rejected, ..
+            } = &err
+            {
+                let (outcome, confirmed) = self.settle_partial(&mut todo, failed, rejected, &err);
+                worst = worst.max(outcome);
+                if todo.is_empty() {
+                    return worst;
+                }
+                // The destination took some: it is throttling, not down. The
+                // budget counts attempts in a row without progress, and the
+                // backoff starts over (`todo` shrinks, so this ends).
+                if confirmed > 0 {
+                    attempt = 1;
+                }
+            }
+            if let Some(outcome) = self.stop_retrying(&err, &todo, attempt) {
+                return worst.max(outcome);
+            }
+            let delay = self.note_retry(attempt, &todo, &err);
+            tokio::select! {
+                biased;
+                _ = self.abort.cancelled() => {}
+                _ = tokio::time::sleep(delay) => {}
+            }
+            attempt += 1;
+        }
+    }
+
+    /// After a partial write: dead-letters the rejected records, counts the
+    /// confirmed ones, keeps the failed ones in `todo`. (outcome, confirmed).
+    fn settle_partial(
+        &self,
+        todo: &mut Vec<Arc<Record>>,
+        failed: &[usize],
+        rejected: &[(usize, String)],
+        err: &SinkError,
+    ) -> (Outcome, usize) {
+        let mut outcome = Outcome::Delivered;
+        if !rejected.is_empty() {
+            error!(error = %err, records = rejected.len(), "records rejected for good; dead-lettering them");
+            outcome = self.reject(todo, rejected);
+        }
+        let kept: Vec<Arc<Record>> = failed
+            .iter()
+            .filter_map(|&i| todo.get(i).cloned())
+            .collect();
+        let rejected = rejected.iter().filter(|(i, _)| *i < todo.len()).count();
+        let confirmed = todo.len().saturating_sub(kept.len() + rejected);
+        self.counters
+            .delivered
+            .fetch_add(confirmed as u64, Ordering::Relaxed);
+        *todo = kept;
+        (outcome, confirmed)
+    }
+
+    /// The outcome when `err` ends the retries: a closed destination, a
+    /// permanent failure, or the retry budget spent. `None`: try again.
+    fn stop_retrying(
+        &self,
+        err: &SinkError,
+        todo: &[Arc<Record>],
+        attempt: u32,
+    ) -> Option<Outcome> {
+        if matches!(err, SinkError::Closed { .. }) {
+            warn!(error = %err, "the destination was closed; stopping the run");
+            self.closed.cancel();
+            self.counters
+                .unwritten
+                .fetch_add(todo.len() as u64, Ordering::Relaxed);
+            return Some(Outcome::Lost);
+        }
+        if matches!(err, SinkError::Fatal { .. }) {
+            error!(error = %err, records = todo.len(), "permanent failure; dead-lettering the batch");
+            return Some(self.give_up(todo, &err.cause()));
+        }
+        if attempt >= self.config.retry.max_attempts {
+            error!(error = %err, attempts = attempt, records = todo.len(), "retry budget spent; dead-lettering");
+            let reason = format!("gave up after {attempt} attempts: {}", err.cause());
+            return Some(self.give_up(todo, &reason));
+        }
+        None
+    }
+
+    /// Logs and counts a retry; the jittered backoff to wait before attempt `attempt + 1`.
+    fn note_retry(&self, attempt: u32, todo: &[Arc<Record>], err: &SinkError) -> Duration {
+        let delay = self.config.retry.backoff().delay(attempt);
+        warn!(attempt, delay_ms = delay.as_millis() as u64, records = todo.len(), error = %err, "write failed; retrying");
+        self.counters
+            .retried
+            .fetch_add(todo.len() as u64, Ordering::Relaxed);
+        delay
     }
 
     /// Dead-letters the records a sink rejected for good, each with its own reason.
