@@ -535,3 +535,28 @@ fn zero_webhook_limits_are_config_errors_with_file_and_line() {
         );
     }
 }
+
+#[test]
+fn sigterm_stops_a_webhook_whose_log_reader_went_away() {
+    // A supervisor's log pipe can die before the service: logging then fails,
+    // and the signal must still stop the run.
+    let env = Env::new();
+    let addr = free_addr();
+    let mut child = env
+        .cmd()
+        .args(["telegram", "--webhook", &addr, "--secret-token", SECRET])
+        .args(FILE_SINK)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("webhook listening") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "no start");
+    }
+    drop(stderr);
+    signal(&child, libc::SIGTERM);
+    let status = wait_with_timeout(&mut child, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0));
+}
