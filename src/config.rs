@@ -94,6 +94,9 @@ pub struct FileConfig {
     /// The Kafka source.
     #[serde(default)]
     pub kafka: crate::sources::kafka::KafkaSourceConfig,
+    /// Limits of the webhook server (both webhooks).
+    #[serde(default)]
+    pub webhook: crate::sources::webhook_server::WebhookServerConfig,
     /// Named sinks.
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,
@@ -317,7 +320,9 @@ fn default_max_backoff_ms() -> u64 {
     30_000
 }
 
-fn de_duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+pub(crate) fn de_duration_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Duration>, D::Error> {
     let s = String::deserialize(d)?;
     crate::cli::parse_duration(&s)
         .map(Some)
@@ -355,7 +360,11 @@ impl LoadedConfig {
     /// Parses config text; errors name the file, the line and the field.
     pub fn parse(path: Option<PathBuf>, text: String) -> Result<Self, ConfigError> {
         match toml::from_str::<FileConfig>(&text) {
-            Ok(file) => Ok(LoadedConfig { path, text, file }),
+            Ok(file) => {
+                let loaded = LoadedConfig { path, text, file };
+                loaded.check_values()?;
+                Ok(loaded)
+            }
             Err(e) => {
                 let mut message = e.message().trim().to_owned();
                 let (mut line, mut field) = match e.span() {
@@ -379,6 +388,20 @@ impl LoadedConfig {
                 })
             }
         }
+    }
+
+    /// Values that parse but can never work, refused at load (with file and line).
+    fn check_values(&self) -> Result<(), ConfigError> {
+        if self.file.telegram.max_body_bytes == Some(0) {
+            return Err(self.error(
+                "telegram.max_body_bytes",
+                "must be at least 1 (0 would refuse every webhook request)",
+            ));
+        }
+        if let Err((field, message)) = self.file.webhook.validate() {
+            return Err(self.error(&format!("webhook.{field}"), message));
+        }
+        Ok(())
     }
 
     /// An error about `field` (a dotted path such as `sinks.lake.format`), pointing at its line.
@@ -1078,6 +1101,26 @@ mod tests {
             err.contains("line 4") && err.contains("sinks.lake.batch.max_records"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn zero_webhook_limits_are_refused_at_load_with_the_line() {
+        let err = parse("raw = true\n[telegram]\nmax_body_bytes = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config error in ingest.toml line 3, field `telegram.max_body_bytes`"),
+            "{err}"
+        );
+        let err = parse("[webhook]\nmax_connections = 8\nbody_read_timeout = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 3") && err.contains("webhook.body_read_timeout"),
+            "{err}"
+        );
+        let ok = parse("[webhook]\nmax_connections = 8\nheader_read_timeout = \"2s\"\n").unwrap();
+        assert_eq!(ok.file.webhook.max_connections, Some(8));
     }
 
     #[test]
