@@ -14,12 +14,13 @@ use crate::secret::Secret;
 use crate::sources::replay::ReplaySource;
 use crate::sources::telegram::api::TelegramApi;
 use crate::sources::telegram::polling::{PollingConfig, TelegramPolling};
-use crate::sources::telegram::webhook::{TelegramWebhook, TlsFiles, WebhookConfig};
+use crate::sources::telegram::webhook::{TelegramWebhook, WebhookConfig};
 use crate::sources::twitter::api::BEARER_TOKEN_VARS;
 use crate::sources::twitter::api::XApi;
 use crate::sources::twitter::rules;
 use crate::sources::twitter::stream::TwitterSource;
-use crate::sources::twitter::webhook::{ActivityConfig, ActivityWebhook};
+use crate::sources::twitter::webhook::{ActivityConfig, ActivityWebhook, DEFAULT_BODY_WINDOW};
+use crate::sources::webhook_server::{ServerLimits, TlsFiles};
 use crate::{Error, RunSummary, exit_codes};
 
 /// The config file a command reads (`--config`), if it names one.
@@ -149,16 +150,13 @@ pub async fn run(
                 path: args.path,
                 consumer_secret: secret,
                 tls: tls_files(args.tls_cert, args.tls_key),
-                max_body_bytes: loaded
-                    .file
-                    .telegram
-                    .max_body_bytes
-                    .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+                limits: webhook_limits(&settings, &loaded),
                 ack_timeout: loaded
                     .file
                     .telegram
                     .ack_timeout
                     .unwrap_or(DEFAULT_ACK_TIMEOUT),
+                dedupe_window: DEFAULT_BODY_WINDOW,
             };
             let summary = crate::run(&settings, ActivityWebhook { config }, shutdown).await?;
             Ok(finish(summary, settings.summary))
@@ -204,6 +202,20 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Default wait for the sinks before a webhook answers 503.
 pub const DEFAULT_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The webhook server's limits: `[webhook]`, `[telegram] max_body_bytes`, and
+/// the run's shutdown timeout for requests still in progress at a stop.
+fn webhook_limits(settings: &Settings, loaded: &LoadedConfig) -> ServerLimits {
+    ServerLimits::new(
+        &loaded.file.webhook,
+        loaded
+            .file
+            .telegram
+            .max_body_bytes
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        settings.shutdown_timeout,
+    )
+}
+
 async fn telegram(
     args: TelegramArgs,
     loaded: &LoadedConfig,
@@ -224,8 +236,11 @@ async fn telegram(
     let base = crate::config::telegram_api_base(args.telegram_api_base.as_deref(), loaded);
     let bot_token = || Secret::from_env(&["TELEGRAM_BOT_TOKEN"]);
     if let Some(listen) = args.webhook {
+        // A secret read from a file often ends in a newline: Telegram never sends one.
         let secret = args
             .secret_token
+            .as_deref()
+            .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(Secret::new)
             .ok_or_else(|| {
@@ -249,7 +264,7 @@ async fn telegram(
                 .unwrap_or_else(|| "/telegram".into()),
             secret_token: secret,
             chat_ids,
-            max_body_bytes: t.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            limits: webhook_limits(&settings, loaded),
             ack_timeout: t.ack_timeout.unwrap_or(DEFAULT_ACK_TIMEOUT),
             dedupe_window: 100_000,
             tls: tls_files(args.tls_cert, args.tls_key),

@@ -17,6 +17,7 @@ use tracing::{Instrument, error, info, info_span};
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod duration;
 pub mod exit_codes;
 pub mod locate;
 pub mod mock;

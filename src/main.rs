@@ -62,9 +62,13 @@ fn fail(e: &ingest::Error) -> u8 {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // A log line that cannot be written (stderr closed) is dropped: reporting
+    // it would panic in `eprintln!`, in whatever task logged — the signal
+    // watcher's included, and the run would then ignore SIGTERM.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(ingest::progress::LogWriter);
+        .with_writer(ingest::progress::LogWriter)
+        .log_internal_errors(false);
     match format {
         LogFormat::Text => builder
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

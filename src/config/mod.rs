@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::LogFormat;
+use crate::duration::de_duration_opt;
 pub use crate::locate::{ConfigError, find_field_line};
 use crate::locate::{key_on_line, locate, table_at};
 use crate::retry::StreamBackoffConfig;
@@ -63,6 +64,9 @@ pub struct FileConfig {
     /// The Kafka source.
     #[serde(default)]
     pub kafka: crate::sources::kafka::KafkaSourceConfig,
+    /// Limits of the webhook server (both webhooks).
+    #[serde(default)]
+    pub webhook: crate::sources::webhook_server::WebhookServerConfig,
     /// Named sinks.
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,
@@ -131,13 +135,6 @@ pub struct TelegramConfig {
     pub ack_timeout: Option<Duration>,
 }
 
-fn de_duration_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let s = String::deserialize(d)?;
-    crate::cli::parse_duration(&s)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
 /// A config file and where it came from.
 #[derive(Debug, Default)]
 pub struct LoadedConfig {
@@ -169,7 +166,11 @@ impl LoadedConfig {
     /// Parses config text; errors name the file, the line and the field.
     pub fn parse(path: Option<PathBuf>, text: String) -> Result<Self, ConfigError> {
         match toml::from_str::<FileConfig>(&text) {
-            Ok(file) => Ok(LoadedConfig { path, text, file }),
+            Ok(file) => {
+                let loaded = LoadedConfig { path, text, file };
+                loaded.check_values()?;
+                Ok(loaded)
+            }
             Err(e) => {
                 let mut message = e.message().trim().to_owned();
                 let (mut line, mut field) = match e.span() {
@@ -193,6 +194,20 @@ impl LoadedConfig {
                 })
             }
         }
+    }
+
+    /// Values that parse but can never work, refused at load (with file and line).
+    fn check_values(&self) -> Result<(), ConfigError> {
+        if self.file.telegram.max_body_bytes == Some(0) {
+            return Err(self.error(
+                "telegram.max_body_bytes",
+                "must be at least 1 (0 would refuse every webhook request)",
+            ));
+        }
+        if let Err((field, message)) = self.file.webhook.validate() {
+            return Err(self.error(&format!("webhook.{field}"), message));
+        }
+        Ok(())
     }
 
     /// An error about `field` (a dotted path such as `sinks.lake.format`), pointing at its line.
@@ -472,5 +487,25 @@ mod tests {
                 && text.contains("INGEST_TEST_SURELY_UNSET_VAR"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn zero_webhook_limits_are_refused_at_load_with_the_line() {
+        let err = parse("raw = true\n[telegram]\nmax_body_bytes = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("config error in ingest.toml line 3, field `telegram.max_body_bytes`"),
+            "{err}"
+        );
+        let err = parse("[webhook]\nmax_connections = 8\nbody_read_timeout = \"0s\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 3") && err.contains("webhook.body_read_timeout"),
+            "{err}"
+        );
+        let ok = parse("[webhook]\nmax_connections = 8\nheader_read_timeout = \"2s\"\n").unwrap();
+        assert_eq!(ok.file.webhook.max_connections, Some(8));
     }
 }

@@ -15,11 +15,13 @@ use crate::state::DeadLetters;
 
 pub mod kafka;
 pub mod lines;
+pub mod redelivery;
 pub mod replay;
 pub mod spill;
 pub mod telegram;
 pub mod twitter;
 pub mod wal;
+pub mod webhook_server;
 
 /// Which platform raw input is from (`--platform`, `platform =`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -143,16 +145,4 @@ pub trait Source: Send + 'static {
         out: mpsc::Sender<SourceBatch>,
         shutdown: CancellationToken,
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
-}
-
-/// Sends records with an ack and waits for it, at most `timeout`: what webhook
-/// sources do before they answer 200. `None`: not confirmed in time (or stopping).
-pub async fn deliver_and_wait(
-    out: &mpsc::Sender<SourceBatch>,
-    records: Vec<Arc<crate::record::Record>>,
-    timeout: std::time::Duration,
-) -> Option<crate::pipeline::Ack> {
-    let (batch, ack) = SourceBatch::with_ack(records);
-    out.send(batch).await.ok()?;
-    tokio::time::timeout(timeout, ack).await.ok()?.ok()
 }

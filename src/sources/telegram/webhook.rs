@@ -1,10 +1,14 @@
 //! Webhook mode: Telegram POSTs each update. The secret token header is checked
 //! in constant time, bodies are capped, and the answer is 200 only once every
 //! sink confirmed the update's record — otherwise 503 with `Retry-After`, so
-//! Telegram delivers it again. Redelivered `update_id`s are recorded once.
+//! Telegram delivers it again. An update is recorded once however often and
+//! however concurrently it is redelivered: its `update_id` is claimed before
+//! it is recorded (see [`crate::sources::redelivery`]), and a record confirmed
+//! after its request already answered 503 still marks the id seen. An update
+//! that cannot be used is dead-lettered and answered 200: sending it again
+//! cannot make it usable.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,13 +20,15 @@ use axum::routing::post;
 use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::warn;
 
 use super::update_to_record;
 use crate::pipeline::{Outcome, SourceBatch};
 use crate::record::rfc3339;
 use crate::secret::Secret;
-use crate::sources::{Source, SourceContext, SourceCounters, SourceError, deliver_and_wait};
+use crate::sources::redelivery::{Claim, Redeliveries};
+use crate::sources::webhook_server::{ServerLimits, TlsFiles, serve};
+use crate::sources::{Source, SourceContext, SourceCounters, SourceError};
 
 /// The header Telegram sends the secret token in.
 pub const SECRET_HEADER: &str = "x-telegram-bot-api-secret-token";
@@ -34,7 +40,8 @@ pub struct WebhookConfig {
     pub path: String,
     pub secret_token: Secret,
     pub chat_ids: Vec<i64>,
-    pub max_body_bytes: usize,
+    /// Connection, header, body and shutdown limits of the server.
+    pub limits: ServerLimits,
     /// How long a request waits for the sinks before answering 503.
     pub ack_timeout: Duration,
     /// Recent `update_id`s remembered to record redeliveries once.
@@ -52,7 +59,7 @@ struct Shared {
     config: WebhookConfig,
     ctx: SourceContext,
     out: mpsc::Sender<SourceBatch>,
-    seen: Mutex<(HashSet<i64>, VecDeque<i64>)>,
+    updates: Arc<Redeliveries<i64>>,
 }
 
 /// Constant-time check of a header against the expected secret.
@@ -61,72 +68,6 @@ pub fn secret_matches(headers: &HeaderMap, name: &str, expected: &Secret) -> boo
     let want = expected.expose().as_bytes();
     // Length differences leak only the length; the bytes compare in constant time.
     got.len() == want.len() && bool::from(got.ct_eq(want))
-}
-
-/// TLS certificate and key (PEM files) for a webhook listener.
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
-    pub cert: std::path::PathBuf,
-    pub key: std::path::PathBuf,
-}
-
-/// Binds, serves (over TLS with `tls`) until `shutdown`, and drains in-flight requests.
-pub async fn serve(
-    listen: &str,
-    tls: Option<&TlsFiles>,
-    app: Router,
-    shutdown: CancellationToken,
-) -> Result<(), SourceError> {
-    let listen_err = |source| SourceError::Listen {
-        addr: listen.to_owned(),
-        source,
-    };
-    let Some(tls) = tls else {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
-            .map_err(listen_err)?;
-        let addr = listener.local_addr().map_err(listen_err)?;
-        info!(%addr, "webhook listening (plain HTTP)");
-        return axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .map_err(listen_err);
-    };
-    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-        .await
-        .map_err(|e| SourceError::Listen {
-            addr: listen.to_owned(),
-            source: std::io::Error::new(
-                e.kind(),
-                format!(
-                    "TLS certificate {} / key {}: {e}",
-                    tls.cert.display(),
-                    tls.key.display()
-                ),
-            ),
-        })?;
-    let addr: std::net::SocketAddr = tokio::net::lookup_host(listen)
-        .await
-        .map_err(listen_err)?
-        .next()
-        .ok_or_else(|| listen_err(std::io::Error::other("the address resolves to nothing")))?;
-    let handle = axum_server::Handle::new();
-    {
-        let handle = handle.clone();
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            handle.graceful_shutdown(Some(Duration::from_secs(30)));
-        });
-    }
-    let server = axum_server::bind_rustls(addr, config).handle(handle.clone());
-    let serving = tokio::spawn(server.serve(app.into_make_service()));
-    if let Some(bound) = handle.listening().await {
-        info!(addr = %bound, "webhook listening (TLS)");
-    }
-    serving
-        .await
-        .map_err(|e| listen_err(std::io::Error::other(e)))?
-        .map_err(listen_err)
 }
 
 impl Source for TelegramWebhook {
@@ -140,26 +81,52 @@ impl Source for TelegramWebhook {
         out: mpsc::Sender<SourceBatch>,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
-        let limit = self.config.max_body_bytes;
+        let limits = self.config.limits;
         let path = self.config.path.clone();
         let listen = self.config.listen.clone();
         let tls = self.config.tls.clone();
         let shared = Arc::new(Shared {
+            updates: Redeliveries::new(self.config.dedupe_window),
             config: self.config,
             ctx,
             out,
-            seen: Mutex::new((HashSet::new(), VecDeque::new())),
         });
         let app = Router::new()
             .route(&path, post(receive))
-            .layer(DefaultBodyLimit::max(limit))
+            .layer(DefaultBodyLimit::max(limits.max_body_bytes))
             .with_state(shared);
-        serve(&listen, tls.as_ref(), app, shutdown).await
+        serve(&listen, tls.as_ref(), app, limits, shutdown).await
     }
 }
 
 fn status(code: StatusCode, text: &'static str) -> Response {
     (code, text).into_response()
+}
+
+fn retry_later() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        "not confirmed by every sink yet; retry\n",
+    )
+        .into_response()
+}
+
+/// Dead-letters an unusable body: 200 once it is kept (a resend cannot fix
+/// it), 503 when even the dead-letter file cannot take it.
+fn dead_letter(s: &Shared, reason: &str, body: &[u8]) -> Response {
+    SourceCounters::add(&s.ctx.counters.malformed, 1);
+    match s
+        .ctx
+        .dead_letters
+        .source_input("telegram-webhook", reason, body, body.len())
+    {
+        Ok(()) => status(StatusCode::OK, "unusable update; dead-lettered\n"),
+        Err(e) => {
+            warn!(error = %e, "an unusable update could not be dead-lettered; asking Telegram to resend it");
+            retry_later()
+        }
+    }
 }
 
 async fn receive(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -168,60 +135,53 @@ async fn receive(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) 
         return status(StatusCode::UNAUTHORIZED, "wrong or missing secret token\n");
     }
     let Some(update_id) = super::update_id(&body) else {
-        SourceCounters::add(&s.ctx.counters.malformed, 1);
-        let _ = s.ctx.dead_letters.source_input(
-            "telegram-webhook",
-            "not a Telegram update (no update_id)",
-            &body,
-            body.len(),
-        );
-        return status(StatusCode::BAD_REQUEST, "not a Telegram update\n");
+        return dead_letter(&s, "not a Telegram update (no update_id)", &body);
     };
-    if s.seen
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .0
-        .contains(&update_id)
-    {
-        SourceCounters::add(&s.ctx.counters.duplicates, 1);
-        return status(StatusCode::OK, "already recorded\n");
-    }
+    let claim = match s.updates.claim(update_id) {
+        Claim::Seen => {
+            SourceCounters::add(&s.ctx.counters.duplicates, 1);
+            return status(StatusCode::OK, "already recorded\n");
+        }
+        Claim::InFlight(other) => {
+            return if other.recorded_within(s.config.ack_timeout).await {
+                SourceCounters::add(&s.ctx.counters.duplicates, 1);
+                status(StatusCode::OK, "already recorded\n")
+            } else {
+                retry_later()
+            };
+        }
+        Claim::Mine(claim) => claim,
+    };
     let received_at: Arc<str> = rfc3339(chrono::Utc::now()).into();
     let record = match update_to_record(&body, &received_at, &s.ctx, &s.config.chat_ids) {
         Ok(r) => r,
         Err(e) => {
-            SourceCounters::add(&s.ctx.counters.malformed, 1);
-            let _ = s.ctx.dead_letters.source_input(
-                "telegram-webhook",
-                &e.to_string(),
-                &body,
-                body.len(),
-            );
-            return status(StatusCode::BAD_REQUEST, "unusable update\n");
+            let answer = dead_letter(&s, &e.to_string(), &body);
+            claim.settle(answer.status() == StatusCode::OK);
+            return answer;
         }
     };
-    if let Some(record) = record {
-        SourceCounters::add(&s.ctx.counters.records, 1);
-        match deliver_and_wait(&s.out, vec![record], s.config.ack_timeout).await {
-            Some(ack) if ack.accepted == 1 && ack.outcome == Outcome::Delivered => {}
-            _ => {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    [(header::RETRY_AFTER, "5")],
-                    "not confirmed by every sink yet; retry\n",
-                )
-                    .into_response();
-            }
-        }
+    let Some(record) = record else {
+        // Filtered out by chat: nothing to record, and done.
+        claim.settle(true);
+        return status(StatusCode::OK, "ok\n");
+    };
+    SourceCounters::add(&s.ctx.counters.records, 1);
+    let (batch, ack) = SourceBatch::with_ack(vec![record]);
+    if s.out.send(batch).await.is_err() {
+        return retry_later();
     }
-    let mut seen = s.seen.lock().unwrap_or_else(|p| p.into_inner());
-    if seen.0.insert(update_id) {
-        seen.1.push_back(update_id);
-        if seen.1.len() > s.config.dedupe_window
-            && let Some(old) = seen.1.pop_front()
-        {
-            seen.0.remove(&old);
-        }
+    // The claim is settled when the sinks answer, even if that is after this
+    // request gave up: a redelivery then finds the update recorded.
+    let outcome = claim.in_flight();
+    tokio::spawn(async move {
+        let recorded =
+            matches!(ack.await, Ok(a) if a.accepted == 1 && a.outcome == Outcome::Delivered);
+        claim.settle(recorded);
+    });
+    if outcome.recorded_within(s.config.ack_timeout).await {
+        status(StatusCode::OK, "ok\n")
+    } else {
+        retry_later()
     }
-    status(StatusCode::OK, "ok\n")
 }

@@ -1,13 +1,21 @@
 //! The X Account Activity API webhook: answers CRC challenges, accepts only
 //! POSTs signed with the consumer secret, turns `tweet_create_events` into
 //! `tweet` records and every other event into an `activity_event` record.
+//!
+//! The CRC answer and a POST's signature are the same HMAC of the same secret,
+//! so the CRC endpoint must never sign something that could be a body: it
+//! answers only tokens shaped like X's ([`crc_token_shaped`]: short, a
+//! base64/URL-safe charset, never JSON) and at most [`CRC_PER_MINUTE`] per
+//! client. A signed body delivered again (X retries, or a replay) is recorded
+//! once: bodies are claimed by their SHA-256 before they are recorded.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -15,7 +23,7 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -23,11 +31,18 @@ use tracing::warn;
 use crate::pipeline::{Outcome, SourceBatch};
 use crate::record::{Author, Platform, Record, Refs, rfc3339, transliterate};
 use crate::secret::Secret;
-use crate::sources::telegram::webhook::{TlsFiles, serve};
-use crate::sources::{Source, SourceContext, SourceCounters, SourceError, deliver_and_wait};
+use crate::sources::redelivery::{Claim, Redeliveries};
+use crate::sources::webhook_server::{PerClientLimit, ServerLimits, TlsFiles, serve};
+use crate::sources::{Source, SourceContext, SourceCounters, SourceError};
 
 /// The signature header of Account Activity POSTs.
 pub const SIGNATURE_HEADER: &str = "x-twitter-webhooks-signature";
+/// The longest `crc_token` answered.
+pub const MAX_CRC_TOKEN_BYTES: usize = 256;
+/// CRC requests answered per client and minute; past it 429.
+pub const CRC_PER_MINUTE: u32 = 10;
+/// Signed bodies remembered to record a replay once.
+pub const DEFAULT_BODY_WINDOW: usize = 100_000;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -40,6 +55,18 @@ pub fn signature(key: &Secret, message: &[u8]) -> String {
         "sha256={}",
         base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
     )
+}
+
+/// Whether a `crc_token` looks like one X sends (a short random token of
+/// `[A-Za-z0-9_=+/.-]`), so that its HMAC cannot serve as the signature of a
+/// forged event: a body is JSON, and no JSON value passes.
+pub fn crc_token_shaped(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= MAX_CRC_TOKEN_BYTES
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-=+/.".contains(&b))
+        && serde_json::from_str::<serde::de::IgnoredAny>(token).is_err()
 }
 
 /// Checks a `sha256=<base64>` signature in constant time.
@@ -62,8 +89,11 @@ pub struct ActivityConfig {
     pub listen: String,
     pub path: String,
     pub consumer_secret: Secret,
-    pub max_body_bytes: usize,
+    /// Connection, header, body and shutdown limits of the server.
+    pub limits: ServerLimits,
     pub ack_timeout: Duration,
+    /// Signed bodies remembered (by hash) to record a replay once.
+    pub dedupe_window: usize,
     /// Serve HTTPS with these files; plain HTTP without.
     pub tls: Option<TlsFiles>,
 }
@@ -77,6 +107,8 @@ struct Shared {
     config: ActivityConfig,
     ctx: SourceContext,
     out: mpsc::Sender<SourceBatch>,
+    crc_limit: PerClientLimit,
+    bodies: Arc<Redeliveries<[u8; 32]>>,
 }
 
 impl Source for ActivityWebhook {
@@ -90,22 +122,24 @@ impl Source for ActivityWebhook {
         out: mpsc::Sender<SourceBatch>,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
-        let (path, listen, limit) = (
+        let (path, listen, limits) = (
             self.config.path.clone(),
             self.config.listen.clone(),
-            self.config.max_body_bytes,
+            self.config.limits,
         );
         let tls = self.config.tls.clone();
         let shared = Arc::new(Shared {
+            crc_limit: PerClientLimit::new(CRC_PER_MINUTE),
+            bodies: Redeliveries::new(self.config.dedupe_window),
             config: self.config,
             ctx,
             out,
         });
         let app = Router::new()
             .route(&path, get(crc).post(events))
-            .layer(DefaultBodyLimit::max(limit))
+            .layer(DefaultBodyLimit::max(limits.max_body_bytes))
             .with_state(shared);
-        serve(&listen, tls.as_ref(), app, shutdown).await
+        serve(&listen, tls.as_ref(), app, limits, shutdown).await
     }
 }
 
@@ -114,11 +148,31 @@ struct Crc {
     crc_token: Option<String>,
 }
 
-async fn crc(State(s): State<Arc<Shared>>, Query(q): Query<Crc>) -> Response {
+async fn crc(
+    State(s): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(q): Query<Crc>,
+) -> Response {
+    if !s.crc_limit.allow(peer.ip()) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, "60")],
+            "too many CRC requests; retry later\n",
+        )
+            .into_response();
+    }
     match q.crc_token.filter(|t| !t.is_empty()) {
-        Some(token) => {
+        Some(token) if crc_token_shaped(&token) => {
             let body = serde_json::json!({ "response_token": signature(&s.config.consumer_secret, token.as_bytes()) });
             axum::Json(body).into_response()
+        }
+        Some(_) => {
+            warn!(client = %peer.ip(), "CRC request with a token not shaped like X's refused");
+            (
+                StatusCode::BAD_REQUEST,
+                "crc_token is not shaped like X's (up to 256 of A-Z a-z 0-9 _ - = + / .)\n",
+            )
+                .into_response()
         }
         None => (StatusCode::BAD_REQUEST, "missing crc_token\n").into_response(),
     }
@@ -275,40 +329,74 @@ async fn events(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         )
             .into_response();
     }
+    let claim = match s.bodies.claim(Sha256::digest(&body).into()) {
+        Claim::Seen => {
+            SourceCounters::add(&s.ctx.counters.duplicates, 1);
+            return (StatusCode::OK, "already recorded\n").into_response();
+        }
+        Claim::InFlight(other) => {
+            return if other.recorded_within(s.config.ack_timeout).await {
+                SourceCounters::add(&s.ctx.counters.duplicates, 1);
+                (StatusCode::OK, "already recorded\n").into_response()
+            } else {
+                retry_later()
+            };
+        }
+        Claim::Mine(claim) => claim,
+    };
     let received_at: Arc<str> = rfc3339(chrono::Utc::now()).into();
     let records = match body_to_records(&body, &received_at, &s.ctx) {
         Ok(r) => r,
         Err(e) => {
+            // Kept in the dead-letter file; a resend cannot make it usable.
             SourceCounters::add(&s.ctx.counters.malformed, 1);
-            let _ = s
+            return match s
                 .ctx
                 .dead_letters
-                .source_input("twitter-webhook", &e, &body, body.len());
-            return (StatusCode::BAD_REQUEST, "unusable body\n").into_response();
+                .source_input("twitter-webhook", &e, &body, body.len())
+            {
+                Ok(()) => {
+                    claim.settle(true);
+                    (StatusCode::OK, "unusable body; dead-lettered\n").into_response()
+                }
+                Err(e) => {
+                    warn!(error = %e, "an unusable body could not be dead-lettered; asking X to resend it");
+                    retry_later()
+                }
+            };
         }
     };
     if records.is_empty() {
+        claim.settle(true);
         return (StatusCode::OK, "ok\n").into_response();
     }
     let n = records.len();
     SourceCounters::add(&s.ctx.counters.records, n as u64);
-    match deliver_and_wait(
-        &s.out,
-        records.into_iter().map(Arc::new).collect(),
-        s.config.ack_timeout,
-    )
-    .await
-    {
-        Some(ack) if ack.accepted == n && ack.outcome == Outcome::Delivered => {
-            (StatusCode::OK, "ok\n").into_response()
-        }
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "5")],
-            "not confirmed by every sink yet; retry\n",
-        )
-            .into_response(),
+    let (batch, ack) = SourceBatch::with_ack(records.into_iter().map(Arc::new).collect());
+    if s.out.send(batch).await.is_err() {
+        return retry_later();
     }
+    // Settled when the sinks answer, even after this request gave up.
+    let outcome = claim.in_flight();
+    tokio::spawn(async move {
+        let recorded =
+            matches!(ack.await, Ok(a) if a.accepted == n && a.outcome == Outcome::Delivered);
+        claim.settle(recorded);
+    });
+    if outcome.recorded_within(s.config.ack_timeout).await {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        retry_later()
+    }
+}
+
+fn retry_later() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        "not confirmed by every sink yet; retry\n",
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -326,6 +414,34 @@ mod tests {
     }
 
     const CRC_VECTOR: &str = include_str!("../../../tests/fixtures/crc_vector.txt").trim_ascii();
+
+    #[test]
+    fn only_tokens_shaped_like_x_are_answered() {
+        for good in [
+            "crc-token-123",
+            "OTNiZmQ5ZjItYzYxNy00NmVmLWE0ZjQtNjM4NmI4NGZmMmQy",
+            "a+b/c=d_e.f",
+            &"A".repeat(MAX_CRC_TOKEN_BYTES),
+        ] {
+            assert!(crc_token_shaped(good), "{good}");
+        }
+        for bad in [
+            "",
+            r#"{"for_user_id":"1","tweet_create_events":[]}"#,
+            "[1]",
+            "\"s\"",
+            "12345",
+            "1.5e3",
+            "-7",
+            "true",
+            "null",
+            "a b",
+            "tok\n",
+            &"A".repeat(MAX_CRC_TOKEN_BYTES + 1),
+        ] {
+            assert!(!crc_token_shaped(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn signatures_are_checked() {
