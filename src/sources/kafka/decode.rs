@@ -124,3 +124,55 @@ fn decode(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{NormalizeOptions, RunInfo};
+    use crate::state::DeadLetters;
+
+    fn ctx(keep_raw: bool) -> SourceContext {
+        let run = Arc::new(RunInfo::new(None));
+        // Never written to: decode itself does not dead-letter.
+        let state_dir = std::env::temp_dir().join("ingest-kafka-decode-unused");
+        SourceContext {
+            normalize: NormalizeOptions {
+                keep_raw,
+                ..NormalizeOptions::new(run.clone())
+            },
+            dead_letters: DeadLetters::new(&state_dir, &run.id),
+            state_dir,
+            counters: Arc::new(SourceCounters::default()),
+        }
+    }
+
+    const TWEET: &str = r#"{"data":{"id":"1600000000000000001","text":"hello","author_id":"1","created_at":"2026-11-22T07:01:00.000Z"}}"#;
+
+    #[test]
+    fn a_raw_x_line_is_normalized_and_a_record_read_back_as_is() {
+        let ctx = ctx(true);
+        let r = decode(TWEET.as_bytes(), InputPlatform::Auto, &ctx)
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.id, "twitter:1600000000000000001");
+        assert!(r.raw.is_some());
+        // What the Kafka sink writes with format = "record" comes back whole,
+        // without its raw payload when the run does not keep raw payloads.
+        let mut line = Vec::new();
+        r.write_line(crate::record::Format::Record, &mut line);
+        let back = decode(&line, InputPlatform::Auto, &self::ctx(false))
+            .unwrap()
+            .unwrap();
+        assert_eq!((&back.id, &back.run.id), (&r.id, &r.run.id));
+        assert!(back.raw.is_none());
+    }
+
+    #[test]
+    fn unusable_values_say_why() {
+        let ctx = ctx(true);
+        let err = |v: &[u8]| decode(v, InputPlatform::Auto, &ctx).unwrap_err();
+        assert!(err(b"").contains("tombstone"));
+        assert!(err(b"this is not json").contains("neither an ingest record"));
+        assert!(err(b"   ").contains("blank"));
+    }
+}
