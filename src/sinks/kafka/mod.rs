@@ -22,6 +22,7 @@ use serde::Deserialize;
 use super::common::{BatchConfig, RetryConfig, default_queue_capacity};
 use crate::kafka::{check_property_vars, check_topic_name, is_secret_property};
 use crate::record::{Format, Platform};
+use crate::sinks::FieldError;
 
 #[cfg(feature = "kafka")]
 mod classify;
@@ -207,9 +208,9 @@ impl Acks {
 }
 
 impl KafkaSinkConfig {
-    /// Checks the fields; `Err((field, message))` names the field at fault.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let err = |f: &str, m: String| Err((f.to_owned(), m));
+    /// Checks the fields; the error names the field at fault.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let err = |f: &str, m: String| Err(FieldError::new(f, m));
         let brokers: Vec<&str> = self.brokers.split(',').map(str::trim).collect();
         if brokers.iter().any(|b| b.is_empty()) {
             return err(
@@ -228,7 +229,7 @@ impl KafkaSinkConfig {
                 ),
             );
         }
-        check_property_vars(&self.properties)?;
+        check_property_vars(&self.properties).map_err(|(f, m)| FieldError::new(f, m))?;
         validate_topic_template(&self.topic).or_else(|m| err("topic", m))?;
         if self.idempotence && self.acks != Acks::All {
             return err(
@@ -295,9 +296,8 @@ impl crate::sinks::SinkType for KafkaSinkConfig {
     fn format(&self) -> Format {
         self.format
     }
-    fn validate(&self) -> Result<(), crate::sinks::FieldError> {
-        self.validate()
-            .map_err(|(f, m)| crate::sinks::FieldError::new(f, m))
+    fn validate(&self) -> Result<(), FieldError> {
+        KafkaSinkConfig::validate(self)
     }
     fn feature(&self) -> Option<&'static str> {
         Some("kafka")
@@ -350,11 +350,11 @@ mod tests {
             if field.is_empty() {
                 assert!(r.is_ok(), "{text}: {r:?}");
             } else {
-                assert_eq!(r.unwrap_err().0, field, "{text}");
+                assert_eq!(r.unwrap_err().field, field, "{text}");
             }
         }
         let long = format!("topic = \"{}\"", "t".repeat(250));
-        assert_eq!(parse(&long).validate().unwrap_err().0, "topic");
+        assert_eq!(parse(&long).validate().unwrap_err().field, "topic");
         assert!(
             parse("acks = \"leader\"\nidempotence = false")
                 .validate()

@@ -108,7 +108,9 @@ pub struct KafkaSink {
 impl KafkaSink {
     /// Builds the producer; `Err` carries a message for the user (a bad property, an unset variable).
     pub fn new(name: &str, config: &KafkaSinkConfig) -> Result<Self, String> {
-        config.validate().map_err(|(f, m)| format!("{f}: {m}"))?;
+        config
+            .validate()
+            .map_err(|e| format!("{}: {}", e.field, e.message))?;
         Ok(KafkaSink {
             name: name.to_owned(),
             producer: Self::producer(name, config)?,
