@@ -94,6 +94,11 @@ pub async fn run(
             let summary = crate::run(&settings, source, shutdown).await?;
             Ok(finish(summary, settings.summary))
         }
+        #[cfg(not(feature = "kafka"))]
+        Command::Kafka(_) => Err(Error::CompiledOut(
+            crate::sources::kafka::COMPILED_OUT.to_owned(),
+        )),
+        #[cfg(feature = "kafka")]
         Command::Kafka(args) => {
             let settings = Settings::resolve(&args.run, &loaded)?;
             let source = crate::sources::kafka::KafkaSource {

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod duration;
 pub mod exit_codes;
+pub mod kafka;
 pub mod locate;
 pub mod mock;
 pub mod monitor;
@@ -60,6 +61,9 @@ pub enum Error {
     Telegram(#[from] sources::telegram::api::TelegramError),
     #[error("{0}")]
     MissingSecret(String),
+    /// The command needs a client this build was compiled without (exit 78).
+    #[error("{0}")]
+    CompiledOut(String),
     #[error(transparent)]
     Metrics(#[from] monitor::ListenError),
 }
@@ -80,6 +84,7 @@ impl Error {
             Error::Config(_) => exit_codes::CONFIG,
             Error::Usage(_) => exit_codes::USAGE,
             Error::MissingSecret(_) => exit_codes::CONFIG,
+            Error::CompiledOut(_) => exit_codes::CONFIG,
             Error::XApi(sources::twitter::api::ApiError::Rules(_)) => exit_codes::CONFIG,
             Error::Mock(
                 mock::MockError::Scenario { .. } | mock::MockError::ScenarioRead { .. },

@@ -475,3 +475,33 @@ fn platform_flag_rejects_the_other_platform() {
         "20 tweets + 1 control line are not Telegram updates"
     );
 }
+
+/// A build without the `kafka` feature says so for the source, its check and
+/// a `kafka` sink, with the config exit code where a run cannot start.
+#[cfg(not(feature = "kafka"))]
+#[test]
+fn a_build_without_kafka_says_so() {
+    let env = Env::new();
+    let out = env.run(&["kafka", "--topic", "t"]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not in this build") && stderr(&out).contains("--features kafka"),
+        "{}",
+        stderr(&out)
+    );
+    let out = env.run(&["check", "--source", "kafka"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("source kafka") && text.contains("not in this build"),
+        "{text}"
+    );
+    let env = Env::new().config("[sinks.bus]\ntype = \"kafka\"\n");
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not in this build"),
+        "{}",
+        stderr(&out)
+    );
+}

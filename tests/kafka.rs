@@ -2,6 +2,8 @@
 //! `scripts/services`; some tests start and kill a broker of their own), read
 //! back with an independent client (kcat, on its own librdkafka).
 
+#![cfg(feature = "kafka")]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Child, Command, Stdio};

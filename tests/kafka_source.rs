@@ -1,6 +1,8 @@
 //! `ingest kafka`: topics → sinks with offsets committed only after the sinks
 //! confirmed, against the test broker (tansu, from `scripts/services`).
 
+#![cfg(feature = "kafka")]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};

@@ -63,6 +63,7 @@ fn check_passes_for_writable_files_and_the_mock_sources() {
     assert!(!text.contains("check-token") && !stderr(&out).contains("check-token"));
 }
 
+#[cfg(feature = "kafka")]
 #[test]
 fn check_fails_for_a_bad_path_a_closed_kafka_port_and_bad_credentials() {
     let env = Env::new().with("TELEGRAM_BOT_TOKEN", "424242:wrong-token");
@@ -265,6 +266,7 @@ fn metrics_and_healthz_during_a_replay_from_an_open_pipe() {
     assert_eq!(env.records("o.jsonl").len(), 25);
 }
 
+#[cfg(feature = "kafka")]
 #[test]
 fn healthz_turns_503_when_a_sink_confirms_nothing() {
     let env = Env::new();
@@ -381,6 +383,7 @@ fn a_metrics_address_in_use_fails_the_run_before_it_starts() {
     assert!(!env.path("out").exists(), "no sink was started");
 }
 
+#[cfg(feature = "kafka")]
 #[test]
 fn check_passes_against_a_real_kafka_broker() {
     let brokers = service("INGEST_TEST_KAFKA_BROKERS");

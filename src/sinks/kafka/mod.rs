@@ -1,0 +1,429 @@
+//! The `kafka` sink: one message per record, key = record `id`, headers
+//! `platform`, `kind` and one `rule_tag` per matching X rule tag; a batch is
+//! confirmed only when every delivery report came back Ok.
+//!
+//! librdkafka (bundled, through rdkafka) retries inside `message.timeout.ms`;
+//! what it gives up on comes back here as a failed delivery, which the
+//! pipeline retries with its own backoff until its budget or the run's
+//! deadline, and then dead-letters. Nothing is dropped silently.
+//!
+//! This module owns the sink's config, its validation and its [`SinkType`]
+//! registration (compiled in every build); `producer` writes and counts
+//! delivery reports, `classify` decides which failures are worth a retry
+//! (both only with the `kafka` cargo feature).
+//!
+//! [`SinkType`]: crate::sinks::SinkType
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+
+use super::common::{BatchConfig, RetryConfig, default_queue_capacity};
+use crate::kafka::{check_property_vars, check_topic_name, is_secret_property};
+use crate::record::{Format, Platform};
+use crate::sinks::FieldError;
+
+#[cfg(feature = "kafka")]
+mod classify;
+#[cfg(feature = "kafka")]
+mod producer;
+
+#[cfg(feature = "kafka")]
+pub use producer::KafkaSink;
+
+/// Brokers of the built-in `kafka` sink when neither config nor flag names them.
+pub use crate::kafka::DEFAULT_BROKERS;
+/// Topic template of the built-in `kafka` sink.
+pub const DEFAULT_TOPIC: &str = "ingest-{platform}";
+/// librdkafka properties that have a field of their own in the sink table.
+const OWN_FIELDS: [(&str, &str); 10] = [
+    ("bootstrap.servers", "brokers"),
+    ("metadata.broker.list", "brokers"),
+    ("acks", "acks"),
+    ("request.required.acks", "acks"),
+    ("enable.idempotence", "idempotence"),
+    ("compression.type", "compression"),
+    ("compression.codec", "compression"),
+    ("message.timeout.ms", "message_timeout_ms"),
+    ("delivery.timeout.ms", "message_timeout_ms"),
+    ("client.id", "client_id"),
+];
+
+/// `[sinks.NAME]` with `type = "kafka"`.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSinkConfig {
+    /// Bootstrap brokers, comma-separated `host:port`.
+    #[serde(default = "default_brokers")]
+    pub brokers: String,
+    /// Topic template; `{platform}` becomes `twitter` or `telegram`.
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// `record` (default) or `raw`.
+    #[serde(default)]
+    pub format: Format,
+    #[serde(default)]
+    pub compression: Compression,
+    #[serde(default)]
+    pub acks: Acks,
+    /// Idempotent producer (no duplicates from librdkafka's own retries); needs `acks = "all"`.
+    #[serde(default = "yes")]
+    pub idempotence: bool,
+    /// Add the `platform`, `kind` and `rule_tag` headers.
+    #[serde(default = "yes")]
+    pub headers: bool,
+    /// How long librdkafka keeps trying one message before reporting it failed
+    /// (the pipeline then retries it); librdkafka's own default, 5 minutes.
+    #[serde(default = "default_message_timeout_ms")]
+    pub message_timeout_ms: u64,
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    /// Any librdkafka property, passed through (SASL/SSL for hosted Kafka).
+    /// `${VAR}` in a value is replaced by the environment variable `VAR`.
+    #[serde(default)]
+    pub properties: BTreeMap<String, String>,
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: usize,
+    #[serde(default)]
+    pub batch: BatchConfig,
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+impl Default for KafkaSinkConfig {
+    fn default() -> Self {
+        KafkaSinkConfig {
+            brokers: default_brokers(),
+            topic: default_topic(),
+            format: Format::Record,
+            compression: Compression::default(),
+            acks: Acks::default(),
+            idempotence: true,
+            headers: true,
+            message_timeout_ms: default_message_timeout_ms(),
+            client_id: default_client_id(),
+            properties: BTreeMap::new(),
+            queue_capacity: default_queue_capacity(),
+            batch: BatchConfig::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+}
+
+/// Property values are redacted when their key looks like a secret.
+impl fmt::Debug for KafkaSinkConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                let v = if is_secret_property(k) { "***" } else { v };
+                (k.as_str(), v)
+            })
+            .collect();
+        f.debug_struct("KafkaSinkConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("format", &self.format)
+            .field("compression", &self.compression)
+            .field("acks", &self.acks)
+            .field("idempotence", &self.idempotence)
+            .field("headers", &self.headers)
+            .field("message_timeout_ms", &self.message_timeout_ms)
+            .field("client_id", &self.client_id)
+            .field("properties", &properties)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("batch", &self.batch)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+fn default_brokers() -> String {
+    DEFAULT_BROKERS.to_owned()
+}
+fn default_topic() -> String {
+    DEFAULT_TOPIC.to_owned()
+}
+fn default_message_timeout_ms() -> u64 {
+    300_000
+}
+fn default_client_id() -> String {
+    crate::kafka::default_client_id()
+}
+fn yes() -> bool {
+    true
+}
+
+/// `compression`: the codec librdkafka applies to each message set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Snappy,
+    #[default]
+    Lz4,
+    Zstd,
+}
+
+#[cfg(feature = "kafka")]
+impl Compression {
+    fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Snappy => "snappy",
+            Compression::Lz4 => "lz4",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// `acks`: which replicas confirm a write before its delivery report is Ok.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Acks {
+    /// Every in-sync replica (the default; the only choice with idempotence).
+    #[default]
+    #[serde(rename = "all")]
+    All,
+    /// The partition leader alone.
+    #[serde(rename = "leader")]
+    Leader,
+    /// No confirmation at all: a delivery report says only that the message left.
+    #[serde(rename = "none")]
+    None,
+}
+
+#[cfg(feature = "kafka")]
+impl Acks {
+    fn as_str(self) -> &'static str {
+        match self {
+            Acks::All => "all",
+            Acks::Leader => "1",
+            Acks::None => "0",
+        }
+    }
+}
+
+impl KafkaSinkConfig {
+    /// Checks the fields; the error names the field at fault.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let err = |f: &str, m: String| Err(FieldError::new(f, m));
+        let brokers: Vec<&str> = self.brokers.split(',').map(str::trim).collect();
+        if brokers.iter().any(|b| b.is_empty()) {
+            return err(
+                "brokers",
+                format!(
+                    "`{}` is not a list of brokers: write `host:port`, comma-separated",
+                    self.brokers
+                ),
+            );
+        }
+        if let Some(b) = brokers.iter().find(|b| b.contains("://")) {
+            return err(
+                "brokers",
+                format!(
+                    "`{b}`: write brokers as `host:port`, without a scheme (TLS and SASL go in [properties])"
+                ),
+            );
+        }
+        check_property_vars(&self.properties).map_err(|(f, m)| FieldError::new(f, m))?;
+        validate_topic_template(&self.topic).or_else(|m| err("topic", m))?;
+        if self.idempotence && self.acks != Acks::All {
+            return err(
+                "idempotence",
+                "an idempotent producer needs `acks = \"all\"`; set `idempotence = false` to use other acks".into(),
+            );
+        }
+        if self.message_timeout_ms == 0 || self.message_timeout_ms > i32::MAX as u64 {
+            return err(
+                "message_timeout_ms",
+                format!(
+                    "{} is out of range: 1 to {} milliseconds",
+                    self.message_timeout_ms,
+                    i32::MAX
+                ),
+            );
+        }
+        for key in self.properties.keys() {
+            if let Some((_, field)) = OWN_FIELDS.iter().find(|(p, _)| p == key) {
+                return err(
+                    &format!("properties.{key}"),
+                    format!("set the sink's `{field}` field instead of the `{key}` property"),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The librdkafka configuration, with `${VAR}` references in property values resolved.
+    #[cfg(feature = "kafka")]
+    fn client_config(&self) -> Result<rdkafka::ClientConfig, String> {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id)
+            .set("acks", self.acks.as_str())
+            .set("enable.idempotence", self.idempotence.to_string())
+            .set("compression.type", self.compression.as_str())
+            .set("message.timeout.ms", self.message_timeout_ms.to_string())
+            // Our pipeline batches already; a short linger lets librdkafka fill message sets.
+            .set("linger.ms", "5");
+        crate::kafka::set_properties(&mut c, &self.properties)?;
+        Ok(c)
+    }
+}
+
+/// A topic template: legal Kafka topic characters around `{platform}`.
+fn validate_topic_template(template: &str) -> Result<(), String> {
+    for p in [Platform::Twitter, Platform::Telegram] {
+        check_topic_name(&render_topic(template, p))
+            .map_err(|m| format!("`{template}` gives {m} (besides `{{platform}}`)"))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn render_topic(template: &str, platform: Platform) -> String {
+    template.replace("{platform}", platform.as_str())
+}
+
+impl crate::sinks::SinkType for KafkaSinkConfig {
+    fn type_name(&self) -> &'static str {
+        "kafka"
+    }
+    crate::common_sink_fields!();
+    fn format(&self) -> Format {
+        self.format
+    }
+    fn validate(&self) -> Result<(), FieldError> {
+        KafkaSinkConfig::validate(self)
+    }
+    fn feature(&self) -> Option<&'static str> {
+        Some("kafka")
+    }
+    #[cfg(feature = "kafka")]
+    fn build(&self, name: &str) -> Result<super::AnySink, crate::sinks::BuildError> {
+        let sink = KafkaSink::new(name, self).map_err(crate::sinks::BuildError::Invalid)?;
+        Ok(Box::new(sink))
+    }
+    #[cfg(not(feature = "kafka"))]
+    fn build(&self, _name: &str) -> Result<super::AnySink, crate::sinks::BuildError> {
+        Err(crate::sinks::BuildError::CompiledOut("kafka"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> KafkaSinkConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let c = parse("");
+        assert_eq!(c, KafkaSinkConfig::default());
+        assert_eq!((c.acks, c.idempotence, c.headers), (Acks::All, true, true));
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_fields_name_themselves() {
+        let cases = [
+            ("brokers = \"a:9092,,b:9092\"", "brokers"),
+            ("brokers = \"kafka://a:9092\"", "brokers"),
+            ("topic = \"tweets/{platform}\"", "topic"),
+            ("topic = \"\"", "topic"),
+            ("topic = \"{platform}\"\n", ""),
+            ("acks = \"leader\"", "idempotence"),
+            ("message_timeout_ms = 0", "message_timeout_ms"),
+            (
+                "[properties]\n\"bootstrap.servers\" = \"x:1\"",
+                "properties.bootstrap.servers",
+            ),
+            ("[properties]\nacks = \"1\"", "properties.acks"),
+        ];
+        for (text, field) in cases {
+            let r = parse(text).validate();
+            if field.is_empty() {
+                assert!(r.is_ok(), "{text}: {r:?}");
+            } else {
+                assert_eq!(r.unwrap_err().field, field, "{text}");
+            }
+        }
+        let long = format!("topic = \"{}\"", "t".repeat(250));
+        assert_eq!(parse(&long).validate().unwrap_err().field, "topic");
+        assert!(
+            parse("acks = \"leader\"\nidempotence = false")
+                .validate()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_fields_are_refused() {
+        for text in [
+            "compression = \"brotli\"",
+            "acks = 1",
+            "acks = \"-1\"",
+            "brokerz = \"a:1\"",
+            "[properties]\nretries = 5",
+            "message_timeout_ms = -1",
+        ] {
+            assert!(toml::from_str::<KafkaSinkConfig>(text).is_err(), "{text}");
+        }
+    }
+
+    #[cfg(feature = "kafka")]
+    #[test]
+    fn env_references_expand_and_missing_ones_are_named() {
+        use crate::secret::expand_env;
+        // SAFETY: tests in this module do not read this variable concurrently.
+        unsafe { std::env::set_var("INGEST_KAFKA_TEST_SECRET", "s3cr3t") };
+        assert_eq!(
+            expand_env("user:${INGEST_KAFKA_TEST_SECRET}!").unwrap(),
+            "user:s3cr3t!"
+        );
+        assert_eq!(expand_env("no refs $ {x}").unwrap(), "no refs $ {x}");
+        assert_eq!(expand_env("${unterminated").unwrap(), "${unterminated");
+        assert_eq!(
+            expand_env("${INGEST_KAFKA_TEST_UNSET_VAR}").unwrap_err(),
+            "INGEST_KAFKA_TEST_UNSET_VAR"
+        );
+        let c = parse("[properties]\n\"sasl.password\" = \"${INGEST_KAFKA_TEST_UNSET_VAR}\"");
+        let err = KafkaSink::new("k", &c).err().unwrap();
+        assert!(
+            err.contains("INGEST_KAFKA_TEST_UNSET_VAR") && err.contains("sasl.password"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let c = parse(
+            "[properties]\n\"sasl.password\" = \"hunter2\"\n\"sasl.username\" = \"alice\"\n\"ssl.key.pem\" = \"-----BEGIN\"",
+        );
+        let d = format!("{c:?}");
+        assert!(!d.contains("hunter2") && !d.contains("BEGIN"), "{d}");
+        assert!(d.contains("alice"), "{d}");
+    }
+
+    #[cfg(feature = "kafka")]
+    #[test]
+    fn unknown_librdkafka_properties_are_a_clear_error() {
+        let c = parse("[properties]\n\"no.such.property\" = \"1\"");
+        let err = KafkaSink::new("k", &c).err().unwrap();
+        assert!(err.contains("no.such.property"), "{err}");
+    }
+
+    #[test]
+    fn topics_render_per_platform() {
+        assert_eq!(
+            render_topic("x.{platform}.raw", Platform::Telegram),
+            "x.telegram.raw"
+        );
+        assert_eq!(render_topic("all", Platform::Twitter), "all");
+    }
+}

@@ -1,0 +1,306 @@
+//! The producer: writes a batch, waits for every delivery report, and says
+//! by index which records failed (to retry) or were refused (to dead-letter).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{
+    BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
+};
+use tracing::{error, info, warn};
+
+use super::classify::{Verdict, classify};
+use super::{KafkaSinkConfig, render_topic};
+use crate::kafka::KafkaLog;
+use crate::record::{Format, Platform, Record};
+use crate::sinks::{RecordResults, Sink, SinkError};
+
+/// How long the healthcheck and the final flush wait for the brokers.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The producer's context: logs through [`KafkaLog`].
+struct LogContext(KafkaLog);
+
+impl ClientContext for LogContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        self.0.log(level, fac, message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.0.error(&error, reason);
+    }
+}
+
+/// Delivery reports land in the batch they belong to, on librdkafka's polling
+/// thread: a failure is noted by index, and the last report wakes the writer
+/// (one wake-up per batch, not one per message).
+impl ProducerContext for LogContext {
+    type DeliveryOpaque = Box<InFlight>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, message: Box<InFlight>) {
+        if let Err((e, _)) = result {
+            message.batch.fail(message.index, e.clone());
+        }
+        message.batch.done_one();
+    }
+}
+
+/// One message on its way: its batch and its index there.
+struct InFlight {
+    batch: Arc<BatchState>,
+    index: usize,
+}
+
+/// The delivery reports of one batch.
+struct BatchState {
+    remaining: std::sync::atomic::AtomicUsize,
+    failures: std::sync::Mutex<Vec<(usize, KafkaError)>>,
+    done: tokio::sync::Notify,
+}
+
+impl BatchState {
+    fn new(n: usize) -> Self {
+        BatchState {
+            remaining: std::sync::atomic::AtomicUsize::new(n),
+            failures: std::sync::Mutex::new(Vec::new()),
+            done: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn fail(&self, index: usize, e: KafkaError) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((index, e));
+    }
+
+    fn done_one(&self) {
+        use std::sync::atomic::Ordering;
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.notify_one();
+        }
+    }
+
+    async fn all_reported(&self) {
+        use std::sync::atomic::Ordering;
+        while self.remaining.load(Ordering::Acquire) > 0 {
+            self.done.notified().await;
+        }
+    }
+}
+
+/// Writes records to Kafka.
+pub struct KafkaSink {
+    name: String,
+    config: KafkaSinkConfig,
+    producer: Arc<ThreadedProducer<LogContext>>,
+    format: Format,
+    headers: bool,
+    topics: [String; 2],
+    brokers: String,
+}
+
+impl KafkaSink {
+    /// Builds the producer; `Err` carries a message for the user (a bad property, an unset variable).
+    pub fn new(name: &str, config: &KafkaSinkConfig) -> Result<Self, String> {
+        config
+            .validate()
+            .map_err(|e| format!("{}: {}", e.field, e.message))?;
+        Ok(KafkaSink {
+            name: name.to_owned(),
+            producer: Self::producer(name, config)?,
+            config: config.clone(),
+            format: config.format,
+            headers: config.headers,
+            topics: [
+                render_topic(&config.topic, Platform::Twitter),
+                render_topic(&config.topic, Platform::Telegram),
+            ],
+            brokers: config.brokers.clone(),
+        })
+    }
+
+    fn producer(
+        name: &str,
+        config: &KafkaSinkConfig,
+    ) -> Result<Arc<ThreadedProducer<LogContext>>, String> {
+        config
+            .client_config()?
+            .create_with_context(LogContext(KafkaLog::new(name)))
+            .map(Arc::new)
+            .map_err(|e| format!("the Kafka client refuses the configuration: {e}"))
+    }
+
+    fn topic(&self, platform: Platform) -> &str {
+        match platform {
+            Platform::Twitter => &self.topics[0],
+            Platform::Telegram => &self.topics[1],
+        }
+    }
+
+    fn headers_for(&self, r: &Record) -> Option<OwnedHeaders> {
+        if !self.headers {
+            return None;
+        }
+        let mut h = OwnedHeaders::new_with_capacity(2 + r.matching_rules.len())
+            .insert(Header {
+                key: "platform",
+                value: Some(r.platform.as_str()),
+            })
+            .insert(Header {
+                key: "kind",
+                value: Some(r.kind.as_ref()),
+            });
+        for tag in r.matching_rules.iter().filter_map(|m| m.tag.as_deref()) {
+            h = h.insert(Header {
+                key: "rule_tag",
+                value: Some(tag),
+            });
+        }
+        Some(h)
+    }
+}
+
+/// Results of one batch, by record index.
+#[derive(Default)]
+struct Outcomes {
+    results: RecordResults,
+    /// The producer hit a fatal error (idempotence state lost) and must be rebuilt.
+    fatal: bool,
+}
+
+impl Outcomes {
+    fn fail(&mut self, i: usize, e: &KafkaError) {
+        self.results.note(e.to_string());
+        self.fatal |= e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal);
+        match classify(e) {
+            Verdict::Retry => self.results.failed.push(i),
+            Verdict::Reject(why) => self.results.rejected.push((i, why)),
+        }
+    }
+}
+
+impl Sink for KafkaSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn target(&self) -> String {
+        format!("brokers {} answered", self.brokers)
+    }
+
+    /// Asks the brokers for metadata. Unreachable brokers are a retryable
+    /// failure: the run starts and the records wait for the brokers.
+    async fn healthcheck(&mut self) -> Result<(), SinkError> {
+        let producer = self.producer.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(None, METADATA_TIMEOUT)
+                .map(|m| m.brokers().len())
+        })
+        .await
+        .map_err(|e| SinkError::fatal(&self.name, format!("the metadata task failed: {e}")))?;
+        match result {
+            Ok(n) => {
+                info!(brokers = n, bootstrap = %self.brokers, "Kafka reachable");
+                Ok(())
+            }
+            Err(e) => Err(SinkError::retryable(
+                &self.name,
+                format!("no answer from the Kafka brokers {}: {e}", self.brokers),
+            )),
+        }
+    }
+
+    async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
+        let mut outcomes = Outcomes::default();
+        let state = Arc::new(BatchState::new(batch.len()));
+        let mut payload = Vec::with_capacity(1024);
+        for (i, r) in batch.iter().enumerate() {
+            payload.clear();
+            r.write_line(self.format, &mut payload);
+            payload.pop(); // the newline
+            loop {
+                let sent = {
+                    let opaque = Box::new(InFlight {
+                        batch: state.clone(),
+                        index: i,
+                    });
+                    let mut message = BaseRecord::with_opaque_to(self.topic(r.platform), opaque)
+                        .key(r.id.as_str())
+                        .payload(payload.as_slice());
+                    if let Some(h) = self.headers_for(r) {
+                        message = message.headers(h);
+                    }
+                    // A refused message comes back (and is dropped): no report will come for it.
+                    self.producer.send(message).map_err(|(e, _)| e)
+                };
+                match sent {
+                    Ok(()) => break,
+                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                        // librdkafka's queue is full (brokers slow or away): wait for room.
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err(e) => {
+                        outcomes.fail(i, &e);
+                        state.done_one();
+                        break;
+                    }
+                }
+            }
+        }
+        state.all_reported().await;
+        let failures =
+            std::mem::take(&mut *state.failures.lock().unwrap_or_else(|p| p.into_inner()));
+        for (i, e) in failures {
+            outcomes.fail(i, &e);
+        }
+        if outcomes.fatal {
+            error!(
+                "the Kafka producer hit a fatal error; replacing it (the failed records are retried)"
+            );
+            self.producer = Self::producer(&self.name, &self.config)
+                .map_err(|m| SinkError::fatal(&self.name, m))?;
+        }
+        let failures = outcomes.results.failed.len() + outcomes.results.rejected.len();
+        if let Some(first) = outcomes.results.first.take() {
+            outcomes.results.first = Some(format!(
+                "{failures} of {} deliveries failed; first error: {first}",
+                batch.len()
+            ));
+        }
+        outcomes
+            .results
+            .finish(&self.name, batch.len(), || "deliveries failed".to_owned())
+    }
+
+    /// Everything confirmed was confirmed by a delivery report already; what
+    /// is still queued was abandoned at the deadline (and dead-lettered by the
+    /// pipeline), so it gets a short chance to go out, then is purged.
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        let producer = self.producer.clone();
+        let left = tokio::task::spawn_blocking(move || {
+            if producer.in_flight_count() > 0 && producer.flush(FLUSH_TIMEOUT).is_err() {
+                let left = producer.in_flight_count();
+                producer.purge(PurgeConfig::default().queue().inflight());
+                return left;
+            }
+            0
+        })
+        .await
+        .map_err(|e| SinkError::fatal(&self.name, format!("the flush task failed: {e}")))?;
+        if left > 0 {
+            warn!(
+                messages = left,
+                "messages abandoned at the deadline were purged from the producer queue (they are in the dead-letter file)"
+            );
+        }
+        Ok(())
+    }
+}
