@@ -1,6 +1,7 @@
 //! The `s3` and `kinesis` sinks against local S3 (moto) and Kinesis
 //! (ferrokinesis with `--enforce-limits`) servers, read back with boto3.
 //! Run through `scripts/test`, which starts the servers and exports their addresses.
+#![cfg(all(feature = "s3", feature = "kinesis"))]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
