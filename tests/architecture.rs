@@ -83,10 +83,10 @@ fn edges(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
         };
         for path in paths_after(text, "crate::") {
             match path.as_slice() {
-                [first, second, ..] if first == top && component => {
-                    if is_module(&src.join(top), second) {
-                        add(format!("{top}::{second}"));
-                    }
+                [first, second, ..]
+                    if first == top && component && is_module(&src.join(top), second) =>
+                {
+                    add(format!("{top}::{second}"))
                 }
                 [first, ..] if first != top && is_module(src, first) => add(first.to_string()),
                 _ => {}
@@ -142,7 +142,11 @@ fn no_module_imports_one_that_imports_it_back() {
         "the scan found no edges: {edges:?}"
     );
     let circles = circles(&edges);
-    assert!(circles.is_empty(), "import circles:\n{}", circles.join("\n"));
+    assert!(
+        circles.is_empty(),
+        "import circles:\n{}",
+        circles.join("\n")
+    );
 }
 
 #[test]
