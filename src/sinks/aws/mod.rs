@@ -1,7 +1,7 @@
 //! What the AWS sinks (`s3`, `kinesis`) share: their connection settings
 //! (region, endpoint, timeouts) with their validation, in every build; and,
 //! when either sink is compiled in, the SDK config built from them and the
-//! classification of SDK errors ([`sdk`]).
+//! classification of SDK errors (`sdk`).
 
 #[cfg(any(feature = "s3", feature = "kinesis"))]
 mod sdk;
