@@ -1,6 +1,7 @@
 //! The `s3` and `kinesis` sinks against local S3 (moto) and Kinesis
 //! (ferrokinesis with `--enforce-limits`) servers, read back with boto3.
 //! Run through `scripts/test`, which starts the servers and exports their addresses.
+#![cfg(all(feature = "s3", feature = "kinesis"))]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -518,6 +519,7 @@ print(json.dumps(list(c.find({})), default=str))
 "#;
 
 #[test]
+#[cfg(all(feature = "kafka", feature = "mongodb"))]
 fn fan_out_to_all_five_sinks_gives_identical_record_sets() {
     let (s3_endpoint, bucket) = s3_bucket();
     let stream = kinesis_stream(2);

@@ -1,7 +1,7 @@
 //! `ingest kafka`: topics → sinks with offsets committed only after the sinks
 //! confirmed, against the test broker (tansu, from `scripts/services`).
 
-#![cfg(feature = "kafka")]
+#![cfg(all(feature = "kafka", feature = "mongodb"))]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};

@@ -1,6 +1,7 @@
 //! The `mongodb` sink against a local MongoDB-wire server (nx-27017), read
 //! back with pymongo. Run through `scripts/test`, which starts the server and
 //! exports its address.
+#![cfg(feature = "mongodb")]
 
 mod common;
 use common::*;

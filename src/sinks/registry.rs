@@ -159,6 +159,11 @@ impl SinkConfig {
         self.inner().format()
     }
 
+    /// Whether this build has the type's client (see [`super::compiled_in`]).
+    pub fn compiled_in(&self) -> bool {
+        self.inner().feature().is_none_or(super::compiled_in)
+    }
+
     /// The type's own checks, then whether this build has the type at all.
     pub fn validate(&self) -> Result<(), FieldError> {
         self.inner().validate()?;

@@ -1,5 +1,6 @@
-//! What the AWS sinks (`s3`, `kinesis`) share: the SDK config (region, endpoint,
-//! credentials, timeouts, no SDK retries) and the classification of SDK errors.
+//! The SDK side of the AWS sinks: the SDK config from an [`AwsConnection`]
+//! (region, endpoint, credentials chain, timeouts, no SDK retries) and the
+//! classification of SDK errors into retry or fatal.
 
 use std::time::Duration;
 
@@ -7,58 +8,19 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
+// The error types are aws-smithy's, re-exported alike by every service crate:
+// take them from whichever one this build has.
+#[cfg(not(feature = "s3"))]
+use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+#[cfg(feature = "s3")]
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+
+use super::AwsConnection;
 
 /// The region used when neither the sink's `region` nor the AWS chain gives one.
 pub const FALLBACK_REGION: &str = "us-east-1";
 
-pub(crate) fn default_connect_timeout_ms() -> u64 {
-    5_000
-}
-
-pub(crate) fn default_request_timeout_ms() -> u64 {
-    30_000
-}
-
-/// The connection settings an AWS sink table carries (`region`, `endpoint`, timeouts).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AwsConnection {
-    /// Overrides the AWS chain (`AWS_REGION`, profile, IMDS).
-    pub region: Option<String>,
-    /// A custom endpoint (LocalStack, moto, MinIO, a VPC endpoint); the SDK also reads `AWS_ENDPOINT_URL`.
-    pub endpoint: Option<String>,
-    pub connect_timeout_ms: u64,
-    /// Longest single HTTP attempt.
-    pub request_timeout_ms: u64,
-}
-
 impl AwsConnection {
-    /// Checks the fields; the error names the field and says why.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        if let Some(e) = &self.endpoint
-            && !(e.starts_with("http://") || e.starts_with("https://"))
-        {
-            return Err((
-                "endpoint",
-                format!(
-                    "`{e}` is not a URL: write it with its scheme, e.g. `http://127.0.0.1:4566`"
-                ),
-            ));
-        }
-        if let Some(r) = &self.region
-            && r.trim().is_empty()
-        {
-            return Err(("region", "is empty; remove it to use the AWS chain".into()));
-        }
-        if self.connect_timeout_ms == 0 {
-            return Err(("connect_timeout_ms", "must be at least 1".into()));
-        }
-        if self.request_timeout_ms == 0 {
-            return Err(("request_timeout_ms", "must be at least 1".into()));
-        }
-        Ok(())
-    }
-
     /// The SDK config: region from the field, else the AWS chain, else
     /// [`FALLBACK_REGION`]; credentials from the standard chain (env, profile,
     /// web identity, ECS, IMDS); SDK retries off, since the pipeline retries.
@@ -99,7 +61,7 @@ impl ErrorClass {
     }
 
     /// These records failed this way: to retry, or rejected with the message.
-    pub fn apply(self, indexes: &[usize], out: &mut super::RecordResults) {
+    pub fn apply(self, indexes: &[usize], out: &mut crate::sinks::RecordResults) {
         match &self {
             ErrorClass::Retry(_) => out.failed.extend_from_slice(indexes),
             ErrorClass::Fatal(m) => out.rejected.extend(indexes.iter().map(|&i| (i, m.clone()))),
@@ -108,10 +70,10 @@ impl ErrorClass {
     }
 
     /// The whole call failed this way.
-    pub fn into_sink_error(self, sink: &str) -> super::SinkError {
+    pub fn into_sink_error(self, sink: &str) -> crate::sinks::SinkError {
         match self {
-            ErrorClass::Retry(m) => super::SinkError::retryable(sink, m),
-            ErrorClass::Fatal(m) => super::SinkError::fatal(sink, m),
+            ErrorClass::Retry(m) => crate::sinks::SinkError::retryable(sink, m),
+            ErrorClass::Fatal(m) => crate::sinks::SinkError::fatal(sink, m),
         }
     }
 
@@ -204,37 +166,12 @@ pub fn code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Built from S3's error types (the classification is the same for every service).
+    #[cfg(feature = "s3")]
     use aws_sdk_s3::operation::put_object::PutObjectError;
 
-    fn conn() -> AwsConnection {
-        AwsConnection {
-            region: None,
-            endpoint: None,
-            connect_timeout_ms: default_connect_timeout_ms(),
-            request_timeout_ms: default_request_timeout_ms(),
-        }
-    }
-
-    #[test]
-    fn connection_fields_are_checked() {
-        assert!(conn().validate().is_ok());
-        let c = AwsConnection {
-            endpoint: Some("127.0.0.1:4566".into()),
-            ..conn()
-        };
-        assert_eq!(c.validate().unwrap_err().0, "endpoint");
-        let c = AwsConnection {
-            region: Some(" ".into()),
-            ..conn()
-        };
-        assert_eq!(c.validate().unwrap_err().0, "region");
-        let c = AwsConnection {
-            request_timeout_ms: 0,
-            ..conn()
-        };
-        assert_eq!(c.validate().unwrap_err().0, "request_timeout_ms");
-    }
-
+    #[cfg(feature = "s3")]
     fn service_error(status: u16, code: &str) -> SdkError<PutObjectError> {
         use aws_sdk_s3::config::http::HttpResponse;
         use aws_sdk_s3::error::ErrorMetadata;
@@ -245,6 +182,7 @@ mod tests {
         )
     }
 
+    #[cfg(feature = "s3")]
     #[test]
     fn sdk_errors_are_classified() {
         let retry =
@@ -278,7 +216,8 @@ mod tests {
         let c = AwsConnection {
             region: Some("eu-west-3".into()),
             endpoint: Some("http://127.0.0.1:1".into()),
-            ..conn()
+            connect_timeout_ms: 1_000,
+            request_timeout_ms: 1_000,
         };
         let sdk = c.sdk_config().await;
         assert_eq!(sdk.region().map(|r| r.as_ref()), Some("eu-west-3"));

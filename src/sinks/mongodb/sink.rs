@@ -1,0 +1,244 @@
+//! The MongoDB client: connects at first use, turns records into documents
+//! with `_id` = id and sends them as unordered `update` commands of upserts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::DateTime;
+use mongodb::bson::{self, Document, doc};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, Database, IndexModel};
+use serde_json::Value;
+use tokio::sync::OnceCell;
+use tracing::{debug, info};
+
+use super::errors::{is_transient, read_reply};
+use super::uri::{redact_uri, scrub_with, secrets_in};
+use super::{MAX_DOCUMENT_BYTES, MongodbSinkConfig};
+use crate::record::{Format, Record};
+use crate::secret::Secret;
+use crate::sinks::{RecordResults, Sink, SinkError};
+
+/// Most statements in one `update` command.
+const MAX_STATEMENTS: usize = 1000;
+/// Most (estimated) bytes of documents in one command; a command is at most 16 MiB.
+const MAX_COMMAND_BYTES: usize = 12 * 1024 * 1024;
+
+/// Writes records as MongoDB documents.
+pub struct MongodbSink {
+    name: String,
+    uri: Secret,
+    /// Connected at first use (parsing a `mongodb+srv://` URI resolves DNS; building the sink does not).
+    db: OnceCell<Database>,
+    config: MongodbSinkConfig,
+    /// Strings never to show in a message (the password).
+    secrets: Vec<String>,
+}
+
+impl MongodbSink {
+    /// Checks the config and resolves the connection string (a missing
+    /// variable fails here); connects at first use.
+    pub fn new(name: &str, config: MongodbSinkConfig) -> Result<Self, String> {
+        config.validate().map_err(|(f, m)| format!("`{f}` {m}"))?;
+        let uri = config.resolve_uri()?;
+        Ok(MongodbSink {
+            name: name.to_owned(),
+            secrets: secrets_in(uri.expose()),
+            uri,
+            db: OnceCell::new(),
+            config,
+        })
+    }
+
+    async fn db(&self) -> Result<&Database, SinkError> {
+        self.db
+            .get_or_try_init(|| async {
+                let mut options = ClientOptions::parse(self.uri.expose()).await.map_err(|e| {
+                    format!(
+                        "invalid connection string `{}`: {e}",
+                        redact_uri(self.uri.expose())
+                    )
+                })?;
+                options.app_name = Some("ingest".to_owned());
+                options.server_selection_timeout = Some(Duration::from_millis(
+                    self.config.server_selection_timeout_ms,
+                ));
+                let client = Client::with_options(options).map_err(|e| e.to_string())?;
+                Ok::<_, String>(client.database(&self.config.database))
+            })
+            .await
+            .map_err(|m| SinkError::fatal(&self.name, self.scrub(m)))
+    }
+
+    fn scrub(&self, m: String) -> String {
+        scrub_with(&self.secrets, m)
+    }
+
+    /// The document of a record: the record (or its raw payload) with `_id` = id.
+    fn document(&self, r: &Record) -> Result<Document, String> {
+        let value = match (self.config.format, &r.raw) {
+            (Format::Raw, Some(raw)) => serde_json::from_str::<Value>(raw.get()),
+            _ => serde_json::to_value(r),
+        }
+        .map_err(|e| format!("cannot convert the record to a document: {e}"))?;
+        let mut doc = match value {
+            Value::Object(_) => bson::to_document(&value)
+                .map_err(|e| format!("cannot convert the record to BSON: {e}"))?,
+            other => {
+                let mut d = Document::new();
+                d.insert(
+                    "payload",
+                    bson::to_bson(&other)
+                        .map_err(|e| format!("cannot convert the record to BSON: {e}"))?,
+                );
+                d
+            }
+        };
+        doc.insert("_id", r.id.as_str());
+        if self.config.ttl_seconds.is_some() {
+            let at = DateTime::parse_from_rfc3339(&r.received_at)
+                .map(|t| bson::DateTime::from_millis(t.timestamp_millis()))
+                .unwrap_or_else(|_| bson::DateTime::now());
+            doc.insert(self.config.ttl_field.as_str(), at);
+        }
+        Ok(doc)
+    }
+
+    /// Sends one unordered `update` command with an upsert per record.
+    async fn upsert(
+        &self,
+        db: &Database,
+        statements: Vec<Document>,
+        indexes: &[usize],
+        out: &mut RecordResults,
+    ) {
+        let command = doc! {
+            "update": &self.config.collection,
+            "updates": statements,
+            "ordered": false,
+        };
+        let reply = match db.run_command(command).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                let retry = is_transient(&e);
+                let m = self.scrub(format!(
+                    "update on {}.{}: {e}",
+                    self.config.database, self.config.collection
+                ));
+                if retry {
+                    out.failed.extend_from_slice(indexes);
+                } else {
+                    out.rejected.extend(indexes.iter().map(|&i| (i, m.clone())));
+                }
+                out.note(m);
+                return;
+            }
+        };
+        read_reply(&reply, indexes, out);
+    }
+}
+
+impl Sink for MongodbSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn healthcheck(&mut self) -> Result<(), SinkError> {
+        let db = self.db().await?;
+        // A server that is away at the start is waited for, like a Kafka
+        // broker; bad credentials or TLS settings stop the run.
+        db.run_command(doc! { "ping": 1 }).await.map_err(|e| {
+            let m = self.scrub(format!(
+                "cannot reach MongoDB (database `{}`): {e}",
+                self.config.database
+            ));
+            if is_transient(&e) {
+                SinkError::retryable(&self.name, m)
+            } else {
+                SinkError::fatal(&self.name, m)
+            }
+        })?;
+        if let Some(ttl) = self.config.ttl_seconds {
+            let index = IndexModel::builder()
+                .keys(doc! { self.config.ttl_field.as_str(): 1 })
+                .options(
+                    IndexOptions::builder()
+                        .expire_after(Duration::from_secs(ttl))
+                        .build(),
+                )
+                .build();
+            db.collection::<Document>(&self.config.collection)
+                .create_index(index)
+                .await
+                .map_err(|e| {
+                    SinkError::fatal(
+                        &self.name,
+                        self.scrub(format!(
+                            "cannot create the TTL index on {}.{} ({}): {e}",
+                            self.config.database, self.config.collection, self.config.ttl_field
+                        )),
+                    )
+                })?;
+            info!(field = %self.config.ttl_field, ttl_seconds = ttl, "TTL index in place");
+        }
+        Ok(())
+    }
+
+    async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
+        let db = self.db().await?;
+        let mut out = RecordResults::default();
+        let mut statements = Vec::with_capacity(batch.len().min(MAX_STATEMENTS));
+        let mut indexes = Vec::with_capacity(batch.len().min(MAX_STATEMENTS));
+        let mut bytes = 0usize;
+        for (i, r) in batch.iter().enumerate() {
+            let doc = match self.document(r) {
+                Ok(d) => d,
+                Err(m) => {
+                    out.rejected.push((i, m));
+                    continue;
+                }
+            };
+            let mut size = r.approx_size();
+            if size > MAX_DOCUMENT_BYTES / 2 {
+                size = bson::to_vec(&doc).map_or(usize::MAX, |v| v.len());
+                if size > MAX_DOCUMENT_BYTES {
+                    out.rejected.push((
+                        i,
+                        format!("the document is {size} bytes; MongoDB takes at most {MAX_DOCUMENT_BYTES}"),
+                    ));
+                    continue;
+                }
+            }
+            if statements.len() == MAX_STATEMENTS
+                || (bytes + size > MAX_COMMAND_BYTES && !statements.is_empty())
+            {
+                self.upsert(db, std::mem::take(&mut statements), &indexes, &mut out)
+                    .await;
+                indexes.clear();
+                bytes = 0;
+            }
+            statements.push(doc! {
+                "q": { "_id": r.id.as_str() },
+                "u": doc,
+                "upsert": true,
+            });
+            indexes.push(i);
+            bytes += size;
+        }
+        if !statements.is_empty() {
+            self.upsert(db, statements, &indexes, &mut out).await;
+        }
+        if !out.failed.is_empty() || !out.rejected.is_empty() {
+            debug!(
+                failed = out.failed.len(),
+                rejected = out.rejected.len(),
+                "update had errors"
+            );
+        }
+        out.finish(&self.name, batch.len(), || "documents rejected".to_owned())
+    }
+
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
