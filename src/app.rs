@@ -83,116 +83,153 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<u8, Error> {
     match command {
-        Command::Replay(args) => {
-            let settings = Settings::resolve(&args.run, &loaded)?;
-            let replay = ReplaySettings::resolve(&args, &loaded)?;
-            let source = ReplaySource {
-                input: replay.input,
-                platform: replay.platform,
-                max_line_bytes: replay.max_line_bytes,
-            };
-            let summary = crate::run(&settings, source, shutdown).await?;
-            Ok(finish(summary, settings.summary))
-        }
-        #[cfg(not(feature = "kafka"))]
-        Command::Kafka(_) => Err(Error::CompiledOut(
-            crate::sources::kafka::COMPILED_OUT.to_owned(),
-        )),
-        #[cfg(feature = "kafka")]
-        Command::Kafka(args) => {
-            let settings = Settings::resolve(&args.run, &loaded)?;
-            let source = crate::sources::kafka::KafkaSource {
-                settings: crate::config::kafka_source_settings(&args, &loaded)?,
-            };
-            let summary = crate::run(&settings, source, shutdown).await?;
-            Ok(finish(summary, settings.summary))
-        }
-        Command::Twitter(args) => {
-            let settings = Settings::resolve(&args.run, &loaded)?;
-            let twitter = TwitterSettings::resolve(&args, &loaded)?;
-            let mock = match &twitter.mock {
-                Some(scenario) => {
-                    let scenario = scenario
-                        .as_deref()
-                        .map(Scenario::load)
-                        .transpose()?
-                        .unwrap_or_default();
-                    let server = crate::mock::twitter::start("127.0.0.1:0", scenario).await?;
-                    info!(url = %server.base_url(), "capturing from the built-in mock X API (--mock)");
-                    Some(server)
-                }
-                None => None,
-            };
-            let base = mock
-                .as_ref()
-                .map(|m| m.base_url())
-                .unwrap_or_else(|| twitter.api_base.clone());
-            let token = match (Secret::from_env(&BEARER_TOKEN_VARS), &mock) {
-                (Some(t), _) => t,
-                (None, Some(_)) => Secret::new("mock-token"),
-                (None, None) => return Err(missing_token()),
-            };
-            let api = XApi::new(&base, token)?;
-            let result = capture(&settings, &twitter, api, shutdown).await;
-            if let Some(m) = mock {
-                m.stop().await;
-            }
-            Ok(finish(result?, settings.summary))
-        }
+        Command::Replay(args) => replay(args, &loaded, shutdown).await,
+        Command::Kafka(args) => kafka(args, &loaded, shutdown).await,
+        Command::Twitter(args) => twitter(args, &loaded, shutdown).await,
         Command::Rules(r) => rules_command(r.action, &loaded).await,
         Command::Check(args) => crate::ops::check(&args, &loaded).await,
         Command::Completions { .. } | Command::Man => {
             Ok(without_config(&command).unwrap_or(exit_codes::SUCCESS))
         }
         Command::Telegram(args) => telegram(args, &loaded, shutdown).await,
-        Command::TwitterWebhook(args) => {
-            let settings = Settings::resolve(&args.run, &loaded)?;
-            let secret = Secret::from_env(&["TWITTER_CONSUMER_SECRET"]).ok_or_else(|| {
-                Error::MissingSecret("no X consumer secret: set TWITTER_CONSUMER_SECRET (CRC answers and signatures need it)".into())
-            })?;
-            let config = ActivityConfig {
-                listen: args.listen,
-                path: args.path,
-                consumer_secret: secret,
-                tls: tls_files(args.tls_cert, args.tls_key),
-                limits: webhook_limits(&settings, &loaded),
-                ack_timeout: loaded
-                    .file
-                    .telegram
-                    .ack_timeout
-                    .unwrap_or(DEFAULT_ACK_TIMEOUT),
-                dedupe_window: DEFAULT_BODY_WINDOW,
-            };
-            let summary = crate::run(&settings, ActivityWebhook { config }, shutdown).await?;
-            Ok(finish(summary, settings.summary))
+        Command::TwitterWebhook(args) => twitter_webhook(args, &loaded, shutdown).await,
+        Command::Mock(mock) => run_mock(mock, shutdown).await,
+    }
+}
+
+async fn replay(
+    args: crate::cli::ReplayArgs,
+    loaded: &LoadedConfig,
+    shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    let settings = Settings::resolve(&args.run, loaded)?;
+    let replay = ReplaySettings::resolve(&args, loaded)?;
+    let source = ReplaySource {
+        input: replay.input,
+        platform: replay.platform,
+        max_line_bytes: replay.max_line_bytes,
+    };
+    let summary = crate::run(&settings, source, shutdown).await?;
+    Ok(finish(summary, settings.summary))
+}
+
+#[cfg(not(feature = "kafka"))]
+async fn kafka(
+    _args: crate::cli::KafkaArgs,
+    _loaded: &LoadedConfig,
+    _shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    Err(Error::CompiledOut(
+        crate::sources::kafka::COMPILED_OUT.to_owned(),
+    ))
+}
+
+#[cfg(feature = "kafka")]
+async fn kafka(
+    args: crate::cli::KafkaArgs,
+    loaded: &LoadedConfig,
+    shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    let settings = Settings::resolve(&args.run, loaded)?;
+    let source = crate::sources::kafka::KafkaSource {
+        settings: crate::config::kafka_source_settings(&args, loaded)?,
+    };
+    let summary = crate::run(&settings, source, shutdown).await?;
+    Ok(finish(summary, settings.summary))
+}
+
+async fn twitter(
+    args: crate::cli::TwitterArgs,
+    loaded: &LoadedConfig,
+    shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    let settings = Settings::resolve(&args.run, loaded)?;
+    let twitter = TwitterSettings::resolve(&args, loaded)?;
+    let mock = match &twitter.mock {
+        Some(scenario) => {
+            let scenario = scenario
+                .as_deref()
+                .map(Scenario::load)
+                .transpose()?
+                .unwrap_or_default();
+            let server = crate::mock::twitter::start("127.0.0.1:0", scenario).await?;
+            info!(url = %server.base_url(), "capturing from the built-in mock X API (--mock)");
+            Some(server)
         }
-        Command::Mock(MockCommand::Telegram(args)) => {
+        None => None,
+    };
+    let base = mock
+        .as_ref()
+        .map(|m| m.base_url())
+        .unwrap_or_else(|| twitter.api_base.clone());
+    let token = match (Secret::from_env(&BEARER_TOKEN_VARS), &mock) {
+        (Some(t), _) => t,
+        (None, Some(_)) => Secret::new("mock-token"),
+        (None, None) => return Err(missing_token()),
+    };
+    let api = XApi::new(&base, token)?;
+    let result = capture(&settings, &twitter, api, shutdown).await;
+    if let Some(m) = mock {
+        m.stop().await;
+    }
+    Ok(finish(result?, settings.summary))
+}
+
+async fn twitter_webhook(
+    args: crate::cli::TwitterWebhookArgs,
+    loaded: &LoadedConfig,
+    shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    let settings = Settings::resolve(&args.run, loaded)?;
+    let secret = Secret::from_env(&["TWITTER_CONSUMER_SECRET"]).ok_or_else(|| {
+        Error::MissingSecret(
+            "no X consumer secret: set TWITTER_CONSUMER_SECRET (CRC answers and signatures need it)"
+                .into(),
+        )
+    })?;
+    let config = ActivityConfig {
+        listen: args.listen,
+        path: args.path,
+        consumer_secret: secret,
+        tls: tls_files(args.tls_cert, args.tls_key),
+        limits: webhook_limits(&settings, loaded),
+        ack_timeout: loaded
+            .file
+            .telegram
+            .ack_timeout
+            .unwrap_or(DEFAULT_ACK_TIMEOUT),
+        dedupe_window: DEFAULT_BODY_WINDOW,
+    };
+    let summary = crate::run(&settings, ActivityWebhook { config }, shutdown).await?;
+    Ok(finish(summary, settings.summary))
+}
+
+/// `ingest mock twitter|telegram`: serves until a signal.
+async fn run_mock(command: MockCommand, shutdown: CancellationToken) -> Result<u8, Error> {
+    let server = match command {
+        MockCommand::Telegram(args) => {
             let scenario = args
                 .scenario
                 .as_deref()
                 .map(TelegramScenario::load)
                 .transpose()?
                 .unwrap_or_default();
-            let server = crate::mock::telegram::start(&args.listen, scenario).await?;
-            print_url(&server.base_url());
-            shutdown.cancelled().await;
-            server.stop().await;
-            Ok(exit_codes::SUCCESS)
+            crate::mock::telegram::start(&args.listen, scenario).await?
         }
-        Command::Mock(MockCommand::Twitter(args)) => {
+        MockCommand::Twitter(args) => {
             let scenario = args
                 .scenario
                 .as_deref()
                 .map(Scenario::load)
                 .transpose()?
                 .unwrap_or_default();
-            let server = crate::mock::twitter::start(&args.listen, scenario).await?;
-            print_url(&server.base_url());
-            shutdown.cancelled().await;
-            server.stop().await;
-            Ok(exit_codes::SUCCESS)
+            crate::mock::twitter::start(&args.listen, scenario).await?
         }
-    }
+    };
+    print_url(&server.base_url());
+    shutdown.cancelled().await;
+    server.stop().await;
+    Ok(exit_codes::SUCCESS)
 }
 
 /// The base URL on stdout, for scripts that start a mock on port 0.
@@ -226,57 +263,91 @@ async fn telegram(
     loaded: &LoadedConfig,
     shutdown: CancellationToken,
 ) -> Result<u8, Error> {
-    let settings = Settings::resolve(&args.run, loaded)?;
     let t = &loaded.file.telegram;
-    let chat_ids = if args.chat_ids.is_empty() {
-        t.chat_ids.clone()
-    } else {
-        args.chat_ids.clone()
+    let common = TelegramCommon {
+        settings: Settings::resolve(&args.run, loaded)?,
+        chat_ids: if args.chat_ids.is_empty() {
+            t.chat_ids.clone()
+        } else {
+            args.chat_ids.clone()
+        },
+        allowed: if args.allowed_updates.is_empty() {
+            t.allowed_updates.clone()
+        } else {
+            args.allowed_updates.clone()
+        },
+        base: crate::config::telegram_api_base(args.telegram_api_base.as_deref(), loaded),
     };
-    let allowed = if args.allowed_updates.is_empty() {
-        t.allowed_updates.clone()
-    } else {
-        args.allowed_updates.clone()
-    };
-    let base = crate::config::telegram_api_base(args.telegram_api_base.as_deref(), loaded);
-    let bot_token = || Secret::from_env(&["TELEGRAM_BOT_TOKEN"]);
-    if let Some(listen) = args.webhook {
-        // A secret read from a file often ends in a newline: Telegram never sends one.
-        let secret = args
-            .secret_token
-            .as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(Secret::new)
-            .ok_or_else(|| {
-                Error::MissingSecret(
-                    "webhook mode needs a secret token: --secret-token or TELEGRAM_SECRET_TOKEN"
-                        .into(),
-                )
-            })?;
-        if let Some(url) = &args.set_webhook {
-            let token = bot_token().ok_or_else(missing_bot_token)?;
-            TelegramApi::new(&base, token)?
-                .set_webhook(url, &secret, &allowed)
-                .await?;
-            info!(url = %url, "webhook set");
-        }
-        let config = WebhookConfig {
-            listen,
-            path: args
-                .webhook_path
-                .or(t.webhook_path.clone())
-                .unwrap_or_else(|| "/telegram".into()),
-            secret_token: secret,
-            chat_ids,
-            limits: webhook_limits(&settings, loaded),
-            ack_timeout: t.ack_timeout.unwrap_or(DEFAULT_ACK_TIMEOUT),
-            dedupe_window: 100_000,
-            tls: tls_files(args.tls_cert, args.tls_key),
-        };
-        let summary = crate::run(&settings, TelegramWebhook { config }, shutdown).await?;
-        return Ok(finish(summary, settings.summary));
+    match args.webhook.clone() {
+        Some(listen) => telegram_webhook(args, listen, common, loaded, shutdown).await,
+        None => telegram_polling(args, common, loaded, shutdown).await,
     }
+}
+
+/// What both Telegram modes resolve alike.
+struct TelegramCommon {
+    settings: Settings,
+    chat_ids: Vec<i64>,
+    allowed: Vec<String>,
+    base: String,
+}
+
+fn bot_token() -> Option<Secret> {
+    Secret::from_env(&["TELEGRAM_BOT_TOKEN"])
+}
+
+async fn telegram_webhook(
+    args: TelegramArgs,
+    listen: String,
+    common: TelegramCommon,
+    loaded: &LoadedConfig,
+    shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    let t = &loaded.file.telegram;
+    // A secret read from a file often ends in a newline: Telegram never sends one.
+    let secret = args
+        .secret_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
+        .ok_or_else(|| {
+            Error::MissingSecret(
+                "webhook mode needs a secret token: --secret-token or TELEGRAM_SECRET_TOKEN".into(),
+            )
+        })?;
+    if let Some(url) = &args.set_webhook {
+        let token = bot_token().ok_or_else(missing_bot_token)?;
+        TelegramApi::new(&common.base, token)?
+            .set_webhook(url, &secret, &common.allowed)
+            .await?;
+        info!(url = %url, "webhook set");
+    }
+    let settings = common.settings;
+    let config = WebhookConfig {
+        listen,
+        path: args
+            .webhook_path
+            .or(t.webhook_path.clone())
+            .unwrap_or_else(|| "/telegram".into()),
+        secret_token: secret,
+        chat_ids: common.chat_ids,
+        limits: webhook_limits(&settings, loaded),
+        ack_timeout: t.ack_timeout.unwrap_or(DEFAULT_ACK_TIMEOUT),
+        dedupe_window: 100_000,
+        tls: tls_files(args.tls_cert, args.tls_key),
+    };
+    let summary = crate::run(&settings, TelegramWebhook { config }, shutdown).await?;
+    Ok(finish(summary, settings.summary))
+}
+
+async fn telegram_polling(
+    args: TelegramArgs,
+    common: TelegramCommon,
+    loaded: &LoadedConfig,
+    shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    let t = &loaded.file.telegram;
     let mock = match (args.mock, &args.mock_scenario) {
         (true, scenario) => {
             let scenario = scenario
@@ -295,10 +366,11 @@ async fn telegram(
         (None, Some(_)) => Secret::new("123456:mock-token"),
         (None, None) => return Err(missing_bot_token()),
     };
-    let api = TelegramApi::new(&mock.as_ref().map(|m| m.base_url()).unwrap_or(base), token)?;
+    let base = mock.as_ref().map(|m| m.base_url()).unwrap_or(common.base);
+    let api = TelegramApi::new(&base, token)?;
     let config = PollingConfig {
-        chat_ids,
-        allowed_updates: allowed,
+        chat_ids: common.chat_ids,
+        allowed_updates: common.allowed,
         poll_timeout_secs: args
             .poll_timeout
             .or(t.poll_timeout_secs)
@@ -307,6 +379,7 @@ async fn telegram(
         until_idle: args.until_idle,
         delete_webhook: args.delete_webhook,
     };
+    let settings = common.settings;
     let result = crate::run(&settings, TelegramPolling { api, config }, shutdown).await;
     if let Some(m) = mock {
         m.stop().await;

@@ -87,72 +87,77 @@ pub async fn check(args: &CheckArgs, loaded: &LoadedConfig) -> Result<u8, Error>
         &mut all_ok,
     );
     for named in &sinks {
-        let what = format!("sink {} ({})", named.name, named.config.type_name());
-        let (ok, detail) = match crate::build_sink(named) {
-            Err(e) => {
-                let e = e.to_string();
-                let prefix = format!("sink `{}`: ", named.name);
-                (false, e.strip_prefix(&prefix).unwrap_or(&e).to_owned())
-            }
-            Ok(mut sink) => {
-                let result = tokio::time::timeout(CHECK_TIMEOUT, sink.healthcheck()).await;
-                let target = sink.target();
-                // A Kafka producer may block a moment on drop: not on the async threads.
-                let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
-                match result {
-                    Ok(Ok(())) => (true, target),
-                    // Retryable or not: `check` wants the destination working now.
-                    Ok(Err(e)) => (false, e.cause()),
-                    Err(_) => (
-                        false,
-                        format!("no answer within {}s", CHECK_TIMEOUT.as_secs()),
-                    ),
-                }
-            }
-        };
-        emit(CheckLine { ok, what, detail }, &mut all_ok);
+        emit(check_sink(named).await, &mut all_ok);
     }
     for source in &args.sources {
-        let (what, result) = match source {
-            SourceArg::Twitter => (
-                "source twitter",
-                tokio::time::timeout(CHECK_TIMEOUT, check_twitter(args, loaded)).await,
-            ),
-            SourceArg::Telegram => (
-                "source telegram",
-                tokio::time::timeout(CHECK_TIMEOUT, check_telegram(args, loaded)).await,
-            ),
-            SourceArg::Kafka => (
-                "source kafka",
-                tokio::time::timeout(
-                    CHECK_TIMEOUT,
-                    crate::sources::kafka::check(&loaded.file.kafka),
-                )
-                .await,
-            ),
-        };
-        let (ok, detail) = match result {
-            Ok(Ok(detail)) => (true, detail),
-            Ok(Err(detail)) => (false, detail),
-            Err(_) => (
-                false,
-                format!("no answer within {}s", CHECK_TIMEOUT.as_secs()),
-            ),
-        };
-        emit(
-            CheckLine {
-                ok,
-                what: what.into(),
-                detail,
-            },
-            &mut all_ok,
-        );
+        emit(check_source(*source, args, loaded).await, &mut all_ok);
     }
     Ok(if all_ok {
         exit_codes::SUCCESS
     } else {
         exit_codes::FAILURE
     })
+}
+
+/// Builds a sink and runs its healthcheck, bounded by [`CHECK_TIMEOUT`].
+async fn check_sink(named: &crate::config::NamedSink) -> CheckLine {
+    let what = format!("sink {} ({})", named.name, named.config.type_name());
+    let (ok, detail) = match crate::build_sink(named) {
+        Err(e) => {
+            let e = e.to_string();
+            let prefix = format!("sink `{}`: ", named.name);
+            (false, e.strip_prefix(&prefix).unwrap_or(&e).to_owned())
+        }
+        Ok(mut sink) => {
+            let result = tokio::time::timeout(CHECK_TIMEOUT, sink.healthcheck()).await;
+            let target = sink.target();
+            // A Kafka producer may block a moment on drop: not on the async threads.
+            let _ = tokio::task::spawn_blocking(move || drop(sink)).await;
+            match result {
+                Ok(Ok(())) => (true, target),
+                // Retryable or not: `check` wants the destination working now.
+                Ok(Err(e)) => (false, e.cause()),
+                Err(_) => (false, no_answer()),
+            }
+        }
+    };
+    CheckLine { ok, what, detail }
+}
+
+/// Tries a source's credentials and endpoint, bounded by [`CHECK_TIMEOUT`].
+async fn check_source(source: SourceArg, args: &CheckArgs, loaded: &LoadedConfig) -> CheckLine {
+    let (what, result) = match source {
+        SourceArg::Twitter => (
+            "source twitter",
+            tokio::time::timeout(CHECK_TIMEOUT, check_twitter(args, loaded)).await,
+        ),
+        SourceArg::Telegram => (
+            "source telegram",
+            tokio::time::timeout(CHECK_TIMEOUT, check_telegram(args, loaded)).await,
+        ),
+        SourceArg::Kafka => (
+            "source kafka",
+            tokio::time::timeout(
+                CHECK_TIMEOUT,
+                crate::sources::kafka::check(&loaded.file.kafka),
+            )
+            .await,
+        ),
+    };
+    let (ok, detail) = match result {
+        Ok(Ok(detail)) => (true, detail),
+        Ok(Err(detail)) => (false, detail),
+        Err(_) => (false, no_answer()),
+    };
+    CheckLine {
+        ok,
+        what: what.into(),
+        detail,
+    }
+}
+
+fn no_answer() -> String {
+    format!("no answer within {}s", CHECK_TIMEOUT.as_secs())
 }
 
 /// X: the bearer token must list the stream rules.
