@@ -4,11 +4,17 @@ pub mod telegram;
 pub mod twitter;
 
 use std::net::SocketAddr;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
 
 /// A running mock server.
 pub struct MockServer {
     pub addr: SocketAddr,
-    shutdown: tokio_util::sync::CancellationToken,
+    shutdown: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -66,4 +72,48 @@ pub(crate) fn load_scenario<T: serde::de::DeserializeOwned>(
             ),
         }
     })
+}
+
+/// Binds the mock's listener; `127.0.0.1:0` picks a port.
+pub(crate) async fn bind(addr: &str) -> Result<(TcpListener, SocketAddr), MockError> {
+    let bind_error = |source| MockError::Bind {
+        addr: addr.to_owned(),
+        source,
+    };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, local))
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled; `what` names the
+/// mock in the log line.
+pub(crate) fn serve(
+    listener: TcpListener,
+    local: SocketAddr,
+    app: axum::Router,
+    shutdown: CancellationToken,
+    what: &'static str,
+) -> MockServer {
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(token.cancelled_owned())
+            .await
+    });
+    info!(addr = %local, "{what} listening");
+    MockServer {
+        addr: local,
+        shutdown,
+        task,
+    }
+}
+
+/// Locks a mock's state; a handler that panicked left it usable.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Milliseconds since `started`, as the call logs show them.
+pub(crate) fn elapsed_ms(started: Instant) -> u64 {
+    started.elapsed().as_millis() as u64
 }
