@@ -51,27 +51,32 @@ pub enum MockError {
     },
 }
 
-/// Reads a scenario file; errors name the file and the line.
+/// Reads a scenario file and checks it with `check`; errors name the file
+/// (and the line where TOML says which).
 pub(crate) fn load_scenario<T: serde::de::DeserializeOwned>(
     path: &std::path::Path,
+    check: impl FnOnce(&T) -> Result<(), &'static str>,
 ) -> Result<T, MockError> {
     let text = std::fs::read_to_string(path).map_err(|source| MockError::ScenarioRead {
         path: path.to_owned(),
         source,
     })?;
-    toml::from_str(&text).map_err(|e| {
+    let scenario_error = |message: String| MockError::Scenario {
+        path: path.to_owned(),
+        message,
+    };
+    let scenario: T = toml::from_str(&text).map_err(|e| {
         let line = e
             .span()
             .map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1);
-        MockError::Scenario {
-            path: path.to_owned(),
-            message: format!(
-                "{}{}",
-                line.map(|l| format!("line {l}: ")).unwrap_or_default(),
-                e.message().trim()
-            ),
-        }
-    })
+        scenario_error(format!(
+            "{}{}",
+            line.map(|l| format!("line {l}: ")).unwrap_or_default(),
+            e.message().trim()
+        ))
+    })?;
+    check(&scenario).map_err(|message| scenario_error(message.into()))?;
+    Ok(scenario)
 }
 
 /// Binds the mock's listener; `127.0.0.1:0` picks a port.

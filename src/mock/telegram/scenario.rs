@@ -35,11 +35,17 @@ impl Default for CallScript {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelegramScenario {
+    /// Updates queued at start.
     pub updates: u64,
+    /// New updates per second after that; 0 = none.
     pub rate: f64,
+    /// Stop producing updates after this many in all (0 = never).
     pub total_updates: u64,
+    /// Accept only this bot token (absent: any well-formed token).
     pub token: Option<String>,
+    /// Start with this webhook set (`getUpdates` then answers 409).
     pub webhook_url: Option<String>,
+    /// Scripts for the first `getUpdates` answers, in order.
     pub call: Vec<CallScript>,
 }
 
@@ -58,14 +64,10 @@ impl Default for TelegramScenario {
 
 impl TelegramScenario {
     pub fn load(path: &Path) -> Result<Self, MockError> {
-        let s: TelegramScenario = crate::mock::load_scenario(path)?;
-        if !(s.rate >= 0.0 && s.rate.is_finite()) {
-            return Err(MockError::Scenario {
-                path: path.to_owned(),
-                message: "rate must be >= 0".into(),
-            });
-        }
-        Ok(s)
+        crate::mock::load_scenario(path, |s: &TelegramScenario| {
+            let valid = s.rate >= 0.0 && s.rate.is_finite();
+            valid.then_some(()).ok_or("rate must be >= 0")
+        })
     }
 }
 

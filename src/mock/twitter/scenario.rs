@@ -89,18 +89,15 @@ impl Default for Scenario {
 
 impl Scenario {
     pub fn load(path: &Path) -> Result<Self, MockError> {
-        let s: Scenario = crate::mock::load_scenario(path)?;
-        if !(s.rate >= 0.0
-            && s.rate.is_finite()
-            && s.keepalive_secs > 0.0
-            && s.keepalive_secs.is_finite())
-        {
-            return Err(MockError::Scenario {
-                path: path.to_owned(),
-                message: "rate must be >= 0 and keepalive_secs > 0".into(),
-            });
-        }
-        Ok(s)
+        crate::mock::load_scenario(path, |s: &Scenario| {
+            let valid = s.rate >= 0.0
+                && s.rate.is_finite()
+                && s.keepalive_secs > 0.0
+                && s.keepalive_secs.is_finite();
+            valid
+                .then_some(())
+                .ok_or("rate must be >= 0 and keepalive_secs > 0")
+        })
     }
 
     /// The script of connection attempt `index` (a healthy stream past the list).
