@@ -151,27 +151,8 @@ pub fn normalize_update(
         return Ok(Normalized::Nothing);
     }
     let fields: BTreeMap<Cow<'_, str>, &RawValue> = serde_json::from_slice(line)?;
-    let update_id: i64 = match fields.get("update_id") {
-        Some(v) => serde_json::from_str(v.get())?,
-        None => {
-            return Err(NormalizeError::Shape {
-                platform: Platform::Telegram,
-                reason: "no `update_id`",
-            });
-        }
-    };
-    // Exactly one payload field is documented; prefer the message kinds should
-    // a future API version add more top-level fields.
-    let payload_field = MESSAGE_KINDS
-        .iter()
-        .find_map(|k| fields.get_key_value(*k))
-        .or_else(|| fields.iter().find(|(k, _)| k.as_ref() != "update_id"));
-    let Some((kind, payload)) = payload_field else {
-        return Err(NormalizeError::Shape {
-            platform: Platform::Telegram,
-            reason: "the update carries no payload besides `update_id`",
-        });
-    };
+    let update_id = read_update_id(&fields)?;
+    let (kind, payload) = payload_field(&fields)?;
     let raw = if opts.keep_raw {
         Some(raw_value(line)?)
     } else {
@@ -180,9 +161,9 @@ pub fn normalize_update(
     let mut record = Record {
         id: String::new(),
         platform: Platform::Telegram,
-        kind: match MESSAGE_KINDS.iter().find(|k| **k == kind.as_ref()) {
+        kind: match MESSAGE_KINDS.iter().find(|k| **k == kind) {
             Some(k) => Cow::Borrowed(*k),
-            None => Cow::Owned(kind.to_string()),
+            None => Cow::Owned(kind.to_owned()),
         },
         text: None,
         text_ascii: None,
@@ -201,44 +182,87 @@ pub fn normalize_update(
         run: opts.run.clone(),
         raw,
     };
-    if MESSAGE_KINDS.contains(&kind.as_ref()) {
-        let Object(msg): Object<Message<'_>> = serde_json::from_str(payload.get())?;
-        record.id = match msg.edit_date {
-            Some(edit) => format!("telegram:{}:{}:{}", msg.chat.0.id, msg.message_id, edit),
-            None => format!("telegram:{}:{}", msg.chat.0.id, msg.message_id),
-        };
-        record.text = msg.text.or(msg.caption).map(Cow::into_owned);
-        record.created_at = msg.date.and_then(unix_to_rfc3339);
-        record.author = match (&msg.from, &msg.sender_chat) {
-            // A message sent on behalf of a chat names the chat in `sender_chat`;
-            // `from` then holds a placeholder bot user.
-            (_, Some(sender)) => Some(sender.author()),
-            (Some(from), None) => Some(from.author()),
-            (None, None) => None,
-        };
-        record.chat = Some(msg.chat.0.chat());
-        record.refs.message_id = Some(msg.message_id);
+    if MESSAGE_KINDS.contains(&kind) {
+        fill_from_message(&mut record, payload)?;
     } else {
-        record.id = format!("telegram:update:{update_id}");
-        // Best effort: many update types name a sender, a chat, or a message.
-        if let Ok(other) = serde_json::from_str::<Other<'_>>(payload.get()) {
-            record.author = other.from.as_ref().map(User::author);
-            record.created_at = other.date.and_then(unix_to_rfc3339);
-            let nested: Option<Message<'_>> = other
-                .message
-                .and_then(|m| serde_json::from_str(m.get()).ok());
-            record.chat = other
-                .chat
-                .as_ref()
-                .or(nested.as_ref().map(|m| &m.chat.0))
-                .map(TgChat::chat);
-            record.refs.message_id = nested.map(|m| m.message_id);
-        }
+        fill_from_other(&mut record, payload, update_id);
     }
     if opts.transliterate {
         record.text_ascii = record.text.as_deref().map(transliterate);
     }
     Ok(Normalized::Record(Box::new(record)))
+}
+
+type Fields<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
+
+/// The update's `update_id`, which every update has.
+fn read_update_id(fields: &Fields<'_>) -> Result<i64, NormalizeError> {
+    match fields.get("update_id") {
+        Some(v) => Ok(serde_json::from_str(v.get())?),
+        None => Err(NormalizeError::Shape {
+            platform: Platform::Telegram,
+            reason: "no `update_id`",
+        }),
+    }
+}
+
+/// The field naming the update's type, and its payload.
+fn payload_field<'f, 'a>(
+    fields: &'f Fields<'a>,
+) -> Result<(&'f str, &'a RawValue), NormalizeError> {
+    // Exactly one payload field is documented; prefer the message kinds should
+    // a future API version add more top-level fields.
+    MESSAGE_KINDS
+        .iter()
+        .find_map(|k| fields.get_key_value(*k))
+        .or_else(|| fields.iter().find(|(k, _)| k.as_ref() != "update_id"))
+        .map(|(kind, payload)| (kind.as_ref(), *payload))
+        .ok_or(NormalizeError::Shape {
+            platform: Platform::Telegram,
+            reason: "the update carries no payload besides `update_id`",
+        })
+}
+
+/// A message update: its id (with the edit date for an edit), text, date,
+/// sender and chat.
+fn fill_from_message(record: &mut Record, payload: &RawValue) -> Result<(), NormalizeError> {
+    let Object(msg): Object<Message<'_>> = serde_json::from_str(payload.get())?;
+    record.id = match msg.edit_date {
+        Some(edit) => format!("telegram:{}:{}:{}", msg.chat.0.id, msg.message_id, edit),
+        None => format!("telegram:{}:{}", msg.chat.0.id, msg.message_id),
+    };
+    record.text = msg.text.or(msg.caption).map(Cow::into_owned);
+    record.created_at = msg.date.and_then(unix_to_rfc3339);
+    record.author = match (&msg.from, &msg.sender_chat) {
+        // A message sent on behalf of a chat names the chat in `sender_chat`;
+        // `from` then holds a placeholder bot user.
+        (_, Some(sender)) => Some(sender.author()),
+        (Some(from), None) => Some(from.author()),
+        (None, None) => None,
+    };
+    record.chat = Some(msg.chat.0.chat());
+    record.refs.message_id = Some(msg.message_id);
+    Ok(())
+}
+
+/// Any other update type: its id from `update_id`, and, best effort, the
+/// sender, chat, date and message it names.
+fn fill_from_other(record: &mut Record, payload: &RawValue, update_id: i64) {
+    record.id = format!("telegram:update:{update_id}");
+    let Ok(other) = serde_json::from_str::<Other<'_>>(payload.get()) else {
+        return;
+    };
+    record.author = other.from.as_ref().map(User::author);
+    record.created_at = other.date.and_then(unix_to_rfc3339);
+    let nested: Option<Message<'_>> = other
+        .message
+        .and_then(|m| serde_json::from_str(m.get()).ok());
+    record.chat = other
+        .chat
+        .as_ref()
+        .or(nested.as_ref().map(|m| &m.chat.0))
+        .map(TgChat::chat);
+    record.refs.message_id = nested.map(|m| m.message_id);
 }
 
 #[cfg(test)]
@@ -365,5 +389,20 @@ mod tests {
             normalize_update(b"  \r\n", &"".into(), &opts).unwrap(),
             Normalized::Nothing
         ));
+    }
+
+    #[test]
+    fn the_payload_field_prefers_message_kinds() {
+        let fields: Fields<'_> =
+            serde_json::from_str(r#"{"update_id":1,"a_new_field":{},"message":{"m":1}}"#).unwrap();
+        assert_eq!(read_update_id(&fields).unwrap(), 1);
+        let (kind, payload) = payload_field(&fields).unwrap();
+        assert_eq!((kind, payload.get()), ("message", r#"{"m":1}"#));
+        let fields: Fields<'_> = serde_json::from_str(r#"{"update_id":1,"poll":{}}"#).unwrap();
+        assert_eq!(payload_field(&fields).unwrap().0, "poll");
+        let fields: Fields<'_> = serde_json::from_str(r#"{"update_id":1}"#).unwrap();
+        assert!(payload_field(&fields).is_err());
+        let fields: Fields<'_> = serde_json::from_str(r#"{"poll":{}}"#).unwrap();
+        assert!(read_update_id(&fields).is_err());
     }
 }

@@ -122,36 +122,66 @@ pub fn normalize_line(
         None => serde_json::from_slice(line)?,
     };
     let Some(Object(tweet)) = parsed.data else {
-        return match parsed.errors {
-            Some(_) => Ok(Normalized::Control(match raw {
-                Some(raw) => raw.to_owned(),
-                None => raw_value(line)?,
-            })),
-            None => Err(NormalizeError::Shape {
-                platform: Platform::Twitter,
-                reason: "the line has neither `data` nor `errors`",
-            }),
-        };
+        return control(line, raw, parsed.errors.is_some());
     };
-    let author = tweet.author_id.as_deref().map(|author_id| {
-        let user = parsed
-            .includes
-            .as_ref()
-            .and_then(|inc| inc.users.iter().find(|u| u.id == author_id));
-        Author {
-            id: author_id.to_owned(),
-            name: user.and_then(|u| u.name.as_deref().map(str::to_owned)),
-            username: user.and_then(|u| u.username.as_deref().map(str::to_owned)),
-        }
-    });
+    let author = tweet
+        .author_id
+        .as_deref()
+        .map(|id| author(id, parsed.includes.as_ref()));
+    let raw = if opts.keep_raw {
+        Some(raw_value(line)?)
+    } else {
+        None
+    };
+    let record = tweet_record(tweet, author, parsed.matching_rules, raw, received_at, opts);
+    Ok(Normalized::Record(Box::new(record)))
+}
+
+/// A line without `data`: a control message when it carries `errors`, else
+/// not a stream line at all.
+fn control(
+    line: &[u8],
+    raw: Option<&RawValue>,
+    has_errors: bool,
+) -> Result<Normalized, NormalizeError> {
+    if !has_errors {
+        return Err(NormalizeError::Shape {
+            platform: Platform::Twitter,
+            reason: "the line has neither `data` nor `errors`",
+        });
+    }
+    Ok(Normalized::Control(match raw {
+        Some(raw) => raw.to_owned(),
+        None => raw_value(line)?,
+    }))
+}
+
+/// The author `author_id`, with the name and username `includes.users` gives.
+fn author(author_id: &str, includes: Option<&Includes<'_>>) -> Author {
+    let user = includes.and_then(|inc| inc.users.iter().find(|u| u.id == author_id));
+    Author {
+        id: author_id.to_owned(),
+        name: user.and_then(|u| u.name.as_deref().map(str::to_owned)),
+        username: user.and_then(|u| u.username.as_deref().map(str::to_owned)),
+    }
+}
+
+/// The record of one post.
+fn tweet_record(
+    tweet: Tweet<'_>,
+    author: Option<Author>,
+    rules: Vec<Rule<'_>>,
+    raw: Option<Box<RawValue>>,
+    received_at: &Arc<str>,
+    opts: &NormalizeOptions,
+) -> Record {
     // Long posts carry their full text in `note_tweet.text`; `text` is then cut.
     let text = tweet
         .note_tweet
         .and_then(|n| n.text)
         .or(tweet.text)
         .map(Cow::into_owned);
-    let matching_rules: Vec<MatchingRule> = parsed
-        .matching_rules
+    let matching_rules: Vec<MatchingRule> = rules
         .into_iter()
         .map(|r| MatchingRule {
             id: r.id.0,
@@ -162,12 +192,7 @@ pub fn normalize_line(
         .iter()
         .filter_map(|r| r.tag.clone())
         .collect();
-    let raw = if opts.keep_raw {
-        Some(raw_value(line)?)
-    } else {
-        None
-    };
-    Ok(Normalized::Record(Box::new(Record {
+    Record {
         id: format!("twitter:{}", tweet.id),
         platform: Platform::Twitter,
         kind: Cow::Borrowed("tweet"),
@@ -192,7 +217,7 @@ pub fn normalize_line(
         },
         run: opts.run.clone(),
         raw,
-    })))
+    }
 }
 
 /// True when a trimmed JSON line looks like an X stream line (has `data` or `errors` at the top).
@@ -352,5 +377,34 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn the_author_takes_name_and_username_from_includes() {
+        let includes: Includes<'_> = serde_json::from_str(
+            r#"{"users":[{"id":"7","name":"Other"},{"id":"42","name":"Ada L","username":"ada"}]}"#,
+        )
+        .unwrap();
+        let a = author("42", Some(&includes));
+        assert_eq!(
+            (a.id.as_str(), a.name.as_deref(), a.username.as_deref()),
+            ("42", Some("Ada L"), Some("ada"))
+        );
+        let a = author("9", Some(&includes));
+        assert_eq!((a.name, a.username), (None, None));
+        assert_eq!(author("9", None).id, "9");
+    }
+
+    #[test]
+    fn a_line_without_data_is_control_only_with_errors() {
+        let line = br#"{"errors":[{"title":"operational-disconnect"}]}"#;
+        assert!(matches!(
+            control(line, None, true),
+            Ok(Normalized::Control(_))
+        ));
+        assert!(matches!(
+            control(line, None, false),
+            Err(NormalizeError::Shape { .. })
+        ));
     }
 }

@@ -1,0 +1,180 @@
+//! `getUpdates` as the Bot API answers it: scripted failures first, then the
+//! offset semantics (a higher offset confirms every update below it, a
+//! negative one keeps only the last |offset|) and a long poll up to `timeout`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::response::Response;
+use serde_json::Value;
+
+use super::{CallScript, Inner, Mock, fail, ok};
+use crate::mock::lock;
+
+const WEBHOOK_ACTIVE: &str = "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first";
+const OTHER_POLLER: &str = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
+
+pub(super) async fn get_updates(
+    mock: Arc<Mock>,
+    offset: Option<i64>,
+    limit: Option<i64>,
+    timeout: Option<i64>,
+) -> Response {
+    let script = {
+        let mut inner = lock(&mock.inner);
+        let i = inner.get_updates_calls;
+        inner.get_updates_calls += 1;
+        mock.scenario.call.get(i).cloned().unwrap_or_default()
+    };
+    if script.delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(script.delay_ms)).await;
+    }
+    if let Some((status, refusal)) = scripted_failure(&script) {
+        mock.log(&mut lock(&mock.inner), "getUpdates", status, offset);
+        return refusal;
+    }
+    let limit = limit.unwrap_or(100).clamp(1, 100) as usize;
+    let deadline = Instant::now() + Duration::from_secs(timeout.unwrap_or(0).clamp(0, 50) as u64);
+    loop {
+        let waiter = mock.arrived.notified();
+        {
+            let mut inner = lock(&mock.inner);
+            if !inner.webhook_url.is_empty() {
+                mock.log(&mut inner, "getUpdates", 409, offset);
+                return fail(409, WEBHOOK_ACTIVE, None);
+            }
+            confirm(&mut inner, offset);
+            if !inner.queue.is_empty() || Instant::now() >= deadline {
+                let updates = pending(&inner, limit);
+                mock.log(&mut inner, "getUpdates", 200, offset);
+                return ok(Value::Array(updates));
+            }
+        }
+        tokio::select! {
+            _ = waiter => {}
+            _ = tokio::time::sleep_until(deadline.into()) => {}
+        }
+    }
+}
+
+/// The status and answer of a scripted failure, if the script is one.
+fn scripted_failure(script: &CallScript) -> Option<(u16, Response)> {
+    let status = script.status;
+    let answer = match status {
+        200 => return None,
+        409 if script.kind.as_deref() == Some("other_poller") => fail(409, OTHER_POLLER, None),
+        409 => fail(409, WEBHOOK_ACTIVE, None),
+        429 => fail(
+            429,
+            &format!("Too Many Requests: retry after {}", script.retry_after),
+            Some(script.retry_after),
+        ),
+        s => fail(s, "Internal Server Error", None),
+    };
+    Some((status, answer))
+}
+
+/// Drops the updates `offset` confirms from the queue.
+fn confirm(inner: &mut Inner, offset: Option<i64>) {
+    match offset {
+        // A higher offset confirms every update below it.
+        Some(o) if o > 0 => {
+            while inner.queue.front().is_some_and(|(id, _)| *id < o) {
+                inner.queue.pop_front();
+            }
+            inner.confirmed_below = inner.confirmed_below.max(o);
+        }
+        // A negative offset keeps only the last |o| updates.
+        Some(o) if o < 0 => {
+            let keep = o.unsigned_abs() as usize;
+            while inner.queue.len() > keep {
+                if let Some((id, _)) = inner.queue.pop_front() {
+                    inner.confirmed_below = inner.confirmed_below.max(id + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The first `limit` queued updates, as JSON.
+fn pending(inner: &Inner, limit: usize) -> Vec<Value> {
+    inner
+        .queue
+        .iter()
+        .take(limit)
+        .map(|(_, u)| serde_json::from_str(u).expect("the mock's updates are JSON"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(ids: std::ops::Range<i64>) -> Inner {
+        let mut inner = Inner::new(String::new());
+        inner.queue = ids
+            .map(|id| (id, format!("{{\"update_id\":{id}}}")))
+            .collect();
+        inner
+    }
+
+    fn ids(inner: &Inner) -> Vec<i64> {
+        inner.queue.iter().map(|(id, _)| *id).collect()
+    }
+
+    #[test]
+    fn a_higher_offset_confirms_every_update_below_it() {
+        let mut inner = queue(10..15);
+        confirm(&mut inner, Some(12));
+        assert_eq!(ids(&inner), [12, 13, 14]);
+        assert_eq!(inner.confirmed_below, 12);
+        confirm(&mut inner, Some(3));
+        assert_eq!(ids(&inner), [12, 13, 14]);
+        assert_eq!(inner.confirmed_below, 12);
+        confirm(&mut inner, None);
+        confirm(&mut inner, Some(0));
+        assert_eq!(ids(&inner).len(), 3);
+    }
+
+    #[test]
+    fn a_negative_offset_keeps_the_last_updates() {
+        let mut inner = queue(10..15);
+        confirm(&mut inner, Some(-2));
+        assert_eq!(ids(&inner), [13, 14]);
+        assert_eq!(inner.confirmed_below, 13);
+    }
+
+    #[test]
+    fn pending_takes_at_most_limit_in_order() {
+        let inner = queue(10..15);
+        let got = pending(&inner, 2);
+        assert_eq!(
+            got,
+            [
+                serde_json::json!({"update_id": 10}),
+                serde_json::json!({"update_id": 11})
+            ]
+        );
+    }
+
+    #[test]
+    fn scripted_failures_answer_like_the_bot_api() {
+        let script = |status, kind: Option<&str>| CallScript {
+            status,
+            kind: kind.map(str::to_owned),
+            ..CallScript::default()
+        };
+        assert!(scripted_failure(&script(200, None)).is_none());
+        for (s, kind) in [
+            (409, None),
+            (409, Some("other_poller")),
+            (429, None),
+            (500, None),
+            (502, None),
+        ] {
+            let (status, answer) = scripted_failure(&script(s, kind)).unwrap();
+            assert_eq!((status, answer.status().as_u16()), (s, s));
+        }
+    }
+}

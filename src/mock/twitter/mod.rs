@@ -1,0 +1,201 @@
+//! The mock X API v2: filtered-stream rules, the stream itself with scripted
+//! faults, and `DELETE /2/connections/all`.
+//!
+//! Faults come from a TOML scenario (see `examples/scenario.toml`): one
+//! `[[connection]]` table per connection attempt, in order; attempts past the
+//! list get a healthy stream. `GET /mock/connections` returns what each
+//! connection answered and which tweets it sent, for tests.
+//!
+//! - `scenario`: the scenario file (pace, per-connection scripts).
+//! - `tweets`: the synthetic tweet lines.
+//! - `rules`: the rules endpoints and X's validation errors.
+//! - `stream`: the stream endpoint and the task that writes one connection's body.
+//! - here: the shared state, X's problem answers, the routes and the `/mock/*` log.
+
+mod rules;
+mod scenario;
+mod stream;
+mod tweets;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get};
+use serde::Serialize;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::{MockError, MockServer, lock};
+use crate::sources::twitter::api::{CONNECTIONS_PATH, LiveRule, RULES_PATH, STREAM_PATH};
+
+pub use rules::rule_problem;
+pub use scenario::{ConnectionScript, Fault, Scenario};
+pub use tweets::tweet_id;
+
+/// One connection attempt as the mock saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionLog {
+    pub index: usize,
+    /// Milliseconds since the mock started.
+    pub at_ms: u64,
+    pub status: u16,
+    pub fault: Fault,
+    /// Tweet numbers sent whole on this connection: `[first, last]` of the fresh ones.
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    /// Tweet numbers sent again (duplicates).
+    pub duplicate_seqs: Vec<u64>,
+    /// The tweet cut mid-line, if any.
+    pub cut_seq: Option<u64>,
+}
+
+/// The first id the mock gives a rule.
+const FIRST_RULE_ID: u64 = 1_700_000_000_000_000_000;
+
+struct Mock {
+    scenario: Scenario,
+    started: Instant,
+    rules: Mutex<Vec<LiveRule>>,
+    next_rule_id: AtomicU64,
+    next_seq: AtomicU64,
+    connections: Mutex<Vec<ConnectionLog>>,
+    kill: Mutex<CancellationToken>,
+    shutdown: CancellationToken,
+    /// `DELETE /2/connections/all` calls.
+    resets: AtomicU64,
+}
+
+impl Mock {
+    fn new(scenario: Scenario, shutdown: CancellationToken) -> Mock {
+        let initial: Vec<LiveRule> = scenario
+            .rule
+            .iter()
+            .enumerate()
+            .map(|(i, r)| LiveRule {
+                id: (FIRST_RULE_ID + i as u64).to_string(),
+                value: r.value.clone(),
+                tag: r.tag.clone(),
+            })
+            .collect();
+        Mock {
+            next_rule_id: AtomicU64::new(FIRST_RULE_ID + initial.len() as u64),
+            rules: Mutex::new(initial),
+            scenario,
+            started: Instant::now(),
+            next_seq: AtomicU64::new(0),
+            connections: Mutex::new(Vec::new()),
+            kill: Mutex::new(shutdown.child_token()),
+            shutdown,
+            resets: AtomicU64::new(0),
+        }
+    }
+}
+
+/// X's `application/problem+json` error answer.
+fn problem(status: StatusCode, title: &str, detail: &str, kind: &str) -> Response {
+    let body = json!({"title": title, "detail": detail, "type": format!("https://api.twitter.com/2/problems/{kind}"), "status": status.as_u16()});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn authorized(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| !t.trim().is_empty())
+}
+
+fn unauthorized() -> Response {
+    problem(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized",
+        "Unauthorized",
+        "not-authorized",
+    )
+}
+
+/// Starts the mock on `addr` (`127.0.0.1:0` picks a port).
+pub async fn start(addr: &str, scenario: Scenario) -> Result<MockServer, MockError> {
+    let (listener, local) = super::bind(addr).await?;
+    let shutdown = CancellationToken::new();
+    let mock = Arc::new(Mock::new(scenario, shutdown.clone()));
+    let app = Router::new()
+        .route(STREAM_PATH, get(stream::stream))
+        .route(RULES_PATH, get(rules::list_rules).post(rules::change_rules))
+        .route(CONNECTIONS_PATH, delete(kill_connections))
+        .route("/mock/connections", get(connection_log))
+        .route("/mock/resets", get(resets))
+        .with_state(mock);
+    Ok(super::serve(listener, local, app, shutdown, "mock X API"))
+}
+
+async fn connection_log(State(mock): State<Arc<Mock>>) -> Response {
+    let log = lock(&mock.connections).clone();
+    axum::Json(log).into_response()
+}
+
+async fn resets(State(mock): State<Arc<Mock>>) -> Response {
+    axum::Json(json!({"resets": mock.resets.load(Ordering::Relaxed)})).into_response()
+}
+
+async fn kill_connections(State(mock): State<Arc<Mock>>, headers: HeaderMap) -> Response {
+    if !authorized(&headers) {
+        return unauthorized();
+    }
+    mock.resets.fetch_add(1, Ordering::Relaxed);
+    let mut kill = lock(&mock.kill);
+    kill.cancel();
+    *kill = mock.shutdown.child_token();
+    axum::Json(json!({"data": {"killed_connections": true}})).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::twitter::api::NewRule;
+
+    #[test]
+    fn scenario_rules_start_live_with_consecutive_ids() {
+        let scenario = Scenario {
+            rule: vec![
+                NewRule {
+                    value: "cats".into(),
+                    tag: None,
+                },
+                NewRule {
+                    value: "dogs".into(),
+                    tag: Some("d".into()),
+                },
+            ],
+            ..Scenario::default()
+        };
+        let mock = Mock::new(scenario, CancellationToken::new());
+        let rules = lock(&mock.rules).clone();
+        assert_eq!(rules[0].id, FIRST_RULE_ID.to_string());
+        assert_eq!(rules[1].id, (FIRST_RULE_ID + 1).to_string());
+        assert_eq!(rules[1].tag.as_deref(), Some("d"));
+        assert_eq!(mock.next_rule_id.load(Ordering::Relaxed), FIRST_RULE_ID + 2);
+    }
+
+    #[test]
+    fn only_a_bearer_token_authorizes() {
+        let mut h = HeaderMap::new();
+        assert!(!authorized(&h));
+        h.insert(header::AUTHORIZATION, "Bearer  ".parse().unwrap());
+        assert!(!authorized(&h));
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert!(!authorized(&h));
+        h.insert(header::AUTHORIZATION, "Bearer abc".parse().unwrap());
+        assert!(authorized(&h));
+    }
+}

@@ -1,0 +1,93 @@
+//! The synthetic tweets the mock X stream sends: authors and texts in many
+//! scripts, one JSON line per tweet number.
+
+use serde_json::json;
+
+use crate::sources::twitter::api::LiveRule;
+
+/// The tweet id of tweet number `seq`.
+pub fn tweet_id(seq: u64) -> String {
+    (1_600_000_000_000_000_000u64 + seq).to_string()
+}
+
+const AUTHORS: [(&str, &str, &str); 8] = [
+    ("2244994945", "X Developers", "XDevelopers"),
+    ("1001", "Ada Lovelace", "ada"),
+    ("1002", "أميرة حداد", "amira_h"),
+    ("1003", "佐藤 健二", "kenji"),
+    ("1004", "Zoë 🌻 Müller", "zoe_m"),
+    ("1005", "Ivan Petrov", "ivan"),
+    ("1006", "Noa Levi", "noa"),
+    ("1007", "Data Bot 🤖", "databot"),
+];
+const TEXTS: [(&str, &str); 8] = [
+    (
+        "en",
+        "Just shipped a new release of our data pipeline 🚀 #rustlang",
+    ),
+    ("ar", "مرحبا بالعالم — هذا اختبار للبث المباشر"),
+    ("ja", "データ収集のテストです 📡"),
+    ("de", "Grüße aus Köln! Streaming ohne Datenverlust 🙌"),
+    ("ru", "Привет, мир! Потоковые данные идут без потерь."),
+    ("he", "שלום עולם, זוהי בדיקה של זרם הנתונים"),
+    (
+        "en",
+        "lol 😂 this is the best thread I've read all week 🧵👇 \"quoted\" and a\nnewline",
+    ),
+    (
+        "es",
+        "¿Alguien sabe si la API v2 sigue enviando keep-alives? 🤔",
+    ),
+];
+
+/// Appends one stream line (with `\r\n`) for tweet `seq`, matching `rules`.
+pub(super) fn tweet_line(seq: u64, rules: &[LiveRule], out: &mut Vec<u8>) {
+    let (author_id, name, username) = AUTHORS[(seq % AUTHORS.len() as u64) as usize];
+    let (lang, text) = TEXTS[(seq * 7 % TEXTS.len() as u64) as usize];
+    let id = tweet_id(seq);
+    let matching: Vec<serde_json::Value> = if rules.is_empty() {
+        Vec::new()
+    } else {
+        let r = &rules[(seq % rules.len() as u64) as usize];
+        vec![json!({"id": r.id, "tag": r.tag.clone().unwrap_or_default()})]
+    };
+    let line = json!({
+        "data": {
+            "id": id,
+            "text": format!("{text} #{seq}"),
+            "author_id": author_id,
+            "created_at": crate::record::rfc3339(chrono::Utc::now()),
+            "lang": lang,
+            "conversation_id": id,
+            "source": "ingest mock",
+            "edit_history_tweet_ids": [id],
+        },
+        "includes": {"users": [{"id": author_id, "name": name, "username": username}]},
+        "matching_rules": matching,
+    });
+    serde_json::to_writer(&mut *out, &line).expect("a JSON value serializes");
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tweet_line_is_one_json_line_naming_its_rule_and_author() {
+        let rules = [LiveRule {
+            id: "7".into(),
+            value: "cats".into(),
+            tag: Some("pets".into()),
+        }];
+        let mut out = Vec::new();
+        tweet_line(9, &rules, &mut out);
+        assert!(out.ends_with(b"\r\n"));
+        assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["data"]["id"], tweet_id(9));
+        assert!(v["data"]["text"].as_str().unwrap().ends_with(" #9"));
+        assert_eq!(v["includes"]["users"][0]["id"], v["data"]["author_id"]);
+        assert_eq!(v["matching_rules"][0]["tag"], "pets");
+    }
+}
