@@ -480,9 +480,10 @@ impl Source for KafkaSource {
     async fn run(
         self,
         ctx: SourceContext,
-        out: mpsc::Sender<SourceBatch>,
+        out: super::SourceOutput,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
+        let out = out.into_sender();
         let s = self.settings.clone();
         let shared = Arc::new(Mutex::new(Shared::default()));
         let consumer: Arc<StreamConsumer<ConsumerCtx>> = Arc::new(

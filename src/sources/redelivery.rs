@@ -6,12 +6,30 @@
 //! answer — even after the request that made it gave up and answered 503 —
 //! so a redelivery arriving later finds the key seen and is not recorded again.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
+
+use super::SourceCounters;
+use super::output::{Origin, SourceOutput, Tracked};
+use super::seen::SeenWindow;
+use crate::record::Record;
+
+/// What became of one delivery of an item; the webhook answers accordingly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    /// Every sink confirmed its records (or it made none): 200.
+    Recorded,
+    /// Recorded before, or by a concurrent request: 200.
+    Duplicate,
+    /// Unusable, and kept in the dead-letter file: 200 (a resend cannot fix it).
+    DeadLettered,
+    /// Not confirmed (yet): 503 with `Retry-After`, so the sender delivers it again.
+    RetryLater,
+}
 
 /// The outcome of a claim: `None` while in flight, then whether it was recorded.
 type Outcome = watch::Receiver<Option<bool>>;
@@ -19,14 +37,12 @@ type Outcome = watch::Receiver<Option<bool>>;
 /// Keys recorded recently (a bounded window) and keys in flight.
 #[derive(Debug)]
 pub struct Redeliveries<K> {
-    window: usize,
     inner: Mutex<Inner<K>>,
 }
 
 #[derive(Debug)]
 struct Inner<K> {
-    seen: HashSet<K>,
-    order: VecDeque<K>,
+    seen: SeenWindow<K>,
     in_flight: HashMap<K, Outcome>,
 }
 
@@ -94,10 +110,8 @@ impl<K: Eq + Hash + Clone> Redeliveries<K> {
     /// Remembers up to `window` recorded keys.
     pub fn new(window: usize) -> Arc<Self> {
         Arc::new(Redeliveries {
-            window: window.max(1),
             inner: Mutex::new(Inner {
-                seen: HashSet::new(),
-                order: VecDeque::new(),
+                seen: SeenWindow::new(window.max(1)),
                 in_flight: HashMap::new(),
             }),
         })
@@ -121,16 +135,74 @@ impl<K: Eq + Hash + Clone> Redeliveries<K> {
         })
     }
 
+    /// Records one delivery of the item `key` once: claims it, turns `body`
+    /// into records with `make` (or dead-letters it with `make`'s reason),
+    /// sends them, and waits at most `ack_timeout` for the sinks. The claim
+    /// is settled when the sinks answer, even after this request gave up: a
+    /// redelivery then finds the item recorded.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record_once(
+        self: &Arc<Self>,
+        key: K,
+        out: &SourceOutput,
+        counters: &SourceCounters,
+        ack_timeout: Duration,
+        origin: Origin,
+        body: &[u8],
+        make: impl FnOnce() -> Result<Vec<Arc<Record>>, String>,
+    ) -> Delivered
+    where
+        K: Send + Sync + 'static,
+    {
+        let claim = match self.claim(key) {
+            Claim::Seen => {
+                SourceCounters::add(&counters.duplicates, 1);
+                return Delivered::Duplicate;
+            }
+            Claim::InFlight(other) => {
+                if !other.recorded_within(ack_timeout).await {
+                    return Delivered::RetryLater;
+                }
+                SourceCounters::add(&counters.duplicates, 1);
+                return Delivered::Duplicate;
+            }
+            Claim::Mine(claim) => claim,
+        };
+        let records = match make() {
+            Ok(records) => records,
+            Err(reason) => {
+                return match out.dead_letter(origin, &reason, body, body.len()) {
+                    Ok(()) => {
+                        claim.settle(true);
+                        Delivered::DeadLettered
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unusable input could not be dead-lettered; asking the sender to resend it");
+                        Delivered::RetryLater
+                    }
+                };
+            }
+        };
+        let Some(ack) = out.send_tracked(Tracked::whole(records), false).await else {
+            return Delivered::RetryLater;
+        };
+        let outcome = claim.in_flight();
+        tokio::spawn(async move {
+            let recorded = ack.confirmed().await.is_some_and(|c| c.all_delivered());
+            claim.settle(recorded);
+        });
+        if outcome.recorded_within(ack_timeout).await {
+            Delivered::Recorded
+        } else {
+            Delivered::RetryLater
+        }
+    }
+
     fn settle(&self, key: K, recorded: bool) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.in_flight.remove(&key);
-        if recorded && inner.seen.insert(key.clone()) {
-            inner.order.push_back(key);
-            if inner.order.len() > self.window
-                && let Some(old) = inner.order.pop_front()
-            {
-                inner.seen.remove(&old);
-            }
+        if recorded {
+            inner.seen.insert(key);
         }
     }
 }
@@ -193,5 +265,73 @@ mod tests {
         let _ = mine(r.claim(0));
         assert!(matches!(r.claim(2), Claim::Seen));
         assert_eq!(r.inner.lock().unwrap().seen.len(), 2);
+    }
+
+    fn output() -> (
+        SourceOutput,
+        Arc<SourceCounters>,
+        tokio::sync::mpsc::Receiver<crate::pipeline::SourceBatch>,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let counters = Arc::new(SourceCounters::default());
+        let dead = crate::state::DeadLetters::new(dir.path(), "test-run");
+        (
+            SourceOutput::new(tx, counters.clone(), dead),
+            counters,
+            rx,
+            dir,
+        )
+    }
+
+    const ORIGIN: Origin = Origin {
+        label: "test",
+        item: "body",
+    };
+
+    #[tokio::test]
+    async fn an_item_without_records_is_recorded_and_then_a_duplicate() {
+        let (out, counters, _rx, _dir) = output();
+        let r = Redeliveries::new(4);
+        let t = Duration::from_secs(5);
+        let first = r
+            .record_once(1, &out, &counters, t, ORIGIN, b"{}", || Ok(Vec::new()))
+            .await;
+        assert_eq!(first, Delivered::Recorded);
+        let again = r
+            .record_once(1, &out, &counters, t, ORIGIN, b"{}", || Ok(Vec::new()))
+            .await;
+        assert_eq!(again, Delivered::Duplicate);
+        assert_eq!(
+            counters
+                .duplicates
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unusable_item_is_dead_lettered_once() {
+        let (out, counters, _rx, _dir) = output();
+        let r = Redeliveries::new(4);
+        let t = Duration::from_secs(5);
+        let bad = || Err("no".to_owned());
+        assert_eq!(
+            r.record_once(2, &out, &counters, t, ORIGIN, b"x", bad)
+                .await,
+            Delivered::DeadLettered
+        );
+        assert_eq!(
+            r.record_once(2, &out, &counters, t, ORIGIN, b"x", bad)
+                .await,
+            Delivered::Duplicate
+        );
+        assert_eq!(
+            counters
+                .malformed
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     }
 }

@@ -577,6 +577,17 @@ impl PerClientLimit {
     }
 }
 
+/// 503 with `Retry-After`: the sinks have not confirmed the item (yet), so
+/// the sender should deliver it again.
+pub fn retry_later() -> axum::response::Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        "not confirmed by every sink yet; retry\n",
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
