@@ -169,6 +169,11 @@ impl SourceOutput {
         }
     }
 
+    /// The counters of the run's source.
+    pub fn counters(&self) -> &SourceCounters {
+        &self.counters
+    }
+
     /// The raw sender, for a source not yet moved onto this handle (Kafka).
     pub fn into_sender(self) -> mpsc::Sender<SourceBatch> {
         self.tx

@@ -135,55 +135,69 @@ impl<K: Eq + Hash + Clone> Redeliveries<K> {
         })
     }
 
-    /// Records one delivery of the item `key` once: claims it, turns `body`
-    /// into records with `make` (or dead-letters it with `make`'s reason),
-    /// sends them, and waits at most `ack_timeout` for the sinks. The claim
+    fn settle(&self, key: K, recorded: bool) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.in_flight.remove(&key);
+        if recorded {
+            inner.seen.insert(key);
+        }
+    }
+}
+
+/// A webhook's way into the pipeline: each item recorded once, whatever its
+/// redeliveries, with the answer its sender needs.
+#[derive(Debug)]
+pub struct RecordOnce<K> {
+    items: Arc<Redeliveries<K>>,
+    out: SourceOutput,
+    /// How long a request waits for the sinks before answering "retry later".
+    ack_timeout: Duration,
+    origin: Origin,
+}
+
+impl<K: Eq + Hash + Clone + Send + Sync + 'static> RecordOnce<K> {
+    /// Remembers up to `window` recorded keys.
+    pub fn new(window: usize, ack_timeout: Duration, out: SourceOutput, origin: Origin) -> Self {
+        RecordOnce {
+            items: Redeliveries::new(window),
+            out,
+            ack_timeout,
+            origin,
+        }
+    }
+
+    /// Records one delivery of the item `key`: claims it, turns it into
+    /// records with `make` (or dead-letters `body` with `make`'s reason),
+    /// sends them, and waits at most the ack timeout for the sinks. The claim
     /// is settled when the sinks answer, even after this request gave up: a
     /// redelivery then finds the item recorded.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn record_once(
-        self: &Arc<Self>,
+    pub async fn record(
+        &self,
         key: K,
-        out: &SourceOutput,
-        counters: &SourceCounters,
-        ack_timeout: Duration,
-        origin: Origin,
         body: &[u8],
         make: impl FnOnce() -> Result<Vec<Arc<Record>>, String>,
-    ) -> Delivered
-    where
-        K: Send + Sync + 'static,
-    {
-        let claim = match self.claim(key) {
-            Claim::Seen => {
-                SourceCounters::add(&counters.duplicates, 1);
-                return Delivered::Duplicate;
-            }
+    ) -> Delivered {
+        let claim = match self.items.claim(key) {
+            Claim::Seen => return self.duplicate(),
             Claim::InFlight(other) => {
-                if !other.recorded_within(ack_timeout).await {
+                if !other.recorded_within(self.ack_timeout).await {
                     return Delivered::RetryLater;
                 }
-                SourceCounters::add(&counters.duplicates, 1);
-                return Delivered::Duplicate;
+                return self.duplicate();
             }
             Claim::Mine(claim) => claim,
         };
         let records = match make() {
             Ok(records) => records,
             Err(reason) => {
-                return match out.dead_letter(origin, &reason, body, body.len()) {
-                    Ok(()) => {
-                        claim.settle(true);
-                        Delivered::DeadLettered
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "unusable input could not be dead-lettered; asking the sender to resend it");
-                        Delivered::RetryLater
-                    }
-                };
+                let kept = self.dead_letter(&reason, body);
+                if kept == Delivered::DeadLettered {
+                    claim.settle(true);
+                }
+                return kept;
             }
         };
-        let Some(ack) = out.send_tracked(Tracked::whole(records), false).await else {
+        let Some(ack) = self.out.send_tracked(Tracked::whole(records), false).await else {
             return Delivered::RetryLater;
         };
         let outcome = claim.in_flight();
@@ -191,19 +205,28 @@ impl<K: Eq + Hash + Clone> Redeliveries<K> {
             let recorded = ack.confirmed().await.is_some_and(|c| c.all_delivered());
             claim.settle(recorded);
         });
-        if outcome.recorded_within(ack_timeout).await {
+        if outcome.recorded_within(self.ack_timeout).await {
             Delivered::Recorded
         } else {
             Delivered::RetryLater
         }
     }
 
-    fn settle(&self, key: K, recorded: bool) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.in_flight.remove(&key);
-        if recorded {
-            inner.seen.insert(key);
+    /// Keeps an unusable body: dead-lettered (a resend cannot fix it), or
+    /// "retry later" when even the dead-letter file cannot take it.
+    pub fn dead_letter(&self, reason: &str, body: &[u8]) -> Delivered {
+        match self.out.dead_letter(self.origin, reason, body, body.len()) {
+            Ok(()) => Delivered::DeadLettered,
+            Err(e) => {
+                tracing::warn!(error = %e, "unusable input could not be dead-lettered; asking the sender to resend it");
+                Delivered::RetryLater
+            }
         }
+    }
+
+    fn duplicate(&self) -> Delivered {
+        SourceCounters::add(&self.out.counters().duplicates, 1);
+        Delivered::Duplicate
     }
 }
 
@@ -267,8 +290,13 @@ mod tests {
         assert_eq!(r.inner.lock().unwrap().seen.len(), 2);
     }
 
-    fn output() -> (
-        SourceOutput,
+    const ORIGIN: Origin = Origin {
+        label: "test",
+        item: "body",
+    };
+
+    fn recorder() -> (
+        RecordOnce<u32>,
         Arc<SourceCounters>,
         tokio::sync::mpsc::Receiver<crate::pipeline::SourceBatch>,
         tempfile::TempDir,
@@ -277,31 +305,17 @@ mod tests {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let counters = Arc::new(SourceCounters::default());
         let dead = crate::state::DeadLetters::new(dir.path(), "test-run");
-        (
-            SourceOutput::new(tx, counters.clone(), dead),
-            counters,
-            rx,
-            dir,
-        )
+        let out = SourceOutput::new(tx, counters.clone(), dead);
+        let once = RecordOnce::new(4, Duration::from_secs(5), out, ORIGIN);
+        (once, counters, rx, dir)
     }
-
-    const ORIGIN: Origin = Origin {
-        label: "test",
-        item: "body",
-    };
 
     #[tokio::test]
     async fn an_item_without_records_is_recorded_and_then_a_duplicate() {
-        let (out, counters, _rx, _dir) = output();
-        let r = Redeliveries::new(4);
-        let t = Duration::from_secs(5);
-        let first = r
-            .record_once(1, &out, &counters, t, ORIGIN, b"{}", || Ok(Vec::new()))
-            .await;
+        let (once, counters, _rx, _dir) = recorder();
+        let first = once.record(1, b"{}", || Ok(Vec::new())).await;
         assert_eq!(first, Delivered::Recorded);
-        let again = r
-            .record_once(1, &out, &counters, t, ORIGIN, b"{}", || Ok(Vec::new()))
-            .await;
+        let again = once.record(1, b"{}", || Ok(Vec::new())).await;
         assert_eq!(again, Delivered::Duplicate);
         assert_eq!(
             counters
@@ -313,25 +327,59 @@ mod tests {
 
     #[tokio::test]
     async fn an_unusable_item_is_dead_lettered_once() {
-        let (out, counters, _rx, _dir) = output();
-        let r = Redeliveries::new(4);
-        let t = Duration::from_secs(5);
+        let (once, counters, _rx, _dir) = recorder();
         let bad = || Err("no".to_owned());
-        assert_eq!(
-            r.record_once(2, &out, &counters, t, ORIGIN, b"x", bad)
-                .await,
-            Delivered::DeadLettered
-        );
-        assert_eq!(
-            r.record_once(2, &out, &counters, t, ORIGIN, b"x", bad)
-                .await,
-            Delivered::Duplicate
-        );
+        assert_eq!(once.record(2, b"x", bad).await, Delivered::DeadLettered);
+        assert_eq!(once.record(2, b"x", bad).await, Delivered::Duplicate);
         assert_eq!(
             counters
                 .malformed
                 .load(std::sync::atomic::Ordering::Relaxed),
             1
         );
+    }
+
+    fn one_record() -> Result<Vec<Arc<Record>>, String> {
+        let opts =
+            crate::record::NormalizeOptions::new(Arc::new(crate::record::RunInfo::new(None)));
+        let line = br#"{"data":{"id":"1","text":"t"}}"#;
+        match crate::sources::twitter::normalize_line(line, &"now".into(), &opts) {
+            Ok(crate::record::Normalized::Record(r)) => Ok(vec![Arc::new(*r)]),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Answers the next batch's ack with `outcome`.
+    fn sinks_answer(
+        mut rx: tokio::sync::mpsc::Receiver<crate::pipeline::SourceBatch>,
+        outcomes: Vec<crate::pipeline::Outcome>,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            for outcome in outcomes {
+                let batch = rx.recv().await.unwrap();
+                let ack = crate::pipeline::Ack {
+                    accepted: batch.records.len(),
+                    outcome,
+                };
+                batch.ack.unwrap().send(ack).unwrap();
+            }
+        })
+    }
+
+    #[tokio::test]
+    async fn an_item_is_recorded_only_once_the_sinks_delivered_it() {
+        use crate::pipeline::Outcome;
+        let (once, _counters, rx, _dir) = recorder();
+        let sinks = sinks_answer(rx, vec![Outcome::DeadLettered, Outcome::Delivered]);
+        assert_eq!(
+            once.record(3, b"{}", one_record).await,
+            Delivered::RetryLater
+        );
+        assert_eq!(once.record(3, b"{}", one_record).await, Delivered::Recorded);
+        assert_eq!(
+            once.record(3, b"{}", one_record).await,
+            Delivered::Duplicate
+        );
+        sinks.await.unwrap();
     }
 }

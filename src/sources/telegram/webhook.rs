@@ -23,7 +23,7 @@ use tracing::warn;
 
 use super::update_to_record;
 use crate::secret::Secret;
-use crate::sources::redelivery::{Delivered, Redeliveries};
+use crate::sources::redelivery::{Delivered, RecordOnce};
 use crate::sources::webhook_server::{ServerLimits, TlsFiles, retry_later, serve};
 use crate::sources::{Origin, Source, SourceContext, SourceError, SourceOutput, received_now};
 
@@ -60,8 +60,7 @@ pub struct TelegramWebhook {
 struct Shared {
     config: WebhookConfig,
     ctx: SourceContext,
-    out: SourceOutput,
-    updates: Arc<Redeliveries<i64>>,
+    once: RecordOnce<i64>,
 }
 
 /// Constant-time check of a header against the expected secret.
@@ -87,11 +86,11 @@ impl Source for TelegramWebhook {
         let path = self.config.path.clone();
         let listen = self.config.listen.clone();
         let tls = self.config.tls.clone();
+        let (window, ack_timeout) = (self.config.dedupe_window, self.config.ack_timeout);
         let shared = Arc::new(Shared {
-            updates: Redeliveries::new(self.config.dedupe_window),
+            once: RecordOnce::new(window, ack_timeout, out, ORIGIN),
             config: self.config,
             ctx,
-            out,
         });
         let app = Router::new()
             .route(&path, post(receive))
@@ -111,16 +110,10 @@ async fn receive(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) 
         return status(StatusCode::UNAUTHORIZED, "wrong or missing secret token\n");
     }
     let Some(update_id) = super::update_id(&body) else {
-        // Unusable: 200 once kept (a resend cannot fix it), 503 when even the
-        // dead-letter file cannot take it.
-        let reason = "not a Telegram update (no update_id)";
-        return match s.out.dead_letter(ORIGIN, reason, &body, body.len()) {
-            Ok(()) => answer(Delivered::DeadLettered),
-            Err(e) => {
-                warn!(error = %e, "an unusable update could not be dead-lettered; asking Telegram to resend it");
-                answer(Delivered::RetryLater)
-            }
-        };
+        return answer(
+            s.once
+                .dead_letter("not a Telegram update (no update_id)", &body),
+        );
     };
     let make = || {
         let received_at = received_now();
@@ -130,18 +123,7 @@ async fn receive(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) 
             Err(e) => Err(e.to_string()),
         }
     };
-    let delivered = s
-        .updates
-        .record_once(
-            update_id,
-            &s.out,
-            &s.ctx.counters,
-            s.config.ack_timeout,
-            ORIGIN,
-            &body,
-            make,
-        )
-        .await;
+    let delivered = s.once.record(update_id, &body, make).await;
     answer(delivered)
 }
 

@@ -29,7 +29,7 @@ use tracing::warn;
 
 use crate::record::{Author, NormalizeOptions, Platform, Record, Refs, rfc3339, transliterate};
 use crate::secret::Secret;
-use crate::sources::redelivery::{Delivered, Redeliveries};
+use crate::sources::redelivery::{Delivered, RecordOnce};
 use crate::sources::webhook_server::{PerClientLimit, ServerLimits, TlsFiles, retry_later, serve};
 use crate::sources::{Origin, Source, SourceContext, SourceError, SourceOutput, received_now};
 
@@ -109,9 +109,8 @@ pub struct ActivityWebhook {
 struct Shared {
     config: ActivityConfig,
     ctx: SourceContext,
-    out: SourceOutput,
     crc_limit: PerClientLimit,
-    bodies: Arc<Redeliveries<[u8; 32]>>,
+    once: RecordOnce<[u8; 32]>,
 }
 
 impl Source for ActivityWebhook {
@@ -131,12 +130,12 @@ impl Source for ActivityWebhook {
             self.config.limits,
         );
         let tls = self.config.tls.clone();
+        let (window, ack_timeout) = (self.config.dedupe_window, self.config.ack_timeout);
         let shared = Arc::new(Shared {
             crc_limit: PerClientLimit::new(CRC_PER_MINUTE),
-            bodies: Redeliveries::new(self.config.dedupe_window),
+            once: RecordOnce::new(window, ack_timeout, out, ORIGIN),
             config: self.config,
             ctx,
-            out,
         });
         let app = Router::new()
             .route(&path, get(crc).post(events))
@@ -346,16 +345,8 @@ async fn events(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         Ok(records.into_iter().map(Arc::new).collect())
     };
     let delivered = s
-        .bodies
-        .record_once(
-            Sha256::digest(&body).into(),
-            &s.out,
-            &s.ctx.counters,
-            s.config.ack_timeout,
-            ORIGIN,
-            &body,
-            make,
-        )
+        .once
+        .record(Sha256::digest(&body).into(), &body, make)
         .await;
     match delivered {
         Delivered::Recorded => (StatusCode::OK, "ok\n").into_response(),
