@@ -2,8 +2,9 @@
 //!
 //! A reader task keeps the HTTP body flowing no matter how slow the sinks are:
 //! it splits lines, handles keep-alives and control messages, and pushes every
-//! line into a [`SpillQueue`]. A forwarder normalizes, drops duplicates by id,
-//! and feeds the pipeline. Reconnects follow X's documented back-off classes.
+//! line into a [`SpillQueue`] (and, with the disk buffer, the write-ahead log
+//! first). The forwarder (`twitter/forward.rs`) normalizes, drops duplicates by
+//! id, and feeds the pipeline. Reconnects follow X's documented back-off classes.
 
 use std::sync::Arc;
 use std::time::Duration;
