@@ -229,10 +229,11 @@ pub async fn run<S: Source>(
     };
     let stop = shutdown.child_token();
     let (tx, rx) = mpsc::channel(pipeline::SOURCE_CHANNEL_CAPACITY);
+    let out = sources::SourceOutput::new(tx, counters.clone(), dead_letters.clone());
     let source_run = {
         let (monitor, stop) = (monitor.clone(), stop.clone());
         async move {
-            let result = source.run(ctx, tx, stop).await;
+            let result = source.run(ctx, out, stop).await;
             monitor.source_ended(result.as_ref().err().map(ToString::to_string));
             result
         }

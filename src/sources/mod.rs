@@ -6,22 +6,24 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::pipeline::SourceBatch;
 use crate::record::NormalizeOptions;
 use crate::state::DeadLetters;
 
 pub mod kafka;
 pub mod lines;
+pub mod output;
 pub mod redelivery;
 pub mod replay;
+pub mod seen;
 pub mod spill;
 pub mod telegram;
 pub mod twitter;
 pub mod wal;
 pub mod webhook_server;
+
+pub use output::{Origin, SourceOutput, Tracked, received_now};
 
 /// Which platform raw input is from (`--platform`, `platform =`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -138,11 +140,12 @@ pub trait Source: Send + 'static {
     /// The source's name in logs and the summary.
     fn name(&self) -> &'static str;
 
-    /// Runs until the input ends or `shutdown` is cancelled, sending batches to `out`.
+    /// Runs until the input ends or `shutdown` is cancelled, sending batches
+    /// (and dead letters) through `out`.
     fn run(
         self,
         ctx: SourceContext,
-        out: mpsc::Sender<SourceBatch>,
+        out: SourceOutput,
         shutdown: CancellationToken,
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
 }

@@ -14,19 +14,22 @@ use std::sync::Arc;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use super::InputPlatform;
 use super::lines::{Line, LineSplitter};
-use super::{Source, SourceContext, SourceCounters, SourceError, telegram, twitter};
-use crate::pipeline::SourceBatch;
-use crate::record::{NormalizeError, Normalized, Record, rfc3339, trim_line};
+use super::{
+    Origin, Source, SourceContext, SourceCounters, SourceError, SourceOutput, received_now,
+    telegram, twitter,
+};
+use crate::record::{NormalizeError, Normalized, Record, trim_line};
 
 const CHUNK_BYTES: usize = 256 * 1024;
-/// Malformed lines logged one by one before the source only counts them.
-const MALFORMED_LOGGED: u64 = 10;
+const ORIGIN: Origin = Origin {
+    label: "replay",
+    item: "input line",
+};
 
 /// Replays JSONL from a file or stdin.
 #[derive(Debug)]
@@ -80,11 +83,11 @@ pub fn normalize(
 /// Turns lines into batches; reports what it cannot use.
 struct LineHandler<'a> {
     ctx: &'a SourceContext,
+    out: &'a SourceOutput,
     platform: InputPlatform,
     max_line_bytes: usize,
     received_at: Arc<str>,
     batch: Vec<Arc<Record>>,
-    malformed: u64,
     error: Option<SourceError>,
 }
 
@@ -116,35 +119,57 @@ impl LineHandler<'_> {
     }
 
     fn reject(&mut self, reason: &str, input: &[u8], len: usize) {
-        self.malformed += 1;
-        SourceCounters::add(&self.ctx.counters.malformed, 1);
-        if self.malformed <= MALFORMED_LOGGED {
-            warn!(
-                error = reason,
-                bytes = len,
-                "unusable input line dead-lettered"
-            );
-        } else if self.malformed == MALFORMED_LOGGED + 1 {
-            warn!(
-                "more unusable lines; counting them silently from now on (see the summary and the dead-letter file)"
-            );
-        }
-        if let Err(e) = self
-            .ctx
-            .dead_letters
-            .source_input("replay", reason, input, len)
-        {
+        if let Err(e) = self.out.dead_letter(ORIGIN, reason, input, len) {
             self.error.get_or_insert(e.into());
         }
     }
 
-    async fn send(&mut self, out: &mpsc::Sender<SourceBatch>) -> bool {
-        if self.batch.is_empty() {
-            return true;
+    /// Splits a chunk of input into lines and handles them, stamped now.
+    fn chunk(&mut self, splitter: &mut LineSplitter, bytes: &[u8]) {
+        self.received_at = received_now();
+        splitter.push(bytes, |l| self.line(l));
+    }
+
+    /// Sends what the lines so far produced; false once the pipeline is gone.
+    async fn send(&mut self) -> bool {
+        self.out.send(std::mem::take(&mut self.batch)).await
+    }
+
+    /// What a writer put in the pipe before the stop was received: deliver it.
+    /// Only that much: a writer that keeps writing (`yes`, a 90 MB `cat`)
+    /// must not keep the run reading after a stop or a record limit.
+    async fn drain(&mut self, p: &PipeReader, splitter: &mut LineSplitter, buf: &mut [u8]) -> bool {
+        let mut left = p.available();
+        let mut drained = 0usize;
+        while left > 0 {
+            let want = left.min(buf.len());
+            let n = match p.try_read(&mut buf[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            left -= n;
+            drained += n;
+            self.chunk(splitter, &buf[..n]);
+            if !self.send().await {
+                return false;
+            }
         }
-        let records = std::mem::take(&mut self.batch);
-        SourceCounters::add(&self.ctx.counters.records, records.len() as u64);
-        out.send(SourceBatch::new(records)).await.is_ok()
+        debug!(bytes = drained, "drained standard input on stop");
+        true
+    }
+
+    /// A line still without its newline at a stop may be unfinished: keep it as a dead letter.
+    fn reject_unfinished(&mut self, splitter: &mut LineSplitter) {
+        splitter.finish(|l| match l {
+            Line::Complete(bytes) => self.reject(
+                "incomplete line at stop (no newline yet)",
+                bytes,
+                bytes.len(),
+            ),
+            Line::Oversized { len, prefix } => {
+                self.reject("incomplete oversized line at stop", prefix, len)
+            }
+        });
     }
 }
 
@@ -222,6 +247,37 @@ enum Input {
     Stream(Box<dyn AsyncRead + Unpin + Send>),
 }
 
+impl ReplaySource {
+    fn describe(&self) -> String {
+        if self.is_stdin() {
+            "standard input".to_owned()
+        } else {
+            self.input.display().to_string()
+        }
+    }
+
+    async fn open(&self) -> std::io::Result<Input> {
+        Ok(if self.is_stdin() {
+            if stdin_is_pipe_or_socket() {
+                Input::Pipe(PipeReader::new(std::io::stdin().as_raw_fd())?)
+            } else {
+                Input::Stream(Box::new(tokio::io::stdin()))
+            }
+        } else {
+            Input::Stream(Box::new(tokio::fs::File::open(&self.input).await?))
+        })
+    }
+}
+
+impl Input {
+    async fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Input::Pipe(p) => p.read(buf).await,
+            Input::Stream(s) => s.read(buf).await,
+        }
+    }
+}
+
 impl Source for ReplaySource {
     fn name(&self) -> &'static str {
         "replay"
@@ -230,38 +286,24 @@ impl Source for ReplaySource {
     async fn run(
         self,
         ctx: SourceContext,
-        out: mpsc::Sender<SourceBatch>,
+        out: SourceOutput,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
-        let what = if self.is_stdin() {
-            "standard input".to_owned()
-        } else {
-            self.input.display().to_string()
-        };
+        let what = self.describe();
         let read_err = |source| SourceError::Read {
             what: what.clone(),
             source,
         };
-        let mut input = if self.is_stdin() {
-            if stdin_is_pipe_or_socket() {
-                Input::Pipe(PipeReader::new(std::io::stdin().as_raw_fd()).map_err(read_err)?)
-            } else {
-                Input::Stream(Box::new(tokio::io::stdin()))
-            }
-        } else {
-            Input::Stream(Box::new(
-                tokio::fs::File::open(&self.input).await.map_err(read_err)?,
-            ))
-        };
+        let mut input = self.open().await.map_err(read_err)?;
         info!(input = %what, platform = ?self.platform, "replaying");
         let mut splitter = LineSplitter::new(self.max_line_bytes);
         let mut handler = LineHandler {
             ctx: &ctx,
+            out: &out,
             platform: self.platform,
             max_line_bytes: self.max_line_bytes,
             received_at: Arc::from(""),
             batch: Vec::new(),
-            malformed: 0,
             error: None,
         };
         let mut buf = vec![0u8; CHUNK_BYTES];
@@ -270,68 +312,35 @@ impl Source for ReplaySource {
             let n = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => { stopped = true; break; }
-                n = async {
-                    match &mut input {
-                        Input::Pipe(p) => p.read(&mut buf).await,
-                        Input::Stream(s) => s.read(&mut buf).await,
-                    }
-                } => n.map_err(read_err)?,
+                n = input.read(&mut buf) => n.map_err(read_err)?,
             };
             if n == 0 {
                 break;
             }
-            handler.received_at = rfc3339(chrono::Utc::now()).into();
-            splitter.push(&buf[..n], |l| handler.line(l));
+            handler.chunk(&mut splitter, &buf[..n]);
             if let Some(e) = handler.error.take() {
                 return Err(e);
             }
-            if !handler.send(&out).await {
+            if !handler.send().await {
                 return Ok(());
             }
         }
         if stopped {
-            // What a writer put in the pipe before the stop was received: deliver
-            // it. Only that much: a writer that keeps writing (`yes`, a 90 MB
-            // `cat`) must not keep the run reading after a stop or a record limit.
-            if let Input::Pipe(p) = &input {
-                let mut left = p.available();
-                let mut drained = 0usize;
-                while left > 0 {
-                    let want = left.min(buf.len());
-                    let n = match p.try_read(&mut buf[..want]) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => n,
-                    };
-                    left -= n;
-                    drained += n;
-                    handler.received_at = rfc3339(chrono::Utc::now()).into();
-                    splitter.push(&buf[..n], |l| handler.line(l));
-                    if !handler.send(&out).await {
-                        return Ok(());
-                    }
-                }
-                debug!(bytes = drained, "drained standard input on stop");
+            if let Input::Pipe(p) = &input
+                && !handler.drain(p, &mut splitter, &mut buf).await
+            {
+                return Ok(());
             }
-            // A line still without its newline may be unfinished: keep it as a dead letter.
-            splitter.finish(|l| match l {
-                Line::Complete(bytes) => handler.reject(
-                    "incomplete line at stop (no newline yet)",
-                    bytes,
-                    bytes.len(),
-                ),
-                Line::Oversized { len, prefix } => {
-                    handler.reject("incomplete oversized line at stop", prefix, len)
-                }
-            });
+            handler.reject_unfinished(&mut splitter);
         } else if splitter.partial_len() > 0 {
             // The input's last line has no newline: take it as it is.
-            handler.received_at = rfc3339(chrono::Utc::now()).into();
+            handler.received_at = received_now();
             splitter.finish(|l| handler.line(l));
         }
         if let Some(e) = handler.error.take() {
             return Err(e);
         }
-        handler.send(&out).await;
+        handler.send().await;
         info!(input = %what, stopped, "replay finished");
         Ok(())
     }

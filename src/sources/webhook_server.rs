@@ -134,30 +134,7 @@ pub async fn serve(
         addr: listen.to_owned(),
         source,
     };
-    let acceptor = match tls {
-        Some(tls) => {
-            let loaded = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                .await
-                .map_err(|e| {
-                    listen_err(std::io::Error::new(
-                        e.kind(),
-                        format!(
-                            "TLS certificate {} / key {}: {e}",
-                            tls.cert.display(),
-                            tls.key.display()
-                        ),
-                    ))
-                })?;
-            // The server speaks HTTP/1.1 only (its timeouts are HTTP/1's): offer no h2.
-            let mut config = (*loaded.get_inner()).clone();
-            config.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Some(
-                RustlsAcceptor::new(RustlsConfig::from_config(Arc::new(config)))
-                    .handshake_timeout(limits.header_read_timeout),
-            )
-        }
-        None => None,
-    };
+    let acceptor = tls_acceptor(tls, &limits).await.map_err(listen_err)?;
     let listener = TcpListener::bind(listen).await.map_err(listen_err)?;
     let addr = listener.local_addr().map_err(listen_err)?;
     let scheme = if acceptor.is_some() {
@@ -215,6 +192,41 @@ pub async fn serve(
         }
     }
     drop(listener);
+    drain(connections, limits.drain_timeout).await;
+    Ok(())
+}
+
+/// The TLS acceptor for `tls` (HTTP/1.1 only), or none for plain HTTP.
+async fn tls_acceptor(
+    tls: Option<&TlsFiles>,
+    limits: &ServerLimits,
+) -> std::io::Result<Option<RustlsAcceptor>> {
+    let Some(tls) = tls else {
+        return Ok(None);
+    };
+    let loaded = RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "TLS certificate {} / key {}: {e}",
+                    tls.cert.display(),
+                    tls.key.display()
+                ),
+            )
+        })?;
+    // The server speaks HTTP/1.1 only (its timeouts are HTTP/1's): offer no h2.
+    let mut config = (*loaded.get_inner()).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(
+        RustlsAcceptor::new(RustlsConfig::from_config(Arc::new(config)))
+            .handshake_timeout(limits.header_read_timeout),
+    ))
+}
+
+/// Waits at most `timeout` for the requests in progress, then closes the rest.
+async fn drain(mut connections: JoinSet<()>, timeout: Duration) {
     let open = connections.len();
     if open > 0 {
         debug!(
@@ -222,19 +234,18 @@ pub async fn serve(
             "webhook stopped accepting; draining requests in progress"
         );
     }
-    let drained = tokio::time::timeout(limits.drain_timeout, async {
+    let drained = tokio::time::timeout(timeout, async {
         while connections.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
         warn!(
             open = connections.len(),
-            timeout_secs = limits.drain_timeout.as_secs_f64(),
+            timeout_secs = timeout.as_secs_f64(),
             "webhook connections still open after the shutdown timeout; closing them"
         );
         connections.shutdown().await;
     }
-    Ok(())
 }
 
 /// Answers a connection there is no room for: a plain-HTTP 503 when the socket
@@ -575,6 +586,16 @@ impl PerClientLimit {
             false
         }
     }
+}
+
+/// 503 with `Retry-After`: not confirmed by the sinks (yet), so deliver it again.
+pub fn retry_later() -> axum::response::Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        "not confirmed by every sink yet; retry\n",
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -65,9 +65,11 @@ impl Source for KafkaSource {
     async fn run(
         self,
         ctx: SourceContext,
-        out: mpsc::Sender<SourceBatch>,
+        out: crate::sources::SourceOutput,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
+        // The Kafka source keeps its own offset bookkeeping (offsets.rs) over the raw channel.
+        let out = out.into_sender();
         let s = self.settings;
         let (signal_tx, signals) = mpsc::unbounded_channel();
         let consumer: Arc<KafkaConsumer> = Arc::new(

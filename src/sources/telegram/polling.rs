@@ -3,20 +3,20 @@
 //! filtered out by `--chat-id` are confirmed with them). A lock file per bot
 //! keeps a second run from polling the same bot.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::api::{TelegramApi, TelegramError};
 use super::update_to_record;
-use crate::pipeline::{Outcome, SourceBatch};
-use crate::record::{Record, rfc3339};
+use crate::pipeline::Outcome;
 use crate::retry::Backoff;
-use crate::sources::{Source, SourceContext, SourceCounters, SourceError};
+use crate::sources::{
+    Origin, Source, SourceContext, SourceCounters, SourceError, SourceOutput, Tracked, received_now,
+};
 use crate::state::{Checkpoint, LockFile, secret_fingerprint};
 
 /// Longest long-poll Telegram allows.
@@ -53,6 +53,11 @@ pub enum PollingError {
     NotConfirmed { offset: i64, last_update_id: i64 },
 }
 
+const ORIGIN: Origin = Origin {
+    label: "telegram",
+    item: "update",
+};
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Saved {
     /// The next offset to ask for: every update below it is confirmed.
@@ -73,7 +78,7 @@ impl Source for TelegramPolling {
     async fn run(
         self,
         ctx: SourceContext,
-        out: mpsc::Sender<SourceBatch>,
+        out: SourceOutput,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         let bot = secret_fingerprint(self.api.token().expose());
@@ -112,78 +117,24 @@ impl Source for TelegramPolling {
 }
 
 impl TelegramPolling {
+    /// Polls, sends each poll's records and waits for their ack, and moves the
+    /// offset to what the sinks confirmed.
     async fn poll(
         &self,
         ctx: &SourceContext,
-        out: &mpsc::Sender<SourceBatch>,
+        out: &SourceOutput,
         shutdown: &CancellationToken,
         checkpoint: &Checkpoint,
         offset: &mut i64,
         timeout: u32,
     ) -> Result<(), SourceError> {
-        let mut backoff_attempt = 0u32;
-        let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+        let mut failures = 0u32;
         loop {
-            if shutdown.is_cancelled() {
+            let Some(updates) = self
+                .next_updates(ctx, shutdown, *offset, timeout, &mut failures)
+                .await?
+            else {
                 return Ok(());
-            }
-            let polled = tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                r = self.api.get_updates(*offset, MAX_LIMIT, timeout, &self.config.allowed_updates) => r,
-            };
-            SourceCounters::add(&ctx.counters.connections, 1);
-            let updates = match polled {
-                Ok(u) => {
-                    backoff_attempt = 0;
-                    SourceCounters::add(&ctx.counters.connected, 1);
-                    u
-                }
-                Err(e) => {
-                    let wait = match &e {
-                        TelegramError::Api {
-                            code: 401 | 404,
-                            description,
-                            ..
-                        } => {
-                            return Err(PollingError::Unauthorized {
-                                code: e.code().unwrap_or(401),
-                                description: description.clone(),
-                            }
-                            .into());
-                        }
-                        TelegramError::Api {
-                            code: 409,
-                            description,
-                            ..
-                        } => {
-                            let info = self.api.webhook_info().await.unwrap_or_default();
-                            if !info.url.is_empty() {
-                                return Err(PollingError::WebhookSet { url: info.url }.into());
-                            }
-                            return Err(PollingError::OtherPoller(description.clone()).into());
-                        }
-                        TelegramError::Api {
-                            code: 429,
-                            retry_after,
-                            ..
-                        } => Duration::from_secs(retry_after.unwrap_or(5)),
-                        _ => {
-                            backoff_attempt += 1;
-                            backoff.delay(backoff_attempt)
-                        }
-                    };
-                    ctx.counters.reconnected(match &e {
-                        TelegramError::Api { code: 429, .. } => "rate_limited",
-                        TelegramError::Network { .. } => "network_error",
-                        _ => "http_error",
-                    });
-                    warn!(error = %e, wait_ms = wait.as_millis() as u64, "getUpdates failed; waiting");
-                    tokio::select! {
-                        _ = shutdown.cancelled() => return Ok(()),
-                        _ = tokio::time::sleep(wait) => {}
-                    }
-                    continue;
-                }
             };
             if updates.is_empty() {
                 if self.config.until_idle {
@@ -192,61 +143,19 @@ impl TelegramPolling {
                 }
                 continue;
             }
-            let received_at: Arc<str> = rfc3339(chrono::Utc::now()).into();
-            let mut records: Vec<Arc<Record>> = Vec::with_capacity(updates.len());
-            let mut record_update_ids: Vec<i64> = Vec::with_capacity(updates.len());
-            let mut last_update_id = *offset - 1;
-            for raw in &updates {
-                let bytes = raw.get().as_bytes();
-                let id = super::update_id(bytes);
-                if let Some(id) = id {
-                    last_update_id = last_update_id.max(id);
-                }
-                match update_to_record(bytes, &received_at, ctx, &self.config.chat_ids) {
-                    Ok(Some(r)) => {
-                        records.push(r);
-                        record_update_ids.push(id.unwrap_or(last_update_id));
-                    }
-                    Ok(None) => debug!(update_id = ?id, "update filtered out by --chat-id"),
-                    Err(e) => {
-                        SourceCounters::add(&ctx.counters.malformed, 1);
-                        warn!(error = %e, "unusable update dead-lettered");
-                        ctx.dead_letters.source_input(
-                            "telegram",
-                            &e.to_string(),
-                            bytes,
-                            bytes.len(),
-                        )?;
-                    }
-                }
-            }
-            let next = if records.is_empty() {
-                last_update_id + 1
-            } else {
-                let n = records.len();
-                SourceCounters::add(&ctx.counters.records, n as u64);
-                let (batch, ack) = SourceBatch::with_ack(records);
-                if out.send(batch).await.is_err() {
-                    return Ok(());
-                }
-                let Ok(ack) = ack.await else { return Ok(()) };
-                if ack.outcome != Outcome::Delivered {
-                    return Err(PollingError::NotConfirmed {
-                        offset: *offset,
-                        last_update_id,
-                    }
-                    .into());
-                }
-                if ack.accepted < n {
-                    // A record limit cut the batch: confirm only what went in.
-                    match ack.accepted.checked_sub(1).map(|i| record_update_ids[i]) {
-                        Some(id) => id + 1,
-                        None => *offset,
-                    }
-                } else {
-                    last_update_id + 1
-                }
+            let batch = self.to_batch(&updates, ctx, out, *offset)?;
+            let last_update_id = batch.end() as i64 - 1;
+            let Some(confirmed) = out.send_and_wait(batch).await else {
+                return Ok(());
             };
+            if confirmed.outcome != Outcome::Delivered {
+                return Err(PollingError::NotConfirmed {
+                    offset: *offset,
+                    last_update_id,
+                }
+                .into());
+            }
+            let next = confirmed.upto as i64;
             if next != *offset {
                 checkpoint.save(&Saved { offset: next })?;
                 ctx.counters.checkpointed();
@@ -254,5 +163,113 @@ impl TelegramPolling {
                 *offset = next;
             }
         }
+    }
+
+    /// The next `getUpdates` answer, waiting out transient failures; `None` on stop.
+    async fn next_updates(
+        &self,
+        ctx: &SourceContext,
+        shutdown: &CancellationToken,
+        offset: i64,
+        timeout: u32,
+        failures: &mut u32,
+    ) -> Result<Option<Vec<Box<RawValue>>>, SourceError> {
+        let backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
+        loop {
+            if shutdown.is_cancelled() {
+                return Ok(None);
+            }
+            let polled = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(None),
+                r = self.api.get_updates(offset, MAX_LIMIT, timeout, &self.config.allowed_updates) => r,
+            };
+            SourceCounters::add(&ctx.counters.connections, 1);
+            let e = match polled {
+                Ok(u) => {
+                    *failures = 0;
+                    SourceCounters::add(&ctx.counters.connected, 1);
+                    return Ok(Some(u));
+                }
+                Err(e) => e,
+            };
+            let wait = match &e {
+                TelegramError::Api {
+                    code: 429,
+                    retry_after,
+                    ..
+                } => Duration::from_secs(retry_after.unwrap_or(5)),
+                TelegramError::Api {
+                    code: 401 | 404 | 409,
+                    ..
+                } => {
+                    return Err(self.fatal(e).await.into());
+                }
+                _ => {
+                    *failures += 1;
+                    backoff.delay(*failures)
+                }
+            };
+            ctx.counters.reconnected(match &e {
+                TelegramError::Api { code: 429, .. } => "rate_limited",
+                TelegramError::Network { .. } => "network_error",
+                _ => "http_error",
+            });
+            warn!(error = %e, wait_ms = wait.as_millis() as u64, "getUpdates failed; waiting");
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// What a 401, 404 or 409 from `getUpdates` means for the user.
+    async fn fatal(&self, e: TelegramError) -> PollingError {
+        let code = e.code().unwrap_or(401);
+        let TelegramError::Api { description, .. } = e else {
+            unreachable!("only API errors are fatal")
+        };
+        if code != 409 {
+            return PollingError::Unauthorized { code, description };
+        }
+        let info = self.api.webhook_info().await.unwrap_or_default();
+        if !info.url.is_empty() {
+            return PollingError::WebhookSet { url: info.url };
+        }
+        PollingError::OtherPoller(description)
+    }
+
+    /// One poll's updates as records, each at its `update_id`; updates filtered
+    /// out by `--chat-id` move the offset with them, unusable ones are dead-lettered.
+    fn to_batch(
+        &self,
+        updates: &[Box<RawValue>],
+        ctx: &SourceContext,
+        out: &SourceOutput,
+        offset: i64,
+    ) -> Result<Tracked, SourceError> {
+        let received_at = received_now();
+        let mut batch = Tracked::starting_at(offset.max(0) as u64);
+        for raw in updates {
+            let bytes = raw.get().as_bytes();
+            let id = super::update_id(bytes).and_then(|id| u64::try_from(id).ok());
+            let record = match update_to_record(bytes, &received_at, ctx, &self.config.chat_ids) {
+                Ok(Some(r)) => Some(r),
+                Ok(None) => {
+                    debug!(update_id = ?id, "update filtered out by --chat-id");
+                    None
+                }
+                Err(e) => {
+                    out.dead_letter(ORIGIN, &e.to_string(), bytes, bytes.len())?;
+                    None
+                }
+            };
+            match id {
+                Some(id) => batch.push(id, record),
+                // No id to place it by: with the update before it.
+                None if record.is_some() => batch.push(batch.end().saturating_sub(1), record),
+                None => {}
+            }
+        }
+        Ok(batch)
     }
 }

@@ -2,6 +2,7 @@
 //! normalizer for stream lines.
 
 pub mod api;
+mod forward;
 pub mod normalize;
 pub mod rules;
 pub mod stream;

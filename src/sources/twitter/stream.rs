@@ -2,27 +2,27 @@
 //!
 //! A reader task keeps the HTTP body flowing no matter how slow the sinks are:
 //! it splits lines, handles keep-alives and control messages, and pushes every
-//! line into a [`SpillQueue`]. A forwarder normalizes, drops duplicates by id,
-//! and feeds the pipeline. Reconnects follow X's documented back-off classes.
+//! line into a [`SpillQueue`] (and, with the disk buffer, the write-ahead log
+//! first). The forwarder (`twitter/forward.rs`) normalizes, drops duplicates by
+//! id, and feeds the pipeline. Reconnects follow X's documented back-off classes.
 
-use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, error, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::api::{STREAM_PATH, XApi, parse_problem};
-use super::normalize::normalize_line;
-use crate::pipeline::{Ack, Outcome, SourceBatch};
-use crate::record::{Normalized, Record, rfc3339, trim_line};
+use super::forward::{Logged, ORIGIN, forward, forward_logged};
+use crate::record::trim_line;
 use crate::retry::{StreamBackoff, StreamBackoffConfig, StreamFailure};
 use crate::sources::lines::{Line, LineSplitter};
-use crate::sources::spill::{Entry, SpillConfig, SpillQueue};
-use crate::sources::wal::{Replay, SEGMENT_BYTES, Wal, WalConfig};
-use crate::sources::{Source, SourceContext, SourceCounters, SourceError};
+use crate::sources::spill::{SpillConfig, SpillQueue};
+use crate::sources::wal::{SEGMENT_BYTES, Wal, WalConfig};
+use crate::sources::{
+    Source, SourceContext, SourceCounters, SourceError, SourceOutput, received_now,
+};
 use crate::state::{LockFile, secret_fingerprint};
 
 /// Default `tweet.fields`: what the record needs.
@@ -31,8 +31,6 @@ pub const DEFAULT_TWEET_FIELDS: &str = "created_at,lang,author_id,conversation_i
 pub const DEFAULT_EXPANSIONS: &str = "author_id";
 /// Default `user.fields`.
 pub const DEFAULT_USER_FIELDS: &str = "name,username";
-/// Records per batch handed to the pipeline.
-const BATCH_RECORDS: usize = 1000;
 
 /// Where received lines wait for the sinks' confirmation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -89,51 +87,6 @@ pub struct TwitterSource {
     pub config: StreamConfig,
 }
 
-/// A bounded window of recently seen ids (X ids are numbers: kept as `u64`).
-struct RecentIds {
-    set: HashSet<IdKey>,
-    order: VecDeque<IdKey>,
-    capacity: usize,
-}
-
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum IdKey {
-    Num(u64),
-    Text(Box<str>),
-}
-
-impl RecentIds {
-    fn new(capacity: usize) -> Self {
-        RecentIds {
-            set: HashSet::new(),
-            order: VecDeque::new(),
-            capacity,
-        }
-    }
-
-    /// True if `id` is new (and remembers it).
-    fn insert(&mut self, id: &str) -> bool {
-        if self.capacity == 0 {
-            return true;
-        }
-        let key = match id.strip_prefix("twitter:").unwrap_or(id).parse::<u64>() {
-            Ok(n) => IdKey::Num(n),
-            Err(_) => IdKey::Text(id.into()),
-        };
-        if self.set.contains(&key) {
-            return false;
-        }
-        if self.order.len() == self.capacity
-            && let Some(old) = self.order.pop_front()
-        {
-            self.set.remove(&old);
-        }
-        self.set.insert(key.clone());
-        self.order.push_back(key);
-        true
-    }
-}
-
 /// Why a connection ended.
 enum Ended {
     /// The server closed the body, a read failed, or it sent `operational-disconnect`.
@@ -152,7 +105,7 @@ impl Source for TwitterSource {
     async fn run(
         self,
         ctx: SourceContext,
-        out: mpsc::Sender<SourceBatch>,
+        out: SourceOutput,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         let spill_path = ctx
@@ -164,50 +117,26 @@ impl Source for TwitterSource {
             max_file_bytes: self.config.spill_max_bytes,
             path: spill_path,
         }));
-        // With the disk buffer, one process owns the log of this account.
-        let account = secret_fingerprint(self.api.token().expose());
-        let wal_dir = ctx.state_dir.join(format!("twitter-{account}.wal"));
-        let disk = match self.config.buffer {
-            Buffer::Memory => {
-                if crate::sources::wal::holds_lines(&wal_dir) {
-                    warn!(dir = %wal_dir.display(), "an earlier run with buffer = \"disk\" left unconfirmed lines in its write-ahead log: run with --buffer disk to deliver them");
-                }
-                None
-            }
-            Buffer::Disk => {
-                let lock = LockFile::acquire(
-                    ctx.state_dir.join(format!("twitter-{account}.lock")),
-                    "this X account with a disk buffer",
-                )?;
-                let (wal, replay) = Wal::open(WalConfig {
-                    dir: wal_dir,
-                    segment_bytes: SEGMENT_BYTES,
-                })?;
-                // Taken before the reader starts appending: the number of its first line.
-                let live_start = wal.next_seq();
-                Some((lock, wal, replay, live_start))
-            }
-        };
-        let wal = disk.as_ref().map(|(_, wal, _, _)| wal.clone());
+        let disk = self.open_disk_buffer(&ctx)?;
+        let wal = disk.as_ref().map(|(_, logged)| logged.wal.clone());
         let window = self.config.dedupe_window;
         // The connection opens at once (X does not resend what is missed while
         // the backlog drains); the recovered lines still enter the pipeline
         // before any new one, as the forwarder sends them first.
         let reader = {
-            let (queue, ctx, shutdown, wal) =
-                (queue.clone(), ctx.clone(), shutdown.clone(), wal.clone());
+            let reader = StreamReader {
+                config: self.config,
+                queue: queue.clone(),
+                wal: wal.clone(),
+                ctx: ctx.clone(),
+                out: out.clone(),
+                shutdown: shutdown.clone(),
+            };
+            let api = self.api;
             tokio::spawn(
                 async move {
-                    let result = read_stream(
-                        &self.api,
-                        &self.config,
-                        &queue,
-                        wal.as_deref(),
-                        &ctx,
-                        &shutdown,
-                    )
-                    .await;
-                    queue.close();
+                    let result = reader.read_stream(&api).await;
+                    reader.queue.close();
                     result
                 }
                 .instrument(tracing::Span::current()),
@@ -215,11 +144,11 @@ impl Source for TwitterSource {
         };
         let forwarded = match disk {
             None => forward(&queue, &ctx, &out, window).await,
-            Some((lock, wal, replay, live_start)) => {
-                let result =
-                    forward_logged(&queue, &ctx, out, window, &wal, replay, live_start).await;
-                let closing = wal.clone();
-                let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+            Some((lock, logged)) => {
+                let result = forward_logged(&queue, &ctx, out, window, logged).await;
+                if let Some(closing) = wal {
+                    let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+                }
                 drop(lock);
                 result
             }
@@ -238,190 +167,231 @@ impl Source for TwitterSource {
     }
 }
 
-/// Normalizes lines and drops duplicates by id; returns the records and, for
-/// each, the index of its line. Unusable lines go to the dead letters.
-fn normalize_entries(
-    entries: &[Entry],
-    ctx: &SourceContext,
-    recent: &mut RecentIds,
-) -> Result<(Vec<Arc<Record>>, Vec<usize>), SourceError> {
-    let mut batch: Vec<Arc<Record>> = Vec::with_capacity(entries.len());
-    let mut index = Vec::with_capacity(entries.len());
-    for (i, (received_at, line)) in entries.iter().enumerate() {
-        match normalize_line(line, received_at, &ctx.normalize) {
-            Ok(Normalized::Record(r)) => {
-                if recent.insert(&r.id) {
-                    batch.push(Arc::from(r));
-                    index.push(i);
-                } else {
-                    SourceCounters::add(&ctx.counters.duplicates, 1);
-                    debug!(id = %r.id, "duplicate dropped");
-                }
+impl TwitterSource {
+    /// With the disk buffer, one process owns the log of this account: its
+    /// lock and the log. Without it, a warning if an earlier run left lines.
+    fn open_disk_buffer(
+        &self,
+        ctx: &SourceContext,
+    ) -> Result<Option<(LockFile, Logged)>, SourceError> {
+        let account = secret_fingerprint(self.api.token().expose());
+        let wal_dir = ctx.state_dir.join(format!("twitter-{account}.wal"));
+        if self.config.buffer == Buffer::Memory {
+            if crate::sources::wal::holds_lines(&wal_dir) {
+                warn!(dir = %wal_dir.display(), "an earlier run with buffer = \"disk\" left unconfirmed lines in its write-ahead log: run with --buffer disk to deliver them");
             }
-            Ok(Normalized::Control(_)) | Ok(Normalized::Nothing) => {}
-            Err(e) => {
-                SourceCounters::add(&ctx.counters.malformed, 1);
-                warn!(error = %e, "unusable stream line dead-lettered");
-                ctx.dead_letters
-                    .source_input("twitter", &e.to_string(), line, line.len())?;
-            }
+            return Ok(None);
         }
-    }
-    SourceCounters::add(&ctx.counters.records, batch.len() as u64);
-    Ok((batch, index))
-}
-
-/// Queue → normalize → dedupe → pipeline, until the reader is done and the queue is empty.
-async fn forward(
-    queue: &SpillQueue,
-    ctx: &SourceContext,
-    out: &mpsc::Sender<SourceBatch>,
-    window: usize,
-) -> Result<(), SourceError> {
-    let mut recent = RecentIds::new(window);
-    while let Some(entries) = queue.pop(BATCH_RECORDS).await? {
-        let (batch, _) = normalize_entries(&entries, ctx, &mut recent)?;
-        if batch.is_empty() {
-            continue;
-        }
-        if out.send(SourceBatch::new(batch)).await.is_err() {
-            break;
-        }
-    }
-    Ok(())
-}
-
-/// One batch of logged lines on its way: the log numbers of its records, the
-/// number after its last line, and its ack (none when no line became a record).
-struct InFlight {
-    record_seqs: Vec<u64>,
-    end: u64,
-    ack: Option<oneshot::Receiver<Ack>>,
-}
-
-/// [`forward`] for the disk buffer: first the lines the log recovered, then
-/// the queue (whose lines the reader logged, numbered on from the log's end);
-/// every batch carries an ack, and the log's confirmed mark follows the acks in order.
-async fn forward_logged(
-    queue: &SpillQueue,
-    ctx: &SourceContext,
-    out: mpsc::Sender<SourceBatch>,
-    window: usize,
-    wal: &Arc<Wal>,
-    mut replay: Replay,
-    live_start: u64,
-) -> Result<(), SourceError> {
-    let (inflight_tx, inflight_rx) = mpsc::unbounded_channel::<InFlight>();
-    let confirmer = tokio::spawn(confirm_in_order(wal.clone(), inflight_rx));
-    let mut recent = RecentIds::new(window);
-    let send = async |entries: Vec<Entry>, seqs: Vec<u64>, recent: &mut RecentIds| {
-        let Some(&last) = seqs.last() else {
-            return Ok(true);
-        };
-        let (records, index) = normalize_entries(&entries, ctx, recent)?;
-        let record_seqs: Vec<u64> = index.iter().map(|&i| seqs[i]).collect();
-        let ack = if records.is_empty() {
-            None
-        } else {
-            let (batch, ack) = SourceBatch::with_ack_lingering(records);
-            if out.send(batch).await.is_err() {
-                return Ok(false);
-            }
-            Some(ack)
-        };
-        let _ = inflight_tx.send(InFlight {
-            record_seqs,
-            end: last + 1,
-            ack,
-        });
-        Ok::<bool, SourceError>(true)
-    };
-    let result = async {
-        let recovered = replay.remaining();
-        let mut open = true;
-        while open {
-            let batch = replay.next_batch(BATCH_RECORDS)?;
-            if batch.is_empty() {
-                break;
-            }
-            let (seqs, entries): (Vec<u64>, Vec<Entry>) = batch.into_iter().unzip();
-            open = send(entries, seqs, &mut recent).await?;
-        }
-        if recovered > 0 && open {
-            info!(lines = recovered, "the recovered lines are in the pipeline");
-        }
-        let mut next = live_start;
-        while open && let Some(entries) = queue.pop(BATCH_RECORDS).await? {
-            let seqs: Vec<u64> = (next..next + entries.len() as u64).collect();
-            next += entries.len() as u64;
-            open = send(entries, seqs, &mut recent).await?;
-        }
-        Ok(())
-    }
-    .await;
-    drop(inflight_tx);
-    drop(out);
-    if let Err(e) = confirmer.await {
-        error!(error = %e, "the write-ahead log confirmer failed");
-    }
-    result
-}
-
-/// Awaits the acks in order and moves the log's confirmed mark; stops moving
-/// it at the first batch not wholly confirmed (a later run delivers the rest again).
-async fn confirm_in_order(wal: Arc<Wal>, mut rx: mpsc::UnboundedReceiver<InFlight>) {
-    let mut stuck = false;
-    while let Some(batch) = rx.recv().await {
-        if stuck {
-            continue;
-        }
-        let upto = match batch.ack {
-            None => batch.end,
-            Some(ack) => match ack.await {
-                Ok(Ack {
-                    accepted,
-                    outcome: Outcome::Delivered | Outcome::DeadLettered,
-                }) => match batch.record_seqs.get(accepted) {
-                    None => batch.end,
-                    // A record limit cut the batch: the rest waits for the next run.
-                    Some(&first_left) => {
-                        stuck = true;
-                        first_left
-                    }
-                },
-                Ok(Ack {
-                    outcome: Outcome::Lost,
-                    ..
-                }) => {
-                    error!(
-                        "records were lost (the dead-letter file cannot be written): they stay in the write-ahead log for the next run"
-                    );
-                    stuck = true;
-                    continue;
-                }
-                Err(_) => {
-                    stuck = true;
-                    continue;
-                }
+        let lock = LockFile::acquire(
+            ctx.state_dir.join(format!("twitter-{account}.lock")),
+            "this X account with a disk buffer",
+        )?;
+        let (wal, replay) = Wal::open(WalConfig {
+            dir: wal_dir,
+            segment_bytes: SEGMENT_BYTES,
+        })?;
+        // Taken before the reader starts appending: the number of its first line.
+        let live_start = wal.next_seq();
+        Ok(Some((
+            lock,
+            Logged {
+                wal,
+                replay,
+                live_start,
             },
-        };
-        wal.confirm(upto);
+        )))
     }
 }
 
-/// The connect / read / back off loop.
-async fn read_stream(
-    api: &XApi,
-    config: &StreamConfig,
-    queue: &SpillQueue,
-    wal: Option<&Wal>,
-    ctx: &SourceContext,
-    shutdown: &CancellationToken,
-) -> Result<(), SourceError> {
-    if config.reset_connections {
-        info!("closing every streaming connection of the app (--reset-connections)");
-        api.reset_connections().await?;
+/// The reader task: connects, reads lines into the queue (and the log first).
+struct StreamReader {
+    config: StreamConfig,
+    queue: Arc<SpillQueue>,
+    wal: Option<Arc<Wal>>,
+    ctx: SourceContext,
+    out: SourceOutput,
+    shutdown: CancellationToken,
+}
+
+/// What one connection attempt calls for next.
+enum Next {
+    Stop,
+    /// Reconnect at once (a stall or a drop after a good connection).
+    Reconnect,
+    /// Back off by this class first.
+    Wait(StreamFailure, String),
+}
+
+impl StreamReader {
+    /// The connect / read / back off loop.
+    async fn read_stream(&self, api: &XApi) -> Result<(), SourceError> {
+        let config = &self.config;
+        if config.reset_connections {
+            info!("closing every streaming connection of the app (--reset-connections)");
+            api.reset_connections().await?;
+        }
+        let query = stream_query(config);
+        let mut backoff = StreamBackoff::new(config.backoff);
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Ok(());
+            }
+            let (class, reason) = match self.connect_once(api, &query, &mut backoff).await? {
+                Next::Stop => return Ok(()),
+                Next::Reconnect => continue,
+                Next::Wait(class, reason) => (class, reason),
+            };
+            self.ctx.counters.reconnected(match class {
+                StreamFailure::Network => "network_error",
+                StreamFailure::Http => "http_error",
+                StreamFailure::RateLimited => "rate_limited",
+            });
+            let delay = backoff.next(class);
+            warn!(class = class.as_str(), reason = %reason, wait_ms = delay.as_millis() as u64, "cannot connect to the stream; backing off");
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
     }
+
+    /// One connection: open it, read it until it ends, and say what comes next.
+    async fn connect_once(
+        &self,
+        api: &XApi,
+        query: &[(&str, String)],
+        backoff: &mut StreamBackoff,
+    ) -> Result<Next, SourceError> {
+        let config = &self.config;
+        SourceCounters::add(&self.ctx.counters.connections, 1);
+        let request = api
+            .http()
+            .get(api.url(STREAM_PATH))
+            .query(query)
+            .bearer_auth(api.token().expose())
+            .send();
+        let response = tokio::select! {
+            _ = self.shutdown.cancelled() => return Ok(Next::Stop),
+            r = tokio::time::timeout(config.stall_timeout.max(Duration::from_secs(1)), request) => r,
+        };
+        let resp = match response {
+            Err(_) => {
+                let reason = "no response within the stall timeout".to_owned();
+                return Ok(Next::Wait(StreamFailure::Network, reason));
+            }
+            Ok(Err(e)) => {
+                return Ok(Next::Wait(
+                    StreamFailure::Network,
+                    e.without_url().to_string(),
+                ));
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        let status = resp.status().as_u16();
+        log_rate_limits(resp.headers());
+        if status != 200 {
+            let body = resp.text().await.unwrap_or_default();
+            let (class, reason) = refused(status, &body)?;
+            return Ok(Next::Wait(class, reason));
+        }
+        backoff.reset();
+        SourceCounters::add(&self.ctx.counters.connected, 1);
+        info!("connected to the filtered stream");
+        match self.read_body(resp).await? {
+            Ended::Stopped => return Ok(Next::Stop),
+            Ended::Stalled => {
+                self.ctx.counters.reconnected("stall");
+                warn!(
+                    stall_timeout_secs = config.stall_timeout.as_secs_f64(),
+                    "the stream stalled; reconnecting at once"
+                )
+            }
+            Ended::Dropped(reason) => {
+                self.ctx.counters.reconnected("dropped");
+                warn!(reason = %reason, "the stream dropped; reconnecting at once")
+            }
+        }
+        Ok(Next::Reconnect)
+    }
+
+    async fn read_body(&self, mut resp: reqwest::Response) -> Result<Ended, SourceError> {
+        let config = &self.config;
+        let mut splitter = LineSplitter::new(config.max_line_bytes);
+        let ended = loop {
+            let chunk = tokio::select! {
+                _ = self.shutdown.cancelled() => break Ended::Stopped,
+                c = tokio::time::timeout(config.stall_timeout, resp.chunk()) => c,
+            };
+            let bytes = match chunk {
+                Err(_) => break Ended::Stalled,
+                Ok(Err(e)) => break Ended::Dropped(e.without_url().to_string()),
+                Ok(Ok(None)) => break Ended::Dropped("the server closed the stream".into()),
+                Ok(Ok(Some(b))) => b,
+            };
+            if let Some(text) = self.take_chunk(&mut splitter, &bytes).await? {
+                break Ended::Dropped(format!("operational disconnect: {text}"));
+            }
+        };
+        let partial = splitter.discard_partial();
+        if partial > 0 && !matches!(ended, Ended::Stopped) {
+            warn!(
+                bytes = partial,
+                "a line was cut by the disconnect; it was not received whole and X does not resend it (backfill_minutes can)"
+            );
+        }
+        Ok(ended)
+    }
+
+    /// Splits a chunk into lines: items go to the log and the queue, control
+    /// messages are counted, oversized lines dead-lettered. Returns the text of
+    /// an `operational-disconnect`, if one came.
+    async fn take_chunk(
+        &self,
+        splitter: &mut LineSplitter,
+        bytes: &[u8],
+    ) -> Result<Option<String>, SourceError> {
+        let counters = &self.ctx.counters;
+        let mut lines: Vec<Vec<u8>> = Vec::new();
+        let mut oversized: Vec<(usize, Vec<u8>)> = Vec::new();
+        splitter.push(bytes, |l| match l {
+            Line::Complete(l) => lines.push(l.to_vec()),
+            Line::Oversized { len, prefix } => oversized.push((len, prefix.to_vec())),
+        });
+        let received_at = received_now();
+        let mut reconnect = None;
+        let mut items: Vec<Vec<u8>> = Vec::with_capacity(lines.len());
+        for line in lines {
+            match classify(&line) {
+                Kind::KeepAlive => {}
+                Kind::Item => items.push(line),
+                Kind::Reconnect(text) => {
+                    SourceCounters::add(&counters.control, 1);
+                    reconnect = Some(text);
+                }
+                Kind::Control(text) => {
+                    SourceCounters::add(&counters.control, 1);
+                    warn!(message = %text, "error message in the stream");
+                }
+            }
+        }
+        // The log first: a line is on disk before the pipeline can see it.
+        if let Some(wal) = &self.wal {
+            wal.append(&received_at, &items)?;
+        }
+        self.queue.push_many(&received_at, &mut items).await?;
+        for (len, prefix) in oversized {
+            let reason = format!(
+                "stream line of {len} bytes is over the limit of {} bytes",
+                self.config.max_line_bytes
+            );
+            self.out.dead_letter(ORIGIN, &reason, &prefix, len)?;
+        }
+        Ok(reconnect)
+    }
+}
+
+/// The stream request's query: the fields asked for, and the backfill.
+fn stream_query(config: &StreamConfig) -> Vec<(&'static str, String)> {
     let mut query: Vec<(&str, String)> = vec![
         ("tweet.fields", config.tweet_fields.clone()),
         ("expansions", config.expansions.clone()),
@@ -431,95 +401,31 @@ async fn read_stream(
     if let Some(m) = config.backfill_minutes.filter(|m| *m > 0) {
         query.push(("backfill_minutes", m.to_string()));
     }
-    let mut backoff = StreamBackoff::new(config.backoff);
-    loop {
-        if shutdown.is_cancelled() {
-            return Ok(());
+    query
+}
+
+/// A refused connection: the back-off class and reason, or an error when
+/// retrying cannot help.
+fn refused(status: u16, body: &str) -> Result<(StreamFailure, String), SourceError> {
+    let problem = parse_problem(body);
+    match status {
+        401 | 403 => Err(super::api::ApiError::Unauthorized {
+            status,
+            problem: Box::new(problem),
         }
-        SourceCounters::add(&ctx.counters.connections, 1);
-        let request = api
-            .http()
-            .get(api.url(STREAM_PATH))
-            .query(&query)
-            .bearer_auth(api.token().expose())
-            .send();
-        let response = tokio::select! {
-            _ = shutdown.cancelled() => return Ok(()),
-            r = tokio::time::timeout(config.stall_timeout.max(Duration::from_secs(1)), request) => r,
-        };
-        let wait = match response {
-            Err(_) => Some((
-                StreamFailure::Network,
-                "no response within the stall timeout".to_owned(),
-            )),
-            Ok(Err(e)) => Some((StreamFailure::Network, e.without_url().to_string())),
-            Ok(Ok(resp)) => {
-                let status = resp.status().as_u16();
-                log_rate_limits(resp.headers());
-                match status {
-                    200 => {
-                        backoff.reset();
-                        SourceCounters::add(&ctx.counters.connected, 1);
-                        info!("connected to the filtered stream");
-                        match read_body(resp, config, queue, wal, ctx, shutdown).await? {
-                            Ended::Stopped => return Ok(()),
-                            Ended::Stalled => {
-                                ctx.counters.reconnected("stall");
-                                warn!(
-                                    stall_timeout_secs = config.stall_timeout.as_secs_f64(),
-                                    "the stream stalled; reconnecting at once"
-                                )
-                            }
-                            Ended::Dropped(reason) => {
-                                ctx.counters.reconnected("dropped");
-                                warn!(reason = %reason, "the stream dropped; reconnecting at once")
-                            }
-                        }
-                        None
-                    }
-                    _ => {
-                        let body = resp.text().await.unwrap_or_default();
-                        let problem = parse_problem(&body);
-                        match status {
-                            401 | 403 => {
-                                return Err(super::api::ApiError::Unauthorized {
-                                    status,
-                                    problem: Box::new(problem),
-                                }
-                                .into());
-                            }
-                            409 => return Err(SourceError::NoRules),
-                            429 if problem.connection_issue.as_deref()
-                                == Some("TooManyConnections")
-                                || body.contains("TooManyConnections") =>
-                            {
-                                warn!(
-                                    "another connection holds the stream (TooManyConnections): stop it, or start with --reset-connections"
-                                );
-                                Some((StreamFailure::RateLimited, format!("HTTP 429: {problem}")))
-                            }
-                            429 => {
-                                Some((StreamFailure::RateLimited, format!("HTTP 429: {problem}")))
-                            }
-                            _ => Some((StreamFailure::Http, format!("HTTP {status}: {problem}"))),
-                        }
-                    }
-                }
+        .into()),
+        409 => Err(SourceError::NoRules),
+        429 => {
+            if problem.connection_issue.as_deref() == Some("TooManyConnections")
+                || body.contains("TooManyConnections")
+            {
+                warn!(
+                    "another connection holds the stream (TooManyConnections): stop it, or start with --reset-connections"
+                );
             }
-        };
-        if let Some((class, reason)) = wait {
-            ctx.counters.reconnected(match class {
-                StreamFailure::Network => "network_error",
-                StreamFailure::Http => "http_error",
-                StreamFailure::RateLimited => "rate_limited",
-            });
-            let delay = backoff.next(class);
-            warn!(class = class.as_str(), reason = %reason, wait_ms = delay.as_millis() as u64, "cannot connect to the stream; backing off");
-            tokio::select! {
-                _ = shutdown.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(delay) => {}
-            }
+            Ok((StreamFailure::RateLimited, format!("HTTP 429: {problem}")))
         }
+        _ => Ok((StreamFailure::Http, format!("HTTP {status}: {problem}"))),
     }
 }
 
@@ -565,89 +471,19 @@ fn classify(line: &[u8]) -> Kind {
     Kind::Item
 }
 
-async fn read_body(
-    mut resp: reqwest::Response,
-    config: &StreamConfig,
-    queue: &SpillQueue,
-    wal: Option<&Wal>,
-    ctx: &SourceContext,
-    shutdown: &CancellationToken,
-) -> Result<Ended, SourceError> {
-    let mut splitter = LineSplitter::new(config.max_line_bytes);
-    let mut lines: Vec<Vec<u8>> = Vec::new();
-    let mut oversized: Vec<(usize, Vec<u8>)> = Vec::new();
-    let ended = loop {
-        let chunk = tokio::select! {
-            _ = shutdown.cancelled() => break Ended::Stopped,
-            c = tokio::time::timeout(config.stall_timeout, resp.chunk()) => c,
-        };
-        let bytes = match chunk {
-            Err(_) => break Ended::Stalled,
-            Ok(Err(e)) => break Ended::Dropped(e.without_url().to_string()),
-            Ok(Ok(None)) => break Ended::Dropped("the server closed the stream".into()),
-            Ok(Ok(Some(b))) => b,
-        };
-        splitter.push(&bytes, |l| match l {
-            Line::Complete(l) => lines.push(l.to_vec()),
-            Line::Oversized { len, prefix } => oversized.push((len, prefix.to_vec())),
-        });
-        let received_at: Arc<str> = rfc3339(chrono::Utc::now()).into();
-        let mut reconnect = None;
-        let mut items: Vec<Vec<u8>> = Vec::with_capacity(lines.len());
-        for line in lines.drain(..) {
-            match classify(&line) {
-                Kind::KeepAlive => {}
-                Kind::Item => items.push(line),
-                Kind::Reconnect(text) => {
-                    SourceCounters::add(&ctx.counters.control, 1);
-                    reconnect = Some(text);
-                }
-                Kind::Control(text) => {
-                    SourceCounters::add(&ctx.counters.control, 1);
-                    warn!(message = %text, "error message in the stream");
-                }
-            }
-        }
-        // The log first: a line is on disk before the pipeline can see it.
-        if let Some(wal) = wal {
-            wal.append(&received_at, &items)?;
-        }
-        queue.push_many(&received_at, &mut items).await?;
-        for (len, prefix) in oversized.drain(..) {
-            SourceCounters::add(&ctx.counters.malformed, 1);
-            let reason = format!(
-                "stream line of {len} bytes is over the limit of {} bytes",
-                config.max_line_bytes
-            );
-            ctx.dead_letters
-                .source_input("twitter", &reason, &prefix, len)?;
-        }
-        if let Some(text) = reconnect {
-            break Ended::Dropped(format!("operational disconnect: {text}"));
-        }
-    };
-    let partial = splitter.discard_partial();
-    if partial > 0 && !matches!(ended, Ended::Stopped) {
-        warn!(
-            bytes = partial,
-            "a line was cut by the disconnect; it was not received whole and X does not resend it (backfill_minutes can)"
-        );
-    }
-    Ok(ended)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn recent_ids_forget_the_oldest() {
-        let mut r = RecentIds::new(2);
-        assert!(r.insert("a") && r.insert("b"));
-        assert!(!r.insert("a"));
-        assert!(r.insert("c"));
-        assert!(r.insert("a"), "a fell out of the window");
-        assert!(RecentIds::new(0).insert("x") && RecentIds::new(0).insert("x"));
+    fn refusals_are_classified() {
+        assert!(matches!(refused(409, ""), Err(SourceError::NoRules)));
+        assert!(matches!(refused(401, ""), Err(SourceError::XApi(_))));
+        assert!(matches!(
+            refused(429, "TooManyConnections"),
+            Ok((StreamFailure::RateLimited, _))
+        ));
+        assert!(matches!(refused(503, ""), Ok((StreamFailure::Http, _))));
     }
 
     #[test]

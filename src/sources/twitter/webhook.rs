@@ -24,16 +24,14 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::pipeline::{Outcome, SourceBatch};
-use crate::record::{Author, Platform, Record, Refs, rfc3339, transliterate};
+use crate::record::{Author, NormalizeOptions, Platform, Record, Refs, rfc3339, transliterate};
 use crate::secret::Secret;
-use crate::sources::redelivery::{Claim, Redeliveries};
-use crate::sources::webhook_server::{PerClientLimit, ServerLimits, TlsFiles, serve};
-use crate::sources::{Source, SourceContext, SourceCounters, SourceError};
+use crate::sources::redelivery::{Delivered, RecordOnce};
+use crate::sources::webhook_server::{PerClientLimit, ServerLimits, TlsFiles, retry_later, serve};
+use crate::sources::{Origin, Source, SourceContext, SourceError, SourceOutput, received_now};
 
 /// The signature header of Account Activity POSTs.
 pub const SIGNATURE_HEADER: &str = "x-twitter-webhooks-signature";
@@ -45,6 +43,11 @@ pub const CRC_PER_MINUTE: u32 = 10;
 pub const DEFAULT_BODY_WINDOW: usize = 100_000;
 
 type HmacSha256 = Hmac<Sha256>;
+
+const ORIGIN: Origin = Origin {
+    label: "twitter-webhook",
+    item: "webhook body",
+};
 
 /// `sha256=` + base64(HMAC-SHA256(key, message)).
 pub fn signature(key: &Secret, message: &[u8]) -> String {
@@ -106,9 +109,8 @@ pub struct ActivityWebhook {
 struct Shared {
     config: ActivityConfig,
     ctx: SourceContext,
-    out: mpsc::Sender<SourceBatch>,
     crc_limit: PerClientLimit,
-    bodies: Arc<Redeliveries<[u8; 32]>>,
+    once: RecordOnce<[u8; 32]>,
 }
 
 impl Source for ActivityWebhook {
@@ -119,7 +121,7 @@ impl Source for ActivityWebhook {
     async fn run(
         self,
         ctx: SourceContext,
-        out: mpsc::Sender<SourceBatch>,
+        out: SourceOutput,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
         let (path, listen, limits) = (
@@ -128,12 +130,12 @@ impl Source for ActivityWebhook {
             self.config.limits,
         );
         let tls = self.config.tls.clone();
+        let (window, ack_timeout) = (self.config.dedupe_window, self.config.ack_timeout);
         let shared = Arc::new(Shared {
             crc_limit: PerClientLimit::new(CRC_PER_MINUTE),
-            bodies: Redeliveries::new(self.config.dedupe_window),
+            once: RecordOnce::new(window, ack_timeout, out, ORIGIN),
             config: self.config,
             ctx,
-            out,
         });
         let app = Router::new()
             .route(&path, get(crc).post(events))
@@ -239,84 +241,93 @@ pub fn body_to_records(
         };
         for item in items {
             let raw = opts.keep_raw.then(|| item.clone());
-            let record = if kind == "tweet_create_events" {
-                let t: V1Tweet = serde_json::from_str(item.get())
-                    .map_err(|e| format!("tweet_create_events: {e}"))?;
-                let text = t
-                    .extended_tweet
-                    .and_then(|e| e.full_text)
-                    .or(t.full_text)
-                    .or(t.text);
-                Record {
-                    id: format!("twitter:{}", t.id_str),
-                    platform: Platform::Twitter,
-                    kind: "tweet".into(),
-                    text_ascii: if opts.transliterate {
-                        text.as_deref().map(transliterate)
-                    } else {
-                        None
-                    },
-                    text,
-                    created_at: t
-                        .created_at
-                        .as_deref()
-                        .and_then(|c| {
-                            chrono::DateTime::parse_from_str(c, "%a %b %d %H:%M:%S %z %Y").ok()
-                        })
-                        .map(|d| rfc3339(d.with_timezone(&chrono::Utc))),
-                    received_at: received_at.clone(),
-                    author: t.user.map(|u| Author {
-                        id: u.id_str,
-                        name: u.name,
-                        username: u.screen_name,
-                    }),
-                    chat: None,
-                    lang: t.lang,
-                    source: t.source,
-                    matching_rules: Vec::new(),
-                    tags: Vec::new(),
-                    refs: Refs {
-                        tweet_id: Some(t.id_str.clone()),
-                        conversation_id: t.in_reply_to_status_id_str,
-                        ..Refs::default()
-                    },
-                    run: opts.run.clone(),
-                    raw,
-                }
+            let mut record = if kind == "tweet_create_events" {
+                tweet_record(&item, opts).map_err(|e| format!("tweet_create_events: {e}"))?
             } else {
-                let event_id = serde_json::from_str::<serde_json::Value>(item.get())
-                    .ok()
-                    .and_then(|v| {
-                        v.get("id").map(|id| {
-                            id.as_str()
-                                .map(str::to_owned)
-                                .unwrap_or_else(|| id.to_string())
-                        })
-                    })
-                    .unwrap_or_else(|| crate::state::secret_fingerprint(item.get()));
-                Record {
-                    id: format!("twitter:activity:{for_user}:{kind}:{event_id}"),
-                    platform: Platform::Twitter,
-                    kind: "activity_event".into(),
-                    text: None,
-                    text_ascii: None,
-                    created_at: None,
-                    received_at: received_at.clone(),
-                    author: None,
-                    chat: None,
-                    lang: None,
-                    source: None,
-                    matching_rules: Vec::new(),
-                    tags: vec![kind.clone()],
-                    refs: Refs::default(),
-                    run: opts.run.clone(),
-                    raw,
-                }
+                activity_record(kind, &for_user, &item, opts)
             };
+            record.received_at = received_at.clone();
+            record.raw = raw;
             records.push(record);
         }
     }
     Ok(records)
+}
+
+/// A `tweet` record from a v1.1 tweet (`received_at` and `raw` still to set).
+fn tweet_record(item: &RawValue, opts: &NormalizeOptions) -> Result<Record, serde_json::Error> {
+    let t: V1Tweet = serde_json::from_str(item.get())?;
+    let text = t
+        .extended_tweet
+        .and_then(|e| e.full_text)
+        .or(t.full_text)
+        .or(t.text);
+    Ok(Record {
+        id: format!("twitter:{}", t.id_str),
+        platform: Platform::Twitter,
+        kind: "tweet".into(),
+        text_ascii: if opts.transliterate {
+            text.as_deref().map(transliterate)
+        } else {
+            None
+        },
+        text,
+        created_at: t
+            .created_at
+            .as_deref()
+            .and_then(|c| chrono::DateTime::parse_from_str(c, "%a %b %d %H:%M:%S %z %Y").ok())
+            .map(|d| rfc3339(d.with_timezone(&chrono::Utc))),
+        received_at: Arc::from(""),
+        author: t.user.map(|u| Author {
+            id: u.id_str,
+            name: u.name,
+            username: u.screen_name,
+        }),
+        chat: None,
+        lang: t.lang,
+        source: t.source,
+        matching_rules: Vec::new(),
+        tags: Vec::new(),
+        refs: Refs {
+            tweet_id: Some(t.id_str.clone()),
+            conversation_id: t.in_reply_to_status_id_str,
+            ..Refs::default()
+        },
+        run: opts.run.clone(),
+        raw: None,
+    })
+}
+
+/// An `activity_event` record for any other event (`received_at` and `raw` still to set).
+fn activity_record(kind: &str, for_user: &str, item: &RawValue, opts: &NormalizeOptions) -> Record {
+    let event_id = serde_json::from_str::<serde_json::Value>(item.get())
+        .ok()
+        .and_then(|v| {
+            v.get("id").map(|id| {
+                id.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| id.to_string())
+            })
+        })
+        .unwrap_or_else(|| crate::state::secret_fingerprint(item.get()));
+    Record {
+        id: format!("twitter:activity:{for_user}:{kind}:{event_id}"),
+        platform: Platform::Twitter,
+        kind: "activity_event".into(),
+        text: None,
+        text_ascii: None,
+        created_at: None,
+        received_at: Arc::from(""),
+        author: None,
+        chat: None,
+        lang: None,
+        source: None,
+        matching_rules: Vec::new(),
+        tags: vec![kind.to_owned()],
+        refs: Refs::default(),
+        run: opts.run.clone(),
+        raw: None,
+    }
 }
 
 async fn events(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -329,74 +340,22 @@ async fn events(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         )
             .into_response();
     }
-    let claim = match s.bodies.claim(Sha256::digest(&body).into()) {
-        Claim::Seen => {
-            SourceCounters::add(&s.ctx.counters.duplicates, 1);
-            return (StatusCode::OK, "already recorded\n").into_response();
-        }
-        Claim::InFlight(other) => {
-            return if other.recorded_within(s.config.ack_timeout).await {
-                SourceCounters::add(&s.ctx.counters.duplicates, 1);
-                (StatusCode::OK, "already recorded\n").into_response()
-            } else {
-                retry_later()
-            };
-        }
-        Claim::Mine(claim) => claim,
+    let make = || {
+        let records = body_to_records(&body, &received_now(), &s.ctx)?;
+        Ok(records.into_iter().map(Arc::new).collect())
     };
-    let received_at: Arc<str> = rfc3339(chrono::Utc::now()).into();
-    let records = match body_to_records(&body, &received_at, &s.ctx) {
-        Ok(r) => r,
-        Err(e) => {
-            // Kept in the dead-letter file; a resend cannot make it usable.
-            SourceCounters::add(&s.ctx.counters.malformed, 1);
-            return match s
-                .ctx
-                .dead_letters
-                .source_input("twitter-webhook", &e, &body, body.len())
-            {
-                Ok(()) => {
-                    claim.settle(true);
-                    (StatusCode::OK, "unusable body; dead-lettered\n").into_response()
-                }
-                Err(e) => {
-                    warn!(error = %e, "an unusable body could not be dead-lettered; asking X to resend it");
-                    retry_later()
-                }
-            };
+    let delivered = s
+        .once
+        .record(Sha256::digest(&body).into(), &body, make)
+        .await;
+    match delivered {
+        Delivered::Recorded => (StatusCode::OK, "ok\n").into_response(),
+        Delivered::Duplicate => (StatusCode::OK, "already recorded\n").into_response(),
+        Delivered::DeadLettered => {
+            (StatusCode::OK, "unusable body; dead-lettered\n").into_response()
         }
-    };
-    if records.is_empty() {
-        claim.settle(true);
-        return (StatusCode::OK, "ok\n").into_response();
+        Delivered::RetryLater => retry_later(),
     }
-    let n = records.len();
-    SourceCounters::add(&s.ctx.counters.records, n as u64);
-    let (batch, ack) = SourceBatch::with_ack(records.into_iter().map(Arc::new).collect());
-    if s.out.send(batch).await.is_err() {
-        return retry_later();
-    }
-    // Settled when the sinks answer, even after this request gave up.
-    let outcome = claim.in_flight();
-    tokio::spawn(async move {
-        let recorded =
-            matches!(ack.await, Ok(a) if a.accepted == n && a.outcome == Outcome::Delivered);
-        claim.settle(recorded);
-    });
-    if outcome.recorded_within(s.config.ack_timeout).await {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        retry_later()
-    }
-}
-
-fn retry_later() -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, "5")],
-        "not confirmed by every sink yet; retry\n",
-    )
-        .into_response()
 }
 
 #[cfg(test)]

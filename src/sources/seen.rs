@@ -1,0 +1,80 @@
+//! A bounded window of recently seen keys: the X stream drops a tweet seen
+//! again after a reconnect or backfill, the webhooks answer a redelivery of a
+//! recorded item at once. The oldest key leaves when the window is full.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::Hash;
+
+/// The last `capacity` keys inserted (0: remembers nothing).
+#[derive(Debug)]
+pub struct SeenWindow<K> {
+    set: HashSet<K>,
+    order: VecDeque<K>,
+    capacity: usize,
+}
+
+impl<K: Eq + Hash + Clone> SeenWindow<K> {
+    pub fn new(capacity: usize) -> Self {
+        SeenWindow {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    pub fn contains(&self, key: &K) -> bool {
+        self.set.contains(key)
+    }
+
+    /// True if `key` is new (and remembers it, forgetting the oldest when full).
+    pub fn insert(&mut self, key: K) -> bool {
+        if self.capacity == 0 {
+            return true;
+        }
+        if self.set.contains(&key) {
+            return false;
+        }
+        if self.order.len() == self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.set.insert(key.clone());
+        self.order.push_back(key);
+        true
+    }
+
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_new_once_until_it_leaves_the_window() {
+        let mut w = SeenWindow::new(2);
+        assert!(w.insert(1));
+        assert!(!w.insert(1));
+        assert!(w.insert(2));
+        assert!(w.insert(3));
+        assert_eq!(w.len(), 2);
+        assert!(!w.contains(&1));
+        assert!(w.insert(1), "forgotten, so new again");
+        assert!(w.contains(&3));
+    }
+
+    #[test]
+    fn a_zero_window_remembers_nothing() {
+        let mut w = SeenWindow::new(0);
+        assert!(w.insert("a"));
+        assert!(w.insert("a"));
+        assert!(w.is_empty());
+    }
+}

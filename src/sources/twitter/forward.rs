@@ -1,0 +1,217 @@
+//! The stream's forwarder: queue → normalize → drop duplicates by id →
+//! pipeline. With the disk buffer every batch carries the log numbers of its
+//! lines, and the log's confirmed mark follows the acks in order.
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tracing::{debug, error, info};
+
+use super::normalize::normalize_line;
+use crate::pipeline::Outcome;
+use crate::record::Normalized;
+use crate::sources::output::PendingAck;
+use crate::sources::seen::SeenWindow;
+use crate::sources::spill::{Entry, SpillQueue};
+use crate::sources::wal::{Replay, Wal};
+use crate::sources::{Origin, SourceContext, SourceCounters, SourceError, SourceOutput, Tracked};
+
+/// Records per batch handed to the pipeline.
+const BATCH_RECORDS: usize = 1000;
+
+pub(super) const ORIGIN: Origin = Origin {
+    label: "twitter",
+    item: "stream line",
+};
+
+/// A record id in the recent-id window: X ids are numbers, kept as `u64`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum IdKey {
+    Num(u64),
+    Text(Box<str>),
+}
+
+impl IdKey {
+    fn of(id: &str) -> Self {
+        match id.strip_prefix("twitter:").unwrap_or(id).parse::<u64>() {
+            Ok(n) => IdKey::Num(n),
+            Err(_) => IdKey::Text(id.into()),
+        }
+    }
+}
+
+/// Recently forwarded record ids (0: no dedupe).
+pub(super) struct RecentIds(SeenWindow<IdKey>);
+
+impl RecentIds {
+    pub(super) fn new(window: usize) -> Self {
+        RecentIds(SeenWindow::new(window))
+    }
+
+    /// True if `id` is new (and remembers it).
+    fn insert(&mut self, id: &str) -> bool {
+        self.0.insert(IdKey::of(id))
+    }
+}
+
+/// Normalizes lines at `positions` and drops duplicates by id. Unusable lines
+/// go to the dead letters.
+fn normalize_entries(
+    entries: &[Entry],
+    positions: impl IntoIterator<Item = u64>,
+    ctx: &SourceContext,
+    out: &SourceOutput,
+    recent: &mut RecentIds,
+) -> Result<Tracked, SourceError> {
+    let mut batch = Tracked::default();
+    for ((received_at, line), position) in entries.iter().zip(positions) {
+        let record = match normalize_line(line, received_at, &ctx.normalize) {
+            Ok(Normalized::Record(r)) if recent.insert(&r.id) => Some(Arc::from(r)),
+            Ok(Normalized::Record(r)) => {
+                SourceCounters::add(&ctx.counters.duplicates, 1);
+                debug!(id = %r.id, "duplicate dropped");
+                None
+            }
+            Ok(Normalized::Control(_)) | Ok(Normalized::Nothing) => None,
+            Err(e) => {
+                out.dead_letter(ORIGIN, &e.to_string(), line, line.len())?;
+                None
+            }
+        };
+        batch.push(position, record);
+    }
+    Ok(batch)
+}
+
+/// Until the reader is done and the queue is empty.
+pub(super) async fn forward(
+    queue: &SpillQueue,
+    ctx: &SourceContext,
+    out: &SourceOutput,
+    window: usize,
+) -> Result<(), SourceError> {
+    let mut recent = RecentIds::new(window);
+    while let Some(entries) = queue.pop(BATCH_RECORDS).await? {
+        let batch = normalize_entries(&entries, 0.., ctx, out, &mut recent)?;
+        if !out.send(batch.into_records()).await {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The disk buffer's write-ahead log and where its live lines start.
+pub(super) struct Logged {
+    pub wal: Arc<Wal>,
+    pub replay: Replay,
+    /// The log number of the reader's first line.
+    pub live_start: u64,
+}
+
+/// [`forward`] for the disk buffer: first the lines the log recovered, then
+/// the queue (whose lines the reader logged, numbered on from the log's end);
+/// every batch carries an ack, and the log's confirmed mark follows the acks in order.
+pub(super) async fn forward_logged(
+    queue: &SpillQueue,
+    ctx: &SourceContext,
+    out: SourceOutput,
+    window: usize,
+    logged: Logged,
+) -> Result<(), SourceError> {
+    let Logged {
+        wal,
+        mut replay,
+        live_start,
+    } = logged;
+    let (inflight_tx, inflight_rx) = mpsc::unbounded_channel::<PendingAck>();
+    let confirmer = tokio::spawn(confirm_in_order(wal, inflight_rx));
+    let mut recent = RecentIds::new(window);
+    // False once the pipeline is gone.
+    let send = async |entries: Vec<Entry>, seqs: Vec<u64>, recent: &mut RecentIds| {
+        if entries.is_empty() {
+            return Ok(true);
+        }
+        let batch = normalize_entries(&entries, seqs, ctx, &out, recent)?;
+        let Some(ack) = out.send_tracked(batch, true).await else {
+            return Ok(false);
+        };
+        let _ = inflight_tx.send(ack);
+        Ok::<bool, SourceError>(true)
+    };
+    let result = async {
+        let recovered = replay.remaining();
+        let mut open = true;
+        while open {
+            let batch = replay.next_batch(BATCH_RECORDS)?;
+            if batch.is_empty() {
+                break;
+            }
+            let (seqs, entries): (Vec<u64>, Vec<Entry>) = batch.into_iter().unzip();
+            open = send(entries, seqs, &mut recent).await?;
+        }
+        if recovered > 0 && open {
+            info!(lines = recovered, "the recovered lines are in the pipeline");
+        }
+        let mut next = live_start;
+        while open && let Some(entries) = queue.pop(BATCH_RECORDS).await? {
+            let seqs: Vec<u64> = (next..next + entries.len() as u64).collect();
+            next += entries.len() as u64;
+            open = send(entries, seqs, &mut recent).await?;
+        }
+        Ok(())
+    }
+    .await;
+    drop(inflight_tx);
+    drop(out);
+    if let Err(e) = confirmer.await {
+        error!(error = %e, "the write-ahead log confirmer failed");
+    }
+    result
+}
+
+/// Awaits the acks in order and moves the log's confirmed mark; stops moving
+/// it at the first batch not wholly confirmed (a later run delivers the rest again).
+async fn confirm_in_order(wal: Arc<Wal>, mut rx: mpsc::UnboundedReceiver<PendingAck>) {
+    let mut stuck = false;
+    while let Some(pending) = rx.recv().await {
+        if stuck {
+            continue;
+        }
+        match pending.confirmed().await {
+            Some(c) if c.outcome != Outcome::Lost => {
+                // A record limit cut the batch: the rest waits for the next run.
+                stuck = c.cut();
+                wal.confirm(c.upto);
+            }
+            Some(_) => {
+                error!(
+                    "records were lost (the dead-letter file cannot be written): they stay in the write-ahead log for the next run"
+                );
+                stuck = true;
+            }
+            None => stuck = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_ids_forget_the_oldest() {
+        let mut r = RecentIds::new(2);
+        assert!(r.insert("a") && r.insert("b"));
+        assert!(!r.insert("a"));
+        assert!(r.insert("c"));
+        assert!(r.insert("a"), "a fell out of the window");
+        assert!(RecentIds::new(0).insert("x") && RecentIds::new(0).insert("x"));
+    }
+
+    #[test]
+    fn numeric_ids_match_with_or_without_the_prefix() {
+        let mut r = RecentIds::new(4);
+        assert!(r.insert("twitter:12"));
+        assert!(!r.insert("12"));
+    }
+}
