@@ -65,69 +65,7 @@ impl Settings {
     pub fn resolve(args: &RunArgs, loaded: &LoadedConfig) -> Result<Self, ResolveError> {
         let file = &loaded.file;
         let keep_raw = !args.no_raw && file.raw.unwrap_or(true);
-        let names: Vec<String> = if args.sinks.is_empty() {
-            file.default_sinks.clone()
-        } else {
-            args.sinks.clone()
-        };
-        if names.is_empty() {
-            return Err(ResolveError::Usage(
-                "no sink: name one with --sink (for example `--sink file` or `--sink stdout`), or set `default_sinks` in the config".into(),
-            ));
-        }
-        // A bad name from `default_sinks` is the config's mistake (78, with its
-        // line); from `--sink`, a usage error (2).
-        let bad_name = |message: String| -> ResolveError {
-            if args.sinks.is_empty() {
-                loaded.error("default_sinks", message).into()
-            } else {
-                ResolveError::Usage(message)
-            }
-        };
-        let mut sinks: Vec<NamedSink> = Vec::new();
-        for name in names {
-            let name = name.trim().to_owned();
-            if sinks.iter().any(|s| s.name == name) {
-                return Err(bad_name(format!("sink `{name}` is named twice")));
-            }
-            let mut config = match file.sinks.get(&name) {
-                Some(c) => c.clone(),
-                None => match SinkConfig::defaults_for(&name) {
-                    Some(Ok(config)) => config,
-                    Some(Err(needs_table)) => return Err(bad_name(needs_table)),
-                    None => {
-                        let known: Vec<&str> = file.sinks.keys().map(String::as_str).collect();
-                        let message = format!(
-                            "unknown sink `{name}`: it is neither a [sinks.{name}] table{} nor a built-in type ({})",
-                            if known.is_empty() {
-                                String::new()
-                            } else {
-                                format!(" (the config has: {})", known.join(", "))
-                            },
-                            SinkConfig::BUILT_IN.join(", ")
-                        );
-                        return Err(bad_name(message));
-                    }
-                },
-            };
-            if let (SinkConfig::File(c), Some(path), false) = (
-                &mut config,
-                &args.built_in.file_path,
-                file.sinks.contains_key(&name),
-            ) {
-                c.path = path.clone();
-            }
-            if let (SinkConfig::Kafka(c), false) = (&mut config, file.sinks.contains_key(&name)) {
-                if let Some(brokers) = &args.built_in.kafka_brokers {
-                    c.brokers = brokers.clone();
-                }
-                if let Some(topic) = &args.built_in.kafka_topic {
-                    c.topic = topic.clone();
-                }
-            }
-            validate_sink(&name, &config, keep_raw, loaded)?;
-            sinks.push(NamedSink { name, config });
-        }
+        let sinks = resolve_sinks(args, loaded, keep_raw)?;
         let stderr_tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
         // Records on the same terminal would run into the status line.
         let records_on_tty = sinks
@@ -156,6 +94,81 @@ impl Settings {
             progress,
         })
     }
+}
+
+/// The sinks a run writes to: `--sink` names, else `default_sinks`; each a
+/// config table or a built-in type's defaults (with the built-in sinks' flags
+/// applied), validated.
+fn resolve_sinks(
+    args: &RunArgs,
+    loaded: &LoadedConfig,
+    keep_raw: bool,
+) -> Result<Vec<NamedSink>, ResolveError> {
+    let file = &loaded.file;
+    let names: Vec<String> = if args.sinks.is_empty() {
+        file.default_sinks.clone()
+    } else {
+        args.sinks.clone()
+    };
+    if names.is_empty() {
+        return Err(ResolveError::Usage(
+            "no sink: name one with --sink (for example `--sink file` or `--sink stdout`), or set `default_sinks` in the config".into(),
+        ));
+    }
+    // A bad name from `default_sinks` is the config's mistake (78, with its
+    // line); from `--sink`, a usage error (2).
+    let bad_name = |message: String| -> ResolveError {
+        if args.sinks.is_empty() {
+            loaded.error("default_sinks", message).into()
+        } else {
+            ResolveError::Usage(message)
+        }
+    };
+    let mut sinks: Vec<NamedSink> = Vec::new();
+    for name in names {
+        let name = name.trim().to_owned();
+        if sinks.iter().any(|s| s.name == name) {
+            return Err(bad_name(format!("sink `{name}` is named twice")));
+        }
+        let mut config = match file.sinks.get(&name) {
+            Some(c) => c.clone(),
+            None => match SinkConfig::defaults_for(&name) {
+                Some(Ok(config)) => config,
+                Some(Err(needs_table)) => return Err(bad_name(needs_table)),
+                None => {
+                    let known: Vec<&str> = file.sinks.keys().map(String::as_str).collect();
+                    let message = format!(
+                        "unknown sink `{name}`: it is neither a [sinks.{name}] table{} nor a built-in type ({})",
+                        if known.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (the config has: {})", known.join(", "))
+                        },
+                        SinkConfig::BUILT_IN.join(", ")
+                    );
+                    return Err(bad_name(message));
+                }
+            },
+        };
+        if let (SinkConfig::File(c), Some(path), false) = (
+            &mut config,
+            &args.built_in.file_path,
+            file.sinks.contains_key(&name),
+        ) {
+            c.path = path.clone();
+        }
+        if let (SinkConfig::Kafka(c), false) = (&mut config, file.sinks.contains_key(&name)) {
+            if let Some(brokers) = &args.built_in.kafka_brokers {
+                c.brokers = brokers.clone();
+            }
+            if let Some(topic) = &args.built_in.kafka_topic {
+                c.topic = topic.clone();
+            }
+        }
+        validate_sink(&name, &config, keep_raw, loaded)?;
+        sinks.push(NamedSink { name, config });
+    }
+    Ok(sinks)
 }
 
 impl ReplaySettings {

@@ -91,6 +91,35 @@ fn encode_source(m: &Monitor, encoder: &mut DescriptorEncoder) -> Result<(), std
             &[(src(), load(counter))],
         )?;
     }
+    encode_reconnects(m, encoder)?;
+    let checkpoint = load(&s.checkpoint_unix_secs);
+    if checkpoint > 0.0 {
+        family(
+            encoder,
+            "source_last_checkpoint_timestamp_seconds",
+            "When the source last committed a checkpoint (Unix time).",
+            MetricType::Gauge,
+            &[(src(), checkpoint)],
+        )?;
+    }
+    let failed = matches!(
+        *m.source_state.lock().unwrap_or_else(|p| p.into_inner()),
+        SourceState::Failed(_)
+    );
+    family(
+        encoder,
+        "source_up",
+        "1 while the source runs or ended cleanly, 0 once it failed.",
+        MetricType::Gauge,
+        &[(src(), if failed { 0.0 } else { 1.0 })],
+    )?;
+    Ok(())
+}
+
+/// `ingest_source_stalls_total` and `ingest_source_reconnects_total{reason}`.
+fn encode_reconnects(m: &Monitor, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let src = || vec![("source", m.source_name.to_owned())];
+    let s = &m.source;
     let reconnects = s.reconnects();
     let stalls = reconnects
         .iter()
@@ -116,27 +145,6 @@ fn encode_source(m: &Monitor, encoder: &mut DescriptorEncoder) -> Result<(), std
                 (labels, *n as f64)
             })
             .collect::<Vec<_>>(),
-    )?;
-    let checkpoint = load(&s.checkpoint_unix_secs);
-    if checkpoint > 0.0 {
-        family(
-            encoder,
-            "source_last_checkpoint_timestamp_seconds",
-            "When the source last committed a checkpoint (Unix time).",
-            MetricType::Gauge,
-            &[(src(), checkpoint)],
-        )?;
-    }
-    let failed = matches!(
-        *m.source_state.lock().unwrap_or_else(|p| p.into_inner()),
-        SourceState::Failed(_)
-    );
-    family(
-        encoder,
-        "source_up",
-        "1 while the source runs or ended cleanly, 0 once it failed.",
-        MetricType::Gauge,
-        &[(src(), if failed { 0.0 } else { 1.0 })],
     )?;
     Ok(())
 }
