@@ -43,7 +43,20 @@ fn main() -> ExitCode {
         }
     };
     let shutdown = CancellationToken::new();
-    runtime.spawn(watch_signals(shutdown.clone()));
+    // Install the handlers before any work starts: a SIGTERM that arrived
+    // before the watcher task first ran would otherwise kill the process
+    // without draining.
+    let signals = runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some((term, int)),
+            _ => None,
+        }
+    });
+    runtime.spawn(watch_signals(signals, shutdown.clone()));
     let result = runtime.block_on(ingest::app::run(cli.command, loaded, shutdown));
     // A blocking read of a terminal may still be pending: do not wait for it.
     runtime.shutdown_background();
@@ -78,12 +91,11 @@ fn init_logging(format: LogFormat) {
 }
 
 /// First SIGINT/SIGTERM: stop and deliver. Second: abort with 130.
-async fn watch_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
+async fn watch_signals(
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    shutdown: CancellationToken,
+) {
+    let Some((mut term, mut int)) = signals else {
         error!(
             "cannot install signal handlers; SIGINT/SIGTERM will kill the process without draining"
         );
