@@ -62,7 +62,33 @@ pub trait SinkType {
         None
     }
     /// Builds the sink (without connecting: that is the healthcheck's job).
-    fn build(&self, name: &str) -> Result<AnySink, BuildError>;
+    /// A type whose feature is compiled out keeps this default.
+    fn build(&self, _name: &str) -> Result<AnySink, BuildError> {
+        Err(BuildError::CompiledOut(
+            self.feature().unwrap_or(self.type_name()),
+        ))
+    }
+}
+
+/// The `SinkType` items every type writes alike: `type_name`, `common`,
+/// `format` and, with `feature`, `feature` (the feature has the type's name).
+#[macro_export]
+macro_rules! sink_type_basics {
+    ($name:literal) => {
+        fn type_name(&self) -> &'static str {
+            $name
+        }
+        $crate::common_sink_fields!();
+        fn format(&self) -> $crate::record::Format {
+            self.format
+        }
+    };
+    ($name:literal, feature) => {
+        $crate::sink_type_basics!($name);
+        fn feature(&self) -> Option<&'static str> {
+            Some($name)
+        }
+    };
 }
 
 /// `SinkType::common` for a config struct with the three common fields.

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use writer::io_error;
 
 use super::{Sink, SinkError};
-use crate::record::{Format, Record};
+use crate::record::Record;
 /// Writes JSONL files.
 pub struct FileSink {
     name: String,
@@ -99,13 +99,7 @@ fn writable(dir: &Path) -> std::io::Result<()> {
 }
 
 impl crate::sinks::SinkType for FileSinkConfig {
-    fn type_name(&self) -> &'static str {
-        "file"
-    }
-    crate::common_sink_fields!();
-    fn format(&self) -> Format {
-        self.format
-    }
+    crate::sink_type_basics!("file");
     fn validate(&self) -> Result<(), crate::sinks::FieldError> {
         self.validate()
             .map_err(|m| crate::sinks::FieldError::new("path", m))
@@ -117,13 +111,7 @@ impl crate::sinks::SinkType for FileSinkConfig {
 }
 
 impl crate::sinks::SinkType for StdoutSinkConfig {
-    fn type_name(&self) -> &'static str {
-        "stdout"
-    }
-    crate::common_sink_fields!();
-    fn format(&self) -> Format {
-        self.format
-    }
+    crate::sink_type_basics!("stdout");
     fn validate(&self) -> Result<(), crate::sinks::FieldError> {
         Ok(())
     }
@@ -135,6 +123,7 @@ impl crate::sinks::SinkType for StdoutSinkConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::Format;
     use std::fs::{File, OpenOptions};
     use std::io::Write;
     use std::path::PathBuf;

@@ -289,27 +289,14 @@ pub(crate) fn render_topic(template: &str, platform: Platform) -> String {
 }
 
 impl crate::sinks::SinkType for KafkaSinkConfig {
-    fn type_name(&self) -> &'static str {
-        "kafka"
-    }
-    crate::common_sink_fields!();
-    fn format(&self) -> Format {
-        self.format
-    }
+    crate::sink_type_basics!("kafka", feature);
     fn validate(&self) -> Result<(), FieldError> {
         KafkaSinkConfig::validate(self)
-    }
-    fn feature(&self) -> Option<&'static str> {
-        Some("kafka")
     }
     #[cfg(feature = "kafka")]
     fn build(&self, name: &str) -> Result<super::AnySink, crate::sinks::BuildError> {
         let sink = KafkaSink::new(name, self).map_err(crate::sinks::BuildError::Invalid)?;
         Ok(Box::new(sink))
-    }
-    #[cfg(not(feature = "kafka"))]
-    fn build(&self, _name: &str) -> Result<super::AnySink, crate::sinks::BuildError> {
-        Err(crate::sinks::BuildError::CompiledOut("kafka"))
     }
 }
 

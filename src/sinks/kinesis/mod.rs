@@ -8,7 +8,9 @@ use serde::Deserialize;
 
 use super::aws::{self, AwsConnection};
 use super::common::{BatchConfig, RetryConfig, default_queue_capacity};
-use super::{AnySink, BuildError, FieldError, SinkType};
+#[cfg(feature = "kinesis")]
+use super::{AnySink, BuildError};
+use super::{FieldError, SinkType};
 use crate::record::Format;
 
 #[cfg(feature = "kinesis")]
@@ -147,27 +149,14 @@ impl KinesisSinkConfig {
 }
 
 impl SinkType for KinesisSinkConfig {
-    fn type_name(&self) -> &'static str {
-        "kinesis"
-    }
-    crate::common_sink_fields!();
-    fn format(&self) -> Format {
-        self.format
-    }
+    crate::sink_type_basics!("kinesis", feature);
     fn validate(&self) -> Result<(), FieldError> {
         self.validate().map_err(|(f, m)| FieldError::new(f, m))
-    }
-    fn feature(&self) -> Option<&'static str> {
-        Some("kinesis")
     }
     #[cfg(feature = "kinesis")]
     fn build(&self, name: &str) -> Result<AnySink, BuildError> {
         let sink = KinesisSink::new(name, self.clone()).map_err(BuildError::Invalid)?;
         Ok(Box::new(sink))
-    }
-    #[cfg(not(feature = "kinesis"))]
-    fn build(&self, _name: &str) -> Result<AnySink, BuildError> {
-        Err(BuildError::CompiledOut("kinesis"))
     }
 }
 

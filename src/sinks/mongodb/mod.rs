@@ -15,7 +15,9 @@
 use serde::Deserialize;
 
 use super::common::{BatchConfig, RetryConfig, default_queue_capacity};
-use super::{AnySink, BuildError, FieldError, SinkType};
+#[cfg(feature = "mongodb")]
+use super::{AnySink, BuildError};
+use super::{FieldError, SinkType};
 use crate::record::Format;
 use crate::secret::Secret;
 
@@ -174,28 +176,15 @@ impl MongodbSinkConfig {
 }
 
 impl SinkType for MongodbSinkConfig {
-    fn type_name(&self) -> &'static str {
-        "mongodb"
-    }
-    crate::common_sink_fields!();
-    fn format(&self) -> Format {
-        self.format
-    }
+    crate::sink_type_basics!("mongodb", feature);
     fn validate(&self) -> Result<(), FieldError> {
         self.validate().map_err(|(f, m)| FieldError::new(f, m))
-    }
-    fn feature(&self) -> Option<&'static str> {
-        Some("mongodb")
     }
     /// The connection string is the one secret here: a missing variable is a config error.
     #[cfg(feature = "mongodb")]
     fn build(&self, name: &str) -> Result<AnySink, BuildError> {
         let sink = MongodbSink::new(name, self.clone()).map_err(BuildError::MissingSecret)?;
         Ok(Box::new(sink))
-    }
-    #[cfg(not(feature = "mongodb"))]
-    fn build(&self, _name: &str) -> Result<AnySink, BuildError> {
-        Err(BuildError::CompiledOut("mongodb"))
     }
 }
 

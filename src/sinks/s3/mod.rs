@@ -11,7 +11,9 @@ use serde::Deserialize;
 
 use super::aws::{self, AwsConnection};
 use super::common::{BatchConfig, RetryConfig, default_queue_capacity};
-use super::{AnySink, BuildError, FieldError, SinkType};
+#[cfg(feature = "s3")]
+use super::{AnySink, BuildError};
+use super::{FieldError, SinkType};
 use crate::record::Format;
 
 pub mod key;
@@ -136,27 +138,14 @@ fn parse_time_zone(name: &str) -> Result<Tz, String> {
 }
 
 impl SinkType for S3SinkConfig {
-    fn type_name(&self) -> &'static str {
-        "s3"
-    }
-    crate::common_sink_fields!();
-    fn format(&self) -> Format {
-        self.format
-    }
+    crate::sink_type_basics!("s3", feature);
     fn validate(&self) -> Result<(), FieldError> {
         self.validate().map_err(|(f, m)| FieldError::new(f, m))
-    }
-    fn feature(&self) -> Option<&'static str> {
-        Some("s3")
     }
     #[cfg(feature = "s3")]
     fn build(&self, name: &str) -> Result<AnySink, BuildError> {
         let sink = S3Sink::new(name, self.clone()).map_err(BuildError::Invalid)?;
         Ok(Box::new(sink))
-    }
-    #[cfg(not(feature = "s3"))]
-    fn build(&self, _name: &str) -> Result<AnySink, BuildError> {
-        Err(BuildError::CompiledOut("s3"))
     }
 }
 
