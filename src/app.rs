@@ -415,7 +415,8 @@ async fn capture(
     api: XApi,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, Error> {
-    if let (Some(wanted), RulesMode::Sync) = (&twitter.rules, twitter.rules_mode) {
+    let has_rules = twitter.stream.kind.has_rules();
+    if let (Some(wanted), RulesMode::Sync, true) = (&twitter.rules, twitter.rules_mode, has_rules) {
         let plan = rules::sync(&api, wanted).await?;
         for line in plan.describe() {
             info!("rules: {line}");

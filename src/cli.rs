@@ -12,6 +12,7 @@ pub use crate::sources::InputPlatform;
 pub use crate::sources::kafka::StartFrom;
 pub use crate::sources::twitter::rules::RulesMode;
 pub use crate::sources::twitter::stream::Buffer;
+pub use crate::sources::twitter::volume::StreamKind;
 
 /// A flag whose values are a library enum's serde names (`earliest`, `disk`…):
 /// the library types stay free of clap, and `--help` still lists the values.
@@ -158,6 +159,17 @@ pub struct TwitterArgs {
     /// `sync` the live rules to the rules file, or `keep` them as they are.
     #[arg(long, env = "INGEST_RULES_MODE", value_parser = named::<RulesMode>(&["sync", "keep"]))]
     pub rules_mode: Option<RulesMode>,
+
+    /// Which X stream: `filter` (default; rules), `sample` (1%), `sample10` (10%, 2
+    /// partitions), `firehose` (20 partitions), `compliance` (Post events, 4 partitions)
+    /// or `user-compliance` (User events, 4 partitions).
+    #[arg(long, env = "INGEST_STREAM", value_parser = named::<StreamKind>(StreamKind::NAMES))]
+    pub stream: Option<StreamKind>,
+
+    /// The partition of a partitioned stream (sample10 1-2, firehose 1-20, compliance 1-4):
+    /// one process per partition.
+    #[arg(long, env = "INGEST_PARTITION", value_name = "N")]
+    pub partition: Option<u32>,
 
     #[command(flatten)]
     pub api: XApiArgs,

@@ -90,6 +90,10 @@ pub struct TwitterConfig {
     pub rules: Option<PathBuf>,
     /// `sync` or `keep`.
     pub rules_mode: Option<RulesMode>,
+    /// `filter`, `sample`, `sample10`, `firehose`, `compliance` or `user-compliance`.
+    pub stream: Option<crate::sources::twitter::volume::StreamKind>,
+    /// The partition of a partitioned stream.
+    pub partition: Option<u32>,
     /// Reconnect when no byte arrives for this long (`"30s"`).
     #[serde(default, deserialize_with = "de_duration_opt")]
     pub stall_timeout: Option<Duration>,

@@ -16,6 +16,7 @@ use crate::sources::InputPlatform;
 use crate::sources::twitter::api::{DEFAULT_API_BASE, NewRule};
 use crate::sources::twitter::rules::RulesMode;
 use crate::sources::twitter::stream::StreamConfig;
+use crate::sources::twitter::volume::{StreamKind, check_partition};
 
 /// Everything a run needs, resolved.
 #[derive(Debug, Clone)]
@@ -266,6 +267,26 @@ pub fn telegram_api_base(flag: Option<&str>, loaded: &LoadedConfig) -> String {
         .unwrap_or_else(|| crate::sources::telegram::api::DEFAULT_API_BASE.to_owned())
 }
 
+/// The stream and its partition (flag/env over `[twitter]`), checked before
+/// anything is sent to X: a missing or bad partition is a usage error naming
+/// the valid range, and rules go only with the filtered stream.
+fn resolve_stream(
+    args: &TwitterArgs,
+    loaded: &LoadedConfig,
+) -> Result<(StreamKind, Option<u32>), ResolveError> {
+    let t = &loaded.file.twitter;
+    let kind = args.stream.or(t.stream).unwrap_or_default();
+    let partition =
+        check_partition(kind, args.partition.or(t.partition)).map_err(ResolveError::Usage)?;
+    if !kind.has_rules() && (args.rules.is_some() || args.track.is_some()) {
+        return Err(ResolveError::Usage(format!(
+            "--rules and --track filter the filtered stream only; {} takes no rules",
+            kind.label()
+        )));
+    }
+    Ok((kind, partition))
+}
+
 impl TwitterSettings {
     pub fn resolve(args: &TwitterArgs, loaded: &LoadedConfig) -> Result<Self, ResolveError> {
         let t = &loaded.file.twitter;
@@ -293,7 +314,10 @@ impl TwitterSettings {
                 .error("twitter.max_line_bytes", "must be at least 1")
                 .into());
         }
+        let (kind, partition) = resolve_stream(args, loaded)?;
         let stream = StreamConfig {
+            kind,
+            partition,
             tweet_fields: args
                 .tweet_fields
                 .clone()
@@ -319,7 +343,10 @@ impl TwitterSettings {
             spill_max_bytes: t.spill_max_bytes.unwrap_or(d.spill_max_bytes),
             buffer: args.buffer.or(t.buffer).unwrap_or(d.buffer),
         };
-        let rules = match (&args.track, args.rules.as_ref().or(t.rules.as_ref())) {
+        // Only the filtered stream has rules; a rules file in the config is
+        // left alone for the other streams.
+        let file_rules = t.rules.as_ref().filter(|_| kind.has_rules());
+        let rules = match (&args.track, args.rules.as_ref().or(file_rules)) {
             (Some(track), _) => {
                 let rule = crate::sources::twitter::rules::track_to_rule(track)
                     .map_err(ResolveError::Usage)?;

@@ -155,7 +155,7 @@ fn encode_sinks(m: &Monitor, encoder: &mut DescriptorEncoder) -> Result<(), std:
     let per_sink = |f: &dyn Fn(&SinkProbe) -> f64| -> Vec<(Vec<(&'static str, String)>, f64)> {
         m.sinks.iter().map(|p| (labels(p), f(p))).collect()
     };
-    let sink_counters: [(&str, &str, SinkField); 5] = [
+    let sink_counters: [(&str, &str, SinkField); 6] = [
         (
             "sink_delivered",
             "Records the destination confirmed.",
@@ -180,6 +180,11 @@ fn encode_sinks(m: &Monitor, encoder: &mut DescriptorEncoder) -> Result<(), std:
             "sink_batches",
             "Write attempts (batches sent to the destination).",
             |p| &p.counters.batches,
+        ),
+        (
+            "sink_compliance_deleted",
+            "Stored posts deleted because X's compliance stream said they were deleted (MongoDB apply_compliance).",
+            |p| &p.counters.compliance_deleted,
         ),
     ];
     for (name, help, field) in sink_counters {

@@ -145,6 +145,8 @@ pub struct SinkCounters {
     pub flush_failed: AtomicU64,
     /// Records not written because the destination was closed (stdout's reader left).
     pub unwritten: AtomicU64,
+    /// Stored posts deleted on a compliance `delete` event (MongoDB `apply_compliance`).
+    pub compliance_deleted: AtomicU64,
 }
 
 /// A sink's figures in the summary.
@@ -161,6 +163,9 @@ pub struct SinkSummary {
     #[serde(skip_serializing_if = "is_zero")]
     pub unwritten: u64,
     pub batches: u64,
+    /// Stored posts deleted on a compliance `delete` event (MongoDB `apply_compliance`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub compliance_deleted: u64,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -261,6 +266,7 @@ fn summarize(kind: &str, c: &SinkCounters) -> SinkSummary {
         lost: c.lost.load(Ordering::Relaxed),
         unwritten: c.unwritten.load(Ordering::Relaxed),
         batches: c.batches.load(Ordering::Relaxed),
+        compliance_deleted: c.compliance_deleted.load(Ordering::Relaxed),
     }
 }
 

@@ -152,6 +152,9 @@ impl<S: Sink> SinkWorker<S> {
                 r = self.sink.write_batch(&todo) => r,
             };
             self.counters.batches.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .compliance_deleted
+                .store(self.sink.compliance_deleted(), Ordering::Relaxed);
             let err = match result {
                 Ok(()) => {
                     self.counters

@@ -164,6 +164,12 @@ pub trait Sink: Send + 'static {
 
     /// Makes everything written so far durable; called before the sink is dropped.
     fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Stored posts deleted so far because a compliance `delete` event said
+    /// so (the MongoDB sink with `apply_compliance`); 0 for the others.
+    fn compliance_deleted(&self) -> u64 {
+        0
+    }
 }
 
 /// A future boxed for dynamic dispatch.
@@ -180,6 +186,7 @@ pub trait DynSink: Send + 'static {
         batch: &'a [Arc<Record>],
     ) -> BoxFuture<'a, Result<(), SinkError>>;
     fn dyn_flush(&mut self) -> BoxFuture<'_, Result<(), SinkError>>;
+    fn dyn_compliance_deleted(&self) -> u64;
 }
 
 impl<S: Sink> DynSink for S {
@@ -201,6 +208,9 @@ impl<S: Sink> DynSink for S {
     fn dyn_flush(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(self.flush())
     }
+    fn dyn_compliance_deleted(&self) -> u64 {
+        self.compliance_deleted()
+    }
 }
 
 /// Any sink, built from its config. One boxed future per batch is the whole cost.
@@ -221,5 +231,8 @@ impl Sink for AnySink {
     }
     async fn flush(&mut self) -> Result<(), SinkError> {
         self.as_mut().dyn_flush().await
+    }
+    fn compliance_deleted(&self) -> u64 {
+        self.as_ref().dyn_compliance_deleted()
     }
 }

@@ -16,6 +16,7 @@ mod rules;
 mod scenario;
 mod stream;
 mod tweets;
+mod volume;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -68,6 +69,8 @@ struct Mock {
     shutdown: CancellationToken,
     /// `DELETE /2/connections/all` calls.
     resets: AtomicU64,
+    /// The volume and compliance streams (`volume.rs`).
+    volume: volume::VolumeState,
 }
 
 impl Mock {
@@ -92,6 +95,7 @@ impl Mock {
             kill: Mutex::new(shutdown.child_token()),
             shutdown,
             resets: AtomicU64::new(0),
+            volume: volume::VolumeState::default(),
         }
     }
 }
@@ -135,6 +139,11 @@ pub async fn start(addr: &str, scenario: Scenario) -> Result<MockServer, MockErr
         .route(CONNECTIONS_PATH, delete(kill_connections))
         .route("/mock/connections", get(connection_log))
         .route("/mock/resets", get(resets))
+        .merge(volume::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            mock.clone(),
+            volume::count_request,
+        ))
         .with_state(mock);
     Ok(super::serve(listener, local, app, shutdown, "mock X API"))
 }

@@ -88,7 +88,7 @@ fn log_attempt(mock: &Mock) -> (usize, ConnectionScript) {
 }
 
 /// X's answer for a scripted status other than 200.
-fn scripted_refusal(script: &ConnectionScript) -> Option<Response> {
+pub(super) fn scripted_refusal(script: &ConnectionScript) -> Option<Response> {
     Some(match script.status {
         200 => return None,
         401 => unauthorized(),

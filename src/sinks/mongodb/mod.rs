@@ -57,6 +57,11 @@ pub struct MongodbSinkConfig {
     /// The date field the TTL index uses; the sink sets it to `received_at` as a BSON date.
     #[serde(default = "default_ttl_field")]
     pub ttl_field: String,
+    /// Apply X compliance `delete` events: delete the document of the deleted
+    /// post (`_id` = `twitter:<post id>`) instead of storing the event, and
+    /// count it. Other compliance events are stored like any record.
+    #[serde(default)]
+    pub apply_compliance: bool,
     /// How long to wait for a usable server before a write counts as failed.
     #[serde(default = "default_server_selection_timeout_ms")]
     pub server_selection_timeout_ms: u64,
@@ -85,6 +90,7 @@ impl std::fmt::Debug for MongodbSinkConfig {
             .field("format", &self.format)
             .field("ttl_seconds", &self.ttl_seconds)
             .field("ttl_field", &self.ttl_field)
+            .field("apply_compliance", &self.apply_compliance)
             .field(
                 "server_selection_timeout_ms",
                 &self.server_selection_timeout_ms,

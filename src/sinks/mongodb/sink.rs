@@ -2,6 +2,7 @@
 //! with `_id` = id and sends them as unordered `update` commands of upserts.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::DateTime;
@@ -18,6 +19,7 @@ use super::{MAX_DOCUMENT_BYTES, MongodbSinkConfig};
 use crate::record::{Format, Record};
 use crate::secret::Secret;
 use crate::sinks::{RecordResults, Sink, SinkError};
+use crate::sources::twitter::compliance::deleted_post;
 
 /// Most statements in one `update` command.
 const MAX_STATEMENTS: usize = 1000;
@@ -33,6 +35,8 @@ pub struct MongodbSink {
     config: MongodbSinkConfig,
     /// Strings never to show in a message (the password).
     secrets: Vec<String>,
+    /// Documents deleted by compliance `delete` events (`apply_compliance`).
+    deleted: AtomicU64,
 }
 
 impl MongodbSink {
@@ -47,6 +51,7 @@ impl MongodbSink {
             uri,
             db: OnceCell::new(),
             config,
+            deleted: AtomicU64::new(0),
         })
     }
 
@@ -102,6 +107,58 @@ impl MongodbSink {
             doc.insert(self.config.ttl_field.as_str(), at);
         }
         Ok(doc)
+    }
+
+    /// Deletes the documents of deleted posts: one unordered `delete` command
+    /// for `(batch index, post id)` pairs. Deleting is idempotent, so a
+    /// transient failure retries them all.
+    async fn delete_posts(
+        &self,
+        db: &Database,
+        posts: &[(usize, String)],
+        out: &mut RecordResults,
+    ) {
+        let statements: Vec<Document> = posts
+            .iter()
+            .map(|(_, post)| doc! { "q": { "_id": format!("twitter:{post}") }, "limit": 1 })
+            .collect();
+        let indexes: Vec<usize> = posts.iter().map(|(i, _)| *i).collect();
+        let command = doc! {
+            "delete": &self.config.collection,
+            "deletes": statements,
+            "ordered": false,
+        };
+        match db.run_command(command).await {
+            Ok(reply) => {
+                let before = (out.failed.len(), out.rejected.len());
+                read_reply(&reply, &indexes, out);
+                if (out.failed.len(), out.rejected.len()) == before {
+                    let n = match reply.get("n") {
+                        Some(bson::Bson::Int32(n)) => *n as u64,
+                        Some(bson::Bson::Int64(n)) => *n as u64,
+                        _ => 0,
+                    };
+                    self.deleted.fetch_add(n, Ordering::Relaxed);
+                    info!(
+                        events = posts.len(),
+                        deleted = n,
+                        "applied compliance delete events"
+                    );
+                }
+            }
+            Err(e) => {
+                let m = self.scrub(format!(
+                    "delete on {}.{}: {e}",
+                    self.config.database, self.config.collection
+                ));
+                if is_transient(&e) {
+                    out.failed.extend_from_slice(&indexes);
+                } else {
+                    out.rejected.extend(indexes.iter().map(|&i| (i, m.clone())));
+                }
+                out.note(m);
+            }
+        }
     }
 
     /// Sends one unordered `update` command with an upsert per record.
@@ -190,7 +247,14 @@ impl Sink for MongodbSink {
         let mut statements = Vec::with_capacity(batch.len().min(MAX_STATEMENTS));
         let mut indexes = Vec::with_capacity(batch.len().min(MAX_STATEMENTS));
         let mut bytes = 0usize;
+        let mut deletes: Vec<(usize, String)> = Vec::new();
         for (i, r) in batch.iter().enumerate() {
+            if self.config.apply_compliance
+                && let Some(post) = deleted_post(r)
+            {
+                deletes.push((i, post.to_owned()));
+                continue;
+            }
             let doc = match self.document(r) {
                 Ok(d) => d,
                 Err(m) => {
@@ -228,6 +292,10 @@ impl Sink for MongodbSink {
         if !statements.is_empty() {
             self.upsert(db, statements, &indexes, &mut out).await;
         }
+        // After the upserts: a post and its delete in one batch end deleted.
+        for chunk in deletes.chunks(MAX_STATEMENTS) {
+            self.delete_posts(db, chunk, &mut out).await;
+        }
         if !out.failed.is_empty() || !out.rejected.is_empty() {
             debug!(
                 failed = out.failed.len(),
@@ -240,5 +308,9 @@ impl Sink for MongodbSink {
 
     async fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
+    }
+
+    fn compliance_deleted(&self) -> u64 {
+        self.deleted.load(Ordering::Relaxed)
     }
 }

@@ -7,9 +7,11 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info};
 
+use super::compliance::normalize_compliance_line;
 use super::normalize::normalize_line;
+use super::volume::StreamKind;
 use crate::pipeline::Outcome;
-use crate::record::Normalized;
+use crate::record::{NormalizeError, NormalizeOptions, Normalized};
 use crate::sources::output::PendingAck;
 use crate::sources::seen::SeenWindow;
 use crate::sources::spill::{Entry, SpillQueue};
@@ -54,6 +56,19 @@ impl RecentIds {
     }
 }
 
+/// Turns one stream line into a record.
+pub(super) type Normalize =
+    fn(&[u8], &Arc<str>, &NormalizeOptions) -> Result<Normalized, NormalizeError>;
+
+/// The normalizer of a stream's lines: posts, or compliance events.
+pub(super) fn normalizer(kind: StreamKind) -> Normalize {
+    if kind.is_compliance() {
+        normalize_compliance_line
+    } else {
+        normalize_line
+    }
+}
+
 /// Normalizes lines at `positions` and drops duplicates by id. Unusable lines
 /// go to the dead letters.
 fn normalize_entries(
@@ -62,10 +77,11 @@ fn normalize_entries(
     ctx: &SourceContext,
     out: &SourceOutput,
     recent: &mut RecentIds,
+    normalize: Normalize,
 ) -> Result<Tracked, SourceError> {
     let mut batch = Tracked::default();
     for ((received_at, line), position) in entries.iter().zip(positions) {
-        let record = match normalize_line(line, received_at, &ctx.normalize) {
+        let record = match normalize(line, received_at, &ctx.normalize) {
             Ok(Normalized::Record(r)) if recent.insert(&r.id) => Some(Arc::from(r)),
             Ok(Normalized::Record(r)) => {
                 SourceCounters::add(&ctx.counters.duplicates, 1);
@@ -89,10 +105,11 @@ pub(super) async fn forward(
     ctx: &SourceContext,
     out: &SourceOutput,
     window: usize,
+    normalize: Normalize,
 ) -> Result<(), SourceError> {
     let mut recent = RecentIds::new(window);
     while let Some(entries) = queue.pop(BATCH_RECORDS).await? {
-        let batch = normalize_entries(&entries, 0.., ctx, out, &mut recent)?;
+        let batch = normalize_entries(&entries, 0.., ctx, out, &mut recent, normalize)?;
         if !out.send(batch.into_records()).await {
             break;
         }
@@ -116,6 +133,7 @@ pub(super) async fn forward_logged(
     ctx: &SourceContext,
     out: SourceOutput,
     window: usize,
+    normalize: Normalize,
     logged: Logged,
 ) -> Result<(), SourceError> {
     let Logged {
@@ -131,7 +149,7 @@ pub(super) async fn forward_logged(
         if entries.is_empty() {
             return Ok(true);
         }
-        let batch = normalize_entries(&entries, seqs, ctx, &out, recent)?;
+        let batch = normalize_entries(&entries, seqs, ctx, &out, recent, normalize)?;
         let Some(ack) = out.send_tracked(batch, true).await else {
             return Ok(false);
         };

@@ -2,10 +2,12 @@
 //! normalizer for stream lines.
 
 pub mod api;
+pub mod compliance;
 mod forward;
 pub mod normalize;
 pub mod rules;
 pub mod stream;
+pub mod volume;
 pub mod webhook;
 
 pub use normalize::{looks_like_stream_line, normalize_line};

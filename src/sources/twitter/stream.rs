@@ -13,8 +13,9 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use super::api::{STREAM_PATH, XApi, parse_problem};
+use super::api::{XApi, parse_problem};
 use super::forward::{Logged, ORIGIN, forward, forward_logged};
+use super::volume::StreamKind;
 use crate::record::trim_line;
 use crate::retry::{StreamBackoff, StreamBackoffConfig, StreamFailure};
 use crate::sources::lines::{Line, LineSplitter};
@@ -48,6 +49,10 @@ pub enum Buffer {
 /// Everything the stream client needs.
 #[derive(Debug, Clone)]
 pub struct StreamConfig {
+    /// Which stream: the filtered stream, a volume stream or a compliance stream.
+    pub kind: StreamKind,
+    /// The partition, for the streams that have them (checked by `volume::check_partition`).
+    pub partition: Option<u32>,
     pub tweet_fields: String,
     pub expansions: String,
     pub user_fields: String,
@@ -65,6 +70,8 @@ pub struct StreamConfig {
 impl Default for StreamConfig {
     fn default() -> Self {
         StreamConfig {
+            kind: StreamKind::Filter,
+            partition: None,
             tweet_fields: DEFAULT_TWEET_FIELDS.into(),
             expansions: DEFAULT_EXPANSIONS.into(),
             user_fields: DEFAULT_USER_FIELDS.into(),
@@ -120,6 +127,7 @@ impl Source for TwitterSource {
         let disk = self.open_disk_buffer(&ctx)?;
         let wal = disk.as_ref().map(|(_, logged)| logged.wal.clone());
         let window = self.config.dedupe_window;
+        let normalize = super::forward::normalizer(self.config.kind);
         // The connection opens at once (X does not resend what is missed while
         // the backlog drains); the recovered lines still enter the pipeline
         // before any new one, as the forwarder sends them first.
@@ -143,9 +151,9 @@ impl Source for TwitterSource {
             )
         };
         let forwarded = match disk {
-            None => forward(&queue, &ctx, &out, window).await,
+            None => forward(&queue, &ctx, &out, window, normalize).await,
             Some((lock, logged)) => {
-                let result = forward_logged(&queue, &ctx, out, window, logged).await;
+                let result = forward_logged(&queue, &ctx, out, window, normalize, logged).await;
                 if let Some(closing) = wal {
                     let _ = tokio::task::spawn_blocking(move || closing.close()).await;
                 }
@@ -174,7 +182,9 @@ impl TwitterSource {
         &self,
         ctx: &SourceContext,
     ) -> Result<Option<(LockFile, Logged)>, SourceError> {
-        let account = secret_fingerprint(self.api.token().expose());
+        // Each stream partition is its own process: its own log and lock.
+        let account = secret_fingerprint(self.api.token().expose())
+            + &self.config.kind.state_suffix(self.config.partition);
         let wal_dir = ctx.state_dir.join(format!("twitter-{account}.wal"));
         if self.config.buffer == Buffer::Memory {
             if crate::sources::wal::holds_lines(&wal_dir) {
@@ -266,7 +276,7 @@ impl StreamReader {
         SourceCounters::add(&self.ctx.counters.connections, 1);
         let request = api
             .http()
-            .get(api.url(STREAM_PATH))
+            .get(api.url(config.kind.path()))
             .query(query)
             .bearer_auth(api.token().expose())
             .send();
@@ -291,12 +301,16 @@ impl StreamReader {
         log_rate_limits(resp.headers());
         if status != 200 {
             let body = resp.text().await.unwrap_or_default();
-            let (class, reason) = refused(status, &body)?;
+            let (class, reason) = refused(config.kind, status, &body)?;
             return Ok(Next::Wait(class, reason));
         }
         backoff.reset();
         SourceCounters::add(&self.ctx.counters.connected, 1);
-        info!("connected to the filtered stream");
+        info!(
+            partition = config.partition,
+            "connected to {}",
+            config.kind.label()
+        );
         match self.read_body(resp).await? {
             Ended::Stopped => return Ok(Next::Stop),
             Ended::Stalled => {
@@ -392,12 +406,18 @@ impl StreamReader {
 
 /// The stream request's query: the fields asked for, and the backfill.
 fn stream_query(config: &StreamConfig) -> Vec<(&'static str, String)> {
-    let mut query: Vec<(&str, String)> = vec![
-        ("tweet.fields", config.tweet_fields.clone()),
-        ("expansions", config.expansions.clone()),
-        ("user.fields", config.user_fields.clone()),
-    ];
+    let mut query: Vec<(&str, String)> = Vec::new();
+    if config.kind.takes_fields() {
+        query.extend([
+            ("tweet.fields", config.tweet_fields.clone()),
+            ("expansions", config.expansions.clone()),
+            ("user.fields", config.user_fields.clone()),
+        ]);
+    }
     query.retain(|(_, v)| !v.is_empty());
+    if let Some(p) = config.partition {
+        query.push(("partition", p.to_string()));
+    }
     if let Some(m) = config.backfill_minutes.filter(|m| *m > 0) {
         query.push(("backfill_minutes", m.to_string()));
     }
@@ -406,7 +426,11 @@ fn stream_query(config: &StreamConfig) -> Vec<(&'static str, String)> {
 
 /// A refused connection: the back-off class and reason, or an error when
 /// retrying cannot help.
-fn refused(status: u16, body: &str) -> Result<(StreamFailure, String), SourceError> {
+fn refused(
+    kind: StreamKind,
+    status: u16,
+    body: &str,
+) -> Result<(StreamFailure, String), SourceError> {
     let problem = parse_problem(body);
     match status {
         401 | 403 => Err(super::api::ApiError::Unauthorized {
@@ -414,7 +438,14 @@ fn refused(status: u16, body: &str) -> Result<(StreamFailure, String), SourceErr
             problem: Box::new(problem),
         }
         .into()),
-        409 => Err(SourceError::NoRules),
+        409 if kind.has_rules() => Err(SourceError::NoRules),
+        // A volume or compliance stream refusing its parameters (a partition
+        // or backfill X does not serve): asking again cannot help.
+        400 if !kind.has_rules() => Err(super::api::ApiError::Http {
+            status,
+            problem: Box::new(problem),
+        }
+        .into()),
         429 => {
             if problem.connection_issue.as_deref() == Some("TooManyConnections")
                 || body.contains("TooManyConnections")
@@ -477,13 +508,49 @@ mod tests {
 
     #[test]
     fn refusals_are_classified() {
-        assert!(matches!(refused(409, ""), Err(SourceError::NoRules)));
-        assert!(matches!(refused(401, ""), Err(SourceError::XApi(_))));
+        let f = StreamKind::Filter;
+        assert!(matches!(refused(f, 409, ""), Err(SourceError::NoRules)));
+        assert!(matches!(refused(f, 401, ""), Err(SourceError::XApi(_))));
         assert!(matches!(
-            refused(429, "TooManyConnections"),
+            refused(f, 429, "TooManyConnections"),
             Ok((StreamFailure::RateLimited, _))
         ));
-        assert!(matches!(refused(503, ""), Ok((StreamFailure::Http, _))));
+        assert!(matches!(refused(f, 503, ""), Ok((StreamFailure::Http, _))));
+        assert!(matches!(refused(f, 400, ""), Ok((StreamFailure::Http, _))));
+    }
+
+    #[test]
+    fn volume_streams_have_no_rules_and_a_refused_partition_is_final() {
+        let v = StreamKind::Sample10;
+        assert!(matches!(refused(v, 409, ""), Ok((StreamFailure::Http, _))));
+        assert!(matches!(refused(v, 400, ""), Err(SourceError::XApi(_))));
+        assert!(matches!(refused(v, 503, ""), Ok((StreamFailure::Http, _))));
+    }
+
+    #[test]
+    fn the_query_carries_the_partition_and_fields_only_where_they_belong() {
+        let mut c = StreamConfig {
+            kind: StreamKind::Sample10,
+            partition: Some(2),
+            backfill_minutes: Some(3),
+            ..StreamConfig::default()
+        };
+        let q = stream_query(&c);
+        assert!(q.contains(&("partition", "2".into())));
+        assert!(q.contains(&("backfill_minutes", "3".into())));
+        assert!(q.iter().any(|(k, _)| *k == "tweet.fields"));
+        c.kind = StreamKind::Compliance;
+        let q = stream_query(&c);
+        assert!(
+            q.iter()
+                .all(|(k, _)| !k.contains('.') && *k != "expansions"),
+            "{q:?}"
+        );
+        assert!(
+            stream_query(&StreamConfig::default())
+                .iter()
+                .all(|(k, _)| *k != "partition")
+        );
     }
 
     #[test]

@@ -1,0 +1,351 @@
+//! X compliance stream lines into `compliance` records.
+//!
+//! A line is `{"data": {"<event type>": {…}}}` (docs.x.com, "Compliance Data
+//! Objects", and the OpenAPI schemas `PostComplianceData` /
+//! `UserComplianceData`):
+//!
+//! - Post events (`/2/tweets/compliance/stream`): `delete`, `withheld`,
+//!   `drop`, `undrop` with `{tweet: {id, author_id}, event_at}`, and
+//!   `tweet_edit` with `{tweet: {id}, initial_tweet_id, edit_tweet_ids, event_at}`.
+//! - User events (`/2/users/compliance/stream`): `user_delete`,
+//!   `user_undelete`, `user_withheld`, `user_protect`, `user_unprotect`,
+//!   `user_suspend`, `user_unsuspend`, `user_profile_modification` and
+//!   `scrub_geo` (with `up_to_tweet_id`), each with `{user: {id}, event_at}`.
+//!
+//! The record: `kind = "compliance"`, `tags = [event type]`, `raw` = the
+//! line, `created_at` = `event_at`, `author.id` = the post's author or the
+//! user, `refs.tweet_id` = the affected post (post events). Its id is
+//! `twitter:compliance:<event type>:<post id or user id>:<event_at>`: the
+//! `compliance:` segment keeps it apart from every post id (`twitter:<digits>`),
+//! and the event time lets a later event on the same post (drop, then undrop)
+//! be its own record while a repeat of the same event (a reconnect,
+//! `backfill_minutes`) gets the same id and is dropped as a duplicate.
+//!
+//! Ids and types are checked before they go into the record id: a post or
+//! user id is 1–20 digits, an event type 1–64 of `[a-z0-9_]`, `event_at` an
+//! RFC 3339 time. Anything else is not a compliance event (dead-lettered).
+//! Event types X adds later pass through as long as they name a `tweet.id`
+//! or a `user.id`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::record::{
+    Author, NormalizeError, NormalizeOptions, Normalized, Platform, Record, Refs, raw_value,
+    rfc3339, trim_line,
+};
+
+/// The record kind of every compliance event.
+pub const KIND: &str = "compliance";
+
+/// The Post event that removes a post for good.
+pub const DELETE: &str = "delete";
+
+fn shape(reason: &'static str) -> NormalizeError {
+    NormalizeError::Shape {
+        platform: Platform::Twitter,
+        reason,
+    }
+}
+
+/// Normalizes one compliance stream line (without or with its `\r\n`).
+pub fn normalize_compliance_line(
+    line: &[u8],
+    received_at: &Arc<str>,
+    opts: &NormalizeOptions,
+) -> Result<Normalized, NormalizeError> {
+    let line = trim_line(line);
+    if line.is_empty() {
+        return Ok(Normalized::Nothing);
+    }
+    let value: Value = serde_json::from_slice(line)?;
+    let Value::Object(top) = value else {
+        return Err(shape("a compliance line is a JSON object"));
+    };
+    let data = match top.get("data") {
+        Some(Value::Object(data)) => data,
+        Some(_) => return Err(shape("`data` of a compliance event is an object")),
+        None if top.contains_key("errors") => {
+            return Ok(Normalized::Control(raw_value(line)?));
+        }
+        None => return Err(shape("the line has neither `data` nor `errors`")),
+    };
+    let mut events = data.iter();
+    let (Some((event_type, event)), None) = (events.next(), events.next()) else {
+        return Err(shape(
+            "`data` of a compliance event holds exactly one event type",
+        ));
+    };
+    if !valid_type(event_type) {
+        return Err(shape("the event type is not 1-64 of [a-z0-9_]"));
+    }
+    let Value::Object(event) = event else {
+        return Err(shape("a compliance event is an object"));
+    };
+    let event_at = event
+        .get("event_at")
+        .and_then(Value::as_str)
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| rfc3339(t.with_timezone(&chrono::Utc)))
+        .ok_or_else(|| shape("`event_at` is missing or not an RFC 3339 time"))?;
+    let subject = Subject::of(event)?;
+    let (subject_id, author_id, tweet_id) = match &subject {
+        Subject::Post { id, author_id } => (id.as_str(), author_id.clone(), Some(id.clone())),
+        Subject::User { id } => (id.as_str(), Some(id.clone()), None),
+    };
+    let record = Record {
+        id: format!("twitter:compliance:{event_type}:{subject_id}:{event_at}"),
+        platform: Platform::Twitter,
+        kind: Cow::Borrowed(KIND),
+        text: None,
+        text_ascii: None,
+        created_at: Some(event_at),
+        received_at: received_at.clone(),
+        author: author_id.map(|id| Author {
+            id,
+            ..Author::default()
+        }),
+        chat: None,
+        lang: None,
+        source: None,
+        matching_rules: Vec::new(),
+        tags: vec![event_type.clone()],
+        refs: Refs {
+            tweet_id,
+            ..Refs::default()
+        },
+        run: opts.run.clone(),
+        raw: if opts.keep_raw {
+            Some(raw_value(line)?)
+        } else {
+            None
+        },
+    };
+    Ok(Normalized::Record(Box::new(record)))
+}
+
+/// What an event is about.
+enum Subject {
+    Post {
+        id: String,
+        author_id: Option<String>,
+    },
+    User {
+        id: String,
+    },
+}
+
+impl Subject {
+    /// `tweet.id` (with `tweet.author_id`) for Post events, `user.id` for User events.
+    fn of(event: &serde_json::Map<String, Value>) -> Result<Subject, NormalizeError> {
+        let id_in = |key: &str, field: &str| -> Result<Option<String>, NormalizeError> {
+            match event.get(key) {
+                None => Ok(None),
+                Some(Value::Object(o)) => match o.get(field) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) if valid_id(s) => Ok(Some(s.clone())),
+                    Some(_) => Err(shape("an id in a compliance event is not 1-20 digits")),
+                },
+                Some(_) => Err(shape(
+                    "`tweet` or `user` of a compliance event is not an object",
+                )),
+            }
+        };
+        if let Some(id) = id_in("tweet", "id")? {
+            let author_id = id_in("tweet", "author_id")?;
+            return Ok(Subject::Post { id, author_id });
+        }
+        if let Some(id) = id_in("user", "id")? {
+            return Ok(Subject::User { id });
+        }
+        Err(shape(
+            "a compliance event names neither `tweet.id` nor `user.id`",
+        ))
+    }
+}
+
+/// An X id: 1-20 ASCII digits (a u64).
+fn valid_id(s: &str) -> bool {
+    (1..=20).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn valid_type(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The post a `delete` compliance record removes, if it is one.
+pub fn deleted_post(record: &Record) -> Option<&str> {
+    (record.kind == KIND && record.tags.first().map(String::as_str) == Some(DELETE))
+        .then_some(record.refs.tweet_id.as_deref())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::RunInfo;
+
+    fn opts() -> NormalizeOptions {
+        NormalizeOptions::new(Arc::new(RunInfo::new(None)))
+    }
+
+    fn record(line: &str) -> Record {
+        match normalize_compliance_line(line.as_bytes(), &"now".into(), &opts()).unwrap() {
+            Normalized::Record(r) => *r,
+            other => panic!("expected a record, got {other:?}"),
+        }
+    }
+
+    fn error(line: &[u8]) -> String {
+        match normalize_compliance_line(line, &"now".into(), &opts()) {
+            Err(e) => e.to_string(),
+            Ok(other) => panic!(
+                "expected an error for {:?}, got {other:?}",
+                String::from_utf8_lossy(line)
+            ),
+        }
+    }
+
+    /// The delete example of X's "Compliance Data Objects" page.
+    const DELETE_LINE: &str = r#"{"data":{"delete":{"tweet":{"id":"601430178305220608","author_id":"3198576760"},"event_at":"2022-12-23T12:34:56.789Z"}}}"#;
+
+    #[test]
+    fn a_delete_event_becomes_a_compliance_record() {
+        let r = record(DELETE_LINE);
+        assert_eq!(
+            r.id,
+            "twitter:compliance:delete:601430178305220608:2022-12-23T12:34:56.789Z"
+        );
+        assert_eq!(r.kind, "compliance");
+        assert_eq!(r.tags, vec!["delete"]);
+        assert_eq!(r.refs.tweet_id.as_deref(), Some("601430178305220608"));
+        assert_eq!(r.author.as_ref().unwrap().id, "3198576760");
+        assert_eq!(r.created_at.as_deref(), Some("2022-12-23T12:34:56.789Z"));
+        assert_eq!(r.raw.as_ref().unwrap().get(), DELETE_LINE);
+        assert!(r.matching_rules.is_empty() && r.text.is_none());
+        assert_eq!(deleted_post(&r), Some("601430178305220608"));
+    }
+
+    #[test]
+    fn every_documented_event_shape_normalizes() {
+        let at = r#""event_at":"2021-07-06T18:40:40.000Z""#;
+        let post = r#""tweet":{"id":"1","author_id":"2"}"#;
+        for (line, id, tweet) in [
+            (
+                format!(
+                    r#"{{"data":{{"withheld":{{{post},"withheld_in_countries":["DE"],{at}}}}}}}"#
+                ),
+                "twitter:compliance:withheld:1:2021-07-06T18:40:40.000Z",
+                Some("1"),
+            ),
+            (
+                format!(r#"{{"data":{{"drop":{{{post},{at}}}}}}}"#),
+                "twitter:compliance:drop:1:2021-07-06T18:40:40.000Z",
+                Some("1"),
+            ),
+            (
+                format!(r#"{{"data":{{"undrop":{{{post},{at}}}}}}}"#),
+                "twitter:compliance:undrop:1:2021-07-06T18:40:40.000Z",
+                Some("1"),
+            ),
+            (
+                format!(
+                    r#"{{"data":{{"tweet_edit":{{"tweet":{{"id":"9"}},"initial_tweet_id":"1","edit_tweet_ids":["1","9"],{at}}}}}}}"#
+                ),
+                "twitter:compliance:tweet_edit:9:2021-07-06T18:40:40.000Z",
+                Some("9"),
+            ),
+            (
+                format!(r#"{{"data":{{"user_delete":{{"user":{{"id":"7"}},{at}}}}}}}"#),
+                "twitter:compliance:user_delete:7:2021-07-06T18:40:40.000Z",
+                None,
+            ),
+            (
+                format!(
+                    r#"{{"data":{{"scrub_geo":{{"user":{{"id":"7"}},"up_to_tweet_id":"5",{at}}}}}}}"#
+                ),
+                "twitter:compliance:scrub_geo:7:2021-07-06T18:40:40.000Z",
+                None,
+            ),
+            (
+                format!(
+                    r#"{{"data":{{"user_withheld":{{"user":{{"id":"7"}},"withheld_in_countries":["TR"],{at}}}}}}}"#
+                ),
+                "twitter:compliance:user_withheld:7:2021-07-06T18:40:40.000Z",
+                None,
+            ),
+        ] {
+            let r = record(&line);
+            assert_eq!(r.id, id);
+            assert_eq!(r.refs.tweet_id.as_deref(), tweet, "{line}");
+            assert!(deleted_post(&r).is_none(), "only `delete` deletes");
+        }
+    }
+
+    #[test]
+    fn ids_never_collide_with_posts_and_repeats_share_an_id() {
+        let r = record(DELETE_LINE);
+        assert!(!r.id["twitter:".len()..].bytes().all(|b| b.is_ascii_digit()));
+        // The same event again (backfill) is the same record; the time zone is normalized.
+        let again = DELETE_LINE.replace("12:34:56.789Z", "13:34:56.789+01:00");
+        assert_eq!(record(&again).id, r.id);
+    }
+
+    #[test]
+    fn errors_lines_are_control_and_blank_lines_nothing() {
+        let o = opts();
+        assert!(matches!(
+            normalize_compliance_line(
+                br#"{"errors":[{"title":"operational-disconnect"}]}"#,
+                &"".into(),
+                &o
+            )
+            .unwrap(),
+            Normalized::Control(_)
+        ));
+        assert!(matches!(
+            normalize_compliance_line(b"\r\n", &"".into(), &o).unwrap(),
+            Normalized::Nothing
+        ));
+    }
+
+    #[test]
+    fn hostile_and_malformed_events_are_errors() {
+        for (bad, why) in [
+            (&b"not json"[..], "invalid JSON"),
+            (b"[1]", "JSON object"),
+            (b"{}", "neither"),
+            (br#"{"data":[]}"#, "is an object"),
+            (br#"{"data":{}}"#, "exactly one"),
+            (br#"{"data":{"delete":{"tweet":{"id":"1"},"event_at":"2021-07-06T18:40:40Z"},"drop":{"tweet":{"id":"1"},"event_at":"2021-07-06T18:40:40Z"}}}"#, "exactly one"),
+            (br#"{"data":{"delete":"x"}}"#, "is an object"),
+            (br#"{"data":{"delete":{"tweet":{"id":"1"}}}}"#, "event_at"),
+            (br#"{"data":{"delete":{"tweet":{"id":"1"},"event_at":"yesterday"}}}"#, "event_at"),
+            (br#"{"data":{"delete":{"tweet":{"id":"1:2"},"event_at":"2021-07-06T18:40:40Z"}}}"#, "digits"),
+            (br#"{"data":{"delete":{"tweet":{"id":"../../x"},"event_at":"2021-07-06T18:40:40Z"}}}"#, "digits"),
+            (br#"{"data":{"delete":{"tweet":{"id":123},"event_at":"2021-07-06T18:40:40Z"}}}"#, "digits"),
+            (br#"{"data":{"delete":{"tweet":{"id":"123456789012345678901"},"event_at":"2021-07-06T18:40:40Z"}}}"#, "digits"),
+            (br#"{"data":{"delete":{"tweet":"1","event_at":"2021-07-06T18:40:40Z"}}}"#, "not an object"),
+            (br#"{"data":{"delete":{"event_at":"2021-07-06T18:40:40Z"}}}"#, "neither"),
+            (br#"{"data":{"Delete:all":{"tweet":{"id":"1"},"event_at":"2021-07-06T18:40:40Z"}}}"#, "event type"),
+            (br#"{"data":{"delete":{"tweet":{"id":"1"},"event_at":"2021-07-06T18:40:40Z"}}"#, "invalid JSON"),
+            (b"{\"data\":{\"delete\":{\"tweet\":{\"id\":\"1\"},\"event_at\":\"\xff\"}}}", "invalid JSON"),
+        ] {
+            let e = error(bad);
+            assert!(e.contains(why), "{:?}: {e}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn a_future_event_type_passes_through() {
+        let r = record(
+            r#"{"data":{"tweet_label":{"tweet":{"id":"3","author_id":"4"},"event_at":"2024-01-01T00:00:00Z"}}}"#,
+        );
+        assert_eq!(r.tags, vec!["tweet_label"]);
+        assert_eq!(r.created_at.as_deref(), Some("2024-01-01T00:00:00.000Z"));
+    }
+}

@@ -1,0 +1,249 @@
+//! Which X stream `ingest twitter` reads: the filtered stream (the default),
+//! the volume streams (1% sample, 10% sample "decahose", firehose) and the
+//! Post and User compliance streams, with the `partition` each one needs.
+//!
+//! The facts come from X's API reference (docs.x.com, "Stream sampled
+//! Posts", "Stream 10% sampled Posts", "Stream all Posts", "Stream Posts
+//! compliance data", "Stream Users compliance data"):
+//!
+//! | stream | path | `partition` |
+//! |---|---|---|
+//! | filter | `/2/tweets/search/stream` | none |
+//! | sample | `/2/tweets/sample/stream` | none |
+//! | sample10 | `/2/tweets/sample10/stream` | required, 1–2 |
+//! | firehose | `/2/tweets/firehose/stream` | required, 1–20 |
+//! | compliance | `/2/tweets/compliance/stream` | required, 1–4 |
+//! | user-compliance | `/2/users/compliance/stream` | required, 1–4 |
+//!
+//! Every one takes `backfill_minutes` (0–5). Only the filtered stream has
+//! rules (and answers 409 without them); only the Post streams take
+//! `tweet.fields`, `expansions` and `user.fields`.
+
+use std::ops::RangeInclusive;
+
+use serde::Deserialize;
+
+use super::api::STREAM_PATH;
+
+/// The X stream to read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum StreamKind {
+    /// The filtered stream: posts matching the app's rules.
+    #[default]
+    #[serde(rename = "filter")]
+    Filter,
+    /// About 1% of all public posts.
+    #[serde(rename = "sample")]
+    Sample,
+    /// 10% of all public posts ("decahose"), in 2 partitions.
+    #[serde(rename = "sample10")]
+    Sample10,
+    /// All public posts, in 20 partitions.
+    #[serde(rename = "firehose")]
+    Firehose,
+    /// Post compliance events (delete, withheld, drop, undrop, tweet_edit), in 4 partitions.
+    #[serde(rename = "compliance")]
+    Compliance,
+    /// User compliance events (user_delete, user_protect, scrub_geo, …), in 4 partitions.
+    #[serde(rename = "user-compliance")]
+    UserCompliance,
+}
+
+impl StreamKind {
+    /// Every name `--stream` and `[twitter] stream` take.
+    pub const NAMES: &'static [&'static str] = &[
+        "filter",
+        "sample",
+        "sample10",
+        "firehose",
+        "compliance",
+        "user-compliance",
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StreamKind::Filter => "filter",
+            StreamKind::Sample => "sample",
+            StreamKind::Sample10 => "sample10",
+            StreamKind::Firehose => "firehose",
+            StreamKind::Compliance => "compliance",
+            StreamKind::UserCompliance => "user-compliance",
+        }
+    }
+
+    /// The endpoint's path.
+    pub fn path(self) -> &'static str {
+        match self {
+            StreamKind::Filter => STREAM_PATH,
+            StreamKind::Sample => SAMPLE_PATH,
+            StreamKind::Sample10 => SAMPLE10_PATH,
+            StreamKind::Firehose => FIREHOSE_PATH,
+            StreamKind::Compliance => TWEETS_COMPLIANCE_PATH,
+            StreamKind::UserCompliance => USERS_COMPLIANCE_PATH,
+        }
+    }
+
+    /// What the logs call it.
+    pub fn label(self) -> &'static str {
+        match self {
+            StreamKind::Filter => "the filtered stream",
+            StreamKind::Sample => "the 1% sampled stream",
+            StreamKind::Sample10 => "the 10% sampled stream (decahose)",
+            StreamKind::Firehose => "the firehose",
+            StreamKind::Compliance => "the Post compliance stream",
+            StreamKind::UserCompliance => "the User compliance stream",
+        }
+    }
+
+    /// The partitions X serves, for the streams that require `partition`.
+    pub fn partitions(self) -> Option<RangeInclusive<u32>> {
+        match self {
+            StreamKind::Filter | StreamKind::Sample => None,
+            StreamKind::Sample10 => Some(1..=SAMPLE10_PARTITIONS),
+            StreamKind::Firehose => Some(1..=FIREHOSE_PARTITIONS),
+            StreamKind::Compliance | StreamKind::UserCompliance => Some(1..=COMPLIANCE_PARTITIONS),
+        }
+    }
+
+    /// Whether the stream carries compliance events rather than posts.
+    pub fn is_compliance(self) -> bool {
+        matches!(self, StreamKind::Compliance | StreamKind::UserCompliance)
+    }
+
+    /// Whether the stream takes `tweet.fields`, `expansions`, `user.fields`.
+    pub fn takes_fields(self) -> bool {
+        !self.is_compliance()
+    }
+
+    /// Whether the stream has rules (and 409 means "no rules").
+    pub fn has_rules(self) -> bool {
+        self == StreamKind::Filter
+    }
+
+    /// What names this stream's state (lock, write-ahead log) beside the
+    /// account: each partition is its own process, so each gets its own.
+    pub fn state_suffix(self, partition: Option<u32>) -> String {
+        match (self, partition) {
+            (StreamKind::Filter, _) => String::new(),
+            (k, Some(p)) => format!("-{}-p{p}", k.name()),
+            (k, None) => format!("-{}", k.name()),
+        }
+    }
+}
+
+/// `GET /2/tweets/sample/stream`.
+pub const SAMPLE_PATH: &str = "/2/tweets/sample/stream";
+/// `GET /2/tweets/sample10/stream`.
+pub const SAMPLE10_PATH: &str = "/2/tweets/sample10/stream";
+/// `GET /2/tweets/firehose/stream`.
+pub const FIREHOSE_PATH: &str = "/2/tweets/firehose/stream";
+/// `GET /2/tweets/compliance/stream`.
+pub const TWEETS_COMPLIANCE_PATH: &str = "/2/tweets/compliance/stream";
+/// `GET /2/users/compliance/stream`.
+pub const USERS_COMPLIANCE_PATH: &str = "/2/users/compliance/stream";
+
+/// Partitions of the 10% sampled stream.
+pub const SAMPLE10_PARTITIONS: u32 = 2;
+/// Partitions of the firehose.
+pub const FIREHOSE_PARTITIONS: u32 = 20;
+/// Partitions of each compliance stream.
+pub const COMPLIANCE_PARTITIONS: u32 = 4;
+
+/// Checks `partition` against the stream before anything is sent to X: the
+/// partition to send, or the message of a usage error that names the valid range.
+pub fn check_partition(kind: StreamKind, partition: Option<u32>) -> Result<Option<u32>, String> {
+    match (kind.partitions(), partition) {
+        (None, None) => Ok(None),
+        (None, Some(p)) => Err(format!(
+            "--partition {p}: {} ({}) has no partitions; remove --partition",
+            kind.label(),
+            kind.path()
+        )),
+        (Some(range), None) => Err(format!(
+            "{} needs --partition N (N from {} to {}): X splits it into {} partitions, one connection each",
+            kind.label(),
+            range.start(),
+            range.end(),
+            range.end()
+        )),
+        (Some(range), Some(p)) if !range.contains(&p) => Err(format!(
+            "--partition {p} is out of range for {}: X serves partitions {} to {}",
+            kind.label(),
+            range.start(),
+            range.end()
+        )),
+        (Some(_), Some(p)) => Ok(Some(p)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_parses_to_its_kind() {
+        for name in StreamKind::NAMES {
+            let kind: StreamKind =
+                serde::Deserialize::deserialize(serde::de::value::StrDeserializer::<
+                    serde::de::value::Error,
+                >::new(name))
+                .unwrap();
+            assert_eq!(kind.name(), *name);
+        }
+        assert_eq!(StreamKind::default(), StreamKind::Filter);
+    }
+
+    #[test]
+    fn partitions_follow_x_documented_ranges() {
+        use StreamKind::*;
+        assert_eq!(check_partition(Filter, None), Ok(None));
+        assert_eq!(check_partition(Sample, None), Ok(None));
+        assert_eq!(check_partition(Sample10, Some(1)), Ok(Some(1)));
+        assert_eq!(check_partition(Sample10, Some(2)), Ok(Some(2)));
+        assert_eq!(check_partition(Firehose, Some(20)), Ok(Some(20)));
+        assert_eq!(check_partition(Compliance, Some(4)), Ok(Some(4)));
+        assert_eq!(check_partition(UserCompliance, Some(1)), Ok(Some(1)));
+        for (kind, bad) in [
+            (Sample10, 0),
+            (Sample10, 3),
+            (Firehose, 0),
+            (Firehose, 21),
+            (Compliance, 5),
+            (UserCompliance, 0),
+            (Sample10, u32::MAX),
+        ] {
+            let err = check_partition(kind, Some(bad)).unwrap_err();
+            let range = kind.partitions().unwrap();
+            assert!(
+                err.contains(&format!("partitions 1 to {}", range.end())),
+                "{kind:?} {bad}: {err}"
+            );
+        }
+        let err = check_partition(Sample10, None).unwrap_err();
+        assert!(
+            err.contains("--partition N") && err.contains("1 to 2"),
+            "{err}"
+        );
+        let err = check_partition(Firehose, None).unwrap_err();
+        assert!(err.contains("1 to 20"), "{err}");
+        for kind in [Filter, Sample] {
+            let err = check_partition(kind, Some(1)).unwrap_err();
+            assert!(err.contains("has no partitions"), "{err}");
+        }
+    }
+
+    #[test]
+    fn only_the_filtered_stream_has_rules_and_each_partition_its_own_state() {
+        assert!(StreamKind::Filter.has_rules());
+        assert!(!StreamKind::Firehose.has_rules());
+        assert!(StreamKind::Compliance.is_compliance() && !StreamKind::Compliance.takes_fields());
+        assert_eq!(StreamKind::Filter.state_suffix(None), "");
+        assert_eq!(StreamKind::Sample10.state_suffix(Some(2)), "-sample10-p2");
+        assert_eq!(StreamKind::Sample.state_suffix(None), "-sample");
+        assert_eq!(StreamKind::Sample10.path(), "/2/tweets/sample10/stream");
+        assert_eq!(
+            StreamKind::UserCompliance.path(),
+            "/2/users/compliance/stream"
+        );
+    }
+}
