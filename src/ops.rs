@@ -166,6 +166,20 @@ async fn check_twitter(args: &CheckArgs, loaded: &LoadedConfig) -> Result<String
         "no X bearer token: set TWITTER_BEARER_TOKEN (or BEARER_TOKEN) in the environment",
     )?;
     let base = api_base(args.api.twitter_api_base.as_deref(), loaded);
+    let kind = loaded.file.twitter.stream.unwrap_or_default();
+    if !kind.has_rules() {
+        // Any probe of a volume or compliance stream opens a connection,
+        // which could push out the running one (X's connection limit).
+        let partition =
+            crate::sources::twitter::volume::check_partition(kind, loaded.file.twitter.partition)?;
+        return Ok(format!(
+            "{} at {base}{}: bearer token set (not probed: a connection could push out a running one)",
+            kind.label(),
+            partition
+                .map(|p| format!(", partition {p}"))
+                .unwrap_or_default()
+        ));
+    }
     let api = XApi::new(&base, token).map_err(|e| e.to_string())?;
     let rules = api.rules().await.map_err(|e| e.to_string())?;
     Ok(format!(
