@@ -294,3 +294,57 @@ fn compliance_events_reach_the_file_sink_as_compliance_records() {
         && r["tags"][0].as_str().unwrap().starts_with("user_")
         && r["author"]["id"].is_string()));
 }
+
+#[test]
+fn x_refusing_a_volume_stream_request_stops_the_run_with_its_message() {
+    let env = env_with(FAST);
+    let mock = MockProcess::start(
+        "twitter",
+        env.dir.path(),
+        "total_tweets = 10\n[[connection]]\nstatus = 400\n",
+    );
+    let out = capture(
+        &env,
+        &mock.url,
+        "out.jsonl",
+        &["--stream", "sample10", "--partition", "1"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("HTTP 400"), "{}", stderr(&out));
+    let log = mock.get("/mock/volume");
+    assert_eq!(log.as_array().unwrap().len(), 1, "not retried: {log}");
+}
+
+#[test]
+fn check_validates_the_configured_partition_without_connecting() {
+    let mock_dir = tempfile::tempdir().unwrap();
+    let mock = MockProcess::start("twitter", mock_dir.path(), "");
+    let check = |config: &str| {
+        let env = env_with(config);
+        let out = env.run(&[
+            "check",
+            "--source",
+            "twitter",
+            "--twitter-api-base",
+            &mock.url,
+        ]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = check("[twitter]\nstream = \"firehose\"\npartition = 3\n");
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("the firehose") && text.contains("partition 3"),
+        "{text}"
+    );
+    let (code, text) = check("[twitter]\nstream = \"compliance\"\n");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("1 to 4"), "{text}");
+    assert_eq!(
+        mock.get("/mock/requests")["requests"],
+        0,
+        "no connection opened"
+    );
+}
