@@ -270,9 +270,25 @@ impl Monitor {
         if reconnects > 0 {
             let _ = write!(line, " | {reconnects} reconnects");
         }
+        if let Some(wait) = self.rate_limit_wait() {
+            let _ = write!(
+                line,
+                " | rate limited: next call in {}s",
+                wait.as_secs() + 1
+            );
+        }
         let secs = self.started.elapsed().as_secs();
         let _ = write!(line, " | {}:{:02}", secs / 60, secs % 60);
         line
+    }
+
+    /// How long the source still waits for a rate-limit reset, if it does.
+    fn rate_limit_wait(&self) -> Option<Duration> {
+        let until = self.source.rate_limit_until_ms.load(Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        (until > now).then(|| Duration::from_millis(until - now))
     }
 
     /// The metrics in the Prometheus text format (0.0.4).

@@ -5,6 +5,7 @@ pub mod api;
 mod forward;
 pub mod normalize;
 pub mod rules;
+pub mod search;
 pub mod stream;
 pub mod webhook;
 
