@@ -443,6 +443,31 @@ mod tests {
     }
 
     #[test]
+    fn a_rate_limit_wait_shows_in_the_status_line_and_the_metrics() {
+        let source = Arc::new(SourceCounters::default());
+        let monitor = Arc::new(Monitor::new(
+            "twitter-search",
+            source.clone(),
+            Vec::new(),
+            Duration::from_secs(5),
+        ));
+        assert!(!monitor.status_line().contains("rate limited"));
+        let gauge = "ingest_source_rate_limit_wait_seconds{source=\"twitter-search\"}";
+        assert!(monitor.render_metrics().contains(&format!("{gauge} 0")));
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        source
+            .rate_limit_until_ms
+            .store(now_ms + 42_500, Ordering::Relaxed);
+        let line = monitor.status_line();
+        assert!(line.contains("rate limited: next call in 4"), "{line}");
+        let text = monitor.render_metrics();
+        assert!(text.contains(&format!("{gauge} 43")), "{text}");
+    }
+
+    #[test]
     fn a_failed_source_is_unhealthy() {
         let source = Arc::new(SourceCounters::default());
         let monitor = Monitor::new("test", source.clone(), Vec::new(), Duration::from_secs(5));
