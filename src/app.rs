@@ -29,6 +29,7 @@ pub fn config_path(command: &Command) -> Option<&Path> {
         Command::Replay(a) => a.run.config.as_deref(),
         Command::Kafka(a) => a.run.config.as_deref(),
         Command::Twitter(a) => a.run.config.as_deref(),
+        Command::TwitterSearch(a) => a.run.config.as_deref(),
         Command::Rules(r) => match &r.action {
             RulesAction::List(c) => c.config.as_deref(),
             RulesAction::Validate { common, .. }
@@ -48,6 +49,7 @@ pub fn run_args_mut(command: &mut Command) -> Option<&mut crate::cli::RunArgs> {
         Command::Replay(a) => Some(&mut a.run),
         Command::Kafka(a) => Some(&mut a.run),
         Command::Twitter(a) => Some(&mut a.run),
+        Command::TwitterSearch(a) => Some(&mut a.run),
         Command::Telegram(a) => Some(&mut a.run),
         Command::TwitterWebhook(a) => Some(&mut a.run),
         Command::Rules(_)
@@ -86,6 +88,7 @@ pub async fn run(
         Command::Replay(args) => replay(args, &loaded, shutdown).await,
         Command::Kafka(args) => kafka(args, &loaded, shutdown).await,
         Command::Twitter(args) => twitter(args, &loaded, shutdown).await,
+        Command::TwitterSearch(args) => twitter_search(args, &loaded, shutdown).await,
         Command::Rules(r) => rules_command(r.action, &loaded).await,
         Command::Check(args) => crate::ops::check(&args, &loaded).await,
         Command::Completions { .. } | Command::Man => {
@@ -169,6 +172,46 @@ async fn twitter(
     };
     let api = XApi::new(&base, token)?;
     let result = capture(&settings, &twitter, api, shutdown).await;
+    if let Some(m) = mock {
+        m.stop().await;
+    }
+    Ok(finish(result?, settings.summary))
+}
+
+async fn twitter_search(
+    args: crate::cli::TwitterSearchArgs,
+    loaded: &LoadedConfig,
+    shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    let settings = Settings::resolve(&args.run, loaded)?;
+    let search = crate::config::SearchSettings::resolve(&args, loaded)?;
+    let mock = match &search.mock {
+        Some(scenario) => {
+            let scenario = scenario
+                .as_deref()
+                .map(Scenario::load)
+                .transpose()?
+                .unwrap_or_default();
+            let server = crate::mock::twitter::start("127.0.0.1:0", scenario).await?;
+            info!(url = %server.base_url(), "searching the built-in mock X API (--mock)");
+            Some(server)
+        }
+        None => None,
+    };
+    let base = mock
+        .as_ref()
+        .map(|m| m.base_url())
+        .unwrap_or_else(|| search.api_base.clone());
+    let token = match (Secret::from_env(&BEARER_TOKEN_VARS), &mock) {
+        (Some(t), _) => t,
+        (None, Some(_)) => Secret::new("mock-token"),
+        (None, None) => return Err(missing_token()),
+    };
+    let source = crate::sources::twitter::search::TwitterSearch {
+        api: XApi::new(&base, token)?,
+        config: search.config,
+    };
+    let result = crate::run(&settings, source, shutdown).await;
     if let Some(m) = mock {
         m.stop().await;
     }

@@ -52,6 +52,8 @@ pub struct Cli {
 pub enum Command {
     /// Capture the X filtered stream into sinks (bearer token in TWITTER_BEARER_TOKEN).
     Twitter(TwitterArgs),
+    /// Search X (recent, or full-archive with --archive) page by page into sinks, then exit or --poll for newer posts.
+    TwitterSearch(TwitterSearchArgs),
     /// Receive X Account Activity webhook events (CRC + signed POSTs; secret in TWITTER_CONSUMER_SECRET).
     TwitterWebhook(TwitterWebhookArgs),
     /// Capture Telegram bot updates by long polling or webhook (token in TELEGRAM_BOT_TOKEN).
@@ -209,6 +211,69 @@ pub struct TwitterArgs {
 
     /// Scenario file for --mock (rate, faults); see examples/scenario.toml.
     #[arg(long, value_name = "FILE", requires = "mock")]
+    pub mock_scenario: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `ingest twitter-search`.
+#[derive(Debug, Args)]
+pub struct TwitterSearchArgs {
+    /// The X search query (X's query language, e.g. `cats has:images -is:retweet`).
+    #[arg(long, env = "INGEST_QUERY", value_name = "QUERY")]
+    pub query: Option<String>,
+
+    /// Full-archive search (/2/tweets/search/all) instead of the last 7 days.
+    #[arg(long, env = "INGEST_ARCHIVE")]
+    pub archive: bool,
+
+    /// Oldest post time: RFC 3339, a date, or that long ago (`7d`, `2h`).
+    #[arg(long, env = "INGEST_START_TIME", value_name = "TIME")]
+    pub start_time: Option<String>,
+
+    /// Newest post time (exclusive): RFC 3339, a date, or that long ago (`1h`).
+    #[arg(long, env = "INGEST_END_TIME", value_name = "TIME")]
+    pub end_time: Option<String>,
+
+    /// Only posts newer than this id.
+    #[arg(long, env = "INGEST_SINCE_ID", value_name = "ID")]
+    pub since_id: Option<String>,
+
+    /// Only posts older than this id.
+    #[arg(long, env = "INGEST_UNTIL_ID", value_name = "ID")]
+    pub until_id: Option<String>,
+
+    /// After the backfill, keep asking for newer posts this often (e.g. 60s), until --duration or a signal.
+    #[arg(long, env = "INGEST_POLL", value_parser = parse_duration, value_name = "DURATION")]
+    pub poll: Option<Duration>,
+
+    /// `tweet.fields` to request (default: the stream's).
+    #[arg(long, env = "INGEST_SEARCH_TWEET_FIELDS", value_name = "FIELDS")]
+    pub tweet_fields: Option<String>,
+
+    /// `expansions` to request (default: the stream's).
+    #[arg(long, env = "INGEST_SEARCH_EXPANSIONS", value_name = "FIELDS")]
+    pub expansions: Option<String>,
+
+    /// `user.fields` to request (default: the stream's).
+    #[arg(long, env = "INGEST_SEARCH_USER_FIELDS", value_name = "FIELDS")]
+    pub user_fields: Option<String>,
+
+    #[command(flatten)]
+    pub api: XApiArgs,
+
+    /// Start the built-in mock X API in process and search it (no account needed).
+    #[arg(long, env = "INGEST_SEARCH_MOCK")]
+    pub mock: bool,
+
+    /// Scenario file for --mock (corpus, rate-limit budget, faults); see examples/scenario.toml.
+    #[arg(
+        long,
+        env = "INGEST_SEARCH_MOCK_SCENARIO",
+        value_name = "FILE",
+        requires = "mock"
+    )]
     pub mock_scenario: Option<PathBuf>,
 
     #[command(flatten)]

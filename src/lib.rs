@@ -245,10 +245,10 @@ pub async fn run<S: Source>(
         shutdown_timeout: settings.shutdown_timeout,
     };
     let routed = pipeline::route(rx, sinks, limits, stop, shutdown, abort).await;
-    let source_error = match source_task.await {
-        Ok(Ok(())) => None,
-        Ok(Err(e)) => Some(e.to_string()),
-        Err(e) => Some(format!("the source task panicked: {e}")),
+    let (source_error, source_exit) = match source_task.await {
+        Ok(Ok(())) => (None, None),
+        Ok(Err(e)) => (Some(e.to_string()), Some(e.exit_code())),
+        Err(e) => (Some(format!("the source task panicked: {e}")), None),
     };
     watch.stop().await;
     if let Some(e) = &source_error {
@@ -284,7 +284,9 @@ pub async fn run<S: Source>(
         sinks: routed.per_sink,
         dead_letters: written,
         dead_letter_file: (written > 0).then(|| dead_letters.path().display().to_string()),
-        exit_code: if failed {
+        exit_code: if let Some(code) = source_exit.filter(|c| *c != exit_codes::FAILURE) {
+            code
+        } else if failed {
             exit_codes::FAILURE
         } else {
             exit_codes::SUCCESS

@@ -18,7 +18,9 @@ use crate::sources::twitter::rules::RulesMode;
 use crate::sources::twitter::stream::Buffer;
 
 mod resolve;
+mod search;
 pub use resolve::*;
+pub use search::*;
 
 /// The config file read when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "ingest.toml";
@@ -58,6 +60,9 @@ pub struct FileConfig {
     /// The X filtered-stream source.
     #[serde(default)]
     pub twitter: TwitterConfig,
+    /// X search (`ingest twitter-search`).
+    #[serde(default)]
+    pub twitter_search: TwitterSearchConfig,
     /// The Telegram sources.
     #[serde(default)]
     pub telegram: TelegramConfig,

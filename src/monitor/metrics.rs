@@ -102,6 +102,16 @@ fn encode_source(m: &Monitor, encoder: &mut DescriptorEncoder) -> Result<(), std
             &[(src(), checkpoint)],
         )?;
     }
+    family(
+        encoder,
+        "source_rate_limit_wait_seconds",
+        "Seconds left before the source may call its API again after a rate limit (0: not waiting).",
+        MetricType::Gauge,
+        &[(
+            src(),
+            m.rate_limit_wait().map_or(0.0, |w| w.as_secs_f64().ceil()),
+        )],
+    )?;
     let failed = matches!(
         *m.source_state.lock().unwrap_or_else(|p| p.into_inner()),
         SourceState::Failed(_)

@@ -270,9 +270,25 @@ impl Monitor {
         if reconnects > 0 {
             let _ = write!(line, " | {reconnects} reconnects");
         }
+        if let Some(wait) = self.rate_limit_wait() {
+            let _ = write!(
+                line,
+                " | rate limited: next call in {}s",
+                wait.as_secs() + 1
+            );
+        }
         let secs = self.started.elapsed().as_secs();
         let _ = write!(line, " | {}:{:02}", secs / 60, secs % 60);
         line
+    }
+
+    /// How long the source still waits for a rate-limit reset, if it does.
+    fn rate_limit_wait(&self) -> Option<Duration> {
+        let until = self.source.rate_limit_until_ms.load(Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        (until > now).then(|| Duration::from_millis(until - now))
     }
 
     /// The metrics in the Prometheus text format (0.0.4).
@@ -424,6 +440,31 @@ mod tests {
             Duration::from_secs(1),
         );
         assert!(monitor.health(t0 + Duration::from_secs(72)).0);
+    }
+
+    #[test]
+    fn a_rate_limit_wait_shows_in_the_status_line_and_the_metrics() {
+        let source = Arc::new(SourceCounters::default());
+        let monitor = Arc::new(Monitor::new(
+            "twitter-search",
+            source.clone(),
+            Vec::new(),
+            Duration::from_secs(5),
+        ));
+        assert!(!monitor.status_line().contains("rate limited"));
+        let gauge = "ingest_source_rate_limit_wait_seconds{source=\"twitter-search\"}";
+        assert!(monitor.render_metrics().contains(&format!("{gauge} 0")));
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        source
+            .rate_limit_until_ms
+            .store(now_ms + 42_500, Ordering::Relaxed);
+        let line = monitor.status_line();
+        assert!(line.contains("rate limited: next call in 4"), "{line}");
+        let text = monitor.render_metrics();
+        assert!(text.contains(&format!("{gauge} 43")), "{text}");
     }
 
     #[test]

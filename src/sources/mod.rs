@@ -71,6 +71,18 @@ pub enum SourceError {
     NoRules,
     #[error("Kafka: {0}")]
     Kafka(String),
+    #[error(transparent)]
+    Search(#[from] twitter::search::SearchError),
+}
+
+impl SourceError {
+    /// The process exit code this failure asks for (1 unless it says otherwise).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            SourceError::Search(e) => e.exit_code(),
+            _ => crate::exit_codes::FAILURE,
+        }
+    }
 }
 
 /// Counters a source keeps; they end up in the run summary.
@@ -93,6 +105,8 @@ pub struct SourceCounters {
     pub reconnects: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
     /// When a checkpoint was last committed, in seconds since the epoch (0: never).
     pub checkpoint_unix_secs: AtomicU64,
+    /// Until when the source waits for a rate-limit reset, in Unix milliseconds (0: not waiting).
+    pub rate_limit_until_ms: AtomicU64,
 }
 
 impl SourceCounters {

@@ -14,6 +14,7 @@
 
 mod rules;
 mod scenario;
+mod search;
 mod stream;
 mod tweets;
 mod volume;
@@ -36,6 +37,7 @@ use crate::sources::twitter::api::{CONNECTIONS_PATH, LiveRule, RULES_PATH, STREA
 
 pub use rules::rule_problem;
 pub use scenario::{ConnectionScript, Fault, Scenario};
+pub use search::{SearchCall, SearchScenario};
 pub use tweets::tweet_id;
 
 /// One connection attempt as the mock saw it.
@@ -71,6 +73,8 @@ struct Mock {
     resets: AtomicU64,
     /// The volume and compliance streams (`volume.rs`).
     volume: volume::VolumeState,
+    /// The search endpoints' corpus, budget and call log (`search.rs`).
+    search: search::SearchState,
 }
 
 impl Mock {
@@ -86,6 +90,7 @@ impl Mock {
             })
             .collect();
         Mock {
+            search: search::SearchState::new(scenario.search.clone()),
             next_rule_id: AtomicU64::new(FIRST_RULE_ID + initial.len() as u64),
             rules: Mutex::new(initial),
             scenario,
@@ -139,6 +144,10 @@ pub async fn start(addr: &str, scenario: Scenario) -> Result<MockServer, MockErr
         .route(CONNECTIONS_PATH, delete(kill_connections))
         .route("/mock/connections", get(connection_log))
         .route("/mock/resets", get(resets))
+        .route(search::RECENT, get(search::recent))
+        .route(search::ARCHIVE, get(search::all))
+        .route("/mock/tweets", axum::routing::post(search::add_posts))
+        .route("/mock/search/calls", get(search::calls))
         .merge(volume::routes())
         .layer(axum::middleware::from_fn_with_state(
             mock.clone(),

@@ -73,6 +73,8 @@ pub struct Scenario {
     pub rule: Vec<NewRule>,
     /// Scripts for the first connection attempts, in order.
     pub connection: Vec<ConnectionScript>,
+    /// The search endpoints: corpus, rate-limit budget, scripted calls.
+    pub search: super::SearchScenario,
 }
 
 impl Default for Scenario {
@@ -83,6 +85,7 @@ impl Default for Scenario {
             total_tweets: 0,
             rule: Vec::new(),
             connection: Vec::new(),
+            search: super::SearchScenario::default(),
         }
     }
 }

@@ -10,7 +10,7 @@ pub fn tweet_id(seq: u64) -> String {
     (1_600_000_000_000_000_000u64 + seq).to_string()
 }
 
-const AUTHORS: [(&str, &str, &str); 8] = [
+pub(super) const AUTHORS: [(&str, &str, &str); 8] = [
     ("2244994945", "X Developers", "XDevelopers"),
     ("1001", "Ada Lovelace", "ada"),
     ("1002", "أميرة حداد", "amira_h"),
@@ -20,7 +20,7 @@ const AUTHORS: [(&str, &str, &str); 8] = [
     ("1006", "Noa Levi", "noa"),
     ("1007", "Data Bot 🤖", "databot"),
 ];
-const TEXTS: [(&str, &str); 8] = [
+pub(super) const TEXTS: [(&str, &str); 8] = [
     (
         "en",
         "Just shipped a new release of our data pipeline 🚀 #rustlang",

@@ -6,6 +6,7 @@ pub mod compliance;
 mod forward;
 pub mod normalize;
 pub mod rules;
+pub mod search;
 pub mod stream;
 pub mod volume;
 pub mod webhook;

@@ -1,0 +1,397 @@
+//! One search page (`data`, `includes`, `meta`, maybe `errors`) cut into one
+//! stream-shaped line per post: `{"data": post, "includes": {…}}` with the
+//! expanded objects that post refers to. The stream's normalizer turns each
+//! line into a record, so a post makes the same record whichever endpoint
+//! delivered it.
+
+use std::collections::HashSet;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The kinds of `includes`, in the order a line lists them, and the field
+/// that identifies an object of each.
+const INCLUDE_KINDS: [(&str, &str); 5] = [
+    ("users", "id"),
+    ("tweets", "id"),
+    ("media", "media_key"),
+    ("places", "id"),
+    ("polls", "id"),
+];
+
+/// `meta` of a page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Meta {
+    #[serde(default)]
+    pub newest_id: Option<String>,
+    #[serde(default)]
+    pub oldest_id: Option<String>,
+    #[serde(default)]
+    pub result_count: Option<u64>,
+    #[serde(default)]
+    pub next_token: Option<String>,
+}
+
+/// A parsed page: its meta and one line per post, in page order (newest first).
+#[derive(Debug)]
+pub struct Page {
+    pub meta: Meta,
+    pub lines: Vec<Vec<u8>>,
+    /// Partial errors X reported beside the data (objects it could not expand).
+    pub partial_errors: usize,
+}
+
+/// Why a page is unusable.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PageError {
+    #[error("the search page is not valid JSON: {0}")]
+    Json(String),
+    #[error("the search page has no `meta` object")]
+    NoMeta,
+    #[error("the search page's `data` is not an array")]
+    DataNotArray,
+    #[error(
+        "the search page says `result_count` {said} but holds {held} posts: it looks truncated"
+    )]
+    CountMismatch { said: u64, held: usize },
+}
+
+#[derive(Deserialize)]
+struct RawPage<'a> {
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    includes: Option<RawIncludes<'a>>,
+    #[serde(default)]
+    meta: Option<Meta>,
+    #[serde(borrow, default)]
+    errors: Option<Vec<&'a RawValue>>,
+}
+
+#[derive(Deserialize, Default)]
+struct RawIncludes<'a> {
+    #[serde(borrow, default)]
+    users: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    tweets: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    media: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    places: Vec<&'a RawValue>,
+    #[serde(borrow, default)]
+    polls: Vec<&'a RawValue>,
+}
+
+impl<'a> RawIncludes<'a> {
+    fn kind(&self, name: &str) -> &[&'a RawValue] {
+        match name {
+            "users" => &self.users,
+            "tweets" => &self.tweets,
+            "media" => &self.media,
+            "places" => &self.places,
+            _ => &self.polls,
+        }
+    }
+}
+
+/// An included object's key fields.
+#[derive(Deserialize, Default)]
+struct Keyed {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    media_key: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    author_id: Option<String>,
+}
+
+/// What a post refers to, by expansion.
+#[derive(Deserialize, Default)]
+struct Refers {
+    #[serde(default)]
+    author_id: Option<String>,
+    #[serde(default)]
+    in_reply_to_user_id: Option<String>,
+    #[serde(default)]
+    referenced_tweets: Vec<Keyed>,
+    #[serde(default)]
+    attachments: Option<Attachments>,
+    #[serde(default)]
+    geo: Option<Geo>,
+    #[serde(default)]
+    entities: Option<Entities>,
+}
+
+#[derive(Deserialize, Default)]
+struct Attachments {
+    #[serde(default)]
+    media_keys: Vec<String>,
+    #[serde(default)]
+    poll_ids: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Geo {
+    #[serde(default)]
+    place_id: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Entities {
+    #[serde(default)]
+    mentions: Vec<Keyed>,
+}
+
+/// The keys (ids, media keys, usernames) a post refers to, per include kind.
+#[derive(Default)]
+struct Wanted {
+    users: HashSet<String>,
+    usernames: HashSet<String>,
+    tweets: HashSet<String>,
+    media: HashSet<String>,
+    places: HashSet<String>,
+    polls: HashSet<String>,
+}
+
+impl Wanted {
+    fn of(post: &RawValue) -> Wanted {
+        let r: Refers = serde_json::from_str(post.get()).unwrap_or_default();
+        let mut w = Wanted::default();
+        w.users.extend(r.author_id);
+        w.users.extend(r.in_reply_to_user_id);
+        w.tweets
+            .extend(r.referenced_tweets.into_iter().filter_map(|t| t.id));
+        if let Some(a) = r.attachments {
+            w.media.extend(a.media_keys);
+            w.polls.extend(a.poll_ids);
+        }
+        w.places.extend(r.geo.and_then(|g| g.place_id));
+        for m in r.entities.map(|e| e.mentions).unwrap_or_default() {
+            w.users.extend(m.id);
+            w.usernames.extend(m.username);
+        }
+        w
+    }
+
+    fn wants(&self, kind: &str, k: &Keyed) -> bool {
+        let id = k.id.as_deref().unwrap_or("");
+        match kind {
+            "users" => {
+                self.users.contains(id)
+                    || k.username
+                        .as_deref()
+                        .is_some_and(|u| self.usernames.contains(u))
+            }
+            "tweets" => self.tweets.contains(id),
+            "media" => k
+                .media_key
+                .as_deref()
+                .is_some_and(|m| self.media.contains(m)),
+            "places" => self.places.contains(id),
+            _ => self.polls.contains(id),
+        }
+    }
+}
+
+/// Parses a page body and builds one line per post.
+pub fn parse_page(body: &[u8]) -> Result<Page, PageError> {
+    let raw: RawPage<'_> =
+        serde_json::from_slice(body).map_err(|e| PageError::Json(e.to_string()))?;
+    let meta = raw.meta.ok_or(PageError::NoMeta)?;
+    let posts: Vec<&RawValue> = match raw.data {
+        None => Vec::new(),
+        Some(d) => serde_json::from_str(d.get()).map_err(|_| PageError::DataNotArray)?,
+    };
+    if let Some(said) = meta.result_count.filter(|n| *n != posts.len() as u64) {
+        return Err(PageError::CountMismatch {
+            said,
+            held: posts.len(),
+        });
+    }
+    let includes = raw.includes.unwrap_or_default();
+    let keyed: Vec<Vec<(Keyed, &RawValue)>> = INCLUDE_KINDS
+        .iter()
+        .map(|(kind, _)| {
+            includes
+                .kind(kind)
+                .iter()
+                .map(|v| (serde_json::from_str(v.get()).unwrap_or_default(), *v))
+                .collect()
+        })
+        .collect();
+    let lines = posts.iter().map(|post| line_for(post, &keyed)).collect();
+    Ok(Page {
+        meta,
+        lines,
+        partial_errors: raw.errors.map_or(0, |e| e.len()),
+    })
+}
+
+/// `{"data": post, "includes": {…}}` with the objects the post refers to
+/// (and the authors of the posts it references).
+fn line_for(post: &RawValue, keyed: &[Vec<(Keyed, &RawValue)>]) -> Vec<u8> {
+    let mut wanted = Wanted::of(post);
+    // Referenced posts' authors come with `referenced_tweets.id.author_id`.
+    let tweets = &keyed[1];
+    let authors: Vec<String> = tweets
+        .iter()
+        .filter(|(k, _)| wanted.wants("tweets", k))
+        .filter_map(|(k, _)| k.author_id.clone())
+        .collect();
+    wanted.users.extend(authors);
+    let mut line = Vec::with_capacity(post.get().len() + 256);
+    line.extend_from_slice(b"{\"data\":");
+    line.extend_from_slice(post.get().as_bytes());
+    let mut opened = false;
+    for ((kind, _), objects) in INCLUDE_KINDS.iter().zip(keyed) {
+        let mut first = true;
+        let mut seen = HashSet::new();
+        for (k, raw) in objects {
+            let key = k.media_key.as_ref().or(k.id.as_ref());
+            if !wanted.wants(kind, k) || key.is_some_and(|key| !seen.insert(key.clone())) {
+                continue;
+            }
+            if !opened {
+                line.extend_from_slice(b",\"includes\":{");
+                opened = true;
+            } else if first {
+                line.push(b',');
+            }
+            if first {
+                line.extend_from_slice(format!("\"{kind}\":[").as_bytes());
+                first = false;
+            } else {
+                line.push(b',');
+            }
+            line.extend_from_slice(raw.get().as_bytes());
+        }
+        if !first {
+            line.push(b']');
+        }
+    }
+    if opened {
+        line.push(b'}');
+    }
+    line.push(b'}');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn page(v: Value) -> Page {
+        parse_page(v.to_string().as_bytes()).unwrap()
+    }
+
+    fn line(p: &Page, i: usize) -> Value {
+        serde_json::from_slice(&p.lines[i]).unwrap()
+    }
+
+    #[test]
+    fn each_post_gets_the_includes_it_refers_to() {
+        let p = page(json!({
+            "data": [
+                {"id": "3", "text": "reply", "author_id": "u1", "in_reply_to_user_id": "u2",
+                 "referenced_tweets": [{"type": "quoted", "id": "9"}],
+                 "attachments": {"media_keys": ["m1"], "poll_ids": ["p1"]},
+                 "geo": {"place_id": "pl1"},
+                 "entities": {"mentions": [{"start": 0, "end": 4, "username": "carl"}]}},
+                {"id": "2", "text": "plain", "author_id": "u2"}
+            ],
+            "includes": {
+                "users": [{"id": "u1", "username": "ann"}, {"id": "u2", "username": "bob"},
+                          {"id": "u3", "username": "carl"}, {"id": "u4", "username": "dee"},
+                          {"id": "u1", "username": "ann"}],
+                "tweets": [{"id": "9", "text": "quoted", "author_id": "u4"}],
+                "media": [{"media_key": "m1", "type": "photo"}, {"media_key": "m2", "type": "photo"}],
+                "places": [{"id": "pl1", "full_name": "Köln"}],
+                "polls": [{"id": "p1", "options": []}],
+                "topics": [{"id": "t"}]
+            },
+            "meta": {"newest_id": "3", "oldest_id": "2", "result_count": 2, "next_token": "abc"}
+        }));
+        assert_eq!(p.meta.next_token.as_deref(), Some("abc"));
+        assert_eq!(p.lines.len(), 2);
+        let first = line(&p, 0);
+        let users: Vec<&str> = first["includes"]["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            users,
+            ["u1", "u2", "u3", "u4"],
+            "author, replied-to, mention, quoted author; once each"
+        );
+        assert_eq!(first["includes"]["tweets"][0]["id"], "9");
+        assert_eq!(first["includes"]["media"].as_array().unwrap().len(), 1);
+        assert_eq!(first["includes"]["places"][0]["full_name"], "Köln");
+        assert_eq!(first["includes"]["polls"][0]["id"], "p1");
+        assert_eq!(
+            line(&p, 1),
+            json!({"data": {"id": "2", "text": "plain", "author_id": "u2"},
+                   "includes": {"users": [{"id": "u2", "username": "bob"}]}})
+        );
+    }
+
+    #[test]
+    fn an_empty_page_has_meta_and_no_lines() {
+        let p = page(json!({"meta": {"result_count": 0}}));
+        assert!(p.lines.is_empty());
+        assert_eq!(p.meta.next_token, None);
+        let p =
+            page(json!({"data": [{"id": "1", "text": "no author"}], "meta": {"result_count": 1}}));
+        assert_eq!(
+            line(&p, 0),
+            json!({"data": {"id": "1", "text": "no author"}})
+        );
+    }
+
+    #[test]
+    fn hostile_pages_are_refused_with_a_reason() {
+        let err = |b: &[u8]| parse_page(b).unwrap_err();
+        assert!(matches!(
+            err(b"{\"data\":[{\"id\":\"1\"}"),
+            PageError::Json(_)
+        ));
+        assert!(matches!(
+            err(b"<html>502 Bad Gateway</html>"),
+            PageError::Json(_)
+        ));
+        assert!(matches!(err(b""), PageError::Json(_)));
+        assert!(matches!(err(&[0xff, 0xfe, b'{']), PageError::Json(_)));
+        assert_eq!(err(b"{\"data\":[]}"), PageError::NoMeta);
+        assert_eq!(
+            err(b"{\"data\":{\"id\":\"1\"},\"meta\":{}}"),
+            PageError::DataNotArray
+        );
+        assert_eq!(
+            err(b"{\"data\":[{\"id\":\"1\"}],\"meta\":{\"result_count\":100}}"),
+            PageError::CountMismatch { said: 100, held: 1 }
+        );
+        // Odd but parseable: includes of the wrong shape are ignored, odd posts pass through
+        // (the normalizer dead-letters them one by one).
+        let p =
+            page(json!({"data": [5, {"id": "1"}], "includes": {"users": [1, "x"]}, "meta": {}}));
+        assert_eq!(p.lines[0], b"{\"data\":5}");
+        assert_eq!(p.lines.len(), 2);
+        // A deeply nested post passes through whole (no stack overflow); the
+        // normalizer's recursion limit refuses it later, one dead letter.
+        let deep = format!(
+            "{{\"data\":[{}1{}],\"meta\":{{}}}}",
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        );
+        let p = parse_page(deep.as_bytes())
+            .map_err(|e| e.to_string())
+            .map(|p| p.lines.len());
+        assert_eq!(p, Ok(1));
+        let deep = format!("{{\"meta\":{}1{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(matches!(err(deep.as_bytes()), PageError::Json(_)));
+    }
+}
