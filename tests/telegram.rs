@@ -578,3 +578,36 @@ fn webhook_serves_https_with_certificate_files() {
     assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
     assert_eq!(env.records("o.jsonl")[0]["text"], "over TLS");
 }
+
+/// `INGEST_UNTIL_IDLE=1` is `--until-idle`: the run stops once the mock is drained
+/// (before: the twin did not exist and the run polled forever). `INGEST_NO_RAW=0`
+/// and `=false` leave the flag off, `=1` turns it on.
+#[test]
+fn boolean_environment_twins_take_1_and_0() {
+    for (no_raw, want_raw) in [("0", true), ("false", true), ("1", false), ("true", false)] {
+        let env = tg_env()
+            .with("INGEST_UNTIL_IDLE", "1")
+            .with("INGEST_NO_RAW", no_raw);
+        let mut child = env
+            .cmd()
+            .args([
+                "telegram",
+                "--mock",
+                "--sink",
+                "file",
+                "--file-path",
+                "o.jsonl",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (status, err) = finish(&mut child, Duration::from_secs(120));
+        assert!(status.success(), "INGEST_NO_RAW={no_raw}: {err}");
+        let records = env.records("o.jsonl");
+        assert!(!records.is_empty(), "{err}");
+        assert!(
+            records.iter().all(|r| r.get("raw").is_some() == want_raw),
+            "INGEST_NO_RAW={no_raw}: raw present should be {want_raw}"
+        );
+    }
+}
