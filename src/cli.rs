@@ -266,6 +266,9 @@ pub enum MockCommand {
     /// The mock X API: rules, the filtered stream, scripted faults.
     Twitter(MockArgs),
     /// The mock Telegram Bot API: updates across chats, offsets, webhook methods, scripted faults.
+    #[command(mut_arg("scenario", |a| a.help(
+        "Scenario file (queue, pace, scripted getUpdates answers); see examples/telegram-scenario.toml"
+    )))]
     Telegram(MockArgs),
 }
 
@@ -355,7 +358,7 @@ pub struct TelegramArgs {
     #[arg(long, env = "INGEST_MOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new(), conflicts_with = "webhook")]
     pub mock: bool,
 
-    /// Scenario file for --mock.
+    /// Scenario file for --mock (queue, pace, faults); see examples/telegram-scenario.toml.
     #[arg(
         long,
         env = "INGEST_MOCK_SCENARIO",
@@ -416,7 +419,7 @@ pub struct MockArgs {
     )]
     pub listen: String,
 
-    /// Scenario file (rate, keep-alives, faults); see examples/scenario.toml.
+    /// Scenario file (rate, keep-alives, faults); see examples/scenario.toml (X).
     #[arg(long, env = "INGEST_MOCK_SCENARIO", value_name = "FILE")]
     pub scenario: Option<PathBuf>,
 }
