@@ -288,7 +288,8 @@ pub struct TelegramArgs {
     #[arg(long, env = "INGEST_UNTIL_IDLE", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new(), conflicts_with = "webhook")]
     pub until_idle: bool,
 
-    /// Receive updates by webhook on this address instead of polling (plain HTTP; put TLS in front).
+    /// Receive updates by webhook on this address instead of polling: HTTPS with
+    /// --tls-cert/--tls-key, else plain HTTP (then put a TLS proxy in front).
     #[arg(long, env = "INGEST_WEBHOOK", value_name = "ADDR")]
     pub webhook: Option<String>,
 
@@ -373,7 +374,8 @@ pub struct TelegramArgs {
 
 #[derive(Debug, Args)]
 pub struct TwitterWebhookArgs {
-    /// Address to listen on (plain HTTP; put TLS in front).
+    /// Address to listen on: HTTPS with --tls-cert/--tls-key, else plain HTTP
+    /// (then put a TLS proxy in front).
     #[arg(long, env = "INGEST_LISTEN", value_name = "ADDR")]
     pub listen: String,
 

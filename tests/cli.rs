@@ -534,3 +534,26 @@ fn transliterate_keeps_line_breaks() {
     let record: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(record["text_ascii"], "x thread a\nb", "{record}");
 }
+
+/// `--tls-cert` serves HTTPS directly: the webhook help says so.
+#[test]
+fn webhook_help_says_tls_cert_serves_https() {
+    let env = Env::new();
+    for (cmd, flag) in [("twitter-webhook", "--listen"), ("telegram", "--webhook")] {
+        let out = env.run(&[cmd, "--help"]);
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let at = text
+            .find(&format!("{flag} <"))
+            .unwrap_or_else(|| panic!("{help}"));
+        let about = &text[at..(at + 200).min(text.len())];
+        assert!(
+            about.contains("HTTPS with --tls-cert"),
+            "{cmd} {flag}: {about}"
+        );
+        assert!(
+            !about.contains("plain HTTP; put TLS in front"),
+            "{cmd}: {about}"
+        );
+    }
+}
