@@ -54,6 +54,18 @@ fn chat_filter_and_until_idle_confirm_every_update() {
             .iter()
             .all(|r| r["chat"]["id"] == -4001 && r["chat"]["type"] == "group")
     );
+    // The mock's senders have `language_code: "en"`: it becomes the record's `lang`.
+    assert!(
+        records
+            .iter()
+            .filter(|r| r["raw"]["message"]["from"]["language_code"] == "en")
+            .all(|r| r["lang"] == "en")
+    );
+    assert!(
+        records.iter().any(|r| r["lang"] == "en"),
+        "{:?}",
+        records[0]
+    );
     // Filtered-out updates are confirmed too: nothing is pending.
     let state = mock.get("/mock/state");
     assert_eq!(state["pending"], 0, "{state}");
