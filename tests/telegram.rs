@@ -623,3 +623,78 @@ fn boolean_environment_twins_take_1_and_0() {
         );
     }
 }
+
+/// `--allowed-updates` reaches Telegram on every `getUpdates`, and the mock
+/// filters as Telegram does: only the named types are delivered, the others are
+/// dropped. A run without the flag sends the empty list (Telegram's default),
+/// so a previous run's filter does not linger (an absent list keeps it).
+#[test]
+fn allowed_updates_are_sent_and_filter_the_updates() {
+    let env = tg_env();
+    let mock = mock_telegram(&env, "updates = 40\n");
+    let out = env.run(&[
+        "telegram",
+        "--telegram-api-base",
+        &mock.url,
+        "--allowed-updates",
+        "message,edited_message",
+        "--until-idle",
+        "--sink",
+        "file",
+        "--file-path",
+        "o.jsonl",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = env.records("o.jsonl");
+    // The mock's update n is in a channel when n % 4 == 3, an edit when n % 7 == 6.
+    let want = (0..40).filter(|n| n % 4 != 3).count();
+    assert_eq!(records.len(), want);
+    assert!(records.iter().any(|r| r["kind"] == "edited_message"));
+    assert!(
+        records
+            .iter()
+            .all(|r| r["kind"] == "message" || r["kind"] == "edited_message"),
+        "a filtered type was delivered"
+    );
+    let state = mock.get("/mock/state");
+    assert_eq!(state["pending"], 0, "{state}");
+    let polls: Vec<&Value> = state["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["method"] == "getUpdates")
+        .collect();
+    assert!(!polls.is_empty());
+    let first_calls = state["calls"].as_array().unwrap().len();
+    for call in &polls {
+        assert_eq!(
+            call["allowed_updates"],
+            serde_json::json!(["message", "edited_message"]),
+            "{call}"
+        );
+    }
+    // Without the flag: the empty list, every call.
+    let out = env.run(&[
+        "telegram",
+        "--telegram-api-base",
+        &mock.url,
+        "--until-idle",
+        "--sink",
+        "file",
+        "--file-path",
+        "o.jsonl",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let state = mock.get("/mock/state");
+    let later: Vec<&Value> = state["calls"].as_array().unwrap()[first_calls..]
+        .iter()
+        .filter(|c| c["method"] == "getUpdates")
+        .collect();
+    assert!(!later.is_empty());
+    assert!(
+        later
+            .iter()
+            .all(|c| c["allowed_updates"] == serde_json::json!([])),
+        "{later:?}"
+    );
+}
