@@ -125,14 +125,15 @@ fn a_failing_sink_keeps_the_offset_and_a_rerun_delivers_the_rest() {
 #[test]
 fn kill_9_then_rerun_delivers_every_update_at_least_once() {
     let env = tg_env();
-    let calls: String = (0..30).map(|_| "[[call]]\ndelay_ms = 150\n").collect();
+    // Two polls of 100 go through; the third hangs, so the run is caught with
+    // 100 or 200 updates delivered and the first 100 confirmed, never all 250.
+    let calls = "[[call]]\n[[call]]\n[[call]]\ndelay_ms = 600000\n";
     let mock = mock_telegram(&env, &format!("updates = 250\n{calls}"));
     std::fs::write(
         env.path("ingest.toml"),
         "[telegram]\npoll_timeout_secs = 0\n",
     )
     .unwrap();
-    // `limit` is 100 per poll; a small record limit per poll is not needed: kill in the middle.
     let mut child = env
         .cmd()
         .args([
@@ -147,10 +148,24 @@ fn kill_9_then_rerun_delivers_every_update_at_least_once() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // Kill in the middle: once the first run hangs in its third poll, having
+    // delivered two polls' updates and confirmed the first's.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mock.get("/mock/state")["get_updates_started"]
+        .as_u64()
+        .unwrap()
+        < 3
+    {
+        assert!(Instant::now() < deadline, "no third poll");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let first = update_ids(&env.records("a.jsonl"));
+    assert_eq!(first, (FIRST..FIRST + 200).collect(), "partial progress");
+    // The rerun starts at the confirmed offset, not from scratch.
+    let confirmed = mock.get("/mock/state")["confirmed_below"].as_i64().unwrap();
+    assert_eq!(confirmed, FIRST + 100);
     let out = env.run(&[
         "telegram",
         "--telegram-api-base",
@@ -163,6 +178,10 @@ fn kill_9_then_rerun_delivers_every_update_at_least_once() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let second = update_ids(&env.records("b.jsonl"));
+    assert!(
+        second.iter().all(|&id| id >= confirmed),
+        "the rerun re-delivered confirmed updates"
+    );
     let all: BTreeSet<i64> = first.union(&second).copied().collect();
     assert_eq!(
         all,

@@ -172,6 +172,7 @@ async fn state(State(mock): State<Arc<Mock>>) -> Response {
         "pending": inner.queue.len(),
         "produced": inner.produced,
         "confirmed_below": inner.confirmed_below,
+        "get_updates_started": inner.get_updates_calls,
         "webhook_url": inner.webhook_url,
         "calls": inner.calls,
     }))
