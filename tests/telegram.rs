@@ -717,3 +717,27 @@ fn allowed_updates_are_sent_and_filter_the_updates() {
         "{later:?}"
     );
 }
+
+/// "401/404 (a bad token) exit 1 at once": the Bot API answers 404 to a token
+/// it does not know the shape of; the run stops after that one answer.
+#[test]
+fn a_404_for_the_token_is_fatal() {
+    let env = Env::new().with("TELEGRAM_BOT_TOKEN", "424242:bad token!");
+    let mock = mock_telegram(&env, "updates = 5\n");
+    let out = env.run(&[
+        "telegram",
+        "--telegram-api-base",
+        &mock.url,
+        "--until-idle",
+        "--sink",
+        "stdout",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Telegram refused the bot token") && err.contains("404"),
+        "{err}"
+    );
+    assert!(!err.contains("bad token!"), "the token leaked: {err}");
+    assert_eq!(mock.get("/mock/state")["pending"], 5, "nothing was read");
+}

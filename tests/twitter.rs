@@ -577,6 +577,11 @@ fn a_slow_sink_never_stops_the_reader_lines_spill_and_come_back_in_order() {
         .collect();
     let expected: Vec<String> = (0..3000).map(tweet_id).collect();
     assert_eq!(ids, expected);
+    // The reader never stopped: no stall, one connection for the whole run.
+    let all_err = format!("{seen}\n{}", rest.join("\n"));
+    assert!(!all_err.contains("stalled"), "{all_err}");
+    let connections = mock.get("/mock/connections");
+    assert_eq!(connections.as_array().unwrap().len(), 1, "{connections}");
 }
 
 #[test]
@@ -601,5 +606,33 @@ fn reset_connections_closes_the_other_connection_first() {
         stderr(&out).contains("closing every streaming connection"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// "401/403 exit 1 at once": a 403 on connect is fatal after that one attempt,
+/// names the fix, and prints no token.
+#[test]
+fn forbidden_exits_1_after_one_attempt() {
+    let env = env_with(FAST);
+    let mock = mock_twitter(
+        &env,
+        "[[rule]]\nvalue = \"cats\"\n[[connection]]\nstatus = 403\n",
+    );
+    let out = env.run(&[
+        "twitter",
+        "--twitter-api-base",
+        &mock.url,
+        "--sink",
+        "stdout",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("TWITTER_BEARER_TOKEN"), "{err}");
+    assert!(!err.contains(TOKEN), "the token leaked:\n{err}");
+    let attempts = mock.get("/mock/connections");
+    assert_eq!(
+        attempts.as_array().unwrap().len(),
+        1,
+        "no retry: {attempts}"
     );
 }
