@@ -115,6 +115,10 @@ fn main() {
         + usage.ru_utime.tv_usec as f64 / 1e6
         + usage.ru_stime.tv_sec as f64
         + usage.ru_stime.tv_usec as f64 / 1e6;
+    assert_eq!(
+        delivered as u64, records,
+        "every record delivered; ingest said:\n{summary}"
+    );
     println!(
         "replay → file: {delivered} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s in; CPU {cpu:.2} s ({:.0} records per CPU-second){}; peak RSS {:.1} MiB",
         delivered as f64 / secs,
@@ -122,10 +126,6 @@ fn main() {
         delivered as f64 / cpu,
         if one_core { ", pinned to one core" } else { "" },
         usage.ru_maxrss as f64 / 1024.0
-    );
-    assert_eq!(
-        delivered as u64, records,
-        "every record delivered; ingest said:\n{summary}"
     );
 
     // Phase 1: normalize alone, in process, one thread.
@@ -161,6 +161,7 @@ fn main() {
         }
     }
     let secs = start.elapsed().as_secs_f64();
+    assert_eq!(n, sample, "every line normalized into a record");
     println!(
         "normalize:     {n} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s (avg line {} B)",
         n as f64 / secs,

@@ -11,8 +11,11 @@
 //! 3. Times `ingest replay FILE --sink kafka` (parse + normalize + produce, every
 //!    delivery report awaited) into a fresh topic.
 //! 4. Times `kcat -P -K '\t'` producing those same keyed records to another fresh
-//!    topic with the same producer settings (acks=all, idempotence, lz4).
-//! 5. Prints both rates and ingest/kcat as a ratio.
+//!    topic with the same producer settings (acks=all, idempotence, the codec
+//!    below) and the same headers: none (ingest's sink with `headers = false`:
+//!    kcat cannot send ingest's per-record `rule_tag` headers).
+//! 5. Reads both topics back with `kcat -C -e` and requires `records` messages
+//!    in each, then prints both rates and ingest/kcat as a ratio.
 //!
 //! Brokers from `--brokers` or `INGEST_TEST_KAFKA_BROKERS`; kcat from
 //! `INGEST_TEST_KCAT` or `kcat` on PATH (it needs a librdkafka that speaks to
@@ -107,8 +110,11 @@ fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
+    const CODEC: &str = "lz4";
+    let ingest_topic = format!("bench-ingest-{nanos}");
+    let kcat_topic = format!("bench-kcat-{nanos}");
     let config = format!(
-        "[sinks.k]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"bench-ingest-{nanos}\"\ncompression = \"lz4\"\n"
+        "[sinks.k]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{ingest_topic}\"\ncompression = \"{CODEC}\"\nheaders = false\n"
     );
     std::fs::write(path("ingest.toml"), config).unwrap();
     let ingest_secs = timed(
@@ -124,13 +130,53 @@ fn main() {
     );
     let kcat_secs = timed(
         Command::new(&kcat)
-            .args(["-P", "-b", &brokers, "-t", &format!("bench-kcat-{nanos}")])
-            .args(["-K", "\t", "-z", "lz4", "-X", "acks=all", "-X"])
+            .args(["-P", "-b", &brokers, "-t", &kcat_topic])
+            .args(["-K", "\t", "-z", CODEC, "-X", "acks=all", "-X"])
             .args(["enable.idempotence=true", "-X", "linger.ms=5", "-l"])
             .arg(path("keyed.tsv"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
+    );
+    // Both topics hold every record once, with no headers, before any figure.
+    for topic in [&ingest_topic, &kcat_topic] {
+        let out = Command::new(&kcat)
+            .args([
+                "-C",
+                "-b",
+                &brokers,
+                "-t",
+                topic,
+                "-o",
+                "beginning",
+                "-e",
+                "-q",
+            ])
+            .args(["-f", "%k\\t%h\\n"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kcat could not read {topic} back");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let keys: std::collections::HashSet<&str> = text
+            .lines()
+            .map(|l| l.split('\t').next().unwrap())
+            .collect();
+        assert_eq!(text.lines().count() as u64, records, "{topic}: messages");
+        assert_eq!(
+            keys.len() as u64,
+            records,
+            "{topic}: one message per record"
+        );
+        assert!(
+            text.lines()
+                .all(|l| l.split('\t').nth(1).is_none_or(str::is_empty)),
+            "{topic}: headers were sent"
+        );
+    }
+    println!(
+        "both sides: codec {CODEC}, acks=all, idempotent, no headers; both topics read back whole"
     );
     let rate = |secs: f64| records as f64 / secs;
     let mb = |secs: f64| bytes as f64 / secs / 1e6;

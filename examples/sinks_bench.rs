@@ -78,7 +78,18 @@ fn line(i: u64, out: &mut Vec<u8>) {
     .unwrap();
 }
 
-fn run(bin: &Path, dir: &Path, input: &Path, input_bytes: u64, sink: &str, config: &str) {
+/// Replays `input` (`records` lines) into `sink`; refuses to print a figure
+/// unless ingest read every generated record and settled each.
+#[allow(clippy::too_many_arguments)]
+fn run(
+    bin: &Path,
+    dir: &Path,
+    input: &Path,
+    input_bytes: u64,
+    records: u64,
+    sink: &str,
+    config: &str,
+) {
     let cfg = dir.join(format!("{sink}.toml"));
     std::fs::write(&cfg, config).unwrap();
     let start = Instant::now();
@@ -114,8 +125,13 @@ fn run(bin: &Path, dir: &Path, input: &Path, input_bytes: u64, sink: &str, confi
     let s = &summary["sinks"][sink];
     let delivered = s["delivered"].as_u64().unwrap_or(0);
     let dead = s["dead_lettered"].as_u64().unwrap_or(0);
-    // A figure is a figure only if every record was written or dead-lettered
-    // (the dead letters are reported below).
+    // A figure is a figure only if ingest read every generated record…
+    assert_eq!(
+        summary["records_in"].as_u64(),
+        Some(records),
+        "replay → {sink} read a different number of records than generated:\n{stderr}"
+    );
+    // …and every one was written or dead-lettered (the dead letters are reported below).
     assert_eq!(
         delivered + dead,
         summary["records_in"].as_u64().unwrap_or(u64::MAX),
@@ -168,10 +184,26 @@ fn main() {
                 let config = format!(
                     "[sinks.s3]\ntype = \"s3\"\nbucket = \"{tag}\"\nendpoint = \"{endpoint}\"\nforce_path_style = true\n"
                 );
-                run(&bin, dir.path(), &input, input_bytes, "s3", &config);
+                run(
+                    &bin,
+                    dir.path(),
+                    &input,
+                    input_bytes,
+                    records,
+                    "s3",
+                    &config,
+                );
                 let config = format!("{config}gzip = true\n");
                 let config = config.replace("[sinks.s3]", "[sinks.s3gz]");
-                run(&bin, dir.path(), &input, input_bytes, "s3gz", &config);
+                run(
+                    &bin,
+                    dir.path(),
+                    &input,
+                    input_bytes,
+                    records,
+                    "s3gz",
+                    &config,
+                );
             }
             "kinesis" => {
                 let endpoint = var("INGEST_TEST_KINESIS_ENDPOINT");
@@ -180,7 +212,15 @@ fn main() {
                     "[sinks.kinesis]\ntype = \"kinesis\"\nstream_name = \"{tag}\"\nendpoint = \"{endpoint}\"\n"
                 );
                 println!("(kinesis: {shards} shards; the server throttles each to 1000 records/s)");
-                run(&bin, dir.path(), &input, input_bytes, "kinesis", &config);
+                run(
+                    &bin,
+                    dir.path(),
+                    &input,
+                    input_bytes,
+                    records,
+                    "kinesis",
+                    &config,
+                );
                 py(DELETE_STREAM, &[&endpoint, &tag]);
             }
             "mongodb" => {
@@ -189,7 +229,15 @@ fn main() {
                 let config = format!(
                     "[sinks.mongodb]\ntype = \"mongodb\"\nuri = \"{uri}\"\ndatabase = \"bench\"\ncollection = \"{collection}\"\n"
                 );
-                run(&bin, dir.path(), &input, input_bytes, "mongodb", &config);
+                run(
+                    &bin,
+                    dir.path(),
+                    &input,
+                    input_bytes,
+                    records,
+                    "mongodb",
+                    &config,
+                );
             }
             other => panic!("unknown sink `{other}`: s3, kinesis or mongodb"),
         }

@@ -104,14 +104,14 @@ fn main() {
         + usage.ru_utime.tv_usec as f64 / 1e6
         + usage.ru_stime.tv_sec as f64
         + usage.ru_stime.tv_usec as f64 / 1e6;
+    assert_eq!(
+        delivered as u64, records,
+        "every tweet delivered; ingest said:\n{summary}"
+    );
     println!(
         "mock stream → file: {delivered} tweets in {secs:.2} s = {:.0} tweets/s; client CPU {cpu:.2} s ({:.0} tweets per CPU-second); client peak RSS {:.1} MiB",
         delivered as f64 / secs,
         delivered as f64 / cpu,
         usage.ru_maxrss as f64 / 1024.0
-    );
-    assert_eq!(
-        delivered as u64, records,
-        "every tweet delivered; ingest said:\n{summary}"
     );
 }

@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser};
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 pub use crate::duration::parse_duration;
 
@@ -92,7 +92,13 @@ pub struct CheckArgs {
     pub sinks: Vec<String>,
 
     /// A source to try: X (`GET` rules with the bearer token), Telegram (`getMe`) or Kafka (`[kafka]` brokers and topics).
-    #[arg(long = "source", value_enum, value_name = "SOURCE")]
+    #[arg(
+        long = "source",
+        value_enum,
+        value_name = "SOURCE",
+        env = "INGEST_SOURCE",
+        value_delimiter = ','
+    )]
     pub sources: Vec<SourceArg>,
 
     /// Config file (default: ./ingest.toml when present).
@@ -155,7 +161,7 @@ pub struct TwitterArgs {
     pub rules: Option<PathBuf>,
 
     /// Retired v1.1 track syntax (comma = OR, space = AND), turned into one v2 rule.
-    #[arg(long, value_name = "TERMS")]
+    #[arg(long, env = "INGEST_TRACK", value_name = "TERMS")]
     pub track: Option<String>,
 
     /// `sync` the live rules to the rules file, or `keep` them as they are.
@@ -181,7 +187,7 @@ pub struct TwitterArgs {
     pub stall_timeout: Option<Duration>,
 
     /// Close every streaming connection of the app (DELETE /2/connections/all) before connecting.
-    #[arg(long)]
+    #[arg(long, env = "INGEST_RESET_CONNECTIONS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub reset_connections: bool,
 
     /// Where received lines wait for the sinks: `memory` (default) or `disk`, a
@@ -190,27 +196,32 @@ pub struct TwitterArgs {
     pub buffer: Option<Buffer>,
 
     /// `tweet.fields` to request (default created_at,lang,author_id,conversation_id,source).
-    #[arg(long, value_name = "FIELDS")]
+    #[arg(long, env = "INGEST_TWEET_FIELDS", value_name = "FIELDS")]
     pub tweet_fields: Option<String>,
 
     /// `expansions` to request (default author_id).
-    #[arg(long, value_name = "FIELDS")]
+    #[arg(long, env = "INGEST_EXPANSIONS", value_name = "FIELDS")]
     pub expansions: Option<String>,
 
     /// `user.fields` to request (default name,username).
-    #[arg(long, value_name = "FIELDS")]
+    #[arg(long, env = "INGEST_USER_FIELDS", value_name = "FIELDS")]
     pub user_fields: Option<String>,
 
     /// Ask X to resend up to this many minutes missed during a disconnect (1-5; needs access that allows it).
-    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..=5))]
+    #[arg(long, env = "INGEST_BACKFILL_MINUTES", value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..=5))]
     pub backfill_minutes: Option<u32>,
 
     /// Start the built-in mock X API in process and capture from it (no account needed).
-    #[arg(long)]
+    #[arg(long, env = "INGEST_MOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub mock: bool,
 
     /// Scenario file for --mock (rate, faults); see examples/scenario.toml.
-    #[arg(long, value_name = "FILE", requires = "mock")]
+    #[arg(
+        long,
+        env = "INGEST_MOCK_SCENARIO",
+        value_name = "FILE",
+        requires = "mock"
+    )]
     pub mock_scenario: Option<PathBuf>,
 
     #[command(flatten)]
@@ -304,7 +315,7 @@ pub enum RulesAction {
     /// Check the rules file with X (dry run): nothing changes.
     Validate {
         /// Rules file.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, env = "INGEST_RULES", value_name = "FILE")]
         rules: PathBuf,
         #[command(flatten)]
         common: RulesCommon,
@@ -312,7 +323,7 @@ pub enum RulesAction {
     /// Make the live rules equal to the rules file; prints what changed.
     Sync {
         /// Rules file.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, env = "INGEST_RULES", value_name = "FILE")]
         rules: PathBuf,
         #[command(flatten)]
         common: RulesCommon,
@@ -332,6 +343,9 @@ pub enum MockCommand {
     /// The mock X API: rules, the filtered stream, scripted faults.
     Twitter(MockArgs),
     /// The mock Telegram Bot API: updates across chats, offsets, webhook methods, scripted faults.
+    #[command(mut_arg("scenario", |a| a.help(
+        "Scenario file (queue, pace, scripted getUpdates answers); see examples/telegram-scenario.toml"
+    )))]
     Telegram(MockArgs),
 }
 
@@ -348,11 +362,12 @@ pub struct TelegramArgs {
     pub chat_ids: Vec<i64>,
 
     /// Stop once a poll finds nothing pending: drain, deliver, commit, exit (for cron).
-    #[arg(long, conflicts_with = "webhook")]
+    #[arg(long, env = "INGEST_UNTIL_IDLE", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new(), conflicts_with = "webhook")]
     pub until_idle: bool,
 
-    /// Receive updates by webhook on this address instead of polling (plain HTTP; put TLS in front).
-    #[arg(long, value_name = "ADDR")]
+    /// Receive updates by webhook on this address instead of polling: HTTPS with
+    /// --tls-cert/--tls-key, else plain HTTP (then put a TLS proxy in front).
+    #[arg(long, env = "INGEST_WEBHOOK", value_name = "ADDR")]
     pub webhook: Option<String>,
 
     /// Secret token Telegram must send in X-Telegram-Bot-Api-Secret-Token (webhook mode).
@@ -365,23 +380,39 @@ pub struct TelegramArgs {
     pub secret_token: Option<String>,
 
     /// URL path of the webhook.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, env = "INGEST_WEBHOOK_PATH", value_name = "PATH")]
     pub webhook_path: Option<String>,
 
     /// Serve HTTPS with this PEM certificate (chain); with --tls-key. Without: plain HTTP behind a proxy.
-    #[arg(long, value_name = "FILE", requires = "tls_key", requires = "webhook")]
+    #[arg(
+        long,
+        env = "INGEST_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key",
+        requires = "webhook"
+    )]
     pub tls_cert: Option<PathBuf>,
 
     /// The PEM private key for --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "INGEST_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
 
     /// Call setWebhook with this public URL (and the secret token) before listening.
-    #[arg(long, value_name = "URL", requires = "webhook")]
+    #[arg(
+        long,
+        env = "INGEST_SET_WEBHOOK",
+        value_name = "URL",
+        requires = "webhook"
+    )]
     pub set_webhook: Option<String>,
 
     /// Call deleteWebhook (keeping pending updates) before polling.
-    #[arg(long, conflicts_with = "webhook")]
+    #[arg(long, env = "INGEST_DELETE_WEBHOOK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new(), conflicts_with = "webhook")]
     pub delete_webhook: bool,
 
     /// Base URL of the Bot API.
@@ -389,19 +420,29 @@ pub struct TelegramArgs {
     pub telegram_api_base: Option<String>,
 
     /// Long-poll timeout in seconds (default 30, at most 50).
-    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(0..=50))]
+    #[arg(long, env = "INGEST_POLL_TIMEOUT", value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(0..=50))]
     pub poll_timeout: Option<u32>,
 
     /// Update types to receive (`allowed_updates`), comma-separated.
-    #[arg(long, value_name = "TYPES", value_delimiter = ',')]
+    #[arg(
+        long,
+        env = "INGEST_ALLOWED_UPDATES",
+        value_name = "TYPES",
+        value_delimiter = ','
+    )]
     pub allowed_updates: Vec<String>,
 
     /// Start the built-in mock Telegram API in process and capture from it (no bot needed).
-    #[arg(long, conflicts_with = "webhook")]
+    #[arg(long, env = "INGEST_MOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new(), conflicts_with = "webhook")]
     pub mock: bool,
 
-    /// Scenario file for --mock.
-    #[arg(long, value_name = "FILE", requires = "mock")]
+    /// Scenario file for --mock (queue, pace, faults); see examples/telegram-scenario.toml.
+    #[arg(
+        long,
+        env = "INGEST_MOCK_SCENARIO",
+        value_name = "FILE",
+        requires = "mock"
+    )]
     pub mock_scenario: Option<PathBuf>,
 
     #[command(flatten)]
@@ -410,20 +451,36 @@ pub struct TelegramArgs {
 
 #[derive(Debug, Args)]
 pub struct TwitterWebhookArgs {
-    /// Address to listen on (plain HTTP; put TLS in front).
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on: HTTPS with --tls-cert/--tls-key, else plain HTTP
+    /// (then put a TLS proxy in front).
+    #[arg(long, env = "INGEST_LISTEN", value_name = "ADDR")]
     pub listen: String,
 
     /// URL path of the webhook.
-    #[arg(long, default_value = "/webhooks/twitter", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "INGEST_WEBHOOK_PATH",
+        default_value = "/webhooks/twitter",
+        value_name = "PATH"
+    )]
     pub path: String,
 
     /// Serve HTTPS with this PEM certificate (chain); with --tls-key. Without: plain HTTP behind a proxy.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(
+        long,
+        env = "INGEST_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
 
     /// The PEM private key for --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(
+        long,
+        env = "INGEST_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
 
     #[command(flatten)]
@@ -433,11 +490,16 @@ pub struct TwitterWebhookArgs {
 #[derive(Debug, Args)]
 pub struct MockArgs {
     /// Address to listen on (port 0 picks one). The base URL is printed on stdout.
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    #[arg(
+        long,
+        env = "INGEST_MOCK_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
     pub listen: String,
 
-    /// Scenario file (rate, keep-alives, faults); see examples/scenario.toml.
-    #[arg(long, value_name = "FILE")]
+    /// Scenario file (rate, keep-alives, faults); see examples/scenario.toml (X).
+    #[arg(long, env = "INGEST_MOCK_SCENARIO", value_name = "FILE")]
     pub scenario: Option<PathBuf>,
 }
 
@@ -498,7 +560,7 @@ pub struct KafkaArgs {
     pub platform: Option<InputPlatform>,
 
     /// Stop once every assigned partition reached its end: deliver, commit, exit (for cron).
-    #[arg(long)]
+    #[arg(long, env = "INGEST_UNTIL_IDLE", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub until_idle: bool,
 
     #[command(flatten)]
@@ -542,15 +604,15 @@ pub struct RunArgs {
     pub built_in: BuiltInSinkArgs,
 
     /// Print a one-line JSON summary to stderr at the end (for cron logs).
-    #[arg(long, env = "INGEST_SUMMARY")]
+    #[arg(long, env = "INGEST_SUMMARY", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub summary: bool,
 
     /// Leave the original payload (`raw`) out of records.
-    #[arg(long, env = "INGEST_NO_RAW")]
+    #[arg(long, env = "INGEST_NO_RAW", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub no_raw: bool,
 
     /// Add `text_ascii`, a plain-ASCII transliteration of `text`.
-    #[arg(long, env = "INGEST_TRANSLITERATE")]
+    #[arg(long, env = "INGEST_TRANSLITERATE", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub transliterate: bool,
 
     /// Serve Prometheus metrics at /metrics and a health check at /healthz on this address.
@@ -562,7 +624,7 @@ pub struct RunArgs {
     pub unhealthy_after: Option<Duration>,
 
     /// No status line on stderr (it is shown only on a terminal, and never with JSON logs).
-    #[arg(long, short = 'q', env = "INGEST_QUIET")]
+    #[arg(long, short = 'q', env = "INGEST_QUIET", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub quiet: bool,
 
     /// Logs are JSON (set from --log-format by main): no status line then.
@@ -578,5 +640,77 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Flags with no `INGEST_*` twin on purpose (the README lists them):
+    /// `--help`/`--version` print and exit, and `rules clear --yes` confirms a
+    /// deletion, which must be typed, not inherited from the environment.
+    const NO_ENV: &[&str] = &["help", "version", "yes"];
+
+    /// Every flag of a command and its subcommands, as (command path, arg).
+    fn walk(cmd: &clap::Command, path: &str, out: &mut Vec<(String, clap::Arg)>) {
+        let path = format!("{path} {}", cmd.get_name());
+        for arg in cmd.get_arguments() {
+            out.push((path.clone(), arg.clone()));
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, &path, out);
+        }
+    }
+
+    fn all_flags() -> Vec<(String, clap::Arg)> {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut out = Vec::new();
+        walk(&cmd, "", &mut out);
+        out.retain(|(_, arg)| !arg.is_positional());
+        out
+    }
+
+    #[test]
+    fn every_flag_has_an_environment_twin() {
+        let flags = all_flags();
+        assert!(flags.len() > 60, "the walk reached the subcommands");
+        let missing: Vec<String> = flags
+            .iter()
+            .filter(|(_, arg)| arg.get_env().is_none())
+            .filter(|(_, arg)| !NO_ENV.contains(&arg.get_id().as_str()))
+            .map(|(path, arg)| format!("{path} --{}", arg.get_id()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "flags without an INGEST_* twin: {missing:?}"
+        );
+    }
+
+    /// A boolean flag's twin takes `1`/`true` and `0`/`false` (and refuses junk).
+    #[test]
+    fn boolean_twins_take_one_zero_true_false() {
+        let mut flags = 0;
+        for (path, arg) in all_flags() {
+            if !matches!(arg.get_action(), ArgAction::SetTrue) || arg.get_env().is_none() {
+                continue;
+            }
+            flags += 1;
+            // The flag's own value parser, fed the way clap feeds it an env value.
+            let probe = clap::Command::new("probe").arg(
+                clap::Arg::new("x")
+                    .long("x")
+                    .action(ArgAction::Set)
+                    .value_parser(arg.get_value_parser().clone()),
+            );
+            let parse = |text: &str| {
+                probe
+                    .clone()
+                    .try_get_matches_from(["probe", "--x", text])
+                    .map(|m| *m.get_one::<bool>("x").expect("a bool flag"))
+            };
+            let name = format!("{path} --{}", arg.get_id());
+            for (text, want) in [("1", true), ("true", true), ("0", false), ("false", false)] {
+                assert_eq!(parse(text).ok(), Some(want), "{name} = {text}");
+            }
+            assert!(parse("maybe").is_err(), "{name} refuses junk");
+        }
+        assert!(flags >= 8, "found {flags} boolean flags");
     }
 }

@@ -241,9 +241,20 @@ pub fn normalize_timestamp(s: &str) -> String {
     }
 }
 
-/// Plain-ASCII transliteration of `text` (`"Ελλάδα"` → `"Ellada"`).
+/// Plain-ASCII transliteration of `text` (`"Ελλάδα"` → `"Ellada"`), keeping the
+/// line structure: `deunicode` swallows the whitespace after an emoji (`"a😂\nb"`
+/// came out as `"ajoy b"`), so line breaks and tabs are kept as they are and
+/// only the pieces between them are transliterated.
 pub fn transliterate(text: &str) -> String {
-    deunicode::deunicode(text)
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(['\n', '\r', '\t']) {
+        out.push_str(&deunicode::deunicode(&rest[..at]));
+        out.push_str(&rest[at..at + 1]); // the separator, as it was
+        rest = &rest[at + 1..];
+    }
+    out.push_str(&deunicode::deunicode(rest));
+    out
 }
 
 /// Trims whitespace (the `\r` of `\r\n`, blanks) around a line.
@@ -305,6 +316,20 @@ mod tests {
         );
         assert_eq!(normalize_timestamp("not a date"), "not a date");
         assert!(unix_to_rfc3339(i64::MAX).is_none());
+    }
+
+    #[test]
+    fn transliteration_keeps_the_line_structure() {
+        assert_eq!(transliterate("x 🧵 a\nb"), "x thread a\nb");
+        assert_eq!(transliterate("a😂\nb"), "ajoy\nb");
+        assert_eq!(transliterate("a😂\r\n\tb\n\n"), "ajoy\r\n\tb\n\n");
+        for text in ["x 🧵 a\nb", "a😂\nb", "Ελλάδα\n🙂\n\nПривет"] {
+            assert_eq!(
+                transliterate(text).lines().count(),
+                text.lines().count(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

@@ -649,3 +649,55 @@ collection = "{collection}"
         assert_eq!(d["run"]["id"], r["run"]["id"], "{id}");
     }
 }
+
+/// `ingest check` on an S3 sink on a machine with no AWS credentials at all (empty
+/// environment, empty HOME) says so and names every place the chain looked,
+/// instead of an SDK "dispatch failure" about IMDS. The endpoint is a closed
+/// port: the credentials are looked for before any request.
+#[test]
+fn check_without_aws_credentials_says_none_were_found_and_where_it_looked() {
+    let env = Env::new();
+    let home = env.path("home");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        env.path("ingest.toml"),
+        format!(
+            "[sinks.lake]\ntype = \"s3\"\nbucket = \"b\"\nregion = \"us-east-1\"\nendpoint = \"http://{}\"\n",
+            free_addr()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ingest"))
+        .args(["check", "--sink", "lake"])
+        .current_dir(env.dir.path())
+        .env_clear()
+        .env("HOME", &home)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "off")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // IMDS may time out where nothing answers it: a generous deadline.
+    let status = wait_with_timeout(&mut child, Duration::from_secs(120));
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut out).unwrap();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut out).unwrap();
+    assert_eq!(status.code(), Some(1), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("FAIL sink lake"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("no AWS credentials found"), "{line}");
+    for place in [
+        "AWS_ACCESS_KEY_ID",
+        "~/.aws/credentials",
+        "AWS_WEB_IDENTITY_TOKEN_FILE",
+        "ECS",
+        "IMDS",
+    ] {
+        assert!(line.contains(place), "{place} missing: {line}");
+    }
+    assert!(!line.contains("dispatch failure"), "{line}");
+}

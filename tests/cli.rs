@@ -442,10 +442,27 @@ fn no_raw_transliterate_and_json_logs() {
         .collect();
     assert_eq!(records.len(), 31);
     assert!(records.iter().all(|r| r.get("raw").is_none()));
+    // Every record with a text has its transliteration, and it is ASCII.
+    let with_text: Vec<&Value> = records.iter().filter(|r| r["text"].is_string()).collect();
     assert!(
-        records
-            .iter()
-            .all(|r| r["text_ascii"].as_str().is_none_or(|t| t.is_ascii()))
+        with_text.len() >= 20,
+        "{} records with text",
+        with_text.len()
+    );
+    for r in &with_text {
+        let ascii = r["text_ascii"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no text_ascii: {r}"));
+        assert!(ascii.is_ascii(), "{ascii}");
+    }
+    // Non-ASCII text really was transliterated (not copied or dropped).
+    let hebrew = with_text
+        .iter()
+        .find(|r| r["text"].as_str().unwrap().contains("שלום"))
+        .expect("the sample has a Hebrew tweet");
+    assert!(
+        hebrew["text_ascii"].as_str().unwrap().contains("shlvm"),
+        "{hebrew}"
     );
     for line in stderr(&out).lines() {
         serde_json::from_str::<Value>(line)
@@ -504,4 +521,39 @@ fn a_build_without_kafka_says_so() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A line break after an emoji survives `--transliterate` (it used to become a space).
+#[test]
+fn transliterate_keeps_line_breaks() {
+    let env = Env::new();
+    let line = r#"{"data":{"id":"7","text":"x 🧵 a\nb","author_id":"42"}}"#;
+    std::fs::write(env.path("in.jsonl"), format!("{line}\n")).unwrap();
+    let out = env.run(&["replay", "in.jsonl", "--sink", "stdout", "--transliterate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["text_ascii"], "x thread a\nb", "{record}");
+}
+
+/// `--tls-cert` serves HTTPS directly: the webhook help says so.
+#[test]
+fn webhook_help_says_tls_cert_serves_https() {
+    let env = Env::new();
+    for (cmd, flag) in [("twitter-webhook", "--listen"), ("telegram", "--webhook")] {
+        let out = env.run(&[cmd, "--help"]);
+        let help = String::from_utf8_lossy(&out.stdout).into_owned();
+        let text = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let at = text
+            .find(&format!("{flag} <"))
+            .unwrap_or_else(|| panic!("{help}"));
+        let about = &text[at..(at + 200).min(text.len())];
+        assert!(
+            about.contains("HTTPS with --tls-cert"),
+            "{cmd} {flag}: {about}"
+        );
+        assert!(
+            !about.contains("plain HTTP; put TLS in front"),
+            "{cmd}: {about}"
+        );
+    }
 }

@@ -128,3 +128,61 @@ fn check_redacts_an_echoed_bot_token() {
     assert_no_token("check's stdout", &stdout);
     assert_no_token("check's stderr", &stderr(&out));
 }
+
+/// A normal X run and a normal Telegram run with every debug log on (our
+/// crates' and the HTTP stack's): neither the bearer token nor the bot token
+/// shows anywhere, although both were sent on every request.
+#[test]
+fn no_token_under_rust_log_debug_in_normal_runs() {
+    const BEARER: &str = "AAAAbearer-Secret-9f8e7d";
+    let env = Env::new()
+        .with("TWITTER_BEARER_TOKEN", BEARER)
+        .with("TELEGRAM_BOT_TOKEN", TOKEN)
+        .with("RUST_LOG", "debug");
+    let x = MockProcess::start(
+        "twitter",
+        env.dir.path(),
+        "rate = 500.0\ntotal_tweets = 20\n[[rule]]\nvalue = \"cats\"\n",
+    );
+    let tg = MockProcess::start("telegram", env.dir.path(), "updates = 10\n");
+    for args in [
+        vec![
+            "twitter",
+            "--twitter-api-base",
+            x.url.as_str(),
+            "--max-records",
+            "20",
+        ],
+        vec![
+            "telegram",
+            "--telegram-api-base",
+            tg.url.as_str(),
+            "--until-idle",
+        ],
+    ] {
+        let out = env
+            .cmd()
+            .args(&args)
+            .args(["--sink", "file", "--file-path", "o.jsonl", "--summary"])
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(out.status.success(), "{args:?}: {err}");
+        // Debug logs really were on (else this proves nothing).
+        assert!(err.contains("DEBUG"), "{args:?}: no debug line in:\n{err}");
+        for (name, secret) in [("bearer token", BEARER), ("bot token", TOKEN)] {
+            assert!(
+                !err.contains(secret),
+                "the {name} leaked into stderr ({args:?})"
+            );
+            assert!(
+                !String::from_utf8_lossy(&out.stdout).contains(secret),
+                "the {name} leaked into stdout"
+            );
+        }
+        assert!(!err.contains("bearer-Secret") && !err.contains("leaky-Token"));
+    }
+    let records = std::fs::read_to_string(env.path("o.jsonl")).unwrap();
+    assert!(!records.contains(BEARER) && !records.contains(TOKEN));
+    assert_eq!(records.lines().count(), 30);
+}

@@ -54,6 +54,18 @@ fn chat_filter_and_until_idle_confirm_every_update() {
             .iter()
             .all(|r| r["chat"]["id"] == -4001 && r["chat"]["type"] == "group")
     );
+    // The mock's senders have `language_code: "en"`: it becomes the record's `lang`.
+    assert!(
+        records
+            .iter()
+            .filter(|r| r["raw"]["message"]["from"]["language_code"] == "en")
+            .all(|r| r["lang"] == "en")
+    );
+    assert!(
+        records.iter().any(|r| r["lang"] == "en"),
+        "{:?}",
+        records[0]
+    );
     // Filtered-out updates are confirmed too: nothing is pending.
     let state = mock.get("/mock/state");
     assert_eq!(state["pending"], 0, "{state}");
@@ -113,14 +125,15 @@ fn a_failing_sink_keeps_the_offset_and_a_rerun_delivers_the_rest() {
 #[test]
 fn kill_9_then_rerun_delivers_every_update_at_least_once() {
     let env = tg_env();
-    let calls: String = (0..30).map(|_| "[[call]]\ndelay_ms = 150\n").collect();
+    // Two polls of 100 go through; the third hangs, so the run is caught with
+    // 100 or 200 updates delivered and the first 100 confirmed, never all 250.
+    let calls = "[[call]]\n[[call]]\n[[call]]\ndelay_ms = 600000\n";
     let mock = mock_telegram(&env, &format!("updates = 250\n{calls}"));
     std::fs::write(
         env.path("ingest.toml"),
         "[telegram]\npoll_timeout_secs = 0\n",
     )
     .unwrap();
-    // `limit` is 100 per poll; a small record limit per poll is not needed: kill in the middle.
     let mut child = env
         .cmd()
         .args([
@@ -135,10 +148,24 @@ fn kill_9_then_rerun_delivers_every_update_at_least_once() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(400));
+    // Kill in the middle: once the first run hangs in its third poll, having
+    // delivered two polls' updates and confirmed the first's.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while mock.get("/mock/state")["get_updates_started"]
+        .as_u64()
+        .unwrap()
+        < 3
+    {
+        assert!(Instant::now() < deadline, "no third poll");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let first = update_ids(&env.records("a.jsonl"));
+    assert_eq!(first, (FIRST..FIRST + 200).collect(), "partial progress");
+    // The rerun starts at the confirmed offset, not from scratch.
+    let confirmed = mock.get("/mock/state")["confirmed_below"].as_i64().unwrap();
+    assert_eq!(confirmed, FIRST + 100);
     let out = env.run(&[
         "telegram",
         "--telegram-api-base",
@@ -151,6 +178,10 @@ fn kill_9_then_rerun_delivers_every_update_at_least_once() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let second = update_ids(&env.records("b.jsonl"));
+    assert!(
+        second.iter().all(|&id| id >= confirmed),
+        "the rerun re-delivered confirmed updates"
+    );
     let all: BTreeSet<i64> = first.union(&second).copied().collect();
     assert_eq!(
         all,
@@ -577,4 +608,136 @@ fn webhook_serves_https_with_certificate_files() {
     let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
     assert_eq!(child.wait().unwrap().code(), Some(0), "{rest:?}");
     assert_eq!(env.records("o.jsonl")[0]["text"], "over TLS");
+}
+
+/// `INGEST_UNTIL_IDLE=1` is `--until-idle`: the run stops once the mock is drained
+/// (before: the twin did not exist and the run polled forever). `INGEST_NO_RAW=0`
+/// and `=false` leave the flag off, `=1` turns it on.
+#[test]
+fn boolean_environment_twins_take_1_and_0() {
+    for (no_raw, want_raw) in [("0", true), ("false", true), ("1", false), ("true", false)] {
+        let env = tg_env()
+            .with("INGEST_UNTIL_IDLE", "1")
+            .with("INGEST_NO_RAW", no_raw);
+        let mut child = env
+            .cmd()
+            .args([
+                "telegram",
+                "--mock",
+                "--sink",
+                "file",
+                "--file-path",
+                "o.jsonl",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (status, err) = finish(&mut child, Duration::from_secs(120));
+        assert!(status.success(), "INGEST_NO_RAW={no_raw}: {err}");
+        let records = env.records("o.jsonl");
+        assert!(!records.is_empty(), "{err}");
+        assert!(
+            records.iter().all(|r| r.get("raw").is_some() == want_raw),
+            "INGEST_NO_RAW={no_raw}: raw present should be {want_raw}"
+        );
+    }
+}
+
+/// `--allowed-updates` reaches Telegram on every `getUpdates`, and the mock
+/// filters as Telegram does: only the named types are delivered, the others are
+/// dropped. A run without the flag sends the empty list (Telegram's default),
+/// so a previous run's filter does not linger (an absent list keeps it).
+#[test]
+fn allowed_updates_are_sent_and_filter_the_updates() {
+    let env = tg_env();
+    let mock = mock_telegram(&env, "updates = 40\n");
+    let out = env.run(&[
+        "telegram",
+        "--telegram-api-base",
+        &mock.url,
+        "--allowed-updates",
+        "message,edited_message",
+        "--until-idle",
+        "--sink",
+        "file",
+        "--file-path",
+        "o.jsonl",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = env.records("o.jsonl");
+    // The mock's update n is in a channel when n % 4 == 3, an edit when n % 7 == 6.
+    let want = (0..40).filter(|n| n % 4 != 3).count();
+    assert_eq!(records.len(), want);
+    assert!(records.iter().any(|r| r["kind"] == "edited_message"));
+    assert!(
+        records
+            .iter()
+            .all(|r| r["kind"] == "message" || r["kind"] == "edited_message"),
+        "a filtered type was delivered"
+    );
+    let state = mock.get("/mock/state");
+    assert_eq!(state["pending"], 0, "{state}");
+    let polls: Vec<&Value> = state["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["method"] == "getUpdates")
+        .collect();
+    assert!(!polls.is_empty());
+    let first_calls = state["calls"].as_array().unwrap().len();
+    for call in &polls {
+        assert_eq!(
+            call["allowed_updates"],
+            serde_json::json!(["message", "edited_message"]),
+            "{call}"
+        );
+    }
+    // Without the flag: the empty list, every call.
+    let out = env.run(&[
+        "telegram",
+        "--telegram-api-base",
+        &mock.url,
+        "--until-idle",
+        "--sink",
+        "file",
+        "--file-path",
+        "o.jsonl",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let state = mock.get("/mock/state");
+    let later: Vec<&Value> = state["calls"].as_array().unwrap()[first_calls..]
+        .iter()
+        .filter(|c| c["method"] == "getUpdates")
+        .collect();
+    assert!(!later.is_empty());
+    assert!(
+        later
+            .iter()
+            .all(|c| c["allowed_updates"] == serde_json::json!([])),
+        "{later:?}"
+    );
+}
+
+/// "401/404 (a bad token) exit 1 at once": the Bot API answers 404 to a token
+/// it does not know the shape of; the run stops after that one answer.
+#[test]
+fn a_404_for_the_token_is_fatal() {
+    let env = Env::new().with("TELEGRAM_BOT_TOKEN", "424242:bad token!");
+    let mock = mock_telegram(&env, "updates = 5\n");
+    let out = env.run(&[
+        "telegram",
+        "--telegram-api-base",
+        &mock.url,
+        "--until-idle",
+        "--sink",
+        "stdout",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("Telegram refused the bot token") && err.contains("404"),
+        "{err}"
+    );
+    assert!(!err.contains("bad token!"), "the token leaked: {err}");
+    assert_eq!(mock.get("/mock/state")["pending"], 5, "nothing was read");
 }

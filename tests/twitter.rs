@@ -409,6 +409,45 @@ fn track_becomes_one_v2_rule() {
     assert_eq!(env.records("o.jsonl")[0]["tags"][0], "track");
 }
 
+/// A `--track` list past X's 1024-character rule limit becomes several rules,
+/// each within the limit and tagged `track`, that X (the mock) accepts.
+#[test]
+fn a_long_track_list_becomes_several_rules_within_the_limit() {
+    let env = env_with(FAST);
+    let mock = mock_twitter(&env, "rate = 200.0\n");
+    let terms: Vec<String> = (0..300).map(|i| format!("keyword{i}")).collect();
+    let track = terms.join(",");
+    let out = env.run(&[
+        "twitter",
+        "--track",
+        &track,
+        "--twitter-api-base",
+        &mock.url,
+        "--sink",
+        "file",
+        "--file-path",
+        "o.jsonl",
+        "--max-records",
+        "3",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rules = mock.get("/2/tweets/search/stream/rules");
+    let rules = rules["data"].as_array().unwrap();
+    assert!(rules.len() >= 3, "{rules:?}");
+    let mut seen = Vec::new();
+    for rule in rules {
+        let value = rule["value"].as_str().unwrap();
+        assert!(value.chars().count() <= 1024, "{value}");
+        assert_eq!(rule["tag"], "track");
+        seen.extend(value.split(" OR ").map(str::to_owned));
+    }
+    seen.sort();
+    let mut want = terms.clone();
+    want.sort();
+    assert_eq!(seen, want, "every term in exactly one rule");
+    assert_eq!(env.records("o.jsonl")[0]["tags"][0], "track");
+}
+
 #[test]
 fn mock_flag_runs_with_no_account_and_duration_stops_cleanly() {
     let env = env_with("");
@@ -538,6 +577,11 @@ fn a_slow_sink_never_stops_the_reader_lines_spill_and_come_back_in_order() {
         .collect();
     let expected: Vec<String> = (0..3000).map(tweet_id).collect();
     assert_eq!(ids, expected);
+    // The reader never stopped: no stall, one connection for the whole run.
+    let all_err = format!("{seen}\n{}", rest.join("\n"));
+    assert!(!all_err.contains("stalled"), "{all_err}");
+    let connections = mock.get("/mock/connections");
+    assert_eq!(connections.as_array().unwrap().len(), 1, "{connections}");
 }
 
 #[test]
@@ -562,5 +606,33 @@ fn reset_connections_closes_the_other_connection_first() {
         stderr(&out).contains("closing every streaming connection"),
         "{}",
         stderr(&out)
+    );
+}
+
+/// "401/403 exit 1 at once": a 403 on connect is fatal after that one attempt,
+/// names the fix, and prints no token.
+#[test]
+fn forbidden_exits_1_after_one_attempt() {
+    let env = env_with(FAST);
+    let mock = mock_twitter(
+        &env,
+        "[[rule]]\nvalue = \"cats\"\n[[connection]]\nstatus = 403\n",
+    );
+    let out = env.run(&[
+        "twitter",
+        "--twitter-api-base",
+        &mock.url,
+        "--sink",
+        "stdout",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("TWITTER_BEARER_TOKEN"), "{err}");
+    assert!(!err.contains(TOKEN), "the token leaked:\n{err}");
+    let attempts = mock.get("/mock/connections");
+    assert_eq!(
+        attempts.as_array().unwrap().len(),
+        1,
+        "no retry: {attempts}"
     );
 }

@@ -348,10 +348,11 @@ impl TwitterSettings {
         let file_rules = t.rules.as_ref().filter(|_| kind.has_rules());
         let rules = match (&args.track, args.rules.as_ref().or(file_rules)) {
             (Some(track), _) => {
-                let rule = crate::sources::twitter::rules::track_to_rule(track)
+                let rules = crate::sources::twitter::rules::track_to_rules(track)
                     .map_err(ResolveError::Usage)?;
-                tracing::info!(track = %track, rule = %rule.value, "--track converted to one filtered-stream rule");
-                Some(vec![rule])
+                let values: Vec<&str> = rules.iter().map(|r| r.value.as_str()).collect();
+                tracing::info!(track = %track, rules = ?values, "--track converted to filtered-stream rules");
+                Some(rules)
             }
             (None, Some(path)) => Some(crate::sources::twitter::rules::load(path)?),
             (None, None) => None,

@@ -166,6 +166,15 @@ impl SpillQueue {
         }
     }
 
+    /// The producer found memory and the spill file full and waits for room.
+    #[cfg(test)]
+    fn waiting_for_room(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .warned_full
+    }
+
     fn open(&self) -> Result<SpillFile, SpillError> {
         if let Some(dir) = self.config.path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| self.err(e))?;
@@ -305,8 +314,16 @@ mod tests {
                 q.close();
             })
         };
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // Let the producer run until it reports it is waiting for room.
+        tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            while !q.waiting_for_room() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the producer filled memory and the spill file");
         assert!(!producer.is_finished(), "the producer waits for room");
+        assert!(q.spilled_total() < 200, "it could not push everything");
         let mut n = 0;
         let mut last = -1i64;
         while let Some(batch) = q.pop(3).await.unwrap() {

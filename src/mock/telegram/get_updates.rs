@@ -1,6 +1,8 @@
 //! `getUpdates` as the Bot API answers it: scripted failures first, then the
 //! offset semantics (a higher offset confirms every update below it, a
-//! negative one keeps only the last |offset|) and a long poll up to `timeout`.
+//! negative one keeps only the last |offset|), `allowed_updates` (a setting
+//! kept across calls; updates of other types are dropped, never delivered) and
+//! a long poll up to `timeout`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,14 +16,30 @@ use crate::mock::lock;
 const WEBHOOK_ACTIVE: &str = "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first";
 const OTHER_POLLER: &str = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
 
-pub(super) async fn get_updates(
-    mock: Arc<Mock>,
-    offset: Option<i64>,
-    limit: Option<i64>,
-    timeout: Option<i64>,
-) -> Response {
+/// The parameters of one `getUpdates` call.
+pub(super) struct Request {
+    pub offset: Option<i64>,
+    pub limit: Option<i64>,
+    pub timeout: Option<i64>,
+    /// `None`: the previous setting stays.
+    pub allowed: Option<Vec<String>>,
+}
+
+/// Update types a bot gets only when it names them in `allowed_updates`.
+const OPT_IN: [&str; 3] = ["chat_member", "message_reaction", "message_reaction_count"];
+
+pub(super) async fn get_updates(mock: Arc<Mock>, request: Request) -> Response {
+    let Request {
+        offset,
+        limit,
+        timeout,
+        allowed,
+    } = request;
     let script = {
         let mut inner = lock(&mock.inner);
+        if let Some(allowed) = &allowed {
+            inner.allowed_updates = allowed.clone();
+        }
         let i = inner.get_updates_calls;
         inner.get_updates_calls += 1;
         mock.scenario.call.get(i).cloned().unwrap_or_default()
@@ -29,8 +47,14 @@ pub(super) async fn get_updates(
     if script.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(script.delay_ms)).await;
     }
+    let log = |inner: &mut Inner, status: u16| {
+        mock.log(inner, "getUpdates", status, offset);
+        if let Some(call) = inner.calls.last_mut() {
+            call.allowed_updates = allowed.clone();
+        }
+    };
     if let Some((status, refusal)) = scripted_failure(&script) {
-        mock.log(&mut lock(&mock.inner), "getUpdates", status, offset);
+        log(&mut lock(&mock.inner), status);
         return refusal;
     }
     let limit = limit.unwrap_or(100).clamp(1, 100) as usize;
@@ -40,13 +64,14 @@ pub(super) async fn get_updates(
         {
             let mut inner = lock(&mock.inner);
             if !inner.webhook_url.is_empty() {
-                mock.log(&mut inner, "getUpdates", 409, offset);
+                log(&mut inner, 409);
                 return fail(409, WEBHOOK_ACTIVE, None);
             }
             confirm(&mut inner, offset);
+            drop_unwanted(&mut inner);
             if !inner.queue.is_empty() || Instant::now() >= deadline {
                 let updates = pending(&inner, limit);
-                mock.log(&mut inner, "getUpdates", 200, offset);
+                log(&mut inner, 200);
                 return ok(Value::Array(updates));
             }
         }
@@ -97,6 +122,30 @@ fn confirm(inner: &mut Inner, offset: Option<i64>) {
     }
 }
 
+/// Drops the queued updates whose type the bot's `allowed_updates` leaves out:
+/// Telegram never delivers them.
+fn drop_unwanted(inner: &mut Inner) {
+    let allowed = std::mem::take(&mut inner.allowed_updates);
+    inner.queue.retain(|(_, update)| {
+        let kind = update_type(update);
+        if allowed.is_empty() {
+            !OPT_IN.contains(&kind.as_str())
+        } else {
+            allowed.contains(&kind)
+        }
+    });
+    inner.allowed_updates = allowed;
+}
+
+/// The update's type: its one field besides `update_id`.
+fn update_type(update: &str) -> String {
+    let value: Value = serde_json::from_str(update).expect("the mock's updates are JSON");
+    value
+        .as_object()
+        .and_then(|o| o.keys().find(|k| *k != "update_id").cloned())
+        .unwrap_or_default()
+}
+
 /// The first `limit` queued updates, as JSON.
 fn pending(inner: &Inner, limit: usize) -> Vec<Value> {
     inner
@@ -135,6 +184,26 @@ mod tests {
         confirm(&mut inner, None);
         confirm(&mut inner, Some(0));
         assert_eq!(ids(&inner).len(), 3);
+    }
+
+    #[test]
+    fn allowed_updates_drop_the_other_types() {
+        let mut inner = Inner::new(String::new());
+        inner.queue = [
+            (1, r#"{"update_id":1,"message":{}}"#),
+            (2, r#"{"update_id":2,"channel_post":{}}"#),
+            (3, r#"{"update_id":3,"message_reaction":{}}"#),
+            (4, r#"{"update_id":4,"edited_message":{}}"#),
+        ]
+        .into_iter()
+        .map(|(id, u)| (id, u.to_owned()))
+        .collect();
+        // Default: every type but the opt-in ones.
+        drop_unwanted(&mut inner);
+        assert_eq!(ids(&inner), [1, 2, 4]);
+        inner.allowed_updates = vec!["message".into(), "edited_message".into()];
+        drop_unwanted(&mut inner);
+        assert_eq!(ids(&inner), [1, 4]);
     }
 
     #[test]

@@ -44,6 +44,9 @@ struct CallLog {
     method: String,
     status: u16,
     offset: Option<i64>,
+    /// The `allowed_updates` the call sent, when it sent one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_updates: Option<Vec<String>>,
 }
 
 struct Inner {
@@ -53,6 +56,9 @@ struct Inner {
     webhook_url: String,
     calls: Vec<CallLog>,
     get_updates_calls: usize,
+    /// The bot's `allowed_updates` setting: kept until a call sends another
+    /// (empty: Telegram's default, every type but the opt-in ones).
+    allowed_updates: Vec<String>,
 }
 
 impl Inner {
@@ -64,6 +70,7 @@ impl Inner {
             webhook_url,
             calls: Vec::new(),
             get_updates_calls: 0,
+            allowed_updates: Vec::new(),
         }
     }
 }
@@ -98,6 +105,7 @@ impl Mock {
             method: method.to_owned(),
             status,
             offset,
+            allowed_updates: None,
         });
     }
 }
@@ -164,6 +172,7 @@ async fn state(State(mock): State<Arc<Mock>>) -> Response {
         "pending": inner.queue.len(),
         "produced": inner.produced,
         "confirmed_below": inner.confirmed_below,
+        "get_updates_started": inner.get_updates_calls,
         "webhook_url": inner.webhook_url,
         "calls": inner.calls,
     }))
@@ -237,9 +246,32 @@ async fn method(
         "setWebhook" => set_webhook(&mock, &params),
         "deleteWebhook" => delete_webhook(&mock, &params),
         "getUpdates" => {
-            get_updates::get_updates(mock, int("offset"), int("limit"), int("timeout")).await
+            let Ok(allowed) = allowed_updates(&params) else {
+                return fail(400, "Bad Request: can't parse allowed updates", None);
+            };
+            let request = get_updates::Request {
+                offset: int("offset"),
+                limit: int("limit"),
+                timeout: int("timeout"),
+                allowed,
+            };
+            get_updates::get_updates(mock, request).await
         }
         _ => fail(404, "Not Found: method not found", None),
+    }
+}
+
+/// The `allowed_updates` parameter: absent (keep the setting), or a list of
+/// update type names; anything else is refused as Telegram refuses it.
+fn allowed_updates(params: &Map<String, Value>) -> Result<Option<Vec<String>>, ()> {
+    match params.get("allowed_updates") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or(()))
+            .collect::<Result<Vec<_>, ()>>()
+            .map(Some),
+        Some(_) => Err(()),
     }
 }
 
@@ -249,8 +281,14 @@ fn set_webhook(mock: &Mock, params: &Map<String, Value>) -> Response {
         .and_then(Value::as_str)
         .unwrap_or("")
         .to_owned();
+    let Ok(allowed) = allowed_updates(params) else {
+        return fail(400, "Bad Request: can't parse allowed updates", None);
+    };
     let mut inner = lock(&mock.inner);
     inner.webhook_url = url;
+    if let Some(allowed) = allowed {
+        inner.allowed_updates = allowed;
+    }
     mock.log(&mut inner, "setWebhook", 200, None);
     ok(json!(true))
 }

@@ -6,7 +6,9 @@
 #[cfg(any(feature = "s3", feature = "kinesis"))]
 mod sdk;
 #[cfg(any(feature = "s3", feature = "kinesis"))]
-pub use sdk::{ErrorClass, FALLBACK_REGION, classify, code, status};
+pub use sdk::{
+    CREDENTIAL_SOURCES, ErrorClass, FALLBACK_REGION, check_credentials, classify, code, status,
+};
 
 pub(crate) fn default_connect_timeout_ms() -> u64 {
     5_000

@@ -11,7 +11,11 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 // The error types are aws-smithy's, re-exported alike by every service crate:
 // take them from whichever one this build has.
 #[cfg(not(feature = "s3"))]
+use aws_sdk_kinesis::config::ProvideCredentials;
+#[cfg(not(feature = "s3"))]
 use aws_sdk_kinesis::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+#[cfg(feature = "s3")]
+use aws_sdk_s3::config::ProvideCredentials;
 #[cfg(feature = "s3")]
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
@@ -41,6 +45,36 @@ impl AwsConnection {
             loader = loader.endpoint_url(endpoint);
         }
         loader.load().await
+    }
+}
+
+/// Where the standard AWS chain looks for credentials, in its order.
+pub const CREDENTIAL_SOURCES: &str = "the environment (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), \
+the profile files (~/.aws/credentials and ~/.aws/config, profile AWS_PROFILE or default), \
+web identity (AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN), the ECS container endpoint, \
+and EC2 instance metadata (IMDS)";
+
+/// Resolves credentials through `sdk`'s chain once, so that a machine with none
+/// hears so (with where the chain looked) instead of an SDK dispatch failure
+/// that names only the last place it tried (IMDS).
+pub async fn check_credentials(sdk: &SdkConfig) -> Result<(), String> {
+    let Some(provider) = sdk.credentials_provider() else {
+        return Err("no AWS credentials provider is configured".into());
+    };
+    match provider.provide_credentials().await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let mut last = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                last.push_str(": ");
+                last.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            Err(format!(
+                "no AWS credentials found: tried {CREDENTIAL_SOURCES}; the last said: {last}"
+            ))
+        }
     }
 }
 

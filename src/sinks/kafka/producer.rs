@@ -213,7 +213,11 @@ impl Sink for KafkaSink {
             }
             Err(e) => Err(SinkError::retryable(
                 &self.name,
-                format!("no answer from the Kafka brokers {}: {e}", self.brokers),
+                format!(
+                    "no answer from the Kafka brokers {} within {} s: {e}",
+                    self.brokers,
+                    METADATA_TIMEOUT.as_secs()
+                ),
             )),
         }
     }

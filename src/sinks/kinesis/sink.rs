@@ -203,6 +203,10 @@ impl Sink for KinesisSink {
     }
 
     async fn healthcheck(&mut self) -> Result<(), SinkError> {
+        let sdk = self.config.connection().sdk_config().await;
+        aws::check_credentials(&sdk)
+            .await
+            .map_err(|m| SinkError::fatal(&self.name, m))?;
         let client = self.client().await;
         let what = format!("DescribeStreamSummary `{}`", self.config.stream());
         let summary = client

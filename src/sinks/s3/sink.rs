@@ -194,6 +194,10 @@ impl Sink for S3Sink {
     }
 
     async fn healthcheck(&mut self) -> Result<(), SinkError> {
+        let sdk = self.config.connection().sdk_config().await;
+        aws::check_credentials(&sdk)
+            .await
+            .map_err(|m| SinkError::fatal(&self.name, m))?;
         let client = self.client().await;
         let what = format!("HeadBucket s3://{}", self.bucket);
         match client.head_bucket().bucket(&self.bucket).send().await {

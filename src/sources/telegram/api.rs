@@ -142,11 +142,11 @@ impl TelegramApi {
         timeout_secs: u32,
         allowed: &[String],
     ) -> Result<Vec<Box<RawValue>>, TelegramError> {
-        let mut params =
-            serde_json::json!({ "offset": offset, "limit": limit, "timeout": timeout_secs });
-        if !allowed.is_empty() {
-            params["allowed_updates"] = serde_json::json!(allowed);
-        }
+        // Always sent, even empty (Telegram's default types): an absent list
+        // keeps the setting of the bot's previous call, a previous run's filter.
+        let params = serde_json::json!({
+            "offset": offset, "limit": limit, "timeout": timeout_secs, "allowed_updates": allowed,
+        });
         let raw = self
             .call(
                 "getUpdates",
@@ -187,10 +187,10 @@ impl TelegramApi {
         secret_token: &Secret,
         allowed: &[String],
     ) -> Result<(), TelegramError> {
-        let mut params = serde_json::json!({"url": url, "secret_token": secret_token.expose()});
-        if !allowed.is_empty() {
-            params["allowed_updates"] = serde_json::json!(allowed);
-        }
+        // Always sent, even empty: an absent list keeps the previous setting.
+        let params = serde_json::json!({
+            "url": url, "secret_token": secret_token.expose(), "allowed_updates": allowed,
+        });
         self.call("setWebhook", &params, Duration::from_secs(15))
             .await
             .map(|_| ())

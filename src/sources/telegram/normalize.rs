@@ -67,6 +67,9 @@ struct User<'a> {
     last_name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     username: Option<Cow<'a, str>>,
+    /// The user's client language (IETF tag); the record's `lang` when this user wrote it.
+    #[serde(borrow, default)]
+    language_code: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +97,10 @@ fn full_name(first: Option<&str>, last: Option<&str>) -> Option<String> {
 }
 
 impl User<'_> {
+    fn lang(&self) -> Option<String> {
+        self.language_code.as_deref().map(str::to_owned)
+    }
+
     fn author(&self) -> Author {
         Author {
             id: self.id.to_string(),
@@ -240,6 +247,12 @@ fn fill_from_message(record: &mut Record, payload: &RawValue) -> Result<(), Norm
         (Some(from), None) => Some(from.author()),
         (None, None) => None,
     };
+    // Telegram gives no message language; the sender's `language_code` is the
+    // nearest thing (not for posts on behalf of a chat: `from` is a placeholder).
+    record.lang = match (&msg.from, &msg.sender_chat) {
+        (Some(from), None) => from.lang(),
+        _ => None,
+    };
     record.chat = Some(msg.chat.0.chat());
     record.refs.message_id = Some(msg.message_id);
     Ok(())
@@ -253,6 +266,7 @@ fn fill_from_other(record: &mut Record, payload: &RawValue, update_id: i64) {
         return;
     };
     record.author = other.from.as_ref().map(User::author);
+    record.lang = other.from.as_ref().and_then(User::lang);
     record.created_at = other.date.and_then(unix_to_rfc3339);
     let nested: Option<Message<'_>> = other
         .message
@@ -294,6 +308,7 @@ mod tests {
             (a.id.as_str(), a.name.as_deref(), a.username.as_deref()),
             ("11", Some("Ada Lovelace"), Some("ada"))
         );
+        assert_eq!(r.lang.as_deref(), Some("en"), "from.language_code");
         let c = r.chat.as_ref().unwrap();
         assert_eq!(
             (c.id, c.kind.as_str(), c.title.as_deref()),
@@ -328,6 +343,7 @@ mod tests {
             ("-100777", Some("News"))
         );
         assert_eq!(r.chat.unwrap().kind, "channel");
+        assert!(r.lang.is_none(), "no sender language for a channel post");
     }
 
     #[test]
@@ -346,11 +362,12 @@ mod tests {
 
     #[test]
     fn other_update_types_keep_kind_and_raw() {
-        let line = r#"{"update_id":5,"callback_query":{"id":"abc","from":{"id":11,"is_bot":false,"first_name":"Ada"},"chat_instance":"1","data":"btn","message":{"message_id":7,"chat":{"id":11,"type":"private"},"date":1700000000}}}"#;
+        let line = r#"{"update_id":5,"callback_query":{"id":"abc","from":{"id":11,"is_bot":false,"first_name":"Ada","language_code":"pt-br"},"chat_instance":"1","data":"btn","message":{"message_id":7,"chat":{"id":11,"type":"private"},"date":1700000000}}}"#;
         let r = record(line);
         assert_eq!(r.kind, "callback_query");
         assert_eq!(r.id, "telegram:update:5");
         assert_eq!(r.author.unwrap().id, "11");
+        assert_eq!(r.lang.as_deref(), Some("pt-br"));
         assert_eq!(r.chat.unwrap().id, 11);
         assert_eq!(r.refs.message_id, Some(7));
         assert_eq!(r.raw.unwrap().get(), line);

@@ -97,8 +97,10 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<NewRule>, ConfigError> {
     Ok(file.rule)
 }
 
-/// Converts the retired v1.1 `track` syntax (comma = OR, space = AND) into one v2 rule.
-pub fn track_to_rule(track: &str) -> Result<NewRule, String> {
+/// Converts the retired v1.1 `track` syntax (comma = OR, space = AND) into v2
+/// rules tagged `track`: one rule, or as many as X's 1024-character limit needs
+/// (each an OR of whole comma groups), as v1.1 took far longer `track` lists.
+pub fn track_to_rules(track: &str) -> Result<Vec<NewRule>, String> {
     let groups: Vec<Vec<&str>> = track
         .split(',')
         .map(|g| g.split_whitespace().collect::<Vec<_>>())
@@ -110,31 +112,50 @@ pub fn track_to_rule(track: &str) -> Result<NewRule, String> {
                 .into(),
         );
     }
-    let value = if groups.len() == 1 {
-        groups[0].join(" ")
-    } else {
-        groups
-            .iter()
-            .map(|g| {
-                if g.len() > 1 {
-                    format!("({})", g.join(" "))
-                } else {
-                    g[0].to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" OR ")
-    };
-    if value.chars().count() > MAX_RULE_CHARS {
-        return Err(format!(
-            "--track converts to a rule of {} characters; X allows {MAX_RULE_CHARS}",
-            value.chars().count()
-        ));
+    let mut rules: Vec<String> = Vec::new();
+    let mut current: Vec<&[&str]> = Vec::new();
+    for group in &groups {
+        let alone = track_value(&[group]);
+        if alone.chars().count() > MAX_RULE_CHARS {
+            return Err(format!(
+                "--track term \"{}\" is {} characters as a rule; X allows {MAX_RULE_CHARS}",
+                group.join(" "),
+                alone.chars().count()
+            ));
+        }
+        current.push(group);
+        if track_value(&current).chars().count() > MAX_RULE_CHARS {
+            current.pop();
+            rules.push(track_value(&current));
+            current = vec![group];
+        }
     }
-    Ok(NewRule {
-        value,
-        tag: Some("track".into()),
-    })
+    rules.push(track_value(&current));
+    Ok(rules
+        .into_iter()
+        .map(|value| NewRule {
+            value,
+            tag: Some("track".into()),
+        })
+        .collect())
+}
+
+/// One rule's value: the groups ORed, a multi-word group in parentheses.
+fn track_value(groups: &[&[&str]]) -> String {
+    if let [only] = groups {
+        return only.join(" ");
+    }
+    groups
+        .iter()
+        .map(|g| {
+            if g.len() > 1 {
+                format!("({})", g.join(" "))
+            } else {
+                g[0].to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ")
 }
 
 /// What `sync` changes.
@@ -239,21 +260,52 @@ mod tests {
         }
     }
 
+    fn one(track: &str) -> String {
+        let rules = track_to_rules(track).unwrap();
+        assert_eq!(rules.len(), 1, "{rules:?}");
+        rules[0].value.clone()
+    }
+
     #[test]
     fn track_syntax_becomes_one_rule() {
-        assert_eq!(track_to_rule("a b,c").unwrap().value, "(a b) OR c");
-        assert_eq!(track_to_rule("rust").unwrap().value, "rust");
-        assert_eq!(track_to_rule("rust lang").unwrap().value, "rust lang");
-        assert_eq!(
-            track_to_rule(" x , y  z ,, w").unwrap().value,
-            "x OR (y z) OR w"
-        );
-        assert!(track_to_rule(" , ").is_err());
+        assert_eq!(one("a b,c"), "(a b) OR c");
+        assert_eq!(one("rust"), "rust");
+        assert_eq!(one("rust lang"), "rust lang");
+        assert_eq!(one(" x , y  z ,, w"), "x OR (y z) OR w");
+        assert!(track_to_rules(" , ").is_err());
         assert!(
-            track_to_rule(&"w,".repeat(600))
+            track_to_rules(&"w".repeat(1100))
                 .unwrap_err()
                 .contains("characters")
         );
+    }
+
+    #[test]
+    fn a_long_track_list_splits_into_rules_within_the_limit() {
+        let terms: Vec<String> = (0..600).map(|i| format!("term{i} x{i}")).collect();
+        let track = terms.join(",");
+        let rules = track_to_rules(&track).unwrap();
+        assert!(rules.len() > 1, "{} rules", rules.len());
+        for rule in &rules {
+            assert!(
+                rule.value.chars().count() <= MAX_RULE_CHARS,
+                "{}",
+                rule.value
+            );
+            assert_eq!(rule.tag.as_deref(), Some("track"));
+        }
+        // Every group is in exactly one rule, in order, and nothing else is.
+        let back: Vec<String> = rules
+            .iter()
+            .flat_map(|r| r.value.split(" OR ").map(str::to_owned).collect::<Vec<_>>())
+            .collect();
+        let want: Vec<String> = terms.iter().map(|t| format!("({t})")).collect();
+        assert_eq!(back, want);
+        // Packed: no two neighbours would have fit in one rule.
+        for pair in rules.windows(2) {
+            let joined = format!("{} OR {}", pair[0].value, pair[1].value);
+            assert!(joined.chars().count() > MAX_RULE_CHARS);
+        }
     }
 
     #[test]
