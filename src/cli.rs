@@ -332,10 +332,22 @@ pub struct TelegramArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct TwitterWebhookArgs {
+    /// Manage the webhook and its subscriptions instead of receiving (see `ingest twitter-webhook help`).
+    #[command(subcommand)]
+    pub action: Option<crate::cli_webhooks::WebhookAction>,
+
     /// Address to listen on (plain HTTP; put TLS in front).
-    #[arg(long, value_name = "ADDR")]
-    pub listen: String,
+    #[arg(long, value_name = "ADDR", required = true)]
+    pub listen: Option<String>,
+
+    /// Once listening, register this public URL with X (or validate the webhook already registered for it).
+    #[arg(long, env = "INGEST_REGISTER", value_name = "URL")]
+    pub register: Option<String>,
+
+    #[command(flatten)]
+    pub register_api: XApiArgs,
 
     /// URL path of the webhook.
     #[arg(long, default_value = "/webhooks/twitter", value_name = "PATH")]

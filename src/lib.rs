@@ -16,6 +16,7 @@ use tracing::{Instrument, error, info, info_span};
 
 pub mod app;
 pub mod cli;
+pub mod cli_webhooks;
 pub mod config;
 pub mod duration;
 pub mod exit_codes;
@@ -34,6 +35,7 @@ pub mod secret;
 pub mod sinks;
 pub mod sources;
 pub mod state;
+pub mod webhook_commands;
 
 use config::{ConfigError, NamedSink, ResolveError, Settings};
 use pipeline::{RunLimits, SinkHandle, SinkSpec, SinkSummary, StopReason};
@@ -66,6 +68,8 @@ pub enum Error {
     CompiledOut(String),
     #[error(transparent)]
     Metrics(#[from] monitor::ListenError),
+    #[error(transparent)]
+    Webhooks(#[from] sources::twitter::webhooks_api::WebhooksError),
 }
 
 impl From<ResolveError> for Error {
@@ -89,12 +93,16 @@ impl Error {
             Error::Mock(
                 mock::MockError::Scenario { .. } | mock::MockError::ScenarioRead { .. },
             ) => exit_codes::CONFIG,
+            Error::Webhooks(sources::twitter::webhooks_api::WebhooksError::Refused { .. }) => {
+                exit_codes::CONFIG
+            }
             Error::SinkNotReady { .. }
             | Error::State(_)
             | Error::XApi(_)
             | Error::Mock(_)
             | Error::Telegram(_)
-            | Error::Metrics(_) => exit_codes::FAILURE,
+            | Error::Metrics(_)
+            | Error::Webhooks(_) => exit_codes::FAILURE,
         }
     }
 }

@@ -12,10 +12,12 @@
 //! - `stream`: the stream endpoint and the task that writes one connection's body.
 //! - here: the shared state, X's problem answers, the routes and the `/mock/*` log.
 
+mod deliver;
 mod rules;
 mod scenario;
 mod stream;
 mod tweets;
+mod webhooks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +38,9 @@ use crate::sources::twitter::api::{CONNECTIONS_PATH, LiveRule, RULES_PATH, STREA
 pub use rules::rule_problem;
 pub use scenario::{ConnectionScript, Fault, Scenario};
 pub use tweets::tweet_id;
+pub use webhooks::{
+    MOCK_ACCESS_TOKEN, MOCK_ACCESS_TOKEN_SECRET, MOCK_CONSUMER_KEY, MOCK_CONSUMER_SECRET,
+};
 
 /// One connection attempt as the mock saw it.
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +140,7 @@ pub async fn start(addr: &str, scenario: Scenario) -> Result<MockServer, MockErr
         .route(CONNECTIONS_PATH, delete(kill_connections))
         .route("/mock/connections", get(connection_log))
         .route("/mock/resets", get(resets))
+        .merge(webhooks::router())
         .with_state(mock);
     Ok(super::serve(listener, local, app, shutdown, "mock X API"))
 }

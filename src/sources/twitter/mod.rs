@@ -4,8 +4,11 @@
 pub mod api;
 mod forward;
 pub mod normalize;
+pub mod oauth1;
 pub mod rules;
 pub mod stream;
 pub mod webhook;
+pub mod webhook_kinds;
+pub mod webhooks_api;
 
 pub use normalize::{looks_like_stream_line, normalize_line};

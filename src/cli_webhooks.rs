@@ -1,0 +1,92 @@
+//! `ingest twitter-webhook ACTION`: the webhook management subcommands (clap only).
+
+use clap::{Args, Subcommand};
+
+use crate::cli::XApiArgs;
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookAction {
+    /// Register a webhook URL with X (POST /2/webhooks). X sends a CRC GET to the URL first:
+    /// `ingest twitter-webhook --listen` (behind your TLS proxy, or with --tls-cert) must answer it.
+    Register {
+        /// The public https URL of the webhook (no port), e.g. https://example.com/webhooks/twitter.
+        #[arg(long, env = "INGEST_WEBHOOK_URL", value_name = "URL")]
+        url: String,
+        #[command(flatten)]
+        common: WebhookCommon,
+    },
+    /// List the app's webhooks: id, url, valid|invalid, created_at (tab-separated).
+    List {
+        /// One JSON document (`{"webhooks":[…]}`) instead of lines.
+        #[arg(long, env = "INGEST_JSON")]
+        json: bool,
+        #[command(flatten)]
+        common: WebhookCommon,
+    },
+    /// Ask X to send the CRC check again (PUT /2/webhooks/:id); an invalid webhook turns valid if it passes.
+    Validate {
+        /// The webhook id.
+        id: String,
+        #[command(flatten)]
+        common: WebhookCommon,
+    },
+    /// Delete a webhook (DELETE /2/webhooks/:id).
+    Delete {
+        /// The webhook id.
+        id: String,
+        #[command(flatten)]
+        common: WebhookCommon,
+    },
+    /// Subscribe the user of TWITTER_ACCESS_TOKEN to the webhook's Account Activity (OAuth 1.0a user context).
+    Subscribe {
+        /// The webhook id.
+        id: String,
+        #[command(flatten)]
+        common: WebhookCommon,
+    },
+    /// Remove a user's Account Activity subscription (app bearer token).
+    Unsubscribe {
+        /// The webhook id.
+        id: String,
+        /// The user to unsubscribe.
+        #[arg(long, env = "INGEST_USER_ID", value_name = "ID")]
+        user_id: String,
+        #[command(flatten)]
+        common: WebhookCommon,
+    },
+    /// List the users subscribed to a webhook's Account Activity, one id a line (app bearer token).
+    Subscriptions {
+        /// The webhook id.
+        id: String,
+        /// One JSON document instead of lines.
+        #[arg(long, env = "INGEST_JSON")]
+        json: bool,
+        #[command(flatten)]
+        common: WebhookCommon,
+    },
+}
+
+/// Options of every webhook action.
+#[derive(Debug, Args)]
+pub struct WebhookCommon {
+    #[command(flatten)]
+    pub api: XApiArgs,
+
+    /// Config file (default: ./ingest.toml when present).
+    #[arg(long, env = "INGEST_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+}
+
+impl WebhookAction {
+    pub fn common(&self) -> &WebhookCommon {
+        match self {
+            WebhookAction::Register { common, .. }
+            | WebhookAction::List { common, .. }
+            | WebhookAction::Validate { common, .. }
+            | WebhookAction::Delete { common, .. }
+            | WebhookAction::Subscribe { common, .. }
+            | WebhookAction::Unsubscribe { common, .. }
+            | WebhookAction::Subscriptions { common, .. } => common,
+        }
+    }
+}
