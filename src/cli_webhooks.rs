@@ -64,6 +64,71 @@ pub enum WebhookAction {
         #[command(flatten)]
         common: WebhookCommon,
     },
+    /// Subscribe the webhook to an X Activity API event type for a user (POST /2/activity/subscriptions).
+    ActivitySubscribe {
+        /// The webhook id the events go to.
+        id: String,
+        /// The event type, e.g. profile.update.bio, follow.follow, dm.received (see the X Activity docs).
+        #[arg(long, env = "INGEST_EVENT_TYPE", value_name = "TYPE")]
+        event_type: String,
+        /// Filter: the user whose events to receive.
+        #[arg(long, env = "INGEST_USER_ID", value_name = "ID")]
+        user_id: Option<String>,
+        /// Filter: a keyword (event types filtered by keyword, e.g. news.new).
+        #[arg(long, env = "INGEST_KEYWORD", value_name = "WORD")]
+        keyword: Option<String>,
+        /// A tag X sends back with each event.
+        #[arg(long, env = "INGEST_TAG", value_name = "TAG")]
+        tag: Option<String>,
+        #[command(flatten)]
+        common: WebhookCommon,
+    },
+    /// List the app's X Activity API subscriptions: id, event type, filter, webhook id, tag.
+    ActivitySubscriptions {
+        /// One JSON document instead of lines.
+        #[arg(long, env = "INGEST_JSON")]
+        json: bool,
+        #[command(flatten)]
+        common: WebhookCommon,
+    },
+    /// Delete an X Activity API subscription (DELETE /2/activity/subscriptions/:id).
+    ActivityUnsubscribe {
+        /// The subscription id.
+        subscription_id: String,
+        #[command(flatten)]
+        common: WebhookCommon,
+    },
+    /// Deliver the filtered stream's posts to the webhook (POST /2/tweets/search/webhooks/:id).
+    StreamLink {
+        /// The webhook id.
+        id: String,
+        /// `tweet.fields` of the delivered posts (default: the stream's).
+        #[arg(long, env = "INGEST_TWEET_FIELDS", value_name = "FIELDS")]
+        tweet_fields: Option<String>,
+        /// `expansions` of the delivered posts (default: the stream's).
+        #[arg(long, env = "INGEST_EXPANSIONS", value_name = "FIELDS")]
+        expansions: Option<String>,
+        /// `user.fields` of the delivered posts (default: the stream's).
+        #[arg(long, env = "INGEST_USER_FIELDS", value_name = "FIELDS")]
+        user_fields: Option<String>,
+        #[command(flatten)]
+        common: WebhookCommon,
+    },
+    /// List the filtered-stream webhook links (GET /2/tweets/search/webhooks).
+    StreamLinks {
+        /// One JSON document instead of lines.
+        #[arg(long, env = "INGEST_JSON")]
+        json: bool,
+        #[command(flatten)]
+        common: WebhookCommon,
+    },
+    /// Stop delivering the filtered stream to the webhook (DELETE /2/tweets/search/webhooks/:id).
+    StreamUnlink {
+        /// The webhook id.
+        id: String,
+        #[command(flatten)]
+        common: WebhookCommon,
+    },
 }
 
 /// Options of every webhook action.
@@ -86,7 +151,13 @@ impl WebhookAction {
             | WebhookAction::Delete { common, .. }
             | WebhookAction::Subscribe { common, .. }
             | WebhookAction::Unsubscribe { common, .. }
-            | WebhookAction::Subscriptions { common, .. } => common,
+            | WebhookAction::Subscriptions { common, .. }
+            | WebhookAction::ActivitySubscribe { common, .. }
+            | WebhookAction::ActivitySubscriptions { common, .. }
+            | WebhookAction::ActivityUnsubscribe { common, .. }
+            | WebhookAction::StreamLink { common, .. }
+            | WebhookAction::StreamLinks { common, .. }
+            | WebhookAction::StreamUnlink { common, .. } => common,
         }
     }
 }

@@ -121,8 +121,15 @@ pub struct SourceSummary {
     pub duplicates: u64,
     /// Connections opened (live sources).
     pub connections: u64,
+    /// Items of no kind the source knows, recorded as `activity_event`s (X webhooks).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unknown: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The one-line JSON summary of a run (`--summary`).
@@ -285,6 +292,7 @@ pub async fn run<S: Source>(
             control: counters.control.load(Ordering::Relaxed),
             duplicates: counters.duplicates.load(Ordering::Relaxed),
             connections: counters.connections.load(Ordering::Relaxed),
+            unknown: counters.unknown.load(Ordering::Relaxed),
             error: source_error,
         },
         records_in: routed.records_in,

@@ -9,6 +9,7 @@ use tracing::info;
 use crate::cli_webhooks::WebhookAction;
 use crate::config::{LoadedConfig, api_base};
 use crate::secret::Secret;
+use crate::sources::twitter::activity_api::{LinkFields, NewActivitySubscription};
 use crate::sources::twitter::api::BEARER_TOKEN_VARS;
 use crate::sources::twitter::oauth1::UserCredentials;
 use crate::sources::twitter::webhooks_api::{WebhookConfig, WebhooksApi};
@@ -84,11 +85,93 @@ pub async fn run(action: WebhookAction, loaded: &LoadedConfig) -> Result<u8, Err
                     .for_each(|s| w(&mut out, s.user_id.clone()));
             }
         }
+        other => activity_and_links(other, &base, &mut out).await?,
     }
     std::io::stdout()
         .write_all(&out)
         .map_err(|e| Error::Usage(format!("cannot write to standard output: {e}")))?;
     Ok(exit_codes::SUCCESS)
+}
+
+/// The X Activity API and filtered-stream link actions.
+async fn activity_and_links(
+    action: WebhookAction,
+    base: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let api = WebhooksApi::new(base, Some(bearer()?))?;
+    let mut w = |line: String| writeln!(out, "{line}").expect("writing to a Vec");
+    match action {
+        WebhookAction::ActivitySubscribe {
+            id,
+            event_type,
+            user_id,
+            keyword,
+            tag,
+            ..
+        } => {
+            let new = NewActivitySubscription {
+                event_type,
+                user_id,
+                keyword,
+                tag,
+                webhook_id: id,
+            };
+            w(api.activity_subscribe(&new).await?.line());
+        }
+        WebhookAction::ActivitySubscriptions { json, .. } => {
+            let subs = api.activity_subscriptions().await?;
+            if json {
+                w(serde_json::json!({ "subscriptions": subs }).to_string());
+            } else {
+                subs.iter().for_each(|s| w(s.line()));
+            }
+        }
+        WebhookAction::ActivityUnsubscribe {
+            subscription_id, ..
+        } => {
+            api.activity_unsubscribe(&subscription_id).await?;
+            w(format!("{subscription_id}\tdeleted"));
+        }
+        WebhookAction::StreamLink {
+            id,
+            tweet_fields,
+            expansions,
+            user_fields,
+            ..
+        } => {
+            let d = LinkFields::default();
+            let fields = LinkFields {
+                tweet_fields: tweet_fields.unwrap_or(d.tweet_fields),
+                expansions: expansions.unwrap_or(d.expansions),
+                user_fields: user_fields.unwrap_or(d.user_fields),
+            };
+            api.stream_link(&id, &fields).await?;
+            w(format!("{id}\tlinked"));
+        }
+        WebhookAction::StreamLinks { json, .. } => {
+            let links = api.stream_links().await?;
+            if json {
+                w(serde_json::json!({ "links": links }).to_string());
+            } else {
+                for l in links {
+                    let field = |k: &str| l[k].as_str().unwrap_or("").to_owned();
+                    w(format!(
+                        "{}\t{}\t{}",
+                        field("webhook_id"),
+                        field("instance_id"),
+                        field("created_at")
+                    ));
+                }
+            }
+        }
+        WebhookAction::StreamUnlink { id, .. } => {
+            api.stream_unlink(&id).await?;
+            w(format!("{id}\tunlinked"));
+        }
+        _ => unreachable!("the webhook and Account Activity actions are handled by `run`"),
+    }
+    Ok(())
 }
 
 /// `--register URL`: validates the webhook X already has for `url`, or registers it.

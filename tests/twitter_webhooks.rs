@@ -338,6 +338,9 @@ fn every_delivery_kind_lands_as_its_record_kind() {
     }
     let (status, log) = server.stop();
     assert_eq!(status.code(), Some(0), "{log}");
+    let summary = summary_in(&log).unwrap();
+    assert_eq!(summary["source"]["unknown"], 1, "{summary}");
+    assert_eq!(summary["source"]["records"], 5, "{summary}");
     let records = env.records("o.jsonl");
     let find = |pred: &dyn Fn(&Value) -> bool| -> Value {
         records
@@ -453,4 +456,85 @@ fn register_flag_registers_once_listening_and_validates_on_the_next_start() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
     assert_eq!(status.code(), Some(78), "{err}");
     assert!(err.contains("CrcValidationFailed"), "{err}");
+}
+
+#[test]
+fn x_activity_subscriptions_and_stream_links_round_trip() {
+    let env = Env::new();
+    let mock = MockProcess::start("twitter", env.dir.path(), "");
+    let addr = free_addr();
+    let _server = Server::start(
+        listen_cmd(&env, &addr, CONSUMER_SECRET, &file_sink()),
+        "webhook listening",
+    );
+    let id = register(&env, &mock, &url_of(&addr));
+
+    let out = manage(
+        &env,
+        &mock,
+        &[
+            "activity-subscribe",
+            &id,
+            "--event-type",
+            "profile.update.nope",
+            "--user-id",
+            "1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("event_type must be one of"),
+        "{}",
+        stderr(&out)
+    );
+    let out = manage(
+        &env,
+        &mock,
+        &[
+            "activity-subscribe",
+            &id,
+            "--event-type",
+            "profile.update.bio",
+            "--user-id",
+            "2244994945",
+            "--tag",
+            "bios",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let line = stdout(&out);
+    let fields: Vec<&str> = line.trim().split('\t').collect();
+    assert_eq!(
+        fields[1..],
+        [
+            "profile.update.bio",
+            r#"{"user_id":"2244994945"}"#,
+            &id,
+            "bios"
+        ]
+    );
+    let sub_id = fields[0].to_owned();
+    let out = manage(&env, &mock, &["activity-subscriptions", "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["subscriptions"][0]["subscription_id"], sub_id.as_str());
+    let out = manage(&env, &mock, &["activity-unsubscribe", &sub_id]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = manage(&env, &mock, &["activity-subscriptions"]);
+    assert_eq!(stdout(&out), "");
+
+    let out = manage(&env, &mock, &["stream-link", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), format!("{id}\tlinked\n"));
+    let out = manage(&env, &mock, &["stream-links", "--json"]);
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["links"][0]["webhook_id"], id.as_str());
+    assert_eq!(
+        v["links"][0]["fields"][0],
+        "tweet.fields=created_at,lang,author_id,conversation_id,source"
+    );
+    let out = manage(&env, &mock, &["stream-unlink", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let out = manage(&env, &mock, &["stream-unlink", &id]);
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("WebhookIdInvalid"));
 }

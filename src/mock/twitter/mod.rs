@@ -12,6 +12,7 @@
 //! - `stream`: the stream endpoint and the task that writes one connection's body.
 //! - here: the shared state, X's problem answers, the routes and the `/mock/*` log.
 
+mod activity;
 mod deliver;
 mod rules;
 mod scenario;

@@ -45,7 +45,7 @@ pub const MOCK_ACCESS_TOKEN_SECRET: &str = "mock-access-token-secret";
 /// An access token of the mock (user 2244994945).
 pub const MOCK_ACCESS_TOKEN: &str = "2244994945-mockaccesstoken";
 /// The mock's application id.
-const APP_ID: &str = "29884211";
+pub(super) const APP_ID: &str = "29884211";
 const FIRST_WEBHOOK_ID: u64 = 1_146_654_567_674_912_769;
 /// X waits this long for a CRC answer.
 const CRC_TIMEOUT: Duration = Duration::from_secs(3);
@@ -72,6 +72,11 @@ pub(super) struct Hooks {
     next_id: AtomicU64,
     pub http: reqwest::Client,
     pub deliveries: super::deliver::Log,
+    /// X Activity API subscriptions, as the API returns them.
+    pub activity: Mutex<Vec<Value>>,
+    pub next_subscription: AtomicU64,
+    /// Filtered-stream webhook links, as the API returns them.
+    pub links: Mutex<Vec<Value>>,
 }
 
 /// The webhook routes, with their own state (merged into the mock's router).
@@ -86,6 +91,9 @@ pub(super) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
             .build()
             .expect("a plain HTTP client builds"),
         deliveries: super::deliver::Log::default(),
+        activity: Mutex::new(Vec::new()),
+        next_subscription: AtomicU64::new(FIRST_WEBHOOK_ID + 1_000_000),
+        links: Mutex::new(Vec::new()),
     });
     let sub = "/2/account_activity/webhooks/{id}/subscriptions";
     Router::new()
@@ -97,6 +105,19 @@ pub(super) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         )
         .route(&format!("{sub}/all/list"), get(list_subscriptions))
         .route(&format!("{sub}/{{user_id}}/all"), delete(unsubscribe))
+        .route(
+            "/2/activity/subscriptions",
+            post(super::activity::create).get(super::activity::list),
+        )
+        .route(
+            "/2/activity/subscriptions/{id}",
+            delete(super::activity::remove),
+        )
+        .route("/2/tweets/search/webhooks", get(super::activity::links))
+        .route(
+            "/2/tweets/search/webhooks/{id}",
+            post(super::activity::link).delete(super::activity::unlink),
+        )
         .route("/mock/deliver", post(super::deliver::deliver))
         .route("/mock/deliveries", get(super::deliver::deliveries))
         .with_state(hooks)
@@ -106,7 +127,7 @@ fn invalid(title: &str, detail: &str) -> Response {
     problem(StatusCode::BAD_REQUEST, title, detail, "invalid-request")
 }
 
-fn unknown_webhook() -> Response {
+pub(super) fn unknown_webhook() -> Response {
     invalid(
         "WebhookIdInvalid",
         "The provided webhook_id was not found or is not associated with your app.",

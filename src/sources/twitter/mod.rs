@@ -1,6 +1,7 @@
 //! X (Twitter) API v2: the filtered stream source, rule management, and the
 //! normalizer for stream lines.
 
+pub mod activity_api;
 pub mod api;
 mod forward;
 pub mod normalize;

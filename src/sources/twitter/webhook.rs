@@ -236,6 +236,7 @@ pub fn body_to_records(
         BodyKind::FilteredStream => return stream_posts(body, &value, received_at, opts),
         BodyKind::XActivity => vec![x_activity_record(&value, text.trim(), opts)],
         BodyKind::Unknown => {
+            crate::sources::SourceCounters::add(&ctx.counters.unknown, 1);
             warn!(
                 "a webhook body of no known kind recorded as an `activity_event` tagged `unknown`"
             );

@@ -109,7 +109,7 @@ pub fn problem_of(body: &str) -> Problem {
 }
 
 /// How a request authenticates.
-enum Auth<'a> {
+pub(super) enum Auth<'a> {
     Bearer,
     User(&'a UserCredentials),
 }
@@ -143,7 +143,7 @@ impl WebhooksApi {
         format!("{}{path}", self.base)
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -289,7 +289,7 @@ fn subscribed(v: &Value) -> bool {
 }
 
 /// A 200 that carries `errors` and no `data` is a refusal.
-fn refuse_errors(v: &Value) -> Result<(), WebhooksError> {
+pub(super) fn refuse_errors(v: &Value) -> Result<(), WebhooksError> {
     match (v.get("data"), v.get("errors").and_then(|e| e.get(0))) {
         (None, Some(first)) => Err(WebhooksError::Refused {
             status: 200,
