@@ -51,7 +51,7 @@ pub struct Cli {
 pub enum Command {
     /// Capture the X filtered stream into sinks (bearer token in TWITTER_BEARER_TOKEN).
     Twitter(TwitterArgs),
-    /// Receive X Account Activity webhook events (CRC + signed POSTs; secret in TWITTER_CONSUMER_SECRET).
+    /// Receive X webhook deliveries (Account Activity, X Activity, filtered stream; CRC + signed POSTs; secret in TWITTER_CONSUMER_SECRET), or manage webhooks and subscriptions.
     TwitterWebhook(TwitterWebhookArgs),
     /// Capture Telegram bot updates by long polling or webhook (token in TELEGRAM_BOT_TOKEN).
     Telegram(TelegramArgs),

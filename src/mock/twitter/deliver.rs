@@ -68,7 +68,7 @@ pub fn payload(kind: &str, seq: u64, text_bytes: usize) -> Option<Vec<u8>> {
     let body = match kind {
         "account_activity" => {
             let id = (1_500_000_000_000_000_000u64 + seq).to_string();
-            let text = format!("webhook post {seq} {}", "x".repeat(text_bytes));
+            let text = format!("webhook post {seq}{}", " x".repeat(text_bytes / 2));
             json!({
                 "for_user_id": "2244994945",
                 "tweet_create_events": [{
