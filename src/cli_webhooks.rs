@@ -2,8 +2,6 @@
 
 use clap::{Args, Subcommand};
 
-use crate::cli::XApiArgs;
-
 #[derive(Debug, Subcommand)]
 pub enum WebhookAction {
     /// Register a webhook URL with X (POST /2/webhooks). X sends a CRC GET to the URL first:
@@ -134,8 +132,10 @@ pub enum WebhookAction {
 /// Options of every webhook action.
 #[derive(Debug, Args)]
 pub struct WebhookCommon {
-    #[command(flatten)]
-    pub api: XApiArgs,
+    /// Base URL of the X API (tests and proxies point it elsewhere). The same
+    /// flag as `XApiArgs` of the main command line, spelled out here.
+    #[arg(long, env = "INGEST_TWITTER_API_BASE", value_name = "URL")]
+    pub twitter_api_base: Option<String>,
 
     /// Config file (default: ./ingest.toml when present).
     #[arg(long, env = "INGEST_CONFIG", value_name = "FILE")]

@@ -29,7 +29,7 @@ fn user_credentials() -> Result<UserCredentials, Error> {
 
 /// Runs one management action; prints its result on stdout.
 pub async fn run(action: WebhookAction, loaded: &LoadedConfig) -> Result<u8, Error> {
-    let base = api_base(action.common().api.twitter_api_base.as_deref(), loaded);
+    let base = api_base(action.common().twitter_api_base.as_deref(), loaded);
     let mut out = Vec::new();
     let w = |out: &mut Vec<u8>, line: String| writeln!(out, "{line}").expect("writing to a Vec");
     match action {
