@@ -538,3 +538,41 @@ fn x_activity_subscriptions_and_stream_links_round_trip() {
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert!(stderr(&out).contains("WebhookIdInvalid"));
 }
+
+#[test]
+fn urls_x_would_refuse_and_an_unreachable_api_are_clear_errors() {
+    let env = Env::new();
+    let mock = MockProcess::start("twitter", env.dir.path(), "");
+    for (url, detail) in [
+        ("http://example.com/webhooks/twitter", "must use https"),
+        (
+            "https://example.com:5000/webhooks/twitter",
+            "port specification",
+        ),
+        ("not a url", "not a valid URL"),
+    ] {
+        let out = manage(&env, &mock, &["register", "--url", url]);
+        assert_eq!(out.status.code(), Some(78), "{url}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("UrlValidationFailed") && err.contains(detail),
+            "{url}: {err}"
+        );
+        assert_eq!(stdout(&out), "");
+    }
+    // Nobody answers at the API base: exit 1, the base named.
+    let dead = format!("http://{}", free_addr());
+    let mut cmd = env.cmd();
+    let out = cmd
+        .env("TWITTER_BEARER_TOKEN", "t")
+        .args(["twitter-webhook", "list", "--twitter-api-base", &dead])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("cannot reach the X API at {dead}")));
+    // The mock's deliver endpoint refuses what it does not know.
+    let (status, body) = post_mock(&mock, "/mock/deliver", r#"{"kinds":["nope"]}"#);
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post_mock(&mock, "/mock/deliver", "{not json");
+    assert_eq!(status, 400, "{body}");
+}
