@@ -37,7 +37,10 @@ pub fn config_path(command: &Command) -> Option<&Path> {
             | RulesAction::Clear { common, .. } => common.config.as_deref(),
         },
         Command::Telegram(a) => a.run.config.as_deref(),
-        Command::TwitterWebhook(a) => a.run.config.as_deref(),
+        Command::TwitterWebhook(a) => match &a.action {
+            Some(action) => action.common().config.as_deref(),
+            None => a.run.config.as_deref(),
+        },
         Command::Check(a) => a.config.as_deref(),
         Command::Mock(_) | Command::Completions { .. } | Command::Man => None,
     }
@@ -219,10 +222,16 @@ async fn twitter_search(
 }
 
 async fn twitter_webhook(
-    args: crate::cli::TwitterWebhookArgs,
+    mut args: crate::cli::TwitterWebhookArgs,
     loaded: &LoadedConfig,
     shutdown: CancellationToken,
 ) -> Result<u8, Error> {
+    if let Some(action) = args.action.take() {
+        return crate::webhook_commands::run(action, loaded).await;
+    }
+    let listen = args.listen.take().ok_or_else(|| {
+        Error::Usage("twitter-webhook needs --listen ADDR (or an action: register, list…)".into())
+    })?;
     let settings = Settings::resolve(&args.run, loaded)?;
     let secret = Secret::from_env(&["TWITTER_CONSUMER_SECRET"]).ok_or_else(|| {
         Error::MissingSecret(
@@ -231,7 +240,7 @@ async fn twitter_webhook(
         )
     })?;
     let config = ActivityConfig {
-        listen: args.listen,
+        listen: listen.clone(),
         path: args.path,
         consumer_secret: secret,
         tls: tls_files(args.tls_cert, args.tls_key),
@@ -243,8 +252,47 @@ async fn twitter_webhook(
             .unwrap_or(DEFAULT_ACK_TIMEOUT),
         dedupe_window: DEFAULT_BODY_WINDOW,
     };
+    let registering = args.register.map(|url| {
+        let base = api_base(args.register_api.twitter_api_base.as_deref(), loaded);
+        tokio::spawn(register_when_listening(listen, base, url, shutdown.clone()))
+    });
     let summary = crate::run(&settings, ActivityWebhook { config }, shutdown).await?;
+    if let Some(task) = registering {
+        if !task.is_finished() {
+            task.abort();
+        } else if let Ok(Err(e)) = task.await {
+            return Err(e);
+        }
+    }
     Ok(finish(summary, settings.summary))
+}
+
+/// `--register URL`: once the server answers, registers the URL (or validates
+/// the webhook X has for it); on failure, stops the run.
+async fn register_when_listening(
+    listen: String,
+    base: String,
+    url: String,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let limit = std::time::Duration::from_secs(30);
+    if !crate::webhook_commands::wait_listening(&listen, limit).await {
+        shutdown.cancel();
+        return Err(Error::Usage(format!(
+            "--register: nothing listens on {listen} after {limit:?}"
+        )));
+    }
+    match crate::webhook_commands::register_or_validate(&base, &url).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!(
+                "--register {url} failed: {}",
+                crate::secret::redact(&e.to_string())
+            );
+            shutdown.cancel();
+            Err(e)
+        }
+    }
 }
 
 /// `ingest mock twitter|telegram`: serves until a signal.

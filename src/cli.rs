@@ -54,7 +54,7 @@ pub enum Command {
     Twitter(TwitterArgs),
     /// Search X (recent, or full-archive with --archive) page by page into sinks, then exit or --poll for newer posts.
     TwitterSearch(TwitterSearchArgs),
-    /// Receive X Account Activity webhook events (CRC + signed POSTs; secret in TWITTER_CONSUMER_SECRET).
+    /// Receive X webhook deliveries (Account Activity, X Activity, filtered stream; CRC + signed POSTs; secret in TWITTER_CONSUMER_SECRET), or manage webhooks and subscriptions.
     TwitterWebhook(TwitterWebhookArgs),
     /// Capture Telegram bot updates by long polling or webhook (token in TELEGRAM_BOT_TOKEN).
     Telegram(TelegramArgs),
@@ -450,11 +450,23 @@ pub struct TelegramArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct TwitterWebhookArgs {
+    /// Manage the webhook and its subscriptions instead of receiving (see `ingest twitter-webhook help`).
+    #[command(subcommand)]
+    pub action: Option<crate::cli_webhooks::WebhookAction>,
+
     /// Address to listen on: HTTPS with --tls-cert/--tls-key, else plain HTTP
     /// (then put a TLS proxy in front).
-    #[arg(long, env = "INGEST_LISTEN", value_name = "ADDR")]
-    pub listen: String,
+    #[arg(long, env = "INGEST_LISTEN", value_name = "ADDR", required = true)]
+    pub listen: Option<String>,
+
+    /// Once listening, register this public URL with X (or validate the webhook already registered for it).
+    #[arg(long, env = "INGEST_REGISTER", value_name = "URL")]
+    pub register: Option<String>,
+
+    #[command(flatten)]
+    pub register_api: XApiArgs,
 
     /// URL path of the webhook.
     #[arg(

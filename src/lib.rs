@@ -16,6 +16,7 @@ use tracing::{Instrument, error, info, info_span};
 
 pub mod app;
 pub mod cli;
+pub mod cli_webhooks;
 pub mod config;
 pub mod duration;
 pub mod exit_codes;
@@ -34,6 +35,7 @@ pub mod secret;
 pub mod sinks;
 pub mod sources;
 pub mod state;
+pub mod webhook_commands;
 
 use config::{ConfigError, NamedSink, ResolveError, Settings};
 use pipeline::{RunLimits, SinkHandle, SinkSpec, SinkSummary, StopReason};
@@ -66,6 +68,8 @@ pub enum Error {
     CompiledOut(String),
     #[error(transparent)]
     Metrics(#[from] monitor::ListenError),
+    #[error(transparent)]
+    Webhooks(#[from] sources::twitter::webhooks_api::WebhooksError),
 }
 
 impl From<ResolveError> for Error {
@@ -89,12 +93,16 @@ impl Error {
             Error::Mock(
                 mock::MockError::Scenario { .. } | mock::MockError::ScenarioRead { .. },
             ) => exit_codes::CONFIG,
+            Error::Webhooks(sources::twitter::webhooks_api::WebhooksError::Refused { .. }) => {
+                exit_codes::CONFIG
+            }
             Error::SinkNotReady { .. }
             | Error::State(_)
             | Error::XApi(_)
             | Error::Mock(_)
             | Error::Telegram(_)
-            | Error::Metrics(_) => exit_codes::FAILURE,
+            | Error::Metrics(_)
+            | Error::Webhooks(_) => exit_codes::FAILURE,
         }
     }
 }
@@ -113,8 +121,15 @@ pub struct SourceSummary {
     pub duplicates: u64,
     /// Connections opened (live sources).
     pub connections: u64,
+    /// Items of no kind the source knows, recorded as `activity_event`s (X webhooks).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unknown: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The one-line JSON summary of a run (`--summary`).
@@ -277,6 +292,7 @@ pub async fn run<S: Source>(
             control: counters.control.load(Ordering::Relaxed),
             duplicates: counters.duplicates.load(Ordering::Relaxed),
             connections: counters.connections.load(Ordering::Relaxed),
+            unknown: counters.unknown.load(Ordering::Relaxed),
             error: source_error,
         },
         records_in: routed.records_in,

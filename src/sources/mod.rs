@@ -96,6 +96,8 @@ pub struct SourceCounters {
     pub control: AtomicU64,
     /// Items seen again (after a reconnect or backfill) and dropped by id.
     pub duplicates: AtomicU64,
+    /// Items of no kind the source knows, recorded as they are (X webhook bodies).
+    pub unknown: AtomicU64,
     /// Connections opened (live sources).
     pub connections: AtomicU64,
     /// Connections that were accepted (X: HTTP 200 on the stream).

@@ -12,12 +12,15 @@
 //! - `stream`: the stream endpoint and the task that writes one connection's body.
 //! - here: the shared state, X's problem answers, the routes and the `/mock/*` log.
 
+mod activity;
+mod deliver;
 mod rules;
 mod scenario;
 mod search;
 mod stream;
 mod tweets;
 mod volume;
+mod webhooks;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -39,6 +42,9 @@ pub use rules::rule_problem;
 pub use scenario::{ConnectionScript, Fault, Scenario};
 pub use search::{SearchCall, SearchScenario};
 pub use tweets::tweet_id;
+pub use webhooks::{
+    MOCK_ACCESS_TOKEN, MOCK_ACCESS_TOKEN_SECRET, MOCK_CONSUMER_KEY, MOCK_CONSUMER_SECRET,
+};
 
 /// One connection attempt as the mock saw it.
 #[derive(Debug, Clone, Serialize)]
@@ -148,6 +154,7 @@ pub async fn start(addr: &str, scenario: Scenario) -> Result<MockServer, MockErr
         .route(search::ARCHIVE, get(search::all))
         .route("/mock/tweets", axum::routing::post(search::add_posts))
         .route("/mock/search/calls", get(search::calls))
+        .merge(webhooks::router())
         .merge(volume::routes())
         .layer(axum::middleware::from_fn_with_state(
             mock.clone(),

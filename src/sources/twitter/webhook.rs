@@ -217,8 +217,40 @@ struct V1User {
     screen_name: Option<String>,
 }
 
-/// Turns one Account Activity body into records.
+/// Turns one webhook body of any kind X delivers into records
+/// ([`webhook_kinds`](super::webhook_kinds) tells the kinds apart).
 pub fn body_to_records(
+    body: &[u8],
+    received_at: &Arc<str>,
+    ctx: &SourceContext,
+) -> Result<Vec<Record>, String> {
+    use super::webhook_kinds::{
+        BodyKind, classify, stream_posts, unknown_record, x_activity_record,
+    };
+    let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let opts = &ctx.normalize;
+    let mut records = match classify(&value) {
+        BodyKind::AccountActivity => return account_activity_records(body, received_at, ctx),
+        BodyKind::FilteredStream => return stream_posts(body, &value, received_at, opts),
+        BodyKind::XActivity => vec![x_activity_record(&value, text.trim(), opts)],
+        BodyKind::Unknown => {
+            crate::sources::SourceCounters::add(&ctx.counters.unknown, 1);
+            warn!(
+                "a webhook body of no known kind recorded as an `activity_event` tagged `unknown`"
+            );
+            vec![unknown_record(text.trim(), opts)]
+        }
+    };
+    for r in &mut records {
+        r.received_at = received_at.clone();
+    }
+    Ok(records)
+}
+
+/// Turns one Account Activity body into records.
+fn account_activity_records(
     body: &[u8],
     received_at: &Arc<str>,
     ctx: &SourceContext,
@@ -285,7 +317,7 @@ fn tweet_record(item: &RawValue, opts: &NormalizeOptions) -> Result<Record, serd
         }),
         chat: None,
         lang: t.lang,
-        source: t.source,
+        source: t.source.as_deref().map(super::webhook_kinds::plain_source),
         matching_rules: Vec::new(),
         tags: Vec::new(),
         refs: Refs {
@@ -400,6 +432,70 @@ mod tests {
         ] {
             assert!(!crc_token_shaped(bad), "{bad:?}");
         }
+    }
+
+    fn ctx() -> SourceContext {
+        use crate::record::RunInfo;
+        let run = Arc::new(RunInfo::new(None));
+        let state_dir = std::env::temp_dir().join("ingest-webhook-unit-unused");
+        SourceContext {
+            normalize: NormalizeOptions {
+                keep_raw: true,
+                transliterate: false,
+                run: run.clone(),
+            },
+            dead_letters: crate::state::DeadLetters::new(&state_dir, &run.id),
+            state_dir,
+            counters: Arc::new(crate::sources::SourceCounters::default()),
+        }
+    }
+
+    #[test]
+    fn account_activity_source_is_the_plain_client_name() {
+        let body = br#"{"for_user_id":"1","tweet_create_events":[{"id_str":"9","text":"hi","source":"<a href=\"https://mobile.twitter.com\" rel=\"nofollow\">Twitter Web App</a>"}]}"#;
+        let records = body_to_records(body, &"t".into(), &ctx()).unwrap();
+        assert_eq!(records[0].source.as_deref(), Some("Twitter Web App"));
+    }
+
+    #[test]
+    fn a_post_from_the_stream_and_from_a_webhook_is_the_same_record() {
+        let line = r#"{"data":{"id":"1600000000000000003","text":"hello","author_id":"7","source":"Twitter Web App"},"includes":{"users":[{"id":"7","name":"A","username":"a"}]},"matching_rules":[{"id":"17","tag":"cats"}]}"#;
+        let received: Arc<str> = "t".into();
+        let ctx = ctx();
+        let from_stream =
+            match super::super::normalize_line(line.as_bytes(), &received, &ctx.normalize).unwrap()
+            {
+                crate::record::Normalized::Record(r) => *r,
+                _ => panic!("a post"),
+            };
+        let from_webhook = body_to_records(line.as_bytes(), &received, &ctx).unwrap();
+        assert_eq!(from_webhook.len(), 1);
+        let a = serde_json::to_value(&from_stream).unwrap();
+        let b = serde_json::to_value(&from_webhook[0]).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(b["id"], "twitter:1600000000000000003");
+        assert_eq!(b["matching_rules"][0]["tag"], "cats");
+    }
+
+    #[test]
+    fn x_activity_and_unknown_bodies_are_activity_events() {
+        let xaa = br#"{"data":{"event_type":"profile.update.bio","filter":{"user_id":"22"},"tag":"bios","payload":{"before":"a","after":"b"}}}"#;
+        let r = body_to_records(xaa, &"t".into(), &ctx()).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].kind, "activity_event");
+        assert_eq!(r[0].tags, ["profile.update.bio", "bios"]);
+        assert!(
+            r[0].id
+                .starts_with("twitter:activity:22:profile.update.bio:")
+        );
+        assert_eq!(r[0].received_at.as_ref(), "t");
+        let r = body_to_records(br#"{"brand_new":{"id":1}}"#, &"t".into(), &ctx()).unwrap();
+        assert_eq!((r.len(), r[0].kind.as_ref()), (1, "activity_event"));
+        assert_eq!(
+            r[0].raw.as_ref().unwrap().get(),
+            r#"{"brand_new":{"id":1}}"#
+        );
+        assert!(body_to_records(b"{not json", &"t".into(), &ctx()).is_err());
     }
 
     #[test]

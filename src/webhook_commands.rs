@@ -1,0 +1,219 @@
+//! `ingest twitter-webhook register|list|validate|delete|subscribe|unsubscribe|subscriptions`
+//! and the server's `--register URL`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use tracing::info;
+
+use crate::cli_webhooks::WebhookAction;
+use crate::config::{LoadedConfig, api_base};
+use crate::secret::Secret;
+use crate::sources::twitter::activity_api::{LinkFields, NewActivitySubscription};
+use crate::sources::twitter::api::BEARER_TOKEN_VARS;
+use crate::sources::twitter::oauth1::UserCredentials;
+use crate::sources::twitter::webhooks_api::{WebhookConfig, WebhooksApi};
+use crate::{Error, exit_codes};
+
+fn bearer() -> Result<Secret, Error> {
+    Secret::from_env(&BEARER_TOKEN_VARS).ok_or_else(|| {
+        Error::MissingSecret(
+            "no X bearer token: set TWITTER_BEARER_TOKEN (or BEARER_TOKEN); the webhook endpoints use the app's bearer token".into(),
+        )
+    })
+}
+
+fn user_credentials() -> Result<UserCredentials, Error> {
+    UserCredentials::from_env().map_err(Error::MissingSecret)
+}
+
+/// Runs one management action; prints its result on stdout.
+pub async fn run(action: WebhookAction, loaded: &LoadedConfig) -> Result<u8, Error> {
+    let base = api_base(action.common().twitter_api_base.as_deref(), loaded);
+    let mut out = Vec::new();
+    let w = |out: &mut Vec<u8>, line: String| writeln!(out, "{line}").expect("writing to a Vec");
+    match action {
+        WebhookAction::Register { url, .. } => {
+            let api = WebhooksApi::new(&base, Some(bearer()?))?;
+            w(&mut out, api.register(&url).await?.line());
+        }
+        WebhookAction::List { json, .. } => {
+            let hooks = WebhooksApi::new(&base, Some(bearer()?))?.list().await?;
+            if json {
+                w(
+                    &mut out,
+                    serde_json::json!({ "webhooks": hooks }).to_string(),
+                );
+            } else {
+                hooks.iter().for_each(|h| w(&mut out, h.line()));
+            }
+        }
+        WebhookAction::Validate { id, .. } => {
+            WebhooksApi::new(&base, Some(bearer()?))?
+                .validate(&id)
+                .await?;
+            w(&mut out, format!("{id}\tvalid"));
+        }
+        WebhookAction::Delete { id, .. } => {
+            WebhooksApi::new(&base, Some(bearer()?))?
+                .delete(&id)
+                .await?;
+            w(&mut out, format!("{id}\tdeleted"));
+        }
+        WebhookAction::Subscribe { id, .. } => {
+            let creds = user_credentials()?;
+            let done = WebhooksApi::new(&base, None)?
+                .subscribe(&id, &creds)
+                .await?;
+            let state = if done { "subscribed" } else { "not subscribed" };
+            w(&mut out, format!("{id}\t{state}"));
+        }
+        WebhookAction::Unsubscribe { id, user_id, .. } => {
+            let api = WebhooksApi::new(&base, Some(bearer()?))?;
+            api.unsubscribe(&id, &user_id).await?;
+            w(&mut out, format!("{id}\t{user_id}\tunsubscribed"));
+        }
+        WebhookAction::Subscriptions { id, json, .. } => {
+            let list = WebhooksApi::new(&base, Some(bearer()?))?
+                .subscriptions(&id)
+                .await?;
+            if json {
+                w(&mut out, serde_json::to_string(&list).expect("serializes"));
+            } else {
+                list.subscriptions
+                    .iter()
+                    .for_each(|s| w(&mut out, s.user_id.clone()));
+            }
+        }
+        other => activity_and_links(other, &base, &mut out).await?,
+    }
+    std::io::stdout()
+        .write_all(&out)
+        .map_err(|e| Error::Usage(format!("cannot write to standard output: {e}")))?;
+    Ok(exit_codes::SUCCESS)
+}
+
+/// The X Activity API and filtered-stream link actions.
+async fn activity_and_links(
+    action: WebhookAction,
+    base: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let api = WebhooksApi::new(base, Some(bearer()?))?;
+    let mut w = |line: String| writeln!(out, "{line}").expect("writing to a Vec");
+    match action {
+        WebhookAction::ActivitySubscribe {
+            id,
+            event_type,
+            user_id,
+            keyword,
+            tag,
+            ..
+        } => {
+            let new = NewActivitySubscription {
+                event_type,
+                user_id,
+                keyword,
+                tag,
+                webhook_id: id,
+            };
+            w(api.activity_subscribe(&new).await?.line());
+        }
+        WebhookAction::ActivitySubscriptions { json, .. } => {
+            let subs = api.activity_subscriptions().await?;
+            if json {
+                w(serde_json::json!({ "subscriptions": subs }).to_string());
+            } else {
+                subs.iter().for_each(|s| w(s.line()));
+            }
+        }
+        WebhookAction::ActivityUnsubscribe {
+            subscription_id, ..
+        } => {
+            api.activity_unsubscribe(&subscription_id).await?;
+            w(format!("{subscription_id}\tdeleted"));
+        }
+        WebhookAction::StreamLink {
+            id,
+            tweet_fields,
+            expansions,
+            user_fields,
+            ..
+        } => {
+            let d = LinkFields::default();
+            let fields = LinkFields {
+                tweet_fields: tweet_fields.unwrap_or(d.tweet_fields),
+                expansions: expansions.unwrap_or(d.expansions),
+                user_fields: user_fields.unwrap_or(d.user_fields),
+            };
+            api.stream_link(&id, &fields).await?;
+            w(format!("{id}\tlinked"));
+        }
+        WebhookAction::StreamLinks { json, .. } => {
+            let links = api.stream_links().await?;
+            if json {
+                w(serde_json::json!({ "links": links }).to_string());
+            } else {
+                for l in links {
+                    let field = |k: &str| l[k].as_str().unwrap_or("").to_owned();
+                    w(format!(
+                        "{}\t{}\t{}",
+                        field("webhook_id"),
+                        field("instance_id"),
+                        field("created_at")
+                    ));
+                }
+            }
+        }
+        WebhookAction::StreamUnlink { id, .. } => {
+            api.stream_unlink(&id).await?;
+            w(format!("{id}\tunlinked"));
+        }
+        _ => unreachable!("the webhook and Account Activity actions are handled by `run`"),
+    }
+    Ok(())
+}
+
+/// `--register URL`: validates the webhook X already has for `url`, or registers it.
+pub async fn register_or_validate(base: &str, url: &str) -> Result<WebhookConfig, Error> {
+    let api = WebhooksApi::new(base, Some(bearer()?))?;
+    let existing = api.list().await?.into_iter().find(|h| h.url == url);
+    let hook = match existing {
+        Some(mut hook) => {
+            api.validate(&hook.id).await?;
+            hook.valid = true;
+            info!(id = %hook.id, url, "webhook already registered; CRC check passed again");
+            hook
+        }
+        None => {
+            let hook = api.register(url).await?;
+            info!(id = %hook.id, url, "webhook registered (CRC check passed)");
+            hook
+        }
+    };
+    Ok(hook)
+}
+
+/// Waits until something accepts connections on `listen` (the server's own
+/// address; an unspecified IP is reached through loopback).
+pub async fn wait_listening(listen: &str, limit: Duration) -> bool {
+    let target = match listen.parse::<std::net::SocketAddr>() {
+        Ok(a) if a.ip().is_unspecified() => {
+            let ip: std::net::IpAddr = if a.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            };
+            std::net::SocketAddr::new(ip, a.port()).to_string()
+        }
+        _ => listen.to_owned(),
+    };
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(&target).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
