@@ -236,7 +236,7 @@ pub struct TwitterSearchArgs {
     pub query: Option<String>,
 
     /// Full-archive search (/2/tweets/search/all) instead of the last 7 days.
-    #[arg(long, env = "INGEST_ARCHIVE")]
+    #[arg(long, env = "INGEST_ARCHIVE", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub archive: bool,
 
     /// Oldest post time: RFC 3339, a date, or that long ago (`7d`, `2h`).
@@ -275,7 +275,7 @@ pub struct TwitterSearchArgs {
     pub api: XApiArgs,
 
     /// Start the built-in mock X API in process and search it (no account needed).
-    #[arg(long, env = "INGEST_SEARCH_MOCK")]
+    #[arg(long, env = "INGEST_MOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
     pub mock: bool,
 
     /// Scenario file for --mock (corpus, rate-limit budget, faults); see examples/scenario.toml.

@@ -1,6 +1,7 @@
 //! `ingest twitter-webhook ACTION`: the webhook management subcommands (clap only).
 
-use clap::{Args, Subcommand};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, Subcommand};
 
 #[derive(Debug, Subcommand)]
 pub enum WebhookAction {
@@ -16,7 +17,7 @@ pub enum WebhookAction {
     /// List the app's webhooks: id, url, valid|invalid, created_at (tab-separated).
     List {
         /// One JSON document (`{"webhooks":[…]}`) instead of lines.
-        #[arg(long, env = "INGEST_JSON")]
+        #[arg(long, env = "INGEST_JSON", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
         json: bool,
         #[command(flatten)]
         common: WebhookCommon,
@@ -57,7 +58,7 @@ pub enum WebhookAction {
         /// The webhook id.
         id: String,
         /// One JSON document instead of lines.
-        #[arg(long, env = "INGEST_JSON")]
+        #[arg(long, env = "INGEST_JSON", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
         json: bool,
         #[command(flatten)]
         common: WebhookCommon,
@@ -84,7 +85,7 @@ pub enum WebhookAction {
     /// List the app's X Activity API subscriptions: id, event type, filter, webhook id, tag.
     ActivitySubscriptions {
         /// One JSON document instead of lines.
-        #[arg(long, env = "INGEST_JSON")]
+        #[arg(long, env = "INGEST_JSON", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
         json: bool,
         #[command(flatten)]
         common: WebhookCommon,
@@ -115,7 +116,7 @@ pub enum WebhookAction {
     /// List the filtered-stream webhook links (GET /2/tweets/search/webhooks).
     StreamLinks {
         /// One JSON document instead of lines.
-        #[arg(long, env = "INGEST_JSON")]
+        #[arg(long, env = "INGEST_JSON", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
         json: bool,
         #[command(flatten)]
         common: WebhookCommon,

@@ -543,8 +543,9 @@ fn webhook_help_says_tls_cert_serves_https() {
         let out = env.run(&[cmd, "--help"]);
         let help = String::from_utf8_lossy(&out.stdout).into_owned();
         let text = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        // The option's own line, after any mention in the usage line.
         let at = text
-            .find(&format!("{flag} <"))
+            .rfind(&format!("{flag} <"))
             .unwrap_or_else(|| panic!("{help}"));
         let about = &text[at..(at + 200).min(text.len())];
         assert!(

@@ -17,7 +17,8 @@ const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
 /// The `ingest …` command lines of a crontab or unit file: from the `ingest`
 /// token (any path) to a shell operator or redirection.
 fn ingest_commands(text: &str) -> Vec<Vec<String>> {
-    let joined = text.replace("\\\n", " ");
+    // A template unit's instance (`%i`) stands for a partition: try the first.
+    let joined = text.replace("\\\n", " ").replace("%i", "1");
     let mut out = Vec::new();
     for line in joined.lines() {
         let line = line.trim();
