@@ -160,3 +160,198 @@ split_tags = true
         assert!(stderr(&out).contains("split_tags"), "{}", stderr(&out));
     }
 }
+
+/// Every file under `dir`, relative, sorted.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn file_paths_by_tag_cannot_leave_the_output_directory() {
+    let hostile = ["../../escape", "/etc/passwd", "..", "a\\b", "ok"];
+    let env = Env::new().config(
+        "[sinks.f]\ntype = \"file\"\npath = \"out/{tag}/{platform}-%Y.jsonl\"\nsplit_tags = true\n",
+    );
+    let tags = |i: u64| -> Vec<String> {
+        match i {
+            9 => vec![],
+            8 => vec!["ok".into(), "../x".into()],
+            i => vec![hostile[i as usize % hostile.len()].to_owned()],
+        }
+    };
+    std::fs::write(env.path("in.jsonl"), tagged_tweets(10, tags)).unwrap();
+    let out = env.run(&["replay", "in.jsonl", "--sink", "f", "--summary"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out)["sinks"]["f"]["delivered"], 10);
+    let year = chrono::Utc::now().format("%Y").to_string();
+    let files = files_under(&env.path("."));
+    let written: Vec<&String> = files
+        .iter()
+        .filter(|f| f.ends_with(".jsonl") && *f != "in.jsonl")
+        .collect();
+    let want: Vec<String> = [
+        ".__x",
+        ".__.__escape",
+        "._",
+        "_etc_passwd",
+        "_unknown",
+        "a_b",
+        "ok",
+    ]
+    .iter()
+    .map(|d| format!("out/{d}/twitter-{year}.jsonl"))
+    .collect::<BTreeSet<_>>()
+    .into_iter()
+    .collect();
+    assert_eq!(
+        written.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        want.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "{files:?}"
+    );
+    let lines: usize = written.iter().map(|f| read_jsonl(&env.path(f)).len()).sum();
+    assert_eq!(lines, 11, "10 records, one of them in two tags' files");
+}
+
+#[cfg(feature = "s3")]
+mod s3 {
+    use super::*;
+
+    /// Creates the bucket, puts `key`=`body` pairs from argv[3..], prints every object.
+    const S3: &str = r#"
+import boto3, sys, json
+s3 = boto3.client("s3", endpoint_url=sys.argv[1])
+b = sys.argv[2]
+if sys.argv[3] == "create":
+    s3.create_bucket(Bucket=b)
+    args = sys.argv[4:]
+    for k, v in zip(args[::2], args[1::2]):
+        s3.put_object(Bucket=b, Key=k, Body=v.encode())
+out = {}
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=b):
+    for o in page.get("Contents", []):
+        out[o["Key"]] = s3.get_object(Bucket=b, Key=o["Key"])["Body"].read().decode()
+print(json.dumps(out))
+"#;
+
+    fn aws_env(config: &str) -> Env {
+        Env::new()
+            .with("AWS_ACCESS_KEY_ID", "test")
+            .with("AWS_SECRET_ACCESS_KEY", "test")
+            .with("AWS_REGION", "us-east-1")
+            .with("AWS_EC2_METADATA_DISABLED", "true")
+            .config(config)
+    }
+
+    fn updates(n: i64) -> String {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "{{\"update_id\":{},\"message\":{{\"message_id\":{i},\"date\":1764547200,\"chat\":{{\"id\":-100{},\"type\":\"supergroup\",\"title\":\"g\"}},\"text\":\"m{i}\"}}}}\n",
+                    1000 + i,
+                    i % 2
+                )
+            })
+            .collect()
+    }
+
+    fn sink(endpoint: &str, bucket: &str, key: &str) -> String {
+        format!(
+            "[sinks.seed]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{endpoint}\"\nforce_path_style = true\nformat = \"raw\"\nkey_template = \"{key}\"\n"
+        )
+    }
+
+    #[test]
+    fn s3_telegram_seed_layout_one_object_per_message_never_overwritten() {
+        let endpoint = service("INGEST_TEST_S3_ENDPOINT");
+        let bucket = unique("seed", '-');
+        py(S3, &[&endpoint, &bucket, "create"]);
+        let env = aws_env(&sink(
+            &endpoint,
+            &bucket,
+            "telegram/context_date={date}/{timestamp_us}.json",
+        ));
+        let input = updates(25);
+        std::fs::write(env.path("in.jsonl"), &input).unwrap();
+        for run in 1..=2 {
+            let out = env.run(&[
+                "replay",
+                "in.jsonl",
+                "--platform",
+                "telegram",
+                "--sink",
+                "seed",
+                "--summary",
+            ]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert_eq!(summary(&out)["sinks"]["seed"]["delivered"], 25);
+            let objects = py(S3, &[&endpoint, &bucket, "list"]);
+            let objects = objects.as_object().unwrap();
+            assert_eq!(objects.len(), 25 * run, "a second run adds, never replaces");
+            for (key, body) in objects {
+                let rest = key.strip_prefix("telegram/context_date=").unwrap();
+                let (date, file) = rest.split_once('/').unwrap();
+                let stamp = file.strip_suffix(".json").unwrap();
+                assert!(date.len() == 10 && stamp.len() == 20, "{key}");
+                assert!(stamp.bytes().all(|b| b.is_ascii_digit()), "{key}");
+                assert_eq!(stamp[..8], date.replace('-', ""), "{key}");
+                let body = body.as_str().unwrap();
+                assert!(input.lines().any(|l| format!("{l}\n") == body), "{body}");
+            }
+        }
+    }
+
+    #[test]
+    fn s3_conditional_put_keeps_an_object_that_is_there_already() {
+        let endpoint = service("INGEST_TEST_S3_ENDPOINT");
+        let bucket = unique("seed", '-');
+        // The first message's object exists (an earlier run, another writer).
+        let taken = "telegram/-1000/telegram:-1000:0.json";
+        py(S3, &[&endpoint, &bucket, "create", taken, "earlier"]);
+        let env = aws_env(&sink(&endpoint, &bucket, "telegram/{chat.id}/{id}.json"));
+        std::fs::write(env.path("in.jsonl"), updates(4)).unwrap();
+        let out = env.run(&[
+            "replay",
+            "in.jsonl",
+            "--platform",
+            "telegram",
+            "--sink",
+            "seed",
+            "--summary",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(summary(&out)["sinks"]["seed"]["delivered"], 4);
+        let objects = py(S3, &[&endpoint, &bucket, "list"]);
+        let keys: BTreeSet<&str> = objects
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from([
+                taken,
+                "telegram/-1001/telegram:-1001:1.json",
+                "telegram/-1000/telegram:-1000:2.json",
+                "telegram/-1001/telegram:-1001:3.json",
+            ])
+        );
+        assert_eq!(
+            objects[taken], "earlier",
+            "If-None-Match: * refused the replacement"
+        );
+    }
+}

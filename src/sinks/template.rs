@@ -14,7 +14,7 @@ use chrono::DateTime;
 use chrono::format::{Item, StrftimeItems};
 use chrono_tz::Tz;
 
-use crate::record::Record;
+use crate::record::{Platform, Record};
 
 /// What a placeholder renders as when the record has no such value.
 pub const MISSING: &str = "_unknown";
@@ -147,6 +147,16 @@ impl Template {
             .all(|s| matches!(s, Seg::Lit(_) | Seg::Platform))
     }
 
+    /// True when the name depends on a record beyond its platform (and time).
+    pub fn needs_record(&self) -> bool {
+        self.segs.iter().any(|s| {
+            matches!(
+                s,
+                Seg::Kind | Seg::Tag | Seg::ChatId | Seg::AuthorId | Seg::Id
+            )
+        })
+    }
+
     /// True when the template is exactly `{id}`.
     pub fn is_id(&self) -> bool {
         self.segs == [Seg::Id]
@@ -226,6 +236,34 @@ impl Template {
                 Seg::Timestamp => out.push(MARK_TIMESTAMP),
                 Seg::TimestampUs => out.push(MARK_TIMESTAMP_US),
                 Seg::Uuid => out.push(MARK_UUID),
+            }
+        }
+        self.finish(start, out);
+    }
+
+    /// Appends the name of a platform alone (no record): record placeholders
+    /// render [`MISSING`]. For names fixed per platform (see [`Self::platform_only`]).
+    pub fn render_platform(&self, platform: Platform, at: &DateTime<Tz>, out: &mut String) {
+        let start = out.len();
+        for seg in &self.segs {
+            match seg {
+                Seg::Lit(l) => out.push_str(l),
+                Seg::Strftime(f) => {
+                    let _ = write!(out, "{}", at.format(f));
+                }
+                Seg::Platform => out.push_str(platform.as_str()),
+                Seg::Date => {
+                    let _ = write!(out, "{}", at.format("%Y-%m-%d"));
+                }
+                Seg::Hour => {
+                    let _ = write!(out, "{}", at.format("%H"));
+                }
+                Seg::Timestamp => out.push(MARK_TIMESTAMP),
+                Seg::TimestampUs => out.push(MARK_TIMESTAMP_US),
+                Seg::Uuid => out.push(MARK_UUID),
+                Seg::Kind | Seg::Tag | Seg::ChatId | Seg::AuthorId | Seg::Id => {
+                    out.push_str(MISSING)
+                }
             }
         }
         self.finish(start, out);
