@@ -355,3 +355,110 @@ print(json.dumps(out))
         );
     }
 }
+
+#[cfg(feature = "kinesis")]
+#[test]
+fn kinesis_constant_partition_key_like_the_seed() {
+    const KINESIS: &str = r#"
+import boto3, sys, json, time
+k = boto3.client("kinesis", endpoint_url=sys.argv[1])
+name = sys.argv[2]
+if sys.argv[3] == "create":
+    k.create_stream(StreamName=name, ShardCount=1)
+    for _ in range(200):
+        if k.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+            break
+        time.sleep(0.05)
+    print("{}")
+else:
+    out = []
+    shard = k.list_shards(StreamName=name)["Shards"][0]["ShardId"]
+    it = k.get_shard_iterator(StreamName=name, ShardId=shard, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    r = k.get_records(ShardIterator=it, Limit=10000)
+    out = [{"key": x["PartitionKey"], "data": x["Data"].decode()} for x in r["Records"]]
+    k.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+    print(json.dumps(out))
+"#;
+    let endpoint = service("INGEST_TEST_KINESIS_ENDPOINT");
+    let name = unique("seed", '-');
+    py(KINESIS, &[&endpoint, &name, "create"]);
+    let env = Env::new()
+        .with("AWS_ACCESS_KEY_ID", "test")
+        .with("AWS_SECRET_ACCESS_KEY", "test")
+        .with("AWS_REGION", "us-east-1")
+        .with("AWS_EC2_METADATA_DISABLED", "true")
+        .config(&format!(
+            "[sinks.k]\ntype = \"kinesis\"\nstream_name = \"{name}\"\nendpoint = \"{endpoint}\"\npartition_key = \"partitionkey\"\nformat = \"text\"\n"
+        ));
+    std::fs::write(env.path("in.jsonl"), tagged_tweets(10, |_| vec![])).unwrap();
+    let out = env.run(&["replay", "in.jsonl", "--sink", "k", "--summary"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out)["sinks"]["k"]["delivered"], 10);
+    let got = py(KINESIS, &[&endpoint, &name, "read"]);
+    let got = got.as_array().unwrap();
+    assert_eq!(got.len(), 10);
+    let data: BTreeSet<&str> = got.iter().map(|r| r["data"].as_str().unwrap()).collect();
+    assert!(got.iter().all(|r| r["key"] == "partitionkey"), "{got:?}");
+    assert_eq!(
+        data,
+        (0..10)
+            .map(|i| format!("text {i} ☕"))
+            .collect::<BTreeSet<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect()
+    );
+}
+
+#[cfg(feature = "mongodb")]
+#[test]
+fn mongodb_collection_per_tag_with_split_tags() {
+    const MONGO: &str = r#"
+import pymongo, sys, json
+db = pymongo.MongoClient(sys.argv[1])[sys.argv[2]]
+print(json.dumps({c: sorted(d["_id"] for d in db[c].find()) for c in db.list_collection_names()}))
+"#;
+    let uri = service("INGEST_TEST_MONGODB_URI");
+    let database = unique("route", '_');
+    let env = Env::new().config(&format!(
+        "[sinks.m]\ntype = \"mongodb\"\nuri = \"{uri}\"\ndatabase = \"{database}\"\ncollection = \"tweets_{{tag}}\"\nsplit_tags = true\n"
+    ));
+    std::fs::write(
+        env.path("in.jsonl"),
+        tagged_tweets(12, |i| {
+            if i == 11 {
+                vec!["$bad".into()]
+            } else {
+                news_sport(i)
+            }
+        }),
+    )
+    .unwrap();
+    let out = env.run(&["replay", "in.jsonl", "--sink", "m", "--summary"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out)["sinks"]["m"]["delivered"], 12);
+    let got = py(MONGO, &[&uri, &database]);
+    let ids = |f: &dyn Fn(u64) -> bool| -> Value {
+        let mut v: Vec<String> = (0..11)
+            .filter(|&i| f(i))
+            .map(|i| format!("twitter:{i}"))
+            .collect();
+        v.sort();
+        serde_json::json!(v)
+    };
+    assert_eq!(
+        got["tweets_news"],
+        ids(&|i| news_sport(i).contains(&"news".to_owned())),
+        "{got}"
+    );
+    assert_eq!(
+        got["tweets_sport"],
+        ids(&|i| news_sport(i).contains(&"sport".to_owned())),
+        "{got}"
+    );
+    assert_eq!(
+        got["tweets__bad"],
+        serde_json::json!(["twitter:11"]),
+        "{got}"
+    );
+}

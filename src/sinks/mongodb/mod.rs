@@ -48,7 +48,13 @@ pub struct MongodbSinkConfig {
     /// Or: the environment variable holding the whole connection string.
     pub uri_env: Option<String>,
     pub database: String,
+    /// Collection template: a name, or placeholders (`tweets_{tag}`) whose
+    /// values are sanitized (README, "Routing").
     pub collection: String,
+    /// With several rule tags, upsert a record into each tag's collection;
+    /// default false: once, with its first tag.
+    #[serde(default)]
+    pub split_tags: bool,
     /// `record` (default) or `raw`; either way `_id` is the record id.
     #[serde(default)]
     pub format: Format,
@@ -82,6 +88,7 @@ impl std::fmt::Debug for MongodbSinkConfig {
             .field("uri_env", &self.uri_env)
             .field("database", &self.database)
             .field("collection", &self.collection)
+            .field("split_tags", &self.split_tags)
             .field("format", &self.format)
             .field("ttl_seconds", &self.ttl_seconds)
             .field("ttl_field", &self.ttl_field)
@@ -129,10 +136,12 @@ impl MongodbSinkConfig {
                 ),
             ));
         }
-        if self.collection.is_empty()
-            || self.collection.starts_with("system.")
-            || self.collection.contains('$')
-        {
+        let template = crate::sinks::template::Template::compile(
+            &self.collection,
+            crate::sinks::template::Target::Collection,
+        )
+        .map_err(|m| ("collection", m))?;
+        if self.collection.starts_with("system.") || template.literal_text().contains('$') {
             return Err((
                 "collection",
                 format!(
@@ -141,6 +150,8 @@ impl MongodbSinkConfig {
                 ),
             ));
         }
+        crate::sinks::template::check_split_tags(self.split_tags, &[&template])
+            .map_err(|m| ("split_tags", m))?;
         if self.ttl_seconds == Some(0) {
             return Err((
                 "ttl_seconds",
