@@ -32,9 +32,9 @@ fn tagged_tweets(n: u64, tags: impl Fn(u64) -> Vec<String>) -> String {
 /// Tweet `i` is tagged `news` (even) or `sport` (odd); every third also `both`-ed
 /// with the other tag second.
 fn news_sport(i: u64) -> Vec<String> {
-    let first = if i % 2 == 0 { "news" } else { "sport" };
+    let first = if i.is_multiple_of(2) { "news" } else { "sport" };
     let mut tags = vec![first.to_owned()];
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         tags.push(if first == "news" { "sport" } else { "news" }.to_owned());
     }
     tags

@@ -132,15 +132,14 @@ impl KinesisSinkConfig {
                     .into(),
             ));
         }
-        if let PartitionKeySource::Template(t) = PartitionKeySource::parse(&self.partition_key)? {
-            if t.literal()
+        if let PartitionKeySource::Template(t) = PartitionKeySource::parse(&self.partition_key)?
+            && t.literal()
                 .is_some_and(|k| k.chars().count() > MAX_PARTITION_KEY_CHARS)
-            {
-                return Err((
-                    "partition_key",
-                    format!("a constant key has at most {MAX_PARTITION_KEY_CHARS} characters"),
-                ));
-            }
+        {
+            return Err((
+                "partition_key",
+                format!("a constant key has at most {MAX_PARTITION_KEY_CHARS} characters"),
+            ));
         }
         if self.max_in_flight == 0 {
             return Err(("max_in_flight", "must be at least 1".into()));

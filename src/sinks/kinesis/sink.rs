@@ -297,14 +297,25 @@ mod tests {
     #[test]
     fn partition_keys_follow_the_path_and_fall_back_to_the_id() {
         let r = tweet(7, "99");
-        assert_eq!(PartitionKey::new("id").of(&r), "twitter:7");
-        assert_eq!(PartitionKey::new("raw.data.author_id").of(&r), "99");
-        assert_eq!(PartitionKey::new("chat.id").of(&r), "twitter:7");
+        assert_eq!(PartitionKey::new("id").unwrap().of(&r), "twitter:7");
+        assert_eq!(
+            PartitionKey::new("raw.data.author_id").unwrap().of(&r),
+            "99"
+        );
+        assert_eq!(
+            PartitionKey::new("partitionkey").unwrap().of(&r),
+            "partitionkey"
+        );
+        assert_eq!(
+            PartitionKey::new("{platform}-{chat.id}").unwrap().of(&r),
+            "twitter-_unknown"
+        );
+        assert_eq!(PartitionKey::new("chat.id").unwrap().of(&r), "twitter:7");
         let long = "x".repeat(300);
         let mut r = tweet(8, &long);
         r.id = long.clone();
         assert_eq!(
-            PartitionKey::new("id").of(&r).chars().count(),
+            PartitionKey::new("id").unwrap().of(&r).chars().count(),
             MAX_PARTITION_KEY_CHARS
         );
     }
