@@ -3,7 +3,7 @@
 //! Telegram seed's S3 layout, against the real local servers (`scripts/test`)
 //! and read back with independent clients (kcat, boto3).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 mod common;
 use common::*;
@@ -43,6 +43,7 @@ fn news_sport(i: u64) -> Vec<String> {
 #[cfg(feature = "kafka")]
 mod kafka {
     use super::*;
+    use std::collections::BTreeMap;
 
     fn ids_of(messages: &[Message]) -> BTreeSet<String> {
         messages.iter().map(|m| m.key.clone()).collect()
