@@ -31,6 +31,7 @@ fn tagged_tweets(n: u64, tags: impl Fn(u64) -> Vec<String>) -> String {
 
 /// Tweet `i` is tagged `news` (even) or `sport` (odd); every third also `both`-ed
 /// with the other tag second.
+#[cfg_attr(not(any(feature = "kafka", feature = "mongodb")), allow(dead_code))]
 fn news_sport(i: u64) -> Vec<String> {
     let first = if i.is_multiple_of(2) { "news" } else { "sport" };
     let mut tags = vec![first.to_owned()];
