@@ -144,6 +144,9 @@ pub enum Format {
     Record,
     /// The original payload alone.
     Raw,
+    /// The post's text alone, as UTF-8 (Kafka and Kinesis values only); a
+    /// record without text gives an empty value.
+    Text,
 }
 
 impl Record {
@@ -151,6 +154,9 @@ impl Record {
     pub fn write_line(&self, format: Format, out: &mut Vec<u8>) {
         match (format, &self.raw) {
             (Format::Raw, Some(raw)) => out.extend_from_slice(raw.get().as_bytes()),
+            (Format::Text, _) => {
+                out.extend_from_slice(self.text.as_deref().unwrap_or("").as_bytes())
+            }
             // The config layer refuses `format = "raw"` together with `--no-raw`;
             // should a raw-less record still get here, write the record rather
             // than nothing.

@@ -15,6 +15,7 @@ pub mod kinesis;
 pub mod mongodb;
 pub mod registry;
 pub mod s3;
+pub mod template;
 
 pub use common::{BatchConfig, CommonSinkConfig, RetryConfig, default_queue_capacity};
 pub use registry::{BuildError, FieldError, SinkConfig, SinkType};

@@ -192,6 +192,12 @@ impl SinkConfig {
 
     /// The type's own checks, then whether this build has the type at all.
     pub fn validate(&self) -> Result<(), FieldError> {
+        if self.format() == Format::Text && !matches!(self.type_name(), "kafka" | "kinesis") {
+            return Err(FieldError::new(
+                "format",
+                "`text` (the post's text alone as a message value) is for the kafka and kinesis sinks; a line-oriented or document sink writes `record` or `raw`",
+            ));
+        }
         self.inner().validate()?;
         match self.inner().feature() {
             Some(feature) if !super::compiled_in(feature) => Err(FieldError::new(

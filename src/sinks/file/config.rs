@@ -3,12 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use crate::record::{Format, Platform};
+use chrono_tz::Tz;
+
+use crate::record::{Format, Platform, Record};
 use crate::sinks::common::{BatchConfig, RetryConfig, default_queue_capacity};
+use crate::sinks::template::{Ctx, Target, Template, check_split_tags};
 /// Default path template of the `file` sink.
 pub const DEFAULT_PATH: &str = "ingest-{platform}-%Y-%m-%d.jsonl";
 
@@ -16,9 +18,16 @@ pub const DEFAULT_PATH: &str = "ingest-{platform}-%Y-%m-%d.jsonl";
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FileSinkConfig {
-    /// Path template: strftime fields (UTC, at write time) and `{platform}`.
+    /// Path template: strftime fields and `{date}`/`{hour}` (UTC, at write
+    /// time) and the record placeholders `{platform}`, `{kind}`, `{tag}`,
+    /// `{chat.id}`, `{author.id}`, `{id}` (values sanitized: they never add
+    /// a directory level or leave the directory).
     #[serde(default = "default_path")]
     pub path: String,
+    /// With several rule tags, write a record once per tag (into each tag's
+    /// path); default false: once, with its first tag.
+    #[serde(default)]
+    pub split_tags: bool,
     /// `record` (default) or `raw`.
     #[serde(default)]
     pub format: Format,
@@ -46,6 +55,7 @@ impl Default for FileSinkConfig {
     fn default() -> Self {
         FileSinkConfig {
             path: default_path(),
+            split_tags: false,
             format: Format::Record,
             gzip: false,
             max_file_bytes: 0,
@@ -167,7 +177,8 @@ fn yes() -> bool {
 impl FileSinkConfig {
     /// Checks the path template; the message says what is wrong with it.
     pub fn validate(&self) -> Result<(), String> {
-        PathTemplate::parse(&self.path).map(|_| ())
+        let t = PathTemplate::parse(&self.path)?;
+        check_split_tags(self.split_tags, &[&t.compiled]).map_err(|m| format!("`split_tags` {m}"))
     }
 }
 
@@ -175,7 +186,7 @@ impl FileSinkConfig {
 #[derive(Debug, Clone)]
 pub struct PathTemplate {
     template: String,
-    has_time: bool,
+    pub(crate) compiled: Template,
 }
 
 impl PathTemplate {
@@ -188,38 +199,39 @@ impl PathTemplate {
                 "`{template}` names a directory; add a file name, e.g. `{template}%Y-%m-%d.jsonl`"
             ));
         }
-        let mut rest = template;
-        while let Some(open) = rest.find('{') {
-            let close = rest[open..].find('}').map(|c| open + c);
-            match close {
-                Some(close) if &rest[open..=close] == "{platform}" => rest = &rest[close + 1..],
-                Some(close) => {
-                    return Err(format!(
-                        "unknown placeholder `{}` in `{template}`; the only one is `{{platform}}`",
-                        &rest[open..=close]
-                    ));
-                }
-                None => return Err(format!("unclosed `{{` in `{template}`")),
-            }
-        }
-        if StrftimeItems::new(template).any(|i| matches!(i, Item::Error)) {
-            return Err(format!(
-                "`{template}` has an invalid strftime field (write a literal % as %%)"
-            ));
-        }
         Ok(PathTemplate {
             template: template.to_owned(),
-            has_time: template.contains('%'),
+            compiled: Template::compile(template, Target::Path)?,
         })
     }
 
+    /// True when the path depends on the platform and the time only.
+    pub fn platform_only(&self) -> bool {
+        !self.compiled.needs_record()
+    }
+
+    /// The path of a platform at `now` (record placeholders render `_unknown`:
+    /// use [`PathTemplate::render_record`] when the template has any).
     pub fn render(&self, platform: Platform, now: DateTime<Utc>) -> PathBuf {
-        let with_platform = self.template.replace("{platform}", platform.as_str());
-        if self.has_time {
-            PathBuf::from(now.format(&with_platform).to_string())
-        } else {
-            PathBuf::from(with_platform)
-        }
+        let at = now.with_timezone(&Tz::UTC);
+        let mut s = String::with_capacity(self.template.len() + 32);
+        self.compiled.render_platform(platform, &at, &mut s);
+        PathBuf::from(s)
+    }
+
+    /// The path of one record (or one copy of it, for `tag`) at `now`.
+    pub fn render_record(&self, r: &Record, tag: Option<&str>, now: DateTime<Utc>) -> PathBuf {
+        let at = now.with_timezone(&Tz::UTC);
+        let mut s = String::with_capacity(self.template.len() + 32);
+        self.compiled.render(
+            &Ctx {
+                record: r,
+                tag,
+                at: &at,
+            },
+            &mut s,
+        );
+        PathBuf::from(s)
     }
 
     /// The directory that holds every file the template can name: the part

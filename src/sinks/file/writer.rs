@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use tracing::{error, warn};
@@ -17,6 +17,7 @@ use super::config::{FileSinkConfig, PathTemplate, part_path};
 use super::torn::repair_torn_tail;
 use crate::record::{Platform, Record};
 use crate::sinks::SinkError;
+use crate::sinks::template::copies;
 
 /// Serialized bytes gathered before one `write(2)`.
 pub(super) const WRITE_CHUNK: usize = 1024 * 1024;
@@ -123,16 +124,43 @@ impl Writer {
         }
     }
 
+    /// The batch's records grouped by file, in the order each file first
+    /// appears: one group per platform when the path names no record field,
+    /// else one per rendered path (a record with `split_tags` in each of its
+    /// tags' files).
+    fn groups(&self, batch: &[Arc<Record>], now: DateTime<Utc>) -> Vec<(PathBuf, Vec<usize>)> {
+        let mut groups: Vec<(PathBuf, Vec<usize>)> = Vec::new();
+        if self.template.platform_only() {
+            // A batch mixes platforms only in `auto` replays.
+            for platform in [Platform::Twitter, Platform::Telegram] {
+                let idx: Vec<usize> = (0..batch.len())
+                    .filter(|&i| batch[i].platform == platform)
+                    .collect();
+                if !idx.is_empty() {
+                    groups.push((self.template.render(platform, now), idx));
+                }
+            }
+            return groups;
+        }
+        let mut index: HashMap<PathBuf, usize> = HashMap::new();
+        for (i, tag) in copies(batch, self.config.split_tags) {
+            let path = self.template.render_record(&batch[i], tag, now);
+            match index.get(&path) {
+                Some(&g) => groups[g].1.push(i),
+                None => {
+                    index.insert(path.clone(), groups.len());
+                    groups.push((path, vec![i]));
+                }
+            }
+        }
+        groups
+    }
+
     fn write_platforms(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
         let now = Utc::now();
-        // A batch mixes platforms only in `auto` replays: write each platform's
-        // records in turn, serialized into a reused buffer and written in chunks.
-        for platform in [Platform::Twitter, Platform::Telegram] {
-            let mut records = batch.iter().filter(|r| r.platform == platform).peekable();
-            if records.peek().is_none() {
-                continue;
-            }
-            let base = self.template.render(platform, now);
+        // Each file's records in turn, serialized into a reused buffer and written in chunks.
+        for (base, indexes) in self.groups(batch, now) {
+            let records = indexes.iter().map(|&i| &batch[i]);
             let mut buf = std::mem::take(&mut self.buf);
             let mut gz = self
                 .config

@@ -23,6 +23,7 @@ use super::common::{BatchConfig, RetryConfig, default_queue_capacity};
 use crate::kafka::{check_property_vars, check_topic_name, is_secret_property};
 use crate::record::{Format, Platform};
 use crate::sinks::FieldError;
+use crate::sinks::template::{Target, Template, check_split_tags};
 
 #[cfg(feature = "kafka")]
 mod classify;
@@ -57,11 +58,20 @@ pub struct KafkaSinkConfig {
     /// Bootstrap brokers, comma-separated `host:port`.
     #[serde(default = "default_brokers")]
     pub brokers: String,
-    /// Topic template; `{platform}` becomes `twitter` or `telegram`.
+    /// Topic template (see the README, "Routing"): `{platform}`, `{kind}`,
+    /// `{tag}`, `{chat.id}`, `{author.id}`, `{id}`, `{date}`, `{hour}`.
     #[serde(default = "default_topic")]
     pub topic: String,
-    /// `record` (default) or `raw`.
+    /// Message key template; default `{id}` (the record id).
+    #[serde(default = "default_key")]
+    pub key: String,
+    /// With several rule tags, write a record once per tag (`{tag}` renders
+    /// each); default false: once, with its first tag.
     #[serde(default)]
+    pub split_tags: bool,
+    /// The message value: `record` (default), `raw` or `text` (the post's
+    /// text alone). `value` is accepted as another name for this field.
+    #[serde(default, alias = "value")]
     pub format: Format,
     #[serde(default)]
     pub compression: Compression,
@@ -96,6 +106,8 @@ impl Default for KafkaSinkConfig {
         KafkaSinkConfig {
             brokers: default_brokers(),
             topic: default_topic(),
+            key: default_key(),
+            split_tags: false,
             format: Format::Record,
             compression: Compression::default(),
             acks: Acks::default(),
@@ -125,6 +137,8 @@ impl fmt::Debug for KafkaSinkConfig {
         f.debug_struct("KafkaSinkConfig")
             .field("brokers", &self.brokers)
             .field("topic", &self.topic)
+            .field("key", &self.key)
+            .field("split_tags", &self.split_tags)
             .field("format", &self.format)
             .field("compression", &self.compression)
             .field("acks", &self.acks)
@@ -145,6 +159,9 @@ fn default_brokers() -> String {
 }
 fn default_topic() -> String {
     DEFAULT_TOPIC.to_owned()
+}
+fn default_key() -> String {
+    "{id}".to_owned()
 }
 fn default_message_timeout_ms() -> u64 {
     300_000
@@ -230,7 +247,12 @@ impl KafkaSinkConfig {
             );
         }
         check_property_vars(&self.properties).map_err(|(f, m)| FieldError::new(f, m))?;
-        validate_topic_template(&self.topic).or_else(|m| err("topic", m))?;
+        let topic =
+            validate_topic_template(&self.topic).map_err(|m| FieldError::new("topic", m))?;
+        let key =
+            Template::compile(&self.key, Target::Key).map_err(|m| FieldError::new("key", m))?;
+        check_split_tags(self.split_tags, &[&topic, &key])
+            .map_err(|m| FieldError::new("split_tags", m))?;
         if self.idempotence && self.acks != Acks::All {
             return err(
                 "idempotence",
@@ -275,13 +297,32 @@ impl KafkaSinkConfig {
     }
 }
 
-/// A topic template: legal Kafka topic characters around `{platform}`.
-fn validate_topic_template(template: &str) -> Result<(), String> {
-    for p in [Platform::Twitter, Platform::Telegram] {
-        check_topic_name(&render_topic(template, p))
-            .map_err(|m| format!("`{template}` gives {m} (besides `{{platform}}`)"))?;
+/// A topic template: legal Kafka topic characters around the placeholders
+/// (their values are sanitized when rendered).
+pub(crate) fn validate_topic_template(template: &str) -> Result<Template, String> {
+    let t = Template::compile(template, Target::KafkaTopic)?;
+    if t.platform_only() {
+        for p in [Platform::Twitter, Platform::Telegram] {
+            check_topic_name(&render_topic(template, p))
+                .map_err(|m| format!("`{template}` gives {m} (besides `{{platform}}`)"))?;
+        }
+    } else {
+        let lit = t.literal_text();
+        if let Some(c) = lit
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(format!(
+                "`{template}` has `{c}`: a topic name has only ASCII letters, digits, `.`, `_` and `-` (besides the placeholders)"
+            ));
+        }
+        if lit.len() >= crate::sinks::template::MAX_TOPIC_BYTES {
+            return Err(format!(
+                "`{template}`: a topic name has 1 to 249 characters"
+            ));
+        }
     }
-    Ok(())
+    Ok(t)
 }
 
 pub(crate) fn render_topic(template: &str, platform: Platform) -> String {

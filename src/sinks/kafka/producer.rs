@@ -17,7 +17,9 @@ use super::classify::{Verdict, classify};
 use super::{KafkaSinkConfig, render_topic};
 use crate::kafka::KafkaLog;
 use crate::record::{Format, Platform, Record};
+use crate::sinks::template::{Ctx, Target, Template, copies, merge_copies, received_at};
 use crate::sinks::{RecordResults, Sink, SinkError};
+use chrono_tz::Tz;
 
 /// How long the healthcheck and the final flush wait for the brokers.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
@@ -101,7 +103,13 @@ pub struct KafkaSink {
     producer: Arc<ThreadedProducer<LogContext>>,
     format: Format,
     headers: bool,
+    /// One topic per platform when the template needs nothing else…
     topics: [String; 2],
+    /// …else the template, rendered per record.
+    topic_template: Option<Template>,
+    /// The key template; `None` when it is the record id.
+    key_template: Option<Template>,
+    split_tags: bool,
     brokers: String,
 }
 
@@ -121,6 +129,10 @@ impl KafkaSink {
                 render_topic(&config.topic, Platform::Twitter),
                 render_topic(&config.topic, Platform::Telegram),
             ],
+            topic_template: Some(Template::compile(&config.topic, Target::KafkaTopic)?)
+                .filter(|t| !t.platform_only()),
+            key_template: Some(Template::compile(&config.key, Target::Key)?).filter(|t| !t.is_id()),
+            split_tags: config.split_tags,
             brokers: config.brokers.clone(),
         })
     }
@@ -224,20 +236,50 @@ impl Sink for KafkaSink {
 
     async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
         let mut outcomes = Outcomes::default();
-        let state = Arc::new(BatchState::new(batch.len()));
+        // With `split_tags` a record is one message per tag: each reports on
+        // the record's index, and the record is confirmed when all did.
+        let copies: Vec<(usize, Option<&str>)> = copies(batch, self.split_tags).collect();
+        let state = Arc::new(BatchState::new(copies.len()));
         let mut payload = Vec::with_capacity(1024);
-        for (i, r) in batch.iter().enumerate() {
+        let (mut topic_buf, mut key_buf) = (String::new(), String::new());
+        let mut last_at = None;
+        for &(i, tag) in &copies {
+            let r = &batch[i];
             payload.clear();
             r.write_line(self.format, &mut payload);
             payload.pop(); // the newline
+            if self.topic_template.is_some() || self.key_template.is_some() {
+                let at = received_at(r, Tz::UTC, &mut last_at);
+                let ctx = Ctx {
+                    record: r,
+                    tag,
+                    at: &at,
+                };
+                if let Some(t) = &self.topic_template {
+                    topic_buf.clear();
+                    t.render(&ctx, &mut topic_buf);
+                }
+                if let Some(t) = &self.key_template {
+                    key_buf.clear();
+                    t.render(&ctx, &mut key_buf);
+                }
+            }
+            let topic = match self.topic_template {
+                Some(_) => topic_buf.as_str(),
+                None => self.topic(r.platform),
+            };
+            let key = match self.key_template {
+                Some(_) => key_buf.as_str(),
+                None => r.id.as_str(),
+            };
             loop {
                 let sent = {
                     let opaque = Box::new(InFlight {
                         batch: state.clone(),
                         index: i,
                     });
-                    let mut message = BaseRecord::with_opaque_to(self.topic(r.platform), opaque)
-                        .key(r.id.as_str())
+                    let mut message = BaseRecord::with_opaque_to(topic, opaque)
+                        .key(key)
                         .payload(payload.as_slice());
                     if let Some(h) = self.headers_for(r) {
                         message = message.headers(h);
@@ -265,6 +307,7 @@ impl Sink for KafkaSink {
         for (i, e) in failures {
             outcomes.fail(i, &e);
         }
+        merge_copies(&mut outcomes.results);
         if outcomes.fatal {
             error!(
                 "the Kafka producer hit a fatal error; replacing it (the failed records are retried)"

@@ -13,33 +13,51 @@ use tracing::debug;
 
 use super::{
     KinesisSinkConfig, MAX_PARTITION_KEY_CHARS, MAX_PUT_RECORDS, MAX_PUT_RECORDS_BYTES,
-    MAX_RECORD_BYTES,
+    MAX_RECORD_BYTES, PartitionKeySource,
 };
 use crate::record::Record;
 use crate::sinks::aws::{self, ErrorClass};
+use crate::sinks::template::Template;
+use crate::sinks::template::{Ctx, received_at};
 use crate::sinks::{RecordResults, Sink, SinkError};
+use chrono_tz::Tz;
 
 /// Where a record's partition key comes from.
 #[derive(Debug, Clone)]
 enum PartitionKey {
     Id,
     Path(Vec<String>),
+    Template(Template),
 }
 
 impl PartitionKey {
-    fn new(path: &str) -> Self {
-        if path == "id" {
-            PartitionKey::Id
-        } else {
-            PartitionKey::Path(path.split('.').map(str::to_owned).collect())
+    fn new(text: &str) -> Result<Self, String> {
+        if text == "id" {
+            return Ok(PartitionKey::Id);
+        }
+        match PartitionKeySource::parse(text).map_err(|(f, m)| format!("`{f}` {m}"))? {
+            PartitionKeySource::Path(p) => Ok(PartitionKey::Path(p)),
+            PartitionKeySource::Template(t) => Ok(PartitionKey::Template(t)),
         }
     }
 
-    /// The key of a record: the value at the path, else the record id; at
-    /// most [`MAX_PARTITION_KEY_CHARS`] characters.
+    /// The key of a record: the value at the path, else the record id; or
+    /// the template rendered (received time in UTC); at most
+    /// [`MAX_PARTITION_KEY_CHARS`] characters.
     fn of(&self, r: &Record) -> String {
         let key = match self {
             PartitionKey::Id => None,
+            PartitionKey::Template(t) => Some(match t.literal() {
+                Some(l) => l.to_owned(),
+                None => {
+                    let at = received_at(r, Tz::UTC, &mut None);
+                    t.render_owned(&Ctx {
+                        record: r,
+                        tag: None,
+                        at: &at,
+                    })
+                }
+            }),
             PartitionKey::Path(path) => serde_json::to_value(r).ok().and_then(|v| {
                 let mut cur = &v;
                 for p in path {
@@ -80,7 +98,7 @@ impl KinesisSink {
         Ok(KinesisSink {
             name: name.to_owned(),
             client: OnceCell::new(),
-            key: PartitionKey::new(&config.partition_key),
+            key: PartitionKey::new(&config.partition_key)?,
             config,
         })
     }
@@ -283,14 +301,25 @@ mod tests {
     #[test]
     fn partition_keys_follow_the_path_and_fall_back_to_the_id() {
         let r = tweet(7, "99");
-        assert_eq!(PartitionKey::new("id").of(&r), "twitter:7");
-        assert_eq!(PartitionKey::new("raw.data.author_id").of(&r), "99");
-        assert_eq!(PartitionKey::new("chat.id").of(&r), "twitter:7");
+        assert_eq!(PartitionKey::new("id").unwrap().of(&r), "twitter:7");
+        assert_eq!(
+            PartitionKey::new("raw.data.author_id").unwrap().of(&r),
+            "99"
+        );
+        assert_eq!(
+            PartitionKey::new("partitionkey").unwrap().of(&r),
+            "partitionkey"
+        );
+        assert_eq!(
+            PartitionKey::new("{platform}-{chat.id}").unwrap().of(&r),
+            "twitter-_unknown"
+        );
+        assert_eq!(PartitionKey::new("chat.id").unwrap().of(&r), "twitter:7");
         let long = "x".repeat(300);
         let mut r = tweet(8, &long);
         r.id = long.clone();
         assert_eq!(
-            PartitionKey::new("id").of(&r).chars().count(),
+            PartitionKey::new("id").unwrap().of(&r).chars().count(),
             MAX_PARTITION_KEY_CHARS
         );
     }

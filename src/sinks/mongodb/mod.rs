@@ -48,7 +48,13 @@ pub struct MongodbSinkConfig {
     /// Or: the environment variable holding the whole connection string.
     pub uri_env: Option<String>,
     pub database: String,
+    /// Collection template: a name, or placeholders (`tweets_{tag}`) whose
+    /// values are sanitized (README, "Routing").
     pub collection: String,
+    /// With several rule tags, upsert a record into each tag's collection;
+    /// default false: once, with its first tag.
+    #[serde(default)]
+    pub split_tags: bool,
     /// `record` (default) or `raw`; either way `_id` is the record id.
     #[serde(default)]
     pub format: Format,
@@ -87,6 +93,7 @@ impl std::fmt::Debug for MongodbSinkConfig {
             .field("uri_env", &self.uri_env)
             .field("database", &self.database)
             .field("collection", &self.collection)
+            .field("split_tags", &self.split_tags)
             .field("format", &self.format)
             .field("ttl_seconds", &self.ttl_seconds)
             .field("ttl_field", &self.ttl_field)
@@ -135,14 +142,27 @@ impl MongodbSinkConfig {
                 ),
             ));
         }
-        if self.collection.is_empty()
-            || self.collection.starts_with("system.")
-            || self.collection.contains('$')
-        {
+        let template = crate::sinks::template::Template::compile(
+            &self.collection,
+            crate::sinks::template::Target::Collection,
+        )
+        .map_err(|m| ("collection", m))?;
+        if self.collection.starts_with("system.") || template.literal_text().contains('$') {
             return Err((
                 "collection",
                 format!(
                     "`{}` is not a valid collection name (not empty, no `$`, not `system.*`)",
+                    self.collection
+                ),
+            ));
+        }
+        crate::sinks::template::check_split_tags(self.split_tags, &[&template])
+            .map_err(|m| ("split_tags", m))?;
+        if self.apply_compliance && template.literal().is_none() {
+            return Err((
+                "apply_compliance",
+                format!(
+                    "needs a fixed `collection` (the deleted post's document is looked up there), not the template `{}`",
                     self.collection
                 ),
             ));

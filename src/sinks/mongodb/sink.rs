@@ -18,8 +18,10 @@ use super::uri::{redact_uri, scrub_with, secrets_in};
 use super::{MAX_DOCUMENT_BYTES, MongodbSinkConfig};
 use crate::record::{Format, Record};
 use crate::secret::Secret;
+use crate::sinks::template::{Ctx, Target, Template, copies, merge_copies, received_at};
 use crate::sinks::{RecordResults, Sink, SinkError};
 use crate::sources::twitter::compliance::deleted_post;
+use chrono_tz::Tz;
 
 /// Most statements in one `update` command.
 const MAX_STATEMENTS: usize = 1000;
@@ -37,6 +39,10 @@ pub struct MongodbSink {
     secrets: Vec<String>,
     /// Documents deleted by compliance `delete` events (`apply_compliance`).
     deleted: AtomicU64,
+    /// The `collection` template.
+    collection: Template,
+    /// Collections whose TTL index this run created.
+    ttl_ready: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl MongodbSink {
@@ -50,6 +56,8 @@ impl MongodbSink {
             secrets: secrets_in(uri.expose()),
             uri,
             db: OnceCell::new(),
+            collection: Template::compile(&config.collection, Target::Collection)?,
+            ttl_ready: Default::default(),
             config,
             deleted: AtomicU64::new(0),
         })
@@ -165,12 +173,13 @@ impl MongodbSink {
     async fn upsert(
         &self,
         db: &Database,
+        collection: &str,
         statements: Vec<Document>,
         indexes: &[usize],
         out: &mut RecordResults,
     ) {
         let command = doc! {
-            "update": &self.config.collection,
+            "update": collection,
             "updates": statements,
             "ordered": false,
         };
@@ -179,8 +188,8 @@ impl MongodbSink {
             Err(e) => {
                 let retry = is_transient(&e);
                 let m = self.scrub(format!(
-                    "update on {}.{}: {e}",
-                    self.config.database, self.config.collection
+                    "update on {}.{collection}: {e}",
+                    self.config.database
                 ));
                 if retry {
                     out.failed.extend_from_slice(indexes);
@@ -192,6 +201,133 @@ impl MongodbSink {
             }
         };
         read_reply(&reply, indexes, out);
+    }
+    /// The batch indexes per collection (one collection, unless the
+    /// `collection` template names record fields; with `split_tags` a record
+    /// may be in several).
+    fn groups(&self, batch: &[Arc<Record>]) -> Vec<(String, Vec<usize>)> {
+        if let Some(c) = self.collection.literal() {
+            return vec![(c.to_owned(), (0..batch.len()).collect())];
+        }
+        let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut name = String::with_capacity(64);
+        let mut last_at = None;
+        for (i, tag) in copies(batch, self.config.split_tags) {
+            let at = received_at(&batch[i], Tz::UTC, &mut last_at);
+            name.clear();
+            self.collection.render(
+                &Ctx {
+                    record: &batch[i],
+                    tag,
+                    at: &at,
+                },
+                &mut name,
+            );
+            match groups.iter_mut().find(|(c, _)| *c == name) {
+                Some((_, idx)) if idx.last() == Some(&i) => {}
+                Some((_, idx)) => idx.push(i),
+                None => groups.push((name.clone(), vec![i])),
+            }
+        }
+        groups
+    }
+
+    /// Creates the TTL index of a collection once per run (when `ttl_seconds` is set).
+    async fn ensure_ttl(&self, collection: &str) -> Result<(), String> {
+        let Some(ttl) = self.config.ttl_seconds else {
+            return Ok(());
+        };
+        if self
+            .ttl_ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(collection)
+        {
+            return Ok(());
+        }
+        let db = self.db().await.map_err(|e| e.to_string())?;
+        let index = IndexModel::builder()
+            .keys(doc! { self.config.ttl_field.as_str(): 1 })
+            .options(
+                IndexOptions::builder()
+                    .expire_after(Duration::from_secs(ttl))
+                    .build(),
+            )
+            .build();
+        db.collection::<Document>(collection)
+            .create_index(index)
+            .await
+            .map_err(|e| {
+                self.scrub(format!(
+                    "cannot create the TTL index on {}.{collection} ({}): {e}",
+                    self.config.database, self.config.ttl_field
+                ))
+            })?;
+        info!(collection, field = %self.config.ttl_field, ttl_seconds = ttl, "TTL index in place");
+        self.ttl_ready
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(collection.to_owned());
+        Ok(())
+    }
+
+    /// Upserts the records at `indexes` into `collection`, in commands within the limits.
+    async fn write_collection(
+        &self,
+        db: &Database,
+        batch: &[Arc<Record>],
+        collection: &str,
+        indexes_in: &[usize],
+        out: &mut RecordResults,
+    ) {
+        let mut statements = Vec::with_capacity(indexes_in.len().min(MAX_STATEMENTS));
+        let mut indexes = Vec::with_capacity(indexes_in.len().min(MAX_STATEMENTS));
+        let mut bytes = 0usize;
+        for &i in indexes_in {
+            let r = &batch[i];
+            let doc = match self.document(r) {
+                Ok(d) => d,
+                Err(m) => {
+                    out.rejected.push((i, m));
+                    continue;
+                }
+            };
+            let mut size = r.approx_size();
+            if size > MAX_DOCUMENT_BYTES / 2 {
+                size = bson::to_vec(&doc).map_or(usize::MAX, |v| v.len());
+                if size > MAX_DOCUMENT_BYTES {
+                    out.rejected.push((
+                        i,
+                        format!("the document is {size} bytes; MongoDB takes at most {MAX_DOCUMENT_BYTES}"),
+                    ));
+                    continue;
+                }
+            }
+            if statements.len() == MAX_STATEMENTS
+                || (bytes + size > MAX_COMMAND_BYTES && !statements.is_empty())
+            {
+                self.upsert(
+                    db,
+                    collection,
+                    std::mem::take(&mut statements),
+                    &indexes,
+                    out,
+                )
+                .await;
+                indexes.clear();
+                bytes = 0;
+            }
+            statements.push(doc! {
+                "q": { "_id": r.id.as_str() },
+                "u": doc,
+                "upsert": true,
+            });
+            indexes.push(i);
+            bytes += size;
+        }
+        if !statements.is_empty() {
+            self.upsert(db, collection, statements, &indexes, out).await;
+        }
     }
 }
 
@@ -215,87 +351,49 @@ impl Sink for MongodbSink {
                 SinkError::fatal(&self.name, m)
             }
         })?;
-        if let Some(ttl) = self.config.ttl_seconds {
-            let index = IndexModel::builder()
-                .keys(doc! { self.config.ttl_field.as_str(): 1 })
-                .options(
-                    IndexOptions::builder()
-                        .expire_after(Duration::from_secs(ttl))
-                        .build(),
-                )
-                .build();
-            db.collection::<Document>(&self.config.collection)
-                .create_index(index)
+        if let Some(collection) = self.collection.literal().map(str::to_owned) {
+            self.ensure_ttl(&collection)
                 .await
-                .map_err(|e| {
-                    SinkError::fatal(
-                        &self.name,
-                        self.scrub(format!(
-                            "cannot create the TTL index on {}.{} ({}): {e}",
-                            self.config.database, self.config.collection, self.config.ttl_field
-                        )),
-                    )
-                })?;
-            info!(field = %self.config.ttl_field, ttl_seconds = ttl, "TTL index in place");
+                .map_err(|m| SinkError::fatal(&self.name, m))?;
         }
         Ok(())
     }
 
     async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
-        let db = self.db().await?;
+        let db = self.db().await?.clone();
         let mut out = RecordResults::default();
-        let mut statements = Vec::with_capacity(batch.len().min(MAX_STATEMENTS));
-        let mut indexes = Vec::with_capacity(batch.len().min(MAX_STATEMENTS));
-        let mut bytes = 0usize;
-        let mut deletes: Vec<(usize, String)> = Vec::new();
-        for (i, r) in batch.iter().enumerate() {
-            if self.config.apply_compliance
-                && let Some(post) = deleted_post(r)
-            {
-                deletes.push((i, post.to_owned()));
+        // `delete` events (with `apply_compliance`) delete a document instead of being stored.
+        let deletes: Vec<(usize, String)> = if self.config.apply_compliance {
+            batch
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| deleted_post(r).map(|p| (i, p.to_owned())))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut is_delete = vec![false; batch.len()];
+        for (i, _) in &deletes {
+            is_delete[*i] = true;
+        }
+        for (collection, mut indexes) in self.groups(batch) {
+            indexes.retain(|&i| !is_delete[i]);
+            if indexes.is_empty() {
                 continue;
             }
-            let doc = match self.document(r) {
-                Ok(d) => d,
-                Err(m) => {
-                    out.rejected.push((i, m));
-                    continue;
-                }
-            };
-            let mut size = r.approx_size();
-            if size > MAX_DOCUMENT_BYTES / 2 {
-                size = bson::to_vec(&doc).map_or(usize::MAX, |v| v.len());
-                if size > MAX_DOCUMENT_BYTES {
-                    out.rejected.push((
-                        i,
-                        format!("the document is {size} bytes; MongoDB takes at most {MAX_DOCUMENT_BYTES}"),
-                    ));
-                    continue;
-                }
+            if let Err(m) = self.ensure_ttl(&collection).await {
+                out.failed.extend_from_slice(&indexes);
+                out.note(m);
+                continue;
             }
-            if statements.len() == MAX_STATEMENTS
-                || (bytes + size > MAX_COMMAND_BYTES && !statements.is_empty())
-            {
-                self.upsert(db, std::mem::take(&mut statements), &indexes, &mut out)
-                    .await;
-                indexes.clear();
-                bytes = 0;
-            }
-            statements.push(doc! {
-                "q": { "_id": r.id.as_str() },
-                "u": doc,
-                "upsert": true,
-            });
-            indexes.push(i);
-            bytes += size;
-        }
-        if !statements.is_empty() {
-            self.upsert(db, statements, &indexes, &mut out).await;
+            self.write_collection(&db, batch, &collection, &indexes, &mut out)
+                .await;
         }
         // After the upserts: a post and its delete in one batch end deleted.
         for chunk in deletes.chunks(MAX_STATEMENTS) {
-            self.delete_posts(db, chunk, &mut out).await;
+            self.delete_posts(&db, chunk, &mut out).await;
         }
+        merge_copies(&mut out);
         if !out.failed.is_empty() || !out.rejected.is_empty() {
             debug!(
                 failed = out.failed.len(),

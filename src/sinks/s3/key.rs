@@ -3,33 +3,14 @@
 //! (everything but `{timestamp}` and `{uuid}`), then into one object's key.
 
 #[cfg(feature = "s3")]
-use chrono::DateTime;
-#[cfg(feature = "s3")]
-use chrono_tz::Tz;
-#[cfg(feature = "s3")]
 use sha2::{Digest, Sha256};
 
-#[cfg(feature = "s3")]
-use crate::record::Platform;
+use crate::sinks::template::{Target, Template};
 
-const PLACEHOLDERS: &str = "{platform}, {date}, {hour}, {timestamp}, {uuid}";
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Lit(String),
-    Platform,
-    Date,
-    Hour,
-    Timestamp,
-    Uuid,
-}
-
-/// A parsed key template.
+/// A parsed key template: the shared [`Template`] engine plus the S3 rules.
 #[derive(Debug, Clone)]
 pub struct KeyTemplate {
-    // Without the `s3` feature a template is only parsed, to check the config.
-    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
-    segments: Vec<Segment>,
+    pub(super) template: Template,
 }
 
 impl KeyTemplate {
@@ -42,78 +23,19 @@ impl KeyTemplate {
                 "`{template}` starts with `/`: S3 keys have no leading slash"
             ));
         }
-        let mut segments = Vec::new();
-        let mut rest = template;
-        while let Some(open) = rest.find('{') {
-            if open > 0 {
-                segments.push(Segment::Lit(rest[..open].to_owned()));
-            }
-            let Some(close) = rest[open..].find('}').map(|c| open + c) else {
-                return Err(format!("unclosed `{{` in `{template}`"));
-            };
-            segments.push(match &rest[open + 1..close] {
-                "platform" => Segment::Platform,
-                "date" => Segment::Date,
-                "hour" => Segment::Hour,
-                "timestamp" => Segment::Timestamp,
-                "uuid" => Segment::Uuid,
-                other => {
-                    return Err(format!(
-                        "unknown placeholder `{{{other}}}` in `{template}`; the placeholders are {PLACEHOLDERS}"
-                    ));
-                }
-            });
-            rest = &rest[close + 1..];
-        }
-        if !rest.is_empty() {
-            segments.push(Segment::Lit(rest.to_owned()));
-        }
-        if !segments.contains(&Segment::Uuid) {
+        let t = Template::compile(template, Target::S3Key)?;
+        if !(t.has("uuid") || t.has("timestamp_us") || t.has("id")) {
             return Err(format!(
-                "`{template}` has no `{{uuid}}`: without it two batches could get the same key and one would overwrite the other"
+                "`{template}` has no `{{uuid}}` (one object per batch and partition), `{{timestamp_us}}` or `{{id}}` (one object per record): without one of them two writes could get the same key and one would overwrite the other"
             ));
         }
-        Ok(KeyTemplate { segments })
+        Ok(KeyTemplate { template: t })
     }
 
-    /// The key's fixed part for a record: everything but `{timestamp}` and `{uuid}`.
-    /// Records with the same partition go into the same object.
-    #[cfg(feature = "s3")]
-    pub(super) fn partition(&self, platform: Platform, at: &DateTime<Tz>) -> String {
-        let mut s = String::with_capacity(64);
-        for seg in &self.segments {
-            match seg {
-                Segment::Lit(l) => s.push_str(l),
-                Segment::Platform => s.push_str(platform.as_str()),
-                Segment::Date => s.push_str(&at.format("%Y-%m-%d").to_string()),
-                Segment::Hour => s.push_str(&at.format("%H").to_string()),
-                Segment::Timestamp => s.push_str("{timestamp}"),
-                Segment::Uuid => s.push_str("{uuid}"),
-            }
-        }
-        s
-    }
-
-    /// The object key: the partition with `{timestamp}` and `{uuid}` filled in.
-    #[cfg(feature = "s3")]
-    pub(super) fn key(partition: &str, at: &DateTime<Tz>, uuid: &uuid::Uuid, gzip: bool) -> String {
-        let mut key = partition
-            .replace("{timestamp}", &timestamp(at))
-            .replace("{uuid}", &uuid.to_string());
-        if gzip && !key.ends_with(".gz") {
-            key.push_str(".gz");
-        }
-        key
-    }
-}
-
-#[cfg(feature = "s3")]
-/// `20261130T013822.123Z` in UTC, `20261130T023822.123+0100` elsewhere.
-fn timestamp(at: &DateTime<Tz>) -> String {
-    if at.timezone() == Tz::UTC {
-        at.format("%Y%m%dT%H%M%S%.3fZ").to_string()
-    } else {
-        at.format("%Y%m%dT%H%M%S%.3f%z").to_string()
+    /// One object per batch and partition (the template has `{uuid}`), or
+    /// one object per record.
+    pub fn per_batch(&self) -> bool {
+        self.template.has("uuid")
     }
 }
 
@@ -135,46 +57,6 @@ pub(super) fn content_uuid<'a>(ids: impl Iterator<Item = &'a str>) -> uuid::Uuid
 #[cfg(test)]
 mod tests {
     use super::*;
-    #[cfg(feature = "s3")]
-    use chrono::TimeZone;
-
-    #[cfg(feature = "s3")]
-    #[test]
-    fn the_default_template_renders_platform_date_timestamp_uuid() {
-        let t = KeyTemplate::parse(super::super::DEFAULT_KEY_TEMPLATE).unwrap();
-        let at = chrono::Utc
-            .with_ymd_and_hms(2026, 11, 30, 23, 30, 5)
-            .unwrap()
-            .with_timezone(&Tz::UTC);
-        let p = t.partition(Platform::Twitter, &at);
-        assert_eq!(
-            p,
-            "twitter/context_date=2026-11-30/{timestamp}-{uuid}.jsonl"
-        );
-        let u = content_uuid(["twitter:1", "twitter:2"].into_iter());
-        assert_eq!(u, content_uuid(["twitter:1", "twitter:2"].into_iter()));
-        assert_ne!(u, content_uuid(["twitter:1"].into_iter()));
-        assert_eq!(
-            KeyTemplate::key(&p, &at, &u, true),
-            format!("twitter/context_date=2026-11-30/20261130T233005.000Z-{u}.jsonl.gz")
-        );
-    }
-
-    #[cfg(feature = "s3")]
-    #[test]
-    fn the_time_zone_moves_the_date() {
-        let t = KeyTemplate::parse("{date}/{hour}/{timestamp}-{uuid}").unwrap();
-        let tz: Tz = "Europe/Berlin".parse().unwrap();
-        let at = chrono::Utc
-            .with_ymd_and_hms(2026, 11, 30, 23, 30, 5)
-            .unwrap()
-            .with_timezone(&tz);
-        assert_eq!(
-            t.partition(Platform::Telegram, &at),
-            "2026-12-01/00/{timestamp}-{uuid}"
-        );
-        assert_eq!(timestamp(&at), "20261201T003005.000+0100");
-    }
 
     #[test]
     fn bad_templates_say_why() {
@@ -197,6 +79,13 @@ mod tests {
             KeyTemplate::parse("/x/{uuid}")
                 .unwrap_err()
                 .contains("leading slash")
+        );
+        let seed = KeyTemplate::parse("telegram/context_date={date}/{timestamp_us}.json").unwrap();
+        assert!(!seed.per_batch());
+        assert!(
+            KeyTemplate::parse(super::super::DEFAULT_KEY_TEMPLATE)
+                .unwrap()
+                .per_batch()
         );
     }
 }

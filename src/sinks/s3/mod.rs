@@ -43,9 +43,15 @@ const DEFAULT_PART_BYTES: usize = 8 * 1024 * 1024;
 pub struct S3SinkConfig {
     /// The bucket (it must exist).
     pub bucket: String,
-    /// Object key template; `{uuid}` is required.
+    /// Object key template (README, "Routing"). With `{uuid}`: one object
+    /// per batch and partition; without it (then `{timestamp_us}` or `{id}`
+    /// is required): one object per record, written only if the key is free.
     #[serde(default = "default_key_template")]
     pub key_template: String,
+    /// With several rule tags, write a record once per tag (`{tag}` renders
+    /// each); default false: once, with its first tag.
+    #[serde(default)]
+    pub split_tags: bool,
     /// `record` (default) or `raw`.
     #[serde(default)]
     pub format: Format,
@@ -106,7 +112,9 @@ impl S3SinkConfig {
         if self.bucket.trim().is_empty() {
             return Err(("bucket", "is empty".into()));
         }
-        KeyTemplate::parse(&self.key_template).map_err(|m| ("key_template", m))?;
+        let key = KeyTemplate::parse(&self.key_template).map_err(|m| ("key_template", m))?;
+        crate::sinks::template::check_split_tags(self.split_tags, &[&key.template])
+            .map_err(|m| ("split_tags", m))?;
         parse_time_zone(&self.time_zone).map_err(|m| ("time_zone", m))?;
         if self.multipart_part_bytes < MIN_PART_BYTES || self.multipart_part_bytes > MAX_PART_BYTES
         {

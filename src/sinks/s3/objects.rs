@@ -12,9 +12,12 @@ use chrono_tz::Tz;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use super::key::{KeyTemplate, content_uuid};
 use super::{S3SinkConfig, parse_time_zone};
-use crate::record::{Format, Platform, Record};
+use crate::record::{Format, Record};
+use crate::sinks::template::{Ctx, copies, fill_object, received_at};
 
 /// One object to upload: its key, body and the batch indexes of its records.
 pub(super) struct Object {
@@ -30,6 +33,11 @@ pub(super) struct Layout {
     time_zone: Tz,
     format: Format,
     gzip: bool,
+    split_tags: bool,
+    /// The last `{timestamp_us}` given out (µs since the epoch): each object
+    /// of one-object-per-record keys gets a later one, so this sink never
+    /// names two objects alike.
+    last_us: AtomicI64,
 }
 
 impl Layout {
@@ -39,44 +47,87 @@ impl Layout {
             time_zone: parse_time_zone(&config.time_zone)?,
             format: config.format,
             gzip: config.gzip,
+            split_tags: config.split_tags,
+            last_us: AtomicI64::new(0),
         })
     }
 
-    /// Splits a batch into objects, one per key partition.
+    /// Keys of one object per record (no `{uuid}`): written only if absent.
+    pub fn per_record(&self) -> bool {
+        !self.template.per_batch()
+    }
+
+    /// Keys holding the record id: an object already there is this record's.
+    pub fn keyed_by_id(&self) -> bool {
+        self.template.template.has("id")
+    }
+
+    /// Splits a batch into objects: one per key partition, or one per record
+    /// (each copy, with `split_tags`) when the template has no `{uuid}`.
     pub fn objects(&self, batch: &[Arc<Record>]) -> Vec<Object> {
-        self.partitions(batch)
+        let groups = self.partitions(batch);
+        if self.per_record() {
+            return groups
+                .into_iter()
+                .flat_map(|(partition, (_, indexes))| {
+                    indexes.into_iter().map(move |i| (partition.clone(), i))
+                })
+                .map(|(partition, i)| {
+                    let at = self.unique_now();
+                    self.object(batch, &partition, &at, vec![i])
+                })
+                .collect();
+        }
+        groups
             .into_iter()
             .map(|(partition, (at, indexes))| self.object(batch, &partition, &at, indexes))
             .collect()
     }
 
     /// The batch indexes of each partition, with the time of its first record.
+    /// The partition is the key with `{timestamp}`, `{timestamp_us}` and
+    /// `{uuid}` still to fill.
     fn partitions(&self, batch: &[Arc<Record>]) -> BTreeMap<String, (DateTime<Tz>, Vec<usize>)> {
         let mut groups: BTreeMap<String, (DateTime<Tz>, Vec<usize>)> = BTreeMap::new();
-        // Records of one read share `received_at`: parse it once per run of equal values.
-        let mut last: Option<(Platform, Arc<str>, String, DateTime<Tz>)> = None;
-        for (i, r) in batch.iter().enumerate() {
-            let (partition, at) = match &last {
-                Some((p, ra, part, at)) if *p == r.platform && Arc::ptr_eq(ra, &r.received_at) => {
-                    (part.clone(), *at)
-                }
-                _ => {
-                    let at = DateTime::parse_from_rfc3339(&r.received_at)
-                        .map(|t| t.with_timezone(&Utc))
-                        .unwrap_or_else(|_| Utc::now())
-                        .with_timezone(&self.time_zone);
-                    let part = self.template.partition(r.platform, &at);
-                    last = Some((r.platform, r.received_at.clone(), part.clone(), at));
-                    (part, at)
-                }
+        let mut last_at = None;
+        let mut part = String::with_capacity(128);
+        for (i, tag) in copies(batch, self.split_tags) {
+            let r = &batch[i];
+            let at = received_at(r, self.time_zone, &mut last_at);
+            part.clear();
+            self.template.template.render(
+                &Ctx {
+                    record: r,
+                    tag,
+                    at: &at,
+                },
+                &mut part,
+            );
+            let group = match groups.get_mut(part.as_str()) {
+                Some(g) => g,
+                None => groups.entry(part.clone()).or_insert((at, Vec::new())),
             };
-            groups
-                .entry(partition)
-                .or_insert((at, Vec::new()))
-                .1
-                .push(i);
+            // Two tags of one record in the same object: once is enough.
+            if group.1.last() != Some(&i) {
+                group.1.push(i);
+            }
         }
         groups
+    }
+
+    /// Now, in the key's time zone, a microsecond later than the last one given.
+    fn unique_now(&self) -> DateTime<Tz> {
+        let now = Utc::now().timestamp_micros();
+        let prev = self
+            .last_us
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| {
+                Some(now.max(last + 1))
+            })
+            .unwrap_or(now);
+        let us = now.max(prev + 1);
+        DateTime::from_timestamp_micros(us)
+            .unwrap_or_else(Utc::now)
+            .with_timezone(&self.time_zone)
     }
 
     /// The object of one partition.
@@ -98,11 +149,25 @@ impl Layout {
             body = enc.finish().expect("finishing gzip into a Vec cannot fail");
         }
         let uuid = content_uuid(indexes.iter().map(|&i| batch[i].id.as_str()));
+        let mut key = fill_object(partition, at, &uuid.to_string());
+        if self.gzip && !key.ends_with(".gz") {
+            key.push_str(".gz");
+        }
         Object {
-            key: KeyTemplate::key(partition, at, &uuid, self.gzip),
+            key,
             body: Bytes::from(body),
             indexes,
         }
+    }
+}
+
+/// `key` with `-n` before its extension (`a/b.json` → `a/b-2.json`), for a
+/// one-object-per-record key that is taken already.
+pub(super) fn with_sequence(key: &str, n: u32) -> String {
+    let name_at = key.rfind('/').map_or(0, |i| i + 1);
+    match key[name_at..].find('.').filter(|&d| d > 0) {
+        Some(d) => format!("{}-{n}{}", &key[..name_at + d], &key[name_at + d..]),
+        None => format!("{key}-{n}"),
     }
 }
 
@@ -122,6 +187,42 @@ mod tests {
         match n.unwrap() {
             Normalized::Record(r) => Arc::new(*r),
             _ => panic!(),
+        }
+    }
+
+    #[test]
+    fn taken_keys_get_a_sequence_before_the_extension() {
+        assert_eq!(with_sequence("t/d=1/2026.json", 1), "t/d=1/2026-1.json");
+        assert_eq!(with_sequence("t/a.b/x.jsonl.gz", 2), "t/a.b/x-2.jsonl.gz");
+        assert_eq!(with_sequence("t/x", 3), "t/x-3");
+        assert_eq!(with_sequence(".x", 3), ".x-3");
+    }
+
+    #[test]
+    fn keys_without_uuid_make_one_object_per_record_with_distinct_timestamps() {
+        let config: S3SinkConfig = toml::from_str(
+            "bucket = \"b\"\nformat = \"raw\"\nkey_template = \"{platform}/context_date={date}/{timestamp_us}.json\"",
+        )
+        .unwrap();
+        let layout = Layout::new(&config).unwrap();
+        let m = |i: u32| {
+            rec(&format!(
+                r#"{{"update_id":{i},"message":{{"message_id":{i},"chat":{{"id":1,"type":"private"}},"text":"m"}}}}"#
+            ))
+        };
+        let batch: Vec<_> = (0..50).map(m).collect();
+        let objects = layout.objects(&batch);
+        assert_eq!(objects.len(), 50);
+        let keys: std::collections::BTreeSet<&str> =
+            objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys.len(), 50, "{keys:?}");
+        for o in &objects {
+            assert_eq!(o.indexes.len(), 1);
+            assert!(
+                o.key.starts_with("telegram/context_date=2026-11-30/"),
+                "{}",
+                o.key
+            );
         }
     }
 

@@ -12,7 +12,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::OnceCell;
 use tracing::{debug, warn};
 
-use super::objects::{Layout, Object};
+use super::objects::{Layout, Object, with_sequence};
 use super::{MAX_PARTS, S3SinkConfig};
 use crate::record::Record;
 use crate::sinks::aws::{self, ErrorClass};
@@ -20,6 +20,8 @@ use crate::sinks::{RecordResults, Sink, SinkError};
 
 /// Parts of one multipart upload sent at once.
 const PARTS_IN_FLIGHT: usize = 4;
+/// Numbered variants tried for a one-object-per-record key that is taken.
+const MAX_KEY_SEQUENCE: u32 = 20;
 
 /// Writes JSONL objects to S3.
 pub struct S3Sink {
@@ -77,10 +79,13 @@ impl S3Sink {
     }
 
     async fn upload(&self, object: &Object) -> Result<(), ErrorClass> {
-        let client = self.client().await;
         if object.body.len() > self.config.multipart_threshold_bytes {
             return self.upload_multipart(object).await;
         }
+        if self.layout.per_record() {
+            return self.upload_if_absent(object).await;
+        }
+        let client = self.client().await;
         let what = format!("PUT s3://{}/{}", self.bucket, object.key);
         client
             .put_object()
@@ -94,6 +99,47 @@ impl S3Sink {
             .map_err(|e| self.classify(&what, &e))?;
         debug!(key = %object.key, bytes = object.body.len(), records = object.indexes.len(), "object written");
         Ok(())
+    }
+
+    /// One record's object, written only where no object is (`If-None-Match: *`):
+    /// a key taken already means this record was written before when the key
+    /// holds its id, else another writer's object: then `-1`, `-2`… go before
+    /// the extension.
+    async fn upload_if_absent(&self, object: &Object) -> Result<(), ErrorClass> {
+        let client = self.client().await;
+        let mut key = object.key.clone();
+        for n in 1..=MAX_KEY_SEQUENCE {
+            let what = format!("PUT s3://{}/{} (if absent)", self.bucket, key);
+            let put = client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&key)
+                .if_none_match("*")
+                .body(ByteStream::from(object.body.clone()))
+                .content_type(self.content_type())
+                .set_content_encoding(self.config.gzip.then(|| "gzip".to_owned()))
+                .send()
+                .await;
+            match put {
+                Ok(_) => {
+                    debug!(key = %key, bytes = object.body.len(), "object written");
+                    return Ok(());
+                }
+                Err(e) if aws::status(&e) == Some(412) && self.layout.keyed_by_id() => {
+                    debug!(key = %key, "the record's object is there already");
+                    return Ok(());
+                }
+                Err(e) if aws::status(&e) == Some(412) => {
+                    warn!(key = %key, "an object has this key already; adding a sequence number");
+                    key = with_sequence(&object.key, n);
+                }
+                Err(e) => return Err(self.classify(&what, &e)),
+            }
+        }
+        Err(ErrorClass::Retry(format!(
+            "s3://{}/{}: the key and {MAX_KEY_SEQUENCE} numbered variants are taken",
+            self.bucket, object.key
+        )))
     }
 
     async fn upload_multipart(&self, object: &Object) -> Result<(), ErrorClass> {
@@ -232,6 +278,7 @@ impl Sink for S3Sink {
                 class.apply(&object.indexes, &mut out);
             }
         }
+        crate::sinks::template::merge_copies(&mut out);
         if let Some(first) = out.first.take() {
             if out.rejected.len() == batch.len() {
                 return Err(SinkError::fatal(&self.name, first));
