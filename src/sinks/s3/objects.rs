@@ -14,7 +14,8 @@ use flate2::write::GzEncoder;
 
 use super::key::{KeyTemplate, content_uuid};
 use super::{S3SinkConfig, parse_time_zone};
-use crate::record::{Format, Platform, Record};
+use crate::record::{Platform, Record};
+use crate::sinks::parquet::{FileFormat, ParquetOptions};
 
 /// One object to upload: its key, body and the batch indexes of its records.
 pub(super) struct Object {
@@ -28,26 +29,38 @@ pub(super) struct Object {
 pub(super) struct Layout {
     template: KeyTemplate,
     time_zone: Tz,
-    format: Format,
+    format: FileFormat,
     gzip: bool,
+    parquet: ParquetOptions,
 }
 
 impl Layout {
     pub fn new(config: &S3SinkConfig) -> Result<Self, String> {
         Ok(Layout {
-            template: KeyTemplate::parse(&config.key_template)?,
+            template: KeyTemplate::parse(config.key_template())?,
             time_zone: parse_time_zone(&config.time_zone)?,
             format: config.format,
             gzip: config.gzip,
+            parquet: config.parquet_options(),
         })
     }
 
-    /// Splits a batch into objects, one per key partition.
-    pub fn objects(&self, batch: &[Arc<Record>]) -> Vec<Object> {
+    /// Splits a batch into objects, one per key partition; `Err` only when
+    /// Parquet cannot encode the records (a bug: nothing is sent then).
+    pub fn objects(&self, batch: &[Arc<Record>]) -> Result<Vec<Object>, String> {
         self.partitions(batch)
             .into_iter()
             .map(|(partition, (at, indexes))| self.object(batch, &partition, &at, indexes))
             .collect()
+    }
+
+    /// The `Content-Type` of the objects.
+    pub fn content_type(&self) -> &'static str {
+        if self.format.is_parquet() {
+            "application/vnd.apache.parquet"
+        } else {
+            "application/x-ndjson"
+        }
     }
 
     /// The batch indexes of each partition, with the time of its first record.
@@ -86,11 +99,16 @@ impl Layout {
         partition: &str,
         at: &DateTime<Tz>,
         indexes: Vec<usize>,
-    ) -> Object {
-        let mut body = Vec::with_capacity(indexes.len() * 1024);
-        for &i in &indexes {
-            batch[i].write_line(self.format, &mut body);
-        }
+    ) -> Result<Object, String> {
+        let mut body = if self.format.is_parquet() {
+            self.parquet_body(batch, &indexes)?
+        } else {
+            let mut body = Vec::with_capacity(indexes.len() * 1024);
+            for &i in &indexes {
+                batch[i].write_line(self.format.lines(), &mut body);
+            }
+            body
+        };
         if self.gzip {
             let mut enc =
                 GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::default());
@@ -98,11 +116,24 @@ impl Layout {
             body = enc.finish().expect("finishing gzip into a Vec cannot fail");
         }
         let uuid = content_uuid(indexes.iter().map(|&i| batch[i].id.as_str()));
-        Object {
+        Ok(Object {
             key: KeyTemplate::key(partition, at, &uuid, self.gzip),
             body: Bytes::from(body),
             indexes,
-        }
+        })
+    }
+
+    /// One complete Parquet file of the records at `indexes`.
+    #[cfg(feature = "parquet")]
+    fn parquet_body(&self, batch: &[Arc<Record>], indexes: &[usize]) -> Result<Vec<u8>, String> {
+        let records: Vec<Arc<Record>> = indexes.iter().map(|&i| batch[i].clone()).collect();
+        crate::sinks::parquet::encode(&records, self.parquet).map_err(|e| e.to_string())
+    }
+
+    /// Config validation refuses Parquet in a build without it.
+    #[cfg(not(feature = "parquet"))]
+    fn parquet_body(&self, _: &[Arc<Record>], _: &[usize]) -> Result<Vec<u8>, String> {
+        Err(crate::sinks::BuildError::CompiledOut("parquet").to_string())
     }
 }
 
@@ -135,7 +166,7 @@ mod tests {
         let t1 = r#"{"data":{"id":"1","text":"a"}}"#;
         let m = r#"{"update_id":5,"message":{"message_id":5,"chat":{"id":1,"type":"private"},"text":"m"}}"#;
         let t2 = r#"{"data":{"id":"2","text":"b"}}"#;
-        let objects = layout.objects(&[rec(t1), rec(m), rec(t2)]);
+        let objects = layout.objects(&[rec(t1), rec(m), rec(t2)]).unwrap();
         assert_eq!(objects.len(), 2);
         let (tg, tw) = (&objects[0], &objects[1]);
         assert!(
@@ -156,6 +187,6 @@ mod tests {
             .unwrap();
         assert_eq!(text, format!("{t1}\n{t2}\n"));
         // The same records give the same key: a retry overwrites, never duplicates.
-        assert_eq!(layout.objects(&[rec(t1), rec(t2)])[0].key, tw.key);
+        assert_eq!(layout.objects(&[rec(t1), rec(t2)]).unwrap()[0].key, tw.key);
     }
 }
