@@ -42,7 +42,7 @@ pub fn config_path(command: &Command) -> Option<&Path> {
             None => a.run.config.as_deref(),
         },
         Command::Check(a) => a.config.as_deref(),
-        Command::Mock(_) | Command::Completions { .. } | Command::Man => None,
+        Command::Mock(_) | Command::Completions { .. } | Command::Man | Command::Schema(_) => None,
     }
 }
 
@@ -59,7 +59,8 @@ pub fn run_args_mut(command: &mut Command) -> Option<&mut crate::cli::RunArgs> {
         | Command::Mock(_)
         | Command::Check(_)
         | Command::Completions { .. }
-        | Command::Man => None,
+        | Command::Man
+        | Command::Schema(_) => None,
     }
 }
 
@@ -68,6 +69,7 @@ pub fn without_config(command: &Command) -> Option<u8> {
     match command {
         Command::Completions { shell } => Some(crate::ops::completions(*shell)),
         Command::Man => Some(crate::ops::man_page()),
+        Command::Schema(a) => Some(crate::schema::print(a.format)),
         _ => None,
     }
 }
@@ -94,7 +96,7 @@ pub async fn run(
         Command::TwitterSearch(args) => twitter_search(args, &loaded, shutdown).await,
         Command::Rules(r) => rules_command(r.action, &loaded).await,
         Command::Check(args) => crate::ops::check(&args, &loaded).await,
-        Command::Completions { .. } | Command::Man => {
+        Command::Completions { .. } | Command::Man | Command::Schema(_) => {
             Ok(without_config(&command).unwrap_or(exit_codes::SUCCESS))
         }
         Command::Telegram(args) => telegram(args, &loaded, shutdown).await,

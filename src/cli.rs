@@ -77,6 +77,33 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout (e.g. `ingest man > ingest.1`).
     Man,
+    /// Print the record's schema on stdout: JSON Schema (default), the Arrow schema of the Parquet files, or their Parquet message type.
+    Schema(SchemaArgs),
+}
+
+/// `ingest schema`.
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Which schema to print.
+    #[arg(
+        long,
+        value_enum,
+        env = "INGEST_SCHEMA_FORMAT",
+        default_value = "json-schema",
+        value_name = "FORMAT"
+    )]
+    pub format: SchemaFormat,
+}
+
+/// What `ingest schema` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaFormat {
+    /// JSON Schema (draft 2020-12) of one record as the JSON sinks write it.
+    JsonSchema,
+    /// The Arrow schema of the Parquet files, as JSON (name, type, nullable, children).
+    Arrow,
+    /// The Parquet message type of the files (what `parquet-tools schema` shows).
+    Parquet,
 }
 
 /// What `ingest check` tries.

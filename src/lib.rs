@@ -31,6 +31,7 @@ pub mod progress;
 mod proptests;
 pub mod record;
 pub mod retry;
+pub mod schema;
 pub mod secret;
 pub mod sinks;
 pub mod sources;

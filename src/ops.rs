@@ -226,7 +226,7 @@ pub fn man_page() -> u8 {
     }
 }
 
-fn write_stdout(buf: &[u8]) -> u8 {
+pub(crate) fn write_stdout(buf: &[u8]) -> u8 {
     let mut out = std::io::stdout().lock();
     match out.write_all(buf).and_then(|()| out.flush()) {
         Ok(()) => exit_codes::SUCCESS,

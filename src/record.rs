@@ -12,7 +12,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 /// Which platform a record came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
     Twitter,
@@ -35,42 +37,62 @@ impl std::fmt::Display for Platform {
 }
 
 /// Who wrote the item.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Author {
+    /// The platform's user (or sender chat) id, as a string.
     pub id: String,
+    /// Display name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Handle, without `@`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
 }
 
 /// The Telegram chat an item was posted in.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Chat {
+    /// Telegram chat id (negative for groups and channels).
     pub id: i64,
+    /// `private`, `group`, `supergroup` or `channel`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Title of a group or channel.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
 }
 
 /// An X filtered-stream rule that matched.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct MatchingRule {
+    /// The rule id X gave it.
     pub id: String,
+    /// The rule's tag, when it has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
 }
 
 /// Platform ids that are not the record id.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Refs {
+    /// X post id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tweet_id: Option<String>,
+    /// X conversation (thread) id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<String>,
+    /// Telegram `update_id`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub update_id: Option<i64>,
+    /// Telegram `message_id` (unique within its chat).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message_id: Option<i64>,
 }
@@ -82,10 +104,14 @@ impl Refs {
 }
 
 /// The capture run that produced a record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct RunInfo {
+    /// A random UUID per run.
     pub id: String,
+    /// When the run started (RFC 3339 UTC).
+    #[schemars(extend("format" = "date-time"))]
     pub started_at: String,
+    /// The run's `--duration`, in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub time_limit_secs: Option<u64>,
 }
@@ -103,34 +129,56 @@ impl RunInfo {
 
 /// One normalized item. Serializes to the JSON object documented in DESIGN.md,
 /// and reads back from it (the Kafka source takes records our Kafka sink wrote).
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+///
+/// `ingest schema` prints the JSON Schema derived from this type, and the
+/// Arrow schema of the Parquet files (`sinks::parquet`); a unit test keeps
+/// their field names equal.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[schemars(title = "ingest record", deny_unknown_fields)]
 pub struct Record {
+    /// Platform-scoped unique id, the dedupe key (`twitter:<post id>`, `telegram:<chat id>:<message id>[:<edit_date>]`, …).
     pub id: String,
+    /// Where the item came from.
     pub platform: Platform,
+    /// `tweet`, `message`, `edited_message`, `channel_post`, `edited_channel_post`, `activity_event`, …
+    #[schemars(with = "String")]
     pub kind: Cow<'static, str>,
+    /// The text or caption.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// `text` transliterated to plain ASCII (when transliteration is on).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text_ascii: Option<String>,
+    /// When the platform says the item was created: RFC 3339 UTC, or the platform's text as given when it does not parse.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
-    /// Shared by the records of one read.
+    /// When `ingest` read the item (RFC 3339 UTC). Shared by the records of one read.
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub received_at: Arc<str>,
+    /// Who wrote it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub author: Option<Author>,
+    /// The Telegram chat; absent for X.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat: Option<Chat>,
+    /// Language code, where the platform gives one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lang: Option<String>,
+    /// The posting client or event source, where the platform gives one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// X filtered-stream rules that matched (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub matching_rules: Vec<MatchingRule>,
+    /// The tags of `matching_rules` alone (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Platform ids that are not the record id (absent when none).
     #[serde(default, skip_serializing_if = "Refs::is_empty")]
     pub refs: Refs,
+    /// The capture run that produced the record.
     pub run: Arc<RunInfo>,
+    /// The original payload, untouched (absent with `--no-raw`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub raw: Option<Box<RawValue>>,
 }

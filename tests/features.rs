@@ -57,3 +57,18 @@ fn a_kinesis_sink_is_refused_when_compiled_out() {
 fn a_mongodb_sink_is_refused_when_compiled_out() {
     refused("mongodb", "database = \"d\"\ncollection = \"c\"\n");
 }
+
+#[cfg(not(feature = "parquet"))]
+#[test]
+fn a_parquet_format_is_refused_when_compiled_out() {
+    let env = Env::new().config("[sinks.lake]\ntype = \"file\"\nformat = \"parquet\"\n");
+    for args in [&["check"][..], &["replay", SAMPLE, "--sink", "lake"][..]] {
+        let out = env.run(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {err}");
+        assert!(
+            err.contains("format = \"parquet\"") && err.contains("--features parquet"),
+            "{args:?}: {err}"
+        );
+    }
+}

@@ -13,6 +13,7 @@ pub mod file;
 pub mod kafka;
 pub mod kinesis;
 pub mod mongodb;
+pub mod parquet;
 pub mod registry;
 pub mod s3;
 pub mod template;
@@ -24,8 +25,9 @@ pub use registry::{BuildError, FieldError, SinkConfig, SinkType};
 pub fn compiled_in(feature: &str) -> bool {
     // A table, not a `match`: with every feature off, the arms would all be
     // `false` and clippy would ask for `matches!`.
-    const FEATURES: [(&str, bool); 4] = [
+    const FEATURES: [(&str, bool); 5] = [
         ("kafka", cfg!(feature = "kafka")),
+        ("parquet", cfg!(feature = "parquet")),
         ("s3", cfg!(feature = "s3")),
         ("kinesis", cfg!(feature = "kinesis")),
         ("mongodb", cfg!(feature = "mongodb")),

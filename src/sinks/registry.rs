@@ -80,7 +80,8 @@ macro_rules! sink_type_basics {
         }
         $crate::common_sink_fields!();
         fn format(&self) -> $crate::record::Format {
-            self.format
+            // `file` and `s3` have their own `FileFormat` (with Parquet).
+            self.format.into()
         }
     };
     ($name:literal, feature) => {

@@ -2,12 +2,14 @@
 //! environment for the real binary, readers for what it writes, the mocks as
 //! their own processes, the local servers `scripts/services` starts (and a
 //! Python with boto3 and pymongo to read them back), and a minimal HTTP client.
+//! Every record these readers see must validate against `ingest schema`.
 
 #![allow(dead_code)] // each test crate uses its own subset
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -120,13 +122,74 @@ impl Env {
     }
 }
 
+/// The JSONL file at `path`, parsed; empty if it does not exist. Every record
+/// in it (and in a dead letter's `record`) must validate against `ingest schema`.
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
     match std::fs::read_to_string(path) {
         Ok(text) => text
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .map(|l| {
+                let v = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                check_records_in(&v);
+                v
+            })
             .collect(),
         Err(_) => Vec::new(),
+    }
+}
+
+/// The JSON Schema `ingest schema` prints, compiled once per test binary.
+fn record_validator() -> &'static jsonschema::Validator {
+    static VALIDATOR: OnceLock<jsonschema::Validator> = OnceLock::new();
+    VALIDATOR.get_or_init(|| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ingest"))
+            .arg("schema")
+            .env_remove("INGEST_SCHEMA_FORMAT")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ingest schema: {}", stderr(&out));
+        let schema: Value = serde_json::from_slice(&out.stdout).expect("ingest schema prints JSON");
+        jsonschema::validator_for(&schema).expect("ingest schema prints a valid JSON Schema")
+    })
+}
+
+/// Whether `v` is a record (not a raw payload, a dead letter or a summary).
+pub fn is_record(v: &Value) -> bool {
+    v.get("id").is_some() && v.get("platform").is_some() && v.get("run").is_some()
+}
+
+/// Panics unless the record `v` validates against `ingest schema`.
+pub fn validate_record(v: &Value) {
+    let errors: Vec<String> = record_validator()
+        .iter_errors(v)
+        .map(|e| format!("{e} (at `{}`)", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "a record does not validate against `ingest schema`: {errors:?}\n{v}"
+    );
+}
+
+/// Validates every record found in `v`: `v` itself, any object or array
+/// inside it, and JSON lines inside its strings (S3 object bodies, Kinesis
+/// data). A MongoDB document is its record plus `_id`.
+pub fn check_records_in(v: &Value) {
+    match v {
+        Value::Object(map) if is_record(v) => {
+            let mut record = map.clone();
+            record.remove("_id");
+            validate_record(&Value::Object(record));
+        }
+        Value::Object(map) => map.values().for_each(check_records_in),
+        Value::Array(items) => items.iter().for_each(check_records_in),
+        Value::String(text) if text.starts_with('{') => {
+            for line in text.lines() {
+                if let Ok(v) = serde_json::from_str::<Value>(line) {
+                    check_records_in(&v);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -320,7 +383,9 @@ pub fn py(script: &str, args: &[&str]) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"))
+    let v = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    check_records_in(&v);
+    v
 }
 
 /// One message as kcat prints it with `-J`.
@@ -371,6 +436,7 @@ pub fn kcat_read(brokers: &str, topic: &str, want: usize) -> Vec<Message> {
                             .collect()
                     })
                     .unwrap_or_default();
+                check_records_in(&v["payload"]);
                 Message {
                     key: v["key"].as_str().unwrap_or_default().to_owned(),
                     payload: v["payload"].as_str().unwrap_or_default().to_owned(),

@@ -10,9 +10,12 @@ use chrono_tz::Tz;
 
 use crate::record::{Format, Platform, Record};
 use crate::sinks::common::{BatchConfig, RetryConfig, default_queue_capacity};
+use crate::sinks::parquet::{self, Compression, FileFormat, ParquetOptions};
 use crate::sinks::template::{Ctx, Target, Template, check_split_tags};
 /// Default path template of the `file` sink.
 pub const DEFAULT_PATH: &str = "ingest-{platform}-%Y-%m-%d.jsonl";
+/// Default path template of the `file` sink with `format = "parquet"`.
+pub const DEFAULT_PARQUET_PATH: &str = "ingest-{platform}-%Y-%m-%d.parquet";
 
 /// `[sinks.NAME]` with `type = "file"`.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -28,12 +31,18 @@ pub struct FileSinkConfig {
     /// path); default false: once, with its first tag.
     #[serde(default)]
     pub split_tags: bool,
-    /// `record` (default) or `raw`.
+    /// `record` (default), `raw` or `parquet` (one Parquet file per batch).
     #[serde(default)]
-    pub format: Format,
+    pub format: FileFormat,
     /// Gzip each batch (one gzip member per batch; `gzip -d` and `zcat` read the file whole).
     #[serde(default)]
     pub gzip: bool,
+    /// Parquet page compression: `zstd` (default) or `snappy`.
+    #[serde(default)]
+    pub compression: Option<Compression>,
+    /// Parquet: write the `raw` column (default true).
+    #[serde(default)]
+    pub raw: Option<bool>,
     /// Start a new part (`name.1.jsonl`, `name.2.jsonl`, …) before a file would pass this size; 0 = never.
     #[serde(default)]
     pub max_file_bytes: u64,
@@ -56,8 +65,10 @@ impl Default for FileSinkConfig {
         FileSinkConfig {
             path: default_path(),
             split_tags: false,
-            format: Format::Record,
+            format: FileFormat::Record,
             gzip: false,
+            compression: None,
+            raw: None,
             max_file_bytes: 0,
             fsync: true,
             file_mode: FileMode::default(),
@@ -175,10 +186,34 @@ fn yes() -> bool {
 }
 
 impl FileSinkConfig {
-    /// Checks the path template; the message says what is wrong with it.
-    pub fn validate(&self) -> Result<(), String> {
-        let t = PathTemplate::parse(&self.path)?;
-        check_split_tags(self.split_tags, &[&t.compiled]).map_err(|m| format!("`split_tags` {m}"))
+    /// Checks the fields: `(field, message)`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        parquet::validate(self.format, self.gzip, self.compression, self.raw)?;
+        if self.format.is_parquet() && self.max_file_bytes > 0 {
+            return Err((
+                "max_file_bytes",
+                "does not apply to Parquet: every batch is its own file; size the files with [batch] max_records and max_bytes".into(),
+            ));
+        }
+        let t = PathTemplate::parse(&self.path_template()).map_err(|m| ("path", m))?;
+        check_split_tags(self.split_tags, &[&t.compiled]).map_err(|m| ("split_tags", m))
+    }
+
+    /// The path template, with `.parquet` for the default path of the Parquet format.
+    pub fn path_template(&self) -> String {
+        if self.format.is_parquet() && self.path == DEFAULT_PATH {
+            DEFAULT_PARQUET_PATH.to_owned()
+        } else {
+            self.path.clone()
+        }
+    }
+
+    /// The Parquet options (defaults where unset).
+    pub fn parquet_options(&self) -> ParquetOptions {
+        ParquetOptions {
+            compression: self.compression.unwrap_or_default(),
+            raw: self.raw.unwrap_or(true),
+        }
     }
 }
 

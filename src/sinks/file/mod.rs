@@ -1,6 +1,8 @@
 //! The `file` sink (JSONL files from a path template, rotation, gzip, fsync) and
 //! the `stdout` sink.
 mod config;
+#[cfg(feature = "parquet")]
+mod parquet;
 mod stdout;
 mod torn;
 mod writer;
@@ -16,17 +18,25 @@ use writer::io_error;
 
 use super::{Sink, SinkError};
 use crate::record::Record;
-/// Writes JSONL files.
+/// Writes JSONL files (or Parquet files, with `format = "parquet"`).
 pub struct FileSink {
     name: String,
     writer: Option<Box<Writer>>,
+    #[cfg(feature = "parquet")]
+    parquet: Option<Box<parquet::ParquetFiles>>,
 }
 
 impl FileSink {
     pub fn new(name: &str, config: FileSinkConfig) -> Result<Self, String> {
-        let template = PathTemplate::parse(&config.path)?;
+        config.validate().map_err(|(f, m)| format!("`{f}` {m}"))?;
+        let template = PathTemplate::parse(&config.path_template())?;
         Ok(FileSink {
             name: name.to_owned(),
+            #[cfg(feature = "parquet")]
+            parquet: config
+                .format
+                .is_parquet()
+                .then(|| Box::new(parquet::ParquetFiles::new(name, template.clone(), &config))),
             writer: Some(Box::new(Writer::new(name, template, config))),
         })
     }
@@ -36,19 +46,27 @@ impl FileSink {
         &mut self,
         f: impl FnOnce(&mut Writer) -> Result<T, SinkError> + Send + 'static,
     ) -> Result<T, SinkError> {
-        let mut writer = self
-            .writer
-            .take()
-            .ok_or_else(|| SinkError::fatal(&self.name, "the writer was lost after a panic"))?;
-        let (writer, result) = tokio::task::spawn_blocking(move || {
-            let r = f(&mut writer);
-            (writer, r)
-        })
-        .await
-        .map_err(|e| SinkError::fatal(&self.name, format!("the file writer panicked: {e}")))?;
-        self.writer = Some(writer);
-        result
+        blocking(&self.name, &mut self.writer, f).await
     }
+}
+
+/// Runs `f` on the writer in `slot` off the async threads, and puts it back.
+async fn blocking<W: Send + 'static, T: Send + 'static>(
+    name: &str,
+    slot: &mut Option<Box<W>>,
+    f: impl FnOnce(&mut W) -> Result<T, SinkError> + Send + 'static,
+) -> Result<T, SinkError> {
+    let mut writer = slot
+        .take()
+        .ok_or_else(|| SinkError::fatal(name, "the writer was lost after a panic"))?;
+    let (writer, result) = tokio::task::spawn_blocking(move || {
+        let r = f(&mut writer);
+        (writer, r)
+    })
+    .await
+    .map_err(|e| SinkError::fatal(name, format!("the file writer panicked: {e}")))?;
+    *slot = Some(writer);
+    result
 }
 
 impl Sink for FileSink {
@@ -77,6 +95,10 @@ impl Sink for FileSink {
 
     async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
         let batch = batch.to_vec();
+        #[cfg(feature = "parquet")]
+        if self.parquet.is_some() {
+            return blocking(&self.name, &mut self.parquet, move |p| p.write(&batch)).await;
+        }
         self.with_writer(move |w| w.write(&batch)).await
     }
 
@@ -102,7 +124,7 @@ impl crate::sinks::SinkType for FileSinkConfig {
     crate::sink_type_basics!("file");
     fn validate(&self) -> Result<(), crate::sinks::FieldError> {
         self.validate()
-            .map_err(|m| crate::sinks::FieldError::new("path", m))
+            .map_err(|(f, m)| crate::sinks::FieldError::new(f, m))
     }
     fn build(&self, name: &str) -> Result<super::AnySink, crate::sinks::BuildError> {
         let sink = FileSink::new(name, self.clone()).map_err(crate::sinks::BuildError::Invalid)?;
@@ -269,7 +291,7 @@ mod tests {
         let config = FileSinkConfig {
             path: path.display().to_string(),
             gzip: true,
-            format: Format::Raw,
+            format: crate::sinks::parquet::FileFormat::Raw,
             ..FileSinkConfig::default()
         };
         let mut sink = FileSink::new("f", config).unwrap();

@@ -169,7 +169,7 @@ impl Writer {
             let mut result = Ok(());
             for r in records {
                 buf.clear();
-                r.write_line(self.config.format, &mut buf);
+                r.write_line(self.config.format.lines(), &mut buf);
                 if let Some(enc) = gz.as_mut() {
                     enc.write_all(&buf).expect("writing to a Vec cannot fail");
                     continue;

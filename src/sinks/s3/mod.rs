@@ -11,10 +11,10 @@ use serde::Deserialize;
 
 use super::aws::{self, AwsConnection};
 use super::common::{BatchConfig, RetryConfig, default_queue_capacity};
+use super::parquet::{self, Compression, FileFormat, ParquetOptions};
 #[cfg(feature = "s3")]
 use super::{AnySink, BuildError};
 use super::{FieldError, SinkType};
-use crate::record::Format;
 
 pub mod key;
 #[cfg(feature = "s3")]
@@ -28,6 +28,9 @@ pub use sink::S3Sink;
 
 /// Default object key template.
 pub const DEFAULT_KEY_TEMPLATE: &str = "{platform}/context_date={date}/{timestamp}-{uuid}.jsonl";
+/// Default object key template with `format = "parquet"`.
+pub const DEFAULT_PARQUET_KEY_TEMPLATE: &str =
+    "{platform}/context_date={date}/{timestamp}-{uuid}.parquet";
 /// S3's smallest part (all parts but the last).
 pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
 /// S3's largest part.
@@ -52,12 +55,18 @@ pub struct S3SinkConfig {
     /// each); default false: once, with its first tag.
     #[serde(default)]
     pub split_tags: bool,
-    /// `record` (default) or `raw`.
+    /// `record` (default), `raw` or `parquet` (one Parquet file per object).
     #[serde(default)]
-    pub format: Format,
+    pub format: FileFormat,
     /// Gzip objects (`Content-Encoding: gzip`, `.gz` added to the key).
     #[serde(default)]
     pub gzip: bool,
+    /// Parquet page compression: `zstd` (default) or `snappy`.
+    #[serde(default)]
+    pub compression: Option<Compression>,
+    /// Parquet: write the `raw` column (default true).
+    #[serde(default)]
+    pub raw: Option<bool>,
     /// IANA zone (`Europe/Berlin`) for `{date}`, `{hour}` and `{timestamp}`; default UTC.
     #[serde(default = "default_time_zone")]
     pub time_zone: String,
@@ -112,6 +121,7 @@ impl S3SinkConfig {
         if self.bucket.trim().is_empty() {
             return Err(("bucket", "is empty".into()));
         }
+        parquet::validate(self.format, self.gzip, self.compression, self.raw)?;
         let key = KeyTemplate::parse(&self.key_template).map_err(|m| ("key_template", m))?;
         crate::sinks::template::check_split_tags(self.split_tags, &[&key.template])
             .map_err(|m| ("split_tags", m))?;
@@ -136,6 +146,25 @@ impl S3SinkConfig {
             ));
         }
         self.connection().validate()
+    }
+}
+
+impl S3SinkConfig {
+    /// The key template, ending in `.parquet` for the default one with Parquet.
+    pub fn key_template(&self) -> &str {
+        if self.format.is_parquet() && self.key_template == DEFAULT_KEY_TEMPLATE {
+            DEFAULT_PARQUET_KEY_TEMPLATE
+        } else {
+            &self.key_template
+        }
+    }
+
+    /// The Parquet options (defaults where unset).
+    pub fn parquet_options(&self) -> ParquetOptions {
+        ParquetOptions {
+            compression: self.compression.unwrap_or_default(),
+            raw: self.raw.unwrap_or(true),
+        }
     }
 }
 

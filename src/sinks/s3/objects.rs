@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use super::key::{KeyTemplate, content_uuid};
 use super::{S3SinkConfig, parse_time_zone};
-use crate::record::{Format, Record};
+use crate::record::Record;
+use crate::sinks::parquet::{FileFormat, ParquetOptions};
 use crate::sinks::template::{Ctx, copies, fill_object, received_at};
 
 /// One object to upload: its key, body and the batch indexes of its records.
@@ -31,24 +32,26 @@ pub(super) struct Object {
 pub(super) struct Layout {
     template: KeyTemplate,
     time_zone: Tz,
-    format: Format,
+    format: FileFormat,
     gzip: bool,
     split_tags: bool,
     /// The last `{timestamp_us}` given out (µs since the epoch): each object
     /// of one-object-per-record keys gets a later one, so this sink never
     /// names two objects alike.
     last_us: AtomicI64,
+    parquet: ParquetOptions,
 }
 
 impl Layout {
     pub fn new(config: &S3SinkConfig) -> Result<Self, String> {
         Ok(Layout {
-            template: KeyTemplate::parse(&config.key_template)?,
+            template: KeyTemplate::parse(config.key_template())?,
             time_zone: parse_time_zone(&config.time_zone)?,
             format: config.format,
             gzip: config.gzip,
             split_tags: config.split_tags,
             last_us: AtomicI64::new(0),
+            parquet: config.parquet_options(),
         })
     }
 
@@ -64,7 +67,9 @@ impl Layout {
 
     /// Splits a batch into objects: one per key partition, or one per record
     /// (each copy, with `split_tags`) when the template has no `{uuid}`.
-    pub fn objects(&self, batch: &[Arc<Record>]) -> Vec<Object> {
+    /// `Err` only when Parquet cannot encode the records (a bug: nothing is
+    /// sent then).
+    pub fn objects(&self, batch: &[Arc<Record>]) -> Result<Vec<Object>, String> {
         let groups = self.partitions(batch);
         if self.per_record() {
             return groups
@@ -82,6 +87,15 @@ impl Layout {
             .into_iter()
             .map(|(partition, (at, indexes))| self.object(batch, &partition, &at, indexes))
             .collect()
+    }
+
+    /// The `Content-Type` of the objects.
+    pub fn content_type(&self) -> &'static str {
+        if self.format.is_parquet() {
+            "application/vnd.apache.parquet"
+        } else {
+            "application/x-ndjson"
+        }
     }
 
     /// The batch indexes of each partition, with the time of its first record.
@@ -137,11 +151,16 @@ impl Layout {
         partition: &str,
         at: &DateTime<Tz>,
         indexes: Vec<usize>,
-    ) -> Object {
-        let mut body = Vec::with_capacity(indexes.len() * 1024);
-        for &i in &indexes {
-            batch[i].write_line(self.format, &mut body);
-        }
+    ) -> Result<Object, String> {
+        let mut body = if self.format.is_parquet() {
+            self.parquet_body(batch, &indexes)?
+        } else {
+            let mut body = Vec::with_capacity(indexes.len() * 1024);
+            for &i in &indexes {
+                batch[i].write_line(self.format.lines(), &mut body);
+            }
+            body
+        };
         if self.gzip {
             let mut enc =
                 GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::default());
@@ -153,11 +172,24 @@ impl Layout {
         if self.gzip && !key.ends_with(".gz") {
             key.push_str(".gz");
         }
-        Object {
+        Ok(Object {
             key,
             body: Bytes::from(body),
             indexes,
-        }
+        })
+    }
+
+    /// One complete Parquet file of the records at `indexes`.
+    #[cfg(feature = "parquet")]
+    fn parquet_body(&self, batch: &[Arc<Record>], indexes: &[usize]) -> Result<Vec<u8>, String> {
+        let records: Vec<Arc<Record>> = indexes.iter().map(|&i| batch[i].clone()).collect();
+        crate::sinks::parquet::encode(&records, self.parquet).map_err(|e| e.to_string())
+    }
+
+    /// Config validation refuses Parquet in a build without it.
+    #[cfg(not(feature = "parquet"))]
+    fn parquet_body(&self, _: &[Arc<Record>], _: &[usize]) -> Result<Vec<u8>, String> {
+        Err(crate::sinks::BuildError::CompiledOut("parquet").to_string())
     }
 }
 
@@ -211,7 +243,7 @@ mod tests {
             ))
         };
         let batch: Vec<_> = (0..50).map(m).collect();
-        let objects = layout.objects(&batch);
+        let objects = layout.objects(&batch).unwrap();
         assert_eq!(objects.len(), 50);
         let keys: std::collections::BTreeSet<&str> =
             objects.iter().map(|o| o.key.as_str()).collect();
@@ -236,7 +268,7 @@ mod tests {
         let t1 = r#"{"data":{"id":"1","text":"a"}}"#;
         let m = r#"{"update_id":5,"message":{"message_id":5,"chat":{"id":1,"type":"private"},"text":"m"}}"#;
         let t2 = r#"{"data":{"id":"2","text":"b"}}"#;
-        let objects = layout.objects(&[rec(t1), rec(m), rec(t2)]);
+        let objects = layout.objects(&[rec(t1), rec(m), rec(t2)]).unwrap();
         assert_eq!(objects.len(), 2);
         let (tg, tw) = (&objects[0], &objects[1]);
         assert!(
@@ -257,6 +289,6 @@ mod tests {
             .unwrap();
         assert_eq!(text, format!("{t1}\n{t2}\n"));
         // The same records give the same key: a retry overwrites, never duplicates.
-        assert_eq!(layout.objects(&[rec(t1), rec(t2)])[0].key, tw.key);
+        assert_eq!(layout.objects(&[rec(t1), rec(t2)]).unwrap()[0].key, tw.key);
     }
 }

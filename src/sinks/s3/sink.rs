@@ -62,7 +62,7 @@ impl S3Sink {
     }
 
     fn content_type(&self) -> &'static str {
-        "application/x-ndjson"
+        self.layout.content_type()
     }
 
     fn classify<E>(&self, what: &str, err: &SdkError<E>) -> ErrorClass
@@ -269,7 +269,10 @@ impl Sink for S3Sink {
     }
 
     async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
-        let objects = self.layout.objects(batch);
+        let objects = self
+            .layout
+            .objects(batch)
+            .map_err(|e| SinkError::fatal(&self.name, e))?;
         let mut out = RecordResults::default();
         let mut not_written = 0;
         for object in &objects {
