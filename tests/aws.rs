@@ -485,7 +485,7 @@ fn aws_sinks_need_their_table_and_valid_fields() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("[sinks.s3]"), "{}", stderr(&out));
     let env = env
-        .config("[sinks.k]\ntype = \"kinesis\"\nstream_name = \"s\"\npartition_key = \"nope\"\n");
+        .config("[sinks.k]\ntype = \"kinesis\"\nstream_name = \"s\"\npartition_key = \"{nope}\"\n");
     let out = env.run(&["replay", &input, "--sink", "k"]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     let err = stderr(&out);
