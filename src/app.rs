@@ -1,13 +1,14 @@
 //! One function per command: resolve settings, run, return the exit code.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::cli::{Command, MockCommand, RulesAction, RulesCommon, RulesMode, TelegramArgs};
 use crate::config::{LoadedConfig, ReplaySettings, Settings, TwitterSettings, api_base};
+use crate::mock::MockServer;
 use crate::mock::telegram::TelegramScenario;
 use crate::mock::twitter::Scenario;
 use crate::secret::Secret;
@@ -153,7 +154,23 @@ async fn twitter(
 ) -> Result<u8, Error> {
     let settings = Settings::resolve(&args.run, loaded)?;
     let twitter = TwitterSettings::resolve(&args, loaded)?;
-    let mock = match &twitter.mock {
+    let (api, mock) = x_api_or_mock(&twitter.mock, &twitter.api_base, "capturing from").await?;
+    let result = capture(&settings, &twitter, api, shutdown).await;
+    if let Some(m) = mock {
+        m.stop().await;
+    }
+    Ok(finish(result?, settings.summary))
+}
+
+/// The X API client: the built-in mock's (`--mock [SCENARIO]`, started here,
+/// any token accepted) or the one at `api_base` with the bearer token from
+/// the environment. The caller stops the mock when the run ends.
+async fn x_api_or_mock(
+    mock: &Option<Option<PathBuf>>,
+    api_base: &str,
+    doing: &str,
+) -> Result<(XApi, Option<MockServer>), Error> {
+    let mock = match mock {
         Some(scenario) => {
             let scenario = scenario
                 .as_deref()
@@ -161,7 +178,7 @@ async fn twitter(
                 .transpose()?
                 .unwrap_or_default();
             let server = crate::mock::twitter::start("127.0.0.1:0", scenario).await?;
-            info!(url = %server.base_url(), "capturing from the built-in mock X API (--mock)");
+            info!(url = %server.base_url(), "{doing} the built-in mock X API (--mock)");
             Some(server)
         }
         None => None,
@@ -169,18 +186,13 @@ async fn twitter(
     let base = mock
         .as_ref()
         .map(|m| m.base_url())
-        .unwrap_or_else(|| twitter.api_base.clone());
+        .unwrap_or_else(|| api_base.to_owned());
     let token = match (Secret::from_env(&BEARER_TOKEN_VARS), &mock) {
         (Some(t), _) => t,
         (None, Some(_)) => Secret::new("mock-token"),
         (None, None) => return Err(missing_token()),
     };
-    let api = XApi::new(&base, token)?;
-    let result = capture(&settings, &twitter, api, shutdown).await;
-    if let Some(m) = mock {
-        m.stop().await;
-    }
-    Ok(finish(result?, settings.summary))
+    Ok((XApi::new(&base, token)?, mock))
 }
 
 async fn twitter_search(
@@ -190,30 +202,9 @@ async fn twitter_search(
 ) -> Result<u8, Error> {
     let settings = Settings::resolve(&args.run, loaded)?;
     let search = crate::config::SearchSettings::resolve(&args, loaded)?;
-    let mock = match &search.mock {
-        Some(scenario) => {
-            let scenario = scenario
-                .as_deref()
-                .map(Scenario::load)
-                .transpose()?
-                .unwrap_or_default();
-            let server = crate::mock::twitter::start("127.0.0.1:0", scenario).await?;
-            info!(url = %server.base_url(), "searching the built-in mock X API (--mock)");
-            Some(server)
-        }
-        None => None,
-    };
-    let base = mock
-        .as_ref()
-        .map(|m| m.base_url())
-        .unwrap_or_else(|| search.api_base.clone());
-    let token = match (Secret::from_env(&BEARER_TOKEN_VARS), &mock) {
-        (Some(t), _) => t,
-        (None, Some(_)) => Secret::new("mock-token"),
-        (None, None) => return Err(missing_token()),
-    };
+    let (api, mock) = x_api_or_mock(&search.mock, &search.api_base, "searching").await?;
     let source = crate::sources::twitter::search::TwitterSearch {
-        api: XApi::new(&base, token)?,
+        api,
         config: search.config,
     };
     let result = crate::run(&settings, source, shutdown).await;
