@@ -242,6 +242,30 @@ mod tests {
         assert_eq!(part_path(Path::new("x.jsonl"), 0), PathBuf::from("x.jsonl"));
     }
 
+    /// Parquet files are grouped by the whole rendered path, as JSONL files
+    /// are: a record field in the path splits the batch into files.
+    #[cfg(feature = "parquet")]
+    #[tokio::test]
+    async fn parquet_files_follow_record_placeholders_in_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = FileSinkConfig {
+            path: format!("{}/{{kind}}.parquet", dir.path().display()),
+            format: crate::sinks::parquet::FileFormat::Parquet,
+            ..FileSinkConfig::default()
+        };
+        let mut sink = FileSink::new("f", config).unwrap();
+        sink.write_batch(&[rec(1, Platform::Twitter), rec(2, Platform::Telegram)])
+            .await
+            .unwrap();
+        sink.flush().await.unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["message.parquet", "tweet.parquet"]);
+    }
+
     #[tokio::test]
     async fn writes_jsonl_per_platform_and_rotates_by_size() {
         let dir = tempfile::tempdir().unwrap();

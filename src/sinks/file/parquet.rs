@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 
 use super::config::{FileSinkConfig, PathTemplate, part_path};
 use super::writer::io_error;
-use crate::record::{Platform, Record};
+use crate::record::Record;
 use crate::sinks::SinkError;
 use crate::sinks::parquet::{self, ParquetOptions, temp_name, temp_owner};
 
@@ -27,6 +27,8 @@ pub(super) struct ParquetFiles {
     pub(super) template: PathTemplate,
     options: ParquetOptions,
     fsync: bool,
+    /// With several rule tags, a record goes into each tag's file.
+    split_tags: bool,
     file_mode: u32,
     /// The next part number to try for each rendered path.
     next_part: HashMap<PathBuf, u32>,
@@ -41,27 +43,20 @@ impl ParquetFiles {
             template,
             options: config.parquet_options(),
             fsync: config.fsync,
+            split_tags: config.split_tags,
             file_mode: config.file_mode.0,
             next_part: HashMap::new(),
             cleaned: HashSet::new(),
         }
     }
 
-    /// Writes the batch as one file per platform; on any failure removes the
+    /// Writes the batch as one file per rendered path (as the JSONL writer groups it); on any failure removes the
     /// files this batch already published, so its retry writes it once.
     pub(super) fn write(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
         let now = Utc::now();
         let mut published = Vec::new();
-        for platform in [Platform::Twitter, Platform::Telegram] {
-            let records: Vec<Arc<Record>> = batch
-                .iter()
-                .filter(|r| r.platform == platform)
-                .cloned()
-                .collect();
-            if records.is_empty() {
-                continue;
-            }
-            let base = self.template.render(platform, now);
+        for (base, indexes) in super::writer::groups(&self.template, self.split_tags, batch, now) {
+            let records: Vec<Arc<Record>> = indexes.iter().map(|&i| batch[i].clone()).collect();
             match self.publish(&base, &records) {
                 Ok(path) => published.push(path),
                 Err(e) => {

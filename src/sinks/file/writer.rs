@@ -124,42 +124,10 @@ impl Writer {
         }
     }
 
-    /// The batch's records grouped by file, in the order each file first
-    /// appears: one group per platform when the path names no record field,
-    /// else one per rendered path (a record with `split_tags` in each of its
-    /// tags' files).
-    fn groups(&self, batch: &[Arc<Record>], now: DateTime<Utc>) -> Vec<(PathBuf, Vec<usize>)> {
-        let mut groups: Vec<(PathBuf, Vec<usize>)> = Vec::new();
-        if self.template.platform_only() {
-            // A batch mixes platforms only in `auto` replays.
-            for platform in [Platform::Twitter, Platform::Telegram] {
-                let idx: Vec<usize> = (0..batch.len())
-                    .filter(|&i| batch[i].platform == platform)
-                    .collect();
-                if !idx.is_empty() {
-                    groups.push((self.template.render(platform, now), idx));
-                }
-            }
-            return groups;
-        }
-        let mut index: HashMap<PathBuf, usize> = HashMap::new();
-        for (i, tag) in copies(batch, self.config.split_tags) {
-            let path = self.template.render_record(&batch[i], tag, now);
-            match index.get(&path) {
-                Some(&g) => groups[g].1.push(i),
-                None => {
-                    index.insert(path.clone(), groups.len());
-                    groups.push((path, vec![i]));
-                }
-            }
-        }
-        groups
-    }
-
     fn write_platforms(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
         let now = Utc::now();
         // Each file's records in turn, serialized into a reused buffer and written in chunks.
-        for (base, indexes) in self.groups(batch, now) {
+        for (base, indexes) in groups(&self.template, self.config.split_tags, batch, now) {
             let records = indexes.iter().map(|&i| &batch[i]);
             let mut buf = std::mem::take(&mut self.buf);
             let mut gz = self
@@ -424,4 +392,41 @@ impl Writer {
         }
         Ok(())
     }
+}
+
+/// A batch's records grouped by file (JSONL and Parquet alike), in the order each file first
+/// appears: one group per platform when the path names no record field,
+/// else one per rendered path (a record with `split_tags` in each of its
+/// tags' files).
+pub(super) fn groups(
+    template: &PathTemplate,
+    split_tags: bool,
+    batch: &[Arc<Record>],
+    now: DateTime<Utc>,
+) -> Vec<(PathBuf, Vec<usize>)> {
+    let mut groups: Vec<(PathBuf, Vec<usize>)> = Vec::new();
+    if template.platform_only() {
+        // A batch mixes platforms only in `auto` replays.
+        for platform in [Platform::Twitter, Platform::Telegram] {
+            let idx: Vec<usize> = (0..batch.len())
+                .filter(|&i| batch[i].platform == platform)
+                .collect();
+            if !idx.is_empty() {
+                groups.push((template.render(platform, now), idx));
+            }
+        }
+        return groups;
+    }
+    let mut index: HashMap<PathBuf, usize> = HashMap::new();
+    for (i, tag) in copies(batch, split_tags) {
+        let path = template.render_record(&batch[i], tag, now);
+        match index.get(&path) {
+            Some(&g) => groups[g].1.push(i),
+            None => {
+                index.insert(path.clone(), groups.len());
+                groups.push((path, vec![i]));
+            }
+        }
+    }
+    groups
 }
