@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -33,8 +33,12 @@ pub struct SpillError {
     source: std::io::Error,
 }
 
+/// Write buffer of the spill file: lines go to disk in large writes, not one
+/// system call each (the file is flushed before it is read back).
+const SPILL_WRITE_BUFFER: usize = 256 * 1024;
+
 struct SpillFile {
-    writer: File,
+    writer: BufWriter<File>,
     reader: BufReader<File>,
     entries: u64,
     bytes: u64,
@@ -89,7 +93,8 @@ impl SpillQueue {
             .spilled_total
     }
 
-    /// Adds lines in order (one lock for those that fit in memory).
+    /// Adds lines in order, under one lock for all that fit in memory or in
+    /// the spill file; waits (line by line) only when both are full.
     pub async fn push_many(
         &self,
         received_at: &Arc<str>,
@@ -108,12 +113,57 @@ impl SpillQueue {
                 inner.memory_bytes += line.len();
                 inner.memory.push_back((received_at.clone(), line));
             }
+            while let Some(line) = rest.peek() {
+                if !self.spill(&mut inner, received_at, line)? {
+                    break;
+                }
+                rest.next();
+            }
         }
         self.data.notify_one();
         for line in rest {
             self.push(received_at, &line).await?;
         }
         Ok(())
+    }
+
+    /// Appends a line to the spill file (opening it first); false when the
+    /// file is full.
+    fn spill(
+        &self,
+        inner: &mut Inner,
+        received_at: &Arc<str>,
+        line: &[u8],
+    ) -> Result<bool, SpillError> {
+        let entry_len = (received_at.len() + line.len() + 2) as u64;
+        let used = inner.file.as_ref().map_or(0, |f| f.bytes);
+        if used + entry_len > self.config.max_file_bytes {
+            if !inner.warned_full {
+                inner.warned_full = true;
+                warn!(
+                    spill_bytes = used,
+                    limit = self.config.max_file_bytes,
+                    "the spill file is full: the reader waits for the sinks to catch up (the server may disconnect a slow reader)"
+                );
+            }
+            return Ok(false);
+        }
+        if inner.file.is_none() {
+            info!(path = %self.config.path.display(), "sinks are behind: spilling received lines to disk, in order");
+            inner.file = Some(self.open()?);
+        }
+        let file = inner.file.as_mut().expect("opened above");
+        let w = &mut file.writer;
+        w.write_all(received_at.as_bytes())
+            .and_then(|()| w.write_all(b"\t"))
+            .and_then(|()| w.write_all(line))
+            .and_then(|()| w.write_all(b"\n"))
+            .map_err(|e| self.err(e))?;
+        file.entries += 1;
+        file.bytes += entry_len;
+        inner.spilled_total += 1;
+        inner.warned_full = false;
+        Ok(true)
     }
 
     /// Adds a line; waits only when memory and the spill file are both full.
@@ -131,35 +181,10 @@ impl SpillQueue {
                     self.data.notify_one();
                     return Ok(());
                 }
-                let entry_len = (received_at.len() + line.len() + 2) as u64;
-                let used = inner.file.as_ref().map_or(0, |f| f.bytes);
-                if used + entry_len <= self.config.max_file_bytes {
-                    if inner.file.is_none() {
-                        info!(path = %self.config.path.display(), "sinks are behind: spilling received lines to disk, in order");
-                        inner.file = Some(self.open()?);
-                    }
-                    let file = inner.file.as_mut().expect("opened above");
-                    let mut buf = Vec::with_capacity(entry_len as usize);
-                    buf.extend_from_slice(received_at.as_bytes());
-                    buf.push(b'\t');
-                    buf.extend_from_slice(line);
-                    buf.push(b'\n');
-                    file.writer.write_all(&buf).map_err(|e| self.err(e))?;
-                    file.entries += 1;
-                    file.bytes += entry_len;
-                    inner.spilled_total += 1;
-                    inner.warned_full = false;
+                if self.spill(&mut inner, received_at, line)? {
                     drop(inner);
                     self.data.notify_one();
                     return Ok(());
-                }
-                if !inner.warned_full {
-                    inner.warned_full = true;
-                    warn!(
-                        spill_bytes = used,
-                        limit = self.config.max_file_bytes,
-                        "the spill file is full: the reader waits for the sinks to catch up (the server may disconnect a slow reader)"
-                    );
                 }
             }
             self.space.notified().await;
@@ -185,7 +210,11 @@ impl SpillQueue {
             .truncate(true)
             .open(&self.config.path)
             .map_err(|e| self.err(e))?;
-        let reader = BufReader::new(File::open(&self.config.path).map_err(|e| self.err(e))?);
+        let writer = BufWriter::with_capacity(SPILL_WRITE_BUFFER, writer);
+        let reader = BufReader::with_capacity(
+            SPILL_WRITE_BUFFER,
+            File::open(&self.config.path).map_err(|e| self.err(e))?,
+        );
         Ok(SpillFile {
             writer,
             reader,
@@ -225,7 +254,7 @@ impl SpillQueue {
         };
         file.writer.flush().map_err(|e| self.err(e))?;
         let mut line = Vec::new();
-        let mut moved = Vec::new();
+        let mut moved: Vec<Entry> = Vec::new();
         while moved.len() < max && file.entries > 0 {
             line.clear();
             let n = file
@@ -237,7 +266,12 @@ impl SpillQueue {
             }
             line.pop();
             let tab = memchr::memchr(b'\t', &line).unwrap_or(0);
-            let received_at: Arc<str> = Arc::from(String::from_utf8_lossy(&line[..tab]).as_ref());
+            // The lines of one read share their stamp: share it again.
+            let stamp = String::from_utf8_lossy(&line[..tab]);
+            let received_at = match moved.last() {
+                Some((last, _)) if **last == *stamp => last.clone(),
+                _ => Arc::from(stamp.as_ref()),
+            };
             moved.push((received_at, line[tab + 1..].to_vec()));
             file.entries -= 1;
         }
