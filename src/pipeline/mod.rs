@@ -25,8 +25,99 @@ use crate::record::Record;
 use crate::sinks::CommonSinkConfig;
 use crate::sinks::Sink;
 
-/// Source batches in flight between a source and the router.
-pub const SOURCE_CHANNEL_CAPACITY: usize = 16;
+/// Source batches in flight between a source and the router (the router then
+/// holds records within the [`MemoryBudget`]; this keeps what waits before it small).
+pub const SOURCE_CHANNEL_CAPACITY: usize = 4;
+
+/// Bytes of records (by [`Record::approx_size`]) the pipeline holds at most,
+/// from the router until the last sink is done with them, unless a sink's
+/// `batch.max_bytes` asks for more (the budget is then twice the largest).
+pub const MEMORY_BUDGET_BYTES: usize = 16 * 1024 * 1024;
+
+/// The records the pipeline holds, bounded in bytes: the router takes room for
+/// a batch before handing it to the sinks and the room comes back when every
+/// sink is done with it. While the router waits for room, sinks write what they
+/// have instead of lingering for fuller batches.
+#[derive(Debug, Clone)]
+pub struct MemoryBudget {
+    room: Arc<tokio::sync::Semaphore>,
+    total: usize,
+    starved: Arc<Starved>,
+}
+
+/// Set while the router waits for room; sinks that linger are woken.
+#[derive(Debug, Default)]
+struct Starved {
+    flag: std::sync::atomic::AtomicBool,
+    wake: tokio::sync::Notify,
+}
+
+impl Starved {
+    fn is_set(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the router starts waiting for room (at once if it is).
+    async fn wait(&self) {
+        let woken = self.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if !self.is_set() {
+            woken.await;
+        }
+    }
+}
+
+impl MemoryBudget {
+    /// A budget of `total` bytes (at least 1, at most `u32::MAX`).
+    pub fn new(total: usize) -> Self {
+        let total = total.clamp(1, u32::MAX as usize);
+        MemoryBudget {
+            room: Arc::new(tokio::sync::Semaphore::new(total)),
+            total,
+            starved: Arc::default(),
+        }
+    }
+
+    /// The budget for these sinks: [`MEMORY_BUDGET_BYTES`], or twice the
+    /// largest `batch.max_bytes` so every sink can fill its batches.
+    fn for_sinks(sinks: &[SinkHandle]) -> Self {
+        let largest = sinks.iter().map(|s| s.batch_bytes).max().unwrap_or(0);
+        Self::new(MEMORY_BUDGET_BYTES.max(largest.saturating_mul(2)))
+    }
+
+    /// Room for `bytes` (a batch larger than the whole budget takes all of it);
+    /// waits until the sinks gave enough back.
+    async fn take(&self, bytes: usize) -> Room {
+        let n = bytes.clamp(1, self.total) as u32;
+        let permit = match self.room.clone().try_acquire_many_owned(n) {
+            Ok(p) => p,
+            Err(_) => {
+                self.starved.flag.store(true, Ordering::Release);
+                self.starved.wake.notify_waiters();
+                let p = self.room.clone().acquire_many_owned(n).await;
+                self.starved.flag.store(false, Ordering::Release);
+                p.expect("the budget's semaphore is never closed")
+            }
+        };
+        Room {
+            _permit: permit,
+            starved: self.starved.clone(),
+        }
+    }
+
+    /// Bytes of records held now.
+    pub fn used(&self) -> usize {
+        self.total - self.room.available_permits()
+    }
+}
+
+/// A batch's share of the [`MemoryBudget`], given back when dropped.
+#[derive(Debug)]
+struct Room {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    starved: Arc<Starved>,
+}
 
 /// How a source batch ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -132,6 +223,8 @@ struct Delivery {
     bytes: usize,
     ack: Arc<AckState>,
     urgent: bool,
+    /// Its share of the memory budget, until every sink is done with it.
+    room: Room,
 }
 
 /// Per-sink counters.
@@ -199,6 +292,8 @@ pub struct SinkHandle {
     pub kind: &'static str,
     /// How long the worker may wait to fill a batch (`batch.timeout_ms`).
     linger: Duration,
+    /// `batch.max_bytes`: the memory budget makes room for it.
+    batch_bytes: usize,
     tx: mpsc::Sender<Arc<Delivery>>,
     counters: Arc<SinkCounters>,
     /// Cancelled by the worker when its destination was closed: the run stops.
@@ -728,5 +823,145 @@ mod tests {
             "nothing dropped silently"
         );
         assert_eq!(h.dead_letters.written(), 4);
+    }
+
+    #[tokio::test]
+    async fn the_memory_budget_waits_for_room_and_gets_it_back() {
+        let budget = MemoryBudget::new(1000);
+        let first = budget.take(600).await;
+        assert_eq!(budget.used(), 600);
+        let second = budget.take(600);
+        tokio::pin!(second);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut second)
+                .await
+                .is_err(),
+            "no room for 600 more of 1000"
+        );
+        assert!(budget.starved.is_set(), "the sinks are told");
+        drop(first);
+        let second = second.await;
+        assert!(!budget.starved.is_set());
+        assert_eq!(budget.used(), 600);
+        drop(second);
+        // A batch larger than the whole budget takes all of it, and no more.
+        let huge = budget.take(5000).await;
+        assert_eq!(budget.used(), 1000);
+        drop(huge);
+        assert_eq!(budget.used(), 0);
+    }
+
+    /// Blocks every write until the test opens the gate.
+    struct GatedSink {
+        gate: Arc<tokio::sync::Semaphore>,
+    }
+
+    impl Sink for GatedSink {
+        fn name(&self) -> &str {
+            "gated"
+        }
+        async fn healthcheck(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+        async fn write_batch(&mut self, _batch: &[Arc<Record>]) -> Result<(), SinkError> {
+            self.gate.acquire().await.unwrap().forget();
+            Ok(())
+        }
+        async fn flush(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_spent_memory_budget_holds_the_source_and_lingering_sinks_write_what_they_have() {
+        // Sink A is stuck: it holds the batches the router gave it, so the
+        // 16 MiB budget runs out after five batches of 10 000 records (~3 MB
+        // each). Sink B (linger: an hour) must write what it has instead of
+        // waiting for a batch that cannot come.
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let a = GatedSink { gate: gate.clone() };
+        let (b, b_confirmed, _) = ScriptedSink::new(vec![]);
+        let lingering = CommonSinkConfig {
+            queue_capacity: 4,
+            batch: BatchConfig {
+                max_records: 1_000_000,
+                max_bytes: 8 * 1024 * 1024,
+                timeout_ms: 3_600_000,
+            },
+            retry: RetryConfig::default(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let dead_letters = DeadLetters::new(dir.path(), "run");
+        let abort = CancellationToken::new();
+        let handles = vec![
+            spawn_sink(
+                SinkSpec {
+                    sink: a,
+                    kind: "test",
+                    config: lingering.clone(),
+                },
+                dead_letters.clone(),
+                abort.clone(),
+            ),
+            spawn_sink(
+                SinkSpec {
+                    sink: b,
+                    kind: "test",
+                    config: lingering,
+                },
+                dead_letters.clone(),
+                abort.clone(),
+            ),
+        ];
+        let (tx, rx) = mpsc::channel(SOURCE_CHANNEL_CAPACITY);
+        let limits = RunLimits {
+            duration: None,
+            max_records: None,
+            shutdown_timeout: Duration::from_secs(30),
+        };
+        let outcome = tokio::spawn(route(
+            rx,
+            handles,
+            limits,
+            CancellationToken::new(),
+            CancellationToken::new(),
+            abort,
+        ));
+        let batch = records(0..10_000);
+        let per_batch: usize = batch.iter().map(|r| r.approx_size()).sum();
+        let fit = MEMORY_BUDGET_BYTES / per_batch;
+        assert_eq!(
+            fit, 5,
+            "the test assumes five batches fit ({per_batch} bytes each)"
+        );
+        let sender = tokio::spawn(async move {
+            for _ in 0..12 {
+                tx.send(SourceBatch::new(batch.clone())).await.unwrap();
+            }
+        });
+        let written = |c: &Confirmed| c.lock().unwrap().iter().map(Vec::len).sum::<usize>();
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while written(&b_confirmed) < fit * 10_000 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("sink B wrote every batch the budget let in, without lingering");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            written(&b_confirmed),
+            fit * 10_000,
+            "nothing past the budget entered"
+        );
+        assert!(!sender.is_finished(), "the source is held back");
+        gate.add_permits(1_000_000);
+        sender.await.unwrap();
+        let outcome = outcome.await.unwrap();
+        assert_eq!(outcome.records_in, 120_000);
+        assert_eq!(written(&b_confirmed), 120_000);
+        assert_eq!(
+            outcome.per_sink.values().map(|s| s.delivered).sum::<u64>(),
+            240_000
+        );
     }
 }

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::{
-    Ack, AckState, Delivery, Outcome, SinkHandle, SinkSummary, SourceBatch, StopReason, summarize,
+    Ack, AckState, Delivery, MemoryBudget, Outcome, SinkHandle, SinkSummary, SourceBatch,
+    StopReason, summarize,
 };
 
 /// Limits and timeouts of a run.
@@ -73,6 +74,7 @@ pub async fn route(
         dropped: 0,
     };
     let senders: Vec<_> = sinks.iter().map(|s| s.tx.clone()).collect();
+    let budget = MemoryBudget::for_sinks(&sinks);
     while let Some(batch) = source_rx.recv().await {
         let urgent = batch.urgent();
         let SourceBatch {
@@ -86,7 +88,7 @@ pub async fn route(
             );
             stop.cancel();
         }
-        fan_out(&senders, records, ack, urgent).await;
+        fan_out(&senders, &budget, records, ack, urgent).await;
     }
     drop(senders);
     timer.abort();
@@ -169,6 +171,7 @@ impl RecordLimit {
 /// Hands one batch to every sink queue; its ack fires when all are done with it.
 async fn fan_out(
     senders: &[mpsc::Sender<Arc<Delivery>>],
+    budget: &MemoryBudget,
     records: Vec<Arc<crate::record::Record>>,
     ack: Option<tokio::sync::oneshot::Sender<Ack>>,
     urgent: bool,
@@ -190,11 +193,13 @@ async fn fan_out(
         accepted,
         tx: Mutex::new(ack),
     });
+    let room = budget.take(bytes).await;
     let delivery = Arc::new(Delivery {
         records,
         bytes,
         ack: ack.clone(),
         urgent,
+        room,
     });
     for tx in senders {
         if tx.send(delivery.clone()).await.is_err() {

@@ -27,6 +27,7 @@ pub fn spawn_sink<S: Sink>(
 ) -> SinkHandle {
     let name = spec.sink.name().to_owned();
     let linger = Duration::from_millis(spec.config.batch.timeout_ms);
+    let batch_bytes = spec.config.batch.max_bytes;
     let (tx, rx) = mpsc::channel(spec.config.queue_capacity);
     let counters = Arc::new(SinkCounters::default());
     let closed = CancellationToken::new();
@@ -44,6 +45,7 @@ pub fn spawn_sink<S: Sink>(
         name,
         kind: spec.kind,
         linger,
+        batch_bytes,
         tx,
         counters,
         closed,
@@ -80,10 +82,12 @@ impl<S: Sink> SinkWorker<S> {
                     Ok(d) => Some(d),
                     Err(mpsc::error::TryRecvError::Disconnected) => None,
                     Err(mpsc::error::TryRecvError::Empty) if urgent => None,
+                    // Nothing more comes while the router waits for memory: write now.
                     Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
                         biased;
                         _ = self.abort.cancelled() => None,
                         d = rx.recv() => d,
+                        _ = pending[0].room.starved.wait() => None,
                         _ = sleep_until(deadline) => None,
                     },
                 };
