@@ -128,11 +128,8 @@ pub fn normalize_line(
         .author_id
         .as_deref()
         .map(|id| author(id, parsed.includes.as_ref()));
-    let raw = if opts.keep_raw {
-        Some(raw_value(line)?)
-    } else {
-        None
-    };
+    // The validating pass above already checked it: copy, do not parse again.
+    let raw = raw.map(ToOwned::to_owned);
     let record = tweet_record(tweet, author, parsed.matching_rules, raw, received_at, opts);
     Ok(Normalized::Record(Box::new(record)))
 }
