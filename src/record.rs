@@ -208,9 +208,7 @@ impl Record {
             // The config layer refuses `format = "raw"` together with `--no-raw`;
             // should a raw-less record still get here, write the record rather
             // than nothing.
-            _ => serde_json::to_writer(&mut *out, self).expect(
-                "a Record always serializes: it holds only strings, numbers and valid JSON",
-            ),
+            _ => crate::record_json::write_record(out, self),
         }
         out.push(b'\n');
     }
@@ -290,6 +288,15 @@ pub fn unix_to_rfc3339(secs: i64) -> Option<String> {
 /// Re-formats a platform timestamp as RFC 3339 UTC; keeps it as given when it does not parse.
 pub fn normalize_timestamp(s: &str) -> String {
     match DateTime::parse_from_rfc3339(s) {
+        // Already in the record's form (X's own: `2026-11-22T07:00:00.000Z`): keep it.
+        Ok(_)
+            if s.len() == 24
+                && s.as_bytes()[10] == b'T'
+                && s.as_bytes()[19] == b'.'
+                && s.ends_with('Z') =>
+        {
+            s.to_owned()
+        }
         Ok(t) => rfc3339(t.with_timezone(&Utc)),
         Err(_) => s.to_owned(),
     }
@@ -369,6 +376,23 @@ mod tests {
             "2022-06-01T10:00:00.000Z"
         );
         assert_eq!(normalize_timestamp("not a date"), "not a date");
+        // The fast path keeps only what is already in the record's form.
+        assert_eq!(
+            normalize_timestamp("2026-11-22T07:00:00.000Z"),
+            "2026-11-22T07:00:00.000Z"
+        );
+        assert_eq!(
+            normalize_timestamp("2026-11-22t07:00:00.000Z"),
+            "2026-11-22T07:00:00.000Z"
+        );
+        assert_eq!(
+            normalize_timestamp("2026-11-22 07:00:00.000Z"),
+            "2026-11-22T07:00:00.000Z"
+        );
+        assert_eq!(
+            normalize_timestamp("2026-13-22T07:00:00.000Z"),
+            "2026-13-22T07:00:00.000Z"
+        );
         assert!(unix_to_rfc3339(i64::MAX).is_none());
     }
 

@@ -5,10 +5,14 @@
 use std::collections::{HashSet, VecDeque};
 use std::hash::Hash;
 
+/// foldhash, randomly seeded per process: a lookup per record on the stream's
+/// hot path, where SipHash cost more than the rest of the dedupe.
+type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
 /// The last `capacity` keys inserted (0: remembers nothing).
 #[derive(Debug)]
 pub struct SeenWindow<K> {
-    set: HashSet<K>,
+    set: FastSet<K>,
     order: VecDeque<K>,
     capacity: usize,
 }
@@ -16,7 +20,7 @@ pub struct SeenWindow<K> {
 impl<K: Eq + Hash + Clone> SeenWindow<K> {
     pub fn new(capacity: usize) -> Self {
         SeenWindow {
-            set: HashSet::new(),
+            set: FastSet::default(),
             order: VecDeque::new(),
             capacity,
         }
@@ -31,7 +35,7 @@ impl<K: Eq + Hash + Clone> SeenWindow<K> {
         if self.capacity == 0 {
             return true;
         }
-        if self.set.contains(&key) {
+        if !self.set.insert(key.clone()) {
             return false;
         }
         if self.order.len() == self.capacity
@@ -39,7 +43,6 @@ impl<K: Eq + Hash + Clone> SeenWindow<K> {
         {
             self.set.remove(&old);
         }
-        self.set.insert(key.clone());
         self.order.push_back(key);
         true
     }

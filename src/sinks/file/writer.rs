@@ -136,13 +136,14 @@ impl Writer {
                 .then(|| GzEncoder::new(Vec::with_capacity(WRITE_CHUNK), Compression::default()));
             let mut result = Ok(());
             for r in records {
-                buf.clear();
-                r.write_line(self.config.format.lines(), &mut buf);
                 if let Some(enc) = gz.as_mut() {
+                    buf.clear();
+                    r.write_line(self.config.format.lines(), &mut buf);
                     enc.write_all(&buf).expect("writing to a Vec cannot fail");
                     continue;
                 }
-                self.pending.extend_from_slice(&buf);
+                // Serialized straight into the write buffer: no copy per record.
+                r.write_line(self.config.format.lines(), &mut self.pending);
                 if self.pending.len() >= WRITE_CHUNK {
                     result = self.write_pending(&base);
                     if result.is_err() {
