@@ -1,117 +1,343 @@
-//! X stream client benchmark: the built-in mock streams as fast as it can over
-//! loopback; `ingest twitter … --sink file` reads, normalizes, dedupes and writes.
+//! X stream client benchmark: `ingest twitter … --sink file` against a stream
+//! server that costs the benchmark no CPU per record, beside the limit of this
+//! path (the same bytes copied straight from the socket to a file).
 //!
 //! ```text
-//! cargo build --release && cargo run --release --example stream_bench -- --records 1000000
+//! cargo build --release && cargo run --release --example stream_bench -- --records 300000,3000000
 //! ```
 //!
-//! The mock is pinned to one core and the client to the other; the figures are
-//! the client's: records/s (wall), records per CPU-second, peak RSS (`wait4`).
+//! For each run length the benchmark writes the whole HTTP answer once, already
+//! framed (`Transfer-Encoding: chunked`, one stream line per chunk as X sends
+//! them, realistic ~610-byte posts), to a file; its server answers the stream
+//! request by handing that file to the kernel (`sendfile`), so serving costs
+//! no CPU per record. Then, each pinned to the same core while the server runs
+//! on the other:
+//!
+//! 1. `socket → file`: this binary itself (`--copy`) reads the answer with 256 KiB
+//!    reads and writes what it read to a file: the floor of this path.
+//! 2. `ingest twitter --sink file` with `raw` kept, `--max-records N`.
+//! 3. the same with `--no-raw`.
+//!
+//! Each row's CPU time and peak RSS come from `wait4`; ingest's output is
+//! checked (N lines, every post id exactly once) before its row is printed.
+//! `--chunk-lines K` frames K lines per chunk instead of one.
 
-use std::io::{BufRead, BufReader};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 #[path = "common/util.rs"]
 mod util;
-use util::{arg_or, ingest_bin};
+use util::{arg, arg_or, ingest_bin};
 
+#[path = "common/lines.rs"]
+mod lines;
+
+const STREAM_PATH: &str = "/2/tweets/search/stream";
+
+/// Pins a child to one CPU (when there are two or more).
 fn pin(cmd: &mut Command, cpu: usize) {
-    if std::thread::available_parallelism()
-        .map(|n| n.get() > 1)
-        .unwrap_or(false)
-    {
+    if cpus() > 1 {
         // SAFETY: only sched_setaffinity (async-signal-safe) between fork and exec.
         unsafe {
-            cmd.pre_exec(move || {
-                let mut set: libc::cpu_set_t = std::mem::zeroed();
-                libc::CPU_SET(cpu, &mut set);
-                if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+            cmd.pre_exec(move || set_affinity(cpu));
         }
     }
 }
 
-fn main() {
-    let records = arg_or("--records", 1_000_000u64);
-    let bin = ingest_bin();
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = dir.path().join("scenario.toml");
-    std::fs::write(
-        &scenario,
-        format!(
-            "rate = 0.0\ntotal_tweets = {records}\n[[rule]]\nvalue = \"bench\"\ntag = \"bench\"\n"
-        ),
+fn set_affinity(cpu: usize) -> std::io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes inside it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// CPUs of the machine (read once, before this process pins itself to one).
+fn cpus() -> usize {
+    static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Writes the pre-framed chunked body of `records` stream lines; returns the
+/// bytes of stream lines in it (what a client writes out, framing aside).
+fn write_body(path: &Path, records: u64, chunk_lines: u64) -> u64 {
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    let (mut chunk, mut line, mut payload) = (Vec::new(), Vec::new(), 0u64);
+    for i in 0..records {
+        line.clear();
+        lines::line(i, &mut line);
+        payload += line.len() as u64;
+        chunk.extend_from_slice(&line);
+        if (i + 1) % chunk_lines == 0 || i + 1 == records {
+            write!(out, "{:x}\r\n", chunk.len()).unwrap();
+            out.write_all(&chunk).unwrap();
+            out.write_all(b"\r\n").unwrap();
+            chunk.clear();
+        }
+    }
+    // No terminating zero chunk: X's stream does not end; ingest stops at --max-records.
+    out.flush().unwrap();
+    payload
+}
+
+/// Serves `body` for every stream request (headers first, then `sendfile`);
+/// anything else gets a 404 and is reported.
+fn serve(listener: TcpListener, body: PathBuf) {
+    for conn in listener.incoming() {
+        let Ok(mut conn) = conn else { continue };
+        let body = body.clone();
+        std::thread::spawn(move || {
+            let mut head = Vec::new();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            loop {
+                let mut l = String::new();
+                if reader.read_line(&mut l).unwrap_or(0) == 0 {
+                    return;
+                }
+                let end = l == "\r\n";
+                head.push(l);
+                if end {
+                    break;
+                }
+            }
+            let path = head[0].split_whitespace().nth(1).unwrap_or("").to_owned();
+            if path.split('?').next() != Some(STREAM_PATH) {
+                eprintln!("stream_bench server: unexpected request {}", head[0].trim());
+                let _ = conn.write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                );
+                return;
+            }
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+            );
+            // std::io::copy from a File to a TcpStream uses sendfile/splice on Linux.
+            let mut file = std::fs::File::open(&body).unwrap();
+            let _ = std::io::copy(&mut file, &mut conn);
+            // Hold the connection open (a stream does not end) until the client goes.
+            let mut sink = [0u8; 1024];
+            while matches!(conn.read(&mut sink), Ok(n) if n > 0) {}
+        });
+    }
+}
+
+/// `--copy ADDR OUT BYTES`: the floor. Asks for the stream and copies what
+/// arrives to OUT until BYTES of answer (headers included) have come.
+fn copy_mode(addr: &str, out: &Path, bytes: u64) {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "GET {STREAM_PATH} HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer bench\r\n\r\n"
     )
     .unwrap();
+    let mut file = std::fs::File::create(out).unwrap();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = 0u64;
+    while got < bytes {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "the server closed after {got} of {bytes} bytes");
+        file.write_all(&buf[..n]).unwrap();
+        got += n as u64;
+    }
+}
 
-    let mut mock = Command::new(&bin);
-    mock.args(["mock", "twitter", "--listen", "127.0.0.1:0", "--scenario"])
-        .arg(&scenario)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped());
-    pin(&mut mock, 1);
-    let mut mock = mock.spawn().unwrap();
-    let mut url = String::new();
-    BufReader::new(mock.stdout.take().unwrap())
-        .read_line(&mut url)
-        .unwrap();
+struct Usage {
+    secs: f64,
+    user: f64,
+    sys: f64,
+    max_rss_mib: f64,
+    stderr: String,
+}
 
-    let mut client = Command::new(&bin);
-    client
-        .args([
-            "twitter",
-            "--rules-mode",
-            "keep",
-            "--sink",
-            "file",
-            "--summary",
-            "--twitter-api-base",
-            url.trim(),
-            "--max-records",
-        ])
-        .arg(records.to_string())
-        .arg("--file-path")
-        .arg(dir.path().join("out.jsonl"))
-        .arg("--state-dir")
-        .arg(dir.path().join("state"))
-        .env("TWITTER_BEARER_TOKEN", "bench")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    pin(&mut client, 0);
-    let start = Instant::now();
-    #[allow(clippy::zombie_processes)] // reaped below with wait4, which also gives the rusage
-    let child = client.spawn().unwrap();
+/// Waits for `child` with `wait4`: wall time since `start`, CPU, peak RSS.
+fn reap(child: Child, start: Instant) -> Usage {
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
-    // SAFETY: zeroed rusage is valid; wait4 on our own child.
+    // SAFETY: a zeroed rusage is valid; wait4 on our own child.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(rc, pid);
-    let summary = std::io::read_to_string(child.stderr.unwrap()).unwrap();
-    let _ = mock.kill();
-    let _ = mock.wait();
-    let delivered = std::fs::read(dir.path().join("out.jsonl"))
-        .map(|b| b.iter().filter(|c| **c == b'\n').count())
-        .unwrap_or(0);
-    let cpu = usage.ru_utime.tv_sec as f64
-        + usage.ru_utime.tv_usec as f64 / 1e6
-        + usage.ru_stime.tv_sec as f64
-        + usage.ru_stime.tv_usec as f64 / 1e6;
+    let stderr = child
+        .stderr
+        .map(|e| std::io::read_to_string(e).unwrap_or_default())
+        .unwrap_or_default();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "the run failed (status {status}):\n{stderr}"
+    );
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Usage {
+        secs,
+        user: tv(usage.ru_utime),
+        sys: tv(usage.ru_stime),
+        max_rss_mib: usage.ru_maxrss as f64 / 1024.0,
+        stderr,
+    }
+}
+
+/// Every post id 0..records exactly once, one record per line.
+fn check_output(out: &Path, records: u64, u: &Usage) {
+    let file = std::fs::File::open(out).unwrap();
+    let mut seen = HashSet::with_capacity(records as usize);
+    let mut lines = 0u64;
+    for line in BufReader::with_capacity(1 << 20, file).split(b'\n') {
+        let line = line.unwrap();
+        lines += 1;
+        let at = memchr::memmem::find(&line, b"\"id\":\"twitter:")
+            .unwrap_or_else(|| panic!("a line without a record id:\n{}", u.stderr));
+        let rest = &line[at + 14..];
+        let end = memchr::memchr(b'"', rest).unwrap();
+        let id: u64 = std::str::from_utf8(&rest[..end]).unwrap().parse().unwrap();
+        assert!(
+            seen.insert(id - 1_600_000_000_000_000_000),
+            "post {id} twice"
+        );
+    }
     assert_eq!(
-        delivered as u64, records,
-        "every tweet delivered; ingest said:\n{summary}"
+        lines, records,
+        "ingest wrote {lines} records, not {records}:\n{}",
+        u.stderr
+    );
+    assert!(seen.iter().all(|i| *i < records), "ids outside the input");
+}
+
+struct Row {
+    what: String,
+    records: u64,
+    out_bytes: u64,
+    u: Usage,
+}
+
+fn print_row(r: &Row, floor: Option<&Row>) {
+    let cpu = r.u.user + r.u.sys;
+    let ratio = floor.map_or(String::from("1.00"), |f| {
+        format!(
+            "{:.2}",
+            (r.records as f64 / r.u.secs) / (f.records as f64 / f.u.secs)
+        )
+    });
+    println!(
+        "| {} | {} | {:.0} | {:.2} ({:.2} user + {:.2} sys) | {:.1} | {:.0} | {} |",
+        r.what,
+        r.records,
+        r.records as f64 / r.u.secs,
+        cpu * 1e6 / r.records as f64,
+        r.u.user * 1e6 / r.records as f64,
+        r.u.sys * 1e6 / r.records as f64,
+        r.u.max_rss_mib,
+        r.out_bytes as f64 / r.records as f64,
+        ratio,
+    );
+}
+
+fn main() {
+    if let Some(addr) = arg("--copy") {
+        let args: Vec<String> = std::env::args().collect();
+        let i = args.iter().position(|a| a == "--copy").unwrap();
+        copy_mode(&addr, Path::new(&args[i + 2]), args[i + 3].parse().unwrap());
+        return;
+    }
+    let lengths: Vec<u64> = arg("--records")
+        .unwrap_or_else(|| "300000,3000000".into())
+        .split(',')
+        .map(|n| n.trim().parse().expect("--records N[,N…]"))
+        .collect();
+    let chunk_lines = arg_or("--chunk-lines", 1u64).max(1);
+    let bin = ingest_bin();
+    let exe = std::env::current_exe().unwrap();
+    let dir = tempfile::tempdir_in(arg("--dir").unwrap_or_else(|| ".".into())).unwrap();
+    // The server (this process) on CPU 1, every measured client on CPU 0.
+    if cpus() > 1 {
+        set_affinity(1).unwrap();
+    }
+    println!(
+        "ingest stream → file, {} core(s); server: pre-framed chunked answer from sendfile, {chunk_lines} line(s) per chunk",
+        cpus()
     );
     println!(
-        "mock stream → file: {delivered} tweets in {secs:.2} s = {:.0} tweets/s; client CPU {cpu:.2} s ({:.0} tweets per CPU-second); client peak RSS {:.1} MiB",
-        delivered as f64 / secs,
-        delivered as f64 / cpu,
-        usage.ru_maxrss as f64 / 1024.0
+        "| what | records | records/s | CPU µs per record | max RSS MiB | bytes out per record | rate vs socket → file |"
     );
+    println!("|---|---|---|---|---|---|---|");
+    for records in lengths {
+        let body = dir.path().join("body");
+        let payload = write_body(&body, records, chunk_lines);
+        println!(
+            "| {records} stream lines, {:.0} B each on average | | | | | | |",
+            payload as f64 / records as f64
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let served = body.clone();
+        std::thread::spawn(move || serve(listener, served));
+        let answer_bytes = std::fs::metadata(&body).unwrap().len()
+            + "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".len() as u64;
+
+        let out = dir.path().join("socket.out");
+        let mut copy = Command::new(&exe);
+        copy.arg("--copy")
+            .arg(&addr)
+            .arg(&out)
+            .arg(answer_bytes.to_string())
+            .stderr(Stdio::piped());
+        pin(&mut copy, 0);
+        let start = Instant::now();
+        let u = reap(copy.spawn().unwrap(), start);
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), answer_bytes);
+        std::fs::remove_file(&out).unwrap();
+        let floor = Row {
+            what: "socket → file (the floor)".into(),
+            records,
+            out_bytes: answer_bytes,
+            u,
+        };
+        print_row(&floor, None);
+
+        for (what, extra) in [
+            ("ingest twitter → file, raw kept", None),
+            ("ingest twitter → file, --no-raw", Some("--no-raw")),
+        ] {
+            let out = dir.path().join("ingest.jsonl");
+            let state = dir.path().join("state");
+            let mut client = Command::new(&bin);
+            client
+                .args(["twitter", "--rules-mode", "keep", "--sink", "file"])
+                .arg("--twitter-api-base")
+                .arg(format!("http://{addr}"))
+                .arg("--max-records")
+                .arg(records.to_string())
+                .arg("--file-path")
+                .arg(&out)
+                .arg("--state-dir")
+                .arg(&state)
+                .args(extra)
+                .env("TWITTER_BEARER_TOKEN", "bench")
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped());
+            pin(&mut client, 0);
+            let start = Instant::now();
+            let u = reap(client.spawn().unwrap(), start);
+            check_output(&out, records, &u);
+            let row = Row {
+                what: what.into(),
+                records,
+                out_bytes: std::fs::metadata(&out).unwrap().len(),
+                u,
+            };
+            std::fs::remove_file(&out).unwrap();
+            let _ = std::fs::remove_dir_all(&state);
+            print_row(&row, Some(&floor));
+        }
+        let _ = std::fs::remove_file(&body);
+    }
 }

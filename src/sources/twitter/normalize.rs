@@ -110,17 +110,25 @@ pub fn normalize_line(
     if line.is_empty() {
         return Ok(Normalized::Nothing);
     }
-    // With `raw` kept, one validating pass yields the raw text and the struct is
-    // parsed from it as `str` (no second UTF-8 check); without, parse directly.
-    let raw: Option<&RawValue> = if opts.keep_raw {
-        Some(serde_json::from_slice(line)?)
+    // With `raw` kept: one pass. The struct is parsed from the whole line as
+    // `str` (checked UTF-8), which reads every byte of it: the unknown fields
+    // are skipped by serde_json's validating skip (the very scan a `RawValue`
+    // makes) and `from_str` refuses anything but whitespace after the object.
+    // A line that parses is thus one well-formed JSON value, and the raw copy
+    // needs no second parse. Without `raw`, parse the bytes directly.
+    let (parsed, text): (Object<StreamLine<'_>>, Option<&str>) = if opts.keep_raw {
+        let text = utf8(line)?;
+        (serde_json::from_str(text)?, Some(text))
     } else {
-        None
+        (serde_json::from_slice(line)?, None)
     };
-    let Object(parsed): Object<StreamLine<'_>> = match raw {
-        Some(raw) => serde_json::from_str(raw.get())?,
-        None => serde_json::from_slice(line)?,
-    };
+    let Object(parsed) = parsed;
+    let raw = text.map(|text| {
+        // SAFETY: `text` is trimmed and `from_str` above parsed all of it as
+        // one JSON object (see the comment above): a single well-formed JSON
+        // value without surrounding whitespace.
+        unsafe { RawValue::from_string_unchecked(text.to_owned()) }
+    });
     let Some(Object(tweet)) = parsed.data else {
         return control(line, raw, parsed.errors.is_some());
     };
@@ -128,8 +136,6 @@ pub fn normalize_line(
         .author_id
         .as_deref()
         .map(|id| author(id, parsed.includes.as_ref()));
-    // The validating pass above already checked it: copy, do not parse again.
-    let raw = raw.map(ToOwned::to_owned);
     let record = tweet_record(tweet, author, parsed.matching_rules, raw, received_at, opts);
     Ok(Normalized::Record(Box::new(record)))
 }
@@ -138,7 +144,7 @@ pub fn normalize_line(
 /// not a stream line at all.
 fn control(
     line: &[u8],
-    raw: Option<&RawValue>,
+    raw: Option<Box<RawValue>>,
     has_errors: bool,
 ) -> Result<Normalized, NormalizeError> {
     if !has_errors {
@@ -148,9 +154,21 @@ fn control(
         });
     }
     Ok(Normalized::Control(match raw {
-        Some(raw) => raw.to_owned(),
+        Some(raw) => raw,
         None => raw_value(line)?,
     }))
+}
+
+/// The line as UTF-8; when it is not, serde_json's error says where (a JSON
+/// error like any other malformed line).
+fn utf8(line: &[u8]) -> Result<&str, NormalizeError> {
+    std::str::from_utf8(line).map_err(|_| match serde_json::from_slice::<&RawValue>(line) {
+        Err(e) => NormalizeError::Json(e),
+        Ok(_) => NormalizeError::Shape {
+            platform: Platform::Twitter,
+            reason: "the line is not UTF-8",
+        },
+    })
 }
 
 /// The author `author_id`, with the name and username `includes.users` gives.
