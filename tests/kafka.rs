@@ -179,7 +179,7 @@ fn stored_batches(broker: &str, topic: &str, want: u32) -> Vec<StoredBatch> {
     conn.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    for correlation in 1.. {
+    for correlation in 1i32.. {
         let seen: u32 = batches.iter().map(|b: &StoredBatch| b.records).sum();
         if seen >= want || Instant::now() > deadline {
             break;
@@ -189,7 +189,7 @@ fn stored_batches(broker: &str, topic: &str, want: u32) -> Vec<StoredBatch> {
         let mut body = Vec::new();
         body.extend(1i16.to_be_bytes()); // api key: Fetch
         body.extend(4i16.to_be_bytes());
-        body.extend((correlation as i32).to_be_bytes());
+        body.extend(correlation.to_be_bytes());
         body.extend(6i16.to_be_bytes());
         body.extend(b"ingest");
         body.extend((-1i32).to_be_bytes());
@@ -214,7 +214,7 @@ fn stored_batches(broker: &str, topic: &str, want: u32) -> Vec<StoredBatch> {
         let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
         conn.read_exact(&mut resp).unwrap();
         let mut r = Reader(&resp);
-        assert_eq!(r.i32(), correlation as i32);
+        assert_eq!(r.i32(), correlation);
         r.i32(); // throttle time
         for _ in 0..r.i32() {
             let name_len = r.i16() as usize;
