@@ -3,7 +3,7 @@
 //! Run through `scripts/test`, which starts the servers and exports their addresses.
 #![cfg(all(feature = "s3", feature = "kinesis"))]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -161,16 +161,21 @@ fn s3_objects_follow_the_key_template_and_hold_every_record_once() {
     let copy = std::fs::read_to_string(env.path("copy.jsonl")).unwrap();
     assert_eq!(all.len(), copy.len());
     assert_eq!(sorted_lines(&all), sorted_lines(&copy));
-    let ids: BTreeSet<String> = all
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
-    assert_eq!(ids.len(), 1000);
+    assert_eq!(
+        ids_of(&all),
+        once((0..1000).map(|i| format!("twitter:{i}"))),
+        "each record in exactly one object, once"
+    );
+}
+
+/// How often each record id occurs in JSONL text.
+fn ids_of(text: &str) -> BTreeMap<String, usize> {
+    counts(text.lines().map(|l| {
+        serde_json::from_str::<Value>(l).unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }))
 }
 
 #[test]
@@ -230,6 +235,11 @@ fn s3_large_batches_go_up_as_multipart_uploads() {
     assert!(multipart >= 1, "{objects:?}");
     assert_eq!(all.len(), copy.len());
     assert_eq!(sorted_lines(&all), sorted_lines(&copy));
+    assert_eq!(
+        ids_of(&all),
+        once((0..6000).map(|i| format!("twitter:{i}"))),
+        "each record once across the parts"
+    );
 }
 
 #[test]
@@ -452,7 +462,17 @@ fn kinesis_oversized_records_are_dead_lettered_and_the_rest_delivered() {
     assert!(reason.contains("Kinesis takes at most 1048576"), "{reason}");
     let got = py(KINESIS_READ, &[endpoint, stream]);
     let got = got.as_array().unwrap();
-    assert_eq!(got.len(), 9);
+    assert_eq!(
+        counts(got.iter().map(|r| r["data"].as_str().unwrap().to_owned())),
+        once(
+            lines
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != 4)
+                .map(|(_, l)| l.clone())
+        ),
+        "every small record once"
+    );
     for r in got {
         let v: Value = serde_json::from_str(r["data"].as_str().unwrap()).unwrap();
         // Raw payloads, keyed by the author.
@@ -582,17 +602,19 @@ collection = "{collection}"
     }
 
     // The file sink's lines are the reference: the exact serialized records.
-    let file: BTreeSet<String> = std::fs::read_to_string(env.path("file.jsonl"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(file.len(), 300);
-    // Kafka, read with kcat.
-    let kafka: BTreeSet<String> = kcat_read(&service("INGEST_TEST_KAFKA_BROKERS"), &topic, 300)
-        .into_iter()
-        .map(|m| m.payload)
-        .collect();
+    let file_text = std::fs::read_to_string(env.path("file.jsonl")).unwrap();
+    assert_eq!(
+        ids_of(&file_text),
+        once((0..300).map(|i| format!("twitter:{i}"))),
+        "the file holds each record once"
+    );
+    let file = counts(file_text.lines().map(str::to_owned));
+    // Kafka, read with kcat: the same lines, each once.
+    let kafka = counts(
+        kcat_read(&service("INGEST_TEST_KAFKA_BROKERS"), &topic, 300)
+            .into_iter()
+            .map(|m| m.payload),
+    );
     assert_eq!(kafka, file, "kafka");
     // Kinesis, read with boto3 GetRecords.
     let kinesis: Vec<String> = py(KINESIS_READ, &[&stream.endpoint, &stream.name])
@@ -601,12 +623,7 @@ collection = "{collection}"
         .iter()
         .map(|r| r["data"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(kinesis.len(), 300, "kinesis holds each record once");
-    assert_eq!(
-        kinesis.into_iter().collect::<BTreeSet<_>>(),
-        file,
-        "kinesis"
-    );
+    assert_eq!(counts(kinesis), file, "kinesis holds each record once");
     // S3, read with boto3.
     let s3: Vec<String> = py(S3_READ, &[&s3_endpoint, &bucket])
         .as_array()
@@ -621,8 +638,7 @@ collection = "{collection}"
                 .collect::<Vec<_>>()
         })
         .collect();
-    assert_eq!(s3.len(), 300, "s3 holds each record once");
-    assert_eq!(s3.into_iter().collect::<BTreeSet<_>>(), file, "s3");
+    assert_eq!(counts(s3), file, "s3 holds each record once");
     // MongoDB, read with pymongo: one document per record, keyed by id, same content.
     let docs = py(
         MONGO_DOCS,
@@ -635,7 +651,7 @@ collection = "{collection}"
     let docs = docs.as_array().unwrap();
     assert_eq!(docs.len(), 300);
     let by_id: BTreeMap<String, Value> = file
-        .iter()
+        .keys()
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
             (v["id"].as_str().unwrap().to_owned(), v)

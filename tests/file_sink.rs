@@ -345,3 +345,78 @@ fn a_closed_stdout_stops_the_run_without_dead_letters() {
     assert!(dead.len() <= 1, "{dead:?}");
     assert!(dead.iter().all(|d| d["stage"] == "source"), "{dead:?}");
 }
+
+/// The README's "each batch is fsynced before it counts as delivered", seen
+/// from outside with strace: 100 records in batches of 10 (each batch one
+/// write, well under the writer's 1 MiB chunk) give at least 10 writes to the
+/// output file, and every write is followed by an fdatasync of that file
+/// before the next one (the run's last sync at the end aside). With `fsync =
+/// false` the writes go unsynced, which the test also checks, so it can tell.
+#[test]
+fn each_batch_is_fsynced_before_the_next_is_written() {
+    assert!(
+        Command::new("strace").arg("-V").output().is_ok(),
+        "this test needs strace (Debian: apt-get install strace)"
+    );
+    for (gzip, fsync) in [(false, true), (true, true), (false, false)] {
+        let env = Env::new().config(&format!(
+            "[sinks.out]\ntype = \"file\"\npath = \"out.jsonl\"\ngzip = {gzip}\nfsync = {fsync}\n[sinks.out.batch]\nmax_records = 10\n"
+        ));
+        write_input(&env.path("in.jsonl"), 100, 200);
+        let trace = env.path("trace.txt");
+        let probe = env.cmd();
+        let mut cmd = Command::new("strace");
+        cmd.args(["-f", "-y", "-s", "0", "-o"])
+            .arg(&trace)
+            .args(["-e", "trace=write,writev,pwrite64,fdatasync,fsync", "--"])
+            .arg(probe.get_program())
+            .args(["replay", "in.jsonl", "--sink", "out", "--summary"])
+            .current_dir(env.dir.path())
+            .stdin(Stdio::null());
+        for (k, v) in probe.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(summary(&out)["sinks"]["out"]["delivered"], 100);
+        let ids = ids_in(&env.path("out.jsonl"), gzip);
+        assert_eq!(ids.len(), 100);
+        // The output file's writes (w) and syncs (s), in order.
+        let file = format!("<{}>", env.path("out.jsonl").display());
+        let text = std::fs::read_to_string(&trace).unwrap();
+        let events: String = text
+            .lines()
+            .filter(|l| l.contains(&file) && !l.contains("resumed>"))
+            .filter_map(|l| {
+                let call = l.split_whitespace().nth(1)?;
+                if call.starts_with("fdatasync(") || call.starts_with("fsync(") {
+                    Some('s')
+                } else if call.starts_with("write") || call.starts_with("pwrite") {
+                    Some('w')
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let writes = events.matches('w').count();
+        assert!(
+            writes >= 10,
+            "gzip {gzip}: {writes} writes for 10 batches: {events}"
+        );
+        if fsync {
+            assert_eq!(
+                events.matches("ws").count(),
+                writes,
+                "gzip {gzip}: a write not followed by its fsync: {events}"
+            );
+        } else {
+            assert!(
+                events.matches("ws").count() < writes,
+                "with fsync = false writes go unsynced: {events}"
+            );
+        }
+    }
+}

@@ -4,7 +4,7 @@
 
 #![cfg(feature = "kafka")]
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -102,13 +102,6 @@ impl Drop for Broker {
     }
 }
 
-fn ids(records: &[Value]) -> BTreeSet<String> {
-    records
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[test]
 fn replay_into_kafka_reads_back_with_kcat_keys_headers_and_payloads() {
     let (b, t) = (brokers(), topic("replay"));
@@ -121,10 +114,11 @@ fn replay_into_kafka_reads_back_with_kcat_keys_headers_and_payloads() {
     assert_eq!(s["dead_letters"], 0);
 
     let messages = kcat_read(&b, &t, 300);
-    assert_eq!(messages.len(), 300, "exactly the records, no duplicates");
-    let keys: BTreeSet<&str> = messages.iter().map(|m| m.key.as_str()).collect();
-    let want: BTreeSet<String> = (1000..1300).map(|i| format!("twitter:{i}")).collect();
-    assert_eq!(keys, want.iter().map(String::as_str).collect());
+    assert_eq!(
+        counts(messages.iter().map(|m| m.key.clone())),
+        once((1000..1300).map(|i| format!("twitter:{i}"))),
+        "exactly the records, each once"
+    );
     for m in &messages {
         let record: Value = serde_json::from_str(&m.payload).unwrap();
         assert_eq!(record["id"], m.key.as_str(), "key = record id");
@@ -147,29 +141,181 @@ fn replay_into_kafka_reads_back_with_kcat_keys_headers_and_payloads() {
     }
 }
 
+/// The partitions of `topic`, from kcat's metadata listing.
+fn partitions(brokers: &str, topic: &str) -> Vec<i32> {
+    let out = Command::new(service("INGEST_TEST_KCAT"))
+        .args(["-L", "-b", brokers, "-t", topic, "-J"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["topics"][0]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["partition"].as_i64().unwrap() as i32)
+        .collect()
+}
+
+/// One record batch as the broker stores and serves it.
+#[derive(Debug)]
+struct StoredBatch {
+    /// The batch attributes' low 3 bits: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
+    codec: u8,
+    records: u32,
+}
+
+/// Reads every record batch of `topic` off the broker with raw Fetch (v4)
+/// requests, without decoding them: the attributes say how each batch is
+/// compressed on the broker, which no client that decompresses can show.
+/// Stops when `want` records were seen or 20 s passed.
+fn stored_batches(broker: &str, topic: &str, want: u32) -> Vec<StoredBatch> {
+    use std::io::Read;
+    let parts = partitions(broker, topic);
+    let mut next: BTreeMap<i32, i64> = parts.iter().map(|p| (*p, 0)).collect();
+    let mut batches = Vec::new();
+    let mut conn = std::net::TcpStream::connect(broker).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for correlation in 1i32.. {
+        let seen: u32 = batches.iter().map(|b: &StoredBatch| b.records).sum();
+        if seen >= want || Instant::now() > deadline {
+            break;
+        }
+        // Fetch v4: replica -1, max wait 100 ms, min 1 byte, max 64 MiB,
+        // read_uncommitted, one topic with every partition from its next offset.
+        let mut body = Vec::new();
+        body.extend(1i16.to_be_bytes()); // api key: Fetch
+        body.extend(4i16.to_be_bytes());
+        body.extend(correlation.to_be_bytes());
+        body.extend(6i16.to_be_bytes());
+        body.extend(b"ingest");
+        body.extend((-1i32).to_be_bytes());
+        body.extend(100i32.to_be_bytes());
+        body.extend(1i32.to_be_bytes());
+        body.extend((64i32 << 20).to_be_bytes());
+        body.push(0);
+        body.extend(1i32.to_be_bytes());
+        body.extend((topic.len() as i16).to_be_bytes());
+        body.extend(topic.as_bytes());
+        body.extend((next.len() as i32).to_be_bytes());
+        for (p, offset) in &next {
+            body.extend(p.to_be_bytes());
+            body.extend(offset.to_be_bytes());
+            body.extend((16i32 << 20).to_be_bytes());
+        }
+        let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+        frame.extend(body);
+        conn.write_all(&frame).unwrap();
+        let mut len = [0u8; 4];
+        conn.read_exact(&mut len).unwrap();
+        let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
+        conn.read_exact(&mut resp).unwrap();
+        let mut r = Reader(&resp);
+        assert_eq!(r.i32(), correlation);
+        r.i32(); // throttle time
+        for _ in 0..r.i32() {
+            let name_len = r.i16() as usize;
+            assert_eq!(r.take(name_len), topic.as_bytes());
+            for _ in 0..r.i32() {
+                let partition = r.i32();
+                let error = r.i16();
+                assert_eq!(error, 0, "fetch error on partition {partition}");
+                r.i64(); // high watermark
+                r.i64(); // last stable offset
+                let aborted = r.i32();
+                for _ in 0..aborted.max(0) {
+                    r.take(16);
+                }
+                let size = r.i32();
+                let mut set = Reader(r.take(size.max(0) as usize));
+                // Record batches (magic 2); a partial one at the end is skipped.
+                while set.0.len() >= 61 {
+                    let base_offset = set.i64();
+                    let batch_len = set.i32() as usize;
+                    if set.0.len() < batch_len {
+                        break;
+                    }
+                    let mut b = Reader(set.take(batch_len));
+                    b.i32(); // partition leader epoch
+                    assert_eq!(b.take(1), [2], "record batch magic");
+                    b.take(4); // crc
+                    let attributes = b.i16();
+                    let last_delta = b.i32();
+                    b.take(8 + 8 + 8 + 2 + 4); // timestamps, producer id, epoch, sequence
+                    let records = b.i32() as u32;
+                    batches.push(StoredBatch {
+                        codec: (attributes & 0x7) as u8,
+                        records,
+                    });
+                    next.insert(partition, base_offset + i64::from(last_delta) + 1);
+                }
+            }
+        }
+        if batches.iter().map(|b| b.records).sum::<u32>() < want {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    batches
+}
+
+/// A cursor over a Kafka response, big-endian.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> &'a [u8] {
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        head
+    }
+    fn i16(&mut self) -> i16 {
+        i16::from_be_bytes(self.take(2).try_into().unwrap())
+    }
+    fn i32(&mut self) -> i32 {
+        i32::from_be_bytes(self.take(4).try_into().unwrap())
+    }
+    fn i64(&mut self) -> i64 {
+        i64::from_be_bytes(self.take(8).try_into().unwrap())
+    }
+}
+
+/// Each codec: the broker stores every batch compressed with it (read raw, so
+/// a producer that ignored `compression` fails here), and kcat decodes every
+/// record once, whole.
 #[test]
 fn every_compression_codec_round_trips() {
     let b = brokers();
-    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+    for (codec, bits) in [
+        ("none", 0),
+        ("gzip", 1),
+        ("snappy", 2),
+        ("lz4", 3),
+        ("zstd", 4),
+    ] {
         let t = topic(&format!("codec-{codec}"));
         let env = Env::new().config(&config("k", &b, &t, &format!("compression = \"{codec}\"")));
         std::fs::write(env.path("in.jsonl"), tweets(1, 120, 300)).unwrap();
         let out = env.run(&["replay", "in.jsonl", "--sink", "k", "--summary"]);
         assert!(out.status.success(), "{codec}: {}", stderr(&out));
-        let messages = kcat_read(&b, &t, 120);
-        assert_eq!(messages.len(), 120, "{codec}");
-        let texts: BTreeSet<String> = messages
-            .iter()
-            .map(|m| {
-                let r: Value = serde_json::from_str(&m.payload).unwrap();
-                r["text"].as_str().unwrap().to_owned()
-            })
-            .collect();
-        assert_eq!(texts.len(), 120, "{codec}");
-        assert!(
-            texts.iter().all(|t| t.ends_with(&"x".repeat(300))),
-            "{codec}"
+        let batches = stored_batches(&b, &t, 120);
+        assert_eq!(
+            batches.iter().map(|b| b.records).sum::<u32>(),
+            120,
+            "{codec}: {batches:?}"
         );
+        assert!(
+            batches.iter().all(|b| b.codec == bits),
+            "{codec}: every batch on the broker has codec bits {bits}: {batches:?}"
+        );
+        let messages = kcat_read(&b, &t, 120);
+        let texts = counts(messages.iter().map(|m| {
+            let r: Value = serde_json::from_str(&m.payload).unwrap();
+            r["text"].as_str().unwrap().to_owned()
+        }));
+        let want = counts((1..=120).map(|i| format!("tweet {i} ☕ {}", "x".repeat(300))));
+        assert_eq!(texts, want, "{codec}: each record once, whole");
     }
 }
 
@@ -183,17 +329,23 @@ fn fan_out_to_kafka_and_file_writes_identical_records() {
     std::fs::write(env.path("in.jsonl"), tweets(5000, 200, 10)).unwrap();
     let out = env.run(&["replay", "in.jsonl", "--sink", "k", "--sink", "f"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let file: BTreeSet<String> = std::fs::read_to_string(env.path("out.jsonl"))
-        .unwrap()
-        .lines()
-        .map(str::to_owned)
-        .collect();
-    let kafka: BTreeSet<String> = kcat_read(&b, &t, 200)
-        .into_iter()
-        .map(|m| m.payload)
-        .collect();
-    assert_eq!(file.len(), 200);
-    assert_eq!(kafka, file, "the same bytes in both sinks");
+    let file = std::fs::read_to_string(env.path("out.jsonl")).unwrap();
+    let file = counts(file.lines().map(str::to_owned));
+    let ids = counts(file.keys().map(|l| {
+        let r: Value = serde_json::from_str(l).unwrap();
+        r["id"].as_str().unwrap().to_owned()
+    }));
+    assert_eq!(
+        ids,
+        once((5000..5200).map(|i| format!("twitter:{i}"))),
+        "the file holds each record once"
+    );
+    assert!(file.values().all(|n| *n == 1));
+    let kafka = counts(kcat_read(&b, &t, 200).into_iter().map(|m| m.payload));
+    assert_eq!(
+        kafka, file,
+        "the same bytes in both sinks, each record once"
+    );
 }
 
 #[test]
@@ -204,15 +356,15 @@ fn raw_format_writes_the_original_payload() {
     std::fs::write(env.path("in.jsonl"), &input).unwrap();
     let out = env.run(&["replay", "in.jsonl", "--sink", "k"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let got: BTreeSet<String> = kcat_read(&b, &t, 20)
-        .into_iter()
-        .map(|m| {
-            assert!(m.headers.is_empty(), "{:?}", m.headers);
-            m.payload
-        })
-        .collect();
-    let want: BTreeSet<String> = input.lines().map(str::to_owned).collect();
-    assert_eq!(got, want);
+    let got = counts(kcat_read(&b, &t, 20).into_iter().map(|m| {
+        assert!(m.headers.is_empty(), "{:?}", m.headers);
+        m.payload
+    }));
+    assert_eq!(
+        got,
+        once(input.lines().map(str::to_owned)),
+        "each line once"
+    );
 }
 
 #[test]
@@ -231,7 +383,11 @@ fn built_in_kafka_sink_takes_brokers_and_topic_from_flags() {
         &format!("{t}-{{platform}}"),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(kcat_read(&b, &format!("{t}-twitter"), 10).len(), 10);
+    let got = kcat_read(&b, &format!("{t}-twitter"), 10);
+    assert_eq!(
+        counts(got.into_iter().map(|m| m.key)),
+        once((1..=10).map(|i| format!("twitter:{i}")))
+    );
 }
 
 #[test]
@@ -258,7 +414,11 @@ fn a_broker_started_after_ingest_still_gets_every_record() {
     );
     let s = summary_in(&err).unwrap();
     assert_eq!(s["sinks"]["k"]["delivered"], 150, "{s}");
-    assert_eq!(kcat_read(&addr, &t, 150).len(), 150);
+    assert_eq!(
+        counts(kcat_read(&addr, &t, 150).into_iter().map(|m| m.key)),
+        once((1..=150).map(|i| format!("twitter:{i}"))),
+        "every record once"
+    );
 }
 
 #[test]
@@ -281,7 +441,12 @@ fn a_broker_killed_mid_run_means_exit_1_and_every_undelivered_record_dead_letter
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(tweets(1, 50, 10).as_bytes()).unwrap();
     stdin.flush().unwrap();
-    assert_eq!(kcat_read(&addr, &t, 50).len(), 50, "first half delivered");
+    let first = kcat_read(&addr, &t, 50);
+    assert_eq!(
+        counts(first.into_iter().map(|m| m.key)),
+        once((1..=50).map(|i| format!("twitter:{i}"))),
+        "first half delivered, each record once"
+    );
     broker.kill();
     stdin.write_all(tweets(51, 30, 10).as_bytes()).unwrap();
     stdin.flush().unwrap();
@@ -301,15 +466,11 @@ fn a_broker_killed_mid_run_means_exit_1_and_every_undelivered_record_dead_letter
     assert!(s["sinks"]["k"].get("lost").is_none(), "nothing lost: {s}");
     let dead = env.dead_letters();
     assert_eq!(dead.len(), 30, "every undelivered record, once");
-    let dead_ids: BTreeSet<String> = dead
-        .iter()
-        .map(|d| {
-            assert_eq!(d["component"], "k", "{d}");
-            d["record"]["id"].as_str().unwrap().to_owned()
-        })
-        .collect();
-    let want: BTreeSet<String> = (51..81).map(|i| format!("twitter:{i}")).collect();
-    assert_eq!(dead_ids, want);
+    let dead_ids = counts(dead.iter().map(|d| {
+        assert_eq!(d["component"], "k", "{d}");
+        d["record"]["id"].as_str().unwrap().to_owned()
+    }));
+    assert_eq!(dead_ids, once((51..81).map(|i| format!("twitter:{i}"))));
 }
 
 #[test]
@@ -331,13 +492,13 @@ fn a_record_over_the_size_limit_is_dead_lettered_and_the_rest_delivered() {
     let reason = dead[0]["error"].as_str().unwrap();
     assert!(reason.contains("larger than"), "{reason}");
     let got = kcat_read(&b, &t, 20);
-    assert_eq!(got.len(), 20);
-    assert!(!got.iter().any(|m| m.key == "twitter:11"));
-    let got_ids: Vec<Value> = got
-        .iter()
-        .map(|m| serde_json::from_str(&m.payload).unwrap())
-        .collect();
-    assert_eq!(ids(&got_ids).len(), 20);
+    let got_ids = counts(got.iter().map(|m| {
+        let r: Value = serde_json::from_str(&m.payload).unwrap();
+        assert_eq!(r["id"], m.key.as_str());
+        m.key.clone()
+    }));
+    let want = (1..=21).filter(|i| *i != 11);
+    assert_eq!(got_ids, once(want.map(|i| format!("twitter:{i}"))));
 }
 
 #[test]

@@ -105,20 +105,36 @@ fn drains_a_topic_once_then_finds_nothing_new() {
     let s = summary(&out);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(s["records_in"], 250, "{s}");
-    let ids = ids_in(&env, "out.jsonl");
-    assert_eq!(ids.len(), 250);
     assert_eq!(
-        ids.iter().collect::<BTreeSet<_>>().len(),
-        250,
-        "no duplicates"
+        counts(ids_in(&env, "out.jsonl")),
+        once((1..=250).map(|i| format!("twitter:{i}"))),
+        "each record once"
     );
-    // The records come through unchanged: same id, text, run and tags as produced.
-    let r = &env.records("out.jsonl")[0];
-    assert!(
-        r["run"]["id"].is_string() && r["raw"]["data"]["id"].is_string(),
-        "{r}"
-    );
-    assert!(r["tags"].as_array().is_some_and(|t| !t.is_empty()), "{r}");
+    // The records come through unchanged: each is the record on the topic
+    // (read with kcat), value for value, with the id, text and tags of its line.
+    let on_topic: BTreeMap<String, Value> =
+        kcat_read(&service("INGEST_TEST_KAFKA_BROKERS"), &topic, 250)
+            .into_iter()
+            .map(|m| {
+                let v: Value = serde_json::from_str(&m.payload).unwrap();
+                (v["id"].as_str().unwrap().to_owned(), v)
+            })
+            .collect();
+    assert_eq!(on_topic.len(), 250);
+    let producer_run = on_topic["twitter:1"]["run"].clone();
+    assert!(producer_run["id"].is_string(), "{producer_run}");
+    for r in env.records("out.jsonl") {
+        let id = r["id"].as_str().unwrap();
+        let i: u64 = id.trim_start_matches("twitter:").parse().unwrap();
+        assert_eq!(r["text"], format!("tweet {i}"), "{r}");
+        assert_eq!(r["tags"], serde_json::json!([format!("t{}", i % 2)]), "{r}");
+        assert_eq!(r["raw"]["data"]["id"], i.to_string(), "{r}");
+        assert_eq!(
+            r["run"], producer_run,
+            "the producing run, not the consuming one: {r}"
+        );
+        assert_eq!(r, on_topic[id], "the record as produced");
+    }
     assert_eq!(
         mongo_count(&topic),
         (250, 250),
@@ -186,11 +202,34 @@ fn kill_9_mid_run_then_rerun_delivers_everything_and_replays_only_the_unconfirme
     assert!(out.status.success(), "{}", stderr(&out));
     let second = summary(&out)["records_in"].as_u64().unwrap() as usize;
     let rerun = ids_in(&env, "out.jsonl");
-    let all: BTreeSet<&String> = first.iter().chain(&rerun).collect();
+    assert_eq!(rerun.len(), second, "{}", stderr(&out));
+    let first_counts = counts(first.iter());
+    assert!(
+        first_counts.values().all(|n| *n == 1),
+        "the first run wrote each record once"
+    );
+    assert!(
+        counts(rerun.iter()).values().all(|n| *n == 1),
+        "the rerun wrote each record once"
+    );
+    let all = counts(first.iter().chain(&rerun).cloned());
     assert_eq!(
-        all.len(),
-        3000,
+        all.keys().cloned().collect::<BTreeSet<String>>(),
+        (1..=3000).map(|i| format!("twitter:{i}")).collect(),
         "every record delivered across the two runs"
+    );
+    // What both runs delivered is the unconfirmed tail: records the first run
+    // wrote whose source batch was not confirmed (so not committed) at the
+    // kill. Everything before the stdout sink batch stuck in its write was
+    // confirmed by both sinks and committed seconds before the kill, so the
+    // tail is at most that sink batch (< 50 whole lines written) plus the part
+    // already written of the oldest source batch it overlaps (< 50): fewer
+    // than two batches of 50.
+    let twice = all.values().filter(|n| **n == 2).count();
+    assert_eq!(first.len() + rerun.len(), 3000 + twice);
+    assert!(
+        twice < 2 * 50,
+        "the rerun re-delivered {twice} records the first run wrote: more than the unconfirmed tail"
     );
     assert!(
         second < 3000,
@@ -201,7 +240,6 @@ fn kill_9_mid_run_then_rerun_delivers_everything_and_replays_only_the_unconfirme
         (3000, 3000),
         "MongoDB holds every record once: redeliveries are upserts on _id"
     );
-    let twice = first.len() + rerun.len() - 3000;
     eprintln!(
         "first run delivered {} before kill -9; the rerun read {second}; {twice} delivered twice (the unconfirmed tail)",
         first.len()
@@ -242,13 +280,9 @@ fn a_poison_message_is_dead_lettered_with_its_coordinates_and_the_rest_delivered
     let s = summary(&out);
     assert_eq!(s["records_in"], 2, "{s}");
     assert_eq!(s["source"]["malformed"], 2, "{s}");
-    let ids: BTreeSet<String> = ids_in(&env, "out.jsonl").into_iter().collect();
     assert_eq!(
-        ids,
-        ["twitter:11", "telegram:-100:1"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        counts(ids_in(&env, "out.jsonl")),
+        once(["twitter:11", "telegram:-100:1"].map(String::from))
     );
     let dead = env.dead_letters();
     assert_eq!(dead.len(), 2, "{dead:?}");
@@ -433,7 +467,160 @@ fn until_idle_drains_several_topics() {
         s["stop_reason"], "end_of_input",
         "stopped at the end, not the duration: {s}"
     );
-    let ids: BTreeSet<String> = ids_in(&env, "out.jsonl").into_iter().collect();
-    assert_eq!(ids.len(), 200);
-    assert!(ids.contains("telegram:-100:80") && ids.contains("twitter:120"));
+    let want = (1..=120)
+        .map(|i| format!("twitter:{i}"))
+        .chain((1..=80).map(|i| format!("telegram:-100:{i}")));
+    assert_eq!(
+        counts(ids_in(&env, "out.jsonl")),
+        once(want),
+        "both topics drained, each record once"
+    );
+}
+
+/// Whole JSONL lines in `bytes` (a torn last line is left out), by id.
+fn line_ids(bytes: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(bytes);
+    let whole = text.rfind('\n').map_or("", |i| &text[..i]);
+    whole
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Commit-before-revoke with records in flight. Consumer A writes to a pipe
+/// the test stops reading: A blocks in its stdout sink with some batches
+/// confirmed (and committed) and more read but unconfirmed. Consumer B joins
+/// the group; the rebalance moves partitions to B while A still holds records
+/// in flight. B (and A, for partitions it gets back) must start from what A
+/// confirmed: of the records A had written before B joined, fewer than two
+/// batches of 50 (the sink batch stuck in its write and the unconfirmed start
+/// of the oldest source batch it overlaps, as in the kill -9 test) may be
+/// delivered again; everything is delivered across A and B.
+#[test]
+fn a_rebalance_with_records_in_flight_rereads_only_the_unconfirmed_tail() {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::sync::{Arc, Mutex};
+
+    let topic = unique_topic("rebalance");
+    let group = unique_topic("g");
+    let env = Env::new().config(
+        &config(
+            &topic,
+            "[sinks.out]\ntype = \"stdout\"\n[sinks.out.batch]\nmax_records = 50\n",
+        )
+        .replace(
+            "idle_ms = 500\n",
+            "idle_ms = 500\nbatch_max_messages = 50\n",
+        ),
+    );
+    produce(&env, 1, 2000);
+    let brokers = service("INGEST_TEST_KAFKA_BROKERS");
+    let mut a = env
+        .cmd()
+        .args([
+            "kafka", "--topic", &topic, "--group", &group, "--sink", "out",
+        ])
+        .args(["--summary", "--duration", "120s"])
+        .env("INGEST_KAFKA_SOURCE_BROKERS", &brokers)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(env.path("a.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut a_out = a.stdout.take().unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while head.iter().filter(|b| **b == b'\n').count() < 300 {
+        let n = a_out.read(&mut buf).unwrap();
+        assert!(n > 0, "A stopped early");
+        head.extend_from_slice(&buf[..n]);
+    }
+    // SAFETY: F_GETPIPE_SZ on a pipe this process holds open.
+    let cap = unsafe { libc::fcntl(a_out.as_raw_fd(), libc::F_GETPIPE_SZ) };
+    assert!(cap > 0);
+    // A fills the pipe and blocks; its confirmed batches are committed.
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(a.try_wait().unwrap().is_none(), "A must still run");
+    // Everything A wrote before B joined is within these bytes.
+    let written_before = head.len() + cap as usize;
+
+    let mut b = env
+        .cmd()
+        .args(["kafka", "--topic", &topic, "--group", &group])
+        .args(["--sink", "file", "--file-path", "b.jsonl"])
+        .args(["--until-idle", "--summary", "--duration", "90s"])
+        .env("INGEST_KAFKA_SOURCE_BROKERS", &brokers)
+        .stderr(std::fs::File::create(env.path("b.log")).unwrap())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // Now A's records flow again.
+    let a_bytes = Arc::new(Mutex::new(head));
+    let reader = {
+        let a_bytes = a_bytes.clone();
+        std::thread::spawn(move || {
+            loop {
+                let n = a_out.read(&mut buf).unwrap();
+                if n == 0 {
+                    return;
+                }
+                a_bytes.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let b_status = wait_with_timeout(&mut b, Duration::from_secs(120));
+    let b_log = std::fs::read_to_string(env.path("b.log")).unwrap();
+    assert!(b_status.success(), "{b_log}");
+    assert!(b_log.contains("partitions assigned"), "{b_log}");
+    // B left; A takes every partition again and reads the rest.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut ids = line_ids(&a_bytes.lock().unwrap());
+        ids.extend(ids_in(&env, "b.jsonl"));
+        if counts(ids).len() >= 2000 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not everything arrived:\n{}",
+            std::fs::read_to_string(env.path("a.log")).unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    signal(&a, 15);
+    let a_status = wait_with_timeout(&mut a, Duration::from_secs(30));
+    reader.join().unwrap();
+    let a_log = std::fs::read_to_string(env.path("a.log")).unwrap();
+    assert!(a_status.success(), "{a_log}");
+    assert!(
+        a_log.contains("partitions revoked"),
+        "A took part in the rebalance: {a_log}"
+    );
+
+    let a_bytes = a_bytes.lock().unwrap();
+    let a_ids = line_ids(&a_bytes);
+    let b_ids = ids_in(&env, "b.jsonl");
+    assert!(!b_ids.is_empty(), "B got partitions and read from them");
+    let all = counts(a_ids.iter().chain(&b_ids).cloned());
+    assert_eq!(
+        all.keys().cloned().collect::<BTreeSet<String>>(),
+        (1..=2000).map(|i| format!("twitter:{i}")).collect(),
+        "every record delivered by A or B"
+    );
+    let before = line_ids(&a_bytes[..written_before.min(a_bytes.len())]);
+    let again: Vec<&String> = before.iter().filter(|id| all[*id] > 1).collect();
+    let twice = all.values().filter(|n| **n > 1).count();
+    eprintln!(
+        "A wrote {} records before B joined, {} in all; B read {}; {} of A's early records came again, {twice} records in all",
+        before.len(),
+        a_ids.len(),
+        b_ids.len(),
+        again.len()
+    );
+    assert!(
+        again.len() < 2 * 50,
+        "{} of the records A confirmed before the rebalance were read again: {again:?}",
+        again.len()
+    );
 }

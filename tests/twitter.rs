@@ -636,3 +636,92 @@ fn forbidden_exits_1_after_one_attempt() {
         "no retry: {attempts}"
     );
 }
+
+/// The README's "a window of the last 100 000 tweet ids drops duplicates after
+/// reconnects and `--backfill-minutes`", end to end with the window set to
+/// 1 000 (`dedupe_window`; 100 000 posts take minutes through a debug build,
+/// and `sources::seen::tests` checks the 100 000 boundary itself): the first
+/// connection sends posts 0..=1 000 (1 001 ids), the second (each connection
+/// asks for the backfill) resends the last 1 000 of them, all dropped; the
+/// third resends all 1 001: post 0, which 1 000 newer ids pushed out of the
+/// window, is delivered again.
+#[test]
+fn the_dedupe_window_holds_its_last_ids_across_backfills() {
+    let env = env_with(&FAST.replace("[twitter]\n", "[twitter]\ndedupe_window = 1000\n"));
+    let mock = mock_twitter(
+        &env,
+        r#"
+rate = 0.0
+keepalive_secs = 0.2
+total_tweets = 1001
+[[rule]]
+value = "cats"
+tag = "pets"
+[[connection]]
+burst = 1001
+tweets = 0
+fault = "close"
+[[connection]]
+duplicates = 1000
+tweets = 0
+fault = "close"
+[[connection]]
+duplicates = 1001
+"#,
+    );
+    let out = env.run(&[
+        "twitter",
+        "--twitter-api-base",
+        &mock.url,
+        "--rules-mode",
+        "keep",
+        "--backfill-minutes",
+        "2",
+        "--sink",
+        "file",
+        "--file-path",
+        "out.jsonl",
+        "--no-raw",
+        "--max-records",
+        "1002",
+        "--duration",
+        "60s",
+        "--summary",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    assert_eq!(
+        s["source"]["duplicates"], 1000,
+        "the backfill of the last 1 000 ids was dropped whole: {s}"
+    );
+    let ids: Vec<String> = std::fs::read_to_string(env.path("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1002, "{s}");
+    let n = counts(ids.iter());
+    assert_eq!(n.len(), 1001, "every post");
+    assert_eq!(
+        n.iter()
+            .filter(|(_, c)| **c == 2)
+            .map(|(id, _)| id.as_str())
+            .collect::<Vec<_>>(),
+        [tweet_id(0)],
+        "only post 0, pushed out by 1 000 newer ids, came again"
+    );
+    assert_eq!(ids.last(), Some(&tweet_id(0)));
+    let log = mock.get("/mock/connections");
+    let log = log.as_array().unwrap();
+    assert!(log.len() >= 3, "{log:#?}");
+    assert_eq!(log[1]["duplicate_seqs"].as_array().unwrap().len(), 1000);
+    assert!(
+        log.iter().all(|c| c["backfill_minutes"] == "2"),
+        "every connection asked X for the backfill"
+    );
+}

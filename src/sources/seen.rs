@@ -73,6 +73,24 @@ mod tests {
         assert!(w.contains(&3));
     }
 
+    /// The X stream's 100 000-id window: an id is still a duplicate after
+    /// 99 999 others, and new again once 100 000 others came after it.
+    #[test]
+    fn a_100_000_window_forgets_an_id_after_100_000_others() {
+        let mut w = SeenWindow::new(100_000);
+        assert!(w.insert(0u64));
+        for k in 1..100_000u64 {
+            assert!(w.insert(k));
+        }
+        assert!(!w.insert(0), "99 999 others later: still seen");
+        assert!(!w.insert(99_999));
+        assert!(w.insert(100_000), "the 100 000th other");
+        assert_eq!(w.len(), 100_000);
+        assert!(!w.contains(&0) && w.contains(&1));
+        assert!(w.insert(0), "forgotten, so new again");
+        assert!(!w.contains(&1), "and 1 leaves in its turn");
+    }
+
     #[test]
     fn a_zero_window_remembers_nothing() {
         let mut w = SeenWindow::new(0);

@@ -351,6 +351,21 @@ pub fn service(name: &str) -> String {
 
 /// A name no other test (or earlier run) uses: the prefix, the pid, the time
 /// and a counter joined by `sep` (S3 buckets want `-`, nx-27017 collections `_`).
+/// How many times each item occurs: compare these, not sets, wherever a
+/// duplicate would break a promise.
+pub fn counts<T: Ord>(items: impl IntoIterator<Item = T>) -> std::collections::BTreeMap<T, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for item in items {
+        *m.entry(item).or_insert(0) += 1;
+    }
+    m
+}
+
+/// Each of `items` exactly once.
+pub fn once<T: Ord>(items: impl IntoIterator<Item = T>) -> std::collections::BTreeMap<T, usize> {
+    items.into_iter().map(|i| (i, 1)).collect()
+}
+
 pub fn unique(prefix: &str, sep: char) -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);

@@ -61,6 +61,8 @@ pub struct ConnectionLog {
     pub duplicate_seqs: Vec<u64>,
     /// The tweet cut mid-line, if any.
     pub cut_seq: Option<u64>,
+    /// The `backfill_minutes` the client asked for, as sent.
+    pub backfill_minutes: Option<String>,
 }
 
 /// The first id the mock gives a rule.

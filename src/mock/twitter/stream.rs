@@ -3,12 +3,13 @@
 //! [`Producer`]: duplicates, a burst, paced tweets with keep-alives, then the
 //! scripted fault.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -16,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::tweets::tweet_line;
+use super::volume::{check_backfill, refuse};
 use super::{ConnectionLog, ConnectionScript, Fault, Mock, authorized, problem, unauthorized};
 use crate::mock::{elapsed_ms, lock};
 use crate::sources::twitter::api::LiveRule;
@@ -25,8 +27,12 @@ const CHUNK: usize = 60 * 1024;
 
 type BodySender = mpsc::Sender<Result<Bytes, std::io::Error>>;
 
-pub(super) async fn stream(State(mock): State<Arc<Mock>>, headers: HeaderMap) -> Response {
-    let (index, script) = log_attempt(&mock);
+pub(super) async fn stream(
+    State(mock): State<Arc<Mock>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (index, script) = log_attempt(&mock, query.get("backfill_minutes").cloned());
     if script.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(script.delay_ms)).await;
     }
@@ -37,6 +43,10 @@ pub(super) async fn stream(State(mock): State<Arc<Mock>>, headers: HeaderMap) ->
     }
     if let Some(refusal) = scripted_refusal(&script) {
         return refusal;
+    }
+    if let Err(invalid) = check_backfill(&query) {
+        set_status(400);
+        return refuse(invalid);
     }
     let rules = lock(&mock.rules).clone();
     if rules.is_empty() {
@@ -70,7 +80,7 @@ pub(super) async fn stream(State(mock): State<Arc<Mock>>, headers: HeaderMap) ->
 }
 
 /// Logs a connection attempt; returns its index and script.
-fn log_attempt(mock: &Mock) -> (usize, ConnectionScript) {
+fn log_attempt(mock: &Mock, backfill_minutes: Option<String>) -> (usize, ConnectionScript) {
     let mut log = lock(&mock.connections);
     let index = log.len();
     let script = mock.scenario.script(index);
@@ -83,6 +93,7 @@ fn log_attempt(mock: &Mock) -> (usize, ConnectionScript) {
         last_seq: None,
         duplicate_seqs: Vec::new(),
         cut_seq: None,
+        backfill_minutes,
     });
     (index, script)
 }

@@ -136,14 +136,14 @@ async fn request_count(State(mock): State<Arc<Mock>>) -> Response {
 
 /// A query parameter X does not accept: the parameter, its value, X's message.
 #[derive(Debug)]
-struct Invalid(&'static str, String, String);
+pub(super) struct Invalid(&'static str, String, String);
 
 fn invalid_request(parameter: &'static str, value: &str, message: String) -> Invalid {
     Invalid(parameter, value.to_owned(), message)
 }
 
 /// X's 400 for a query parameter it does not accept.
-fn refuse(Invalid(parameter, value, message): Invalid) -> Response {
+pub(super) fn refuse(Invalid(parameter, value, message): Invalid) -> Response {
     let body = json!({
         "errors": [{"parameters": {parameter: [value]}, "message": message}],
         "title": "Invalid Request",
@@ -187,7 +187,7 @@ fn partition_of(kind: StreamKind, query: &HashMap<String, String>) -> Result<Opt
     }
 }
 
-fn check_backfill(query: &HashMap<String, String>) -> Result<(), Invalid> {
+pub(super) fn check_backfill(query: &HashMap<String, String>) -> Result<(), Invalid> {
     match query.get("backfill_minutes") {
         None => Ok(()),
         Some(v) if v.parse::<u32>().is_ok_and(|m| m <= 5) => Ok(()),
