@@ -8,8 +8,9 @@
 //! `includes.users`, matching rules, emoji, right-to-left text, long posts),
 //! measures the normalizer in process, then pipes the lines into the real
 //! `ingest replay - --sink file` binary pinned to one core and reports
-//! records/s, MB/s, CPU time and peak RSS (from `wait4`). `--no-raw` passes
-//! `--no-raw` to the binary.
+//! records/s, MB/s, CPU time and peak RSS (from `wait4`), then times `cat`
+//! writing the same output bytes to the same disk on the same core and prints
+//! the ratio. `--no-raw` passes `--no-raw` to the binary.
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
@@ -127,6 +128,30 @@ fn main() {
         if one_core { ", pinned to one core" } else { "" },
         usage.ru_maxrss as f64 / 1024.0
     );
+
+    // The same output bytes written by `cat` on the same disk, same core: the
+    // rate a writer that does nothing else reaches.
+    let out_bytes = std::fs::metadata(&out).unwrap().len();
+    let copy = dir.path().join("cat.jsonl");
+    let mut cat = Command::new("cat");
+    cat.arg(&out).stdout(std::fs::File::create(&copy).unwrap());
+    if one_core {
+        // SAFETY: only async-signal-safe calls (sched_setaffinity) between fork and exec.
+        unsafe {
+            cat.pre_exec(|| pin_to_cpu(0));
+        }
+    }
+    let start = Instant::now();
+    assert!(cat.status().unwrap().success());
+    let cat_secs = start.elapsed().as_secs_f64();
+    assert_eq!(std::fs::metadata(&copy).unwrap().len(), out_bytes);
+    println!(
+        "cat → file:    the same {:.0} MB of output in {cat_secs:.2} s = {:.0} records/s equivalent; replay / cat = {:.2}",
+        out_bytes as f64 / 1e6,
+        records as f64 / cat_secs,
+        cat_secs / secs
+    );
+    drop(std::fs::remove_file(&copy));
 
     // Phase 1: normalize alone, in process, one thread.
     let opts = NormalizeOptions::new(Arc::new(RunInfo::new(None)));

@@ -20,7 +20,8 @@
 //!
 //! Each row's CPU time and peak RSS come from `wait4`; ingest's output is
 //! checked (N lines, every post id exactly once) before its row is printed.
-//! `--chunk-lines K` frames K lines per chunk instead of one.
+//! `--chunk-lines K` frames K lines per chunk instead of one; `--serve N`
+//! only serves an answer of N lines (printing its URL), for `perf` by hand.
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -245,6 +246,20 @@ fn main() {
         let args: Vec<String> = std::env::args().collect();
         let i = args.iter().position(|a| a == "--copy").unwrap();
         copy_mode(&addr, Path::new(&args[i + 2]), args[i + 3].parse().unwrap());
+        return;
+    }
+    if let Some(records) = arg("--serve") {
+        // For profiling by hand: serve one run length's answer until killed.
+        let dir = tempfile::tempdir().unwrap();
+        let body = dir.path().join("body");
+        write_body(
+            &body,
+            records.parse().unwrap(),
+            arg_or("--chunk-lines", 1u64).max(1),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        println!("http://{}", listener.local_addr().unwrap());
+        serve(listener, body);
         return;
     }
     let lengths: Vec<u64> = arg("--records")

@@ -16,6 +16,14 @@ use ingest::exit_codes;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // No transparent huge pages: mimalloc asks for them on its arenas, and a
+    // 2 MiB page counts whole in the resident set however little of it is used
+    // (87 MiB against 67 MiB peak RSS for the same X capture). Best effort: a
+    // kernel without the option keeps its default.
+    // SAFETY: prctl with integer arguments only.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
     let mut cli = Cli::parse();
     if let Some(code) = ingest::app::without_config(&cli.command) {
         return ExitCode::from(code);

@@ -27,12 +27,14 @@ use crate::sinks::Sink;
 
 /// Source batches in flight between a source and the router (the router then
 /// holds records within the [`MemoryBudget`]; this keeps what waits before it small).
-pub const SOURCE_CHANNEL_CAPACITY: usize = 4;
+pub const SOURCE_CHANNEL_CAPACITY: usize = 2;
 
 /// Bytes of records (by [`Record::approx_size`]) the pipeline holds at most,
 /// from the router until the last sink is done with them, unless a sink's
-/// `batch.max_bytes` asks for more (the budget is then twice the largest).
-pub const MEMORY_BUDGET_BYTES: usize = 16 * 1024 * 1024;
+/// `batch.max_bytes` asks for more: the budget is at least one and a half
+/// times the largest, so a sink writes (and fsyncs) one batch while the next
+/// one fills.
+pub const MEMORY_BUDGET_BYTES: usize = 8 * 1024 * 1024;
 
 /// The records the pipeline holds, bounded in bytes: the router takes room for
 /// a batch before handing it to the sinks and the room comes back when every
@@ -79,11 +81,13 @@ impl MemoryBudget {
         }
     }
 
-    /// The budget for these sinks: [`MEMORY_BUDGET_BYTES`], or twice the
-    /// largest `batch.max_bytes` so every sink can fill its batches.
+    /// The budget for these sinks: [`MEMORY_BUDGET_BYTES`], or one and a half
+    /// times the largest `batch.max_bytes`: one batch is written while the
+    /// next fills (with a budget of one batch, normalizing waited for every
+    /// fsync: half the replay rate).
     fn for_sinks(sinks: &[SinkHandle]) -> Self {
         let largest = sinks.iter().map(|s| s.batch_bytes).max().unwrap_or(0);
-        Self::new(MEMORY_BUDGET_BYTES.max(largest.saturating_mul(2)))
+        Self::new(MEMORY_BUDGET_BYTES.max(largest.saturating_add(largest / 2)))
     }
 
     /// Room for `bytes` (a batch larger than the whole budget takes all of it);
@@ -875,9 +879,9 @@ mod tests {
     #[tokio::test]
     async fn a_spent_memory_budget_holds_the_source_and_lingering_sinks_write_what_they_have() {
         // Sink A is stuck: it holds the batches the router gave it, so the
-        // 16 MiB budget runs out after five batches of 10 000 records (~3 MB
-        // each). Sink B (linger: an hour) must write what it has instead of
-        // waiting for a batch that cannot come.
+        // 8 MiB budget runs out after five batches of 5 000 records (~1.5 MB
+        // each). Sink B (linger: an hour, batches of 4 MiB) writes three, then
+        // must write the last two instead of waiting for a batch that cannot come.
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let a = GatedSink { gate: gate.clone() };
         let (b, b_confirmed, _) = ScriptedSink::new(vec![]);
@@ -885,7 +889,7 @@ mod tests {
             queue_capacity: 4,
             batch: BatchConfig {
                 max_records: 1_000_000,
-                max_bytes: 8 * 1024 * 1024,
+                max_bytes: 4 * 1024 * 1024,
                 timeout_ms: 3_600_000,
             },
             retry: RetryConfig::default(),
@@ -927,7 +931,7 @@ mod tests {
             CancellationToken::new(),
             abort,
         ));
-        let batch = records(0..10_000);
+        let batch = records(0..5_000);
         let per_batch: usize = batch.iter().map(|r| r.approx_size()).sum();
         let fit = MEMORY_BUDGET_BYTES / per_batch;
         assert_eq!(
@@ -941,7 +945,7 @@ mod tests {
         });
         let written = |c: &Confirmed| c.lock().unwrap().iter().map(Vec::len).sum::<usize>();
         tokio::time::timeout(Duration::from_secs(30), async {
-            while written(&b_confirmed) < fit * 10_000 {
+            while written(&b_confirmed) < fit * 5_000 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
@@ -950,18 +954,18 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(
             written(&b_confirmed),
-            fit * 10_000,
+            fit * 5_000,
             "nothing past the budget entered"
         );
         assert!(!sender.is_finished(), "the source is held back");
         gate.add_permits(1_000_000);
         sender.await.unwrap();
         let outcome = outcome.await.unwrap();
-        assert_eq!(outcome.records_in, 120_000);
-        assert_eq!(written(&b_confirmed), 120_000);
+        assert_eq!(outcome.records_in, 60_000);
+        assert_eq!(written(&b_confirmed), 60_000);
         assert_eq!(
             outcome.per_sink.values().map(|s| s.delivered).sum::<u64>(),
-            240_000
+            120_000
         );
     }
 }

@@ -19,7 +19,7 @@ use crate::sources::wal::{Replay, Wal};
 use crate::sources::{Origin, SourceContext, SourceCounters, SourceError, SourceOutput, Tracked};
 
 /// Records per batch handed to the pipeline.
-const BATCH_RECORDS: usize = 1000;
+const BATCH_RECORDS: usize = 500;
 
 pub(super) const ORIGIN: Origin = Origin {
     label: "twitter",

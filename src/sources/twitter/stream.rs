@@ -85,7 +85,7 @@ impl Default for StreamConfig {
             dedupe_window: 100_000,
             reset_connections: false,
             max_line_bytes: 16 * 1024 * 1024,
-            spill_memory_bytes: 8 * 1024 * 1024,
+            spill_memory_bytes: 4 * 1024 * 1024,
             spill_max_bytes: 1024 * 1024 * 1024,
             buffer: Buffer::Memory,
         }
