@@ -19,6 +19,9 @@
 //!    exactly the keyed records of step 2 (same key and value, each once, no
 //!    headers); only then prints both rates, CPU per record, and the ratio.
 //!
+//! `--write-input FILE` only writes the generated input lines (to profile or
+//! try settings by hand). `--perf FILE` runs the timed `ingest` under `perf record -g -o FILE`.
+//!
 //! Brokers from `--brokers` or `INGEST_TEST_KAFKA_BROKERS`; kcat from
 //! `INGEST_TEST_KCAT` or `kcat` on PATH (it needs a librdkafka that speaks to
 //! the broker; `scripts/services` sets one up).
@@ -37,15 +40,29 @@ mod lines;
 
 #[path = "common/child.rs"]
 mod child;
-use child::{Measured, measure};
+use child::{Measured, maybe_perf, measure};
 
 /// A sorted list of 64-bit hashes of `key<TAB>value` lines: a multiset that
-/// two sides can be compared by without holding both texts.
-fn fingerprint<'a>(lines: impl Iterator<Item = &'a [u8]>) -> Vec<u64> {
+/// two sides can be compared by without holding both texts. With `per_run`
+/// false the value's `received_at` and `run` (which differ from one ingest
+/// run to the next) are left out, and the key must be the value's `id`.
+fn fingerprint<'a>(lines: impl Iterator<Item = &'a [u8]>, per_run: bool) -> Vec<u64> {
     let mut v: Vec<u64> = lines
         .map(|l| {
             let mut h = DefaultHasher::new();
-            l.hash(&mut h);
+            if per_run {
+                l.hash(&mut h);
+            } else {
+                let tab = l.iter().position(|b| *b == b'\t').expect("key<TAB>value");
+                let (key, value) = (&l[..tab], &l[tab + 1..]);
+                let mut record: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_slice(value).expect("a record");
+                assert_eq!(record["id"].as_str().map(str::as_bytes), Some(key));
+                record.remove("received_at");
+                record.remove("run");
+                key.hash(&mut h);
+                serde_json::to_vec(&record).unwrap().hash(&mut h);
+            }
             h.finish()
         })
         .collect();
@@ -58,6 +75,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(300_000);
     let codec = arg("--codec").unwrap_or_else(|| "lz4".into());
+    let perf = arg("--perf");
     let brokers = arg("--brokers")
         .or_else(|| std::env::var("INGEST_TEST_KAFKA_BROKERS").ok())
         .expect("name the brokers with --brokers or INGEST_TEST_KAFKA_BROKERS (scripts/services up kafka)");
@@ -75,9 +93,14 @@ fn main() {
     }
     input.flush().unwrap();
     drop(input);
+    if let Some(to) = arg("--write-input") {
+        std::fs::copy(path("in.jsonl"), &to).unwrap();
+        println!("{records} input lines written to {to}");
+        return;
+    }
 
-    let ingest = |args: &[&str]| {
-        let mut c = Command::new(&bin);
+    let ingest = |args: &[&str], perf: Option<&str>| {
+        let mut c = maybe_perf(&bin, perf);
         c.args(args)
             .arg("--state-dir")
             .arg(path("state"))
@@ -88,17 +111,17 @@ fn main() {
     };
     // The exact records, keyed, for kcat.
     let records_file = path("records.jsonl");
-    let file = measure(
-        &mut ingest(&[
+    let file = measure(&mut ingest(
+        &[
             "replay",
             "in.jsonl",
             "--sink",
             "file",
             "--file-path",
             records_file.to_str().unwrap(),
-        ]),
-        &path("file"),
-    );
+        ],
+        None,
+    ));
     let text = std::fs::read_to_string(&records_file).unwrap();
     let mut keyed = Vec::with_capacity(text.len() + text.len() / 8);
     let mut bytes = 0usize;
@@ -114,7 +137,9 @@ fn main() {
     }
     assert_eq!(text.lines().count() as u64, records);
     drop(text);
-    let expected = fingerprint(keyed.split(|b| *b == b'\n').filter(|l| !l.is_empty()));
+    let keyed_lines = || keyed.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    let expected = fingerprint(keyed_lines(), true);
+    let expected_any_run = fingerprint(keyed_lines(), false);
     std::fs::write(path("keyed.tsv"), &keyed).unwrap();
     drop(keyed);
     println!(
@@ -133,17 +158,17 @@ fn main() {
         "[sinks.k]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{ingest_topic}\"\ncompression = \"{codec}\"\nheaders = false\n"
     );
     std::fs::write(path("ingest.toml"), config).unwrap();
-    let ingest_run = measure(
-        &mut ingest(&[
+    let ingest_run = measure(&mut ingest(
+        &[
             "replay",
             "in.jsonl",
             "--sink",
             "k",
             "--config",
             path("ingest.toml").to_str().unwrap(),
-        ]),
-        &path("ingest"),
-    );
+        ],
+        perf.as_deref(),
+    ));
     let kcat_run = measure(
         Command::new(&kcat)
             .args(["-P", "-b", &brokers, "-t", &kcat_topic, "-K", "\t"])
@@ -152,11 +177,11 @@ fn main() {
             .args(["-X", "linger.ms=5", "-l"])
             .arg(path("keyed.tsv"))
             .stdout(Stdio::null()),
-        &path("kcat"),
     );
     // Both topics hold exactly the keyed records, once each, with no headers,
-    // before any figure is printed.
-    for topic in [&ingest_topic, &kcat_topic] {
+    // before any figure is printed: kcat's byte for byte, ingest's but for the
+    // `received_at` and `run` of its own run.
+    for (topic, per_run) in [(&ingest_topic, false), (&kcat_topic, true)] {
         let out = Command::new(&kcat)
             .args(["-C", "-b", &brokers, "-t", topic])
             .args(["-o", "beginning", "-e", "-q"])
@@ -177,9 +202,14 @@ fn main() {
             lines.iter().all(|l| l.first() == Some(&b'\t')),
             "{topic}: headers were sent"
         );
-        let got = fingerprint(lines.iter().map(|l| &l[1..]));
+        let got = fingerprint(lines.iter().map(|l| &l[1..]), per_run);
+        let want = if per_run {
+            &expected
+        } else {
+            &expected_any_run
+        };
         assert!(
-            got == expected,
+            got == *want,
             "{topic}: the messages are not exactly the keyed records"
         );
     }

@@ -13,11 +13,19 @@
 //!   record, deliver with fsync, commit offsets after the sink confirmed, stop
 //!   once every partition reported its end: `idle_ms = 0`, the same stop rule
 //!   as kcat's `-e`), and
-//! - `kcat -C -e` writing each message value to a file (no group, no commits).
+//! - `kcat -C -e` writing each message value to a file (no group, no commits),
+//! - `kcat -G GROUP -e` the same, as a member of a fresh group (the same group
+//!   join as ingest; librdkafka's auto-commit on).
+//!
+//! A group join on a fresh group takes the broker seconds (tansu here, like
+//! Kafka's `group.initial.rebalance.delay.ms`), so for the two group
+//! consumers it also prints the time from the assignment (their stderr line
+//! saying so) to exit.
 //!
 //! Figures are printed only once each side read every record exactly once:
-//! the ids in ingest's file and in kcat's values are each the `--records`
-//! produced ids, each once.
+//! the ids in ingest's file and in each kcat's values are the same
+//! `--records` ids, each once. `--perf FILE` runs the timed `ingest` under
+//! `perf record -g -o FILE`.
 
 use std::collections::HashSet;
 use std::io::Write;
@@ -32,7 +40,7 @@ mod lines;
 
 #[path = "common/child.rs"]
 mod child;
-use child::{Measured, measure};
+use child::{Measured, maybe_perf, measure, measure_until};
 
 /// The `id` of every JSON line in `path`, checked to be `records` distinct ids.
 fn ids_once(path: &std::path::Path, records: u64, who: &str) -> HashSet<String> {
@@ -63,6 +71,7 @@ fn main() {
         .expect("name the brokers with --brokers or INGEST_TEST_KAFKA_BROKERS (scripts/services up kafka)");
     let kcat = std::env::var("INGEST_TEST_KCAT").unwrap_or_else(|_| "kcat".into());
     let bin = ingest_bin();
+    let perf = arg("--perf");
     let dir = tempfile::tempdir().unwrap();
     let path = |p: &str| dir.path().join(p);
     let nanos = std::time::SystemTime::now()
@@ -88,8 +97,8 @@ fn main() {
         ),
     )
     .unwrap();
-    let ingest = |args: &[&str]| {
-        let mut c = Command::new(&bin);
+    let ingest = |args: &[&str], perf: Option<&str>| {
+        let mut c = maybe_perf(&bin, perf);
         c.args(args)
             .arg("--state-dir")
             .arg(path("state"))
@@ -98,29 +107,29 @@ fn main() {
             .stdout(Stdio::null());
         c
     };
-    measure(
-        &mut ingest(&["replay", "in.jsonl", "--sink", "k"]),
-        &path("fill"),
-    );
+    measure(&mut ingest(&["replay", "in.jsonl", "--sink", "k"], None));
     println!("topic {topic}: {records} records produced by ingest (lz4)");
 
-    let ingest_run = measure(
-        &mut ingest(&[
-            "kafka",
-            "--brokers",
-            &brokers,
-            "--topic",
-            &topic,
-            "--group",
-            "bench",
-            "--until-idle",
-            "--summary",
-            "--sink",
-            "file",
-            "--file-path",
-            "out.jsonl",
-        ]),
-        &path("ingest"),
+    let ingest_run = measure_until(
+        &mut ingest(
+            &[
+                "kafka",
+                "--brokers",
+                &brokers,
+                "--topic",
+                &topic,
+                "--group",
+                "bench",
+                "--until-idle",
+                "--summary",
+                "--sink",
+                "file",
+                "--file-path",
+                "out.jsonl",
+            ],
+            perf.as_deref(),
+        ),
+        Some("partitions assigned"),
     );
     let bytes = std::fs::metadata(path("out.jsonl"))
         .map(|m| m.len())
@@ -132,12 +141,26 @@ fn main() {
             .args(["-C", "-b", &brokers, "-t", &topic])
             .args(["-o", "beginning", "-e", "-q", "-f", "%s\\n"])
             .stdout(kcat_out),
-        &path("kcat"),
+    );
+    let kcat_group_out = std::fs::File::create(path("kcat-group.out")).unwrap();
+    let kcat_group_run = measure_until(
+        Command::new(&kcat)
+            .args(["-b", &brokers, "-G", &format!("kcat-{nanos}")])
+            .args(["-X", "auto.offset.reset=earliest"])
+            .args(["-X", "session.timeout.ms=10000"])
+            .args(["-e", "-f", "%s\\n", &topic])
+            .stdout(kcat_group_out),
+        Some("assigned:"),
     );
     // Exactly once on each side, and the same ids on both.
     let ingest_ids = ids_once(&path("out.jsonl"), records, "ingest");
     let kcat_ids = ids_once(&path("kcat.out"), records, "kcat");
     assert!(ingest_ids == kcat_ids, "ingest and kcat read different ids");
+    let kcat_group_ids = ids_once(&path("kcat-group.out"), records, "kcat -G");
+    assert!(
+        ingest_ids == kcat_group_ids,
+        "ingest and kcat -G read different ids"
+    );
     println!("both sides read the {records} records exactly once (the same ids)");
     let line = |what: &str, m: &Measured| {
         println!(
@@ -157,14 +180,29 @@ fn main() {
         &ingest_run,
     );
     line("kcat -C -e → file (no group, no commits)", &kcat_run);
+    line(
+        "kcat -G -e → file (a fresh group, auto-commit)",
+        &kcat_group_run,
+    );
     println!(
-        "ratio ingest/kcat: {:.2}× in records/s, {:.2}× in records per CPU second",
+        "ratio ingest/kcat -C: {:.2}× in records/s, {:.2}× in records per CPU second",
         kcat_run.wall / ingest_run.wall,
         kcat_run.cpu / ingest_run.cpu
     );
-    // When the group was joined: the first "consuming"/assignment log line is
-    // not timestamped relative to start, so show ingest's own log tail instead.
-    if let Some(l) = ingest_run.stderr.lines().rev().find(|l| l.contains("records")) {
-        println!("ingest's summary: {}", l.trim());
+    println!(
+        "ratio ingest/kcat -G: {:.2}× in records/s",
+        kcat_group_run.wall / ingest_run.wall
+    );
+    // From the assignment to exit: the group join left out on both sides.
+    let after = |m: &Measured| m.marked.map(|t| m.wall - t);
+    if let (Some(i), Some(k)) = (after(&ingest_run), after(&kcat_group_run)) {
+        println!(
+            "from the assignment to exit: ingest {i:.2} s = {:.0} records/s, kcat -G {k:.2} s = {:.0} records/s; ratio {:.2}× (group join: ingest {:.2} s, kcat -G {:.2} s)",
+            records as f64 / i,
+            records as f64 / k,
+            k / i,
+            ingest_run.wall - i,
+            kcat_group_run.wall - k
+        );
     }
 }
