@@ -2,28 +2,34 @@
 //!
 //! ```text
 //! scripts/services up kafka && eval "$(scripts/services env)"
-//! cargo build --release && cargo run --release --example kafka_bench -- --records 300000
+//! cargo build --release && cargo run --release --example kafka_bench -- --records 300000 [--codec lz4|none|zstd|snappy|gzip]
 //! ```
 //!
 //! 1. Generates realistic X stream lines (the same generator as `bench`).
 //! 2. Runs `ingest replay --sink file` once, untimed, to get the exact record
 //!    lines the Kafka sink will produce, and writes them as `key<TAB>value`.
 //! 3. Times `ingest replay FILE --sink kafka` (parse + normalize + produce, every
-//!    delivery report awaited) into a fresh topic.
+//!    delivery report awaited) into a fresh topic, from process start to exit.
 //! 4. Times `kcat -P -K '\t'` producing those same keyed records to another fresh
-//!    topic with the same producer settings (acks=all, idempotence, the codec
-//!    below) and the same headers: none (ingest's sink with `headers = false`:
-//!    kcat cannot send ingest's per-record `rule_tag` headers).
-//! 5. Reads both topics back with `kcat -C -e` and requires `records` messages
-//!    in each, then prints both rates and ingest/kcat as a ratio.
+//!    topic with the same codec (`--codec`, default lz4: ingest's default),
+//!    acks=all, idempotence, linger.ms=5 and no headers (ingest's sink with
+//!    `headers = false`: kcat cannot send ingest's per-record headers), from
+//!    process start to exit.
+//! 5. Reads both topics back with `kcat -C -e` and requires each to hold
+//!    exactly the keyed records of step 2 (same key and value, each once, no
+//!    headers); only then prints both rates, CPU per record, and the ratio.
+//!
+//! `--write-input FILE` only writes the generated input lines (to profile or
+//! try settings by hand). `--perf FILE` runs the timed `ingest` under `perf record -g -o FILE`.
 //!
 //! Brokers from `--brokers` or `INGEST_TEST_KAFKA_BROKERS`; kcat from
 //! `INGEST_TEST_KCAT` or `kcat` on PATH (it needs a librdkafka that speaks to
 //! the broker; `scripts/services` sets one up).
 
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 #[path = "common/util.rs"]
 mod util;
@@ -32,22 +38,44 @@ use util::{arg, ingest_bin};
 #[path = "common/lines.rs"]
 mod lines;
 
-fn timed(cmd: &mut Command) -> f64 {
-    let start = Instant::now();
-    let out = cmd.output().unwrap();
-    let secs = start.elapsed().as_secs_f64();
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    secs
+#[path = "common/child.rs"]
+mod child;
+use child::{Measured, maybe_perf, measure};
+
+/// A sorted list of 64-bit hashes of `key<TAB>value` lines: a multiset that
+/// two sides can be compared by without holding both texts. With `per_run`
+/// false the value's `received_at` and `run` (which differ from one ingest
+/// run to the next) are left out, and the key must be the value's `id`.
+fn fingerprint<'a>(lines: impl Iterator<Item = &'a [u8]>, per_run: bool) -> Vec<u64> {
+    let mut v: Vec<u64> = lines
+        .map(|l| {
+            let mut h = DefaultHasher::new();
+            if per_run {
+                l.hash(&mut h);
+            } else {
+                let tab = l.iter().position(|b| *b == b'\t').expect("key<TAB>value");
+                let (key, value) = (&l[..tab], &l[tab + 1..]);
+                let mut record: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_slice(value).expect("a record");
+                assert_eq!(record["id"].as_str().map(str::as_bytes), Some(key));
+                record.remove("received_at");
+                record.remove("run");
+                key.hash(&mut h);
+                serde_json::to_vec(&record).unwrap().hash(&mut h);
+            }
+            h.finish()
+        })
+        .collect();
+    v.sort_unstable();
+    v
 }
 
 fn main() {
     let records: u64 = arg("--records")
         .and_then(|v| v.parse().ok())
         .unwrap_or(300_000);
+    let codec = arg("--codec").unwrap_or_else(|| "lz4".into());
+    let perf = arg("--perf");
     let brokers = arg("--brokers")
         .or_else(|| std::env::var("INGEST_TEST_KAFKA_BROKERS").ok())
         .expect("name the brokers with --brokers or INGEST_TEST_KAFKA_BROKERS (scripts/services up kafka)");
@@ -65,41 +93,55 @@ fn main() {
     }
     input.flush().unwrap();
     drop(input);
+    if let Some(to) = arg("--write-input") {
+        std::fs::copy(path("in.jsonl"), &to).unwrap();
+        println!("{records} input lines written to {to}");
+        return;
+    }
 
-    let ingest = |args: &[&str]| {
-        let mut c = Command::new(&bin);
+    let ingest = |args: &[&str], perf: Option<&str>| {
+        let mut c = maybe_perf(&bin, perf);
         c.args(args)
             .arg("--state-dir")
             .arg(path("state"))
+            .current_dir(dir.path())
             .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stdout(Stdio::null());
         c
     };
     // The exact records, keyed, for kcat.
     let records_file = path("records.jsonl");
-    let file_secs = timed(
-        ingest(&[
+    let file = measure(&mut ingest(
+        &[
             "replay",
             "in.jsonl",
             "--sink",
             "file",
             "--file-path",
             records_file.to_str().unwrap(),
-        ])
-        .current_dir(dir.path()),
-    );
+        ],
+        None,
+    ));
     let text = std::fs::read_to_string(&records_file).unwrap();
     let mut keyed = Vec::with_capacity(text.len() + text.len() / 8);
     let mut bytes = 0usize;
     for l in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap();
-        writeln!(keyed, "{}\t{l}", v["id"].as_str().unwrap()).unwrap();
+        #[derive(serde::Deserialize)]
+        struct Id<'a> {
+            #[serde(borrow)]
+            id: &'a str,
+        }
+        let id = serde_json::from_str::<Id>(l).unwrap().id;
+        writeln!(keyed, "{id}\t{l}").unwrap();
         bytes += l.len();
     }
     assert_eq!(text.lines().count() as u64, records);
+    drop(text);
+    let keyed_lines = || keyed.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    let expected = fingerprint(keyed_lines(), true);
+    let expected_any_run = fingerprint(keyed_lines(), false);
     std::fs::write(path("keyed.tsv"), &keyed).unwrap();
+    drop(keyed);
     println!(
         "{records} records, {:.1} MB of record JSON (avg {} B)",
         bytes as f64 / 1e6,
@@ -110,91 +152,93 @@ fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    const CODEC: &str = "lz4";
     let ingest_topic = format!("bench-ingest-{nanos}");
     let kcat_topic = format!("bench-kcat-{nanos}");
     let config = format!(
-        "[sinks.k]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{ingest_topic}\"\ncompression = \"{CODEC}\"\nheaders = false\n"
+        "[sinks.k]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{ingest_topic}\"\ncompression = \"{codec}\"\nheaders = false\n"
     );
     std::fs::write(path("ingest.toml"), config).unwrap();
-    let ingest_secs = timed(
-        ingest(&[
+    let ingest_run = measure(&mut ingest(
+        &[
             "replay",
             "in.jsonl",
             "--sink",
             "k",
             "--config",
             path("ingest.toml").to_str().unwrap(),
-        ])
-        .current_dir(dir.path()),
-    );
-    let kcat_secs = timed(
+        ],
+        perf.as_deref(),
+    ));
+    let kcat_run = measure(
         Command::new(&kcat)
-            .args(["-P", "-b", &brokers, "-t", &kcat_topic])
-            .args(["-K", "\t", "-z", CODEC, "-X", "acks=all", "-X"])
-            .args(["enable.idempotence=true", "-X", "linger.ms=5", "-l"])
+            .args(["-P", "-b", &brokers, "-t", &kcat_topic, "-K", "\t"])
+            .args(["-X", &format!("compression.codec={codec}")])
+            .args(["-X", "acks=all", "-X", "enable.idempotence=true"])
+            .args(["-X", "linger.ms=5", "-l"])
             .arg(path("keyed.tsv"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
+            .stdout(Stdio::null()),
     );
-    // Both topics hold every record once, with no headers, before any figure.
-    for topic in [&ingest_topic, &kcat_topic] {
+    // Both topics hold exactly the keyed records, once each, with no headers,
+    // before any figure is printed: kcat's byte for byte, ingest's but for the
+    // `received_at` and `run` of its own run.
+    for (topic, per_run) in [(&ingest_topic, false), (&kcat_topic, true)] {
         let out = Command::new(&kcat)
-            .args([
-                "-C",
-                "-b",
-                &brokers,
-                "-t",
-                topic,
-                "-o",
-                "beginning",
-                "-e",
-                "-q",
-            ])
-            .args(["-f", "%k\\t%h\\n"])
+            .args(["-C", "-b", &brokers, "-t", topic])
+            .args(["-o", "beginning", "-e", "-q"])
+            .args(["-f", "%h\\t%k\\t%s\\n"])
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .output()
             .unwrap();
         assert!(out.status.success(), "kcat could not read {topic} back");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let keys: std::collections::HashSet<&str> = text
-            .lines()
-            .map(|l| l.split('\t').next().unwrap())
+        let lines: Vec<&[u8]> = out
+            .stdout
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
             .collect();
-        assert_eq!(text.lines().count() as u64, records, "{topic}: messages");
-        assert_eq!(
-            keys.len() as u64,
-            records,
-            "{topic}: one message per record"
-        );
+        assert_eq!(lines.len() as u64, records, "{topic}: messages");
+        // "%h" prints nothing for a message without headers: the line starts with the tab.
         assert!(
-            text.lines()
-                .all(|l| l.split('\t').nth(1).is_none_or(str::is_empty)),
+            lines.iter().all(|l| l.first() == Some(&b'\t')),
             "{topic}: headers were sent"
+        );
+        let got = fingerprint(lines.iter().map(|l| &l[1..]), per_run);
+        let want = if per_run {
+            &expected
+        } else {
+            &expected_any_run
+        };
+        assert!(
+            got == *want,
+            "{topic}: the messages are not exactly the keyed records"
         );
     }
     println!(
-        "both sides: codec {CODEC}, acks=all, idempotent, no headers; both topics read back whole"
+        "both sides: codec {codec}, acks=all, idempotent, linger.ms=5, no headers; both topics read back: exactly the {records} keyed records, once each"
     );
-    let rate = |secs: f64| records as f64 / secs;
-    let mb = |secs: f64| bytes as f64 / secs / 1e6;
-    println!(
-        "ingest replay → kafka: {:.2} s = {:.0} records/s, {:.1} MB/s (parse + normalize + produce, all acked)",
-        ingest_secs,
-        rate(ingest_secs),
-        mb(ingest_secs)
+    let line = |what: &str, m: &Measured| {
+        println!(
+            "{what}: {:.2} s = {:.0} records/s, {:.1} MB/s; CPU {:.2} s = {:.2} µs/record; max RSS {:.0} MiB",
+            m.wall,
+            records as f64 / m.wall,
+            bytes as f64 / m.wall / 1e6,
+            m.cpu,
+            m.cpu_us_per(records),
+            m.max_rss_mib
+        );
+    };
+    line(
+        "ingest replay → kafka (parse + normalize + produce, all acked)",
+        &ingest_run,
     );
+    line("kcat -P (the same keyed records)", &kcat_run);
     println!(
-        "kcat -P (same records): {:.2} s = {:.0} records/s, {:.1} MB/s",
-        kcat_secs,
-        rate(kcat_secs),
-        mb(kcat_secs)
+        "ratio ingest/kcat ({codec}): {:.2}× in records/s, {:.2}× in records per CPU second",
+        kcat_run.wall / ingest_run.wall,
+        kcat_run.cpu / ingest_run.cpu
     );
-    println!("ratio ingest/kcat: {:.2}×", kcat_secs / ingest_secs);
-    println!(
-        "for reference, ingest replay → file (same input, fsync): {file_secs:.2} s = {:.0} records/s",
-        rate(file_secs)
+    line(
+        "for reference, ingest replay → file (same input, fsync)",
+        &file,
     );
 }

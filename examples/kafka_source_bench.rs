@@ -6,14 +6,30 @@
 //! ```
 //!
 //! Fills a fresh topic with `ingest replay --sink kafka` (untimed, realistic X
-//! lines from the shared generator), then times `ingest kafka --until-idle
-//! --sink file` (decode, deliver with fsync, commit offsets) and `kcat -C -e`
-//! consuming the same topic into a file, each from process start to exit, and
-//! prints both rates only once each side read every record exactly once.
+//! lines from the shared generator, lz4), then times, each from process start
+//! to exit:
+//!
+//! - `ingest kafka --until-idle --sink file` (join a fresh group, decode each
+//!   record, deliver with fsync, commit offsets after the sink confirmed, stop
+//!   once every partition reported its end: `idle_ms = 0`, the same stop rule
+//!   as kcat's `-e`), and
+//! - `kcat -C -e` writing each message value to a file (no group, no commits),
+//! - `kcat -G GROUP -e` the same, as a member of a fresh group (the same group
+//!   join as ingest; librdkafka's auto-commit on).
+//!
+//! A group join on a fresh group takes the broker seconds (tansu here, like
+//! Kafka's `group.initial.rebalance.delay.ms`), so for the two group
+//! consumers it also prints the time from the assignment (their stderr line
+//! saying so) to exit.
+//!
+//! Figures are printed only once each side read every record exactly once:
+//! the ids in ingest's file and in each kcat's values are the same
+//! `--records` ids, each once. `--perf FILE` runs the timed `ingest` under
+//! `perf record -g -o FILE`.
 
+use std::collections::HashSet;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
 #[path = "common/util.rs"]
 mod util;
@@ -22,13 +38,28 @@ use util::{arg, ingest_bin};
 #[path = "common/lines.rs"]
 mod lines;
 
-fn run(cmd: &mut Command) -> (f64, String) {
-    let start = Instant::now();
-    let out = cmd.output().unwrap();
-    let secs = start.elapsed().as_secs_f64();
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{cmd:?} failed:\n{err}");
-    (secs, err)
+#[path = "common/child.rs"]
+mod child;
+use child::{Measured, maybe_perf, measure, measure_until};
+
+/// The `id` of every JSON line in `path`, checked to be `records` distinct ids.
+fn ids_once(path: &std::path::Path, records: u64, who: &str) -> HashSet<String> {
+    #[derive(serde::Deserialize)]
+    struct Id {
+        id: String,
+    }
+    let text = std::fs::read(path).unwrap_or_default();
+    let mut ids = HashSet::with_capacity(records as usize);
+    let mut n = 0u64;
+    for l in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        n += 1;
+        let id = serde_json::from_slice::<Id>(l)
+            .unwrap_or_else(|e| panic!("{who}: a line is not a record: {e}"))
+            .id;
+        assert!(ids.insert(id), "{who}: a record was read twice");
+    }
+    assert_eq!(n, records, "{who}: every record read exactly once");
+    ids
 }
 
 fn main() {
@@ -40,6 +71,7 @@ fn main() {
         .expect("name the brokers with --brokers or INGEST_TEST_KAFKA_BROKERS (scripts/services up kafka)");
     let kcat = std::env::var("INGEST_TEST_KCAT").unwrap_or_else(|_| "kcat".into());
     let bin = ingest_bin();
+    let perf = arg("--perf");
     let dir = tempfile::tempdir().unwrap();
     let path = |p: &str| dir.path().join(p);
     let nanos = std::time::SystemTime::now()
@@ -57,92 +89,120 @@ fn main() {
     }
     input.flush().unwrap();
     drop(input);
+    // idle_ms = 0: stop as soon as every partition reported its end (kcat -e).
     std::fs::write(
         path("ingest.toml"),
         format!(
-            "[kafka]\nsession_timeout_ms = 10000\nidle_ms = 1000\n\n[sinks.k]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n"
+            "[kafka]\nsession_timeout_ms = 10000\nidle_ms = 0\n\n[sinks.k]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{topic}\"\n"
         ),
     )
     .unwrap();
-    let ingest = |args: &[&str]| {
-        let mut c = Command::new(&bin);
+    let ingest = |args: &[&str], perf: Option<&str>| {
+        let mut c = maybe_perf(&bin, perf);
         c.args(args)
             .arg("--state-dir")
             .arg(path("state"))
             .current_dir(dir.path())
             .env("RUST_LOG", "warn,ingest::sources::kafka=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+            .stdout(Stdio::null());
         c
     };
-    run(&mut ingest(&["replay", "in.jsonl", "--sink", "k"]));
-    println!("topic {topic}: {records} records produced by ingest");
+    measure(&mut ingest(&["replay", "in.jsonl", "--sink", "k"], None));
+    println!("topic {topic}: {records} records produced by ingest (lz4)");
 
-    let (secs, err) = run(&mut ingest(&[
-        "kafka",
-        "--brokers",
-        &brokers,
-        "--topic",
-        &topic,
-        "--group",
-        "bench",
-        "--until-idle",
-        "--summary",
-        "--sink",
-        "file",
-        "--file-path",
-        "out.jsonl",
-    ]));
-    let got = std::fs::read(path("out.jsonl"))
-        .map(|b| b.iter().filter(|c| **c == b'\n').count())
-        .unwrap_or(0);
+    let ingest_run = measure_until(
+        &mut ingest(
+            &[
+                "kafka",
+                "--brokers",
+                &brokers,
+                "--topic",
+                &topic,
+                "--group",
+                "bench",
+                "--until-idle",
+                "--summary",
+                "--sink",
+                "file",
+                "--file-path",
+                "out.jsonl",
+            ],
+            perf.as_deref(),
+        ),
+        Some("partitions assigned"),
+    );
     let bytes = std::fs::metadata(path("out.jsonl"))
         .map(|m| m.len())
         .unwrap_or(0);
-    // A fresh group on a fresh topic, one consumer: no rebalance, so exactly once.
-    assert_eq!(
-        got as u64, records,
-        "every record delivered exactly once:\n{err}"
-    );
 
-    // kcat over the same interval: from process start to exit, into a file.
     let kcat_out = std::fs::File::create(path("kcat.out")).unwrap();
-    let start = Instant::now();
-    let status = Command::new(&kcat)
-        .args([
-            "-C",
-            "-b",
-            &brokers,
-            "-t",
-            &topic,
-            "-o",
-            "beginning",
-            "-e",
-            "-q",
-        ])
-        .args(["-f", "%s\\n"])
-        .stdin(Stdio::null())
-        .stdout(kcat_out)
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    let kcat_secs = start.elapsed().as_secs_f64();
-    assert!(status.success(), "kcat failed");
-    let n = std::fs::read(path("kcat.out"))
-        .map(|b| b.iter().filter(|c| **c == b'\n').count())
-        .unwrap_or(0);
-    assert_eq!(n as u64, records, "kcat read every message");
-    // Both figures are process start to exit: ingest's includes its group join,
-    // the --until-idle wait (idle_ms, 1 s) and the final commit; kcat's its
-    // start and the end-of-partition wait, and no group at all.
-    println!(
-        "ingest kafka → file (process start to exit): {got} records in {secs:.2} s = {:.0} records/s, {:.1} MB/s written",
-        got as f64 / secs,
-        bytes as f64 / secs / 1e6
+    let kcat_run = measure(
+        Command::new(&kcat)
+            .args(["-C", "-b", &brokers, "-t", &topic])
+            .args(["-o", "beginning", "-e", "-q", "-f", "%s\\n"])
+            .stdout(kcat_out),
+    );
+    let kcat_group_out = std::fs::File::create(path("kcat-group.out")).unwrap();
+    let kcat_group_run = measure_until(
+        Command::new(&kcat)
+            .args(["-b", &brokers, "-G", &format!("kcat-{nanos}")])
+            .args(["-X", "auto.offset.reset=earliest"])
+            .args(["-X", "session.timeout.ms=10000"])
+            .args(["-e", "-f", "%s\\n", &topic])
+            .stdout(kcat_group_out),
+        Some("assigned:"),
+    );
+    // Exactly once on each side, and the same ids on both.
+    let ingest_ids = ids_once(&path("out.jsonl"), records, "ingest");
+    let kcat_ids = ids_once(&path("kcat.out"), records, "kcat");
+    assert!(ingest_ids == kcat_ids, "ingest and kcat read different ids");
+    let kcat_group_ids = ids_once(&path("kcat-group.out"), records, "kcat -G");
+    assert!(
+        ingest_ids == kcat_group_ids,
+        "ingest and kcat -G read different ids"
+    );
+    println!("both sides read the {records} records exactly once (the same ids)");
+    let line = |what: &str, m: &Measured| {
+        println!(
+            "{what} (process start to exit): {:.2} s = {:.0} records/s; CPU {:.2} s = {:.2} µs/record; max RSS {:.0} MiB",
+            m.wall,
+            records as f64 / m.wall,
+            m.cpu,
+            m.cpu_us_per(records),
+            m.max_rss_mib
+        );
+    };
+    line(
+        &format!(
+            "ingest kafka → file ({:.1} MB written, fsync, offsets committed)",
+            bytes as f64 / 1e6
+        ),
+        &ingest_run,
+    );
+    line("kcat -C -e → file (no group, no commits)", &kcat_run);
+    line(
+        "kcat -G -e → file (a fresh group, auto-commit)",
+        &kcat_group_run,
     );
     println!(
-        "kcat -C -e → file (process start to exit): {n} messages in {kcat_secs:.2} s = {:.0} messages/s",
-        n as f64 / kcat_secs
+        "ratio ingest/kcat -C: {:.2}× in records/s, {:.2}× in records per CPU second",
+        kcat_run.wall / ingest_run.wall,
+        kcat_run.cpu / ingest_run.cpu
     );
+    println!(
+        "ratio ingest/kcat -G: {:.2}× in records/s",
+        kcat_group_run.wall / ingest_run.wall
+    );
+    // From the assignment to exit: the group join left out on both sides.
+    let after = |m: &Measured| m.marked.map(|t| m.wall - t);
+    if let (Some(i), Some(k)) = (after(&ingest_run), after(&kcat_group_run)) {
+        println!(
+            "from the assignment to exit: ingest {i:.2} s = {:.0} records/s, kcat -G {k:.2} s = {:.0} records/s; ratio {:.2}× (group join: ingest {:.2} s, kcat -G {:.2} s)",
+            records as f64 / i,
+            records as f64 / k,
+            k / i,
+            ingest_run.wall - i,
+            kcat_group_run.wall - k
+        );
+    }
 }

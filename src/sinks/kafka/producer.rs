@@ -11,7 +11,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{
     BaseRecord, DeliveryResult, Producer, ProducerContext, PurgeConfig, ThreadedProducer,
 };
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::classify::{Verdict, classify};
 use super::{KafkaSinkConfig, render_topic};
@@ -243,6 +243,7 @@ impl Sink for KafkaSink {
         let mut payload = Vec::with_capacity(1024);
         let (mut topic_buf, mut key_buf) = (String::new(), String::new());
         let mut last_at = None;
+        let started = std::time::Instant::now();
         for &(i, tag) in &copies {
             let r = &batch[i];
             payload.clear();
@@ -301,7 +302,14 @@ impl Sink for KafkaSink {
                 }
             }
         }
+        let produced = started.elapsed();
         state.all_reported().await;
+        debug!(
+            messages = copies.len(),
+            produce_ms = produced.as_millis() as u64,
+            reports_ms = (started.elapsed() - produced).as_millis() as u64,
+            "batch written"
+        );
         let failures =
             std::mem::take(&mut *state.failures.lock().unwrap_or_else(|p| p.into_inner()));
         for (i, e) in failures {
@@ -349,5 +357,49 @@ impl Sink for KafkaSink {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::FutureExt;
+
+    #[test]
+    fn a_batch_is_reported_only_after_every_delivery_report() {
+        let state = BatchState::new(3);
+        state.done_one();
+        state.fail(
+            1,
+            KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut),
+        );
+        state.done_one();
+        assert!(
+            state.all_reported().now_or_never().is_none(),
+            "one delivery report is still out"
+        );
+        state.done_one();
+        assert!(state.all_reported().now_or_never().is_some());
+        assert_eq!(state.failures.lock().unwrap()[0].0, 1);
+    }
+
+    #[tokio::test]
+    async fn the_last_report_from_librdkafkas_thread_wakes_the_writer() {
+        let state = Arc::new(BatchState::new(2));
+        let reporter = state.clone();
+        let thread = std::thread::spawn(move || {
+            for _ in 0..2 {
+                std::thread::sleep(Duration::from_millis(20));
+                reporter.done_one();
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(5), state.all_reported())
+            .await
+            .expect("woken by the last report");
+        assert_eq!(
+            state.remaining.load(std::sync::atomic::Ordering::Acquire),
+            0
+        );
+        thread.join().unwrap();
     }
 }

@@ -26,6 +26,11 @@ const OWN_PROPERTIES: [(&str, &str); 7] = [
     ("session.timeout.ms", "session_timeout_ms"),
 ];
 
+/// librdkafka's `fetch.queue.backoff.ms` unless `[kafka.properties]` sets it.
+pub const FETCH_QUEUE_BACKOFF_MS: u32 = 10;
+/// librdkafka's `queued.max.messages.kbytes` unless `[kafka.properties]` sets it.
+pub const QUEUED_MAX_KBYTES: u32 = 16 * 1024;
+
 /// Where a group with no committed offset starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -156,7 +161,14 @@ impl KafkaSourceSettings {
                     StartFrom::Latest => "latest",
                 },
             )
-            .set("session.timeout.ms", self.session_timeout_ms.to_string());
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            // When the prefetch queue is full (the sinks are slower than the
+            // fetches), librdkafka postpones the next fetch by this much;
+            // its default, 1 s, left the consumer idle for most of a run.
+            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS.to_string())
+            // The prefetch queue's bound (librdkafka's default is 64 MiB): with
+            // the short backoff above a smaller queue keeps up, in less memory.
+            .set("queued.max.messages.kbytes", QUEUED_MAX_KBYTES.to_string());
         if self.session_timeout_ms < 3000 {
             // librdkafka wants the heartbeat well inside the session timeout.
             c.set(
@@ -210,6 +222,20 @@ mod tests {
         s.properties
             .insert("enable.auto.commit".into(), "true".into());
         assert_eq!(validate(&s).unwrap_err().0, "properties.enable.auto.commit");
+    }
+
+    #[cfg(feature = "kafka")]
+    #[test]
+    fn the_prefetch_settings_are_ours_unless_properties_say_otherwise() {
+        let c = settings().client_config().unwrap();
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("10"));
+        assert_eq!(c.get("queued.max.messages.kbytes"), Some("16384"));
+        assert_eq!(c.get("enable.auto.commit"), Some("false"));
+        let mut s = settings();
+        s.properties
+            .insert("fetch.queue.backoff.ms".into(), "1000".into());
+        let c = s.client_config().unwrap();
+        assert_eq!(c.get("fetch.queue.backoff.ms"), Some("1000"));
     }
 
     #[test]

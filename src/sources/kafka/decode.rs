@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tracing::{error, warn};
 
-use super::offsets::{Entry, Tp};
+use super::offsets::{Entry, TopicNames, Tp};
 use crate::record::{Normalized, Record, rfc3339, transliterate};
 use crate::sources::{InputPlatform, SourceContext, SourceCounters};
 
@@ -21,9 +21,10 @@ pub(super) fn read_message(
     m: &BorrowedMessage<'_>,
     platform: InputPlatform,
     ctx: &SourceContext,
+    topics: &mut TopicNames,
     records: &mut Vec<Arc<Record>>,
 ) -> Entry {
-    let tp: Tp = (m.topic().to_owned(), m.partition());
+    let tp: Tp = (topics.get(m.topic()), m.partition());
     let offset = m.offset();
     let value = m.payload().unwrap_or_default();
     let is_record = match decode(value, platform, ctx) {
@@ -100,8 +101,12 @@ fn decode(
     }
     // A record our Kafka sink wrote (format = "record"); every record has `run`,
     // so other values skip the attempt.
-    let looks_like_record = memchr::memmem::find(value, b"\"run\":").is_some();
-    if let Some(Ok(mut r)) = looks_like_record.then(|| serde_json::from_slice::<Record>(value)) {
+    // The value is checked to be UTF-8 once, whole: parsing from a `&str`
+    // skips serde_json's check of each string and of the raw payload. A value
+    // that is not UTF-8 is no record (it could not parse as one either).
+    let record_text =
+        memchr::memmem::find(value, b"\"run\":").and_then(|_| std::str::from_utf8(value).ok());
+    if let Some(Ok(mut r)) = record_text.map(serde_json::from_str::<Record>) {
         let opts = &ctx.normalize;
         if !opts.keep_raw {
             r.raw = None;

@@ -13,9 +13,27 @@
 //! - a partition that is not assigned is never confirmed nor committed.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-/// A partition: (topic, partition).
-pub(super) type Tp = (String, i32);
+/// A partition: (topic, partition). The topic name is shared
+/// ([`TopicNames`]): a message's coordinates cost no allocation.
+pub(super) type Tp = (Arc<str>, i32);
+
+/// The topic names seen so far, each allocated once.
+#[derive(Debug, Default)]
+pub(super) struct TopicNames(Vec<Arc<str>>);
+
+impl TopicNames {
+    /// The shared name of `topic` (a handful of topics: a linear search).
+    pub fn get(&mut self, topic: &str) -> Arc<str> {
+        if let Some(t) = self.0.iter().find(|t| &***t == topic) {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(topic);
+        self.0.push(t.clone());
+        t
+    }
+}
 
 /// One message read, in the order read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,8 +136,12 @@ impl Offsets {
             }
             // A partition revoked meanwhile is another consumer's now.
             if self.assigned.contains(&e.tp) {
-                let next = self.confirmed.entry(e.tp.clone()).or_insert(0);
-                *next = (*next).max(e.offset + 1);
+                match self.confirmed.get_mut(&e.tp) {
+                    Some(next) => *next = (*next).max(e.offset + 1),
+                    None => {
+                        self.confirmed.insert(e.tp.clone(), e.offset + 1);
+                    }
+                }
             }
         }
     }
@@ -247,11 +269,20 @@ mod tests {
     }
 
     #[test]
+    fn a_topic_name_is_allocated_once() {
+        let mut names = TopicNames::default();
+        let a = names.get("a");
+        assert!(Arc::ptr_eq(&a, &names.get("a")));
+        assert_eq!(&*names.get("b"), "b");
+        assert!(Arc::ptr_eq(&a, &names.get("a")));
+    }
+
+    #[test]
     fn the_end_needs_an_eof_per_assigned_topic_partition() {
         let mut s = Offsets::default();
         assert!(!s.all_at_end(), "nothing assigned yet");
         for t in ["a", "b"] {
-            s.assign((0..2).map(|p| (t.to_owned(), p)));
+            s.assign((0..2).map(|p| (Arc::from(t), p)));
         }
         s.eof_on(0);
         s.eof_on(0);

@@ -128,7 +128,7 @@ pub(super) fn drops_all<C: ConsumerContext>(consumer: &impl Consumer<C>) -> bool
 pub(super) fn partitions(tpl: &TopicPartitionList) -> Vec<Tp> {
     tpl.elements()
         .iter()
-        .map(|e| (e.topic().to_owned(), e.partition()))
+        .map(|e| (e.topic().into(), e.partition()))
         .collect()
 }
 

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
@@ -18,7 +19,7 @@ use tracing::{debug, error, info, warn};
 
 use super::KafkaSourceSettings;
 use super::decode::read_message;
-use super::offsets::{Entry, Offsets, Tp};
+use super::offsets::{Entry, Offsets, TopicNames, Tp};
 use super::rebalance::{ConsumerCtx, RebalanceSignal, apply, drops_all, partitions};
 use crate::pipeline::{Ack, Outcome, SourceBatch};
 use crate::record::Record;
@@ -97,6 +98,7 @@ impl Source for KafkaSource {
             ctx,
             consumer,
             offsets: Offsets::default(),
+            topics: TopicNames::default(),
             signals,
             confirmed,
             inflight: inflight_tx,
@@ -147,6 +149,7 @@ struct Reader {
     ctx: SourceContext,
     consumer: Arc<KafkaConsumer>,
     offsets: Offsets,
+    topics: TopicNames,
     signals: mpsc::UnboundedReceiver<RebalanceSignal>,
     confirmed: mpsc::UnboundedReceiver<Confirmed>,
     inflight: mpsc::UnboundedSender<InFlight>,
@@ -200,7 +203,20 @@ impl Reader {
                 }
                 Event::Message(m) => {
                     seen_since_tick |= m.is_ok();
-                    self.on_message(m)?
+                    let mut send_now = self.on_message(m)?;
+                    // What librdkafka already holds is taken without going
+                    // back through the select: one wake-up per run of
+                    // messages, not per message. Bounded by the batch size;
+                    // a rebalance event ends the run (recv is then pending),
+                    // so its signal is handled before the next message.
+                    while !send_now {
+                        let Some(m) = consumer.recv().now_or_never() else {
+                            break;
+                        };
+                        seen_since_tick |= m.is_ok();
+                        send_now = self.on_message(m)?;
+                    }
+                    send_now
                 }
             };
             if send_now && !self.send_batch().await {
@@ -214,7 +230,13 @@ impl Reader {
         match m {
             Ok(m) => {
                 self.offsets.message_on(m.partition());
-                let entry = read_message(&m, self.settings.platform, &self.ctx, &mut self.records);
+                let entry = read_message(
+                    &m,
+                    self.settings.platform,
+                    &self.ctx,
+                    &mut self.topics,
+                    &mut self.records,
+                );
                 self.entries.push(entry);
                 Ok(self.entries.len() >= self.settings.batch_max_messages)
             }
