@@ -30,7 +30,6 @@ pub mod progress;
 #[cfg(test)]
 mod proptests;
 pub mod record;
-mod record_json;
 pub mod retry;
 pub mod schema;
 pub mod secret;

@@ -4,6 +4,8 @@
 //! Normalizers live with their sources (`sources::twitter`, `sources::telegram`);
 //! the helpers they share live here.
 
+mod json;
+
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -208,7 +210,7 @@ impl Record {
             // The config layer refuses `format = "raw"` together with `--no-raw`;
             // should a raw-less record still get here, write the record rather
             // than nothing.
-            _ => crate::record_json::write_record(out, self),
+            _ => json::write_record(out, self),
         }
         out.push(b'\n');
     }

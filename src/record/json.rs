@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use crate::record::{Author, Chat, MatchingRule, Record, Refs, RunInfo};
+use super::{Author, Chat, MatchingRule, Record, Refs, RunInfo};
 
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
