@@ -222,9 +222,13 @@ impl Record {
         out
     }
 
-    /// An estimate of the serialized size, for batching by bytes.
+    /// An estimate of the record's size (serialized, and in memory: the
+    /// struct and its dozen small allocations take about 512 bytes besides the
+    /// text and the raw payload), for batching by bytes and the pipeline's
+    /// memory budget.
     pub fn approx_size(&self) -> usize {
-        256 + self.text.as_ref().map_or(0, String::len)
+        512 + self.text.as_ref().map_or(0, String::len)
+            + self.text_ascii.as_ref().map_or(0, String::len)
             + self.raw.as_ref().map_or(0, |r| r.get().len())
     }
 }

@@ -879,8 +879,7 @@ mod tests {
     #[tokio::test]
     async fn a_spent_memory_budget_holds_the_source_and_lingering_sinks_write_what_they_have() {
         // Sink A is stuck: it holds the batches the router gave it, so the
-        // 8 MiB budget runs out after five batches of 5 000 records (~1.5 MB
-        // each). Sink B (linger: an hour, batches of 4 MiB) writes three, then
+        // 8 MiB budget runs out after five batches (~1.5 MB each). Sink B (linger: an hour, batches of 4 MiB) writes three, then
         // must write the last two instead of waiting for a batch that cannot come.
         let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let a = GatedSink { gate: gate.clone() };
@@ -931,7 +930,9 @@ mod tests {
             CancellationToken::new(),
             abort,
         ));
-        let batch = records(0..5_000);
+        let one = records(0..1)[0].approx_size();
+        let n = (MEMORY_BUDGET_BYTES as f64 / (5.5 * one as f64)) as usize;
+        let batch = records(0..n as u32);
         let per_batch: usize = batch.iter().map(|r| r.approx_size()).sum();
         let fit = MEMORY_BUDGET_BYTES / per_batch;
         assert_eq!(
@@ -945,7 +946,7 @@ mod tests {
         });
         let written = |c: &Confirmed| c.lock().unwrap().iter().map(Vec::len).sum::<usize>();
         tokio::time::timeout(Duration::from_secs(30), async {
-            while written(&b_confirmed) < fit * 5_000 {
+            while written(&b_confirmed) < fit * n {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         })
@@ -954,18 +955,18 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(
             written(&b_confirmed),
-            fit * 5_000,
+            fit * n,
             "nothing past the budget entered"
         );
         assert!(!sender.is_finished(), "the source is held back");
         gate.add_permits(1_000_000);
         sender.await.unwrap();
         let outcome = outcome.await.unwrap();
-        assert_eq!(outcome.records_in, 60_000);
-        assert_eq!(written(&b_confirmed), 60_000);
+        assert_eq!(outcome.records_in, 12 * n as u64);
+        assert_eq!(written(&b_confirmed), 12 * n);
         assert_eq!(
             outcome.per_sink.values().map(|s| s.delivered).sum::<u64>(),
-            120_000
+            24 * n as u64
         );
     }
 }
