@@ -28,8 +28,7 @@ use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::process::{Command, Stdio};
 
 #[path = "common/util.rs"]
 mod util;
@@ -37,6 +36,10 @@ use util::{arg, arg_or, ingest_bin};
 
 #[path = "common/lines.rs"]
 mod lines;
+
+#[path = "common/child.rs"]
+mod child;
+use child::{Measured, measure};
 
 const STREAM_PATH: &str = "/2/tweets/search/stream";
 
@@ -151,43 +154,8 @@ fn copy_mode(addr: &str, out: &Path, bytes: u64) {
     }
 }
 
-struct Usage {
-    secs: f64,
-    user: f64,
-    sys: f64,
-    max_rss_mib: f64,
-    stderr: String,
-}
-
-/// Waits for `child` with `wait4`: wall time since `start`, CPU, peak RSS.
-fn reap(child: Child, start: Instant) -> Usage {
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is valid; wait4 on our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    let secs = start.elapsed().as_secs_f64();
-    assert_eq!(rc, pid);
-    let stderr = child
-        .stderr
-        .map(|e| std::io::read_to_string(e).unwrap_or_default())
-        .unwrap_or_default();
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "the run failed (status {status}):\n{stderr}"
-    );
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Usage {
-        secs,
-        user: tv(usage.ru_utime),
-        sys: tv(usage.ru_stime),
-        max_rss_mib: usage.ru_maxrss as f64 / 1024.0,
-        stderr,
-    }
-}
-
 /// Every post id 0..records exactly once, one record per line.
-fn check_output(out: &Path, records: u64, u: &Usage) {
+fn check_output(out: &Path, records: u64, u: &Measured) {
     let file = std::fs::File::open(out).unwrap();
     let mut seen = HashSet::with_capacity(records as usize);
     let mut lines = 0u64;
@@ -216,22 +184,22 @@ struct Row {
     what: String,
     records: u64,
     out_bytes: u64,
-    u: Usage,
+    u: Measured,
 }
 
 fn print_row(r: &Row, floor: Option<&Row>) {
-    let cpu = r.u.user + r.u.sys;
+    let cpu = r.u.cpu;
     let ratio = floor.map_or(String::from("1.00"), |f| {
         format!(
             "{:.2}",
-            (r.records as f64 / r.u.secs) / (f.records as f64 / f.u.secs)
+            (r.records as f64 / r.u.wall) / (f.records as f64 / f.u.wall)
         )
     });
     println!(
         "| {} | {} | {:.0} | {:.2} ({:.2} user + {:.2} sys) | {:.1} | {:.0} | {} |",
         r.what,
         r.records,
-        r.records as f64 / r.u.secs,
+        r.records as f64 / r.u.wall,
         cpu * 1e6 / r.records as f64,
         r.u.user * 1e6 / r.records as f64,
         r.u.sys * 1e6 / r.records as f64,
@@ -302,11 +270,9 @@ fn main() {
         copy.arg("--copy")
             .arg(&addr)
             .arg(&out)
-            .arg(answer_bytes.to_string())
-            .stderr(Stdio::piped());
+            .arg(answer_bytes.to_string());
         pin(&mut copy, 0);
-        let start = Instant::now();
-        let u = reap(copy.spawn().unwrap(), start);
+        let u = measure(&mut copy);
         assert_eq!(std::fs::metadata(&out).unwrap().len(), answer_bytes);
         std::fs::remove_file(&out).unwrap();
         let floor = Row {
@@ -337,11 +303,9 @@ fn main() {
                 .args(extra)
                 .env("TWITTER_BEARER_TOKEN", "bench")
                 .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped());
+                .stdout(Stdio::null());
             pin(&mut client, 0);
-            let start = Instant::now();
-            let u = reap(client.spawn().unwrap(), start);
+            let u = measure(&mut client);
             check_output(&out, records, &u);
             let row = Row {
                 what: what.into(),

@@ -1,7 +1,7 @@
 //! Runs one child process to its exit and measures it: wall time from spawn
 //! to exit, CPU time (user + system, from `wait4`) and peak RSS; optionally
 //! the time at which a line first appears on its stderr. Included with
-//! `#[path]` by the Kafka benchmarks.
+//! `#[path]` by the Kafka benchmarks and `stream_bench`.
 
 #![allow(dead_code)] // each benchmark uses its own subset
 
@@ -15,6 +15,9 @@ pub struct Measured {
     pub wall: f64,
     /// User + system CPU seconds of the process and its threads.
     pub cpu: f64,
+    /// The user and system parts of `cpu`.
+    pub user: f64,
+    pub sys: f64,
     pub max_rss_mib: f64,
     pub stderr: String,
     /// Seconds from spawn to the first stderr line with the marker, if asked.
@@ -88,9 +91,12 @@ pub fn measure_until(cmd: &mut Command, marker: Option<&'static str>) -> Measure
         "{shown} failed ({status}):\n{stderr}"
     );
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let (user, sys) = (secs(usage.ru_utime), secs(usage.ru_stime));
     Measured {
         wall,
-        cpu: secs(usage.ru_utime) + secs(usage.ru_stime),
+        cpu: user + sys,
+        user,
+        sys,
         max_rss_mib: usage.ru_maxrss as f64 / 1024.0,
         stderr,
         marked,
