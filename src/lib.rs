@@ -94,9 +94,11 @@ impl Error {
             Error::Mock(
                 mock::MockError::Scenario { .. } | mock::MockError::ScenarioRead { .. },
             ) => exit_codes::CONFIG,
-            Error::Webhooks(sources::twitter::webhooks_api::WebhooksError::Refused { .. }) => {
-                exit_codes::CONFIG
-            }
+            Error::Webhooks(
+                sources::twitter::webhooks_api::WebhooksError::Refused { .. }
+                | sources::twitter::webhooks_api::WebhooksError::NotValid { .. }
+                | sources::twitter::webhooks_api::WebhooksError::Invalid(_),
+            ) => exit_codes::CONFIG,
             Error::SinkNotReady { .. }
             | Error::State(_)
             | Error::XApi(_)

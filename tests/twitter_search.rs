@@ -350,6 +350,10 @@ fn hostile_pages_are_retried_then_refused_with_a_clear_error() {
     let out = run(&env, &mock, &["--query", "cats"]);
     assert_exit(&out, 0);
     assert_eq!(ids(&env).len(), 30, "the good page after two bad ones");
+    // The planted truncated page is the one answer off the spec.
+    let planted = mock.spec().unwrap().take_violations();
+    assert_eq!(planted.len(), 1, "{planted:?}");
+    assert!(planted[0].message.contains("EOF"), "{planted:?}");
 
     let env = new_env();
     let mut scenario = String::from("[search]\nposts = 30\n");

@@ -6,6 +6,8 @@
 
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod spec;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -293,14 +295,35 @@ pub fn http(
     (status, body)
 }
 
-/// `ingest mock twitter|telegram` as its own process, on a free port.
+/// `ingest mock twitter|telegram` as its own process, on a port it bound
+/// itself, behind a [`spec::SpecProxy`]: `url` is the proxy's, so every
+/// request the client sends and every answer the mock gives is held to X's
+/// or Telegram's published spec, and a violation fails the test.
 pub struct MockProcess {
     child: Child,
     pub url: String,
+    /// The mock itself, past the proxy.
+    pub mock_url: String,
+    proxy: Option<spec::SpecProxy>,
 }
 
 impl MockProcess {
     pub fn start(kind: &str, dir: &Path, scenario: &str) -> MockProcess {
+        let mut m = Self::start_unchecked(kind, dir, scenario);
+        let api = match kind {
+            "twitter" => spec::Api::X,
+            "telegram" => spec::Api::Telegram,
+            other => panic!("no mock {other}"),
+        };
+        let proxy = spec::SpecProxy::start(api, &m.mock_url);
+        m.url = proxy.url.clone();
+        m.proxy = Some(proxy);
+        m
+    }
+
+    /// The mock with no checking proxy: for tests that send it what the spec
+    /// forbids on purpose (to see the mock refuse it as X would).
+    pub fn start_unchecked(kind: &str, dir: &Path, scenario: &str) -> MockProcess {
         let path = dir.join(format!("{kind}-scenario.toml"));
         std::fs::write(&path, scenario).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_ingest"))
@@ -318,7 +341,14 @@ impl MockProcess {
         MockProcess {
             child,
             url: line.trim().to_owned(),
+            mock_url: line.trim().to_owned(),
+            proxy: None,
         }
+    }
+
+    /// The checking proxy, if this mock has one.
+    pub fn spec(&self) -> Option<&spec::SpecProxy> {
+        self.proxy.as_ref()
     }
 
     /// GET a JSON document from the mock.

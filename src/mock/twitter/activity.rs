@@ -15,8 +15,8 @@ use super::webhooks::{APP_ID, Hooks, unknown_webhook};
 use super::{authorized, problem, unauthorized};
 use crate::mock::lock;
 
-/// The event types of the create-subscription reference.
-pub const EVENT_TYPES: [&str; 21] = [
+/// The event types of `POST /2/activity/subscriptions` (X API v2 2.167).
+pub const EVENT_TYPES: [&str; 29] = [
     "profile.update.bio",
     "profile.update.profile_picture",
     "profile.update.banner_picture",
@@ -38,6 +38,14 @@ pub const EVENT_TYPES: [&str; 21] = [
     "dm.received",
     "dm.indicate_typing",
     "dm.read",
+    "post.create",
+    "post.delete",
+    "post.mention.create",
+    "like.create",
+    "mute.mute",
+    "mute.unmute",
+    "block.block",
+    "block.unblock",
 ];
 
 fn invalid(detail: &str) -> Response {
@@ -111,11 +119,8 @@ pub(super) async fn create(
         subs.push(sub.clone());
         subs.len()
     };
-    axum::Json(json!({
-        "data": {"subscription": sub, "total_subscriptions_for_instance_id": total},
-        "meta": {"total_subscriptions": total},
-    }))
-    .into_response()
+    tracing::debug!(total, "activity subscription created");
+    axum::Json(json!({"data": {"subscription": sub}})).into_response()
 }
 
 pub(super) async fn list(State(h): State<Arc<Hooks>>, headers: HeaderMap) -> Response {
@@ -123,8 +128,7 @@ pub(super) async fn list(State(h): State<Arc<Hooks>>, headers: HeaderMap) -> Res
         return unauthorized();
     }
     let subs = lock(&h.activity).clone();
-    let n = subs.len();
-    axum::Json(json!({"data": subs, "meta": {"total_subscriptions": n}})).into_response()
+    axum::Json(json!({ "data": subs })).into_response()
 }
 
 pub(super) async fn remove(
@@ -141,9 +145,7 @@ pub(super) async fn remove(
     if subs.len() == before {
         return invalid("The subscription_id was not found or is not associated with your app.");
     }
-    let n = subs.len();
-    axum::Json(json!({"data": {"deleted": true}, "meta": {"total_subscriptions": n}}))
-        .into_response()
+    axum::Json(json!({"data": {"deleted": true}})).into_response()
 }
 
 pub(super) async fn link(
@@ -186,7 +188,8 @@ pub(super) async fn links(State(h): State<Arc<Hooks>>, headers: HeaderMap) -> Re
         return unauthorized();
     }
     let links = lock(&h.links).clone();
-    axum::Json(json!({"data": {"links": links}})).into_response()
+    // 2.167: `data` is the array of links.
+    axum::Json(json!({ "data": links })).into_response()
 }
 
 pub(super) async fn unlink(

@@ -21,11 +21,13 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::rules::LiveRule;
+use super::signing::hmac_sha256_header;
 use super::webhooks::{Hooks, MOCK_CONSUMER_SECRET};
 use crate::mock::lock;
-use crate::secret::Secret;
-use crate::sources::twitter::api::LiveRule;
-use crate::sources::twitter::webhook::{SIGNATURE_HEADER, signature};
+
+/// The header X signs each delivery in (docs.x.com, "Securing webhooks").
+const SIGNATURE_HEADER: &str = "x-twitter-webhooks-signature";
 
 pub const KINDS: [&str; 4] = [
     "account_activity",
@@ -186,7 +188,7 @@ pub(super) async fn deliver(State(h): State<Arc<Hooks>>, body: Bytes) -> Respons
 
 /// POSTs one body until a 200 or the retries run out.
 async fn send(h: Arc<Hooks>, index: usize, url: String, body: Vec<u8>, delays: Vec<Duration>) {
-    let sig = signature(&Secret::new(MOCK_CONSUMER_SECRET), &body);
+    let sig = hmac_sha256_header(MOCK_CONSUMER_SECRET, &body);
     for wait in std::iter::once(Duration::ZERO).chain(delays) {
         tokio::time::sleep(wait).await;
         let status = h

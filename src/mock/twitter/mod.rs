@@ -17,6 +17,7 @@ mod deliver;
 mod rules;
 mod scenario;
 mod search;
+mod signing;
 mod stream;
 mod tweets;
 mod volume;
@@ -36,7 +37,12 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::{MockError, MockServer, lock};
-use crate::sources::twitter::api::{CONNECTIONS_PATH, LiveRule, RULES_PATH, STREAM_PATH};
+use rules::LiveRule;
+
+/// The filtered stream, its rules and the connection reset, as the spec names them.
+const STREAM_PATH: &str = "/2/tweets/search/stream";
+const RULES_PATH: &str = "/2/tweets/search/stream/rules";
+const CONNECTIONS_PATH: &str = "/2/connections/all";
 
 pub use rules::rule_problem;
 pub use scenario::{ConnectionScript, Fault, Scenario};
@@ -79,6 +85,8 @@ struct Mock {
     shutdown: CancellationToken,
     /// `DELETE /2/connections/all` calls.
     resets: AtomicU64,
+    /// Stream connections being written now.
+    open_streams: AtomicU64,
     /// The volume and compliance streams (`volume.rs`).
     volume: volume::VolumeState,
     /// The search endpoints' corpus, budget and call log (`search.rs`).
@@ -108,14 +116,20 @@ impl Mock {
             kill: Mutex::new(shutdown.child_token()),
             shutdown,
             resets: AtomicU64::new(0),
+            open_streams: AtomicU64::new(0),
             volume: volume::VolumeState::default(),
         }
     }
 }
 
-/// X's `application/problem+json` error answer.
+/// X's `application/problem+json` error answer; `kind` is the problem type's
+/// last segment, or `about:blank` (a generic error, docs.x.com).
 fn problem(status: StatusCode, title: &str, detail: &str, kind: &str) -> Response {
-    let body = json!({"title": title, "detail": detail, "type": format!("https://api.twitter.com/2/problems/{kind}"), "status": status.as_u16()});
+    let kind = match kind {
+        "about:blank" => kind.to_owned(),
+        k => format!("https://api.twitter.com/2/problems/{k}"),
+    };
+    let body = json!({"title": title, "detail": detail, "type": kind, "status": status.as_u16()});
     (
         status,
         [(header::CONTENT_TYPE, "application/problem+json")],
@@ -137,7 +151,8 @@ fn unauthorized() -> Response {
         StatusCode::UNAUTHORIZED,
         "Unauthorized",
         "Unauthorized",
-        "not-authorized",
+        // What live X answers a missing or wrong token with.
+        "about:blank",
     )
 }
 
@@ -183,13 +198,14 @@ async fn kill_connections(State(mock): State<Arc<Mock>>, headers: HeaderMap) -> 
     let mut kill = lock(&mock.kill);
     kill.cancel();
     *kill = mock.shutdown.child_token();
-    axum::Json(json!({"data": {"killed_connections": true}})).into_response()
+    let killed = mock.open_streams.load(Ordering::Relaxed);
+    axum::Json(json!({"data": {"successful_kills": killed, "failed_kills": 0}})).into_response()
 }
 
 #[cfg(test)]
 mod tests {
+    use super::rules::NewRule;
     use super::*;
-    use crate::sources::twitter::api::NewRule;
 
     #[test]
     fn scenario_rules_start_live_with_consecutive_ids() {

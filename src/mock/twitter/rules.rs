@@ -10,13 +10,33 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Mock, authorized, problem, unauthorized};
 use crate::mock::lock;
-use crate::sources::twitter::api::{LiveRule, NewRule};
-use crate::sources::twitter::rules::MAX_RULE_CHARS;
+
+/// The longest rule value the mock takes: docs.x.com's filtered-stream
+/// limits give 1024 characters on the Pro plan (the spec sets no length).
+pub const MAX_RULE_CHARS: usize = 1024;
+
+/// A rule as the API holds it (the spec's `GetRulesResponseData`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveRule {
+    pub id: String,
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// A rule to add (the spec's `UpdateRulesAdd`; also a scenario's `[[rule]]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRule {
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
 
 #[derive(Deserialize)]
 pub(super) struct DryRun {
@@ -76,8 +96,8 @@ pub(super) async fn list_rules(State(mock): State<Arc<Mock>>, headers: HeaderMap
         return unauthorized();
     }
     let rules = lock(&mock.rules).clone();
-    let meta =
-        json!({"sent": crate::record::rfc3339(chrono::Utc::now()), "result_count": rules.len()});
+    // 2.167's `GetRulesResponse` meta: `result_count` (and `next_token`).
+    let meta = json!({ "result_count": rules.len() });
     if rules.is_empty() {
         axum::Json(json!({"meta": meta})).into_response()
     } else {
@@ -119,8 +139,11 @@ pub(super) async fn change_rules(
     }
 }
 
-/// X's 400 when any value in `add` is invalid (nothing is added then).
-fn invalid_rules(add: &[NewRule]) -> Option<Response> {
+/// The refusal when any value in `add` is invalid (nothing is added then),
+/// in 2.167's `UpdateRulesResponse` shape: `errors` of `invalid-rules`
+/// problems (the type docs.x.com names) and the summary. Live X has also
+/// been seen to answer these with a 400 problem document; the client reads both.
+fn invalid_rules(add: &[NewRule], sent: &str) -> Option<Response> {
     let invalid: Vec<Value> = add
         .iter()
         .filter_map(|r| rule_problem(&r.value).map(|d| json!({"value": r.value, "details": [d], "title": "UnprocessableEntity", "type": "https://api.twitter.com/2/problems/invalid-rules"})))
@@ -128,13 +151,16 @@ fn invalid_rules(add: &[NewRule]) -> Option<Response> {
     if invalid.is_empty() {
         return None;
     }
-    let body = json!({"errors": invalid, "title": "Invalid Request", "detail": "One or more parameters to your request was invalid.", "type": "https://api.twitter.com/2/problems/invalid-request"});
-    Some((StatusCode::BAD_REQUEST, axum::Json(body)).into_response())
+    let n = invalid.len();
+    let summary =
+        json!({"created": 0, "not_created": add.len(), "valid": add.len() - n, "invalid": n});
+    let body = json!({"errors": invalid, "meta": {"sent": sent, "summary": summary}});
+    Some(axum::Json(body).into_response())
 }
 
 fn add_rules(mock: &Mock, add: Vec<NewRule>, dry_run: bool, sent: String) -> Response {
     let mut rules = lock(&mock.rules);
-    if let Some(refusal) = invalid_rules(&add) {
+    if let Some(refusal) = invalid_rules(&add, &sent) {
         return refusal;
     }
     let (created, errors) = create(mock, &rules, add);

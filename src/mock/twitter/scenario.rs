@@ -5,8 +5,8 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::rules::NewRule;
 use crate::mock::MockError;
-use crate::sources::twitter::api::NewRule;
 
 /// What ends a scripted connection.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

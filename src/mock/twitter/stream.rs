@@ -16,11 +16,11 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::rules::LiveRule;
 use super::tweets::tweet_line;
 use super::volume::{check_backfill, refuse};
 use super::{ConnectionLog, ConnectionScript, Fault, Mock, authorized, problem, unauthorized};
 use crate::mock::{elapsed_ms, lock};
-use crate::sources::twitter::api::LiveRule;
 
 /// Bytes gathered before a write (a write is one chunk of the body).
 const CHUNK: usize = 60 * 1024;
@@ -68,7 +68,14 @@ pub(super) async fn stream(
         kill,
         buf: Vec::with_capacity(64 * 1024),
     };
-    tokio::spawn(producer.produce(script));
+    mock.open_streams
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tokio::spawn(async move {
+        let mock = producer.mock.clone();
+        producer.produce(script).await;
+        mock.open_streams
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     Response::builder()
         .status(StatusCode::OK)
@@ -125,7 +132,7 @@ pub(super) fn scripted_refusal(script: &ConnectionScript) -> Option<Response> {
                 status,
                 status.canonical_reason().unwrap_or("Error"),
                 "Scripted failure",
-                "service-unavailable",
+                "about:blank",
             )
         }
     })

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::sources::twitter::api::LiveRule;
+use super::rules::LiveRule;
 
 /// The tweet id of tweet number `seq`.
 pub fn tweet_id(seq: u64) -> String {

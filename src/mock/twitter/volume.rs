@@ -45,7 +45,39 @@ use super::stream::scripted_refusal;
 use super::tweets::{tweet_id, tweet_line};
 use super::{ConnectionScript, Fault, Mock, authorized, unauthorized};
 use crate::mock::lock;
-use crate::sources::twitter::volume::StreamKind;
+
+/// The volume and compliance streams the mock serves, with their paths and
+/// partitions as X's spec (2.167) declares them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamKind {
+    Sample,
+    Sample10,
+    Firehose,
+    Compliance,
+    UserCompliance,
+}
+
+impl StreamKind {
+    fn path(self) -> &'static str {
+        match self {
+            StreamKind::Sample => "/2/tweets/sample/stream",
+            StreamKind::Sample10 => "/2/tweets/sample10/stream",
+            StreamKind::Firehose => "/2/tweets/firehose/stream",
+            StreamKind::Compliance => "/2/tweets/compliance/stream",
+            StreamKind::UserCompliance => "/2/users/compliance/stream",
+        }
+    }
+
+    /// The `partition` parameter's range (required where there is one).
+    fn partitions(self) -> Option<std::ops::RangeInclusive<u32>> {
+        match self {
+            StreamKind::Sample => None,
+            StreamKind::Sample10 => Some(1..=2),
+            StreamKind::Firehose => Some(1..=20),
+            StreamKind::Compliance | StreamKind::UserCompliance => Some(1..=4),
+        }
+    }
+}
 
 /// Bytes gathered before a write when unpaced.
 const CHUNK: usize = 60 * 1024;
@@ -145,12 +177,19 @@ fn invalid_request(parameter: &'static str, value: &str, message: String) -> Inv
 /// X's 400 for a query parameter it does not accept.
 pub(super) fn refuse(Invalid(parameter, value, message): Invalid) -> Response {
     let body = json!({
-        "errors": [{"parameters": {parameter: [value]}, "message": message}],
         "title": "Invalid Request",
-        "detail": "One or more parameters to your request was invalid.",
+        "detail": message,
         "type": "https://api.twitter.com/2/problems/invalid-request",
+        "parameter": parameter,
+        "value": value,
+        "status": 400,
     });
-    (StatusCode::BAD_REQUEST, axum::Json(body)).into_response()
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// The partition the query asks for, or X's 400.
@@ -426,6 +465,10 @@ fn compliance_line(kind: StreamKind, seq: u64) -> (String, (String, String)) {
         match t {
             "scrub_geo" => body["up_to_tweet_id"] = json!(id),
             "user_withheld" => body["withheld_in_countries"] = json!(["DE", "TR"]),
+            "user_profile_modification" => {
+                body["profile_field"] = json!("description");
+                body["new_value"] = json!(format!("profile text #{seq}"));
+            }
             _ => {}
         }
         (t, body)
@@ -478,21 +521,20 @@ mod tests {
     }
 
     #[test]
-    fn compliance_events_normalize_into_records() {
-        use crate::record::{NormalizeOptions, Normalized, RunInfo};
-        use crate::sources::twitter::compliance::normalize_compliance_line;
-        let opts = NormalizeOptions::new(Arc::new(RunInfo::new(None)));
+    fn compliance_events_name_their_post_or_user() {
         for kind in [StreamKind::Compliance, StreamKind::UserCompliance] {
             for seq in 0..12 {
                 let (line, (t, id)) = compliance_line(kind, seq);
-                let Normalized::Record(r) =
-                    normalize_compliance_line(line.as_bytes(), &"now".into(), &opts).unwrap()
-                else {
-                    panic!("{line}")
-                };
-                assert_eq!(r.tags, vec![t.clone()]);
+                let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+                let event = &v["data"][&t];
+                assert!(event["event_at"].is_string(), "{line}");
                 if kind == StreamKind::Compliance {
-                    assert_eq!(r.refs.tweet_id.as_deref(), Some(id.as_str()));
+                    assert_eq!(event["tweet"]["id"], id.as_str(), "{line}");
+                } else {
+                    assert!(event["user"]["id"].is_string(), "{line}");
+                }
+                if t == "user_profile_modification" {
+                    assert!(event["profile_field"].is_string() && event["new_value"].is_string());
                 }
             }
         }

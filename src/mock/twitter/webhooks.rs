@@ -30,11 +30,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use serde_json::{Value, json};
 
+use super::signing::{hmac_sha256_header, oauth_verify};
 use super::{authorized, problem, unauthorized};
 use crate::mock::lock;
-use crate::secret::Secret;
-use crate::sources::twitter::oauth1::{self, UserCredentials};
-use crate::sources::twitter::webhook::signature;
 
 /// The consumer key the mock's app has.
 pub const MOCK_CONSUMER_KEY: &str = "mock-consumer-key";
@@ -163,7 +161,7 @@ pub(super) async fn crc_passes(http: &reqwest::Client, url: &str) -> bool {
     let Ok(body) = resp.json::<Value>().await else {
         return false;
     };
-    let expected = signature(&Secret::new(MOCK_CONSUMER_SECRET), token.as_bytes());
+    let expected = hmac_sha256_header(MOCK_CONSUMER_SECRET, token.as_bytes());
     body.get("response_token").and_then(Value::as_str) == Some(expected.as_str())
 }
 
@@ -218,8 +216,9 @@ async fn create(State(h): State<Arc<Hooks>>, headers: HeaderMap, body: Bytes) ->
     };
     let answer = hook.json();
     lock(&h.hooks).push(hook);
-    // The API reference shows the config at the top level of the answer.
-    axum::Json(answer).into_response()
+    // 2.167: the config under `data` (docs.x.com's example shows it bare;
+    // the client reads both).
+    axum::Json(json!({ "data": answer })).into_response()
 }
 
 async fn list(State(h): State<Arc<Hooks>>, headers: HeaderMap) -> Response {
@@ -257,7 +256,7 @@ async fn validate(
     if !ok {
         return crc_failed();
     }
-    axum::Json(json!({"data": {"attempted": true}})).into_response()
+    axum::Json(json!({"data": {"valid": true}})).into_response()
 }
 
 async fn remove(
@@ -282,19 +281,17 @@ async fn remove(
 fn signed_user(headers: &HeaderMap, method: &Method, uri: &Uri) -> Option<String> {
     let header = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let host = headers.get(header::HOST)?.to_str().ok()?;
-    let token = oauth1::parse_header(header)?.remove("oauth_token")?;
+    let url = format!("http://{host}{}", uri);
+    let token = oauth_verify(
+        header,
+        method.as_str(),
+        &url,
+        MOCK_CONSUMER_KEY,
+        MOCK_CONSUMER_SECRET,
+        MOCK_ACCESS_TOKEN_SECRET,
+    )?;
     let user = token.split_once('-')?.0.to_owned();
-    if user.is_empty() || !user.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let creds = UserCredentials {
-        consumer_key: Secret::new(MOCK_CONSUMER_KEY),
-        consumer_secret: Secret::new(MOCK_CONSUMER_SECRET),
-        token: Secret::new(token),
-        token_secret: Secret::new(MOCK_ACCESS_TOKEN_SECRET),
-    };
-    let url = format!("http://{host}{}", uri.path());
-    oauth1::verify(&creds, method.as_str(), &url, header).then_some(user)
+    (!user.is_empty() && user.bytes().all(|b| b.is_ascii_digit())).then_some(user)
 }
 
 fn known(h: &Hooks, id: &str) -> bool {

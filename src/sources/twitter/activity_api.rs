@@ -6,9 +6,75 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::stream::{DEFAULT_EXPANSIONS, DEFAULT_TWEET_FIELDS, DEFAULT_USER_FIELDS};
-use super::webhooks_api::{Auth, WebhooksApi, WebhooksError, refuse_errors};
+use super::webhooks_api::{
+    Auth, WebhooksApi, WebhooksError, deleted, endpoint, flag, list_of, refuse_errors, shape,
+};
 
 pub const ACTIVITY_PATH: &str = "/2/activity/subscriptions";
+
+/// The event types `POST /2/activity/subscriptions` takes (X API v2 2.167).
+pub const EVENT_TYPES: [&str; 29] = [
+    "profile.update.bio",
+    "profile.update.profile_picture",
+    "profile.update.banner_picture",
+    "profile.update.screenname",
+    "profile.update.geo",
+    "profile.update.url",
+    "profile.update.verified_badge",
+    "profile.update.affiliate_badge",
+    "profile.update.handle",
+    "news.new",
+    "follow.follow",
+    "follow.unfollow",
+    "spaces.start",
+    "spaces.end",
+    "chat.received",
+    "chat.sent",
+    "chat.conversation_join",
+    "dm.sent",
+    "dm.received",
+    "dm.indicate_typing",
+    "dm.read",
+    "post.create",
+    "post.delete",
+    "post.mention.create",
+    "like.create",
+    "mute.mute",
+    "mute.unmute",
+    "block.block",
+    "block.unblock",
+];
+
+/// What the spec would refuse in a new subscription, said before sending it.
+fn check_new(new: &NewActivitySubscription) -> Result<(), WebhooksError> {
+    if !EVENT_TYPES.contains(&new.event_type.as_str()) {
+        return Err(WebhooksError::Invalid(format!(
+            "event_type must be one of: {} (got {:?})",
+            EVENT_TYPES.join(", "),
+            new.event_type
+        )));
+    }
+    if new.user_id.is_none() && new.keyword.is_none() {
+        return Err(WebhooksError::Invalid(
+            "a subscription needs --user-id or --keyword".into(),
+        ));
+    }
+    if let Some(t) = &new.tag
+        && !(1..=200).contains(&t.chars().count())
+    {
+        return Err(WebhooksError::Invalid(
+            "--tag must be 1 to 200 characters".into(),
+        ));
+    }
+    let digits = |s: &str| (1..=19).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(&new.webhook_id) {
+        return Err(WebhooksError::Invalid(format!(
+            "a webhook id is 1 to 19 digits, not {:?}",
+            new.webhook_id
+        )));
+    }
+    Ok(())
+}
 pub const STREAM_LINKS_PATH: &str = "/2/tweets/search/webhooks";
 
 /// An X Activity API subscription.
@@ -69,8 +135,12 @@ impl Default for LinkFields {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, WebhooksError> {
-    serde_json::from_value(v).map_err(|e| WebhooksError::Decode(e.to_string()))
+fn decode<T: serde::de::DeserializeOwned>(
+    part: Value,
+    whole: &Value,
+    endpoint: &str,
+) -> Result<T, WebhooksError> {
+    serde_json::from_value(part).map_err(|e| shape(endpoint, e, whole))
 }
 
 impl WebhooksApi {
@@ -79,6 +149,7 @@ impl WebhooksApi {
         &self,
         new: &NewActivitySubscription,
     ) -> Result<ActivitySubscription, WebhooksError> {
+        check_new(new)?;
         let mut filter = serde_json::Map::new();
         if let Some(u) = &new.user_id {
             filter.insert("user_id".into(), u.clone().into());
@@ -100,11 +171,14 @@ impl WebhooksApi {
             )
             .await?;
         refuse_errors(&v)?;
-        decode(
-            v.pointer("/data/subscription")
-                .cloned()
-                .unwrap_or(Value::Null),
-        )
+        let here = endpoint(&reqwest::Method::POST, ACTIVITY_PATH);
+        // 2.167: `data.subscription`; the docs' example also shows `data` itself.
+        let sub = v
+            .pointer("/data/subscription")
+            .or_else(|| v.get("data").filter(|d| d.get("subscription_id").is_some()))
+            .cloned()
+            .ok_or_else(|| shape(&here, "no `data.subscription`", &v))?;
+        decode(sub, &v, &here)
     }
 
     /// `GET /2/activity/subscriptions`.
@@ -113,7 +187,8 @@ impl WebhooksApi {
             .call(reqwest::Method::GET, ACTIVITY_PATH, None, Auth::Bearer)
             .await?;
         refuse_errors(&v)?;
-        decode(v.get("data").cloned().unwrap_or(json!([])))
+        let here = endpoint(&reqwest::Method::GET, ACTIVITY_PATH);
+        decode(Value::Array(list_of(&v, &here)?), &v, &here)
     }
 
     /// `DELETE /2/activity/subscriptions/:id`.
@@ -122,7 +197,8 @@ impl WebhooksApi {
         let v = self
             .call(reqwest::Method::DELETE, &path, None, Auth::Bearer)
             .await?;
-        refuse_errors(&v)
+        refuse_errors(&v)?;
+        deleted(&v, &endpoint(&reqwest::Method::DELETE, &path))
     }
 
     /// `POST /2/tweets/search/webhooks/:id`: filtered-stream posts go to the webhook.
@@ -140,7 +216,12 @@ impl WebhooksApi {
         let v = self
             .call(reqwest::Method::POST, &path, None, Auth::Bearer)
             .await?;
-        refuse_errors(&v)
+        refuse_errors(&v)?;
+        let here = endpoint(&reqwest::Method::POST, &path);
+        match flag(&v, &here, "provisioned", None)? {
+            true => Ok(()),
+            false => Err(shape(&here, "X did not provision the link", &v)),
+        }
     }
 
     /// `GET /2/tweets/search/webhooks`: the links, as X returns them.
@@ -149,7 +230,12 @@ impl WebhooksApi {
             .call(reqwest::Method::GET, STREAM_LINKS_PATH, None, Auth::Bearer)
             .await?;
         refuse_errors(&v)?;
-        decode(v.pointer("/data/links").cloned().unwrap_or(json!([])))
+        let here = endpoint(&reqwest::Method::GET, STREAM_LINKS_PATH);
+        // 2.167: `data` is the array of links; an older reading had `data.links`.
+        match v.pointer("/data/links") {
+            Some(Value::Array(links)) => Ok(links.clone()),
+            _ => list_of(&v, &here),
+        }
     }
 
     /// `DELETE /2/tweets/search/webhooks/:id`.
@@ -158,7 +244,8 @@ impl WebhooksApi {
         let v = self
             .call(reqwest::Method::DELETE, &path, None, Auth::Bearer)
             .await?;
-        refuse_errors(&v)
+        refuse_errors(&v)?;
+        deleted(&v, &endpoint(&reqwest::Method::DELETE, &path))
     }
 }
 

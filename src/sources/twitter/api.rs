@@ -50,9 +50,13 @@ pub struct Problem {
     pub detail: Option<String>,
     #[serde(default, rename = "type")]
     pub kind: Option<String>,
-    /// For rule errors: the rule value at fault.
+    /// For rule errors: the rule value at fault; for an invalid request,
+    /// the value of `parameter`.
     #[serde(default)]
     pub value: Option<String>,
+    /// For an invalid request (2.167's `InvalidRequestProblem`): the parameter at fault.
+    #[serde(default)]
+    pub parameter: Option<String>,
     /// For rule errors: details per rule.
     #[serde(default)]
     pub details: Vec<String>,
@@ -67,8 +71,11 @@ impl std::fmt::Display for Problem {
         if let Some(d) = &self.detail {
             write!(f, ": {d}")?;
         }
-        if let Some(v) = &self.value {
-            write!(f, " (rule `{v}`)")?;
+        match (&self.parameter, &self.value) {
+            (Some(p), Some(v)) => write!(f, " (parameter `{p}` = `{v}`)")?,
+            (Some(p), None) => write!(f, " (parameter `{p}`)")?,
+            (None, Some(v)) => write!(f, " (rule `{v}`)")?,
+            (None, None) => {}
         }
         if !self.details.is_empty() {
             write!(f, ": {}", self.details.join("; "))?;

@@ -86,8 +86,63 @@ pub enum WebhooksError {
         base: String,
         source: reqwest::Error,
     },
-    #[error("unexpected answer from the X API: {0}")]
-    Decode(String),
+    #[error("the X API at {base} timed out after {secs} s ({endpoint})")]
+    Timeout {
+        base: String,
+        endpoint: String,
+        secs: u64,
+    },
+    /// A 2xx answer in none of the shapes X documents: never read as an
+    /// empty result.
+    #[error("unexpected answer from {endpoint}: {detail}")]
+    Shape { endpoint: String, detail: String },
+    #[error("X could not validate the webhook {id}: its URL did not answer the CRC check")]
+    NotValid { id: String },
+    /// A request X's spec would refuse, caught before it is sent: exit 78.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The total time a management call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `METHOD /path` of a call, without its query, for errors.
+pub(super) fn endpoint(method: &reqwest::Method, path: &str) -> String {
+    format!("{method} {}", path.split('?').next().unwrap_or(path))
+}
+
+/// An answer that is not what `endpoint` documents.
+pub(super) fn shape(endpoint: &str, detail: impl std::fmt::Display, v: &Value) -> WebhooksError {
+    let body: String = v.to_string().chars().take(200).collect();
+    WebhooksError::Shape {
+        endpoint: endpoint.to_owned(),
+        detail: format!("{detail} (answer: {body})"),
+    }
+}
+
+/// `data.<flag>` as a boolean; an empty answer (204) counts as `when_empty`.
+pub(super) fn flag(
+    v: &Value,
+    endpoint: &str,
+    name: &str,
+    when_empty: Option<bool>,
+) -> Result<bool, WebhooksError> {
+    if v.is_null() {
+        return when_empty.ok_or_else(|| shape(endpoint, "an empty answer", v));
+    }
+    v.pointer(&format!("/data/{name}"))
+        .and_then(Value::as_bool)
+        .ok_or_else(|| shape(endpoint, format!("no boolean `data.{name}`"), v))
+}
+
+/// A list answer: `data` as an array, or no `data` at all when the list is
+/// empty (X leaves it out, keeping `meta`).
+pub(super) fn list_of(v: &Value, endpoint: &str) -> Result<Vec<Value>, WebhooksError> {
+    match v.get("data") {
+        Some(Value::Array(items)) => Ok(items.clone()),
+        None if v.as_object().is_some_and(|o| o.keys().all(|k| k == "meta")) => Ok(Vec::new()),
+        _ => Err(shape(endpoint, "no `data` array", v)),
+    }
 }
 
 /// An error body: a problem document, `{"errors":[…]}` (problems, or
@@ -126,7 +181,7 @@ impl WebhooksApi {
         let http = reqwest::Client::builder()
             .user_agent(user_agent())
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
+            .timeout(CALL_TIMEOUT)
             .build()
             .map_err(|source| WebhooksError::Network {
                 base: base.to_owned(),
@@ -169,9 +224,19 @@ impl WebhooksApi {
         if let Some(b) = body {
             req = req.json(&b);
         }
-        let network = |source: reqwest::Error| WebhooksError::Network {
-            base: self.base.clone(),
-            source: source.without_url(),
+        let network = |source: reqwest::Error| {
+            if source.is_timeout() {
+                WebhooksError::Timeout {
+                    base: self.base.clone(),
+                    endpoint: endpoint(&method, path),
+                    secs: CALL_TIMEOUT.as_secs(),
+                }
+            } else {
+                WebhooksError::Network {
+                    base: self.base.clone(),
+                    source: source.without_url(),
+                }
+            }
         };
         let resp = req.send().await.map_err(network)?;
         let status = resp.status().as_u16();
@@ -180,7 +245,10 @@ impl WebhooksApi {
         match status {
             200..=299 => serde_json::from_str(&text).or_else(|e| match text.trim() {
                 "" => Ok(Value::Null),
-                _ => Err(WebhooksError::Decode(e.to_string())),
+                _ => Err(WebhooksError::Shape {
+                    endpoint: endpoint(&method, path),
+                    detail: format!("not JSON ({e})"),
+                }),
             }),
             401 | 403 => Err(WebhooksError::Unauthorized {
                 status,
@@ -209,9 +277,10 @@ impl WebhooksApi {
             )
             .await?;
         refuse_errors(&v)?;
-        // The reference shows the config at the top level; v2 usually wraps it in `data`.
+        // 2.167 wraps the config in `data`; docs.x.com's example shows it bare.
         let config = v.get("data").filter(|d| d.is_object()).unwrap_or(&v);
-        serde_json::from_value(config.clone()).map_err(|e| WebhooksError::Decode(e.to_string()))
+        serde_json::from_value(config.clone())
+            .map_err(|e| shape(&endpoint(&reqwest::Method::POST, WEBHOOKS_PATH), e, &v))
     }
 
     /// `GET /2/webhooks`.
@@ -219,8 +288,10 @@ impl WebhooksApi {
         let v = self
             .call(reqwest::Method::GET, WEBHOOKS_PATH, None, Auth::Bearer)
             .await?;
-        let data = v.get("data").cloned().unwrap_or(Value::Array(Vec::new()));
-        serde_json::from_value(data).map_err(|e| WebhooksError::Decode(e.to_string()))
+        refuse_errors(&v)?;
+        let here = endpoint(&reqwest::Method::GET, WEBHOOKS_PATH);
+        let data = list_of(&v, &here)?;
+        serde_json::from_value(Value::Array(data)).map_err(|e| shape(&here, e, &v))
     }
 
     /// `PUT /2/webhooks/:id`: asks X to send a CRC again.
@@ -229,7 +300,11 @@ impl WebhooksApi {
         let v = self
             .call(reqwest::Method::PUT, &path, None, Auth::Bearer)
             .await?;
-        refuse_errors(&v)
+        refuse_errors(&v)?;
+        match flag(&v, &endpoint(&reqwest::Method::PUT, &path), "valid", None)? {
+            true => Ok(()),
+            false => Err(WebhooksError::NotValid { id: id.to_owned() }),
+        }
     }
 
     /// `DELETE /2/webhooks/:id`.
@@ -238,7 +313,8 @@ impl WebhooksApi {
         let v = self
             .call(reqwest::Method::DELETE, &path, None, Auth::Bearer)
             .await?;
-        refuse_errors(&v)
+        refuse_errors(&v)?;
+        deleted(&v, &endpoint(&reqwest::Method::DELETE, &path))
     }
 
     /// `POST …/subscriptions/all`: subscribes the user whose access token signs.
@@ -257,7 +333,12 @@ impl WebhooksApi {
             )
             .await?;
         refuse_errors(&v)?;
-        Ok(subscribed(&v))
+        flag(
+            &v,
+            &endpoint(&reqwest::Method::POST, &path),
+            "subscribed",
+            None,
+        )
     }
 
     /// `GET …/subscriptions/all/list` (bearer).
@@ -267,10 +348,13 @@ impl WebhooksApi {
             .call(reqwest::Method::GET, &path, None, Auth::Bearer)
             .await?;
         refuse_errors(&v)?;
-        let data = v.get("data").cloned().unwrap_or(Value::Null);
-        match data {
-            Value::Null => Ok(SubscriptionList::default()),
-            d => serde_json::from_value(d).map_err(|e| WebhooksError::Decode(e.to_string())),
+        let here = endpoint(&reqwest::Method::GET, &path);
+        match v.get("data") {
+            Some(d @ Value::Object(_)) => {
+                serde_json::from_value(d.clone()).map_err(|e| shape(&here, e, &v))
+            }
+            None if v.as_object().is_some_and(|o| o.is_empty()) => Ok(SubscriptionList::default()),
+            _ => Err(shape(&here, "no `data` object", &v)),
         }
     }
 
@@ -280,12 +364,21 @@ impl WebhooksApi {
         let v = self
             .call(reqwest::Method::DELETE, &path, None, Auth::Bearer)
             .await?;
-        refuse_errors(&v)
+        refuse_errors(&v)?;
+        let here = endpoint(&reqwest::Method::DELETE, &path);
+        match flag(&v, &here, "subscribed", Some(false))? {
+            false => Ok(()),
+            true => Err(shape(&here, "the user is still subscribed", &v)),
+        }
     }
 }
 
-fn subscribed(v: &Value) -> bool {
-    v.pointer("/data/subscribed").and_then(Value::as_bool) == Some(true)
+/// A delete's answer: `data.deleted: true` (or an empty 204).
+pub(super) fn deleted(v: &Value, endpoint: &str) -> Result<(), WebhooksError> {
+    match flag(v, endpoint, "deleted", Some(true))? {
+        true => Ok(()),
+        false => Err(shape(endpoint, "X did not delete it", v)),
+    }
 }
 
 /// A 200 that carries `errors` and no `data` is a refusal.
@@ -346,7 +439,38 @@ mod tests {
             refuse_errors(&v),
             Err(WebhooksError::Refused { .. })
         ));
-        let v: Value = serde_json::from_str(r#"{"data":{"attempted":true}}"#).unwrap();
+        let v: Value = serde_json::from_str(r#"{"data":{"valid":true}}"#).unwrap();
         assert!(refuse_errors(&v).is_ok());
+    }
+
+    #[test]
+    fn answers_in_no_documented_shape_are_errors_naming_the_endpoint() {
+        let e = "PUT /2/webhooks/1";
+        for body in [
+            "null",
+            "{}",
+            r#"{"data":{"attempted":true}}"#,
+            r#""valid""#,
+            "[]",
+        ] {
+            let v: Value = serde_json::from_str(body).unwrap();
+            let err = flag(&v, e, "valid", None).unwrap_err();
+            assert!(err.to_string().contains(e), "{body}: {err}");
+        }
+        let v = serde_json::json!({"data": {"valid": false}});
+        assert!(!flag(&v, e, "valid", None).unwrap());
+        assert!(deleted(&Value::Null, "DELETE /2/webhooks/1").is_ok());
+        let v = serde_json::json!({"data": {"deleted": false}});
+        assert!(deleted(&v, "DELETE /2/webhooks/1").is_err());
+        let v = serde_json::json!({"data": 1});
+        assert!(deleted(&v, "DELETE /2/webhooks/1").is_err());
+        assert!(
+            list_of(&serde_json::json!({"meta": {"result_count": 0}}), e)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(list_of(&serde_json::json!({}), e).unwrap().is_empty());
+        assert!(list_of(&serde_json::json!({"data": {"links": []}}), e).is_err());
+        assert!(list_of(&Value::Null, e).is_err());
     }
 }

@@ -27,8 +27,44 @@ mod query;
 
 use super::{Mock, authorized, problem, unauthorized};
 use crate::mock::{elapsed_ms, lock};
-use crate::sources::twitter::search::Endpoint;
 use query::SearchQuery;
+
+/// The two search endpoints, with the limits docs.x.com gives them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Endpoint {
+    Recent,
+    Archive,
+}
+
+impl Endpoint {
+    pub(super) const fn path(self) -> &'static str {
+        match self {
+            Endpoint::Recent => "/2/tweets/search/recent",
+            Endpoint::Archive => "/2/tweets/search/all",
+        }
+    }
+
+    pub(super) const fn name(self) -> &'static str {
+        match self {
+            Endpoint::Recent => "recent",
+            Endpoint::Archive => "all",
+        }
+    }
+
+    /// `max_results`: 10–100 on recent, 10–500 on the archive (the spec's maximum).
+    pub(super) const fn max_results(self) -> usize {
+        match self {
+            Endpoint::Recent => 100,
+            Endpoint::Archive => 500,
+        }
+    }
+
+    /// The longest query: 4096 characters on the largest plans (docs.x.com;
+    /// the spec's `query` has `maxLength: 4096`).
+    pub(super) const fn max_query_chars(self) -> usize {
+        4096
+    }
+}
 
 /// The recent search path.
 pub(super) const RECENT: &str = Endpoint::Recent.path();
@@ -255,10 +291,7 @@ fn answer(
         code => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
             let title = status.canonical_reason().unwrap_or("Error");
-            return (
-                problem(status, title, "Scripted failure", "service-unavailable"),
-                0,
-            );
+            return (problem(status, title, "Scripted failure", "about:blank"), 0);
         }
     }
     if let Some(body) = &script.body {

@@ -9,21 +9,24 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::Endpoint;
 use super::Post;
 use crate::mock::twitter::tweets::{AUTHORS, TEXTS};
-use crate::sources::twitter::search::Endpoint;
 
-/// X's 400 for invalid parameters: `errors[]` naming the parameter, then the problem fields.
+/// X's 400 for an invalid parameter, as 2.167's `InvalidRequestProblem`:
+/// the parameter, its value and what is wrong with it.
 fn invalid_request(param: &str, value: &str, message: String) -> Response {
     let body = json!({
-        "errors": [{"parameters": {param: [value]}, "message": message}],
         "title": "Invalid Request",
-        "detail": "One or more parameters to your request was invalid.",
+        "detail": message,
         "type": "https://api.twitter.com/2/problems/invalid-request",
+        "parameter": param,
+        "value": value,
+        "status": 400,
     });
     (
         StatusCode::BAD_REQUEST,
-        [(header::CONTENT_TYPE, "application/json")],
+        [(header::CONTENT_TYPE, "application/problem+json")],
         body.to_string(),
     )
         .into_response()
@@ -351,18 +354,18 @@ mod tests {
         let v = refusal(Endpoint::Recent, &[("query", "(cats")]);
         assert_eq!(v["title"], "Invalid Request");
         assert!(
-            v["errors"][0]["message"]
+            v["detail"]
                 .as_str()
                 .unwrap()
                 .contains("Missing closing parenthesis")
         );
-        assert_eq!(v["errors"][0]["parameters"]["query"][0], "(cats");
+        assert_eq!(v["value"], "(cats");
         let v = refusal(
             Endpoint::Recent,
             &[("query", "cats"), ("max_results", "500")],
         );
         assert!(
-            v["errors"][0]["message"]
+            v["detail"]
                 .as_str()
                 .unwrap()
                 .contains("not between 10 and 100")
@@ -378,38 +381,23 @@ mod tests {
             &[("query", "cats"), ("start_time", "2001-01-01T00:00:00Z")],
         );
         assert!(
-            v["errors"][0]["message"]
+            v["detail"]
                 .as_str()
                 .unwrap()
                 .contains("must be on or after")
         );
         let v = refusal(Endpoint::Recent, &[("query", "")]);
-        assert!(
-            v["errors"][0]["message"]
-                .as_str()
-                .unwrap()
-                .contains("can not be empty")
-        );
+        assert!(v["detail"].as_str().unwrap().contains("can not be empty"));
         let v = refusal(
             Endpoint::Recent,
             &[("query", "cats"), ("next_token", "nope")],
         );
-        assert_eq!(v["errors"][0]["parameters"]["next_token"][0], "nope");
+        assert_eq!(v["value"], "nope");
         let v = refusal(Endpoint::Recent, &[("query", "cats"), ("colour", "red")]);
-        assert!(
-            v["errors"][0]["message"]
-                .as_str()
-                .unwrap()
-                .contains("[colour]")
-        );
+        assert!(v["detail"].as_str().unwrap().contains("[colour]"));
         let soon = crate::record::rfc3339(Utc::now());
         let v = refusal(Endpoint::Recent, &[("query", "cats"), ("end_time", &soon)]);
-        assert!(
-            v["errors"][0]["message"]
-                .as_str()
-                .unwrap()
-                .contains("10 seconds")
-        );
+        assert!(v["detail"].as_str().unwrap().contains("10 seconds"));
     }
 
     #[test]
