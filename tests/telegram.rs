@@ -18,8 +18,16 @@ fn tg_env() -> Env {
     Env::new().with("TELEGRAM_BOT_TOKEN", BOT_TOKEN)
 }
 
+/// The mock with messages only (these tests count messages by chat and
+/// offset); `every_update_type_…` and `types_the_bot_did_not_ask_for_…`
+/// run its default, which adds one update of every other type.
 fn mock_telegram(env: &Env, scenario: &str) -> MockProcess {
-    MockProcess::start("telegram", env.dir.path(), scenario)
+    let scenario = if scenario.contains("every_type") {
+        scenario.to_owned()
+    } else {
+        format!("every_type = false\n{scenario}")
+    };
+    MockProcess::start("telegram", env.dir.path(), &scenario)
 }
 
 fn update_ids(records: &[Value]) -> BTreeSet<i64> {
@@ -122,18 +130,31 @@ fn a_failing_sink_keeps_the_offset_and_a_rerun_delivers_the_rest() {
     assert_eq!(mock.get("/mock/state")["pending"], 0);
 }
 
+/// Waits until `cond` holds of the mock's state, or panics after 60 s.
+fn wait_state(mock: &MockProcess, what: &str, cond: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = mock.get("/mock/state");
+        if cond(&state) {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "never: {what}: {state}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
-fn kill_9_then_rerun_delivers_every_update_at_least_once() {
+fn kill_9_with_a_batch_in_a_blocked_sink_replays_exactly_the_unconfirmed_tail() {
     let env = tg_env();
-    // Two polls of 100 go through; the third hangs, so the run is caught with
-    // 100 or 200 updates delivered and the first 100 confirmed, never all 250.
-    let calls = "[[call]]\n[[call]]\n[[call]]\ndelay_ms = 600000\n";
-    let mock = mock_telegram(&env, &format!("updates = 250\n{calls}"));
+    let mock = mock_telegram(&env, "updates = 300\n");
     std::fs::write(
         env.path("ingest.toml"),
         "[telegram]\npoll_timeout_secs = 0\n",
     )
     .unwrap();
+    // The sink is our stdout pipe: we read the first poll's 100 records, then
+    // stop reading, so the second poll's batch (over the pipe's 64 KiB) is
+    // written to a blocked sink and never confirmed.
     let mut child = env
         .cmd()
         .args([
@@ -141,31 +162,36 @@ fn kill_9_then_rerun_delivers_every_update_at_least_once() {
             "--telegram-api-base",
             &mock.url,
             "--sink",
-            "file",
-            "--file-path",
-            "a.jsonl",
+            "stdout",
         ])
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Kill in the middle: once the first run hangs in its third poll, having
-    // delivered two polls' updates and confirmed the first's.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while mock.get("/mock/state")["get_updates_started"]
-        .as_u64()
-        .unwrap()
-        < 3
-    {
-        assert!(Instant::now() < deadline, "no third poll");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().unwrap(); // SIGKILL
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: Vec<Value> = (0..100)
+        .map(|_| serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap())
+        .collect();
+    assert_eq!(update_ids(&first), (FIRST..FIRST + 100).collect());
+    // The first poll confirmed by the sink, the second fetched (its call
+    // confirms the first to Telegram the moment it arrives) and in flight.
+    let state = wait_state(&mock, "a second poll", |s| {
+        s["calls"].as_array().unwrap().len() >= 2
+    });
+    assert_eq!(state["calls"][1]["offset"], FIRST + 100, "{state}");
+    assert_eq!(state["confirmed_below"], FIRST + 100, "{state}");
+    std::thread::sleep(Duration::from_millis(300));
+    let state = mock.get("/mock/state");
+    assert_eq!(
+        state["calls"].as_array().unwrap().len(),
+        2,
+        "a third poll while the second batch is unconfirmed: {state}"
+    );
+    assert_eq!(state["confirmed_below"], FIRST + 100, "{state}");
+    child.kill().unwrap(); // SIGKILL, with the second batch in the blocked sink
     child.wait().unwrap();
-    let first = update_ids(&env.records("a.jsonl"));
-    assert_eq!(first, (FIRST..FIRST + 200).collect(), "partial progress");
-    // The rerun starts at the confirmed offset, not from scratch.
-    let confirmed = mock.get("/mock/state")["confirmed_below"].as_i64().unwrap();
-    assert_eq!(confirmed, FIRST + 100);
+    drop(lines);
+
     let out = env.run(&[
         "telegram",
         "--telegram-api-base",
@@ -177,19 +203,118 @@ fn kill_9_then_rerun_delivers_every_update_at_least_once() {
         "b.jsonl",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let second = update_ids(&env.records("b.jsonl"));
-    assert!(
-        second.iter().all(|&id| id >= confirmed),
-        "the rerun re-delivered confirmed updates"
-    );
-    let all: BTreeSet<i64> = first.union(&second).copied().collect();
-    assert_eq!(
-        all,
-        (FIRST..FIRST + 250).collect(),
-        "every update at least once (first run got {})",
-        first.len()
-    );
+    let rerun: Vec<i64> = env
+        .records("b.jsonl")
+        .iter()
+        .map(|r| r["refs"]["update_id"].as_i64().unwrap())
+        .collect();
+    // Exactly the unconfirmed tail, each once: nothing confirmed comes back,
+    // nothing unconfirmed is missing.
+    assert_eq!(counts(rerun), once(FIRST + 100..FIRST + 300));
+    assert_eq!(mock.get("/mock/state")["pending"], 0);
 }
+
+#[test]
+fn every_update_type_becomes_a_record_of_its_kind() {
+    let env = tg_env();
+    // Every type created: the bot's setting at start names them all.
+    let all: Vec<String> = [
+        "message",
+        "edited_message",
+        "channel_post",
+        "edited_channel_post",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(spec::telegram().update_fields().into_iter().filter(|f| {
+        ![
+            "message",
+            "edited_message",
+            "channel_post",
+            "edited_channel_post",
+        ]
+        .contains(&f.as_str())
+    }))
+    .collect();
+    let quoted: Vec<String> = all.iter().map(|t| format!("{t:?}")).collect();
+    let mock = mock_telegram(
+        &env,
+        &format!(
+            "every_type = true\nupdates = 28\nallowed_updates = [{}]\n",
+            quoted.join(", ")
+        ),
+    );
+    let out = env.run(&[
+        "telegram",
+        "--telegram-api-base",
+        &mock.url,
+        "--until-idle",
+        "--sink",
+        "file",
+        "--file-path",
+        "o.jsonl",
+        "--summary",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(env.dead_letters().is_empty(), "{:?}", env.dead_letters());
+    let records = env.records("o.jsonl");
+    let kinds: BTreeSet<String> = records
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap().to_owned())
+        .collect();
+    let want: BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!(
+        kinds, want,
+        "every Update field of the Bot API, as its kind"
+    );
+    // Each record's kind is the field its update carries.
+    for r in &records {
+        let raw = &r["raw"];
+        assert!(raw.get(r["kind"].as_str().unwrap()).is_some(), "{r}");
+    }
+    let business = records
+        .iter()
+        .find(|r| r["kind"] == "business_message")
+        .unwrap();
+    assert_eq!(business["text"], "a business message");
+    assert_eq!(mock.get("/mock/state")["pending"], 0);
+}
+
+#[test]
+fn types_the_bot_did_not_ask_for_are_recorded_not_dropped() {
+    let env = tg_env();
+    // Updates of every type are queued before ingest asks for messages only:
+    // the Bot API delivers them anyway (allowed_updates does not affect
+    // updates created before the call), and ingest records each one.
+    let mock = mock_telegram(&env, "every_type = true\nupdates = 2\n");
+    let out = env.run(&[
+        "telegram",
+        "--telegram-api-base",
+        &mock.url,
+        "--allowed-updates",
+        "message",
+        "--until-idle",
+        "--sink",
+        "file",
+        "--file-path",
+        "o.jsonl",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let state = mock.get("/mock/state");
+    assert_eq!(
+        state["calls"][0]["allowed_updates"][0], "message",
+        "{state}"
+    );
+    let records = env.records("o.jsonl");
+    let unasked = records.iter().filter(|r| r["kind"] != "message").count();
+    // The default setting at creation leaves out the three opt-in types.
+    assert_eq!(unasked, OTHER_TYPE_COUNT - 3, "{records:?}");
+    assert_eq!(records.len(), 2 + OTHER_TYPE_COUNT - 3);
+    assert_eq!(state["pending"], 0);
+}
+
+/// `Update` fields besides the four plain message kinds (Bot API 10.1).
+const OTHER_TYPE_COUNT: usize = 21;
 
 #[test]
 fn the_lock_file_stops_a_second_poller_of_the_same_bot() {
@@ -648,35 +773,24 @@ fn boolean_environment_twins_take_1_and_0() {
 /// dropped. A run without the flag sends the empty list (Telegram's default),
 /// so a previous run's filter does not linger (an absent list keeps it).
 #[test]
-fn allowed_updates_are_sent_and_filter_the_updates() {
+fn allowed_updates_are_sent_and_decide_the_updates_created_after_the_call() {
     let env = tg_env();
     let mock = mock_telegram(&env, "updates = 40\n");
-    let out = env.run(&[
-        "telegram",
-        "--telegram-api-base",
-        &mock.url,
-        "--allowed-updates",
-        "message,edited_message",
-        "--until-idle",
-        "--sink",
-        "file",
-        "--file-path",
-        "o.jsonl",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let records = env.records("o.jsonl");
-    // The mock's update n is in a channel when n % 4 == 3, an edit when n % 7 == 6.
-    let want = (0..40).filter(|n| n % 4 != 3).count();
-    assert_eq!(records.len(), want);
-    assert!(records.iter().any(|r| r["kind"] == "edited_message"));
-    assert!(
-        records
-            .iter()
-            .all(|r| r["kind"] == "message" || r["kind"] == "edited_message"),
-        "a filtered type was delivered"
-    );
+    let run = |extra: &[&str], file: &str| {
+        let mut args = vec!["telegram", "--telegram-api-base", &mock.url];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--until-idle", "--sink", "file", "--file-path", file]);
+        let out = env.run(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        env.records(file)
+    };
+    // The 40 updates were created before the call: the Bot API delivers them
+    // whatever `allowed_updates` says, channel posts included, and ingest
+    // records every one.
+    let records = run(&["--allowed-updates", "message,edited_message"], "a.jsonl");
+    assert_eq!(update_ids(&records), (FIRST..FIRST + 40).collect());
+    assert!(records.iter().any(|r| r["kind"] == "channel_post"));
     let state = mock.get("/mock/state");
-    assert_eq!(state["pending"], 0, "{state}");
     let polls: Vec<&Value> = state["calls"]
         .as_array()
         .unwrap()
@@ -692,18 +806,27 @@ fn allowed_updates_are_sent_and_filter_the_updates() {
             "{call}"
         );
     }
-    // Without the flag: the empty list, every call.
-    let out = env.run(&[
-        "telegram",
-        "--telegram-api-base",
-        &mock.url,
-        "--until-idle",
-        "--sink",
-        "file",
-        "--file-path",
-        "o.jsonl",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    // Updates created after the call follow the setting: the mock's update n
+    // is in a channel when n % 4 == 3, an edit when n % 7 == 6.
+    let (status, body) = http(
+        mock.mock_url.trim_start_matches("http://"),
+        "POST",
+        "/mock/produce?count=40",
+        &[],
+        b"",
+    );
+    assert_eq!(status, 200, "{body}");
+    // Without the flag: the empty list (back to the default), every call.
+    let records = run(&[], "b.jsonl");
+    let want = (40..80).filter(|n| n % 4 != 3).count();
+    assert_eq!(records.len(), want);
+    assert!(records.iter().any(|r| r["kind"] == "edited_message"));
+    assert!(
+        records
+            .iter()
+            .all(|r| r["kind"] == "message" || r["kind"] == "edited_message"),
+        "an update of a type the setting left out was created"
+    );
     let state = mock.get("/mock/state");
     let later: Vec<&Value> = state["calls"].as_array().unwrap()[first_calls..]
         .iter()

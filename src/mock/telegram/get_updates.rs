@@ -1,8 +1,10 @@
 //! `getUpdates` as the Bot API answers it: scripted failures first, then the
-//! offset semantics (a higher offset confirms every update below it, a
-//! negative one keeps only the last |offset|), `allowed_updates` (a setting
-//! kept across calls; updates of other types are dropped, never delivered) and
-//! a long poll up to `timeout`.
+//! offset semantics — applied the moment the call arrives, before any
+//! scripted delay (a higher offset confirms every update below it, a negative
+//! one keeps only the last |offset|) —, `allowed_updates` (a setting kept
+//! across calls that decides which updates are created from then on; those
+//! already queued are still delivered, as the Bot API warns) and a long poll
+//! up to `timeout`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,9 +27,6 @@ pub(super) struct Request {
     pub allowed: Option<Vec<String>>,
 }
 
-/// Update types a bot gets only when it names them in `allowed_updates`.
-const OPT_IN: [&str; 3] = ["chat_member", "message_reaction", "message_reaction_count"];
-
 pub(super) async fn get_updates(mock: Arc<Mock>, request: Request) -> Response {
     let Request {
         offset,
@@ -37,12 +36,18 @@ pub(super) async fn get_updates(mock: Arc<Mock>, request: Request) -> Response {
     } = request;
     let script = {
         let mut inner = lock(&mock.inner);
-        if let Some(allowed) = &allowed {
-            inner.allowed_updates = allowed.clone();
-        }
         let i = inner.get_updates_calls;
         inner.get_updates_calls += 1;
-        mock.scenario.call.get(i).cloned().unwrap_or_default()
+        let script = mock.scenario.call.get(i).cloned().unwrap_or_default();
+        // A call the Bot API answers (not a scripted refusal) confirms and
+        // sets `allowed_updates` when it arrives, however slow its answer.
+        if script.status == 200 && inner.webhook_url.is_empty() {
+            confirm(&mut inner, offset);
+            if let Some(allowed) = &allowed {
+                inner.allowed_updates = allowed.clone();
+            }
+        }
+        script
     };
     if script.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(script.delay_ms)).await;
@@ -67,8 +72,6 @@ pub(super) async fn get_updates(mock: Arc<Mock>, request: Request) -> Response {
                 log(&mut inner, 409);
                 return fail(409, WEBHOOK_ACTIVE, None);
             }
-            confirm(&mut inner, offset);
-            drop_unwanted(&mut inner);
             if !inner.queue.is_empty() || Instant::now() >= deadline {
                 let updates = pending(&inner, limit);
                 log(&mut inner, 200);
@@ -122,23 +125,8 @@ fn confirm(inner: &mut Inner, offset: Option<i64>) {
     }
 }
 
-/// Drops the queued updates whose type the bot's `allowed_updates` leaves out:
-/// Telegram never delivers them.
-fn drop_unwanted(inner: &mut Inner) {
-    let allowed = std::mem::take(&mut inner.allowed_updates);
-    inner.queue.retain(|(_, update)| {
-        let kind = update_type(update);
-        if allowed.is_empty() {
-            !OPT_IN.contains(&kind.as_str())
-        } else {
-            allowed.contains(&kind)
-        }
-    });
-    inner.allowed_updates = allowed;
-}
-
 /// The update's type: its one field besides `update_id`.
-fn update_type(update: &str) -> String {
+pub(super) fn update_type(update: &str) -> String {
     let value: Value = serde_json::from_str(update).expect("the mock's updates are JSON");
     value
         .as_object()
@@ -187,23 +175,18 @@ mod tests {
     }
 
     #[test]
-    fn allowed_updates_drop_the_other_types() {
+    fn allowed_updates_decide_which_updates_are_created_not_which_are_delivered() {
         let mut inner = Inner::new(String::new());
-        inner.queue = [
-            (1, r#"{"update_id":1,"message":{}}"#),
-            (2, r#"{"update_id":2,"channel_post":{}}"#),
-            (3, r#"{"update_id":3,"message_reaction":{}}"#),
-            (4, r#"{"update_id":4,"edited_message":{}}"#),
-        ]
-        .into_iter()
-        .map(|(id, u)| (id, u.to_owned()))
-        .collect();
-        // Default: every type but the opt-in ones.
-        drop_unwanted(&mut inner);
-        assert_eq!(ids(&inner), [1, 2, 4]);
-        inner.allowed_updates = vec!["message".into(), "edited_message".into()];
-        drop_unwanted(&mut inner);
-        assert_eq!(ids(&inner), [1, 4]);
+        let u = |id: i64, kind: &str| format!(r#"{{"update_id":{id},"{kind}":{{}}}}"#);
+        // Default: every type but the opt-in ones is created.
+        inner.create(u(500_000, "message"));
+        inner.create(u(500_001, "message_reaction"));
+        assert_eq!(ids(&inner), [500_000]);
+        // A new setting: queued updates stay; new ones follow the setting.
+        inner.allowed_updates = vec!["message_reaction".into()];
+        inner.create(u(500_002, "message"));
+        inner.create(u(500_003, "message_reaction"));
+        assert_eq!(ids(&inner), [500_000, 500_003]);
     }
 
     #[test]

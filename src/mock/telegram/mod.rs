@@ -1,12 +1,20 @@
 //! The mock Telegram Bot API: a queue of synthetic updates across chats, Bot API
 //! offset semantics, webhook methods, and scripted faults for `getUpdates`.
 //!
-//! Scenario (TOML, every field optional): `updates` queued at start, `rate`
-//! new updates per second, `total_updates` cap, `token` (only this token is
-//! accepted), `webhook_url` (start with a webhook set), and `[[call]]` tables
+//! Scenario (TOML, every field optional): `updates` messages queued at start,
+//! then (`every_type`, on by default) one update of every other `Update`
+//! field of Bot API 10.1, `rate` new updates per second, `total_updates` cap,
+//! `token` (only this token is accepted), `webhook_url` (start with a webhook
+//! set), `allowed_updates` (the bot's setting at start), and `[[call]]` tables
 //! scripting the first `getUpdates` answers in order: `status` (200, 409, 429,
 //! 500…), `kind = "webhook" | "other_poller"` for 409, `retry_after` for 429,
 //! `delay_ms` for a slow answer. `GET /mock/state` shows the queue and calls.
+//!
+//! As the Bot API documents it: a call with a higher `offset` confirms the
+//! updates below it the moment it arrives (a slow answer does not delay
+//! that); `allowed_updates` decides which updates are created from then on,
+//! not which already queued ones are delivered; parameters come in the query
+//! string, a form, JSON or multipart.
 //!
 //! - `scenario`: the scenario file.
 //! - `updates`: the synthetic updates.
@@ -23,8 +31,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path as UrlPath, Query, State};
-use axum::http::StatusCode;
+use axum::extract::{Path as UrlPath, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use serde::Serialize;
@@ -35,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 use super::{MockError, MockServer, elapsed_ms, lock};
 
 pub use scenario::{CallScript, TelegramScenario};
-pub use updates::{CHATS, FIRST_UPDATE_ID, synthetic_update};
+pub use updates::{CHATS, FIRST_UPDATE_ID, OTHER_TYPES, synthetic_update};
 
 #[derive(Debug, Clone, Serialize)]
 struct CallLog {
@@ -73,6 +81,16 @@ impl Inner {
             allowed_updates: Vec::new(),
         }
     }
+
+    /// Queues update `n`'s JSON if the bot's setting lets it have its type:
+    /// an update the bot did not ask for is never created.
+    fn create(&mut self, update: String) {
+        let id = FIRST_UPDATE_ID + self.produced as i64;
+        self.produced += 1;
+        if updates::wanted(&get_updates::update_type(&update), &self.allowed_updates) {
+            self.queue.push_back((id, update));
+        }
+    }
 }
 
 struct Mock {
@@ -89,10 +107,19 @@ impl Mock {
                 return;
             }
             let n = inner.produced;
-            inner
-                .queue
-                .push_back((FIRST_UPDATE_ID + n as i64, synthetic_update(n)));
-            inner.produced += 1;
+            inner.create(synthetic_update(n));
+        }
+        self.arrived.notify_waiters();
+    }
+
+    /// One update of every type besides the plain messages.
+    fn produce_every_type(&self, inner: &mut Inner) {
+        for kind in OTHER_TYPES {
+            if self.scenario.total_updates > 0 && inner.produced >= self.scenario.total_updates {
+                break;
+            }
+            let id = FIRST_UPDATE_ID + inner.produced as i64;
+            inner.create(updates::other_update(id, kind));
         }
         self.arrived.notify_waiters();
     }
@@ -130,18 +157,24 @@ fn fail(code: u16, description: &str, retry_after: Option<u64>) -> Response {
 pub async fn start(addr: &str, scenario: TelegramScenario) -> Result<MockServer, MockError> {
     let (listener, local) = super::bind(addr).await?;
     let shutdown = CancellationToken::new();
+    let mut inner = Inner::new(scenario.webhook_url.clone().unwrap_or_default());
+    inner.allowed_updates = scenario.allowed_updates.clone();
     let mock = Arc::new(Mock {
-        inner: Mutex::new(Inner::new(scenario.webhook_url.clone().unwrap_or_default())),
+        inner: Mutex::new(inner),
         scenario,
         started: Instant::now(),
         arrived: Notify::new(),
     });
     mock.produce(&mut lock(&mock.inner), mock.scenario.updates);
+    if mock.scenario.every_type {
+        mock.produce_every_type(&mut lock(&mock.inner));
+    }
     if mock.scenario.rate > 0.0 {
         tokio::spawn(produce_at_rate(mock.clone(), shutdown.clone()));
     }
     let app = Router::new()
         .route("/mock/state", get(state))
+        .route("/mock/produce", axum::routing::post(produce_now))
         .route("/{bot}/{method}", any(method))
         .with_state(mock);
     Ok(super::serve(
@@ -164,6 +197,18 @@ async fn produce_at_rate(mock: Arc<Mock>, token: CancellationToken) {
             _ = tick.tick() => mock.produce(&mut lock(&mock.inner), 1),
         }
     }
+}
+
+/// `POST /mock/produce?count=N`: N more message updates now, created under
+/// the bot's current `allowed_updates` setting.
+async fn produce_now(State(mock): State<Arc<Mock>>, RawQuery(query): RawQuery) -> Response {
+    let count = form_pairs(query.as_deref().unwrap_or(""))
+        .get("count")
+        .and_then(Value::as_u64)
+        .unwrap_or(1);
+    let mut inner = lock(&mock.inner);
+    mock.produce(&mut inner, count);
+    axum::Json(json!({"produced": inner.produced})).into_response()
 }
 
 async fn state(State(mock): State<Arc<Mock>>) -> Response {
@@ -190,32 +235,77 @@ fn valid_token(t: &str) -> bool {
     })
 }
 
-/// A method's parameters: a JSON body, else the query string (as curl users
-/// send them, each value read as JSON when it is JSON); `None` for a body that
-/// is no JSON object.
-fn params(query: Map<String, Value>, body: &[u8]) -> Option<Map<String, Value>> {
-    if !body.is_empty() {
-        return serde_json::from_slice(body).ok();
+/// A text parameter (query string, form or multipart) as the value it
+/// stands for: JSON when it is JSON (numbers, booleans, serialized arrays),
+/// else the string.
+fn text_value(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_owned()))
+}
+
+/// `name=value` pairs of a query string or a form, percent-decoded.
+fn form_pairs(text: &str) -> Map<String, Value> {
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            (decode(k), text_value(&decode(v)))
+        })
+        .collect()
+}
+
+/// The fields of a `multipart/form-data` body (RFC 7578), files as their names.
+fn multipart_fields(body: &[u8], boundary: &str) -> Option<Map<String, Value>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let delimiter = format!("--{boundary}");
+    let mut out = Map::new();
+    for part in text.split(delimiter.as_str()) {
+        let Some(part) = part.strip_prefix("\r\n") else {
+            continue; // the preamble, or the closing `--`
+        };
+        let (head, value) = part.split_once("\r\n\r\n")?;
+        let name = head.split("name=\"").nth(1)?.split('"').next()?;
+        let value = value.strip_suffix("\r\n").unwrap_or(value);
+        out.insert(name.to_owned(), text_value(value));
     }
-    Some(
-        query
-            .into_iter()
-            .map(|(k, v)| {
-                (
-                    k,
-                    v.as_str()
-                        .and_then(|s| serde_json::from_str(s).ok())
-                        .unwrap_or(v),
-                )
-            })
-            .collect(),
-    )
+    Some(out)
+}
+
+/// A method's parameters, however the Bot API takes them: the query string,
+/// then a JSON, form or multipart body over it; `None` for a body that cannot
+/// be read as its content type says.
+fn params(query: &str, content_type: &str, body: &[u8]) -> Option<Map<String, Value>> {
+    let mut params = form_pairs(query);
+    if body.is_empty() {
+        return Some(params);
+    }
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    let from_body = match mime {
+        "application/x-www-form-urlencoded" => form_pairs(std::str::from_utf8(body).ok()?),
+        "multipart/form-data" => {
+            let boundary = content_type
+                .split("boundary=")
+                .nth(1)?
+                .trim_matches('"')
+                .to_owned();
+            multipart_fields(body, &boundary)?
+        }
+        // JSON, declared or not (curl users often leave the type out).
+        _ => serde_json::from_slice(body).ok()?,
+    };
+    params.extend(from_body);
+    Some(params)
 }
 
 async fn method(
     State(mock): State<Arc<Mock>>,
     UrlPath((bot, method)): UrlPath<(String, String)>,
-    Query(query): Query<Map<String, Value>>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Some(token) = bot.strip_prefix("bot").filter(|t| valid_token(t)) else {
@@ -229,23 +319,28 @@ async fn method(
     {
         return fail(401, "Unauthorized", None);
     }
-    let Some(params) = params(query, &body) else {
-        return fail(400, "Bad Request: can't parse JSON object", None);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(params) = params(query.as_deref().unwrap_or(""), content_type, &body) else {
+        return fail(400, "Bad Request: can't parse parameters", None);
     };
     let int = |k: &str| params.get(k).and_then(Value::as_i64);
-    match method.as_str() {
-        "getMe" => ok(
+    // Bot API method names are case-insensitive.
+    match method.to_ascii_lowercase().as_str() {
+        "getme" => ok(
             json!({"id": 123456, "is_bot": true, "first_name": "Mock Bot", "username": "ingest_mock_bot"}),
         ),
-        "getWebhookInfo" => {
+        "getwebhookinfo" => {
             let inner = lock(&mock.inner);
             ok(
                 json!({"url": inner.webhook_url, "has_custom_certificate": false, "pending_update_count": inner.queue.len()}),
             )
         }
-        "setWebhook" => set_webhook(&mock, &params),
-        "deleteWebhook" => delete_webhook(&mock, &params),
-        "getUpdates" => {
+        "setwebhook" => set_webhook(&mock, &params),
+        "deletewebhook" => delete_webhook(&mock, &params),
+        "getupdates" => {
             let Ok(allowed) = allowed_updates(&params) else {
                 return fail(400, "Bad Request: can't parse allowed updates", None);
             };
@@ -317,14 +412,30 @@ mod tests {
     }
 
     #[test]
-    fn parameters_come_from_the_body_else_the_query() {
-        let query: Map<String, Value> =
-            serde_json::from_str(r#"{"offset": "-3", "url": "https://x"}"#).unwrap();
-        let p = params(query.clone(), b"").unwrap();
+    fn parameters_come_from_the_query_a_form_json_or_multipart() {
+        let q = "offset=-3&url=https%3A%2F%2Fx";
+        let p = params(q, "", b"").unwrap();
         assert_eq!(p["offset"], json!(-3));
         assert_eq!(p["url"], json!("https://x"));
-        let p = params(query.clone(), br#"{"limit": 5}"#).unwrap();
-        assert_eq!(p.len(), 1);
-        assert!(params(query, b"not json").is_none());
+        let p = params(q, "application/json", br#"{"limit": 5}"#).unwrap();
+        assert_eq!(
+            (p["limit"].clone(), p["offset"].clone()),
+            (json!(5), json!(-3))
+        );
+        assert!(params(q, "application/json", b"not json").is_none());
+        let p = params(
+            "",
+            "application/x-www-form-urlencoded",
+            b"offset=7&allowed_updates=%5B%22message%22%5D",
+        )
+        .unwrap();
+        assert_eq!(p["offset"], json!(7));
+        assert_eq!(p["allowed_updates"], json!(["message"]));
+        let body = b"--b1\r\nContent-Disposition: form-data; name=\"offset\"\r\n\r\n9\r\n--b1\r\nContent-Disposition: form-data; name=\"timeout\"\r\n\r\n0\r\n--b1--\r\n";
+        let p = params("", "multipart/form-data; boundary=b1", body).unwrap();
+        assert_eq!(
+            (p["offset"].clone(), p["timeout"].clone()),
+            (json!(9), json!(0))
+        );
     }
 }

@@ -47,6 +47,12 @@ pub struct TelegramScenario {
     pub webhook_url: Option<String>,
     /// Scripts for the first `getUpdates` answers, in order.
     pub call: Vec<CallScript>,
+    /// The bot's `allowed_updates` setting at start, as an earlier call left
+    /// it (empty: the Bot API's default, every type but the opt-in ones).
+    pub allowed_updates: Vec<String>,
+    /// After the `updates` messages, queue one update of every other `Update`
+    /// field the Bot API lists (those the setting lets the bot have).
+    pub every_type: bool,
 }
 
 impl Default for TelegramScenario {
@@ -58,6 +64,8 @@ impl Default for TelegramScenario {
             token: None,
             webhook_url: None,
             call: Vec::new(),
+            allowed_updates: Vec::new(),
+            every_type: true,
         }
     }
 }

@@ -1,10 +1,15 @@
 //! Telegram Bot API: normalizing `Update` objects into records.
 //!
 //! An `Update` has an `update_id` and exactly one optional field naming its
-//! type. `message`, `edited_message`, `channel_post` and `edited_channel_post`
-//! hold a `Message` and become full records; any other type (`callback_query`,
-//! `message_reaction`, `chat_member`, …) becomes a record whose `kind` is the
-//! type's name, with whatever chat and sender it names and the payload in `raw`.
+//! type. The types that hold a `Message` (`message`, `edited_message`,
+//! `channel_post`, `edited_channel_post`, `business_message`,
+//! `edited_business_message`, `guest_message`) become full records; any other
+//! type (`callback_query`, `message_reaction`, `chat_member`, … and types a
+//! later Bot API adds) becomes a record whose `kind` is the type's name, with
+//! whatever chat and sender it names and the payload in `raw`. Types the bot
+//! did not ask for in `allowed_updates` are recorded like the others: the Bot
+//! API may still deliver them (the setting does not apply to updates created
+//! before the call), and an update received is never dropped.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -18,12 +23,22 @@ use crate::record::{
     raw_value, transliterate, trim_line, unix_to_rfc3339,
 };
 
-/// Update types whose payload is a `Message`.
-pub const MESSAGE_KINDS: [&str; 4] = [
+/// Update types whose payload is a `Message` (Bot API 10.1).
+pub const MESSAGE_KINDS: [&str; 7] = [
     "message",
     "edited_message",
     "channel_post",
     "edited_channel_post",
+    "business_message",
+    "edited_business_message",
+    "guest_message",
+];
+
+/// The message kinds that carry an edit of an earlier message.
+const EDIT_KINDS: [&str; 3] = [
+    "edited_message",
+    "edited_channel_post",
+    "edited_business_message",
 ];
 
 #[derive(Deserialize)]
@@ -190,7 +205,8 @@ pub fn normalize_update(
         raw,
     };
     if MESSAGE_KINDS.contains(&kind) {
-        fill_from_message(&mut record, payload)?;
+        let edit = EDIT_KINDS.contains(&kind).then_some(update_id);
+        fill_from_message(&mut record, payload, edit)?;
     } else {
         fill_from_other(&mut record, payload, update_id);
     }
@@ -230,13 +246,21 @@ fn payload_field<'f, 'a>(
         })
 }
 
-/// A message update: its id (with the edit date for an edit), text, date,
-/// sender and chat.
-fn fill_from_message(record: &mut Record, payload: &RawValue) -> Result<(), NormalizeError> {
+/// A message update: its id (with the edit date for an edit, or `u` and the
+/// update id for an edit that carries none, so an edit never takes the id of
+/// the message it edits), text, date, sender and chat. `edit` is the update
+/// id when the update is an edit.
+fn fill_from_message(
+    record: &mut Record,
+    payload: &RawValue,
+    edit: Option<i64>,
+) -> Result<(), NormalizeError> {
     let Object(msg): Object<Message<'_>> = serde_json::from_str(payload.get())?;
-    record.id = match msg.edit_date {
-        Some(edit) => format!("telegram:{}:{}:{}", msg.chat.0.id, msg.message_id, edit),
-        None => format!("telegram:{}:{}", msg.chat.0.id, msg.message_id),
+    let (chat, id) = (msg.chat.0.id, msg.message_id);
+    record.id = match (msg.edit_date, edit) {
+        (Some(date), _) => format!("telegram:{chat}:{id}:{date}"),
+        (None, Some(update)) => format!("telegram:{chat}:{id}:u{update}"),
+        (None, None) => format!("telegram:{chat}:{id}"),
     };
     record.text = msg.text.or(msg.caption).map(Cow::into_owned);
     record.created_at = msg.date.and_then(unix_to_rfc3339);
@@ -358,6 +382,36 @@ mod tests {
             r#"{"update_id":4,"edited_channel_post":{"message_id":9,"chat":{"id":-100777,"type":"channel","title":"News"},"date":1700000000,"edit_date":1700000200,"text":"x"}}"#,
         );
         assert_eq!(r.id, "telegram:-100777:9:1700000200");
+    }
+
+    #[test]
+    fn business_messages_keep_their_text_and_edits_without_a_date_their_own_id() {
+        let r = record(
+            r#"{"update_id":9,"business_message":{"message_id":4,"business_connection_id":"bc","from":{"id":11,"is_bot":false,"first_name":"Ada"},"chat":{"id":11,"type":"private","first_name":"Ada"},"date":1700000000,"text":"a quote, please"}}"#,
+        );
+        assert_eq!(r.kind, "business_message");
+        assert_eq!(r.text.as_deref(), Some("a quote, please"));
+        assert_eq!(r.id, "telegram:11:4");
+        assert_eq!(r.author.unwrap().id, "11");
+        let r = record(
+            r#"{"update_id":10,"edited_business_message":{"message_id":4,"chat":{"id":11,"type":"private"},"date":1700000000,"edit_date":1700000050,"text":"a quote, please!"}}"#,
+        );
+        assert_eq!(r.kind, "edited_business_message");
+        assert_eq!(r.text.as_deref(), Some("a quote, please!"));
+        assert_eq!(r.id, "telegram:11:4:1700000050");
+        // An edit without `edit_date` (a channel post's, say) must not take
+        // the id of the post it edits: the update id keeps it apart.
+        let r = record(
+            r#"{"update_id":12,"edited_channel_post":{"message_id":9,"chat":{"id":-100777,"type":"channel","title":"News"},"date":1700000000,"text":"x"}}"#,
+        );
+        assert_eq!(r.id, "telegram:-100777:9:u12");
+        let r = record(
+            r#"{"update_id":13,"guest_message":{"message_id":2,"chat":{"id":5,"type":"private"},"date":1700000000,"text":"hello"}}"#,
+        );
+        assert_eq!(
+            (r.kind.as_ref(), r.text.as_deref()),
+            ("guest_message", Some("hello"))
+        );
     }
 
     #[test]
