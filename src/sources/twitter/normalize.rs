@@ -36,6 +36,9 @@ struct Tweet<'a> {
     text: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     note_tweet: Option<NoteTweet<'a>>,
+    /// X's spec 2.167 names the long text `note_post` (docs.x.com: `note_tweet`).
+    #[serde(borrow, default)]
+    note_post: Option<NoteTweet<'a>>,
     #[serde(borrow, default)]
     author_id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -62,8 +65,10 @@ struct Includes<'a> {
 
 #[derive(Deserialize)]
 struct User<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
+    /// Optional in the spec: an include without one is skipped, not an error
+    /// that loses the post.
+    #[serde(borrow, default)]
+    id: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
@@ -173,7 +178,11 @@ fn utf8(line: &[u8]) -> Result<&str, NormalizeError> {
 
 /// The author `author_id`, with the name and username `includes.users` gives.
 fn author(author_id: &str, includes: Option<&Includes<'_>>) -> Author {
-    let user = includes.and_then(|inc| inc.users.iter().find(|u| u.id == author_id));
+    let user = includes.and_then(|inc| {
+        inc.users
+            .iter()
+            .find(|u| u.id.as_deref() == Some(author_id))
+    });
     Author {
         id: author_id.to_owned(),
         name: user.and_then(|u| u.name.as_deref().map(str::to_owned)),
@@ -194,6 +203,7 @@ fn tweet_record(
     let text = tweet
         .note_tweet
         .and_then(|n| n.text)
+        .or_else(|| tweet.note_post.and_then(|n| n.text))
         .or(tweet.text)
         .map(Cow::into_owned);
     let matching_rules: Vec<MatchingRule> = rules

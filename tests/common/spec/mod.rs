@@ -13,6 +13,7 @@
 //! published contract, not by our reading of it.
 
 pub mod allow;
+pub mod generate;
 pub mod openapi;
 mod proxy;
 pub mod telegram;

@@ -88,6 +88,11 @@ impl OpenApi {
             .map(|(_, op)| op)
     }
 
+    /// The converted document (`components` hold the schemas).
+    pub fn doc(&self) -> &Value {
+        &self.doc
+    }
+
     /// The template of the operation `method path` names, if any.
     pub fn template(&self, method: &str, path: &str) -> Option<String> {
         self.operation(method, path).map(|op| op.template.clone())

@@ -311,6 +311,11 @@ impl BotApi {
         validate(&validator, v, endpoint, "update", out);
     }
 
+    /// The converted document (`$defs` hold the types).
+    pub fn doc(&self) -> &Value {
+        &self.doc
+    }
+
     /// The type names an `Update` may carry besides `update_id`.
     pub fn update_fields(&self) -> Vec<String> {
         self.doc["$defs"]["Update"]["properties"]
