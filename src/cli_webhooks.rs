@@ -138,6 +138,10 @@ pub struct WebhookCommon {
     #[arg(long, env = "INGEST_TWITTER_API_BASE", value_name = "URL")]
     pub twitter_api_base: Option<String>,
 
+    /// How long one call to X may take in all before it is "timed out".
+    #[arg(long, env = "INGEST_API_TIMEOUT", value_name = "DURATION", default_value = "60s", value_parser = crate::duration::parse_duration)]
+    pub api_timeout: std::time::Duration,
+
     /// Config file (default: ./ingest.toml when present).
     #[arg(long, env = "INGEST_CONFIG", value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,

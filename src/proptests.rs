@@ -797,9 +797,11 @@ fn arb_message_update() -> BoxedStrategy<UpdateCase> {
                 let mut line = extras;
                 line.insert("update_id".into(), update_id.into());
                 line.insert(kind.to_owned(), Value::Object(m));
-                let id = match present(&edit_date) {
-                    Some(e) => format!("telegram:{chat_id}:{message_id}:{e}"),
-                    None => format!("telegram:{chat_id}:{message_id}"),
+                let id = match (present(&edit_date), kind.starts_with("edited_")) {
+                    (Some(e), _) => format!("telegram:{chat_id}:{message_id}:{e}"),
+                    // An edit without its date keeps apart by its update id.
+                    (None, true) => format!("telegram:{chat_id}:{message_id}:u{update_id}"),
+                    (None, false) => format!("telegram:{chat_id}:{message_id}"),
                 };
                 let author_id = present(&sender_chat)
                     .map(|c| c.1)

@@ -30,15 +30,18 @@ fn user_credentials() -> Result<UserCredentials, Error> {
 /// Runs one management action; prints its result on stdout.
 pub async fn run(action: WebhookAction, loaded: &LoadedConfig) -> Result<u8, Error> {
     let base = api_base(action.common().twitter_api_base.as_deref(), loaded);
+    let timeout = action.common().api_timeout;
     let mut out = Vec::new();
     let w = |out: &mut Vec<u8>, line: String| writeln!(out, "{line}").expect("writing to a Vec");
     match action {
         WebhookAction::Register { url, .. } => {
-            let api = WebhooksApi::new(&base, Some(bearer()?))?;
+            let api = WebhooksApi::with_timeout(&base, Some(bearer()?), timeout)?;
             w(&mut out, api.register(&url).await?.line());
         }
         WebhookAction::List { json, .. } => {
-            let hooks = WebhooksApi::new(&base, Some(bearer()?))?.list().await?;
+            let hooks = WebhooksApi::with_timeout(&base, Some(bearer()?), timeout)?
+                .list()
+                .await?;
             if json {
                 w(
                     &mut out,
@@ -49,32 +52,32 @@ pub async fn run(action: WebhookAction, loaded: &LoadedConfig) -> Result<u8, Err
             }
         }
         WebhookAction::Validate { id, .. } => {
-            WebhooksApi::new(&base, Some(bearer()?))?
+            WebhooksApi::with_timeout(&base, Some(bearer()?), timeout)?
                 .validate(&id)
                 .await?;
             w(&mut out, format!("{id}\tvalid"));
         }
         WebhookAction::Delete { id, .. } => {
-            WebhooksApi::new(&base, Some(bearer()?))?
+            WebhooksApi::with_timeout(&base, Some(bearer()?), timeout)?
                 .delete(&id)
                 .await?;
             w(&mut out, format!("{id}\tdeleted"));
         }
         WebhookAction::Subscribe { id, .. } => {
             let creds = user_credentials()?;
-            let done = WebhooksApi::new(&base, None)?
+            let done = WebhooksApi::with_timeout(&base, None, timeout)?
                 .subscribe(&id, &creds)
                 .await?;
             let state = if done { "subscribed" } else { "not subscribed" };
             w(&mut out, format!("{id}\t{state}"));
         }
         WebhookAction::Unsubscribe { id, user_id, .. } => {
-            let api = WebhooksApi::new(&base, Some(bearer()?))?;
+            let api = WebhooksApi::with_timeout(&base, Some(bearer()?), timeout)?;
             api.unsubscribe(&id, &user_id).await?;
             w(&mut out, format!("{id}\t{user_id}\tunsubscribed"));
         }
         WebhookAction::Subscriptions { id, json, .. } => {
-            let list = WebhooksApi::new(&base, Some(bearer()?))?
+            let list = WebhooksApi::with_timeout(&base, Some(bearer()?), timeout)?
                 .subscriptions(&id)
                 .await?;
             if json {
@@ -85,7 +88,7 @@ pub async fn run(action: WebhookAction, loaded: &LoadedConfig) -> Result<u8, Err
                     .for_each(|s| w(&mut out, s.user_id.clone()));
             }
         }
-        other => activity_and_links(other, &base, &mut out).await?,
+        other => activity_and_links(other, &base, timeout, &mut out).await?,
     }
     std::io::stdout()
         .write_all(&out)
@@ -97,9 +100,10 @@ pub async fn run(action: WebhookAction, loaded: &LoadedConfig) -> Result<u8, Err
 async fn activity_and_links(
     action: WebhookAction,
     base: &str,
+    timeout: Duration,
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
-    let api = WebhooksApi::new(base, Some(bearer()?))?;
+    let api = WebhooksApi::with_timeout(base, Some(bearer()?), timeout)?;
     let mut w = |line: String| writeln!(out, "{line}").expect("writing to a Vec");
     match action {
         WebhookAction::ActivitySubscribe {

@@ -487,7 +487,7 @@ fn telegram_polling_errors_count_as_reconnects() {
     let tg = MockProcess::start(
         "telegram",
         env.dir.path(),
-        "updates = 5\n[[call]]\nstatus = 500\n[[call]]\nstatus = 429\nretry_after = 1\n",
+        "updates = 5\nevery_type = false\n[[call]]\nstatus = 500\n[[call]]\nstatus = 429\nretry_after = 1\n",
     );
     let addr = free_addr();
     let mut child = env

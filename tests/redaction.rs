@@ -144,7 +144,11 @@ fn no_token_under_rust_log_debug_in_normal_runs() {
         env.dir.path(),
         "rate = 500.0\ntotal_tweets = 20\n[[rule]]\nvalue = \"cats\"\n",
     );
-    let tg = MockProcess::start("telegram", env.dir.path(), "updates = 10\n");
+    let tg = MockProcess::start(
+        "telegram",
+        env.dir.path(),
+        "updates = 10\nevery_type = false\n",
+    );
     for args in [
         vec![
             "twitter",

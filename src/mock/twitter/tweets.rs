@@ -51,7 +51,7 @@ pub(super) fn tweet_line(seq: u64, rules: &[LiveRule], out: &mut Vec<u8>) {
         let r = &rules[(seq % rules.len() as u64) as usize];
         vec![json!({"id": r.id, "tag": r.tag.clone().unwrap_or_default()})]
     };
-    let line = json!({
+    let mut line = json!({
         "data": {
             "id": id,
             "text": format!("{text} #{seq}"),
@@ -63,8 +63,12 @@ pub(super) fn tweet_line(seq: u64, rules: &[LiveRule], out: &mut Vec<u8>) {
             "edit_history_tweet_ids": [id],
         },
         "includes": {"users": [{"id": author_id, "name": name, "username": username}]},
-        "matching_rules": matching,
     });
+    // Only the filtered stream has rules (2.167: the volume streams' lines
+    // carry no `matching_rules`).
+    if !rules.is_empty() {
+        line["matching_rules"] = json!(matching);
+    }
     serde_json::to_writer(&mut *out, &line).expect("a JSON value serializes");
     out.extend_from_slice(b"\r\n");
 }

@@ -86,11 +86,11 @@ pub enum WebhooksError {
         base: String,
         source: reqwest::Error,
     },
-    #[error("the X API at {base} timed out after {secs} s ({endpoint})")]
+    #[error("the X API at {base} timed out after {} ({endpoint})", humane(*.after))]
     Timeout {
         base: String,
         endpoint: String,
-        secs: u64,
+        after: Duration,
     },
     /// A 2xx answer in none of the shapes X documents: never read as an
     /// empty result.
@@ -103,8 +103,16 @@ pub enum WebhooksError {
     Invalid(String),
 }
 
-/// The total time a management call may take.
-const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The total time a management call may take, unless told otherwise.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `60 s`, `1.5 s`.
+fn humane(d: Duration) -> String {
+    match d.subsec_millis() {
+        0 => format!("{} s", d.as_secs()),
+        _ => format!("{:.1} s", d.as_secs_f64()),
+    }
+}
 
 /// `METHOD /path` of a call, without its query, for errors.
 pub(super) fn endpoint(method: &reqwest::Method, path: &str) -> String {
@@ -174,14 +182,24 @@ pub struct WebhooksApi {
     base: String,
     bearer: Option<Secret>,
     http: reqwest::Client,
+    timeout: Duration,
 }
 
 impl WebhooksApi {
     pub fn new(base: &str, bearer: Option<Secret>) -> Result<Self, WebhooksError> {
+        Self::with_timeout(base, bearer, CALL_TIMEOUT)
+    }
+
+    /// A client whose calls time out after `timeout` in all.
+    pub fn with_timeout(
+        base: &str,
+        bearer: Option<Secret>,
+        timeout: Duration,
+    ) -> Result<Self, WebhooksError> {
         let http = reqwest::Client::builder()
             .user_agent(user_agent())
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(CALL_TIMEOUT)
+            .connect_timeout(Duration::from_secs(10).min(timeout))
+            .timeout(timeout)
             .build()
             .map_err(|source| WebhooksError::Network {
                 base: base.to_owned(),
@@ -191,6 +209,7 @@ impl WebhooksApi {
             base: base.trim_end_matches('/').to_owned(),
             bearer,
             http,
+            timeout,
         })
     }
 
@@ -229,7 +248,7 @@ impl WebhooksApi {
                 WebhooksError::Timeout {
                     base: self.base.clone(),
                     endpoint: endpoint(&method, path),
-                    secs: CALL_TIMEOUT.as_secs(),
+                    after: self.timeout,
                 }
             } else {
                 WebhooksError::Network {
