@@ -303,8 +303,14 @@ pub(crate) fn validate_topic_template(template: &str) -> Result<Template, String
     let t = Template::compile(template, Target::KafkaTopic)?;
     if t.platform_only() {
         for p in [Platform::Twitter, Platform::Telegram] {
-            check_topic_name(&render_topic(template, p))
+            let topic = render_topic(template, p);
+            check_topic_name(&topic)
                 .map_err(|m| format!("`{template}` gives {m} (besides `{{platform}}`)"))?;
+            if crate::sinks::names::is_reserved_topic(&topic) {
+                return Err(format!(
+                    "`{topic}` is a topic Kafka or its tools keep for themselves (`__…`, `_schemas`, `_confluent…`): choose another name"
+                ));
+            }
         }
     } else {
         let lit = t.literal_text();
