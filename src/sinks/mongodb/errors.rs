@@ -114,6 +114,17 @@ pub(super) fn is_refusal(e: &mongodb::error::Error) -> bool {
     }
 }
 
+/// The server's own words (`errmsg` of its reply), when the driver kept the reply.
+pub(super) fn server_message(e: &mongodb::error::Error) -> Option<String> {
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) if !c.message.is_empty() => Some(c.message.clone()),
+        _ => e
+            .server_response()
+            .and_then(|r| r.get_str("errmsg").ok())
+            .map(str::to_owned),
+    }
+}
+
 /// A command error that refuses the namespace.
 fn namespace_refused(code: i32, message: &str) -> bool {
     let m = message.to_ascii_lowercase();

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use tracing::{debug, info};
 
-use super::errors::{is_transient, read_reply};
+use super::errors::{is_refusal, is_transient, read_reply, server_message};
 use super::uri::{redact_uri, scrub_with, secrets_in};
 use super::{MAX_DOCUMENT_BYTES, MongodbSinkConfig};
 use crate::record::{Format, Record};
@@ -187,10 +187,14 @@ impl MongodbSink {
             Ok(reply) => reply,
             Err(e) => {
                 let retry = is_transient(&e);
-                let m = self.scrub(format!(
-                    "update on {}.{collection}: {e}",
-                    self.config.database
-                ));
+                let m = match server_message(&e).filter(|_| is_refusal(&e)) {
+                    Some(said) => format!(
+                        "the server refused the update on {}.{collection}: {said}",
+                        self.config.database
+                    ),
+                    None => format!("update on {}.{collection}: {e}", self.config.database),
+                };
+                let m = self.scrub(m);
                 if retry {
                     out.failed.extend_from_slice(indexes);
                 } else {
