@@ -460,4 +460,22 @@ mod tests {
         );
         assert_eq!(render_topic("all", Platform::Twitter), "all");
     }
+
+    #[test]
+    fn a_fixed_topic_that_kafka_keeps_is_a_config_error() {
+        for reserved in [
+            "__consumer_offsets",
+            "_schemas",
+            "_confluent-command",
+            "__{platform}",
+        ] {
+            let err = validate_topic_template(reserved).unwrap_err();
+            assert!(err.contains("keep for themselves"), "{reserved}: {err}");
+        }
+        assert!(validate_topic_template("_x_schemas").is_ok());
+        assert!(
+            validate_topic_template("__{tag}").is_ok(),
+            "rendered names are prefixed instead"
+        );
+    }
 }
