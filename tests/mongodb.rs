@@ -247,4 +247,21 @@ fn mongodb_a_refused_collection_name_is_dead_lettered_at_once() {
         );
     }
     assert_eq!(read(&good)["count"], 10);
+
+    // With a TTL index to create first, the refusal comes from createIndexes: the same.
+    let env = Env::new().with("RUST_LOG", "warn").config(&config(
+        "{tag}",
+        &format!("uri = \"{uri}\""),
+        "ttl_seconds = 3600",
+    ));
+    std::fs::write(env.path("in.jsonl"), std::fs::read(&path).unwrap()).unwrap();
+    let out = env.run(&["replay", "in.jsonl", "--sink", "docs", "--summary"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let s = summary(&out);
+    assert_eq!(s["sinks"]["docs"]["dead_lettered"], 10, "{err}");
+    assert_eq!(
+        s["sinks"]["docs"]["retried"], 0,
+        "no retry of a refusal: {err}"
+    );
 }

@@ -237,7 +237,9 @@ impl MongodbSink {
     }
 
     /// Creates the TTL index of a collection once per run (when `ttl_seconds` is set).
-    async fn ensure_ttl(&self, collection: &str) -> Result<(), String> {
+    /// An error is `(message, refused)`: `refused` when the server refused the
+    /// collection for good (its records are dead-lettered, not retried).
+    async fn ensure_ttl(&self, collection: &str) -> Result<(), (String, bool)> {
         let Some(ttl) = self.config.ttl_seconds else {
             return Ok(());
         };
@@ -249,7 +251,7 @@ impl MongodbSink {
         {
             return Ok(());
         }
-        let db = self.db().await.map_err(|e| e.to_string())?;
+        let db = self.db().await.map_err(|e| (e.to_string(), false))?;
         let index = IndexModel::builder()
             .keys(doc! { self.config.ttl_field.as_str(): 1 })
             .options(
@@ -262,10 +264,12 @@ impl MongodbSink {
             .create_index(index)
             .await
             .map_err(|e| {
-                self.scrub(format!(
-                    "cannot create the TTL index on {}.{collection} ({}): {e}",
+                let said = server_message(&e).unwrap_or_else(|| e.to_string());
+                let m = self.scrub(format!(
+                    "cannot create the TTL index on {}.{collection} ({}): {said}",
                     self.config.database, self.config.ttl_field
-                ))
+                ));
+                (m, is_refusal(&e))
             })?;
         info!(collection, field = %self.config.ttl_field, ttl_seconds = ttl, "TTL index in place");
         self.ttl_ready
@@ -358,7 +362,7 @@ impl Sink for MongodbSink {
         if let Some(collection) = self.collection.literal().map(str::to_owned) {
             self.ensure_ttl(&collection)
                 .await
-                .map_err(|m| SinkError::fatal(&self.name, m))?;
+                .map_err(|(m, _)| SinkError::fatal(&self.name, m))?;
         }
         Ok(())
     }
@@ -385,8 +389,12 @@ impl Sink for MongodbSink {
             if indexes.is_empty() {
                 continue;
             }
-            if let Err(m) = self.ensure_ttl(&collection).await {
-                out.failed.extend_from_slice(&indexes);
+            if let Err((m, refused)) = self.ensure_ttl(&collection).await {
+                if refused {
+                    out.rejected.extend(indexes.iter().map(|&i| (i, m.clone())));
+                } else {
+                    out.failed.extend_from_slice(&indexes);
+                }
                 out.note(m);
                 continue;
             }
