@@ -219,6 +219,7 @@ pub async fn run<S: Source>(
 ) -> Result<RunSummary, Error> {
     let started = Instant::now();
     state::ensure_dir(&settings.state_dir)?;
+    state::remove_stale_temp_files(&settings.state_dir);
     let run = Arc::new(RunInfo::new(settings.duration.map(|d| d.as_secs())));
     let dead_letters = DeadLetters::new(&settings.state_dir, &run.id);
     let abort = CancellationToken::new();

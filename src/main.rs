@@ -24,6 +24,13 @@ fn main() -> ExitCode {
     unsafe {
         libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
+    // A file-size limit (`ulimit -f`, systemd's LimitFSIZE) is an error the
+    // write reports (EFBIG), handled like a full disk, not a signal that
+    // kills the process mid-batch without a word.
+    // SAFETY: setting a signal's disposition to ignore, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let mut cli = Cli::parse();
     if let Some(code) = ingest::app::without_config(&cli.command) {
         return ExitCode::from(code);

@@ -299,6 +299,43 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Removes the temporary files [`atomic_write`] left in `dir` when a process
+/// died (or its disk filled) between writing and renaming them:
+/// `.<name>.tmp-<pid>` of a pid that no longer runs. Best effort: a file that
+/// cannot be removed is logged and left.
+pub fn remove_stale_temp_files(dir: &Path) {
+    let Ok(items) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for item in items.flatten() {
+        let name = item.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.starts_with('.'))
+            .and_then(|n| n.rsplit_once(".tmp-"))
+            .and_then(|(_, pid)| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = pid > 0
+            && unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if !gone {
+            continue;
+        }
+        let path = item.path();
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), "removed a temporary file a stopped run left")
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot remove a temporary file a stopped run left")
+            }
+        }
+    }
+}
+
 /// A short, stable, non-reversible name for a secret (lock and checkpoint files are named by it).
 pub fn secret_fingerprint(secret: &str) -> String {
     use sha2::{Digest, Sha256};

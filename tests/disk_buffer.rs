@@ -262,3 +262,201 @@ fn lines_past_a_record_limit_are_delivered_by_the_next_run() {
     );
     assert!(second.windows(2).all(|w| w[0] < w[1]), "{second:?}");
 }
+
+/// A run with the disk buffer stopped by a record limit: the log keeps the
+/// lines past it. Returns the log's directory.
+fn leave_unconfirmed_lines(env: &Env, mock: &MockProcess) -> std::path::PathBuf {
+    let out = env.run(&[
+        "twitter",
+        "--twitter-api-base",
+        &mock.url,
+        "--rules-mode",
+        "keep",
+        "--sink",
+        "file",
+        "--file-path",
+        "a.jsonl",
+        "--max-records",
+        "50",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::read_dir(env.path("state"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "wal"))
+        .expect("a write-ahead log")
+}
+
+/// The segment files of a log, oldest first.
+fn segments(wal: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(wal)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn disk_buffer_env() -> (Env, MockProcess) {
+    let env = Env::new()
+        .config("[twitter]\nbuffer = \"disk\"\n")
+        .with("TWITTER_BEARER_TOKEN", TOKEN);
+    let mock = MockProcess::start(
+        "twitter",
+        env.dir.path(),
+        "rate = 50.0\n[[rule]]\nvalue = \"cats\"\n[[connection]]\nburst = 100\n",
+    );
+    (env, mock)
+}
+
+/// A flipped byte in a logged line (which still parses: another post id) and
+/// a line without its receive time are dead-lettered with the segment and
+/// byte offset, not delivered or dropped; the other lines go through; a
+/// temporary file a crash left is removed.
+#[test]
+fn damaged_log_lines_are_dead_lettered_with_their_place() {
+    let (env, mock) = disk_buffer_env();
+    let wal = leave_unconfirmed_lines(&env, &mock);
+    let seg = segments(&wal).remove(0);
+    let text = std::fs::read_to_string(&seg).unwrap();
+    // Split on newlines alone: a logged line keeps whatever it held (a `\r` too).
+    let mut lines: Vec<String> = text
+        .strip_suffix('\n')
+        .unwrap()
+        .split('\n')
+        .map(str::to_owned)
+        .collect();
+    assert!(lines.len() > 60, "{} lines logged", lines.len());
+    // Line 52: one digit of its post id changed; line 53: the time and checksum gone.
+    let id = line_id(52);
+    assert!(lines[52].contains(&id), "{}", lines[52]);
+    let offset: usize = lines[..52].iter().map(|l| l.len() + 1).sum();
+    lines[52] = lines[52].replace(&id, &line_id(52).replace("052\"", "952\""));
+    let json_at = lines[53].find('{').unwrap();
+    lines[53] = lines[53][json_at..].to_owned();
+    std::fs::write(&seg, lines.join("\n") + "\n").unwrap();
+    let stale = wal.join(".confirmed.json.tmp-4999999");
+    std::fs::write(&stale, b"{").unwrap();
+
+    let out = env.run(&[
+        "twitter",
+        "--twitter-api-base",
+        &mock.url,
+        "--rules-mode",
+        "keep",
+        "--sink",
+        "file",
+        "--file-path",
+        "b.jsonl",
+        "--max-records",
+        "20",
+    ]);
+    let err = stderr(&out);
+    assert!(out.status.code().is_some(), "{err}");
+    let got: Vec<u64> = env
+        .records("b.jsonl")
+        .iter()
+        .map(|r| seq_of(r["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got[..3], [50, 51, 54], "{got:?}\n{err}");
+    assert!(!got.contains(&952), "a changed line is never delivered");
+    let dead = env.dead_letters();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    let reason = |d: &Value| d["error"].as_str().unwrap().to_owned();
+    let first = reason(&dead[0]);
+    assert!(
+        first.contains("checksum")
+            && first.contains(&seg.display().to_string())
+            && first.contains(&format!("byte {offset}")),
+        "{first}"
+    );
+    assert!(reason(&dead[1]).contains("receive time"), "{dead:?}");
+    assert!(dead[0]["input"].as_str().unwrap().contains("952"));
+    assert!(
+        !stale.exists(),
+        "the temporary file of a dead process is gone"
+    );
+}
+
+/// A `confirmed.json` ahead of the log is an error that names it and keeps
+/// every unconfirmed line (it deleted them without a word).
+#[test]
+fn a_confirmed_mark_ahead_of_the_log_keeps_every_line() {
+    let (env, mock) = disk_buffer_env();
+    let wal = leave_unconfirmed_lines(&env, &mock);
+    let before: Vec<(std::path::PathBuf, u64)> = segments(&wal)
+        .into_iter()
+        .map(|p| {
+            let len = std::fs::metadata(&p).unwrap().len();
+            (p, len)
+        })
+        .collect();
+    std::fs::write(wal.join("confirmed.json"), "{\"next\":1000000}").unwrap();
+    let out = env.run(&[
+        "twitter",
+        "--twitter-api-base",
+        &mock.url,
+        "--rules-mode",
+        "keep",
+        "--sink",
+        "file",
+        "--file-path",
+        "b.jsonl",
+        "--max-records",
+        "20",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("confirmed.json") && err.contains("1000000") && err.contains("kept"),
+        "{err}"
+    );
+    let after: Vec<(std::path::PathBuf, u64)> = segments(&wal)
+        .into_iter()
+        .map(|p| {
+            let len = std::fs::metadata(&p).unwrap().len();
+            (p, len)
+        })
+        .collect();
+    assert_eq!(after, before, "every segment kept whole");
+    assert!(env.records("b.jsonl").is_empty());
+}
+
+/// Under a file-size limit (RLIMIT_FSIZE, SIGXFSZ left at its default) the
+/// log's write past the limit is an error the run reports with exit 1, like
+/// a full disk — not a process killed by SIGXFSZ.
+#[test]
+fn a_file_size_limit_is_an_error_the_run_reports() {
+    use std::os::unix::process::CommandExt;
+    let (env, mock) = disk_buffer_env();
+    let mut cmd = env.cmd();
+    cmd.args([
+        "twitter",
+        "--twitter-api-base",
+        &mock.url,
+        "--rules-mode",
+        "keep",
+        "--sink",
+        "stdout",
+        "--max-records",
+        "100000",
+    ]);
+    // SAFETY: only an async-signal-safe call (setrlimit) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 16 * 1024,
+                rlim_max: 16 * 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.stdout(Stdio::null()).output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{:?}: {err}", out.status);
+    assert!(err.contains("File too large"), "{err}");
+}

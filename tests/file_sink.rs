@@ -420,3 +420,59 @@ fn each_batch_is_fsynced_before_the_next_is_written() {
         }
     }
 }
+
+/// 100 000 posts with distinct tags and `path = "many/{tag}.jsonl"`, run under
+/// an open-file limit of 1024 (systemd's default soft limit): the sink's pool
+/// of open files opens, writes and closes them in turn, so every record is
+/// delivered once and nothing is dead-lettered. (Holding every file of a
+/// 10 000-record batch open at once failed each batch with "Too many open files".)
+#[test]
+fn a_hundred_thousand_tags_under_an_open_file_limit_of_1024_are_all_delivered() {
+    let n = 100_000;
+    // Without fsync: 100 000 files fsynced one by one take minutes on a VM
+    // disk, and what this test is about is the open-file limit (each batch's
+    // fsync is `each_batch_is_fsynced_before_the_next_is_written`).
+    let env = Env::new().config(
+        "[sinks.out]\ntype = \"file\"\npath = \"many/{tag}.jsonl\"\nfsync = false\n[sinks.out.batch]\nmax_records = 10000\n",
+    );
+    {
+        let mut out = std::io::BufWriter::new(std::fs::File::create(env.path("in.jsonl")).unwrap());
+        for i in 0..n {
+            writeln!(
+                out,
+                r#"{{"data":{{"id":"{}","text":"t","author_id":"42"}},"matching_rules":[{{"id":"1","tag":"tag{i}"}}]}}"#,
+                i + 1
+            )
+            .unwrap();
+        }
+        out.flush().unwrap();
+    }
+    let mut cmd = env.cmd();
+    cmd.args(["replay", "in.jsonl", "--sink", "out", "--summary"]);
+    // SAFETY: only an async-signal-safe call (setrlimit) between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let s = summary(&out);
+    assert_eq!(s["sinks"]["out"]["delivered"], n, "{err}");
+    assert_eq!(s["sinks"]["out"]["dead_lettered"], 0, "{err}");
+    assert!(env.dead_letters().is_empty());
+    let files = std::fs::read_dir(env.path("many")).unwrap().count();
+    assert_eq!(files, n);
+    for i in [0, 4_999, 50_000, n - 1] {
+        let ids = ids_in(&env.path(&format!("many/tag{i}.jsonl")), false);
+        assert_eq!(ids, [format!("twitter:{}", i + 1)]);
+    }
+}

@@ -203,3 +203,65 @@ fn mongodb_a_document_the_server_refuses_is_dead_lettered_alone() {
     let got = read(&collection);
     assert_eq!(got["count"], 2);
 }
+
+/// A collection name the server refuses (nx-27017 takes only letters, digits
+/// and `_`; MongoDB answers `InvalidNamespace`) is permanent: its records are
+/// dead-lettered at once with the server's refusal, not retried, and the
+/// records bound for a good collection are delivered.
+#[test]
+fn mongodb_a_refused_collection_name_is_dead_lettered_at_once() {
+    let uri = service("INGEST_TEST_MONGODB_URI");
+    let good = unique("ns", '_');
+    let env = Env::new().with("RUST_LOG", "warn").config(&config(
+        "{tag}",
+        &format!("uri = \"{uri}\""),
+        "",
+    ));
+    let path = env.path("in.jsonl");
+    let text: String = (0..20)
+        .map(|i| {
+            let tag = if i % 2 == 0 { good.as_str() } else { "bad-name" };
+            format!(
+                "{{\"data\":{{\"id\":\"{i}\",\"text\":\"t\",\"author_id\":\"1\"}},\"matching_rules\":[{{\"id\":\"1\",\"tag\":\"{tag}\"}}]}}\n"
+            )
+        })
+        .collect();
+    std::fs::write(&path, text).unwrap();
+    let out = env.run(&["replay", "in.jsonl", "--sink", "docs", "--summary"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let s = summary(&out);
+    assert_eq!(s["sinks"]["docs"]["delivered"], 10, "{err}");
+    assert_eq!(s["sinks"]["docs"]["dead_lettered"], 10, "{err}");
+    assert_eq!(
+        s["sinks"]["docs"]["retried"], 0,
+        "no retry of a refusal: {err}"
+    );
+    let dead = env.dead_letters();
+    assert_eq!(dead.len(), 10);
+    for d in &dead {
+        let e = d["error"].as_str().unwrap();
+        assert!(
+            e.contains("the server refused") && e.contains("Invalid identifier 'bad-name'"),
+            "the server's own words: {e}"
+        );
+    }
+    assert_eq!(read(&good)["count"], 10);
+
+    // With a TTL index to create first, the refusal comes from createIndexes: the same.
+    let env = Env::new().with("RUST_LOG", "warn").config(&config(
+        "{tag}",
+        &format!("uri = \"{uri}\""),
+        "ttl_seconds = 3600",
+    ));
+    std::fs::write(env.path("in.jsonl"), std::fs::read(&path).unwrap()).unwrap();
+    let out = env.run(&["replay", "in.jsonl", "--sink", "docs", "--summary"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let s = summary(&out);
+    assert_eq!(s["sinks"]["docs"]["dead_lettered"], 10, "{err}");
+    assert_eq!(
+        s["sinks"]["docs"]["retried"], 0,
+        "no retry of a refusal: {err}"
+    );
+}

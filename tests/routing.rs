@@ -50,6 +50,37 @@ mod kafka {
         messages.iter().map(|m| m.key.clone()).collect()
     }
 
+    /// Tags naming Kafka's own topics (`__consumer_offsets`-like, `_schemas`)
+    /// never reach them: the rendered topic gets `_x` in front.
+    #[test]
+    fn kafka_topics_from_tags_never_hit_kafkas_own() {
+        let b = service("INGEST_TEST_KAFKA_BROKERS");
+        let p = unique("rsv", '-');
+        let internal = format!("__{p}");
+        let env = Env::new().config(&format!(
+            "[sinks.k]\ntype = \"kafka\"\nbrokers = \"{b}\"\ntopic = \"{{tag}}\"\nkey = \"{p}/{{id}}\"\n"
+        ));
+        let tag = |i: u64| {
+            vec![if i.is_multiple_of(2) {
+                internal.clone()
+            } else {
+                "_schemas".to_owned()
+            }]
+        };
+        std::fs::write(env.path("in.jsonl"), tagged_tweets(20, tag)).unwrap();
+        let out = env.run(&["replay", "in.jsonl", "--sink", "k", "--summary"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(summary(&out)["sinks"]["k"]["delivered"], 20);
+        let ours = |topic: &str, want: usize| -> usize {
+            kcat_read(&b, topic, want)
+                .iter()
+                .filter(|m| m.key.starts_with(&format!("{p}/")))
+                .count()
+        };
+        assert_eq!(ours(&format!("_x{internal}"), 10), 10);
+        assert_eq!(ours("_x_schemas", 10), 10);
+    }
+
     #[test]
     fn kafka_records_split_by_tag_into_topics_first_tag_or_every_tag() {
         let b = service("INGEST_TEST_KAFKA_BROKERS");

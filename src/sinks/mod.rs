@@ -13,6 +13,7 @@ pub mod file;
 pub mod kafka;
 pub mod kinesis;
 pub mod mongodb;
+pub mod names;
 pub mod parquet;
 pub mod registry;
 pub mod s3;

@@ -16,31 +16,35 @@ use chrono_tz::Tz;
 
 use crate::record::{Platform, Record};
 
-/// What a placeholder renders as when the record has no such value.
-pub const MISSING: &str = "_unknown";
+pub use super::names::MISSING;
 /// Longest value one placeholder contributes to a path, key or name (in bytes,
 /// cut on a character boundary): a hostile value cannot make a name too long
 /// for a file system (255 bytes a component) or a Kafka topic (249).
 pub const MAX_VALUE_BYTES: usize = 128;
-/// Kafka's longest topic name.
-pub const MAX_TOPIC_BYTES: usize = 249;
+use super::names;
+pub use super::names::MAX_TOPIC_BYTES;
 
 /// Where a rendered name goes: decides which placeholders are allowed and how
 /// values from a record are sanitized.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Target {
     /// A file path (the `file` sink). strftime fields (`%Y`…) are allowed.
-    /// Values: `/`, `\` and control characters become `_`, no `..` and no lone `.`.
+    /// Values: `/`, `\`, look-alike slashes and dots and control characters
+    /// become `_`, bidi controls are dropped, no `..` and no lone `.`
+    /// ([`names::path_value`]).
     Path,
     /// An S3 object key: the path rules, plus `{timestamp}`, `{timestamp_us}` and `{uuid}`.
     S3Key,
     /// A Kafka topic: values keep only `[A-Za-z0-9._-]` (others become `_`), no
-    /// `..`; the whole name is cut to 249 bytes.
+    /// `..`; the whole name is cut to 249 bytes and never one Kafka or its
+    /// tools keep (`__…`, `_schemas`, `_confluent…`): `_x` goes in front
+    /// ([`names::topic_name`]).
     KafkaTopic,
     /// A message key or Kinesis partition key: values are used as they are.
     Key,
-    /// A MongoDB collection: `$` and control characters become `_`; a name
-    /// that would start with `system.` gets a `_` in front.
+    /// A MongoDB collection: `$` and control characters become `_`; the name
+    /// never starts or ends with `.` nor holds `..`, and one that would start
+    /// with `system.` gets a `_` in front ([`names::collection_name`]).
     Collection,
 }
 
@@ -285,30 +289,19 @@ impl Template {
         let v = cut(v, MAX_VALUE_BYTES);
         match self.target {
             Target::Key => out.push_str(v),
-            Target::Path | Target::S3Key => {
-                push_safe(v, out, |c| !matches!(c, '/' | '\\') && !c.is_control())
-            }
-            Target::KafkaTopic => push_safe(v, out, |c| {
-                c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
-            }),
-            Target::Collection => out.extend(
-                v.chars()
-                    .map(|c| if c == '$' || c.is_control() { '_' } else { c }),
-            ),
+            Target::Path => names::path_value(v, out),
+            Target::S3Key => names::s3_value(v, out),
+            Target::KafkaTopic => names::topic_value(v, out),
+            Target::Collection => names::collection_value(v, out),
         }
     }
 
-    /// Whole-name rules: the Kafka length limit, Mongo's `system.` prefix.
+    /// Whole-name rules: Kafka's length limit and reserved names, MongoDB's
+    /// dots and `system.` prefix.
     fn finish(&self, start: usize, out: &mut String) {
         match self.target {
-            Target::KafkaTopic if out.len() - start > MAX_TOPIC_BYTES => {
-                // Only ASCII is left in a topic's values; literals were checked.
-                let end = start + cut(&out[start..], MAX_TOPIC_BYTES).len();
-                out.truncate(end);
-            }
-            Target::Collection if out[start..].starts_with("system.") => {
-                out.insert(start, '_');
-            }
+            Target::KafkaTopic => names::topic_name(start, out),
+            Target::Collection => names::collection_name(start, out),
             _ => {}
         }
     }
@@ -346,25 +339,6 @@ fn cut(v: &str, max: usize) -> &str {
         end -= 1;
     }
     &v[..end]
-}
-
-/// Appends `v` with every character `keep` refuses as `_`, no `..` (the second
-/// dot becomes `_`) and not a lone `.`.
-fn push_safe(v: &str, out: &mut String, keep: impl Fn(char) -> bool) {
-    if v == "." {
-        out.push('_');
-        return;
-    }
-    let mut prev_dot = false;
-    for c in v.chars() {
-        let c = if !keep(c) || (c == '.' && prev_dot) {
-            '_'
-        } else {
-            c
-        };
-        prev_dot = c == '.';
-        out.push(c);
-    }
 }
 
 fn lit(text: &str, target: Target) -> Seg {

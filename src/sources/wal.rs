@@ -14,6 +14,16 @@
 //! - On open, a torn last line (the write a crash cut) is cut off: it was never
 //!   whole, so it was never confirmed. What is left unconfirmed is replayed
 //!   first, in order; new lines go to a new segment after it.
+//! - A line is `<crc32c>\t<received_at>\t<line>`: the CRC-32C (8 hex digits)
+//!   of the rest is checked on replay, and a line that fails it, or has no
+//!   receive time, is handed back as [`Replayed::Bad`] with its segment and
+//!   byte offset (the caller dead-letters it). Lines of the earlier format
+//!   (`<received_at>\t<line>`, no checksum) are still read.
+//! - A confirmed mark beyond the end of the log (a `confirmed.json` from
+//!   another log, or edited) is an error that keeps every segment: nothing
+//!   unconfirmed is deleted on its word.
+//! - Temporary files a crash left (`.confirmed.json.tmp-<pid>` of a process
+//!   that is gone) are removed on open.
 //!
 //! One process owns a log: the caller holds a lock file for it.
 
@@ -48,6 +58,66 @@ const CONFIRMED_FILE: &str = "confirmed.json";
 pub struct WalError {
     path: PathBuf,
     source: std::io::Error,
+}
+
+/// One line read back from the log.
+#[derive(Debug)]
+pub enum Replayed {
+    /// A whole line and its receive time.
+    Line(Entry),
+    /// A line that cannot be used: why (with its segment and byte offset), and its bytes.
+    Bad { reason: String, bytes: Vec<u8> },
+}
+
+/// Bytes of a line's checksum field (8 hex digits) and its tab.
+const CRC_FIELD: usize = 9;
+
+/// CRC-32C (Castagnoli) of a line's `received_at\tline`.
+fn crc32c(bytes: &[u8]) -> u32 {
+    crc_fast::checksum(crc_fast::CrcAlgorithm::Crc32Iscsi, bytes) as u32
+}
+
+/// Appends one log line: `<crc32c>\t<received_at>\t<line>\n`.
+fn push_line(buf: &mut Vec<u8>, received_at: &str, line: &[u8]) {
+    let start = buf.len();
+    buf.extend_from_slice(b"00000000\t");
+    buf.extend_from_slice(received_at.as_bytes());
+    buf.push(b'\t');
+    buf.extend_from_slice(line);
+    let crc = crc32c(&buf[start + CRC_FIELD..]);
+    buf[start..start + 8].copy_from_slice(format!("{crc:08x}").as_bytes());
+    buf.push(b'\n');
+}
+
+/// A log line (without its newline) as an entry, or why it cannot be one.
+fn parse_line(line: &[u8]) -> Result<Entry, &'static str> {
+    let hex = line
+        .get(..8)
+        .filter(|h| h.iter().all(u8::is_ascii_hexdigit));
+    let rest = match hex {
+        Some(hex) if line.get(8) == Some(&b'\t') => {
+            let want = std::str::from_utf8(hex)
+                .ok()
+                .and_then(|h| u32::from_str_radix(h, 16).ok());
+            let rest = &line[CRC_FIELD..];
+            if want != Some(crc32c(rest)) {
+                return Err("its checksum does not match (the line changed on disk)");
+            }
+            rest
+        }
+        // The earlier format: `received_at\tline`, a time first.
+        _ if line.first().is_some_and(u8::is_ascii_digit) => line,
+        _ => return Err("it has no receive time and no valid checksum"),
+    };
+    let Some(tab) = memchr::memchr(b'\t', rest).filter(|&t| t > 0) else {
+        return Err("it has no receive time");
+    };
+    let received_at =
+        std::str::from_utf8(&rest[..tab]).map_err(|_| "its receive time is not text")?;
+    if hex.is_none() && chrono::DateTime::parse_from_rfc3339(received_at).is_err() {
+        return Err("it has no checksum and its receive time is not a time");
+    }
+    Ok((Arc::from(received_at), rest[tab + 1..].to_vec()))
 }
 
 fn err(path: &Path, source: std::io::Error) -> WalError {
@@ -111,7 +181,8 @@ pub struct Wal {
 pub struct Replay {
     segments: VecDeque<Segment>,
     from: u64,
-    current: Option<(BufReader<File>, Segment, u64)>,
+    /// The segment being read: its reader, the index of its next line and that line's byte offset.
+    current: Option<(BufReader<File>, Segment, u64, u64)>,
 }
 
 impl Wal {
@@ -121,6 +192,7 @@ impl Wal {
     pub fn open(config: WalConfig) -> Result<(Arc<Wal>, Replay), WalError> {
         let dir = &config.dir;
         std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+        crate::state::remove_stale_temp_files(dir);
         let checkpoint = Checkpoint::new(dir.join(CONFIRMED_FILE));
         let confirmed = checkpoint
             .load::<Confirmed>()
@@ -141,10 +213,26 @@ impl Wal {
             }
         }
         segments.sort_by_key(|s| s.base);
+        for seg in &mut segments {
+            seg.entries = count_and_repair(&seg.path)?;
+        }
+        let log_end = segments
+            .iter()
+            .filter(|s| s.entries > 0)
+            .map(Segment::end)
+            .max();
+        if let Some(end) = log_end.filter(|&end| confirmed > end) {
+            return Err(err(
+                checkpoint.path(),
+                std::io::Error::other(format!(
+                    "says the first {confirmed} lines are confirmed, but the log ends at line {end}: it belongs to another log or was edited. Every segment is kept; if its lines were never delivered, delete {} to deliver them all (duplicates are possible), else delete the segments",
+                    checkpoint.path().display()
+                )),
+            ));
+        }
         let mut kept = VecDeque::new();
         let mut next_seq = confirmed;
-        for mut seg in segments {
-            seg.entries = count_and_repair(&seg.path)?;
+        for seg in segments {
             next_seq = next_seq.max(seg.end());
             if seg.entries == 0 || seg.end() <= confirmed {
                 std::fs::remove_file(&seg.path).map_err(|e| err(&seg.path, e))?;
@@ -206,13 +294,14 @@ impl Wal {
         if lines.is_empty() {
             return Ok(first);
         }
-        let mut buf =
-            Vec::with_capacity(lines.iter().map(|l| l.len() + received_at.len() + 2).sum());
+        let mut buf = Vec::with_capacity(
+            lines
+                .iter()
+                .map(|l| l.len() + received_at.len() + CRC_FIELD + 2)
+                .sum(),
+        );
         for line in lines {
-            buf.extend_from_slice(received_at.as_bytes());
-            buf.push(b'\t');
-            buf.extend_from_slice(line);
-            buf.push(b'\n');
+            push_line(&mut buf, received_at, line);
         }
         if inner.writer.is_none() || inner.writer_bytes >= self.config.segment_bytes {
             let path = self.config.dir.join(format!("{first:020}.{SEGMENT_EXT}"));
@@ -432,11 +521,11 @@ impl Replay {
             + self
                 .current
                 .as_ref()
-                .map_or(0, |(_, s, i)| s.end() - (s.base + *i).max(from))
+                .map_or(0, |(_, s, i, _)| s.end() - (s.base + *i).max(from))
     }
 
     /// Up to `max` lines with their sequence numbers, in order; empty when done.
-    pub fn next_batch(&mut self, max: usize) -> Result<Vec<(u64, Entry)>, WalError> {
+    pub fn next_batch(&mut self, max: usize) -> Result<Vec<(u64, Replayed)>, WalError> {
         let mut out = Vec::new();
         let mut line = Vec::new();
         while out.len() < max {
@@ -445,9 +534,9 @@ impl Replay {
                     break;
                 };
                 let file = File::open(&seg.path).map_err(|e| err(&seg.path, e))?;
-                self.current = Some((BufReader::new(file), seg, 0));
+                self.current = Some((BufReader::new(file), seg, 0, 0));
             }
-            let (reader, seg, index) = self.current.as_mut().expect("set above");
+            let (reader, seg, index, offset) = self.current.as_mut().expect("set above");
             if *index >= seg.entries {
                 self.current = None;
                 continue;
@@ -462,24 +551,26 @@ impl Replay {
                 continue;
             }
             let seq = seg.base + *index;
+            let at = *offset;
             *index += 1;
+            *offset += n as u64;
             if seq < self.from {
                 continue;
             }
             if line.last() == Some(&b'\n') {
                 line.pop();
             }
-            match memchr::memchr(b'\t', &line) {
-                Some(tab) => {
-                    let received_at: Arc<str> =
-                        Arc::from(String::from_utf8_lossy(&line[..tab]).as_ref());
-                    out.push((seq, (received_at, line[tab + 1..].to_vec())));
-                }
-                None => warn!(
-                    seq,
-                    "a write-ahead log line without its receive time was skipped"
-                ),
-            }
+            let item = match parse_line(&line) {
+                Ok(entry) => Replayed::Line(entry),
+                Err(why) => Replayed::Bad {
+                    reason: format!(
+                        "write-ahead log line {seq} (segment {}, byte {at}): {why}",
+                        seg.path.display()
+                    ),
+                    bytes: std::mem::take(&mut line),
+                },
+            };
+            out.push((seq, item));
         }
         Ok(out)
     }
@@ -507,7 +598,10 @@ mod tests {
             if batch.is_empty() {
                 return got;
             }
-            for (seq, (at, line)) in batch {
+            for (seq, item) in batch {
+                let Replayed::Line((at, line)) = item else {
+                    panic!("line {seq} is bad: {item:?}");
+                };
                 assert_eq!(&*at, "T");
                 got.push((seq, String::from_utf8(line).unwrap()));
             }
@@ -678,6 +772,139 @@ mod tests {
         let got = drain(&mut replay);
         let want: Vec<(u64, String)> = (9..23).map(|i| (i, format!("line {i}"))).collect();
         assert_eq!(got, want);
+        wal.close();
+    }
+
+    /// A line read back: its receive time and text, or why it is bad.
+    type Read = Result<(String, String), String>;
+
+    /// Every line read back, with its sequence number.
+    fn replay_all(replay: &mut Replay) -> Vec<(u64, Read)> {
+        let mut got = Vec::new();
+        loop {
+            let batch = replay.next_batch(3).unwrap();
+            if batch.is_empty() {
+                return got;
+            }
+            for (seq, item) in batch {
+                got.push((
+                    seq,
+                    match item {
+                        Replayed::Line((at, line)) => {
+                            Ok((at.to_string(), String::from_utf8(line).unwrap()))
+                        }
+                        Replayed::Bad { reason, .. } => Err(reason),
+                    },
+                ));
+            }
+        }
+    }
+
+    #[test]
+    fn a_changed_byte_or_a_missing_receive_time_is_handed_back_with_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("x.wal");
+        let (wal, _) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        wal.append("2026-12-06T02:00:00.000Z", &lines(0..4))
+            .unwrap();
+        drop(wal);
+        let seg = wal_dir.join(&segments(&wal_dir)[0]);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        let line_len = bytes.len() / 4;
+        // Line 1: a flipped bit in its text; line 2: its receive time gone.
+        bytes[line_len + line_len - 3] ^= 0x01;
+        let text = String::from_utf8(bytes).unwrap();
+        let mut rows: Vec<String> = text.lines().map(str::to_owned).collect();
+        rows[2] = "line 2 without a time".into();
+        std::fs::write(&seg, rows.join("\n") + "\n").unwrap();
+        let (_, mut replay) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        let got = replay_all(&mut replay);
+        assert_eq!(got.len(), 4);
+        assert_eq!(
+            got[0].1,
+            Ok(("2026-12-06T02:00:00.000Z".into(), "line 0".into()))
+        );
+        let bad = got[1].1.as_ref().unwrap_err();
+        assert!(
+            bad.contains("checksum")
+                && bad.contains(&seg.display().to_string())
+                && bad.contains(&format!("byte {line_len}")),
+            "{bad}"
+        );
+        assert!(got[2].1.as_ref().unwrap_err().contains("no receive time"));
+        assert_eq!(
+            got[3].1,
+            Ok(("2026-12-06T02:00:00.000Z".into(), "line 3".into()))
+        );
+    }
+
+    #[test]
+    fn lines_of_the_earlier_format_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("x.wal");
+        std::fs::create_dir_all(&wal_dir).unwrap();
+        std::fs::write(
+            wal_dir.join(format!("{:020}.seg", 0)),
+            "2026-12-06T02:00:00.000Z\t{\"data\":1}\nno time at all\n2026-12-06T02:00:01Z\tx\ty\n",
+        )
+        .unwrap();
+        let (wal, mut replay) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        let got = replay_all(&mut replay);
+        assert_eq!(
+            got[0].1,
+            Ok(("2026-12-06T02:00:00.000Z".into(), "{\"data\":1}".into()))
+        );
+        assert!(got[1].1.is_err());
+        assert_eq!(got[2].1, Ok(("2026-12-06T02:00:01Z".into(), "x\ty".into())));
+        // New lines follow, in the new format, in a new segment.
+        assert_eq!(wal.append("T", &lines(3..4)).unwrap(), 3);
+        wal.close();
+    }
+
+    #[test]
+    fn a_confirmed_mark_beyond_the_log_is_an_error_that_keeps_the_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("x.wal");
+        let (wal, _) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        wal.append("T", &lines(0..5)).unwrap();
+        drop(wal);
+        Checkpoint::new(wal_dir.join(CONFIRMED_FILE))
+            .save(&Confirmed { next: 7453 })
+            .unwrap();
+        let err = Wal::open(config(&dir, 1 << 20)).err().unwrap().to_string();
+        assert!(
+            err.contains("confirmed.json")
+                && err.contains("7453")
+                && err.contains("ends at line 5"),
+            "{err}"
+        );
+        assert_eq!(segments(&wal_dir).len(), 1, "nothing deleted");
+        // Wholly confirmed and deleted: an empty log with a mark is normal.
+        Checkpoint::new(wal_dir.join(CONFIRMED_FILE))
+            .save(&Confirmed { next: 5 })
+            .unwrap();
+        let (wal, replay) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        assert_eq!(replay.remaining(), 0);
+        wal.close();
+        drop(wal);
+        let (wal, _) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        assert_eq!(wal.next_seq(), 5);
+        wal.close();
+    }
+
+    #[test]
+    fn temp_files_of_dead_processes_are_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("x.wal");
+        std::fs::create_dir_all(&wal_dir).unwrap();
+        // A pid above the kernel's largest cannot be running.
+        let dead = wal_dir.join(".confirmed.json.tmp-4999999");
+        let mine = wal_dir.join(format!(".confirmed.json.tmp-{}", std::process::id()));
+        std::fs::write(&dead, b"{").unwrap();
+        std::fs::write(&mine, b"{").unwrap();
+        let (wal, _) = Wal::open(config(&dir, 1 << 20)).unwrap();
+        assert!(!dead.exists());
+        assert!(mine.exists(), "a live process's temp file is left alone");
         wal.close();
     }
 }

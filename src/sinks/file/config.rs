@@ -52,12 +52,25 @@ pub struct FileSinkConfig {
     /// Permission bits of the files the sink creates (before the umask); default 0600.
     #[serde(default)]
     pub file_mode: FileMode,
+    /// Files the sink keeps open at once (default 128): a batch that touches
+    /// more (a path from `{tag}` or `{author.id}`) opens, writes, fsyncs and
+    /// closes them in turn, least recently used first. Keep it well under the
+    /// process's open-file limit (`ulimit -n`, 1024 by default under systemd).
+    #[serde(default = "default_max_open_files")]
+    pub max_open_files: usize,
     #[serde(default = "default_queue_capacity")]
     pub queue_capacity: usize,
     #[serde(default)]
     pub batch: BatchConfig,
     #[serde(default)]
     pub retry: RetryConfig,
+}
+
+/// Default `max_open_files`: room for many paths, far from the usual 1024 limit.
+pub const DEFAULT_MAX_OPEN_FILES: usize = 128;
+
+fn default_max_open_files() -> usize {
+    DEFAULT_MAX_OPEN_FILES
 }
 
 impl Default for FileSinkConfig {
@@ -72,6 +85,7 @@ impl Default for FileSinkConfig {
             max_file_bytes: 0,
             fsync: true,
             file_mode: FileMode::default(),
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
             queue_capacity: default_queue_capacity(),
             batch: BatchConfig::default(),
             retry: RetryConfig::default(),
@@ -194,6 +208,9 @@ impl FileSinkConfig {
                 "max_file_bytes",
                 "does not apply to Parquet: every batch is its own file; size the files with [batch] max_records and max_bytes".into(),
             ));
+        }
+        if self.max_open_files == 0 {
+            return Err(("max_open_files", "must be at least 1".into()));
         }
         let t = PathTemplate::parse(&self.path_template()).map_err(|m| ("path", m))?;
         check_split_tags(self.split_tags, &[&t.compiled]).map_err(|m| ("split_tags", m))

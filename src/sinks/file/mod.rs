@@ -500,6 +500,62 @@ mod tests {
         expect_ids(ids_in(&path, false), 0..20);
     }
 
+    /// More files in a batch than the pool holds: opened, written and closed
+    /// in turn; a failed batch still leaves nothing behind in any of them.
+    #[tokio::test]
+    async fn a_batch_touching_more_files_than_the_pool_writes_them_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = FileSinkConfig {
+            path: format!("{}/{{id}}.jsonl", dir.path().display()),
+            max_open_files: 3,
+            ..FileSinkConfig::default()
+        };
+        let mut sink = FileSink::new("f", config).unwrap();
+        sink.write_batch(&twitter_batch(0..10)).await.unwrap();
+        assert!(writer(&mut sink).open_files() <= 3);
+        for i in 0..10 {
+            expect_ids(
+                ids_in(&dir.path().join(format!("twitter:{i}.jsonl")), false),
+                i..i + 1,
+            );
+        }
+        // The disk fills up at the 15th file: the 14 written before (closed
+        // since) are cut back too, the new ones removed.
+        let line = {
+            let mut l = Vec::new();
+            rec(0, Platform::Twitter).write_line(Format::Record, &mut l);
+            l.len()
+        };
+        writer(&mut sink).faults.write_budget = Some(line * 14 + 10);
+        let err = sink.write_batch(&twitter_batch(0..20)).await.unwrap_err();
+        assert!(matches!(err, SinkError::Retryable { .. }), "{err}");
+        for i in 0..10 {
+            expect_ids(
+                ids_in(&dir.path().join(format!("twitter:{i}.jsonl")), false),
+                i..i + 1,
+            );
+        }
+        for i in 10..20 {
+            assert!(
+                !dir.path().join(format!("twitter:{i}.jsonl")).exists(),
+                "{i}"
+            );
+        }
+        writer(&mut sink).faults.write_budget = None;
+        sink.write_batch(&twitter_batch(0..20)).await.unwrap();
+        assert!(writer(&mut sink).open_files() <= 3);
+        for i in 0..20 {
+            let got = ids_in(&dir.path().join(format!("twitter:{i}.jsonl")), false);
+            assert_eq!(got.len(), if i < 10 { 2 } else { 1 }, "{i}");
+        }
+        let config = FileSinkConfig {
+            max_open_files: 0,
+            ..FileSinkConfig::default()
+        };
+        let err = FileSink::new("f", config).err().unwrap();
+        assert!(err.contains("max_open_files"), "{err}");
+    }
+
     fn torn_files(dir: &Path) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
             .unwrap()

@@ -21,8 +21,7 @@ use crate::sinks::template::copies;
 
 /// Serialized bytes gathered before one `write(2)`.
 pub(super) const WRITE_CHUNK: usize = 1024 * 1024;
-/// Files kept open at once; the least recently used beyond this are closed.
-const MAX_OPEN_FILES: usize = 16;
+
 struct OpenFile {
     file: File,
     path: PathBuf,
@@ -64,7 +63,11 @@ pub(super) struct Writer {
     sink: String,
     pub(super) template: PathTemplate,
     config: FileSinkConfig,
+    /// At most `config.max_open_files`; the least recently used is closed
+    /// before another is opened, in the middle of a batch too (every file a
+    /// batch is done with is written and fsynced, and its undo goes by path).
     open: HashMap<PathBuf, OpenFile>,
+    /// Counts appends: a file's `last_used` is the tick of its last one.
     tick: u64,
     /// One serialized record (reused).
     buf: Vec<u8>,
@@ -109,12 +112,10 @@ impl Writer {
     }
 
     pub(super) fn write(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
-        self.tick += 1;
         self.retry_undos();
         match self.write_platforms(batch) {
             Ok(()) => {
                 self.journal.clear();
-                self.close_idle();
                 Ok(())
             }
             Err(e) => {
@@ -252,7 +253,9 @@ impl Writer {
 
     fn append(&mut self, base: &Path, bytes: &[u8]) -> Result<(), SinkError> {
         let max = self.config.max_file_bytes;
+        self.tick += 1;
         if !self.open.contains_key(base) {
+            self.make_room();
             let of = self.open_part(base, 0, bytes.len() as u64)?;
             self.open.insert(base.to_owned(), of);
         }
@@ -361,17 +364,27 @@ impl Writer {
         }
     }
 
-    fn close_idle(&mut self) {
-        while self.open.len() > MAX_OPEN_FILES {
+    /// Closes the least recently used files until one more may be opened.
+    fn make_room(&mut self) {
+        while self.open.len() >= self.config.max_open_files.max(1) {
             let oldest = self
                 .open
                 .iter()
                 .min_by_key(|(_, f)| f.last_used)
                 .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                self.open.remove(&k);
+            match oldest {
+                Some(k) => {
+                    self.open.remove(&k);
+                }
+                None => return,
             }
         }
+    }
+
+    /// Files open now (for tests).
+    #[cfg(test)]
+    pub(super) fn open_files(&self) -> usize {
+        self.open.len()
     }
 
     pub(super) fn sync_all(&mut self) -> Result<(), SinkError> {

@@ -303,8 +303,14 @@ pub(crate) fn validate_topic_template(template: &str) -> Result<Template, String
     let t = Template::compile(template, Target::KafkaTopic)?;
     if t.platform_only() {
         for p in [Platform::Twitter, Platform::Telegram] {
-            check_topic_name(&render_topic(template, p))
+            let topic = render_topic(template, p);
+            check_topic_name(&topic)
                 .map_err(|m| format!("`{template}` gives {m} (besides `{{platform}}`)"))?;
+            if crate::sinks::names::is_reserved_topic(&topic) {
+                return Err(format!(
+                    "`{topic}` is a topic Kafka or its tools keep for themselves (`__…`, `_schemas`, `_confluent…`): choose another name"
+                ));
+            }
         }
     } else {
         let lit = t.literal_text();
@@ -453,5 +459,23 @@ mod tests {
             "x.telegram.raw"
         );
         assert_eq!(render_topic("all", Platform::Twitter), "all");
+    }
+
+    #[test]
+    fn a_fixed_topic_that_kafka_keeps_is_a_config_error() {
+        for reserved in [
+            "__consumer_offsets",
+            "_schemas",
+            "_confluent-command",
+            "__{platform}",
+        ] {
+            let err = validate_topic_template(reserved).unwrap_err();
+            assert!(err.contains("keep for themselves"), "{reserved}: {err}");
+        }
+        assert!(validate_topic_template("_x_schemas").is_ok());
+        assert!(
+            validate_topic_template("__{tag}").is_ok(),
+            "rendered names are prefixed instead"
+        );
     }
 }

@@ -99,9 +99,51 @@ fn duplicate_on_other_index(e: &Document) -> bool {
         .is_some_and(|index| !index.starts_with("_id_"))
 }
 
+/// MongoDB's code for a namespace it refuses (`InvalidNamespace`).
+const INVALID_NAMESPACE: i32 = 73;
+
+/// Whether the server refused a command for good: an invalid namespace (a
+/// collection name it will never take, whatever the retry), or a refusal
+/// (`ok: 0`) whose reply carries no error code at all, which the driver can
+/// only report as unreadable. Neither is a network failure worth retrying.
+pub(super) fn is_refusal(e: &mongodb::error::Error) -> bool {
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) => namespace_refused(c.code, &c.message),
+        ErrorKind::InvalidResponse { message, .. } => refusal_without_code(message),
+        _ => false,
+    }
+}
+
+/// The server's own words (`errmsg` of its reply), when the driver kept the reply.
+pub(super) fn server_message(e: &mongodb::error::Error) -> Option<String> {
+    match e.kind.as_ref() {
+        ErrorKind::Command(c) if !c.message.is_empty() => Some(c.message.clone()),
+        _ => e
+            .server_response()
+            .and_then(|r| r.get_str("errmsg").ok())
+            .map(str::to_owned),
+    }
+}
+
+/// A command error that refuses the namespace.
+fn namespace_refused(code: i32, message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    code == INVALID_NAMESPACE
+        || m.contains("invalid namespace")
+        || m.contains("invalid collection name")
+}
+
+/// The driver's words for an `ok: 0` reply it cannot read as an error (no `code`).
+fn refusal_without_code(message: &str) -> bool {
+    message.starts_with("error deserializing command error")
+}
+
 /// Whether trying again can help: network trouble, server selection, retryable
-/// labels and codes; not bad credentials, TLS settings or arguments.
+/// labels and codes; not bad credentials, TLS settings, arguments or a refusal.
 pub(super) fn is_transient(e: &mongodb::error::Error) -> bool {
+    if is_refusal(e) {
+        return false;
+    }
     e.contains_label(RETRYABLE_WRITE_ERROR)
         || match e.kind.as_ref() {
             ErrorKind::Command(c) => retryable_code(c.code),
@@ -156,6 +198,31 @@ mod tests {
         read_reply(&reply, &[0, 1, 2], &mut out);
         assert_eq!(out.failed, [0, 1, 2]);
         assert!(out.rejected.is_empty());
+    }
+
+    #[test]
+    fn a_refused_namespace_is_permanent() {
+        use mongodb::error::{CommandError, Error};
+        let command = |code: i32, message: &str| -> Error {
+            let c: CommandError = mongodb::bson::from_document(
+                doc! { "code": code, "codeName": "X", "errmsg": message },
+            )
+            .unwrap();
+            ErrorKind::Command(c).into()
+        };
+        let e = command(73, "Invalid namespace specified 'ingest.end.'");
+        assert!(is_refusal(&e) && !is_transient(&e));
+        let e = command(2, "Invalid collection name: ..");
+        assert!(is_refusal(&e) && !is_transient(&e));
+        // A network failure and a retryable code stay transient.
+        let e = command(91, "shutdown in progress");
+        assert!(!is_refusal(&e) && is_transient(&e));
+        // nx-27017 refuses without a code: the driver cannot read the reply.
+        assert!(refusal_without_code(
+            "error deserializing command error: missing field `code`"
+        ));
+        assert!(!refusal_without_code("missing 'ok' value in response"));
+        assert!(!namespace_refused(6, "host unreachable"));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use tracing::{debug, info};
 
-use super::errors::{is_transient, read_reply};
+use super::errors::{is_refusal, is_transient, read_reply, server_message};
 use super::uri::{redact_uri, scrub_with, secrets_in};
 use super::{MAX_DOCUMENT_BYTES, MongodbSinkConfig};
 use crate::record::{Format, Record};
@@ -187,10 +187,14 @@ impl MongodbSink {
             Ok(reply) => reply,
             Err(e) => {
                 let retry = is_transient(&e);
-                let m = self.scrub(format!(
-                    "update on {}.{collection}: {e}",
-                    self.config.database
-                ));
+                let m = match server_message(&e).filter(|_| is_refusal(&e)) {
+                    Some(said) => format!(
+                        "the server refused the update on {}.{collection}: {said}",
+                        self.config.database
+                    ),
+                    None => format!("update on {}.{collection}: {e}", self.config.database),
+                };
+                let m = self.scrub(m);
                 if retry {
                     out.failed.extend_from_slice(indexes);
                 } else {
@@ -233,7 +237,9 @@ impl MongodbSink {
     }
 
     /// Creates the TTL index of a collection once per run (when `ttl_seconds` is set).
-    async fn ensure_ttl(&self, collection: &str) -> Result<(), String> {
+    /// An error is `(message, refused)`: `refused` when the server refused the
+    /// collection for good (its records are dead-lettered, not retried).
+    async fn ensure_ttl(&self, collection: &str) -> Result<(), (String, bool)> {
         let Some(ttl) = self.config.ttl_seconds else {
             return Ok(());
         };
@@ -245,7 +251,7 @@ impl MongodbSink {
         {
             return Ok(());
         }
-        let db = self.db().await.map_err(|e| e.to_string())?;
+        let db = self.db().await.map_err(|e| (e.to_string(), false))?;
         let index = IndexModel::builder()
             .keys(doc! { self.config.ttl_field.as_str(): 1 })
             .options(
@@ -258,10 +264,12 @@ impl MongodbSink {
             .create_index(index)
             .await
             .map_err(|e| {
-                self.scrub(format!(
-                    "cannot create the TTL index on {}.{collection} ({}): {e}",
+                let said = server_message(&e).unwrap_or_else(|| e.to_string());
+                let m = self.scrub(format!(
+                    "cannot create the TTL index on {}.{collection} ({}): {said}",
                     self.config.database, self.config.ttl_field
-                ))
+                ));
+                (m, is_refusal(&e))
             })?;
         info!(collection, field = %self.config.ttl_field, ttl_seconds = ttl, "TTL index in place");
         self.ttl_ready
@@ -354,7 +362,7 @@ impl Sink for MongodbSink {
         if let Some(collection) = self.collection.literal().map(str::to_owned) {
             self.ensure_ttl(&collection)
                 .await
-                .map_err(|m| SinkError::fatal(&self.name, m))?;
+                .map_err(|(m, _)| SinkError::fatal(&self.name, m))?;
         }
         Ok(())
     }
@@ -381,8 +389,12 @@ impl Sink for MongodbSink {
             if indexes.is_empty() {
                 continue;
             }
-            if let Err(m) = self.ensure_ttl(&collection).await {
-                out.failed.extend_from_slice(&indexes);
+            if let Err((m, refused)) = self.ensure_ttl(&collection).await {
+                if refused {
+                    out.rejected.extend(indexes.iter().map(|&i| (i, m.clone())));
+                } else {
+                    out.failed.extend_from_slice(&indexes);
+                }
                 out.note(m);
                 continue;
             }

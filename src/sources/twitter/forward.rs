@@ -15,7 +15,7 @@ use crate::record::{NormalizeError, NormalizeOptions, Normalized};
 use crate::sources::output::PendingAck;
 use crate::sources::seen::SeenWindow;
 use crate::sources::spill::{Entry, SpillQueue};
-use crate::sources::wal::{Replay, Wal};
+use crate::sources::wal::{Replay, Replayed, Wal};
 use crate::sources::{Origin, SourceContext, SourceCounters, SourceError, SourceOutput, Tracked};
 
 /// Records per batch handed to the pipeline.
@@ -24,6 +24,12 @@ const BATCH_RECORDS: usize = 500;
 pub(super) const ORIGIN: Origin = Origin {
     label: "twitter",
     item: "stream line",
+};
+
+/// Lines of the disk buffer that cannot be replayed.
+const WAL_ORIGIN: Origin = Origin {
+    label: "twitter",
+    item: "write-ahead log line",
 };
 
 /// A record id in the recent-id window: X ids are numbers, kept as `u64`.
@@ -144,18 +150,23 @@ pub(super) async fn forward_logged(
     let (inflight_tx, inflight_rx) = mpsc::unbounded_channel::<PendingAck>();
     let confirmer = tokio::spawn(confirm_in_order(wal, inflight_rx));
     let mut recent = RecentIds::new(window);
-    // False once the pipeline is gone.
-    let send = async |entries: Vec<Entry>, seqs: Vec<u64>, recent: &mut RecentIds| {
-        if entries.is_empty() {
-            return Ok(true);
-        }
-        let batch = normalize_entries(&entries, seqs, ctx, &out, recent, normalize)?;
-        let Some(ack) = out.send_tracked(batch, true).await else {
-            return Ok(false);
+    // False once the pipeline is gone. `skipped`: log numbers of lines
+    // dead-lettered already, confirmed with the batch.
+    let send =
+        async |entries: Vec<Entry>, seqs: Vec<u64>, skipped: Vec<u64>, recent: &mut RecentIds| {
+            if entries.is_empty() && skipped.is_empty() {
+                return Ok(true);
+            }
+            let mut batch = normalize_entries(&entries, seqs, ctx, &out, recent, normalize)?;
+            for seq in skipped {
+                batch.push(seq, None);
+            }
+            let Some(ack) = out.send_tracked(batch, true).await else {
+                return Ok(false);
+            };
+            let _ = inflight_tx.send(ack);
+            Ok::<bool, SourceError>(true)
         };
-        let _ = inflight_tx.send(ack);
-        Ok::<bool, SourceError>(true)
-    };
     let result = async {
         let recovered = replay.remaining();
         let mut open = true;
@@ -164,8 +175,20 @@ pub(super) async fn forward_logged(
             if batch.is_empty() {
                 break;
             }
-            let (seqs, entries): (Vec<u64>, Vec<Entry>) = batch.into_iter().unzip();
-            open = send(entries, seqs, &mut recent).await?;
+            let (mut seqs, mut entries, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
+            for (seq, item) in batch {
+                match item {
+                    Replayed::Line(entry) => {
+                        seqs.push(seq);
+                        entries.push(entry);
+                    }
+                    Replayed::Bad { reason, bytes } => {
+                        out.dead_letter(WAL_ORIGIN, &reason, &bytes, bytes.len())?;
+                        skipped.push(seq);
+                    }
+                }
+            }
+            open = send(entries, seqs, skipped, &mut recent).await?;
         }
         if recovered > 0 && open {
             info!(lines = recovered, "the recovered lines are in the pipeline");
@@ -174,7 +197,7 @@ pub(super) async fn forward_logged(
         while open && let Some(entries) = queue.pop(BATCH_RECORDS).await? {
             let seqs: Vec<u64> = (next..next + entries.len() as u64).collect();
             next += entries.len() as u64;
-            open = send(entries, seqs, &mut recent).await?;
+            open = send(entries, seqs, Vec::new(), &mut recent).await?;
         }
         Ok(())
     }

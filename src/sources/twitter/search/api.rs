@@ -27,6 +27,9 @@ pub enum Answer {
     RateLimited,
     /// 5xx, a cut connection, a timeout: try again later.
     Transient(String),
+    /// A request that cannot be built (a URL too long, a value no URL can
+    /// carry): sending it again cannot help, so it counts as an unusable page.
+    Unbuildable(String),
 }
 
 /// The answer and the budget it reported.
@@ -133,6 +136,18 @@ enum ReadError {
     Cut(reqwest::Error),
 }
 
+/// The answer to a request reqwest cannot build or send as a request.
+fn unbuildable(endpoint: Endpoint, e: reqwest::Error) -> Call {
+    Call {
+        answer: Answer::Unbuildable(format!(
+            "the request to {} cannot be built: {}",
+            endpoint.path(),
+            e.without_url()
+        )),
+        rate: RateLimit::default(),
+    }
+}
+
 /// Makes one call. Fatal answers (400, 401, 403, other 4xx, an oversized
 /// page) are errors; the rest is an [`Answer`].
 pub async fn call(
@@ -146,9 +161,20 @@ pub async fn call(
         .get(api.url(endpoint.path()))
         .query(params)
         .bearer_auth(api.token().expose())
-        .timeout(Duration::from_secs(60));
-    let resp = match req.send().await {
+        .timeout(Duration::from_secs(60))
+        .build();
+    let req = match req {
         Ok(r) => r,
+        Err(e) => {
+            return Ok(unbuildable(endpoint, e));
+        }
+    };
+    let resp = match api.http().execute(req).await {
+        Ok(r) => r,
+        // reqwest turns the URL into a request URI only when sending.
+        Err(e) if e.is_builder() => {
+            return Ok(unbuildable(endpoint, e));
+        }
         Err(e) => {
             return Ok(Call {
                 answer: Answer::Transient(format!(

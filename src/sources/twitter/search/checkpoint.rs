@@ -13,6 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::Endpoint;
+use super::page::{MAX_TOKEN_BYTES, is_post_id};
 use crate::state::{Checkpoint, LockFile, StateError};
 
 /// The request of a pass (without `next_token`), as sent to X.
@@ -61,6 +62,39 @@ impl SearchState {
             endpoint,
             newest_id: None,
             pass: None,
+        }
+    }
+
+    /// Checks what a file could hold that X never sent: ids that are not
+    /// post ids, a token longer than a page may give.
+    fn check(&self) -> Result<(), String> {
+        let pass = self.pass.as_ref();
+        let ids = [
+            ("newest_id", self.newest_id.as_ref()),
+            ("pass.newest_id", pass.and_then(|p| p.newest_id.as_ref())),
+            ("pass.oldest_id", pass.and_then(|p| p.oldest_id.as_ref())),
+            (
+                "pass.window.since_id",
+                pass.and_then(|p| p.window.since_id.as_ref()),
+            ),
+            (
+                "pass.window.until_id",
+                pass.and_then(|p| p.window.until_id.as_ref()),
+            ),
+        ];
+        for (field, id) in ids {
+            if let Some(id) = id.filter(|id| !is_post_id(id)) {
+                let id: String = id.chars().take(40).collect();
+                return Err(format!(
+                    "`{field}` is {id:?}, not a post id (1 to 19 digits)"
+                ));
+            }
+        }
+        match pass.map(|p| p.next_token.len()) {
+            Some(n) if n == 0 || n > MAX_TOKEN_BYTES => Err(format!(
+                "`pass.next_token` is {n} bytes long (1 to {MAX_TOKEN_BYTES})"
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -138,10 +172,20 @@ impl Store {
     }
 
     /// The saved state, or a fresh one; a file of another query (a hash
-    /// collision, or a file copied by hand) is not reused.
+    /// collision, or a file copied by hand) is not reused. A file whose ids
+    /// are not post ids (or whose token no URL could carry) is an error that
+    /// names it: it was edited or damaged, and X would be blamed for it.
     pub fn load(&self, query: &str, endpoint: Endpoint) -> Result<SearchState, StateError> {
         Ok(match self.checkpoint.load::<SearchState>()? {
-            Some(s) if s.query == query && s.endpoint == endpoint => s,
+            Some(s) if s.query == query && s.endpoint == endpoint => {
+                s.check().map_err(|why| StateError::Checkpoint {
+                    path: self.path().to_owned(),
+                    source: std::io::Error::other(format!(
+                        "{why}; fix the value, or delete the file to start this search afresh (the next run backfills its window again)"
+                    )),
+                })?;
+                s
+            }
             Some(s) => {
                 tracing::warn!(file = %self.path().display(), other = %s.query, "the search checkpoint belongs to another query; starting afresh");
                 SearchState::new(query, endpoint)
@@ -237,6 +281,37 @@ mod tests {
         );
         let other = Store::open(dir.path(), "dogs", Endpoint::Recent).unwrap();
         assert_ne!(other.path(), store.path());
+        // Ids that are not post ids: an error naming the file and the way out.
+        for (field, text) in [
+            (
+                "newest_id",
+                r#"{"query":"cats","endpoint":"recent","newest_id":"abc&x=1"}"#,
+            ),
+            (
+                "pass.oldest_id",
+                r#"{"query":"cats","endpoint":"recent","pass":{"window":{},"next_token":"t","oldest_id":"../x","pages":1}}"#,
+            ),
+            (
+                "pass.window.since_id",
+                r#"{"query":"cats","endpoint":"recent","pass":{"window":{"since_id":"1 OR 1"},"next_token":"t","pages":1}}"#,
+            ),
+            (
+                "pass.next_token",
+                r#"{"query":"cats","endpoint":"recent","pass":{"window":{},"next_token":"","pages":1}}"#,
+            ),
+        ] {
+            std::fs::write(store.path(), text).unwrap();
+            let err = store
+                .load("cats", Endpoint::Recent)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&store.path().display().to_string())
+                    && err.contains(field)
+                    && err.contains("delete the file"),
+                "{err}"
+            );
+        }
         // A corrupt file is an error naming it, not a silent restart.
         std::fs::write(store.path(), b"{\"query\":").unwrap();
         let err = store

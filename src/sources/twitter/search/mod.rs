@@ -20,6 +20,7 @@ pub mod page;
 pub mod rate;
 pub mod window;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,7 @@ use crate::exit_codes;
 use crate::pipeline::Outcome;
 use crate::record::Normalized;
 use crate::retry::Backoff;
+use crate::sources::seen::SeenWindow;
 use crate::sources::{
     Origin, Source, SourceContext, SourceCounters, SourceError, SourceOutput, Tracked, received_now,
 };
@@ -95,6 +97,8 @@ impl Endpoint {
 pub const DEFAULT_MAX_PAGE_BYTES: usize = 32 * 1024 * 1024;
 /// Unusable 200 pages in a row before the run gives up.
 const MAX_BAD_PAGES: u32 = 5;
+/// Post ids a run remembers to drop duplicates (the stream's default window).
+const SEEN_WINDOW: usize = 100_000;
 
 /// What a search run does.
 #[derive(Debug, Clone)]
@@ -132,6 +136,15 @@ pub enum SearchError {
     Oversized { limit: usize },
     #[error("X sent {count} unusable search pages in a row; the last: {last}")]
     BadPages { count: u32, last: String },
+    #[error(
+        "X's search at {endpoint} {why} after {pages} pages: the pass ended there (not followed further, not kept in the checkpoint); posts older than {oldest} in its window may be missing"
+    )]
+    Loop {
+        endpoint: &'static str,
+        why: &'static str,
+        pages: u64,
+        oldest: String,
+    },
     #[error(
         "a sink did not take the records of a search page; the checkpoint ({path}) stays before it, so a rerun retries it (see the dead-letter file)"
     )]
@@ -182,6 +195,7 @@ impl Source for TwitterSearch {
             store: &store,
             rate: RateLimit::default(),
             last_call: None,
+            seen: SeenWindow::new(SEEN_WINDOW),
         };
         loop {
             if !run.pass(&mut state).await? {
@@ -200,6 +214,15 @@ impl Source for TwitterSearch {
     }
 }
 
+/// One more unusable page in a row; an error once there were [`MAX_BAD_PAGES`].
+fn unusable(bad_pages: u32, why: String) -> Result<u32, SearchError> {
+    let count = bad_pages + 1;
+    if count >= MAX_BAD_PAGES {
+        return Err(SearchError::BadPages { count, last: why });
+    }
+    Ok(count)
+}
+
 /// One run's moving parts.
 struct Runner<'a> {
     source: &'a TwitterSearch,
@@ -209,6 +232,8 @@ struct Runner<'a> {
     store: &'a Store,
     rate: RateLimit,
     last_call: Option<Instant>,
+    /// Post ids of this run: a post seen again is dropped (counted as a duplicate).
+    seen: SeenWindow<u64>,
 }
 
 impl Runner<'_> {
@@ -240,7 +265,9 @@ impl Runner<'_> {
     }
 
     /// One pass to its last page. False when the run must stop (a signal,
-    /// the record limit, the pipeline gone).
+    /// the record limit, the pipeline gone). A page that repeats a
+    /// `next_token` of the pass, or holds only posts this run has seen, ends
+    /// the pass with [`SearchError::Loop`].
     async fn pass(&mut self, state: &mut SearchState) -> Result<bool, SourceError> {
         let (window, mut token) = self.next_window(state);
         if token.is_some() {
@@ -249,11 +276,18 @@ impl Runner<'_> {
                 "resuming the search at the first unconfirmed page"
             );
         }
+        let mut followed: HashSet<String> = token.iter().cloned().collect();
+        let mut pages = 0u64;
         loop {
-            let Some(page) = self.fetch(&window, token.as_deref()).await? else {
+            let Some(mut page) = self.fetch(&window, token.as_deref()).await? else {
                 return Ok(false);
             };
-            let batch = self.to_batch(&page)?;
+            pages += 1;
+            let looped = self.loop_in(&page, &followed);
+            if looped.is_some() {
+                page.meta.next_token = None;
+            }
+            let batch = self.page_batch(&page)?;
             let Some(confirmed) = self.out.send_and_wait(batch).await else {
                 return Ok(false);
             };
@@ -271,19 +305,66 @@ impl Runner<'_> {
             self.store.save(state)?;
             self.ctx.counters.checkpointed();
             debug!(next_token = ?page.meta.next_token, oldest_id = ?page.meta.oldest_id, "page confirmed");
+            if let Some(why) = looped {
+                let endpoint = self.source.config.endpoint.path();
+                warn!(
+                    endpoint,
+                    why, pages, "X's search pages loop: ending the pass"
+                );
+                let oldest = page
+                    .meta
+                    .oldest_id
+                    .clone()
+                    .unwrap_or_else(|| "the last page".into());
+                return Err(SearchError::Loop {
+                    endpoint,
+                    why,
+                    pages,
+                    oldest,
+                }
+                .into());
+            }
             match page.meta.next_token {
-                Some(t) => token = Some(t),
+                Some(t) => {
+                    followed.insert(t.clone());
+                    token = Some(t);
+                }
                 None => return Ok(true),
             }
         }
     }
 
+    /// Why `page` loops: its `next_token` was followed already in this
+    /// pass, or every post on it was seen in this run.
+    fn loop_in(&self, page: &Page, followed: &HashSet<String>) -> Option<&'static str> {
+        if page
+            .meta
+            .next_token
+            .as_ref()
+            .is_some_and(|t| followed.contains(t))
+        {
+            return Some("sent a `next_token` it had already sent in this pass");
+        }
+        let all_seen = page
+            .ids
+            .iter()
+            .all(|id| id.is_some_and(|id| self.seen.contains(&id)));
+        (page.meta.next_token.is_some() && !page.ids.is_empty() && all_seen)
+            .then_some("sent a page of posts this run had already received")
+    }
+
     /// A page's posts as records, each at its place in the page; posts that
     /// cannot become records are dead-lettered.
-    fn to_batch(&self, page: &Page) -> Result<Tracked, SourceError> {
+    fn page_batch(&mut self, page: &Page) -> Result<Tracked, SourceError> {
         let received_at = received_now();
         let mut batch = Tracked::starting_at(0);
-        for (i, line) in page.lines.iter().enumerate() {
+        for (i, (line, id)) in page.lines.iter().zip(&page.ids).enumerate() {
+            if id.is_some_and(|id| !self.seen.insert(id)) {
+                SourceCounters::add(&self.ctx.counters.duplicates, 1);
+                debug!(id, "duplicate dropped");
+                batch.push(i as u64, None);
+                continue;
+            }
             let record = match normalize_line(line, &received_at, &self.ctx.normalize) {
                 Ok(Normalized::Record(r)) => Some(Arc::new(*r)),
                 Ok(_) => None,
@@ -307,7 +388,7 @@ impl Runner<'_> {
         let c = &self.source.config;
         let params = api::params(&c.query, c.endpoint, window, token, &c.fields);
         let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-        let (mut failures, mut bad_pages) = (0u32, 0u32);
+        let (mut failures, mut bad_pages, mut limited) = (0u32, 0u32, 0u32);
         loop {
             if !self.pace().await {
                 return Ok(None);
@@ -331,23 +412,25 @@ impl Runner<'_> {
                         return Ok(Some(page));
                     }
                     Err(e) => {
-                        bad_pages += 1;
-                        if bad_pages >= MAX_BAD_PAGES {
-                            return Err(SearchError::BadPages {
-                                count: bad_pages,
-                                last: e.to_string(),
-                            }
-                            .into());
-                        }
+                        bad_pages = unusable(bad_pages, e.to_string())?;
                         failures += 1;
                         ("http_error", backoff.delay(failures), e.to_string())
                     }
                 },
-                Answer::RateLimited => (
-                    "rate_limited",
-                    self.rate.wait_after_429(rate::now_ms()),
-                    "HTTP 429: rate limit exceeded".to_owned(),
-                ),
+                Answer::Unbuildable(e) => {
+                    bad_pages = unusable(bad_pages, e.clone())?;
+                    failures += 1;
+                    ("http_error", backoff.delay(failures), e)
+                }
+                Answer::RateLimited => {
+                    limited += 1;
+                    let wait = self.rate.wait_after_429(rate::now_ms(), limited);
+                    (
+                        "rate_limited",
+                        wait,
+                        "HTTP 429: rate limit exceeded".to_owned(),
+                    )
+                }
                 Answer::Transient(e) => {
                     failures += 1;
                     ("network_error", backoff.delay(failures), e)

@@ -32,11 +32,23 @@ pub struct Meta {
     pub next_token: Option<String>,
 }
 
+/// Longest `next_token` taken from a page (X's are a few dozen characters):
+/// a longer one is a broken or hostile page, and no URL could carry it.
+pub const MAX_TOKEN_BYTES: usize = 1024;
+
+/// Whether `id` is a post id as X writes them: 1 to 19 ASCII digits (a `u64`).
+pub fn is_post_id(id: &str) -> bool {
+    (1..=19).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// A parsed page: its meta and one line per post, in page order (newest first).
 #[derive(Debug)]
 pub struct Page {
     pub meta: Meta,
     pub lines: Vec<Vec<u8>>,
+    /// The id of each line's post (`None`: the post has no `id`; the
+    /// normalizer dead-letters it).
+    pub ids: Vec<Option<u64>>,
     /// Partial errors X reported beside the data (objects it could not expand).
     pub partial_errors: usize,
 }
@@ -54,6 +66,65 @@ pub enum PageError {
         "the search page says `result_count` {said} but holds {held} posts: it looks truncated"
     )]
     CountMismatch { said: u64, held: usize },
+    #[error("the search page's {field} is {value}, not a post id (1 to 19 digits)")]
+    BadId { field: &'static str, value: String },
+    #[error("the search page's `next_token` is {len} bytes long (at most {MAX_TOKEN_BYTES})")]
+    LongToken { len: usize },
+}
+
+/// A value for a message: cut to 40 characters, quoted and escaped.
+fn shown(v: &str) -> String {
+    let cut: String = v.chars().take(40).collect();
+    let more = if cut.len() < v.len() { "…" } else { "" };
+    format!("{cut:?}{more}")
+}
+
+/// The `id` of a post, for the check.
+#[derive(Deserialize)]
+struct PostId<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+}
+
+/// The id of a post: `Ok(None)` when it has none (or is not an object: the
+/// normalizer refuses it), an error when it has one that is not a post id.
+fn post_id(post: &RawValue) -> Result<Option<u64>, PageError> {
+    if !post.get().starts_with('{') {
+        return Ok(None);
+    }
+    let Ok(PostId { id: Some(raw) }) = serde_json::from_str::<PostId<'_>>(post.get()) else {
+        return Ok(None);
+    };
+    let text = raw.get();
+    let bad = || PageError::BadId {
+        field: "post id",
+        value: shown(text),
+    };
+    let digits = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .filter(|t| is_post_id(t))
+        .ok_or_else(bad)?;
+    digits.parse().map(Some).map_err(|_| bad())
+}
+
+/// Checks `meta`: its ids are post ids, its token fits a URL.
+fn check_meta(meta: &Meta) -> Result<(), PageError> {
+    for (field, v) in [
+        ("`newest_id`", &meta.newest_id),
+        ("`oldest_id`", &meta.oldest_id),
+    ] {
+        if let Some(v) = v.as_deref().filter(|v| !is_post_id(v)) {
+            return Err(PageError::BadId {
+                field,
+                value: shown(v),
+            });
+        }
+    }
+    match meta.next_token.as_deref() {
+        Some(t) if t.len() > MAX_TOKEN_BYTES => Err(PageError::LongToken { len: t.len() }),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -200,6 +271,7 @@ pub fn parse_page(body: &[u8]) -> Result<Page, PageError> {
     let raw: RawPage<'_> =
         serde_json::from_slice(body).map_err(|e| PageError::Json(e.to_string()))?;
     let meta = raw.meta.ok_or(PageError::NoMeta)?;
+    check_meta(&meta)?;
     let posts: Vec<&RawValue> = match raw.data {
         None => Vec::new(),
         Some(d) => serde_json::from_str(d.get()).map_err(|_| PageError::DataNotArray)?,
@@ -210,6 +282,7 @@ pub fn parse_page(body: &[u8]) -> Result<Page, PageError> {
             held: posts.len(),
         });
     }
+    let ids = posts.iter().map(|p| post_id(p)).collect::<Result<_, _>>()?;
     let includes = raw.includes.unwrap_or_default();
     let keyed: Vec<Vec<(Keyed, &RawValue)>> = INCLUDE_KINDS
         .iter()
@@ -225,6 +298,7 @@ pub fn parse_page(body: &[u8]) -> Result<Page, PageError> {
     Ok(Page {
         meta,
         lines,
+        ids,
         partial_errors: raw.errors.map_or(0, |e| e.len()),
     })
 }
@@ -393,5 +467,46 @@ mod tests {
         assert_eq!(p, Ok(1));
         let deep = format!("{{\"meta\":{}1{}}}", "[".repeat(10_000), "]".repeat(10_000));
         assert!(matches!(err(deep.as_bytes()), PageError::Json(_)));
+    }
+
+    #[test]
+    fn ids_that_are_not_post_ids_make_the_page_unusable() {
+        let err = |v: Value| parse_page(v.to_string().as_bytes()).unwrap_err();
+        for bad in [
+            "../../x",
+            "abc&x=1",
+            "",
+            "12345678901234567890",
+            "-1",
+            "1 ",
+            "١٢",
+        ] {
+            let e = err(json!({"data": [{"id": bad}], "meta": {}}));
+            assert!(
+                matches!(
+                    e,
+                    PageError::BadId {
+                        field: "post id",
+                        ..
+                    }
+                ),
+                "{bad}: {e}"
+            );
+            let e = err(json!({"meta": {"newest_id": bad}}));
+            assert!(e.to_string().contains("`newest_id`"), "{bad}: {e}");
+            let e = err(json!({"meta": {"oldest_id": bad}}));
+            assert!(e.to_string().contains("`oldest_id`"), "{bad}: {e}");
+        }
+        for bad in [json!(7), json!(["1"]), json!({"n": "1"})] {
+            let e = err(json!({"data": [{"id": bad}], "meta": {}}));
+            assert!(matches!(e, PageError::BadId { .. }), "{bad}: {e}");
+        }
+        let e = err(json!({"meta": {"next_token": "t".repeat(200_000)}}));
+        assert_eq!(e, PageError::LongToken { len: 200_000 });
+        let p = page(
+            json!({"data": [{"id": "9999999999999999999"}, {"text": "no id"}],
+            "meta": {"newest_id": "0", "next_token": "t".repeat(MAX_TOKEN_BYTES)}}),
+        );
+        assert_eq!(p.ids, [Some(9_999_999_999_999_999_999), None]);
     }
 }

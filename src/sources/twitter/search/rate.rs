@@ -8,6 +8,8 @@ pub const RESET_MARGIN: Duration = Duration::from_millis(1000);
 /// Longest wait believed from a reset header (a 15-minute window, and slack):
 /// a reset further away is a broken header, not a plan.
 pub const MAX_RESET_WAIT: Duration = Duration::from_secs(20 * 60);
+/// Longest wait after 429s in a row whose reset is already past.
+pub const MAX_PAST_RESET_WAIT: Duration = Duration::from_secs(15 * 60);
 /// Wait after a 429 that carries no reset header.
 pub const DEFAULT_429_WAIT: Duration = Duration::from_secs(60);
 
@@ -51,9 +53,18 @@ impl RateLimit {
         self.until_reset(now_ms).filter(|w| *w > RESET_MARGIN)
     }
 
-    /// How long to wait after a 429: until the reset, or a minute without one.
-    pub fn wait_after_429(&self, now_ms: i64) -> Duration {
-        self.until_reset(now_ms).unwrap_or(DEFAULT_429_WAIT)
+    /// How long to wait after the `attempt`-th 429 in a row (1-based): until
+    /// the reset when it is ahead; a reset already past (a skewed clock, a
+    /// broken header) waits a backoff that doubles from a second up to
+    /// [`MAX_PAST_RESET_WAIT`]; no header at all, a minute or that backoff.
+    pub fn wait_after_429(&self, now_ms: i64, attempt: u32) -> Duration {
+        let backoff =
+            crate::retry::Backoff::new(RESET_MARGIN, MAX_PAST_RESET_WAIT).ceiling(attempt);
+        match self.reset.and_then(|r| r.checked_mul(1000)) {
+            Some(reset_ms) if reset_ms > now_ms => self.until_reset(now_ms).unwrap_or(backoff),
+            Some(_) => backoff,
+            None => DEFAULT_429_WAIT.max(backoff),
+        }
     }
 }
 
@@ -128,7 +139,30 @@ mod tests {
             remaining: Some(0),
             reset: Some(1_764_504_005),
         };
-        assert_eq!(r.wait_after_429(now), Duration::from_secs(5) + RESET_MARGIN);
-        assert_eq!(RateLimit::default().wait_after_429(now), DEFAULT_429_WAIT);
+        assert_eq!(
+            r.wait_after_429(now, 1),
+            Duration::from_secs(5) + RESET_MARGIN
+        );
+        assert_eq!(
+            RateLimit::default().wait_after_429(now, 1),
+            DEFAULT_429_WAIT
+        );
+    }
+
+    #[test]
+    fn a_429_whose_reset_is_past_waits_longer_each_time() {
+        let now = 1_764_504_000_000;
+        let past = RateLimit {
+            remaining: Some(0),
+            reset: Some(1_764_503_000),
+        };
+        let waits: Vec<u64> = (1..=12)
+            .map(|n| past.wait_after_429(now, n).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900]);
+        assert_eq!(
+            RateLimit::default().wait_after_429(now, 8),
+            Duration::from_secs(128)
+        );
     }
 }
