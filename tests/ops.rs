@@ -154,7 +154,8 @@ fn check_keeps_the_config_exit_code_and_needs_something_to_check() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("nothing to check"));
 
-    // An unset secret variable is a config error like any other: 78, with its line.
+    // An unset secret variable is a config error like any other: 78, with the
+    // line that holds the variable (not its table's header).
     let env = Env::new().config(
         "[sinks.bus]\ntype = \"kafka\"\n[sinks.bus.properties]\n\"sasl.password\" = \"${INGEST_TEST_UNSET_SECRET}\"\n",
     );
@@ -162,7 +163,7 @@ fn check_keeps_the_config_exit_code_and_needs_something_to_check() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(78), "{}\n{err}", stdout(&out));
     assert!(
-        err.contains("ingest.toml line 3")
+        err.contains("ingest.toml line 4")
             && err.contains("sasl.password")
             && err.contains("INGEST_TEST_UNSET_SECRET"),
         "{err}"
