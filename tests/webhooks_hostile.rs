@@ -274,14 +274,80 @@ fn x_crc_refuses_tokens_not_shaped_like_x_so_a_forged_post_is_not_recorded() {
     assert_eq!(summary_in(&log).unwrap()["source"]["records"], 0);
 }
 
+/// A CRC GET from the loopback address `from` (127.0.0.0/8 is all loopback on
+/// Linux): a second client as the webhook sees it.
+fn crc_from(from: std::net::Ipv4Addr, addr: &str, token: &str) -> u16 {
+    use std::os::fd::FromRawFd;
+    let to: std::net::SocketAddrV4 = addr.parse().unwrap();
+    let sockaddr = |a: std::net::SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a fresh socket, bound and connected with valid sockaddr_in
+    // values, then owned by the TcpStream.
+    let mut s = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let local = sockaddr(std::net::SocketAddrV4::new(from, 0));
+        assert_eq!(libc::bind(fd, (&raw const local).cast(), len), 0);
+        let remote = sockaddr(to);
+        assert_eq!(libc::connect(fd, (&raw const remote).cast(), len), 0);
+        TcpStream::from_raw_fd(fd)
+    };
+    write!(
+        s,
+        "GET {X_PATH}?crc_token={token} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Ten CRC answers a minute per client, refilled evenly (one every 6 s): a
+/// client past its ten is refused while another client is still answered,
+/// and the first is answered again once its bucket refilled.
 #[test]
 fn x_crc_is_rate_limited_per_client() {
     let env = Env::new();
     let addr = free_addr();
     let x = Running::start(x_cmd(&env, &addr));
-    let answers: Vec<u16> = (0..12).map(|_| crc(&addr, "crc-token-123").0).collect();
+    let a = std::net::Ipv4Addr::new(127, 0, 0, 1);
+    let b = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let answers: Vec<u16> = (0..12)
+        .map(|_| crc_from(a, &addr, "crc-token-123"))
+        .collect();
     assert_eq!(answers[..10], [200; 10], "{answers:?}");
     assert_eq!(answers[10..], [429, 429], "{answers:?}");
+    // Another client has a bucket of its own.
+    let answers: Vec<u16> = (0..11)
+        .map(|_| crc_from(b, &addr, "crc-token-123"))
+        .collect();
+    assert_eq!(answers[..10], [200; 10], "client b: {answers:?}");
+    assert_eq!(answers[10], 429, "client b: {answers:?}");
+    // The first client's bucket refills: answered again within the minute,
+    // one token at a time.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while crc_from(a, &addr, "crc-token-123") != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "client a was never answered again"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        crc_from(a, &addr, "crc-token-123"),
+        429,
+        "one token came back, not the whole bucket"
+    );
     let (status, log) = x.stop();
     assert_eq!(status.code(), Some(0), "{log}");
 }
