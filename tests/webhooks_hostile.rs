@@ -60,6 +60,12 @@ impl Running {
         self.log.lock().unwrap().clone()
     }
 
+    /// The address the webhook bound (it was given port 0 and logs the one
+    /// the system chose: no port is picked, released and reused).
+    fn addr(&self) -> String {
+        bound_addr(&self.log())
+    }
+
     /// Polls the log for `needle` until `limit`.
     fn wait_log(&self, needle: &str, limit: Duration) -> bool {
         let start = Instant::now();
@@ -92,6 +98,18 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Any port: the webhook binds port 0 and logs the one it got.
+const ANY_PORT: &str = "127.0.0.1:0";
+
+/// The `addr=` of the "webhook listening" line in a log.
+fn bound_addr(log: &str) -> String {
+    log.lines()
+        .find(|l| l.contains("webhook listening"))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
+        .unwrap_or_else(|| panic!("no bound address in the log:\n{log}"))
+        .to_owned()
 }
 
 fn telegram_cmd(env: &Env, addr: &str, sink: &[&str]) -> Command {
@@ -235,8 +253,8 @@ fn unfinished_chunked_body(addr: &str, path: &str) -> TcpStream {
 #[test]
 fn x_crc_refuses_tokens_not_shaped_like_x_so_a_forged_post_is_not_recorded() {
     let env = Env::new();
-    let addr = free_addr();
-    let x = Running::start(x_cmd(&env, &addr));
+    let x = Running::start(x_cmd(&env, ANY_PORT));
+    let addr = x.addr();
     // The attack: have the CRC endpoint sign a JSON body, then POST that body with it.
     let forged = r#"{"for_user_id":"1","tweet_create_events":[{"id_str":"666","text":"forged","user":{"id_str":"1","name":"Victim","screen_name":"victim"}}]}"#;
     let (status, body) = crc(&addr, forged);
@@ -318,8 +336,8 @@ fn crc_from(from: std::net::Ipv4Addr, addr: &str, token: &str) -> u16 {
 #[test]
 fn x_crc_is_rate_limited_per_client() {
     let env = Env::new();
-    let addr = free_addr();
-    let x = Running::start(x_cmd(&env, &addr));
+    let x = Running::start(x_cmd(&env, ANY_PORT));
+    let addr = x.addr();
     let a = std::net::Ipv4Addr::new(127, 0, 0, 1);
     let b = std::net::Ipv4Addr::new(127, 0, 0, 2);
     let answers: Vec<u16> = (0..12)
@@ -355,8 +373,8 @@ fn x_crc_is_rate_limited_per_client() {
 #[test]
 fn x_webhook_records_a_replayed_signed_body_once() {
     let env = Env::new();
-    let addr = free_addr();
-    let x = Running::start(x_cmd(&env, &addr));
+    let x = Running::start(x_cmd(&env, ANY_PORT));
+    let addr = x.addr();
     let payload = r#"{"for_user_id":"2244994945","tweet_create_events":[{"created_at":"Wed Oct 10 20:19:24 +0000 2018","id_str":"1050118621198921728","text":"once","user":{"id_str":"6253282","name":"Twitter API","screen_name":"TwitterAPI"},"lang":"en"}]}"#;
     let sig = python_signature(payload.as_bytes());
     for attempt in 0..3 {
@@ -385,14 +403,14 @@ fn x_webhook_records_a_replayed_signed_body_once() {
 fn sigterm_stops_a_webhook_held_by_an_unfinished_chunked_body() {
     for x in [false, true] {
         let env = Env::new();
-        let addr = free_addr();
         let mut cmd = if x {
-            x_cmd(&env, &addr)
+            x_cmd(&env, ANY_PORT)
         } else {
-            telegram_cmd(&env, &addr, &FILE_SINK)
+            telegram_cmd(&env, ANY_PORT, &FILE_SINK)
         };
         cmd.args(["--shutdown-timeout", "1s"]);
         let running = Running::start(cmd);
+        let addr = running.addr();
         let _held = unfinished_chunked_body(&addr, if x { X_PATH } else { "/telegram" });
         // The body's read timeout (30 s by default) is far above this bound:
         // only the shutdown timeout can end the wait in time.
@@ -407,8 +425,8 @@ fn slow_headers_and_slow_bodies_are_cut_by_their_read_timeouts() {
     let env = Env::new().config(
         "[webhook]\nheader_read_timeout = \"1s\"\nbody_read_timeout = \"1s\"\nmax_connections = 64\n",
     );
-    let addr = free_addr();
-    let tg = Running::start(telegram_cmd(&env, &addr, &FILE_SINK));
+    let tg = Running::start(telegram_cmd(&env, ANY_PORT, &FILE_SINK));
+    let addr = tg.addr();
     let mut slow_header = TcpStream::connect(&addr).unwrap();
     slow_header
         .write_all(b"POST /telegram HTTP/1.1\r\nHost: x\r\n")
@@ -444,8 +462,8 @@ fn the_connection_cap_sheds_idle_connections_and_a_valid_post_still_gets_through
     let env = Env::new().config(&format!(
         "[webhook]\nmax_connections = {CAP}\nheader_read_timeout = \"60s\"\n"
     ));
-    let addr = free_addr();
-    let tg = Running::start(telegram_cmd(&env, &addr, &FILE_SINK));
+    let tg = Running::start(telegram_cmd(&env, ANY_PORT, &FILE_SINK));
+    let addr = tg.addr();
     let mut half_open: Vec<TcpStream> = (0..OPEN)
         .map(|_| {
             let mut s = TcpStream::connect(&addr).unwrap();
@@ -492,10 +510,10 @@ fn telegram_redeliveries_in_flight_and_after_a_late_write_are_recorded_once() {
     // The stdout sink writes into a pipe nobody reads yet: a sink that stays
     // busy until the test starts reading, so the ack comes after the 503.
     let env = Env::new().config("[telegram]\nack_timeout = \"1s\"\n");
-    let addr = free_addr();
-    let mut cmd = telegram_cmd(&env, &addr, &["--sink", "stdout"]);
+    let mut cmd = telegram_cmd(&env, ANY_PORT, &["--sink", "stdout"]);
     cmd.stdout(Stdio::piped());
     let mut tg = Running::start(cmd);
+    let addr = tg.addr();
     let stdout = tg.child.stdout.take().unwrap();
     let big = "x".repeat(300_000);
     let update = format!(
@@ -539,8 +557,8 @@ fn telegram_redeliveries_in_flight_and_after_a_late_write_are_recorded_once() {
 #[test]
 fn telegram_answers_200_to_updates_it_dead_lettered() {
     let env = Env::new();
-    let addr = free_addr();
-    let tg = Running::start(telegram_cmd(&env, &addr, &FILE_SINK));
+    let tg = Running::start(telegram_cmd(&env, ANY_PORT, &FILE_SINK));
+    let addr = tg.addr();
     let (status, body) = post_update(&addr, "{not json");
     assert_eq!(status, 200, "{body}");
     let unusable = r#"{"update_id":31,"message":"not an object"}"#;
@@ -560,10 +578,11 @@ fn telegram_answers_200_to_updates_it_dead_lettered() {
 #[test]
 fn telegram_secret_token_from_the_environment_is_trimmed() {
     let env = Env::new().with("TELEGRAM_SECRET_TOKEN", &format!("{SECRET}\n"));
-    let addr = free_addr();
     let mut cmd = env.cmd();
-    cmd.args(["telegram", "--webhook", &addr]).args(FILE_SINK);
+    cmd.args(["telegram", "--webhook", ANY_PORT])
+        .args(FILE_SINK);
     let tg = Running::start(cmd);
+    let addr = tg.addr();
     let update = r#"{"update_id":3,"message":{"message_id":3,"date":1795000000,"chat":{"id":1,"type":"private"},"text":"trimmed"}}"#;
     let (status, body) = post_update(&addr, update);
     assert_eq!(status, 200, "{body}");
@@ -585,10 +604,9 @@ fn zero_webhook_limits_are_config_errors_with_file_and_line() {
         ),
     ] {
         let env = Env::new().config(&format!("# limits\n{text}"));
-        let addr = free_addr();
         let out = env
             .cmd()
-            .args(["telegram", "--webhook", &addr, "--secret-token", SECRET])
+            .args(["telegram", "--webhook", ANY_PORT, "--secret-token", SECRET])
             .args(FILE_SINK)
             .args(["--duration", "2s"])
             .output()
@@ -607,10 +625,9 @@ fn sigterm_stops_a_webhook_whose_log_reader_went_away() {
     // A supervisor's log pipe can die before the service: logging then fails,
     // and the signal must still stop the run.
     let env = Env::new();
-    let addr = free_addr();
     let mut child = env
         .cmd()
-        .args(["telegram", "--webhook", &addr, "--secret-token", SECRET])
+        .args(["telegram", "--webhook", ANY_PORT, "--secret-token", SECRET])
         .args(FILE_SINK)
         .stderr(Stdio::piped())
         .spawn()
