@@ -18,6 +18,8 @@
 //! 5. Reads both topics back with `kcat -C -e` and requires each to hold
 //!    exactly the keyed records of step 2 (same key and value, each once, no
 //!    headers); only then prints both rates, CPU per record, and the ratio.
+//! 6. Steps 3–5 run `--runs N` times (at least 3), into fresh topics each
+//!    time; every figure is printed as min / median / max.
 //!
 //! `--write-input FILE` only writes the generated input lines (to profile or
 //! try settings by hand). `--perf FILE` runs the timed `ingest` under `perf record -g -o FILE`.
@@ -37,6 +39,10 @@ use util::{arg, ingest_bin};
 
 #[path = "common/lines.rs"]
 mod lines;
+
+#[path = "common/spread.rs"]
+mod spread;
+use spread::{runs, show};
 
 #[path = "common/child.rs"]
 mod child;
@@ -152,93 +158,115 @@ fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let ingest_topic = format!("bench-ingest-{nanos}");
-    let kcat_topic = format!("bench-kcat-{nanos}");
-    let config = format!(
-        "[sinks.k]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{ingest_topic}\"\ncompression = \"{codec}\"\nheaders = false\n"
-    );
-    std::fs::write(path("ingest.toml"), config).unwrap();
-    let ingest_run = measure(&mut ingest(
-        &[
-            "replay",
-            "in.jsonl",
-            "--sink",
-            "k",
-            "--config",
-            path("ingest.toml").to_str().unwrap(),
-        ],
-        perf.as_deref(),
-    ));
-    let kcat_run = measure(
-        Command::new(&kcat)
-            .args(["-P", "-b", &brokers, "-t", &kcat_topic, "-K", "\t"])
-            .args(["-X", &format!("compression.codec={codec}")])
-            .args(["-X", "acks=all", "-X", "enable.idempotence=true"])
-            .args(["-X", "linger.ms=5", "-l"])
-            .arg(path("keyed.tsv"))
-            .stdout(Stdio::null()),
-    );
-    // Both topics hold exactly the keyed records, once each, with no headers,
-    // before any figure is printed: kcat's byte for byte, ingest's but for the
-    // `received_at` and `run` of its own run.
-    for (topic, per_run) in [(&ingest_topic, false), (&kcat_topic, true)] {
-        let out = Command::new(&kcat)
-            .args(["-C", "-b", &brokers, "-t", topic])
-            .args(["-o", "beginning", "-e", "-q"])
-            .args(["-f", "%h\\t%k\\t%s\\n"])
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "kcat could not read {topic} back");
-        let lines: Vec<&[u8]> = out
-            .stdout
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .collect();
-        assert_eq!(lines.len() as u64, records, "{topic}: messages");
-        // "%h" prints nothing for a message without headers: the line starts with the tab.
-        assert!(
-            lines.iter().all(|l| l.first() == Some(&b'\t')),
-            "{topic}: headers were sent"
+    let runs = runs();
+    let (mut ingest_runs, mut kcat_runs) = (Vec::new(), Vec::new());
+    for run in 0..runs {
+        let ingest_topic = format!("bench-ingest-{nanos}-{run}");
+        let kcat_topic = format!("bench-kcat-{nanos}-{run}");
+        let config = format!(
+            "[sinks.k]\ntype = \"kafka\"\nbrokers = \"{brokers}\"\ntopic = \"{ingest_topic}\"\ncompression = \"{codec}\"\nheaders = false\n"
         );
-        let got = fingerprint(lines.iter().map(|l| &l[1..]), per_run);
-        let want = if per_run {
-            &expected
-        } else {
-            &expected_any_run
-        };
-        assert!(
-            got == *want,
-            "{topic}: the messages are not exactly the keyed records"
+        std::fs::write(path("ingest.toml"), config).unwrap();
+        let ingest_run = measure(&mut ingest(
+            &[
+                "replay",
+                "in.jsonl",
+                "--sink",
+                "k",
+                "--config",
+                path("ingest.toml").to_str().unwrap(),
+            ],
+            perf.as_deref().filter(|_| run == 0),
+        ));
+        let kcat_run = measure(
+            Command::new(&kcat)
+                .args(["-P", "-b", &brokers, "-t", &kcat_topic, "-K", "\t"])
+                .args(["-X", &format!("compression.codec={codec}")])
+                .args(["-X", "acks=all", "-X", "enable.idempotence=true"])
+                .args(["-X", "linger.ms=5", "-l"])
+                .arg(path("keyed.tsv"))
+                .stdout(Stdio::null()),
         );
+        // Both topics hold exactly the keyed records, once each, with no headers,
+        // before any figure is printed: kcat's byte for byte, ingest's but for the
+        // `received_at` and `run` of its own run.
+        for (topic, per_run) in [(&ingest_topic, false), (&kcat_topic, true)] {
+            let out = Command::new(&kcat)
+                .args(["-C", "-b", &brokers, "-t", topic])
+                .args(["-o", "beginning", "-e", "-q"])
+                .args(["-f", "%h\\t%k\\t%s\\n"])
+                .stdin(Stdio::null())
+                .stderr(Stdio::null())
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "kcat could not read {topic} back");
+            let lines: Vec<&[u8]> = out
+                .stdout
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .collect();
+            assert_eq!(lines.len() as u64, records, "{topic}: messages");
+            // "%h" prints nothing for a message without headers: the line starts with the tab.
+            assert!(
+                lines.iter().all(|l| l.first() == Some(&b'\t')),
+                "{topic}: headers were sent"
+            );
+            let got = fingerprint(lines.iter().map(|l| &l[1..]), per_run);
+            let want = if per_run {
+                &expected
+            } else {
+                &expected_any_run
+            };
+            assert!(
+                got == *want,
+                "{topic}: the messages are not exactly the keyed records"
+            );
+        }
+        ingest_runs.push(ingest_run);
+        kcat_runs.push(kcat_run);
     }
     println!(
-        "both sides: codec {codec}, acks=all, idempotent, linger.ms=5, no headers; both topics read back: exactly the {records} keyed records, once each"
+        "both sides: codec {codec}, acks=all, idempotent, linger.ms=5, no headers; every run, both topics read back: exactly the {records} keyed records, once each; {runs} runs"
     );
-    let line = |what: &str, m: &Measured| {
+    let print_runs = |what: &str, ms: &[&Measured]| {
+        let of = |f: &dyn Fn(&Measured) -> f64| ms.iter().map(|m| f(m)).collect::<Vec<f64>>();
+        println!("{what}:");
         println!(
-            "{what}: {:.2} s = {:.0} records/s, {:.1} MB/s; CPU {:.2} s = {:.2} µs/record; max RSS {:.0} MiB",
-            m.wall,
-            records as f64 / m.wall,
-            bytes as f64 / m.wall / 1e6,
-            m.cpu,
-            m.cpu_us_per(records),
-            m.max_rss_mib
+            "  records/s  {}",
+            show(&of(&|m| records as f64 / m.wall), 0, "")
         );
+        println!(
+            "  MB/s       {}",
+            show(&of(&|m| bytes as f64 / m.wall / 1e6), 1, "")
+        );
+        println!(
+            "  CPU        {}",
+            show(&of(&|m| m.cpu_us_per(records)), 2, "µs/record")
+        );
+        println!("  max RSS    {}", show(&of(&|m| m.max_rss_mib), 0, "MiB"));
     };
-    line(
+    print_runs(
         "ingest replay → kafka (parse + normalize + produce, all acked)",
-        &ingest_run,
+        &ingest_runs.iter().collect::<Vec<_>>(),
     );
-    line("kcat -P (the same keyed records)", &kcat_run);
+    print_runs(
+        "kcat -P (the same keyed records)",
+        &kcat_runs.iter().collect::<Vec<_>>(),
+    );
+    let ratio = |f: &dyn Fn(&Measured, &Measured) -> f64| -> Vec<f64> {
+        ingest_runs
+            .iter()
+            .zip(&kcat_runs)
+            .map(|(i, k)| f(i, k))
+            .collect()
+    };
     println!(
-        "ratio ingest/kcat ({codec}): {:.2}× in records/s, {:.2}× in records per CPU second",
-        kcat_run.wall / ingest_run.wall,
-        kcat_run.cpu / ingest_run.cpu
+        "ratio ingest/kcat ({codec}), run by run: {} in records/s, {} in records per CPU second",
+        show(&ratio(&|i, k| k.wall / i.wall), 2, "×"),
+        show(&ratio(&|i, k| k.cpu / i.cpu), 2, "×")
     );
-    line(
-        "for reference, ingest replay → file (same input, fsync)",
-        &file,
+    print_runs(
+        "for reference, ingest replay → file (same input, fsync; one untimed-setup run)",
+        &[&file],
     );
 }

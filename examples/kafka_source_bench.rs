@@ -17,6 +17,10 @@
 //! - `kcat -G GROUP -e` the same, as a member of a fresh group (the same group
 //!   join as ingest; librdkafka's auto-commit on).
 //!
+//! Each case runs `--runs N` times (at least 3), each run of a group
+//! consumer in a group of its own that nobody joined before, and prints the
+//! minimum, median and maximum.
+//!
 //! A group join on a fresh group takes the broker seconds (tansu here, like
 //! Kafka's `group.initial.rebalance.delay.ms`), so for the two group
 //! consumers it also prints the time from the assignment (their stderr line
@@ -41,6 +45,10 @@ mod lines;
 #[path = "common/child.rs"]
 mod child;
 use child::{Measured, maybe_perf, measure, measure_until};
+
+#[path = "common/spread.rs"]
+mod spread;
+use spread::{runs, show};
 
 /// The `id` of every JSON line in `path`, checked to be `records` distinct ids.
 fn ids_once(path: &std::path::Path, records: u64, who: &str) -> HashSet<String> {
@@ -110,99 +118,106 @@ fn main() {
     measure(&mut ingest(&["replay", "in.jsonl", "--sink", "k"], None));
     println!("topic {topic}: {records} records produced by ingest (lz4)");
 
-    let ingest_run = measure_until(
-        &mut ingest(
-            &[
-                "kafka",
-                "--brokers",
-                &brokers,
-                "--topic",
-                &topic,
-                "--group",
-                "bench",
-                "--until-idle",
-                "--summary",
-                "--sink",
-                "file",
-                "--file-path",
-                "out.jsonl",
-            ],
-            perf.as_deref(),
-        ),
-        Some("partitions assigned"),
-    );
-    let bytes = std::fs::metadata(path("out.jsonl"))
-        .map(|m| m.len())
-        .unwrap_or(0);
-
-    let kcat_out = std::fs::File::create(path("kcat.out")).unwrap();
-    let kcat_run = measure(
-        Command::new(&kcat)
-            .args(["-C", "-b", &brokers, "-t", &topic])
-            .args(["-o", "beginning", "-e", "-q", "-f", "%s\\n"])
-            .stdout(kcat_out),
-    );
-    let kcat_group_out = std::fs::File::create(path("kcat-group.out")).unwrap();
-    let kcat_group_run = measure_until(
-        Command::new(&kcat)
-            .args(["-b", &brokers, "-G", &format!("kcat-{nanos}")])
-            .args(["-X", "auto.offset.reset=earliest"])
-            .args(["-X", "session.timeout.ms=10000"])
-            .args(["-e", "-f", "%s\\n", &topic])
-            .stdout(kcat_group_out),
-        Some("assigned:"),
-    );
-    // Exactly once on each side, and the same ids on both.
-    let ingest_ids = ids_once(&path("out.jsonl"), records, "ingest");
-    let kcat_ids = ids_once(&path("kcat.out"), records, "kcat");
-    assert!(ingest_ids == kcat_ids, "ingest and kcat read different ids");
-    let kcat_group_ids = ids_once(&path("kcat-group.out"), records, "kcat -G");
-    assert!(
-        ingest_ids == kcat_group_ids,
-        "ingest and kcat -G read different ids"
-    );
-    println!("both sides read the {records} records exactly once (the same ids)");
-    let line = |what: &str, m: &Measured| {
-        println!(
-            "{what} (process start to exit): {:.2} s = {:.0} records/s; CPU {:.2} s = {:.2} µs/record; max RSS {:.0} MiB",
-            m.wall,
-            records as f64 / m.wall,
-            m.cpu,
-            m.cpu_us_per(records),
-            m.max_rss_mib
+    let runs = runs();
+    let (mut ingest_runs, mut kcat_runs, mut kcat_group_runs) = (vec![], vec![], vec![]);
+    let mut bytes = 0;
+    for run in 0..runs {
+        for f in ["out.jsonl", "kcat.out", "kcat-group.out"] {
+            let _ = std::fs::remove_file(path(f));
+        }
+        // A fresh group on both group sides, every run.
+        let group = format!("ingest-{nanos}-{run}");
+        let ingest_run = measure_until(
+            &mut ingest(
+                &[
+                    "kafka",
+                    "--brokers",
+                    &brokers,
+                    "--topic",
+                    &topic,
+                    "--group",
+                    &group,
+                    "--until-idle",
+                    "--summary",
+                    "--sink",
+                    "file",
+                    "--file-path",
+                    "out.jsonl",
+                ],
+                perf.as_deref().filter(|_| run == 0),
+            ),
+            Some("partitions assigned"),
         );
+        bytes = std::fs::metadata(path("out.jsonl"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let kcat_out = std::fs::File::create(path("kcat.out")).unwrap();
+        let kcat_run = measure(
+            Command::new(&kcat)
+                .args(["-C", "-b", &brokers, "-t", &topic])
+                .args(["-o", "beginning", "-e", "-q", "-f", "%s\\n"])
+                .stdout(kcat_out),
+        );
+        let kcat_group_out = std::fs::File::create(path("kcat-group.out")).unwrap();
+        let kcat_group_run = measure_until(
+            Command::new(&kcat)
+                .args(["-b", &brokers, "-G", &format!("kcat-{nanos}-{run}")])
+                .args(["-X", "auto.offset.reset=earliest"])
+                .args(["-X", "session.timeout.ms=10000"])
+                .args(["-e", "-f", "%s\\n", &topic])
+                .stdout(kcat_group_out),
+            Some("assigned:"),
+        );
+        // Exactly once on each side, and the same ids on both.
+        let ingest_ids = ids_once(&path("out.jsonl"), records, "ingest");
+        let kcat_ids = ids_once(&path("kcat.out"), records, "kcat");
+        assert!(ingest_ids == kcat_ids, "ingest and kcat read different ids");
+        let kcat_group_ids = ids_once(&path("kcat-group.out"), records, "kcat -G");
+        assert!(
+            ingest_ids == kcat_group_ids,
+            "ingest and kcat -G read different ids"
+        );
+        ingest_runs.push(ingest_run);
+        kcat_runs.push(kcat_run);
+        kcat_group_runs.push(kcat_group_run);
+    }
+    println!(
+        "every run, both sides read the {records} records exactly once (the same ids); {runs} runs each"
+    );
+    let line = |what: &str, ms: &[Measured]| {
+        let of = |f: &dyn Fn(&Measured) -> f64| ms.iter().map(f).collect::<Vec<f64>>();
+        println!("{what} (process start to exit):");
+        println!("  wall       {}", show(&of(&|m| m.wall), 2, "s"));
+        println!(
+            "  records/s  {}",
+            show(&of(&|m| records as f64 / m.wall), 0, "")
+        );
+        println!(
+            "  CPU        {}",
+            show(&of(&|m| m.cpu_us_per(records)), 2, "µs/record")
+        );
+        println!("  max RSS    {}", show(&of(&|m| m.max_rss_mib), 0, "MiB"));
+        let after: Vec<f64> = ms
+            .iter()
+            .filter_map(|m| m.marked.map(|t| m.wall - t))
+            .collect();
+        if after.len() == ms.len() {
+            println!(
+                "  from the assignment to exit {} (the group join left out)",
+                show(&after, 2, "s")
+            );
+        }
     };
     line(
         &format!(
-            "ingest kafka → file ({:.1} MB written, fsync, offsets committed)",
+            "ingest kafka → file ({:.1} MB written, fsync, offsets committed, a fresh group)",
             bytes as f64 / 1e6
         ),
-        &ingest_run,
+        &ingest_runs,
     );
-    line("kcat -C -e → file (no group, no commits)", &kcat_run);
+    line("kcat -C -e → file (no group, no commits)", &kcat_runs);
     line(
         "kcat -G -e → file (a fresh group, auto-commit)",
-        &kcat_group_run,
+        &kcat_group_runs,
     );
-    println!(
-        "ratio ingest/kcat -C: {:.2}× in records/s, {:.2}× in records per CPU second",
-        kcat_run.wall / ingest_run.wall,
-        kcat_run.cpu / ingest_run.cpu
-    );
-    println!(
-        "ratio ingest/kcat -G: {:.2}× in records/s",
-        kcat_group_run.wall / ingest_run.wall
-    );
-    // From the assignment to exit: the group join left out on both sides.
-    let after = |m: &Measured| m.marked.map(|t| m.wall - t);
-    if let (Some(i), Some(k)) = (after(&ingest_run), after(&kcat_group_run)) {
-        println!(
-            "from the assignment to exit: ingest {i:.2} s = {:.0} records/s, kcat -G {k:.2} s = {:.0} records/s; ratio {:.2}× (group join: ingest {:.2} s, kcat -G {:.2} s)",
-            records as f64 / i,
-            records as f64 / k,
-            k / i,
-            ingest_run.wall - i,
-            kcat_group_run.wall - k
-        );
-    }
 }

@@ -10,8 +10,11 @@
 //! ```
 //!
 //! Every case uses the sink's default batching (10 000 records a batch, so a
-//! Parquet file or object holds up to 10 000 rows). The S3 figures are bound
-//! by moto, a Python server.
+//! Parquet file or object holds up to 10 000 rows) and runs `--runs N` times
+//! (at least 3; a fresh directory or bucket each time), printing records/s as
+//! min / median / max (the machine varies ±20 % run to run) and the bytes per
+//! record (the same every run). The S3 figures are bound by moto, a Python
+//! server.
 
 use std::path::Path;
 use std::process::Command;
@@ -22,6 +25,10 @@ use serde_json::Value;
 #[path = "common/util.rs"]
 mod util;
 use util::{arg, arg_or, ingest_bin};
+
+#[path = "common/spread.rs"]
+mod spread;
+use spread::{runs, show};
 
 /// One X stream line, ~650 bytes, for post `i`.
 fn line(i: u64, out: &mut String) {
@@ -125,11 +132,14 @@ fn replay(bin: &Path, dir: &Path, input: &Path, name: &str, config: &str) -> (u6
     (delivered, secs)
 }
 
-fn report(name: &str, records: u64, secs: f64, bytes: u64) {
+/// One case's runs: (records delivered, seconds, bytes written) each.
+fn report(name: &str, runs: &[(u64, f64, u64)]) {
+    let rates: Vec<f64> = runs.iter().map(|(n, s, _)| *n as f64 / s).collect();
+    let (n, _, bytes) = runs[runs.len() - 1];
     println!(
-        "{name:22} {records} records in {secs:6.2} s = {:>8.0} records/s, {:>6.1} bytes/record",
-        records as f64 / secs,
-        bytes as f64 / records.max(1) as f64
+        "{name:22} {n} records: records/s {}; {:>6.1} bytes/record",
+        show(&rates, 0, ""),
+        bytes as f64 / n.max(1) as f64
     );
 }
 
@@ -167,12 +177,21 @@ fn main() {
             "path = \"{d}/x.parquet\"\nformat = \"parquet\"\nraw = false",
         ),
     ];
+    let runs = runs();
+    println!("{runs} runs per case");
     for (n, (name, fields)) in file_cases.iter().enumerate() {
-        let out = dir.path().join(format!("out{n}"));
-        let fields = fields.replace("{d}", &out.display().to_string());
-        let config = format!("[sinks.out]\ntype = \"file\"\n{fields}\n");
-        let (delivered, secs) = replay(&bin, dir.path(), &input, name, &config);
-        report(name, delivered, secs, bytes_under(&out));
+        let measured: Vec<(u64, f64, u64)> = (0..runs)
+            .map(|r| {
+                let out = dir.path().join(format!("out{n}-{r}"));
+                let fields = fields.replace("{d}", &out.display().to_string());
+                let config = format!("[sinks.out]\ntype = \"file\"\n{fields}\n");
+                let (delivered, secs) = replay(&bin, dir.path(), &input, name, &config);
+                let bytes = bytes_under(&out);
+                let _ = std::fs::remove_dir_all(&out);
+                (delivered, secs, bytes)
+            })
+            .collect();
+        report(name, &measured);
     }
     if !s3 {
         println!("(add --s3, with scripts/services' S3 up and its env loaded, for the S3 figures)");
@@ -187,13 +206,18 @@ fn main() {
         ("s3 parquet zstd", "format = \"parquet\""),
     ];
     for (n, (name, fields)) in s3_cases.iter().enumerate() {
-        let bucket = format!("pqbench-{}-{n}", std::process::id());
-        python(CREATE_BUCKET, &[&endpoint, &bucket]);
-        let config = format!(
-            "[sinks.out]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{endpoint}\"\nforce_path_style = true\n{fields}\n"
-        );
-        let (delivered, secs) = replay(&bin, dir.path(), &input, name, &config);
-        let bytes: u64 = python(BUCKET_BYTES, &[&endpoint, &bucket]).parse().unwrap();
-        report(name, delivered, secs, bytes);
+        let measured: Vec<(u64, f64, u64)> = (0..runs)
+            .map(|r| {
+                let bucket = format!("pqbench-{}-{n}-{r}", std::process::id());
+                python(CREATE_BUCKET, &[&endpoint, &bucket]);
+                let config = format!(
+                    "[sinks.out]\ntype = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{endpoint}\"\nforce_path_style = true\n{fields}\n"
+                );
+                let (delivered, secs) = replay(&bin, dir.path(), &input, name, &config);
+                let bytes: u64 = python(BUCKET_BYTES, &[&endpoint, &bucket]).parse().unwrap();
+                (delivered, secs, bytes)
+            })
+            .collect();
+        report(name, &measured);
     }
 }

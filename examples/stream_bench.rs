@@ -20,6 +20,8 @@
 //!
 //! Each row's CPU time and peak RSS come from `wait4`; ingest's output is
 //! checked (N lines, every post id exactly once) before its row is printed.
+//! Each case runs `--runs N` times (at least 3); every figure is min / median
+//! / max (the rate against the floor run by run against the floor's median).
 //! `--chunk-lines K` frames K lines per chunk instead of one; `--serve N`
 //! only serves an answer of N lines (printing its URL), for `perf` by hand.
 
@@ -40,6 +42,10 @@ mod lines;
 #[path = "common/child.rs"]
 mod child;
 use child::{Measured, measure};
+
+#[path = "common/spread.rs"]
+mod spread;
+use spread::{runs, show, spread};
 
 const STREAM_PATH: &str = "/2/tweets/search/stream";
 
@@ -184,27 +190,42 @@ struct Row {
     what: String,
     records: u64,
     out_bytes: u64,
-    u: Measured,
+    /// Every run of this case.
+    runs: Vec<Measured>,
 }
 
+impl Row {
+    fn of(&self, f: &dyn Fn(&Measured) -> f64) -> Vec<f64> {
+        self.runs.iter().map(f).collect()
+    }
+
+    fn rates(&self) -> Vec<f64> {
+        let n = self.records as f64;
+        self.of(&|m| n / m.wall)
+    }
+}
+
+/// One table row; every figure is min / median / max over the runs.
 fn print_row(r: &Row, floor: Option<&Row>) {
-    let cpu = r.u.cpu;
+    let n = r.records as f64;
     let ratio = floor.map_or(String::from("1.00"), |f| {
-        format!(
-            "{:.2}",
-            (r.records as f64 / r.u.wall) / (f.records as f64 / f.u.wall)
+        let floor = spread(&f.rates()).1;
+        show(
+            &r.rates().iter().map(|x| x / floor).collect::<Vec<_>>(),
+            2,
+            "",
         )
     });
     println!(
-        "| {} | {} | {:.0} | {:.2} ({:.2} user + {:.2} sys) | {:.1} | {:.0} | {} |",
+        "| {} | {} | {} | {} ({} user + {} sys) | {} | {:.0} | {} |",
         r.what,
         r.records,
-        r.records as f64 / r.u.wall,
-        cpu * 1e6 / r.records as f64,
-        r.u.user * 1e6 / r.records as f64,
-        r.u.sys * 1e6 / r.records as f64,
-        r.u.max_rss_mib,
-        r.out_bytes as f64 / r.records as f64,
+        show(&r.rates(), 0, ""),
+        show(&r.of(&|m| m.cpu * 1e6 / n), 2, ""),
+        show(&r.of(&|m| m.user * 1e6 / n), 2, ""),
+        show(&r.of(&|m| m.sys * 1e6 / n), 2, ""),
+        show(&r.of(&|m| m.max_rss_mib), 1, ""),
+        r.out_bytes as f64 / n,
         ratio,
     );
 }
@@ -236,6 +257,7 @@ fn main() {
         .map(|n| n.trim().parse().expect("--records N[,N…]"))
         .collect();
     let chunk_lines = arg_or("--chunk-lines", 1u64).max(1);
+    let runs = runs();
     let bin = ingest_bin();
     let exe = std::env::current_exe().unwrap();
     let dir = tempfile::tempdir_in(arg("--dir").unwrap_or_else(|| ".".into())).unwrap();
@@ -244,7 +266,7 @@ fn main() {
         set_affinity(1).unwrap();
     }
     println!(
-        "ingest stream → file, {} core(s); server: pre-framed chunked answer from sendfile, {chunk_lines} line(s) per chunk",
+        "ingest stream → file, {} core(s); server: pre-framed chunked answer from sendfile, {chunk_lines} line(s) per chunk; {runs} runs per case, figures min / median / max",
         cpus()
     );
     println!(
@@ -266,20 +288,25 @@ fn main() {
             + "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n".len() as u64;
 
         let out = dir.path().join("socket.out");
-        let mut copy = Command::new(&exe);
-        copy.arg("--copy")
-            .arg(&addr)
-            .arg(&out)
-            .arg(answer_bytes.to_string());
-        pin(&mut copy, 0);
-        let u = measure(&mut copy);
-        assert_eq!(std::fs::metadata(&out).unwrap().len(), answer_bytes);
-        std::fs::remove_file(&out).unwrap();
+        let floor_runs = (0..runs)
+            .map(|_| {
+                let mut copy = Command::new(&exe);
+                copy.arg("--copy")
+                    .arg(&addr)
+                    .arg(&out)
+                    .arg(answer_bytes.to_string());
+                pin(&mut copy, 0);
+                let u = measure(&mut copy);
+                assert_eq!(std::fs::metadata(&out).unwrap().len(), answer_bytes);
+                std::fs::remove_file(&out).unwrap();
+                u
+            })
+            .collect();
         let floor = Row {
             what: "socket → file (the floor)".into(),
             records,
             out_bytes: answer_bytes,
-            u,
+            runs: floor_runs,
         };
         print_row(&floor, None);
 
@@ -289,32 +316,39 @@ fn main() {
         ] {
             let out = dir.path().join("ingest.jsonl");
             let state = dir.path().join("state");
-            let mut client = Command::new(&bin);
-            client
-                .args(["twitter", "--rules-mode", "keep", "--sink", "file"])
-                .arg("--twitter-api-base")
-                .arg(format!("http://{addr}"))
-                .arg("--max-records")
-                .arg(records.to_string())
-                .arg("--file-path")
-                .arg(&out)
-                .arg("--state-dir")
-                .arg(&state)
-                .args(extra)
-                .env("TWITTER_BEARER_TOKEN", "bench")
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null());
-            pin(&mut client, 0);
-            let u = measure(&mut client);
-            check_output(&out, records, &u);
+            let mut out_bytes = 0;
+            let case_runs = (0..runs)
+                .map(|_| {
+                    let mut client = Command::new(&bin);
+                    client
+                        .args(["twitter", "--rules-mode", "keep", "--sink", "file"])
+                        .arg("--twitter-api-base")
+                        .arg(format!("http://{addr}"))
+                        .arg("--max-records")
+                        .arg(records.to_string())
+                        .arg("--file-path")
+                        .arg(&out)
+                        .arg("--state-dir")
+                        .arg(&state)
+                        .args(extra)
+                        .env("TWITTER_BEARER_TOKEN", "bench")
+                        .env("RUST_LOG", "warn")
+                        .stdout(Stdio::null());
+                    pin(&mut client, 0);
+                    let u = measure(&mut client);
+                    check_output(&out, records, &u);
+                    out_bytes = std::fs::metadata(&out).unwrap().len();
+                    std::fs::remove_file(&out).unwrap();
+                    let _ = std::fs::remove_dir_all(&state);
+                    u
+                })
+                .collect();
             let row = Row {
                 what: what.into(),
                 records,
-                out_bytes: std::fs::metadata(&out).unwrap().len(),
-                u,
+                out_bytes,
+                runs: case_runs,
             };
-            std::fs::remove_file(&out).unwrap();
-            let _ = std::fs::remove_dir_all(&state);
             print_row(&row, Some(&floor));
         }
         let _ = std::fs::remove_file(&body);

@@ -1,5 +1,7 @@
 //! Telegram benchmarks: long polling from the mock Bot API into a file, and
 //! webhook requests/s with confirmation (every 200 means every sink confirmed).
+//! Each case runs `--runs N` times (at least 3), each in a fresh directory;
+//! the figures are min / median / max.
 //!
 //! ```text
 //! cargo build --release && cargo run --release --example telegram_bench -- --updates 200000 --requests 20000 --clients 16
@@ -8,11 +10,15 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[path = "common/util.rs"]
 mod util;
 use util::{arg_or, ingest_bin};
+
+#[path = "common/spread.rs"]
+mod spread;
+use spread::{runs, show};
 
 fn rusage_wait(child: std::process::Child) -> (f64, f64) {
     let pid = child.id() as libc::pid_t;
@@ -57,17 +63,12 @@ fn post(stream: &mut BufReader<TcpStream>, body: &str) -> u16 {
         .unwrap_or(0)
 }
 
-fn main() {
-    let updates = arg_or("--updates", 200_000u64);
-    let requests = arg_or("--requests", 20_000u64);
-    let clients = arg_or("--clients", 16u64);
-    let bin = ingest_bin();
-    let dir = tempfile::tempdir().unwrap();
-
-    // 1. Long polling: mock → ingest telegram --until-idle → file.
-    let scenario = dir.path().join("scenario.toml");
+/// Long polling: mock → `ingest telegram --until-idle` → file, once. Its
+/// (updates/s, CPU s, peak RSS MiB).
+fn poll_once(bin: &std::path::Path, dir: &std::path::Path, updates: u64) -> (f64, f64, f64) {
+    let scenario = dir.join("scenario.toml");
     std::fs::write(&scenario, format!("updates = {updates}\nrate = 0.0\n")).unwrap();
-    let mut mock = Command::new(&bin)
+    let mut mock = Command::new(bin)
         .args(["mock", "telegram", "--listen", "127.0.0.1:0", "--scenario"])
         .arg(&scenario)
         .env("RUST_LOG", "warn")
@@ -80,7 +81,7 @@ fn main() {
         .unwrap();
     let start = Instant::now();
     #[allow(clippy::zombie_processes)] // reaped by wait4 in rusage_wait
-    let child = Command::new(&bin)
+    let child = Command::new(bin)
         .args([
             "telegram",
             "--until-idle",
@@ -90,9 +91,9 @@ fn main() {
             url.trim(),
             "--file-path",
         ])
-        .arg(dir.path().join("poll.jsonl"))
+        .arg(dir.join("poll.jsonl"))
         .arg("--state-dir")
-        .arg(dir.path().join("state"))
+        .arg(dir.join("state"))
         .env("TELEGRAM_BOT_TOKEN", "1:bench")
         .env("RUST_LOG", "warn")
         .spawn()
@@ -101,43 +102,53 @@ fn main() {
     let secs = start.elapsed().as_secs_f64();
     let _ = mock.kill();
     let _ = mock.wait();
-    let got = std::fs::read(dir.path().join("poll.jsonl"))
+    let got = std::fs::read(dir.join("poll.jsonl"))
         .map(|b| b.iter().filter(|c| **c == b'\n').count())
         .unwrap_or(0);
     assert_eq!(got as u64, updates);
-    println!(
-        "polling → file: {got} updates in {secs:.2} s = {:.0} updates/s (100 per getUpdates, each committed after confirmation); CPU {cpu:.2} s; peak RSS {rss:.1} MiB",
-        got as f64 / secs
-    );
+    (got as f64 / secs, cpu, rss)
+}
 
-    // 2. Webhook: `clients` keep-alive connections POST distinct updates.
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
+/// Webhook: `clients` keep-alive connections POST distinct updates, once.
+/// Its (requests/s, server CPU s, peak RSS MiB).
+fn webhook_once(
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    requests: u64,
+    clients: u64,
+) -> (f64, f64, f64) {
+    // Port 0: the webhook logs the port it bound.
     #[allow(clippy::zombie_processes)] // reaped by wait4 in rusage_wait
-    let server = Command::new(&bin)
+    let mut server = Command::new(bin)
         .args([
             "telegram",
             "--webhook",
-            &addr,
+            "127.0.0.1:0",
             "--secret-token",
             "bench-secret",
             "--sink",
             "file",
             "--file-path",
         ])
-        .arg(dir.path().join("hook.jsonl"))
+        .arg(dir.join("hook.jsonl"))
         .arg("--state-dir")
-        .arg(dir.path().join("state2"))
-        .env("RUST_LOG", "warn")
+        .arg(dir.join("state2"))
+        .env("RUST_LOG", "warn,ingest::sources::webhook_server=info")
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "the webhook did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut lines = BufReader::new(server.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the webhook did not start").unwrap();
+        if line.contains("webhook listening")
+            && let Some(a) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+        {
+            break a.to_owned();
+        }
+    };
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).count());
     let per_client = requests / clients;
     let start = Instant::now();
     let threads: Vec<_> = (0..clients)
@@ -160,13 +171,43 @@ fn main() {
     // SAFETY: signalling our own child.
     unsafe { libc::kill(server.id() as i32, libc::SIGTERM) };
     let (cpu, rss) = rusage_wait(server);
+    let _ = drain.join();
     let total = per_client * clients;
-    let got = std::fs::read(dir.path().join("hook.jsonl"))
+    let got = std::fs::read(dir.join("hook.jsonl"))
         .map(|b| b.iter().filter(|c| **c == b'\n').count())
         .unwrap_or(0);
     assert_eq!(got as u64, total);
+    (total as f64 / secs, cpu, rss)
+}
+
+fn main() {
+    let updates = arg_or("--updates", 200_000u64);
+    let requests = arg_or("--requests", 20_000u64);
+    let clients = arg_or("--clients", 16u64);
+    let bin = ingest_bin();
+    let runs = runs();
+    println!("{runs} runs per case");
+    let fresh = || tempfile::tempdir().unwrap();
+    let poll: Vec<(f64, f64, f64)> = (0..runs)
+        .map(|_| poll_once(&bin, fresh().path(), updates))
+        .collect();
+    let col = |xs: &[(f64, f64, f64)], i: usize| -> Vec<f64> {
+        xs.iter().map(|x| [x.0, x.1, x.2][i]).collect()
+    };
     println!(
-        "webhook: {total} requests from {clients} keep-alive clients in {secs:.2} s = {:.0} requests/s, each answered 200 only after the file sink confirmed it; server CPU {cpu:.2} s; peak RSS {rss:.1} MiB",
-        total as f64 / secs
+        "polling → file, {updates} updates (100 per getUpdates, each committed after confirmation): updates/s {}; CPU {}; peak RSS {}",
+        show(&col(&poll, 0), 0, ""),
+        show(&col(&poll, 1), 2, "s"),
+        show(&col(&poll, 2), 1, "MiB")
+    );
+    let hook: Vec<(f64, f64, f64)> = (0..runs)
+        .map(|_| webhook_once(&bin, fresh().path(), requests, clients))
+        .collect();
+    println!(
+        "webhook, {} requests from {clients} keep-alive clients, each answered 200 only after the file sink confirmed it: requests/s {}; server CPU {}; peak RSS {}",
+        requests / clients * clients,
+        show(&col(&hook, 0), 0, ""),
+        show(&col(&hook, 1), 2, "s"),
+        show(&col(&hook, 2), 1, "MiB")
     );
 }

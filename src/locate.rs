@@ -138,25 +138,51 @@ pub(crate) fn locate(text: &str, offset: usize, message: &str) -> (Option<usize>
     (Some(line), field)
 }
 
-/// The line where a dotted field (`sinks.lake.format` or `sinks.lake`) is written.
+/// The line where a dotted field (`sinks.lake.format` or `sinks.lake`) is
+/// written. A key may itself hold dots (`properties."sasl.password"`): a key
+/// line matches when its table and key together spell the field.
 pub fn find_field_line(text: &str, field: &str) -> Option<usize> {
-    let (table, key) = match field.rsplit_once('.') {
-        Some((t, k)) => (t, k),
-        None => ("", field),
-    };
     let mut current = String::new();
     for (i, l) in text.lines().enumerate() {
-        let t = l.trim();
-        if t.starts_with('[') {
+        if l.trim().starts_with('[') {
             current = table_at(text, i + 1);
             if current == field {
                 return Some(i + 1);
             }
             continue;
         }
-        if current == table && key_on_line(text, i + 1).as_deref() == Some(key) {
+        let Some(key) = key_on_line(text, i + 1) else {
+            continue;
+        };
+        let spelled = if current.is_empty() {
+            field == key
+        } else {
+            field.len() == current.len() + 1 + key.len()
+                && field.starts_with(current.as_str())
+                && field[current.len()..].starts_with('.')
+                && field.ends_with(key.as_str())
+        };
+        if spelled {
             return Some(i + 1);
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_is_found_on_its_own_line_even_with_dots_in_its_key() {
+        let text = "[sinks.bus]\ntype = \"kafka\"\n[sinks.bus.properties]\n\"sasl.username\" = \"u\"\n\"sasl.password\" = \"${P}\"\n";
+        assert_eq!(find_field_line(text, "sinks.bus.type"), Some(2));
+        assert_eq!(find_field_line(text, "sinks.bus.properties"), Some(3));
+        assert_eq!(
+            find_field_line(text, "sinks.bus.properties.sasl.password"),
+            Some(5)
+        );
+        assert_eq!(find_field_line(text, "sinks.bus.properties.sasl"), None);
+        assert_eq!(find_field_line("top = 1\n", "top"), Some(1));
+    }
 }

@@ -95,6 +95,66 @@ fn ids_in(env: &Env, file: &str) -> Vec<String> {
         .collect()
 }
 
+const COMMITTED: &str = r#"
+import sys, json
+from confluent_kafka import Consumer, TopicPartition
+brokers, group, topic = sys.argv[1:4]
+c = Consumer({"bootstrap.servers": brokers, "group.id": group})
+parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+got = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+c.close()
+print(json.dumps(sum(max(tp.offset, 0) for tp in got)))
+"#;
+
+/// The sum of the offsets `group` committed on `topic`'s partitions, read
+/// from the broker with confluent-kafka (not with our client).
+fn committed(group: &str, topic: &str) -> u64 {
+    py(
+        COMMITTED,
+        &[&service("INGEST_TEST_KAFKA_BROKERS"), group, topic],
+    )
+    .as_u64()
+    .unwrap()
+}
+
+/// Bytes waiting in a pipe we read (FIONREAD), and its capacity.
+fn pipe_fill(fd: std::os::fd::RawFd) -> (usize, usize) {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD and F_GETPIPE_SZ on a pipe this process holds open.
+    let (rc, cap) = unsafe {
+        (
+            libc::ioctl(fd, libc::FIONREAD, &mut n),
+            libc::fcntl(fd, libc::F_GETPIPE_SZ),
+        )
+    };
+    assert!(rc == 0 && cap > 0);
+    (n as usize, cap as usize)
+}
+
+/// A sink writing to a pipe we do not read is blocked once the pipe is
+/// full: its fill stops moving (short of the capacity when writes left
+/// partial pages: the kernel counts pages) and the offsets the group
+/// committed stop moving with it. `condition` polls for that: `true` when
+/// (fill, committed) is the same as the last time, the pipe holds at least
+/// half its capacity, and something was committed.
+fn blocked_and_committed(fd: std::os::fd::RawFd, group: &str, topic: &str) -> impl FnMut() -> bool {
+    let mut last = (0, 0);
+    move || {
+        let (held, cap) = pipe_fill(fd);
+        let now = (held, committed(group, topic));
+        std::mem::replace(&mut last, now) == now && held * 2 >= cap && now.1 > 0
+    }
+}
+
+/// Polls `done` until it holds, failing after `limit`.
+fn poll(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn drains_a_topic_once_then_finds_nothing_new() {
     let topic = unique_topic("drain");
@@ -182,10 +242,21 @@ fn kill_9_mid_run_then_rerun_delivers_everything_and_replays_only_the_unconfirme
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(4));
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the first run must still be running"
+    // Kill once the stdout sink is stuck in a write with a batch in flight
+    // (its pipe full) and earlier batches are committed (read back from the
+    // broker): the window the test claims to survive.
+    let fd = std::os::fd::AsRawFd::as_raw_fd(child.stdout.as_ref().unwrap());
+    let mut blocked = blocked_and_committed(fd, &group, &topic);
+    poll(
+        "the sink blocked on a full pipe with offsets committed",
+        Duration::from_secs(60),
+        || {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the first run must still be running"
+            );
+            blocked()
+        },
     );
     signal(&child, 9);
     let _ = child.wait();
@@ -246,23 +317,15 @@ fn kill_9_mid_run_then_rerun_delivers_everything_and_replays_only_the_unconfirme
     );
 }
 
-#[test]
-fn a_poison_message_is_dead_lettered_with_its_coordinates_and_the_rest_delivered() {
-    let topic = unique_topic("poison");
-    let env = Env::new().config(&config(&topic, ""));
-    // Raw X lines and Telegram updates (not records) plus garbage, produced by kcat.
-    let mut lines = String::new();
-    lines.push_str("k1\t{\"data\":{\"id\":\"11\",\"text\":\"raw x line\"}}\n");
-    lines.push_str("k2\tthis is not json\n");
-    lines.push_str("k3\t{\"update_id\":5,\"message\":{\"message_id\":1,\"date\":1764000000,\"chat\":{\"id\":-100,\"type\":\"channel\"},\"text\":\"tg\"}}\n");
-    lines.push_str("k4\t{\"unknown\":true}\n");
+/// Produces `key\tvalue` lines to partition 0 of `topic` with kcat.
+fn kcat_produce(topic: &str, lines: &str) {
     let mut kcat = Command::new(service("INGEST_TEST_KCAT"))
         .args([
             "-P",
             "-b",
             &service("INGEST_TEST_KAFKA_BROKERS"),
             "-t",
-            &topic,
+            topic,
         ])
         .args(["-K", "\t", "-p", "0"])
         .stdin(Stdio::piped())
@@ -274,6 +337,34 @@ fn a_poison_message_is_dead_lettered_with_its_coordinates_and_the_rest_delivered
         .write_all(lines.as_bytes())
         .unwrap();
     assert!(kcat.wait().unwrap().success());
+}
+
+/// Creates `topic` with `partitions` partitions on the test broker.
+fn create_topic(topic: &str, partitions: u32) {
+    let status = Command::new(service("INGEST_TEST_TANSU"))
+        .args(["topic", "create", topic, "--partitions"])
+        .arg(partitions.to_string())
+        .args([
+            "--broker",
+            &format!("tcp://{}", service("INGEST_TEST_KAFKA_BROKERS")),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_poison_message_is_dead_lettered_with_its_coordinates_and_the_rest_delivered() {
+    let topic = unique_topic("poison");
+    let env = Env::new().config(&config(&topic, ""));
+    // Raw X lines and Telegram updates (not records) plus garbage, produced by kcat.
+    let mut lines = String::new();
+    lines.push_str("k1\t{\"data\":{\"id\":\"11\",\"text\":\"raw x line\"}}\n");
+    lines.push_str("k2\tthis is not json\n");
+    lines.push_str("k3\t{\"update_id\":5,\"message\":{\"message_id\":1,\"date\":1764000000,\"chat\":{\"id\":-100,\"type\":\"channel\"},\"text\":\"tg\"}}\n");
+    lines.push_str("k4\t{\"unknown\":true}\n");
+    kcat_produce(&topic, &lines);
 
     let out = consume(&env, &topic, &unique_topic("g"));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -477,6 +568,174 @@ fn until_idle_drains_several_topics() {
     );
 }
 
+/// A dead letter that cannot be written fails the run, and the poison
+/// message's offset is not committed: a rerun that can write the dead-letter
+/// file reads it again, and nothing is lost between the two runs.
+#[test]
+fn an_unwritable_dead_letter_fails_the_run_and_the_poison_message_is_not_committed() {
+    let topic = unique_topic("dlfail");
+    let group = unique_topic("g");
+    let env = Env::new().config(&config(&topic, ""));
+    kcat_produce(
+        &topic,
+        "k1\t{\"data\":{\"id\":\"11\",\"text\":\"before\"}}\n\
+         k2\tthis is not json\n\
+         k3\t{\"data\":{\"id\":\"13\",\"text\":\"after\"}}\n",
+    );
+    // A directory where the dead-letter file goes: no write can succeed,
+    // not even as root.
+    std::fs::create_dir_all(env.path("state/dead-letters.jsonl")).unwrap();
+    let out = consume(&env, &topic, &group);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("dead-letters.jsonl"),
+        "the error names the file: {}",
+        stderr(&out)
+    );
+    let first = ids_in(&env, "out.jsonl");
+    assert!(
+        !first.contains(&"twitter:13".to_owned()),
+        "nothing after the poison message: {first:?}"
+    );
+
+    std::fs::remove_dir(env.path("state/dead-letters.jsonl")).unwrap();
+    let out = consume(&env, &topic, &group);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dead = env.dead_letters();
+    assert_eq!(dead.len(), 1, "the poison message was read again: {dead:?}");
+    assert_eq!(dead[0]["input"], "this is not json");
+    assert!(
+        dead[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("topic {topic} partition 0 offset 1")),
+        "{dead:?}"
+    );
+    let all = counts(ids_in(&env, "out.jsonl"));
+    assert_eq!(
+        all.keys().cloned().collect::<BTreeSet<String>>(),
+        ["twitter:11", "twitter:13"].map(String::from).into(),
+        "both valid messages delivered across the runs"
+    );
+}
+
+/// `--until-idle` on a topic the brokers do not have ends with an error that
+/// names it, instead of waiting for it for ever (a typo in a cron job).
+#[test]
+fn until_idle_on_a_missing_topic_ends_with_an_error_naming_it() {
+    let topic = unique_topic("missing");
+    let env = Env::new().config(&config(&topic, ""));
+    let mut child = env
+        .cmd()
+        .args(["kafka", "--topic", &topic, "--group", &unique_topic("g")])
+        .args(["--sink", "f", "--until-idle", "--summary"])
+        .env(
+            "INGEST_KAFKA_SOURCE_BROKERS",
+            service("INGEST_TEST_KAFKA_BROKERS"),
+        )
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, err) = finish(&mut child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{err}");
+    let s = summary_in(&err).unwrap();
+    let error = s["source"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("no topic {topic}")),
+        "the error names the topic: {s}"
+    );
+}
+
+/// Without `--until-idle` the consumer waits for a missing topic, saying so.
+#[test]
+fn without_until_idle_a_missing_topic_is_waited_for_with_a_warning() {
+    let topic = unique_topic("later");
+    let env = Env::new().config(&config(&topic, ""));
+    let out = env
+        .cmd()
+        .args(["kafka", "--topic", &topic, "--group", &unique_topic("g")])
+        .args(["--sink", "f", "--summary", "--duration", "3s"])
+        .env(
+            "INGEST_KAFKA_SOURCE_BROKERS",
+            service("INGEST_TEST_KAFKA_BROKERS"),
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(summary(&out)["stop_reason"], "duration");
+    assert!(
+        stderr(&out).contains(&format!("no topic {topic}: waiting for it")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A drain member the group gives no partition (one partition, held by a
+/// running member) ends after the idle time with a line saying so.
+#[test]
+fn an_until_idle_member_without_a_partition_ends_after_the_idle_time() {
+    let topic = unique_topic("onepart");
+    let group = unique_topic("g");
+    // Sticky: the member holding the partition keeps it when the drain joins.
+    let env = Env::new().config(&config(
+        &topic,
+        "[kafka.properties]\n\"partition.assignment.strategy\" = \"cooperative-sticky\"\n",
+    ));
+    create_topic(&topic, 1);
+    kcat_produce(&topic, "k\t{\"data\":{\"id\":\"1\",\"text\":\"t\"}}\n");
+    let brokers = service("INGEST_TEST_KAFKA_BROKERS");
+    let mut holder = env
+        .cmd()
+        .args(["kafka", "--topic", &topic, "--group", &group])
+        .args([
+            "--sink",
+            "file",
+            "--file-path",
+            "a.jsonl",
+            "--duration",
+            "120s",
+        ])
+        .env("INGEST_KAFKA_SOURCE_BROKERS", &brokers)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut holder_err = BufReader::new(holder.stderr.take().unwrap()).lines();
+    wait_for(&mut holder_err, "partitions assigned");
+    let holder_log = std::thread::spawn(move || {
+        holder_err
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+
+    let mut drain = env
+        .cmd()
+        .args(["kafka", "--topic", &topic, "--group", &group])
+        .args(["--sink", "file", "--file-path", "b.jsonl"])
+        .args(["--until-idle", "--summary", "--duration", "100s"])
+        .env("INGEST_KAFKA_SOURCE_BROKERS", &brokers)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, err) = finish(&mut drain, Duration::from_secs(90));
+    signal(&holder, 15);
+    let holder_status = wait_with_timeout(&mut holder, Duration::from_secs(30));
+    let holder_log = holder_log.join().unwrap();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("gave this member no partition"), "{err}");
+    assert_eq!(
+        summary_in(&err).unwrap()["stop_reason"],
+        "end_of_input",
+        "{err}"
+    );
+    assert!(holder_status.success(), "{holder_log}");
+    assert_eq!(
+        ids_in(&env, "a.jsonl"),
+        ["twitter:1"],
+        "the holder drained it"
+    );
+}
+
 /// Whole JSONL lines in `bytes` (a torn last line is left out), by id.
 fn line_ids(bytes: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(bytes);
@@ -536,14 +795,22 @@ fn a_rebalance_with_records_in_flight_rereads_only_the_unconfirmed_tail() {
         assert!(n > 0, "A stopped early");
         head.extend_from_slice(&buf[..n]);
     }
-    // SAFETY: F_GETPIPE_SZ on a pipe this process holds open.
-    let cap = unsafe { libc::fcntl(a_out.as_raw_fd(), libc::F_GETPIPE_SZ) };
-    assert!(cap > 0);
-    // A fills the pipe and blocks; its confirmed batches are committed.
-    std::thread::sleep(Duration::from_secs(3));
-    assert!(a.try_wait().unwrap().is_none(), "A must still run");
+    let fd = a_out.as_raw_fd();
+    let cap = pipe_fill(fd).1;
+    // A fills the pipe and blocks with a batch in its sink's write; its
+    // confirmed batches are committed (read back from the broker).
+    let mut blocked = blocked_and_committed(fd, &group, &topic);
+    poll(
+        "A blocked on a full pipe with its confirmed offsets committed",
+        Duration::from_secs(60),
+        || {
+            assert!(a.try_wait().unwrap().is_none(), "A must still run");
+            blocked()
+        },
+    );
+    let held = pipe_fill(fd).0;
     // Everything A wrote before B joined is within these bytes.
-    let written_before = head.len() + cap as usize;
+    let written_before = head.len() + cap;
 
     let mut b = env
         .cmd()
@@ -554,25 +821,51 @@ fn a_rebalance_with_records_in_flight_rereads_only_the_unconfirmed_tail() {
         .stderr(std::fs::File::create(env.path("b.log")).unwrap())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
-    // Now A's records flow again.
+    // B subscribes while A is still stuck with records in flight. (The
+    // rebalance itself waits for A's loop, as the README says: it completes
+    // once A's sink moves, with A's read-ahead still unconfirmed.)
+    poll("B to subscribe", Duration::from_secs(60), || {
+        std::fs::read_to_string(env.path("b.log")).is_ok_and(|l| l.contains("consuming"))
+    });
+    assert_eq!(
+        pipe_fill(fd).0,
+        held,
+        "A's sink is still blocked as B joins"
+    );
+    // Now A's records trickle out (2 KiB every 50 ms, a sink slower than the
+    // source): A stays stuck with records in flight until B is assigned,
+    // then its sink runs at full speed.
     let a_bytes = Arc::new(Mutex::new(head));
+    let fast = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reader = {
-        let a_bytes = a_bytes.clone();
+        let (a_bytes, fast) = (a_bytes.clone(), fast.clone());
         std::thread::spawn(move || {
             loop {
-                let n = a_out.read(&mut buf).unwrap();
+                let slow = !fast.load(std::sync::atomic::Ordering::Relaxed);
+                let want = if slow { 2048 } else { buf.len() };
+                let n = a_out.read(&mut buf[..want]).unwrap();
                 if n == 0 {
                     return;
                 }
                 a_bytes.lock().unwrap().extend_from_slice(&buf[..n]);
+                if slow {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
             }
         })
     };
+    poll("B's assignment", Duration::from_secs(60), || {
+        std::fs::read_to_string(env.path("b.log")).is_ok_and(|l| l.contains("partitions assigned"))
+    });
+    let a_when_b_assigned = line_ids(&a_bytes.lock().unwrap()).len();
+    fast.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        a_when_b_assigned < 2000,
+        "A still had records to deliver when B was assigned"
+    );
     let b_status = wait_with_timeout(&mut b, Duration::from_secs(120));
     let b_log = std::fs::read_to_string(env.path("b.log")).unwrap();
     assert!(b_status.success(), "{b_log}");
-    assert!(b_log.contains("partitions assigned"), "{b_log}");
     // B left; A takes every partition again and reads the rest.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -154,7 +154,8 @@ fn check_keeps_the_config_exit_code_and_needs_something_to_check() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("nothing to check"));
 
-    // An unset secret variable is a config error like any other: 78, with its line.
+    // An unset secret variable is a config error like any other: 78, with the
+    // line that holds the variable (not its table's header).
     let env = Env::new().config(
         "[sinks.bus]\ntype = \"kafka\"\n[sinks.bus.properties]\n\"sasl.password\" = \"${INGEST_TEST_UNSET_SECRET}\"\n",
     );
@@ -162,7 +163,7 @@ fn check_keeps_the_config_exit_code_and_needs_something_to_check() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(78), "{}\n{err}", stdout(&out));
     assert!(
-        err.contains("ingest.toml line 3")
+        err.contains("ingest.toml line 4")
             && err.contains("sasl.password")
             && err.contains("INGEST_TEST_UNSET_SECRET"),
         "{err}"
@@ -231,10 +232,44 @@ fn poll(addr: &str, path: &str, done: impl Fn(u16, &str) -> bool) -> (u16, Strin
     }
 }
 
+/// Any port: the metrics listener binds port 0 and logs the one it got.
+const ANY_PORT: &str = "127.0.0.1:0";
+
+/// Reads `child`'s (piped) stderr up to the line where the metrics listener
+/// says where it serves; that address, and a thread collecting all of stderr
+/// (so the pipe never fills).
+fn metrics_addr(child: &mut std::process::Child) -> (String, std::thread::JoinHandle<String>) {
+    use std::io::BufRead;
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    let addr = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("stderr ended before the metrics listener started:\n{seen}"))
+            .unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("serving /metrics")
+            && let Some(a) = line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("addr="))
+        {
+            break a.to_owned();
+        }
+    };
+    let rest = std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    (addr, rest)
+}
+
 #[test]
 fn metrics_and_healthz_during_a_replay_from_an_open_pipe() {
     let env = Env::new();
-    let addr = free_addr();
     let mut child = env
         .cmd()
         .args([
@@ -245,12 +280,13 @@ fn metrics_and_healthz_during_a_replay_from_an_open_pipe() {
             "--file-path",
             "o.jsonl",
             "--metrics-addr",
-            &addr,
+            ANY_PORT,
         ])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let (addr, err) = metrics_addr(&mut child);
     let mut stdin = child.stdin.take().unwrap();
     for i in 0..25 {
         writeln!(stdin, "{}", tweet(i)).unwrap();
@@ -281,10 +317,10 @@ fn metrics_and_healthz_during_a_replay_from_an_open_pipe() {
     assert_eq!(doc["source"]["state"], "running");
     assert_eq!(doc["sinks"]["file"]["healthy"], true);
     drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let status = wait_with_timeout(&mut child, Duration::from_secs(60));
+    let err = err.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{err}");
     // stderr is not a terminal: no status line, nothing but log lines.
-    let err = stderr(&out);
     assert!(!err.contains('\r') && !err.contains("\x1b[2K"), "{err:?}");
     assert_eq!(env.records("o.jsonl").len(), 25);
 }
@@ -293,7 +329,6 @@ fn metrics_and_healthz_during_a_replay_from_an_open_pipe() {
 #[test]
 fn healthz_turns_503_when_a_sink_confirms_nothing() {
     let env = Env::new();
-    let addr = free_addr();
     let mut child = env
         .cmd()
         .args([
@@ -302,19 +337,20 @@ fn healthz_turns_503_when_a_sink_confirms_nothing() {
             "--sink",
             "kafka",
             "--kafka-brokers",
-            &free_addr(),
+            &free_addr(), // a port nobody listens on: the sink confirms nothing
             "--metrics-addr",
-            &addr,
+            ANY_PORT,
             "--unhealthy-after",
             "2s",
             "--shutdown-timeout",
             "1s",
         ])
-        .env("RUST_LOG", "error")
+        .env("RUST_LOG", "error,ingest::monitor=info")
         .stdin(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let (addr, _err) = metrics_addr(&mut child);
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{}", tweet(1)).unwrap();
     stdin.flush().unwrap();
@@ -434,8 +470,8 @@ fn metrics_count_x_reconnects_by_reason() {
         env.dir.path(),
         "rate = 50.0\nkeepalive_secs = 0.2\n[[rule]]\nvalue = \"cats\"\n[[connection]]\nstatus = 503\n[[connection]]\ntweets = 3\nfault = \"stall\"\n[[connection]]\ntweets = 3\nfault = \"close\"\n",
     );
-    let addr = free_addr();
-    let mut child = capture_with_metrics(&env, &mock, &addr, &[]);
+    let mut child = capture_with_metrics(&env, &mock, &[]);
+    let (addr, _err) = metrics_addr(&mut child);
     let (_, text) = poll(&addr, "/metrics", |_, b| {
         b.contains(r#"ingest_source_connections_total{source="twitter"} 4"#)
     });
@@ -466,8 +502,8 @@ fn healthz_turns_503_while_x_refuses_connections_and_recovers() {
         env.dir.path(),
         &format!("rate = 50.0\nkeepalive_secs = 0.2\n[[rule]]\nvalue = \"cats\"\n{refusals}"),
     );
-    let addr = free_addr();
-    let mut child = capture_with_metrics(&env, &mock, &addr, &["--unhealthy-after", "1500ms"]);
+    let mut child = capture_with_metrics(&env, &mock, &["--unhealthy-after", "1500ms"]);
+    let (addr, _err) = metrics_addr(&mut child);
     let (status, body) = poll(&addr, "/healthz", |s, _| s == 503);
     assert_eq!(status, 503, "{body}");
     let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -489,7 +525,6 @@ fn telegram_polling_errors_count_as_reconnects() {
         env.dir.path(),
         "updates = 5\nevery_type = false\n[[call]]\nstatus = 500\n[[call]]\nstatus = 429\nretry_after = 1\n",
     );
-    let addr = free_addr();
     let mut child = env
         .cmd()
         .args([
@@ -503,11 +538,12 @@ fn telegram_polling_errors_count_as_reconnects() {
             "--file-path",
             "t.jsonl",
             "--metrics-addr",
-            &addr,
+            ANY_PORT,
         ])
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let (addr, _err) = metrics_addr(&mut child);
     let (_, text) = poll(&addr, "/metrics", |_, b| {
         b.contains(r#"ingest_sink_delivered_total{sink="file",type="file"} 5"#)
     });
@@ -524,13 +560,8 @@ fn telegram_polling_errors_count_as_reconnects() {
     assert_eq!(status.code(), Some(0));
 }
 
-/// `ingest twitter` against the mock X API into a file, serving metrics on `addr`.
-fn capture_with_metrics(
-    env: &Env,
-    mock: &MockProcess,
-    addr: &str,
-    extra: &[&str],
-) -> std::process::Child {
+/// `ingest twitter` against the mock X API into a file, serving metrics on a port of its choosing.
+fn capture_with_metrics(env: &Env, mock: &MockProcess, extra: &[&str]) -> std::process::Child {
     env.cmd()
         .args([
             "twitter",
@@ -547,9 +578,9 @@ fn capture_with_metrics(
             "--duration",
             "60s",
         ])
-        .args(["--metrics-addr", addr])
+        .args(["--metrics-addr", ANY_PORT])
         .args(extra)
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap()
 }

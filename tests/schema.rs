@@ -160,27 +160,26 @@ fn signature(secret: &str, body: &[u8]) -> String {
 #[test]
 fn x_webhook_records_validate() {
     let env = Env::new().with("TWITTER_CONSUMER_SECRET", "s3cret");
-    let addr = free_addr();
+    // Port 0: the webhook logs the port it bound.
     let mut child = env
         .cmd()
-        .args(["twitter-webhook", "--listen", &addr, "--summary"])
+        .args(["twitter-webhook", "--listen", "127.0.0.1:0", "--summary"])
         .args(["--sink", "file", "--file-path", "o.jsonl"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let payload = r#"{"for_user_id":"2244994945","tweet_create_events":[{"created_at":"Wed Oct 10 20:19:24 +0000 2018","id_str":"1050118621198921728","text":"hi","user":{"id_str":"6253282","name":"Twitter API","screen_name":"TwitterAPI"},"lang":"en"}],"favorite_events":[{"id":"a7ba59eab0bfcba386f7acedac279542","created_at":"Mon Mar 26 16:33:26 +0000 2018","timestamp_ms":1522082006140,"favorited_status":{"id_str":"1","text":"x","user":{"id_str":"2"}},"user":{"id_str":"3","name":"U","screen_name":"u"}}]}"#;
     let sig = signature("s3cret", payload.as_bytes());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        if std::net::TcpStream::connect(&addr).is_ok() {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the webhook did not listen"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let listening = wait_for(&mut lines, "webhook listening");
+    let addr = listening
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
+        .expect("the bound address")
+        .to_owned();
+    let rest =
+        std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>().join("\n"));
     let (status, body) = http(
         &addr,
         "POST",
@@ -190,8 +189,9 @@ fn x_webhook_records_validate() {
     );
     assert_eq!(status, 200, "{body}");
     signal(&child, libc::SIGTERM);
-    let (status, err) = finish(&mut child, std::time::Duration::from_secs(60));
-    assert!(status.success(), "{err}");
+    let status = wait_with_timeout(&mut child, std::time::Duration::from_secs(60));
+    let err = rest.join().unwrap();
+    assert!(status.success(), "{listening}{err}");
     let records = env.records("o.jsonl");
     assert!(records.len() >= 2, "{records:?}");
     all_valid("twitter-webhook", &records);

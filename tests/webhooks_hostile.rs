@@ -60,6 +60,12 @@ impl Running {
         self.log.lock().unwrap().clone()
     }
 
+    /// The address the webhook bound (it was given port 0 and logs the one
+    /// the system chose: no port is picked, released and reused).
+    fn addr(&self) -> String {
+        bound_addr(&self.log())
+    }
+
     /// Polls the log for `needle` until `limit`.
     fn wait_log(&self, needle: &str, limit: Duration) -> bool {
         let start = Instant::now();
@@ -92,6 +98,18 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Any port: the webhook binds port 0 and logs the one it got.
+const ANY_PORT: &str = "127.0.0.1:0";
+
+/// The `addr=` of the "webhook listening" line in a log.
+fn bound_addr(log: &str) -> String {
+    log.lines()
+        .find(|l| l.contains("webhook listening"))
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
+        .unwrap_or_else(|| panic!("no bound address in the log:\n{log}"))
+        .to_owned()
 }
 
 fn telegram_cmd(env: &Env, addr: &str, sink: &[&str]) -> Command {
@@ -235,8 +253,8 @@ fn unfinished_chunked_body(addr: &str, path: &str) -> TcpStream {
 #[test]
 fn x_crc_refuses_tokens_not_shaped_like_x_so_a_forged_post_is_not_recorded() {
     let env = Env::new();
-    let addr = free_addr();
-    let x = Running::start(x_cmd(&env, &addr));
+    let x = Running::start(x_cmd(&env, ANY_PORT));
+    let addr = x.addr();
     // The attack: have the CRC endpoint sign a JSON body, then POST that body with it.
     let forged = r#"{"for_user_id":"1","tweet_create_events":[{"id_str":"666","text":"forged","user":{"id_str":"1","name":"Victim","screen_name":"victim"}}]}"#;
     let (status, body) = crc(&addr, forged);
@@ -274,14 +292,80 @@ fn x_crc_refuses_tokens_not_shaped_like_x_so_a_forged_post_is_not_recorded() {
     assert_eq!(summary_in(&log).unwrap()["source"]["records"], 0);
 }
 
+/// A CRC GET from the loopback address `from` (127.0.0.0/8 is all loopback on
+/// Linux): a second client as the webhook sees it.
+fn crc_from(from: std::net::Ipv4Addr, addr: &str, token: &str) -> u16 {
+    use std::os::fd::FromRawFd;
+    let to: std::net::SocketAddrV4 = addr.parse().unwrap();
+    let sockaddr = |a: std::net::SocketAddrV4| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: a fresh socket, bound and connected with valid sockaddr_in
+    // values, then owned by the TcpStream.
+    let mut s = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let local = sockaddr(std::net::SocketAddrV4::new(from, 0));
+        assert_eq!(libc::bind(fd, (&raw const local).cast(), len), 0);
+        let remote = sockaddr(to);
+        assert_eq!(libc::connect(fd, (&raw const remote).cast(), len), 0);
+        TcpStream::from_raw_fd(fd)
+    };
+    write!(
+        s,
+        "GET {X_PATH}?crc_token={token} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    resp.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Ten CRC answers a minute per client, refilled evenly (one every 6 s): a
+/// client past its ten is refused while another client is still answered,
+/// and the first is answered again once its bucket refilled.
 #[test]
 fn x_crc_is_rate_limited_per_client() {
     let env = Env::new();
-    let addr = free_addr();
-    let x = Running::start(x_cmd(&env, &addr));
-    let answers: Vec<u16> = (0..12).map(|_| crc(&addr, "crc-token-123").0).collect();
+    let x = Running::start(x_cmd(&env, ANY_PORT));
+    let addr = x.addr();
+    let a = std::net::Ipv4Addr::new(127, 0, 0, 1);
+    let b = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let answers: Vec<u16> = (0..12)
+        .map(|_| crc_from(a, &addr, "crc-token-123"))
+        .collect();
     assert_eq!(answers[..10], [200; 10], "{answers:?}");
     assert_eq!(answers[10..], [429, 429], "{answers:?}");
+    // Another client has a bucket of its own.
+    let answers: Vec<u16> = (0..11)
+        .map(|_| crc_from(b, &addr, "crc-token-123"))
+        .collect();
+    assert_eq!(answers[..10], [200; 10], "client b: {answers:?}");
+    assert_eq!(answers[10], 429, "client b: {answers:?}");
+    // The first client's bucket refills: answered again within the minute,
+    // one token at a time.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while crc_from(a, &addr, "crc-token-123") != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "client a was never answered again"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        crc_from(a, &addr, "crc-token-123"),
+        429,
+        "one token came back, not the whole bucket"
+    );
     let (status, log) = x.stop();
     assert_eq!(status.code(), Some(0), "{log}");
 }
@@ -289,8 +373,8 @@ fn x_crc_is_rate_limited_per_client() {
 #[test]
 fn x_webhook_records_a_replayed_signed_body_once() {
     let env = Env::new();
-    let addr = free_addr();
-    let x = Running::start(x_cmd(&env, &addr));
+    let x = Running::start(x_cmd(&env, ANY_PORT));
+    let addr = x.addr();
     let payload = r#"{"for_user_id":"2244994945","tweet_create_events":[{"created_at":"Wed Oct 10 20:19:24 +0000 2018","id_str":"1050118621198921728","text":"once","user":{"id_str":"6253282","name":"Twitter API","screen_name":"TwitterAPI"},"lang":"en"}]}"#;
     let sig = python_signature(payload.as_bytes());
     for attempt in 0..3 {
@@ -319,14 +403,14 @@ fn x_webhook_records_a_replayed_signed_body_once() {
 fn sigterm_stops_a_webhook_held_by_an_unfinished_chunked_body() {
     for x in [false, true] {
         let env = Env::new();
-        let addr = free_addr();
         let mut cmd = if x {
-            x_cmd(&env, &addr)
+            x_cmd(&env, ANY_PORT)
         } else {
-            telegram_cmd(&env, &addr, &FILE_SINK)
+            telegram_cmd(&env, ANY_PORT, &FILE_SINK)
         };
         cmd.args(["--shutdown-timeout", "1s"]);
         let running = Running::start(cmd);
+        let addr = running.addr();
         let _held = unfinished_chunked_body(&addr, if x { X_PATH } else { "/telegram" });
         // The body's read timeout (30 s by default) is far above this bound:
         // only the shutdown timeout can end the wait in time.
@@ -341,8 +425,8 @@ fn slow_headers_and_slow_bodies_are_cut_by_their_read_timeouts() {
     let env = Env::new().config(
         "[webhook]\nheader_read_timeout = \"1s\"\nbody_read_timeout = \"1s\"\nmax_connections = 64\n",
     );
-    let addr = free_addr();
-    let tg = Running::start(telegram_cmd(&env, &addr, &FILE_SINK));
+    let tg = Running::start(telegram_cmd(&env, ANY_PORT, &FILE_SINK));
+    let addr = tg.addr();
     let mut slow_header = TcpStream::connect(&addr).unwrap();
     slow_header
         .write_all(b"POST /telegram HTTP/1.1\r\nHost: x\r\n")
@@ -378,8 +462,8 @@ fn the_connection_cap_sheds_idle_connections_and_a_valid_post_still_gets_through
     let env = Env::new().config(&format!(
         "[webhook]\nmax_connections = {CAP}\nheader_read_timeout = \"60s\"\n"
     ));
-    let addr = free_addr();
-    let tg = Running::start(telegram_cmd(&env, &addr, &FILE_SINK));
+    let tg = Running::start(telegram_cmd(&env, ANY_PORT, &FILE_SINK));
+    let addr = tg.addr();
     let mut half_open: Vec<TcpStream> = (0..OPEN)
         .map(|_| {
             let mut s = TcpStream::connect(&addr).unwrap();
@@ -426,10 +510,10 @@ fn telegram_redeliveries_in_flight_and_after_a_late_write_are_recorded_once() {
     // The stdout sink writes into a pipe nobody reads yet: a sink that stays
     // busy until the test starts reading, so the ack comes after the 503.
     let env = Env::new().config("[telegram]\nack_timeout = \"1s\"\n");
-    let addr = free_addr();
-    let mut cmd = telegram_cmd(&env, &addr, &["--sink", "stdout"]);
+    let mut cmd = telegram_cmd(&env, ANY_PORT, &["--sink", "stdout"]);
     cmd.stdout(Stdio::piped());
     let mut tg = Running::start(cmd);
+    let addr = tg.addr();
     let stdout = tg.child.stdout.take().unwrap();
     let big = "x".repeat(300_000);
     let update = format!(
@@ -473,8 +557,8 @@ fn telegram_redeliveries_in_flight_and_after_a_late_write_are_recorded_once() {
 #[test]
 fn telegram_answers_200_to_updates_it_dead_lettered() {
     let env = Env::new();
-    let addr = free_addr();
-    let tg = Running::start(telegram_cmd(&env, &addr, &FILE_SINK));
+    let tg = Running::start(telegram_cmd(&env, ANY_PORT, &FILE_SINK));
+    let addr = tg.addr();
     let (status, body) = post_update(&addr, "{not json");
     assert_eq!(status, 200, "{body}");
     let unusable = r#"{"update_id":31,"message":"not an object"}"#;
@@ -494,10 +578,11 @@ fn telegram_answers_200_to_updates_it_dead_lettered() {
 #[test]
 fn telegram_secret_token_from_the_environment_is_trimmed() {
     let env = Env::new().with("TELEGRAM_SECRET_TOKEN", &format!("{SECRET}\n"));
-    let addr = free_addr();
     let mut cmd = env.cmd();
-    cmd.args(["telegram", "--webhook", &addr]).args(FILE_SINK);
+    cmd.args(["telegram", "--webhook", ANY_PORT])
+        .args(FILE_SINK);
     let tg = Running::start(cmd);
+    let addr = tg.addr();
     let update = r#"{"update_id":3,"message":{"message_id":3,"date":1795000000,"chat":{"id":1,"type":"private"},"text":"trimmed"}}"#;
     let (status, body) = post_update(&addr, update);
     assert_eq!(status, 200, "{body}");
@@ -519,10 +604,9 @@ fn zero_webhook_limits_are_config_errors_with_file_and_line() {
         ),
     ] {
         let env = Env::new().config(&format!("# limits\n{text}"));
-        let addr = free_addr();
         let out = env
             .cmd()
-            .args(["telegram", "--webhook", &addr, "--secret-token", SECRET])
+            .args(["telegram", "--webhook", ANY_PORT, "--secret-token", SECRET])
             .args(FILE_SINK)
             .args(["--duration", "2s"])
             .output()
@@ -541,10 +625,9 @@ fn sigterm_stops_a_webhook_whose_log_reader_went_away() {
     // A supervisor's log pipe can die before the service: logging then fails,
     // and the signal must still stop the run.
     let env = Env::new();
-    let addr = free_addr();
     let mut child = env
         .cmd()
-        .args(["telegram", "--webhook", &addr, "--secret-token", SECRET])
+        .args(["telegram", "--webhook", ANY_PORT, "--secret-token", SECRET])
         .args(FILE_SINK)
         .stderr(Stdio::piped())
         .spawn()

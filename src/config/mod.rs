@@ -503,8 +503,9 @@ mod tests {
         let err = Settings::resolve(&args, &loaded).unwrap_err();
         assert!(matches!(err, ResolveError::Config(_)), "{err}");
         let text = err.to_string();
+        // The line holding the variable, not its table's header (line 3).
         assert!(
-            text.contains("line 3")
+            text.contains("line 4")
                 && text.contains("sasl.password")
                 && text.contains("INGEST_TEST_SURELY_UNSET_VAR"),
             "{text}"

@@ -21,13 +21,14 @@ pub fn set_properties(
     Ok(())
 }
 
-/// Every `${VAR}` of `[…properties]` is set: else (`properties`, which key
-/// needs which variable), so a config error points at the table's line.
+/// Every `${VAR}` of `[…properties]` is set: else (`properties.KEY`, which
+/// key needs which variable), so a config error points at the line holding
+/// the variable.
 pub fn check_property_vars(properties: &BTreeMap<String, String>) -> Result<(), (String, String)> {
     for (key, value) in properties {
         expand_env(value).map_err(|var| {
             (
-                "properties".to_owned(),
+                format!("properties.{key}"),
                 format!("`{key}` needs the environment variable `{var}`, which is not set"),
             )
         })?;

@@ -174,11 +174,6 @@ impl SourceOutput {
         &self.counters
     }
 
-    /// The raw sender, for a source not yet moved onto this handle (Kafka).
-    pub fn into_sender(self) -> mpsc::Sender<SourceBatch> {
-        self.tx
-    }
-
     /// Sends records that need no ack (counted as produced); false once the
     /// pipeline is gone. An empty batch is not sent.
     pub async fn send(&self, records: Vec<Arc<Record>>) -> bool {

@@ -6,45 +6,50 @@
 use std::sync::Arc;
 
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use tracing::{error, warn};
 
 use super::offsets::{Entry, TopicNames, Tp};
 use crate::record::{Normalized, Record, rfc3339, transliterate};
-use crate::sources::{InputPlatform, SourceContext, SourceCounters};
+use crate::sources::output::{Origin, Tracked};
+use crate::sources::{InputPlatform, SourceContext, SourceCounters, SourceOutput};
+use crate::state::StateError;
 
 /// The most of a dead message's value kept in the dead-letter file.
 const DEAD_LETTER_KEEP: usize = 1 << 20;
 
-/// Decodes one message into `records` or the dead-letter file; returns its
-/// coordinates and whether it became a record.
+/// What a dead letter from this source says it came from.
+const ORIGIN: Origin = Origin {
+    label: "kafka",
+    item: "message",
+};
+
+/// Decodes one message into the batch (at `position`, as a record or as an
+/// item that made none) or the dead-letter file; returns its coordinates. A
+/// dead letter that cannot be written is an error, and the message is not
+/// in the batch: its offset is never confirmed.
 pub(super) fn read_message(
     m: &BorrowedMessage<'_>,
     platform: InputPlatform,
     ctx: &SourceContext,
+    out: &SourceOutput,
     topics: &mut TopicNames,
-    records: &mut Vec<Arc<Record>>,
-) -> Entry {
+    (batch, position): (&mut Tracked, u64),
+) -> Result<Entry, StateError> {
     let tp: Tp = (topics.get(m.topic()), m.partition());
     let offset = m.offset();
     let value = m.payload().unwrap_or_default();
-    let is_record = match decode(value, platform, ctx) {
+    let record = match decode(value, platform, ctx) {
         Ok(Some(mut r)) => {
             add_header_tags(m, &mut r);
-            SourceCounters::add(&ctx.counters.records, 1);
-            records.push(Arc::new(r));
-            true
+            Some(Arc::new(r))
         }
-        Ok(None) => false,
+        Ok(None) => None,
         Err(why) => {
-            dead_letter(m, &tp, offset, &why, ctx);
-            false
+            dead_letter(m, &tp, offset, &why, out)?;
+            None
         }
     };
-    Entry {
-        tp,
-        offset,
-        is_record,
-    }
+    batch.push(position, record);
+    Ok(Entry { tp, offset })
 }
 
 /// Rule tags a producer put in headers join the record's tags.
@@ -62,9 +67,15 @@ fn add_header_tags(m: &BorrowedMessage<'_>, r: &mut Record) {
     }
 }
 
-/// An unusable message goes to the dead-letter file with its coordinates.
-fn dead_letter(m: &BorrowedMessage<'_>, tp: &Tp, offset: i64, why: &str, ctx: &SourceContext) {
-    SourceCounters::add(&ctx.counters.malformed, 1);
+/// An unusable message goes to the dead-letter file with its coordinates,
+/// through the one handle every source dead-letters with.
+fn dead_letter(
+    m: &BorrowedMessage<'_>,
+    tp: &Tp,
+    offset: i64,
+    why: &str,
+    out: &SourceOutput,
+) -> Result<(), StateError> {
     let value = m.payload().unwrap_or_default();
     let key = m
         .key()
@@ -80,14 +91,8 @@ fn dead_letter(m: &BorrowedMessage<'_>, tp: &Tp, offset: i64, why: &str, ctx: &S
             format!(" key {key}")
         }
     );
-    warn!(topic = %tp.0, partition = tp.1, offset, "unusable message dead-lettered: {why}");
     let keep = value.len().min(DEAD_LETTER_KEEP);
-    if let Err(e) = ctx
-        .dead_letters
-        .source_input("kafka", &reason, &value[..keep], value.len())
-    {
-        error!(error = %e, "cannot write the dead-letter file");
-    }
+    out.dead_letter(ORIGIN, &reason, &value[..keep], value.len())
 }
 
 /// Turns one message value into a record (or says why not).

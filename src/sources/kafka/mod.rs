@@ -4,9 +4,18 @@
 //! Each message's value is an `ingest` record (what the Kafka sink writes with
 //! `format = "record"`), else a raw X stream line or Telegram update,
 //! normalized as `replay` does; anything else goes to the dead-letter file with
-//! its topic, partition and offset. Auto-commit is off: the source sends a
-//! batch with an ack, and commits the next offset of each partition once its
-//! records are confirmed (delivered or dead-lettered). Before partitions are
+//! its topic, partition and offset, through [`SourceOutput`] like every other
+//! source. A dead letter that cannot be written ends the run with an error
+//! and that message's offset is never committed: the next run reads it again.
+//! Auto-commit is off: the source sends a batch with an ack (a [`Tracked`]
+//! batch whose positions are the indexes of its messages), and commits the
+//! next offset of each partition once its records are confirmed (delivered or
+//! dead-lettered).
+//!
+//! With `--until-idle`, a subscribed topic the brokers do not have (or
+//! refuse) ends the run with an error naming it, and a member the group gives
+//! no partition stops after the idle time; without it, the consumer waits for
+//! a missing topic, warning every minute. Before partitions are
 //! revoked in a rebalance, what is confirmed for them is committed; on stop,
 //! every pending ack is awaited and the last offsets committed. A crash
 //! replays at most the unconfirmed tail (at-least-once; record ids make
@@ -57,6 +66,9 @@ pub use config::{
 };
 #[cfg(feature = "kafka")]
 pub use run::KafkaSource;
+
+#[cfg(doc)]
+use crate::sources::{SourceOutput, Tracked};
 
 /// What `ingest kafka` and `check --source kafka` say in a build without the
 /// `kafka` cargo feature.

@@ -7,7 +7,7 @@
 //! Invariants:
 //! - an offset is confirmed only when every message before it in its
 //!   partition was handled: a record the sinks confirmed, or a message that
-//!   was dead-lettered or was a control message;
+//!   was written to the dead-letter file or was a control message;
 //! - once a batch is not wholly confirmed, nothing after it ever is (a later
 //!   offset would commit past records that were not delivered);
 //! - a partition that is not assigned is never confirmed nor committed.
@@ -40,8 +40,6 @@ impl TopicNames {
 pub(super) struct Entry {
     pub tp: Tp,
     pub offset: i64,
-    /// The message became a record (only records are counted by an ack).
-    pub is_record: bool,
 }
 
 #[derive(Debug, Default)]
@@ -115,25 +113,21 @@ impl Offsets {
             .all(|(p, n)| self.eof.get(p).is_some_and(|seen| seen >= n))
     }
 
-    /// Takes a batch's ack: its messages are confirmed up to the `accepted`-th
-    /// record (messages that are not records — dead-lettered, control — count
-    /// as handled). Once a batch is not wholly confirmed (a record limit cut
-    /// it, the pipeline stopped, records were lost), nothing after it is: a
-    /// later offset on the same partition would commit past the records that
-    /// were not delivered.
-    pub fn confirm(&mut self, entries: &[Entry], accepted: usize) {
+    /// Takes a batch's ack: its first `handled` messages, in the order read,
+    /// are confirmed (records the sinks confirmed, and the messages around
+    /// them that were dead-lettered or were control messages); what the
+    /// output handle translated from the pipeline's ack. Once a batch is not
+    /// wholly confirmed (a record limit cut it, the pipeline stopped, records
+    /// were lost), nothing after it is: a later offset on the same partition
+    /// would commit past the records that were not delivered.
+    pub fn confirm(&mut self, entries: &[Entry], handled: usize) {
         if self.stopped {
             return;
         }
-        let mut taken = 0usize;
-        for e in entries {
-            if e.is_record {
-                if taken >= accepted {
-                    self.stopped = true;
-                    return;
-                }
-                taken += 1;
-            }
+        if handled < entries.len() {
+            self.stopped = true;
+        }
+        for e in &entries[..handled.min(entries.len())] {
             // A partition revoked meanwhile is another consumer's now.
             if self.assigned.contains(&e.tp) {
                 match self.confirmed.get_mut(&e.tp) {
@@ -176,18 +170,7 @@ mod tests {
     }
 
     fn rec(p: i32, offset: i64) -> Entry {
-        Entry {
-            tp: tp(p),
-            offset,
-            is_record: true,
-        }
-    }
-
-    fn dead(p: i32, offset: i64) -> Entry {
-        Entry {
-            is_record: false,
-            ..rec(p, offset)
-        }
+        Entry { tp: tp(p), offset }
     }
 
     fn assigned(ps: &[i32]) -> Offsets {
@@ -220,28 +203,15 @@ mod tests {
     }
 
     #[test]
-    fn dead_letters_and_control_messages_count_as_handled() {
-        let mut s = assigned(&[0]);
-        s.confirm(&[dead(0, 7), rec(0, 8), dead(0, 9)], 1);
-        assert_eq!(s.to_commit(None), vec![(tp(0), 10)]);
-        // A batch of nothing but dead letters has no ack and is still handled.
-        s.confirm(&[dead(0, 10)], 0);
-        assert_eq!(s.to_commit(None), vec![(tp(0), 11)]);
-    }
-
-    #[test]
     fn nothing_is_confirmed_past_a_batch_that_was_not_wholly_confirmed() {
         let mut s = assigned(&[0]);
-        // Records at offsets 1-4; a record limit let 2 of them in.
+        // Messages at offsets 1-4; a record limit let 2 of them in.
         let batch: Vec<Entry> = (1..=4).map(|o| rec(0, o)).collect();
         s.confirm(&batch, 2);
         assert_eq!(s.to_commit(None), vec![(tp(0), 3)], "1 and 2 delivered");
-        // A later batch that holds only a dead-lettered message at offset 5.
-        s.confirm(&[dead(0, 5)], 0);
+        // A later batch, wholly confirmed, does not move past 3 and 4.
+        s.confirm(&[rec(0, 5)], 1);
         assert_eq!(s.to_commit(None), vec![(tp(0), 3)], "3 and 4 never were");
-        // Nor a wholly confirmed one.
-        s.confirm(&[rec(0, 6)], 1);
-        assert_eq!(s.to_commit(None), vec![(tp(0), 3)]);
     }
 
     #[test]

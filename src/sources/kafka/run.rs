@@ -11,7 +11,7 @@ use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -21,13 +21,20 @@ use super::KafkaSourceSettings;
 use super::decode::read_message;
 use super::offsets::{Entry, Offsets, TopicNames, Tp};
 use super::rebalance::{ConsumerCtx, RebalanceSignal, apply, drops_all, partitions};
-use crate::pipeline::{Ack, Outcome, SourceBatch};
-use crate::record::Record;
-use crate::sources::{Source, SourceContext, SourceCounters, SourceError};
+use crate::pipeline::Outcome;
+use crate::sources::output::{PendingAck, Tracked};
+use crate::sources::{Source, SourceContext, SourceCounters, SourceError, SourceOutput};
 
 /// How long a partial batch waits for more messages; also how often
 /// `--until-idle` looks at the clock (not once per message).
 const LINGER: Duration = Duration::from_millis(100);
+
+/// How often a consumer without partitions looks for missing topics again
+/// (and warns) when it runs without `--until-idle`.
+const TOPIC_CHECK_EVERY: Duration = Duration::from_secs(60);
+
+/// How long the brokers get to answer a metadata request.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
 type KafkaConsumer = StreamConsumer<ConsumerCtx>;
 
@@ -36,18 +43,19 @@ pub struct KafkaSource {
     pub settings: KafkaSourceSettings,
 }
 
-/// One batch handed to the pipeline: its messages in the order read, and
-/// the ack (none when the batch held no record, or the pipeline stopped).
+/// One batch handed to the pipeline: its messages in the order read (a
+/// message's position in the [`Tracked`] batch is its index here), and the
+/// ack (none when the pipeline stopped).
 struct InFlight {
     entries: Vec<Entry>,
-    ack: Option<oneshot::Receiver<Ack>>,
+    ack: Option<PendingAck>,
 }
 
-/// What the acker tells the loop: a batch's messages and how many of its
-/// records the pipeline confirmed.
+/// What the acker tells the loop: a batch's messages and how many of them,
+/// in the order read, are handled (confirmed by every sink, or no record).
 struct Confirmed {
     entries: Vec<Entry>,
-    accepted: usize,
+    handled: usize,
 }
 
 /// What woke the loop.
@@ -69,8 +77,6 @@ impl Source for KafkaSource {
         out: crate::sources::SourceOutput,
         shutdown: CancellationToken,
     ) -> Result<(), SourceError> {
-        // The Kafka source keeps its own offset bookkeeping (offsets.rs) over the raw channel.
-        let out = out.into_sender();
         let s = self.settings;
         let (signal_tx, signals) = mpsc::unbounded_channel();
         let consumer: Arc<KafkaConsumer> = Arc::new(
@@ -91,9 +97,12 @@ impl Source for KafkaSource {
         let (inflight_tx, inflight_rx) = mpsc::unbounded_channel();
         let (confirmed_tx, confirmed) = mpsc::unbounded_channel();
         let acker = tokio::spawn(await_acks(inflight_rx, confirmed_tx));
+        let now = Instant::now();
         let mut reader = Reader {
-            records: Vec::with_capacity(s.batch_max_messages),
+            batch: Tracked::starting_at(0),
             entries: Vec::with_capacity(s.batch_max_messages),
+            unassigned_since: None,
+            next_topic_check: now,
             settings: s,
             ctx,
             consumer,
@@ -102,7 +111,7 @@ impl Source for KafkaSource {
             signals,
             confirmed,
             inflight: inflight_tx,
-            out,
+            out: Some(out),
         };
         let result = reader.read(&shutdown).await;
         reader.finish(acker).await;
@@ -117,27 +126,22 @@ async fn await_acks(
     confirmed: mpsc::UnboundedSender<Confirmed>,
 ) {
     while let Some(batch) = inflight.recv().await {
-        let accepted = match batch.ack {
+        let handled = match batch.ack {
             None => 0,
-            Some(rx) => match rx.await {
-                Ok(Ack {
-                    accepted,
-                    outcome: Outcome::Delivered | Outcome::DeadLettered,
-                }) => accepted,
-                Ok(Ack {
-                    outcome: Outcome::Lost,
-                    ..
-                }) => {
+            Some(pending) => match pending.confirmed().await {
+                Some(c) if c.outcome == Outcome::Lost => {
                     error!(
                         "records were lost (the dead-letter file cannot be written): offsets are no longer committed, a rerun reads them again"
                     );
                     0
                 }
-                Err(_) => 0, // the pipeline stopped before confirming
+                // Positions are indexes into the batch's entries.
+                Some(c) => c.upto as usize,
+                None => 0, // the pipeline stopped before confirming
             },
         };
         let entries = batch.entries;
-        if confirmed.send(Confirmed { entries, accepted }).is_err() {
+        if confirmed.send(Confirmed { entries, handled }).is_err() {
             return;
         }
     }
@@ -153,10 +157,16 @@ struct Reader {
     signals: mpsc::UnboundedReceiver<RebalanceSignal>,
     confirmed: mpsc::UnboundedReceiver<Confirmed>,
     inflight: mpsc::UnboundedSender<InFlight>,
-    out: mpsc::Sender<SourceBatch>,
-    /// The batch being filled: its records, and every message read for it.
-    records: Vec<Arc<Record>>,
+    /// The pipeline's input; `None` once the run is finishing.
+    out: Option<SourceOutput>,
+    /// The batch being filled: its records at the index of their message,
+    /// and every message read for it.
+    batch: Tracked,
     entries: Vec<Entry>,
+    /// The group answered and left this member without partitions, since then.
+    unassigned_since: Option<Instant>,
+    /// When a consumer without partitions next asks the brokers about its topics.
+    next_topic_check: Instant,
 }
 
 impl Reader {
@@ -199,6 +209,9 @@ impl Reader {
                         info!("every assigned partition reached its end (--until-idle)");
                         return Ok(());
                     }
+                    if self.offsets.assigned() == 0 && self.without_partitions().await? {
+                        return Ok(());
+                    }
                     false
                 }
                 Event::Message(m) => {
@@ -230,13 +243,18 @@ impl Reader {
         match m {
             Ok(m) => {
                 self.offsets.message_on(m.partition());
+                let Some(out) = &self.out else {
+                    return Ok(true);
+                };
+                let position = self.entries.len() as u64;
                 let entry = read_message(
                     &m,
                     self.settings.platform,
                     &self.ctx,
+                    out,
                     &mut self.topics,
-                    &mut self.records,
-                );
+                    (&mut self.batch, position),
+                )?;
                 self.entries.push(entry);
                 Ok(self.entries.len() >= self.settings.batch_max_messages)
             }
@@ -266,26 +284,103 @@ impl Reader {
         if self.entries.is_empty() {
             return true;
         }
-        let records = std::mem::take(&mut self.records);
-        let entries = std::mem::take(&mut self.entries);
-        let mut running = true;
-        let ack = if records.is_empty() {
-            None
-        } else {
-            let (batch, ack) = SourceBatch::with_ack(records);
-            running = self.out.send(batch).await.is_ok();
-            running.then_some(ack)
+        let Some(out) = &self.out else {
+            return false;
         };
+        let batch = std::mem::replace(&mut self.batch, Tracked::starting_at(0));
+        let entries = std::mem::take(&mut self.entries);
+        let ack = out.send_tracked(batch, false).await;
+        let running = ack.is_some();
         let _ = self.inflight.send(InFlight { entries, ack });
         running
     }
 
+    /// A tick with no partition assigned. A subscribed topic that the brokers
+    /// do not know (or refuse) ends an `--until-idle` run with an error naming
+    /// it; without `--until-idle` the consumer waits for it, warning every
+    /// minute. A member the group answered with no partition (more members
+    /// than partitions) ends an `--until-idle` run after the idle time: there
+    /// is nothing for it to drain. `Ok(true)`: stop.
+    async fn without_partitions(&mut self) -> Result<bool, SourceError> {
+        let now = Instant::now();
+        let until_idle = self.settings.until_idle;
+        if now >= self.next_topic_check {
+            self.next_topic_check = now
+                + if until_idle {
+                    self.settings.idle.max(Duration::from_secs(1))
+                } else {
+                    TOPIC_CHECK_EVERY
+                };
+            let missing = self.missing_topics().await;
+            if !missing.is_empty() {
+                let what = format!(
+                    "the Kafka brokers {} have no topic {}",
+                    self.settings.brokers,
+                    missing.join(", ")
+                );
+                if until_idle {
+                    return Err(SourceError::Kafka(format!(
+                        "{what}: nothing to drain (--until-idle); check the topic name"
+                    )));
+                }
+                warn!("{what}: waiting for it (checked again in a minute)");
+                return Ok(false);
+            }
+        }
+        if until_idle
+            && self.entries.is_empty()
+            && self
+                .unassigned_since
+                .is_some_and(|since| since.elapsed() >= self.settings.idle)
+        {
+            info!(
+                group = %self.settings.group,
+                "the group gave this member no partition (its other members hold them all): nothing to drain (--until-idle)"
+            );
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The subscribed topics the brokers do not have (or refuse), each with
+    /// the brokers' reason; empty when all exist or the brokers do not answer
+    /// (then librdkafka's own errors say why). Patterns (`^…`) are not checked.
+    async fn missing_topics(&self) -> Vec<String> {
+        let consumer = self.consumer.clone();
+        let wanted: Vec<String> = self
+            .settings
+            .topics
+            .iter()
+            .filter(|t| !t.starts_with('^'))
+            .cloned()
+            .collect();
+        let answer = tokio::task::spawn_blocking(move || {
+            let metadata = match consumer.fetch_metadata(None, METADATA_TIMEOUT) {
+                Ok(m) => m,
+                Err(e) => {
+                    debug!(error = %e, "no metadata from the brokers");
+                    return Vec::new();
+                }
+            };
+            wanted
+                .into_iter()
+                .filter_map(|t| match metadata.topics().iter().find(|m| m.name() == t) {
+                    None => Some(t),
+                    Some(m) => m
+                        .error()
+                        .map(|e| format!("{t} ({})", rdkafka::error::RDKafkaErrorCode::from(e))),
+                })
+                .collect()
+        });
+        answer.await.unwrap_or_default()
+    }
+
     /// A batch's ack came back: confirm its offsets and commit them.
     fn on_confirmed(&mut self, c: Confirmed) {
-        self.offsets.confirm(&c.entries, c.accepted);
+        self.offsets.confirm(&c.entries, c.handled);
         let ready = self.offsets.to_commit(None);
         debug!(
-            accepted = c.accepted,
+            handled = c.handled,
             assigned = self.offsets.assigned(),
             to_commit = ready.len(),
             "batch confirmed"
@@ -302,7 +397,7 @@ impl Reader {
     /// Acks already back are applied without waiting for the loop's turn.
     fn take_confirmations(&mut self) {
         while let Ok(c) = self.confirmed.try_recv() {
-            self.offsets.confirm(&c.entries, c.accepted);
+            self.offsets.confirm(&c.entries, c.handled);
         }
     }
 
@@ -338,6 +433,9 @@ impl Reader {
             }
         }
         apply(&*self.consumer, &signal);
+        if let RebalanceSignal::Assign(_) = signal {
+            self.unassigned_since = (self.offsets.assigned() == 0).then(Instant::now);
+        }
     }
 
     /// Commits and waits for the brokers' answer (off the async threads);
@@ -359,12 +457,11 @@ impl Reader {
         self.send_batch().await;
         // With both senders gone, the acker ends after the last ack, and the
         // pipeline sees the end of the input.
-        let (out, _) = mpsc::channel(1);
-        drop(std::mem::replace(&mut self.out, out));
+        self.out = None;
         let (inflight, _) = mpsc::unbounded_channel();
         drop(std::mem::replace(&mut self.inflight, inflight));
         while let Some(c) = self.confirmed.recv().await {
-            self.offsets.confirm(&c.entries, c.accepted);
+            self.offsets.confirm(&c.entries, c.handled);
         }
         if let Err(e) = acker.await {
             error!(error = %e, "the offset task failed");
