@@ -219,17 +219,26 @@ fn the_wait_shows_in_metrics_while_the_budget_is_spent() {
         &env,
         "[search]\nposts = 300\ncalls_per_window = 1\nwindow_secs = 4\n",
     );
-    let addr = free_addr();
-    let mut child = search(&env, &mock, &["--query", "cats", "--metrics-addr", &addr])
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    // Port 0: the metrics listener logs the port it bound.
+    let mut child = search(
+        &env,
+        &mock,
+        &["--query", "cats", "--metrics-addr", "127.0.0.1:0"],
+    )
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stderr.take().unwrap()));
+    let serving = wait_for(&mut lines, "serving /metrics");
+    let addr = serving
+        .lines()
+        .last()
+        .and_then(|l| l.split_whitespace().find_map(|w| w.strip_prefix("addr=")))
+        .expect("the bound address")
+        .to_owned();
+    let rest = std::thread::spawn(move || lines.map_while(Result::ok).count());
     let mut seen = String::new();
     wait_until("a rate-limit wait in /metrics", || {
-        let Ok(s) = std::net::TcpStream::connect(&addr) else {
-            return false;
-        };
-        drop(s);
         let (_, body) = http(&addr, "GET", "/metrics", &[], b"");
         seen = body
             .lines()
@@ -243,6 +252,7 @@ fn the_wait_shows_in_metrics_while_the_budget_is_spent() {
     });
     assert!(seen.contains("source=\"twitter-search\""), "{seen}");
     let (status, _) = finish(&mut child, LONG);
+    let _ = rest.join();
     assert!(status.success());
     assert_eq!(ids(&env).len(), 300);
 }
