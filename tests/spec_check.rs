@@ -313,3 +313,24 @@ fn a_violation_fails_the_test_that_caused_it() {
     http(&addr, "DELETE", "/2/connections/all", &[], b"");
     drop(proxy);
 }
+
+#[test]
+fn a_planted_off_spec_stream_line_is_found_after_the_client_read_it() {
+    // A post whose text is a number, after a keep-alive and a good line.
+    let upstream = planted_upstream(
+        "\r\n{\"data\":{\"id\":\"1\",\"text\":\"ok\"}}\r\n{\"data\":{\"id\":\"2\",\"text\":7}}\r\n",
+    );
+    let proxy = SpecProxy::start(Api::X, &upstream);
+    let addr = proxy.url.trim_start_matches("http://").to_owned();
+    let (status, body) = http(&addr, "GET", "/2/tweets/search/stream", &[], b"");
+    assert_eq!(status, 200, "{body}");
+    let v = proxy.take_violations();
+    assert_eq!(
+        proxy.checked(),
+        (1, 2),
+        "two lines checked, the keep-alive skipped"
+    );
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].place, "stream line at /data/text", "{v:?}");
+    assert!(v[0].rule.ends_with("/type"), "{v:?}");
+}

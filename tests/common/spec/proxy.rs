@@ -1,11 +1,13 @@
 //! A checking proxy on loopback: `ingest` talks to it as to X or Telegram, it
 //! forwards to the mock, and checks both directions against the published
-//! spec on the way. Stream answers pass through chunk by chunk (a cut stream
-//! stays cut, a stall stays a stall); each whole line is checked before it is
-//! passed on, and one-document answers are checked before the client sees
-//! them, so a test that ends after its client has read an answer never races
-//! the check. `/mock/…` control paths pass unchecked.
+//! spec on the way. Stream answers pass through chunk by chunk, at the mock's
+//! pace (a cut stream stays cut, a stall stays a stall, a burst stays a
+//! burst); their whole lines are checked on a thread of their own, and the
+//! proxy's drop waits until every line received was checked. One-document
+//! answers are checked before the client sees them. `/mock/…` control paths
+//! pass unchecked.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
@@ -22,6 +24,10 @@ struct Shared {
     violations: Mutex<Vec<Violation>>,
     /// Requests and stream lines checked.
     checked: Mutex<(usize, usize)>,
+    /// Stream lines to check, for the line checker's thread.
+    lines: Mutex<std::sync::mpsc::Sender<(Arc<Exchange>, String, Vec<u8>)>>,
+    /// Stream lines received and not yet checked.
+    pending: AtomicUsize,
 }
 
 impl Shared {
@@ -51,6 +57,7 @@ impl SpecProxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let (line_tx, line_rx) = std::sync::mpsc::channel();
         let shared = Arc::new(Shared {
             api,
             upstream: upstream.trim_end_matches('/').to_owned(),
@@ -61,6 +68,20 @@ impl SpecProxy {
                 .unwrap(),
             violations: Mutex::new(Vec::new()),
             checked: Mutex::new((0, 0)),
+            lines: Mutex::new(line_tx),
+            pending: AtomicUsize::new(0),
+        });
+        let checker = Arc::downgrade(&shared);
+        std::thread::spawn(move || {
+            for (ex, content_type, line) in line_rx {
+                let Some(s) = checker.upgrade() else { return };
+                s.record(
+                    s.api
+                        .check_response(&ex, 200, &content_type, &line, "stream line"),
+                );
+                s.checked.lock().unwrap().1 += 1;
+                s.pending.fetch_sub(1, Ordering::SeqCst);
+            }
         });
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -82,19 +103,33 @@ impl SpecProxy {
     }
 
     /// What broke the contract so far, taken (a test that plants a violation
-    /// asserts on it this way).
+    /// asserts on it this way), once every stream line received is checked.
     pub fn take_violations(&self) -> Vec<Violation> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while self.shared.pending.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         std::mem::take(&mut *self.shared.violations.lock().unwrap())
     }
 
     /// (requests, stream lines) checked so far.
     pub fn checked(&self) -> (usize, usize) {
+        while self.shared.pending.load(Ordering::SeqCst) > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         *self.shared.checked.lock().unwrap()
     }
 }
 
 impl Drop for SpecProxy {
     fn drop(&mut self) {
+        // Every stream line received is checked before the verdict.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while self.shared.pending.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
@@ -195,8 +230,8 @@ async fn forward(State(s): State<Arc<Shared>>, req: Request) -> Response {
         .unwrap()
 }
 
-/// Passes a stream answer on chunk by chunk, checking each whole line before
-/// the chunk that completes it; a broken-off upstream breaks the downstream.
+/// Passes a stream answer on chunk by chunk and hands each whole line to the
+/// line checker; a broken-off upstream breaks the downstream.
 async fn pump(
     s: Arc<Shared>,
     ex: Exchange,
@@ -204,25 +239,29 @@ async fn pump(
     content_type: String,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
+    let ex = Arc::new(ex);
     let mut pending: Vec<u8> = Vec::new();
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 pending.extend_from_slice(&chunk);
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return; // the client hung up: so does the proxy
+                }
+                let lines = s.lines.lock().unwrap().clone();
                 while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = pending.drain(..=end).collect();
                     let line = line.trim_ascii();
                     if line.is_empty() {
                         continue; // keep-alive
                     }
-                    s.record(
-                        s.api
-                            .check_response(&ex, 200, &content_type, line, "stream line"),
-                    );
-                    s.checked.lock().unwrap().1 += 1;
-                }
-                if tx.send(Ok(chunk)).await.is_err() {
-                    return; // the client hung up: so does the proxy
+                    s.pending.fetch_add(1, Ordering::SeqCst);
+                    if lines
+                        .send((ex.clone(), content_type.clone(), line.to_vec()))
+                        .is_err()
+                    {
+                        s.pending.fetch_sub(1, Ordering::SeqCst);
+                    }
                 }
             }
             // A line cut by the end of the stream is the mock's scripted
