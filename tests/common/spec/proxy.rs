@@ -17,6 +17,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::{Api, Exchange, Violation};
 
+/// A stream line to check: its exchange, the answer's content type, the line.
+type StreamLine = (Arc<Exchange>, String, Vec<u8>);
+
 struct Shared {
     api: Api,
     upstream: String,
@@ -25,7 +28,7 @@ struct Shared {
     /// Requests and stream lines checked.
     checked: Mutex<(usize, usize)>,
     /// Stream lines to check, for the line checker's thread.
-    lines: Mutex<std::sync::mpsc::Sender<(Arc<Exchange>, String, Vec<u8>)>>,
+    lines: Mutex<std::sync::mpsc::Sender<StreamLine>>,
     /// Stream lines received and not yet checked.
     pending: AtomicUsize,
 }
