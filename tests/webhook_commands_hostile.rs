@@ -5,51 +5,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::process::Output;
 
 use common::*;
-
-/// A server answering every request `200` with `body` (`None`: it reads the
-/// request and never answers).
-fn hostile(body: Option<&'static str>) -> String {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", l.local_addr().unwrap());
-    std::thread::spawn(move || {
-        let mut held = Vec::new();
-        for conn in l.incoming() {
-            let mut conn = conn.unwrap();
-            let mut reader = BufReader::new(conn.try_clone().unwrap());
-            let mut length = 0usize;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    length = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut buf = vec![0; length];
-            let _ = reader.read_exact(&mut buf);
-            match body {
-                Some(b) => {
-                    let resp = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
-                        b.len()
-                    );
-                    let _ = conn.write_all(resp.as_bytes());
-                }
-                None => held.push(conn),
-            }
-        }
-    });
-    url
-}
 
 fn manage(base: &str, args: &[&str]) -> Output {
     Env::new()
@@ -95,7 +53,7 @@ fn answers_in_no_documented_shape_are_errors_naming_the_endpoint() {
         ),
     ];
     for body in undocumented {
-        let base = hostile(Some(body));
+        let base = canned_server(Some(body));
         for (args, endpoint, success) in actions {
             let out = manage(&base, args);
             // `{}` and `null` are documented for some lists and deletes (an
@@ -119,11 +77,11 @@ fn answers_in_no_documented_shape_are_errors_naming_the_endpoint() {
 
 #[test]
 fn a_refused_validation_and_a_kept_link_are_said_as_such() {
-    let base = hostile(Some(r#"{"data":{"valid":false}}"#));
+    let base = canned_server(Some(r#"{"data":{"valid":false}}"#));
     let out = manage(&base, &["validate", "123"]);
     assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
     assert!(stderr(&out).contains("could not validate the webhook 123"));
-    let base = hostile(Some(r#"{"data":{"deleted":false}}"#));
+    let base = canned_server(Some(r#"{"data":{"deleted":false}}"#));
     let out = manage(&base, &["delete", "123"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("did not delete"), "{}", stderr(&out));
@@ -132,7 +90,7 @@ fn a_refused_validation_and_a_kept_link_are_said_as_such() {
         r#"{"data":[{"webhook_id":"5","instance_id":"1","fields":["tweet.fields=lang"]}]}"#,
         r#"{"data":{"links":[{"webhook_id":"5","instance_id":"1","fields":["tweet.fields=lang"]}]}}"#,
     ] {
-        let base = hostile(Some(body));
+        let base = canned_server(Some(body));
         let out = manage(&base, &["stream-links", "--json"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -142,7 +100,7 @@ fn a_refused_validation_and_a_kept_link_are_said_as_such() {
 
 #[test]
 fn a_server_that_never_answers_is_a_timeout_naming_its_length() {
-    let base = hostile(None);
+    let base = canned_server(None);
     let out = manage(&base, &["validate", "123", "--api-timeout", "1s"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);

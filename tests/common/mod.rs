@@ -295,6 +295,46 @@ pub fn http(
     (status, body)
 }
 
+/// A server answering every request `200` with `body` (`None`: it reads the
+/// request and never answers).
+pub fn canned_server(body: Option<&'static str>) -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in l.incoming() {
+            let mut conn = conn.unwrap();
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut buf = vec![0; length];
+            let _ = reader.read_exact(&mut buf);
+            match body {
+                Some(b) => {
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{b}",
+                        b.len()
+                    );
+                    let _ = conn.write_all(resp.as_bytes());
+                }
+                None => held.push(conn),
+            }
+        }
+    });
+    url
+}
+
 /// `ingest mock twitter|telegram` as its own process, on a port it bound
 /// itself, behind a [`spec::SpecProxy`]: `url` is the proxy's, so every
 /// request the client sends and every answer the mock gives is held to X's

@@ -99,15 +99,21 @@ impl OpenApi {
     }
 
     fn validator(&self, pointer: &str) -> Arc<jsonschema::Validator> {
-        let mut cache = self.validators.lock().unwrap();
-        if let Some(v) = cache.get(pointer) {
-            return v.clone();
-        }
-        let mut root = self
+        let schema = self
             .doc
             .pointer(pointer)
-            .unwrap_or_else(|| panic!("no schema at {pointer}"))
-            .clone();
+            .unwrap_or_else(|| panic!("no schema at {pointer}"));
+        self.compiled(pointer, schema)
+    }
+
+    /// `schema` compiled with the document's components beside it, cached
+    /// under `key`.
+    fn compiled(&self, key: &str, schema: &Value) -> Arc<jsonschema::Validator> {
+        let mut cache = self.validators.lock().unwrap();
+        if let Some(v) = cache.get(key) {
+            return v.clone();
+        }
+        let mut root = schema.clone();
         if let Value::Object(map) = &mut root {
             map.insert("components".into(), self.doc["components"].clone());
         }
@@ -115,9 +121,9 @@ impl OpenApi {
             jsonschema::options()
                 .with_draft(jsonschema::Draft::Draft202012)
                 .build(&root)
-                .unwrap_or_else(|e| panic!("the schema at {pointer} does not compile: {e}")),
+                .unwrap_or_else(|e| panic!("the schema {key} does not compile: {e}")),
         );
-        cache.insert(pointer.to_owned(), v.clone());
+        cache.insert(key.to_owned(), v.clone());
         v
     }
 
@@ -253,27 +259,7 @@ impl OpenApi {
         };
         // Parameters may be `$ref`s into components/parameters: validate the
         // resolved copy through an inline root.
-        let key = format!("{}#param:{place}", op.pointer);
-        let validator = {
-            let mut cache = self.validators.lock().unwrap();
-            match cache.get(&key) {
-                Some(v) => v.clone(),
-                None => {
-                    let mut root = schema.clone();
-                    if let Value::Object(map) = &mut root {
-                        map.insert("components".into(), self.doc["components"].clone());
-                    }
-                    let v = Arc::new(
-                        jsonschema::options()
-                            .with_draft(jsonschema::Draft::Draft202012)
-                            .build(&root)
-                            .expect("parameter schemas compile"),
-                    );
-                    cache.insert(key, v.clone());
-                    v
-                }
-            }
-        };
+        let validator = self.compiled(&format!("{}#param:{place}", op.pointer), schema);
         validate(&validator, &value, endpoint, place, out);
     }
 
