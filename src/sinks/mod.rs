@@ -21,6 +21,7 @@ pub mod template;
 
 pub use common::{BatchConfig, CommonSinkConfig, RetryConfig, default_queue_capacity};
 pub use registry::{BuildError, FieldError, SinkConfig, SinkType};
+pub(crate) use registry::{common_sink_fields, sink_type_basics};
 
 /// Whether this build has the client of a sink type behind cargo `feature`.
 pub fn compiled_in(feature: &str) -> bool {

@@ -121,7 +121,7 @@ fn writable(dir: &Path) -> std::io::Result<()> {
 }
 
 impl crate::sinks::SinkType for FileSinkConfig {
-    crate::sink_type_basics!("file");
+    crate::sinks::sink_type_basics!("file");
     fn validate(&self) -> Result<(), crate::sinks::FieldError> {
         self.validate()
             .map_err(|(f, m)| crate::sinks::FieldError::new(f, m))
@@ -133,7 +133,7 @@ impl crate::sinks::SinkType for FileSinkConfig {
 }
 
 impl crate::sinks::SinkType for StdoutSinkConfig {
-    crate::sink_type_basics!("stdout");
+    crate::sinks::sink_type_basics!("stdout");
     fn validate(&self) -> Result<(), crate::sinks::FieldError> {
         Ok(())
     }

@@ -336,7 +336,7 @@ pub(crate) fn render_topic(template: &str, platform: Platform) -> String {
 }
 
 impl crate::sinks::SinkType for KafkaSinkConfig {
-    crate::sink_type_basics!("kafka", feature);
+    crate::sinks::sink_type_basics!("kafka", feature);
     fn validate(&self) -> Result<(), FieldError> {
         KafkaSinkConfig::validate(self)
     }

@@ -190,7 +190,7 @@ impl PartitionKeySource {
 }
 
 impl SinkType for KinesisSinkConfig {
-    crate::sink_type_basics!("kinesis", feature);
+    crate::sinks::sink_type_basics!("kinesis", feature);
     fn validate(&self) -> Result<(), FieldError> {
         self.validate().map_err(|(f, m)| FieldError::new(f, m))
     }

@@ -202,7 +202,7 @@ impl MongodbSinkConfig {
 }
 
 impl SinkType for MongodbSinkConfig {
-    crate::sink_type_basics!("mongodb", feature);
+    crate::sinks::sink_type_basics!("mongodb", feature);
     fn validate(&self) -> Result<(), FieldError> {
         self.validate().map_err(|(f, m)| FieldError::new(f, m))
     }

@@ -175,7 +175,7 @@ fn parse_time_zone(name: &str) -> Result<Tz, String> {
 }
 
 impl SinkType for S3SinkConfig {
-    crate::sink_type_basics!("s3", feature);
+    crate::sinks::sink_type_basics!("s3", feature);
     fn validate(&self) -> Result<(), FieldError> {
         self.validate().map_err(|(f, m)| FieldError::new(f, m))
     }
