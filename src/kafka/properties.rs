@@ -65,7 +65,7 @@ mod tests {
             "${INGEST_KAFKA_PROPERTIES_TEST_UNSET}".to_owned(),
         );
         let (field, message) = check_property_vars(&p).unwrap_err();
-        assert_eq!(field, "properties");
+        assert_eq!(field, "properties.sasl.password");
         assert!(
             message.contains("sasl.password")
                 && message.contains("INGEST_KAFKA_PROPERTIES_TEST_UNSET"),
