@@ -75,16 +75,6 @@ pub enum SourceError {
     Search(#[from] twitter::search::SearchError),
 }
 
-impl SourceError {
-    /// The process exit code this failure asks for (1 unless it says otherwise).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SourceError::Search(e) => e.exit_code(),
-            _ => crate::exit_codes::FAILURE,
-        }
-    }
-}
-
 /// Counters a source keeps; they end up in the run summary.
 #[derive(Debug, Default)]
 pub struct SourceCounters {

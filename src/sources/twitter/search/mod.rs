@@ -37,7 +37,6 @@ use rate::RateLimit;
 
 use super::api::XApi;
 use super::normalize_line;
-use crate::exit_codes;
 use crate::pipeline::Outcome;
 use crate::record::Normalized;
 use crate::retry::Backoff;
@@ -149,16 +148,6 @@ pub enum SearchError {
         "a sink did not take the records of a search page; the checkpoint ({path}) stays before it, so a rerun retries it (see the dead-letter file)"
     )]
     NotConfirmed { path: String },
-}
-
-impl SearchError {
-    /// 78 for a request X refuses as malformed (fix the query or window), else 1.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SearchError::BadRequest(_) => exit_codes::CONFIG,
-            _ => exit_codes::FAILURE,
-        }
-    }
 }
 
 const ORIGIN: Origin = Origin {

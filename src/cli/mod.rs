@@ -6,6 +6,8 @@ use std::time::Duration;
 use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+pub mod twitter_webhook;
+
 pub use crate::duration::parse_duration;
 
 pub use crate::sources::InputPlatform;
@@ -481,7 +483,7 @@ pub struct TelegramArgs {
 pub struct TwitterWebhookArgs {
     /// Manage the webhook and its subscriptions instead of receiving (see `ingest twitter-webhook help`).
     #[command(subcommand)]
-    pub action: Option<crate::cli_webhooks::WebhookAction>,
+    pub action: Option<twitter_webhook::WebhookAction>,
 
     /// Address to listen on: HTTPS with --tls-cert/--tls-key, else plain HTTP
     /// (then put a TLS proxy in front).
