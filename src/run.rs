@@ -33,7 +33,7 @@ pub enum Error {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
-    XApi(#[from] sources::twitter::api::ApiError),
+    TwitterApi(#[from] sources::twitter::api::ApiError),
     #[error(transparent)]
     Mock(#[from] mock::MockError),
     #[error(transparent)]
@@ -46,7 +46,7 @@ pub enum Error {
     #[error(transparent)]
     Metrics(#[from] monitor::ListenError),
     #[error(transparent)]
-    Webhooks(#[from] sources::twitter::webhooks_api::WebhooksError),
+    Webhooks(#[from] sources::twitter::webhooks::manage::WebhooksError),
 }
 
 impl From<ResolveError> for Error {
@@ -66,18 +66,18 @@ impl Error {
             Error::Usage(_) => exit_codes::USAGE,
             Error::MissingSecret(_) => exit_codes::CONFIG,
             Error::CompiledOut(_) => exit_codes::CONFIG,
-            Error::XApi(sources::twitter::api::ApiError::Rules(_)) => exit_codes::CONFIG,
+            Error::TwitterApi(sources::twitter::api::ApiError::Rules(_)) => exit_codes::CONFIG,
             Error::Mock(
                 mock::MockError::Scenario { .. } | mock::MockError::ScenarioRead { .. },
             ) => exit_codes::CONFIG,
             Error::Webhooks(
-                sources::twitter::webhooks_api::WebhooksError::Refused { .. }
-                | sources::twitter::webhooks_api::WebhooksError::NotValid { .. }
-                | sources::twitter::webhooks_api::WebhooksError::Invalid(_),
+                sources::twitter::webhooks::manage::WebhooksError::Refused { .. }
+                | sources::twitter::webhooks::manage::WebhooksError::NotValid { .. }
+                | sources::twitter::webhooks::manage::WebhooksError::Invalid(_),
             ) => exit_codes::CONFIG,
             Error::SinkNotReady { .. }
             | Error::State(_)
-            | Error::XApi(_)
+            | Error::TwitterApi(_)
             | Error::Mock(_)
             | Error::Telegram(_)
             | Error::Metrics(_)

@@ -12,9 +12,9 @@ pub use crate::duration::parse_duration;
 
 pub use crate::sources::InputPlatform;
 pub use crate::sources::kafka::StartFrom;
-pub use crate::sources::twitter::rules::RulesMode;
 pub use crate::sources::twitter::stream::Buffer;
-pub use crate::sources::twitter::volume::StreamKind;
+pub use crate::sources::twitter::stream::rules::RulesMode;
+pub use crate::sources::twitter::stream::volume::StreamKind;
 
 /// A flag whose values are a library enum's serde names (`earliest`, `disk`…):
 /// the library types stay free of clap, and `--help` still lists the values.
@@ -135,7 +135,7 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
 
     #[command(flatten)]
-    pub api: XApiArgs,
+    pub api: TwitterApiArgs,
 
     /// Base URL of the Telegram Bot API.
     #[arg(long, env = "INGEST_TELEGRAM_API_BASE", value_name = "URL")]
@@ -172,7 +172,7 @@ pub enum SourceArg {
 
 /// Where the X API is and how to reach it.
 #[derive(Debug, Args, Default, Clone)]
-pub struct XApiArgs {
+pub struct TwitterApiArgs {
     /// Base URL of the X API (tests and proxies point it elsewhere).
     #[arg(long, env = "INGEST_TWITTER_API_BASE", value_name = "URL")]
     pub twitter_api_base: Option<String>,
@@ -209,7 +209,7 @@ pub struct TwitterArgs {
     pub partition: Option<u32>,
 
     #[command(flatten)]
-    pub api: XApiArgs,
+    pub api: TwitterApiArgs,
 
     /// Reconnect when no byte (not even a keep-alive) arrives for this long (default 30s).
     #[arg(long, env = "INGEST_STALL_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
@@ -301,7 +301,7 @@ pub struct TwitterSearchArgs {
     pub user_fields: Option<String>,
 
     #[command(flatten)]
-    pub api: XApiArgs,
+    pub api: TwitterApiArgs,
 
     /// Start the built-in mock X API in process and search it (no account needed).
     #[arg(long, env = "INGEST_MOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
@@ -330,7 +330,7 @@ pub struct RulesArgs {
 #[derive(Debug, Args)]
 pub struct RulesCommon {
     #[command(flatten)]
-    pub api: XApiArgs,
+    pub api: TwitterApiArgs,
 
     /// Config file (default: ./ingest.toml when present).
     #[arg(long, env = "INGEST_CONFIG", value_name = "FILE")]
@@ -495,7 +495,7 @@ pub struct TwitterWebhookArgs {
     pub register: Option<String>,
 
     #[command(flatten)]
-    pub register_api: XApiArgs,
+    pub register_api: TwitterApiArgs,
 
     /// URL path of the webhook.
     #[arg(

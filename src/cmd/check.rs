@@ -11,7 +11,7 @@ use crate::run::{Error, build_sink};
 use crate::secret::Secret;
 use crate::sinks::Sink;
 use crate::sources::telegram::api::TelegramApi;
-use crate::sources::twitter::api::XApi;
+use crate::sources::twitter::api::TwitterApi;
 
 /// The longest one check may take (the Kafka metadata request gives up after 5 s).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -169,8 +169,10 @@ async fn check_twitter(args: &CheckArgs, loaded: &LoadedConfig) -> Result<String
     if !kind.has_rules() {
         // Any probe of a volume or compliance stream opens a connection,
         // which could push out the running one (X's connection limit).
-        let partition =
-            crate::sources::twitter::volume::check_partition(kind, loaded.file.twitter.partition)?;
+        let partition = crate::sources::twitter::stream::volume::check_partition(
+            kind,
+            loaded.file.twitter.partition,
+        )?;
         return Ok(format!(
             "{} at {base}{}: bearer token set (not probed: a connection could push out a running one)",
             kind.label(),
@@ -179,7 +181,7 @@ async fn check_twitter(args: &CheckArgs, loaded: &LoadedConfig) -> Result<String
                 .unwrap_or_default()
         ));
     }
-    let api = XApi::new(&base, token).map_err(|e| e.to_string())?;
+    let api = TwitterApi::new(&base, token).map_err(|e| e.to_string())?;
     let rules = api.rules().await.map_err(|e| e.to_string())?;
     Ok(format!(
         "bearer token accepted by {} ({} live rule{})",

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::{Command, RulesAction};
 use crate::config::{LoadedConfig, Settings};
 use crate::run::{Error, RunSummary};
-use crate::sources::webhook_server::{ServerLimits, TlsFiles};
+use crate::sources::http::{ServerLimits, TlsFiles};
 
 pub mod check;
 pub mod completions;

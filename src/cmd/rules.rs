@@ -7,12 +7,12 @@ use crate::cli::{RulesAction, RulesCommon};
 use crate::config::{LoadedConfig, api_base};
 use crate::run::Error;
 use crate::secret::Secret;
-use crate::sources::twitter::api::{BEARER_TOKEN_VARS, XApi};
-use crate::sources::twitter::rules;
+use crate::sources::twitter::api::{BEARER_TOKEN_VARS, TwitterApi};
+use crate::sources::twitter::stream::rules;
 
-fn api_for(common: &RulesCommon, loaded: &LoadedConfig) -> Result<XApi, Error> {
+fn api_for(common: &RulesCommon, loaded: &LoadedConfig) -> Result<TwitterApi, Error> {
     let token = Secret::from_env(&BEARER_TOKEN_VARS).ok_or_else(missing_token)?;
-    Ok(XApi::new(
+    Ok(TwitterApi::new(
         &api_base(common.api.twitter_api_base.as_deref(), loaded),
         token,
     )?)

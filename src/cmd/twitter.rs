@@ -13,9 +13,9 @@ use crate::mock::MockServer;
 use crate::mock::twitter::Scenario;
 use crate::run::{Error, RunSummary};
 use crate::secret::Secret;
-use crate::sources::twitter::api::{BEARER_TOKEN_VARS, XApi};
-use crate::sources::twitter::rules;
+use crate::sources::twitter::api::{BEARER_TOKEN_VARS, TwitterApi};
 use crate::sources::twitter::stream::TwitterSource;
+use crate::sources::twitter::stream::rules;
 
 pub async fn run(
     args: crate::cli::TwitterArgs,
@@ -24,7 +24,8 @@ pub async fn run(
 ) -> Result<u8, Error> {
     let settings = Settings::resolve(&args.run, loaded)?;
     let twitter = TwitterSettings::resolve(&args, loaded)?;
-    let (api, mock) = x_api_or_mock(&twitter.mock, &twitter.api_base, "capturing from").await?;
+    let (api, mock) =
+        twitter_api_or_mock(&twitter.mock, &twitter.api_base, "capturing from").await?;
     let result = capture(&settings, &twitter, api, shutdown).await;
     if let Some(m) = mock {
         m.stop().await;
@@ -35,11 +36,11 @@ pub async fn run(
 /// The X API client: the built-in mock's (`--mock [SCENARIO]`, started here,
 /// any token accepted) or the one at `api_base` with the bearer token from
 /// the environment. The caller stops the mock when the run ends.
-pub(super) async fn x_api_or_mock(
+pub(super) async fn twitter_api_or_mock(
     mock: &Option<Option<PathBuf>>,
     api_base: &str,
     doing: &str,
-) -> Result<(XApi, Option<MockServer>), Error> {
+) -> Result<(TwitterApi, Option<MockServer>), Error> {
     let mock = match mock {
         Some(scenario) => {
             let scenario = scenario
@@ -62,13 +63,13 @@ pub(super) async fn x_api_or_mock(
         (None, Some(_)) => Secret::new("mock-token"),
         (None, None) => return Err(missing_token()),
     };
-    Ok((XApi::new(&base, token)?, mock))
+    Ok((TwitterApi::new(&base, token)?, mock))
 }
 
 async fn capture(
     settings: &Settings,
     twitter: &TwitterSettings,
-    api: XApi,
+    api: TwitterApi,
     shutdown: CancellationToken,
 ) -> Result<RunSummary, Error> {
     let has_rules = twitter.stream.kind.has_rules();

@@ -3,7 +3,7 @@
 use tokio_util::sync::CancellationToken;
 
 use super::finish;
-use super::twitter::x_api_or_mock;
+use super::twitter::twitter_api_or_mock;
 use crate::config::{LoadedConfig, Settings};
 use crate::run::Error;
 
@@ -14,7 +14,7 @@ pub async fn run(
 ) -> Result<u8, Error> {
     let settings = Settings::resolve(&args.run, loaded)?;
     let search = crate::config::SearchSettings::resolve(&args, loaded)?;
-    let (api, mock) = x_api_or_mock(&search.mock, &search.api_base, "searching").await?;
+    let (api, mock) = twitter_api_or_mock(&search.mock, &search.api_base, "searching").await?;
     let source = crate::sources::twitter::search::TwitterSearch {
         api,
         config: search.config,

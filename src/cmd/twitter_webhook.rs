@@ -13,11 +13,13 @@ use crate::cli::twitter_webhook::WebhookAction;
 use crate::config::{LoadedConfig, Settings, api_base};
 use crate::run::Error;
 use crate::secret::Secret;
-use crate::sources::twitter::activity_api::{LinkFields, NewActivitySubscription};
 use crate::sources::twitter::api::BEARER_TOKEN_VARS;
-use crate::sources::twitter::oauth1::UserCredentials;
-use crate::sources::twitter::webhook::{ActivityConfig, ActivityWebhook, DEFAULT_BODY_WINDOW};
-use crate::sources::twitter::webhooks_api::{WebhookConfig, WebhooksApi};
+use crate::sources::twitter::webhooks::activity::{LinkFields, NewActivitySubscription};
+use crate::sources::twitter::webhooks::manage::{WebhookConfig, WebhooksApi};
+use crate::sources::twitter::webhooks::oauth1::UserCredentials;
+use crate::sources::twitter::webhooks::receive::{
+    ActivityConfig, ActivityWebhook, DEFAULT_BODY_WINDOW,
+};
 
 pub async fn run(
     mut args: crate::cli::TwitterWebhookArgs,

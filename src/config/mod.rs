@@ -14,8 +14,8 @@ use crate::locate::{key_on_line, locate, table_at};
 use crate::retry::StreamBackoffConfig;
 use crate::sinks::SinkConfig;
 use crate::sources::InputPlatform;
-use crate::sources::twitter::rules::RulesMode;
 use crate::sources::twitter::stream::Buffer;
+use crate::sources::twitter::stream::rules::RulesMode;
 
 mod resolve;
 mod search;
@@ -71,7 +71,7 @@ pub struct FileConfig {
     pub kafka: crate::sources::kafka::KafkaSourceConfig,
     /// Limits of the webhook server (both webhooks).
     #[serde(default)]
-    pub webhook: crate::sources::webhook_server::WebhookServerConfig,
+    pub webhook: crate::sources::http::WebhookServerConfig,
     /// Named sinks.
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,
@@ -96,7 +96,7 @@ pub struct TwitterConfig {
     /// `sync` or `keep`.
     pub rules_mode: Option<RulesMode>,
     /// `filter`, `sample`, `sample10`, `firehose`, `compliance` or `user-compliance`.
-    pub stream: Option<crate::sources::twitter::volume::StreamKind>,
+    pub stream: Option<crate::sources::twitter::stream::volume::StreamKind>,
     /// The partition of a partitioned stream.
     pub partition: Option<u32>,
     /// Reconnect when no byte arrives for this long (`"30s"`).

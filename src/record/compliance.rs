@@ -1,5 +1,5 @@
 //! What a compliance record means to whoever receives it: the X compliance
-//! stream (`sources/twitter/compliance.rs`) makes these records, and a sink that
+//! stream (`sources/twitter/compliance/`) makes these records, and a sink that
 //! can remove a post (MongoDB) reads them here, never from the source.
 
 use super::Record;

@@ -181,7 +181,7 @@ pub trait Sink: Send + 'static {
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// [`Sink`] made object-safe, so that one function can build any configured sink
-/// (`build_sink` in lib.rs) for both `run` and `check`. Every `Sink` is one.
+/// (`build_sink` in run.rs) for both `run` and `check`. Every `Sink` is one.
 pub trait DynSink: Send + 'static {
     fn dyn_name(&self) -> &str;
     fn dyn_target(&self) -> String;

@@ -35,7 +35,7 @@ use checkpoint::{SearchState, Store, Window};
 use page::Page;
 use rate::RateLimit;
 
-use super::api::XApi;
+use super::api::TwitterApi;
 use super::normalize_line;
 use crate::pipeline::Outcome;
 use crate::record::Normalized;
@@ -157,7 +157,7 @@ const ORIGIN: Origin = Origin {
 
 /// The search source.
 pub struct TwitterSearch {
-    pub api: XApi,
+    pub api: TwitterApi,
     pub config: SearchConfig,
 }
 
