@@ -47,6 +47,9 @@ fn main() -> ExitCode {
         run.json_logs = log_format == LogFormat::Json;
     }
     init_logging(log_format);
+    for line in &loaded.deprecations {
+        warn!("{line}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -3,13 +3,14 @@
 //! a run comes from [`crate::run`], which maps every error to its code.
 
 use std::path::Path;
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Command, RulesAction};
 use crate::config::{LoadedConfig, Settings};
 use crate::run::{Error, RunSummary};
-use crate::sources::http::{ServerLimits, TlsFiles};
+use crate::sources::http::{DEFAULT_ACK_TIMEOUT, ServerLimits, TlsFiles};
 
 pub mod check;
 pub mod completions;
@@ -108,23 +109,21 @@ pub async fn run(
 
 // What both webhook servers (X Account Activity, Telegram) resolve alike.
 
-/// Default cap on webhook bodies.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
-/// Default wait for the sinks before a webhook answers 503.
-pub const DEFAULT_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// The webhook server's limits: `[webhook]`, `[telegram] max_body_bytes`, and
-/// the run's shutdown timeout for requests still in progress at a stop.
+/// The webhook server's limits: `[webhook]` (where the deprecated `[telegram]`
+/// spellings of `max_body_bytes` and `ack_timeout` end up, see
+/// [`LoadedConfig::parse`]), and the run's shutdown timeout for requests still
+/// in progress at a stop.
 pub(super) fn webhook_limits(settings: &Settings, loaded: &LoadedConfig) -> ServerLimits {
-    ServerLimits::new(
-        &loaded.file.webhook,
-        loaded
-            .file
-            .telegram
-            .max_body_bytes
-            .unwrap_or(DEFAULT_MAX_BODY_BYTES),
-        settings.shutdown_timeout,
-    )
+    ServerLimits::new(&loaded.file.webhook, settings.shutdown_timeout)
+}
+
+/// How long a webhook request waits for the sinks: `[webhook] ack_timeout`.
+pub(super) fn webhook_ack_timeout(loaded: &LoadedConfig) -> Duration {
+    loaded
+        .file
+        .webhook
+        .ack_timeout
+        .unwrap_or(DEFAULT_ACK_TIMEOUT)
 }
 
 pub(super) fn tls_files(

@@ -3,15 +3,17 @@
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{DEFAULT_ACK_TIMEOUT, finish, tls_files, webhook_limits};
+use super::{finish, tls_files, webhook_ack_timeout, webhook_limits};
 use crate::cli::TelegramArgs;
 use crate::config::{LoadedConfig, Settings};
 use crate::mock::telegram::TelegramScenario;
 use crate::run::Error;
 use crate::secret::Secret;
 use crate::sources::telegram::api::TelegramApi;
-use crate::sources::telegram::polling::{PollingConfig, TelegramPolling};
-use crate::sources::telegram::webhook::{TelegramWebhook, WebhookConfig};
+use crate::sources::telegram::polling::{
+    DEFAULT_POLL_TIMEOUT_SECS, MAX_POLL_TIMEOUT_SECS, PollingConfig, TelegramPolling,
+};
+use crate::sources::telegram::webhook::{DEFAULT_UPDATE_WINDOW, TelegramWebhook, WebhookConfig};
 
 pub async fn run(
     args: TelegramArgs,
@@ -88,8 +90,8 @@ async fn telegram_webhook(
         secret_token: secret,
         chat_ids: common.chat_ids,
         limits: webhook_limits(&settings, loaded),
-        ack_timeout: t.ack_timeout.unwrap_or(DEFAULT_ACK_TIMEOUT),
-        dedupe_window: 100_000,
+        ack_timeout: webhook_ack_timeout(loaded),
+        dedupe_window: DEFAULT_UPDATE_WINDOW,
         tls: tls_files(args.tls_cert, args.tls_key),
     };
     let summary = crate::run::run(&settings, TelegramWebhook { config }, shutdown).await?;
@@ -129,8 +131,8 @@ async fn telegram_polling(
         poll_timeout_secs: args
             .poll_timeout
             .or(t.poll_timeout_secs)
-            .unwrap_or(30)
-            .min(50),
+            .unwrap_or(DEFAULT_POLL_TIMEOUT_SECS)
+            .min(MAX_POLL_TIMEOUT_SECS),
         until_idle: args.until_idle,
         delete_webhook: args.delete_webhook,
     };

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{DEFAULT_ACK_TIMEOUT, finish, tls_files, webhook_limits};
+use super::{finish, tls_files, webhook_ack_timeout, webhook_limits};
 use crate::cli::twitter_webhook::WebhookAction;
 use crate::config::{LoadedConfig, Settings, api_base};
 use crate::run::Error;
@@ -45,11 +45,7 @@ pub async fn run(
         consumer_secret: secret,
         tls: tls_files(args.tls_cert, args.tls_key),
         limits: webhook_limits(&settings, loaded),
-        ack_timeout: loaded
-            .file
-            .telegram
-            .ack_timeout
-            .unwrap_or(DEFAULT_ACK_TIMEOUT),
+        ack_timeout: webhook_ack_timeout(loaded),
         dedupe_window: DEFAULT_BODY_WINDOW,
     };
     let registering = args.register.map(|url| {

@@ -70,7 +70,17 @@ pub struct WebhookServerConfig {
     /// Time to receive a whole request body (default 30s).
     #[serde(default, deserialize_with = "crate::duration::de_duration_opt")]
     pub body_read_timeout: Option<Duration>,
+    /// Largest request body accepted, 413 above it (default 1 MiB).
+    pub max_body_bytes: Option<usize>,
+    /// How long a request waits for the sinks before answering 503 (default 10s).
+    #[serde(default, deserialize_with = "crate::duration::de_duration_opt")]
+    pub ack_timeout: Option<Duration>,
 }
+
+/// Default cap on webhook bodies (`[webhook] max_body_bytes`).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Default wait for the sinks before a webhook answers 503 (`[webhook] ack_timeout`).
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl WebhookServerConfig {
     /// The first field set to a value that cannot work: (field, message).
@@ -83,6 +93,12 @@ impl WebhookServerConfig {
         }
         if self.body_read_timeout.is_some_and(|d| d.is_zero()) {
             return Err(("body_read_timeout", "must be more than zero"));
+        }
+        if self.max_body_bytes == Some(0) {
+            return Err((
+                "max_body_bytes",
+                "must be at least 1 (0 would refuse every webhook request)",
+            ));
         }
         Ok(())
     }
@@ -100,11 +116,7 @@ pub struct ServerLimits {
 }
 
 impl ServerLimits {
-    pub fn new(
-        config: &WebhookServerConfig,
-        max_body_bytes: usize,
-        drain_timeout: Duration,
-    ) -> Self {
+    pub fn new(config: &WebhookServerConfig, drain_timeout: Duration) -> Self {
         ServerLimits {
             max_connections: config.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             header_read_timeout: config
@@ -113,7 +125,7 @@ impl ServerLimits {
             body_read_timeout: config
                 .body_read_timeout
                 .unwrap_or(DEFAULT_BODY_READ_TIMEOUT),
-            max_body_bytes,
+            max_body_bytes: config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             drain_timeout,
         }
     }

@@ -52,6 +52,9 @@ pub struct WebhookConfig {
     pub tls: Option<TlsFiles>,
 }
 
+/// Recent `update_id`s the webhook remembers by default.
+pub const DEFAULT_UPDATE_WINDOW: usize = 100_000;
+
 /// The webhook source.
 pub struct TelegramWebhook {
     pub config: WebhookConfig,

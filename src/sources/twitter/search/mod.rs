@@ -16,6 +16,7 @@
 
 mod api;
 pub mod checkpoint;
+pub mod config;
 pub mod page;
 pub mod rate;
 pub mod window;

@@ -6,6 +6,7 @@
 //! first). The forwarder (`stream/forward.rs`) normalizes, drops duplicates by
 //! id, and feeds the pipeline. Reconnects follow X's documented back-off classes.
 
+pub mod config;
 mod forward;
 pub mod rules;
 pub mod volume;
