@@ -221,16 +221,7 @@ pub async fn run<S: Source>(
     let watch = monitor::Watch::start(&monitor, listener, settings.progress);
     info!(run_id = %run.id, sinks = sinks.len(), "run started");
 
-    let ctx = SourceContext {
-        normalize: NormalizeOptions {
-            keep_raw: settings.keep_raw,
-            transliterate: settings.transliterate,
-            run: run.clone(),
-        },
-        state_dir: settings.state_dir.clone(),
-        dead_letters: dead_letters.clone(),
-        counters: counters.clone(),
-    };
+    let ctx = source_context(settings, &run, &dead_letters, &counters);
     let stop = shutdown.child_token();
     let (tx, rx) = mpsc::channel(pipeline::SOURCE_CHANNEL_CAPACITY);
     let out = sources::SourceOutput::new(tx, counters.clone(), dead_letters.clone());
@@ -258,14 +249,69 @@ pub async fn run<S: Source>(
     if let Some(e) = &source_error {
         error!(source = source_name, error = %e, "source failed");
     }
+    let written = dead_letters.written();
+    let summary = summarize(
+        &run,
+        started,
+        source_name,
+        &counters,
+        routed,
+        (source_error, source_exit),
+        &dead_letters,
+    );
+    info!(
+        records = summary.records_in,
+        dead_letters = summary.dead_letters,
+        elapsed_secs = summary.elapsed_secs,
+        stop_reason = ?summary.stop_reason,
+        "run finished"
+    );
+    if written > 0 {
+        tracing::warn!(entries = written, file = %dead_letters.path().display(), "dead letters written");
+    }
+    Ok(summary)
+}
+
+/// What the source gets besides its output: normalizer options, the state
+/// directory, the dead-letter file and its counters.
+fn source_context(
+    settings: &Settings,
+    run: &Arc<RunInfo>,
+    dead_letters: &DeadLetters,
+    counters: &Arc<SourceCounters>,
+) -> SourceContext {
+    SourceContext {
+        normalize: NormalizeOptions {
+            keep_raw: settings.keep_raw,
+            transliterate: settings.transliterate,
+            run: run.clone(),
+        },
+        state_dir: settings.state_dir.clone(),
+        dead_letters: dead_letters.clone(),
+        counters: counters.clone(),
+    }
+}
+
+/// The run's summary from what the source, the router and the dead-letter
+/// file report; its exit code is the source's own (78 for a refused search)
+/// or 1 when anything failed or went to the dead-letter file, else 0.
+fn summarize(
+    run: &RunInfo,
+    started: Instant,
+    source_name: &str,
+    counters: &SourceCounters,
+    routed: pipeline::RouterOutcome,
+    (source_error, source_exit): (Option<String>, Option<u8>),
+    dead_letters: &DeadLetters,
+) -> RunSummary {
+    let written = dead_letters.written();
     let failed = source_error.is_some()
         || routed.flush_failed
         || routed
             .per_sink
             .values()
             .any(|s| s.dead_lettered > 0 || s.lost > 0);
-    let written = dead_letters.written();
-    let summary = RunSummary {
+    RunSummary {
         run_id: run.id.clone(),
         started_at: run.started_at.clone(),
         elapsed_secs: (started.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
@@ -296,16 +342,5 @@ pub async fn run<S: Source>(
         } else {
             exit_codes::SUCCESS
         },
-    };
-    info!(
-        records = summary.records_in,
-        dead_letters = summary.dead_letters,
-        elapsed_secs = summary.elapsed_secs,
-        stop_reason = ?summary.stop_reason,
-        "run finished"
-    );
-    if written > 0 {
-        tracing::warn!(entries = written, file = %dead_letters.path().display(), "dead letters written");
     }
-    Ok(summary)
 }
