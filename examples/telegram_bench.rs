@@ -133,7 +133,7 @@ fn webhook_once(
         .arg(dir.join("hook.jsonl"))
         .arg("--state-dir")
         .arg(dir.join("state2"))
-        .env("RUST_LOG", "warn,ingest::sources::webhook_server=info")
+        .env("RUST_LOG", "warn,ingest::sources::http=info")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

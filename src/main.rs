@@ -32,10 +32,10 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
     let mut cli = Cli::parse();
-    if let Some(code) = ingest::app::without_config(&cli.command) {
-        return ExitCode::from(code);
+    if let Some(result) = ingest::cmd::without_config(&cli.command) {
+        return ExitCode::from(result.unwrap_or_else(|e| fail(&e)));
     }
-    let loaded = match LoadedConfig::load(ingest::app::config_path(&cli.command)) {
+    let loaded = match LoadedConfig::load(ingest::cmd::config_path(&cli.command)) {
         Ok(l) => l,
         Err(e) => return ExitCode::from(fail(&e.into())),
     };
@@ -43,10 +43,13 @@ fn main() -> ExitCode {
         .log_format
         .or(loaded.file.log_format)
         .unwrap_or(LogFormat::Text);
-    if let Some(run) = ingest::app::run_args_mut(&mut cli.command) {
+    if let Some(run) = ingest::cmd::run_args_mut(&mut cli.command) {
         run.json_logs = log_format == LogFormat::Json;
     }
     init_logging(log_format);
+    for line in &loaded.deprecations {
+        warn!("{line}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -72,7 +75,7 @@ fn main() -> ExitCode {
         }
     });
     runtime.spawn(watch_signals(signals, shutdown.clone()));
-    let result = runtime.block_on(ingest::app::run(cli.command, loaded, shutdown));
+    let result = runtime.block_on(ingest::cmd::run(cli.command, loaded, shutdown));
     // A blocking read of a terminal may still be pending: do not wait for it.
     runtime.shutdown_background();
     ExitCode::from(match result {
@@ -81,7 +84,7 @@ fn main() -> ExitCode {
     })
 }
 
-fn fail(e: &ingest::Error) -> u8 {
+fn fail(e: &ingest::run::Error) -> u8 {
     let text = ingest::secret::redact(&e.to_string()).into_owned();
     eprintln!("ingest: {:#}", anyhow::Error::msg(text));
     e.exit_code()

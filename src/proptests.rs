@@ -20,7 +20,7 @@ use crate::record::{NormalizeOptions, Normalized, Record, RunInfo, trim_line};
 use crate::sources::lines::{Line, LineSplitter, OVERSIZED_PREFIX_BYTES};
 use crate::sources::telegram::{MESSAGE_KINDS, normalize_update, update_id, update_to_record};
 use crate::sources::twitter::normalize_line;
-use crate::sources::twitter::webhook::body_to_records;
+use crate::sources::twitter::webhooks::receive::body_to_records;
 use crate::sources::{SourceContext, SourceCounters};
 use crate::state::DeadLetters;
 

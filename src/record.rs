@@ -4,6 +4,7 @@
 //! Normalizers live with their sources (`sources::twitter`, `sources::telegram`);
 //! the helpers they share live here.
 
+pub mod compliance;
 mod json;
 
 use std::borrow::Cow;

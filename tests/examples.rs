@@ -68,7 +68,7 @@ fn check_toml(path: &Path) {
             .map(|_| ())
             .map_err(|e| e.to_string())
     } else if name.contains("rules") {
-        ingest::sources::twitter::rules::load(path)
+        ingest::sources::twitter::stream::rules::load(path)
             .map(|rules| assert!(!rules.is_empty(), "{name}: no rule"))
             .map_err(|e| e.to_string())
     } else {

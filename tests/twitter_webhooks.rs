@@ -378,7 +378,7 @@ fn drain(out: ChildStdout) -> JoinHandle<Vec<String>> {
 fn a_delivery_answered_503_is_sent_again_and_recorded_once() {
     // The stdout sink writes into a pipe nobody reads yet: the sink cannot
     // confirm within the 1 s ack timeout, so the webhook answers 503.
-    let env = Env::new().config("[telegram]\nack_timeout = \"1s\"\n");
+    let env = Env::new().config("[webhook]\nack_timeout = \"1s\"\n");
     let mock = MockProcess::start("twitter", env.dir.path(), "");
     let addr = free_addr();
     let mut cmd = listen_cmd(&env, &addr, CONSUMER_SECRET, &["--sink", "stdout"]);

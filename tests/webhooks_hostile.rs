@@ -509,6 +509,7 @@ fn drain(stdout: ChildStdout) -> JoinHandle<Vec<String>> {
 fn telegram_redeliveries_in_flight_and_after_a_late_write_are_recorded_once() {
     // The stdout sink writes into a pipe nobody reads yet: a sink that stays
     // busy until the test starts reading, so the ack comes after the 503.
+    // The deprecated `[telegram]` spelling of `[webhook] ack_timeout` still works.
     let env = Env::new().config("[telegram]\nack_timeout = \"1s\"\n");
     let mut cmd = telegram_cmd(&env, ANY_PORT, &["--sink", "stdout"]);
     cmd.stdout(Stdio::piped());
@@ -546,6 +547,8 @@ fn telegram_redeliveries_in_flight_and_after_a_late_write_are_recorded_once() {
     }
     let (status, log) = tg.stop();
     assert_eq!(status.code(), Some(0), "{log}");
+    let deprecation = "`[telegram] ack_timeout` is deprecated: write `ack_timeout` in `[webhook]`";
+    assert_eq!(log.matches(deprecation).count(), 1, "{log}");
     let lines = reader.join().unwrap();
     let copies = lines
         .iter()
@@ -602,6 +605,7 @@ fn zero_webhook_limits_are_config_errors_with_file_and_line() {
             "[webhook]\nmax_connections = 0\n",
             "webhook.max_connections",
         ),
+        ("[webhook]\nmax_body_bytes = 0\n", "webhook.max_body_bytes"),
     ] {
         let env = Env::new().config(&format!("# limits\n{text}"));
         let out = env

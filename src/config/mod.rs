@@ -11,11 +11,11 @@ use crate::cli::LogFormat;
 use crate::duration::de_duration_opt;
 pub use crate::locate::{ConfigError, find_field_line};
 use crate::locate::{key_on_line, locate, table_at};
-use crate::retry::StreamBackoffConfig;
 use crate::sinks::SinkConfig;
-use crate::sources::InputPlatform;
-use crate::sources::twitter::rules::RulesMode;
-use crate::sources::twitter::stream::Buffer;
+pub use crate::sources::replay::ReplayConfig;
+pub use crate::sources::telegram::config::TelegramConfig;
+pub use crate::sources::twitter::search::config::TwitterSearchConfig;
+pub use crate::sources::twitter::stream::config::TwitterConfig;
 
 mod resolve;
 mod search;
@@ -71,77 +71,10 @@ pub struct FileConfig {
     pub kafka: crate::sources::kafka::KafkaSourceConfig,
     /// Limits of the webhook server (both webhooks).
     #[serde(default)]
-    pub webhook: crate::sources::webhook_server::WebhookServerConfig,
+    pub webhook: crate::sources::http::WebhookServerConfig,
     /// Named sinks.
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,
-}
-
-/// `[replay]`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReplayConfig {
-    pub platform: Option<InputPlatform>,
-    pub max_line_bytes: Option<usize>,
-}
-
-/// `[twitter]`: the X filtered-stream source.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TwitterConfig {
-    /// Base URL of the X API.
-    pub api_base: Option<String>,
-    /// Rules file.
-    pub rules: Option<PathBuf>,
-    /// `sync` or `keep`.
-    pub rules_mode: Option<RulesMode>,
-    /// `filter`, `sample`, `sample10`, `firehose`, `compliance` or `user-compliance`.
-    pub stream: Option<crate::sources::twitter::volume::StreamKind>,
-    /// The partition of a partitioned stream.
-    pub partition: Option<u32>,
-    /// Reconnect when no byte arrives for this long (`"30s"`).
-    #[serde(default, deserialize_with = "de_duration_opt")]
-    pub stall_timeout: Option<Duration>,
-    pub tweet_fields: Option<String>,
-    pub expansions: Option<String>,
-    pub user_fields: Option<String>,
-    /// 1-5 minutes of backfill after a disconnect.
-    pub backfill_minutes: Option<u32>,
-    /// Recent tweet ids remembered to drop duplicates.
-    pub dedupe_window: Option<usize>,
-    /// Longest accepted stream line.
-    pub max_line_bytes: Option<usize>,
-    /// Received lines held in memory before spilling to disk.
-    pub spill_memory_bytes: Option<usize>,
-    /// Largest spill file; past it the reader waits.
-    pub spill_max_bytes: Option<u64>,
-    /// Reconnect back-off bases.
-    pub backoff: Option<StreamBackoffConfig>,
-    /// `memory` or `disk` (a write-ahead log in the state dir).
-    pub buffer: Option<Buffer>,
-}
-
-/// `[telegram]`: the Telegram sources.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TelegramConfig {
-    /// Base URL of the Bot API.
-    pub api_base: Option<String>,
-    /// Keep only these chats.
-    #[serde(default)]
-    pub chat_ids: Vec<i64>,
-    /// `allowed_updates`.
-    #[serde(default)]
-    pub allowed_updates: Vec<String>,
-    /// Long-poll timeout (0-50 s).
-    pub poll_timeout_secs: Option<u32>,
-    /// Webhook URL path.
-    pub webhook_path: Option<String>,
-    /// Largest webhook body accepted (413 above it).
-    pub max_body_bytes: Option<usize>,
-    /// How long a webhook request waits for the sinks before answering 503.
-    #[serde(default, deserialize_with = "de_duration_opt")]
-    pub ack_timeout: Option<Duration>,
 }
 
 /// A config file and where it came from.
@@ -150,6 +83,9 @@ pub struct LoadedConfig {
     pub path: Option<PathBuf>,
     pub text: String,
     pub file: FileConfig,
+    /// One line per deprecated key the file uses, naming the new key (the
+    /// binary logs them at warn once logging is set up).
+    pub deprecations: Vec<String>,
 }
 
 impl LoadedConfig {
@@ -176,8 +112,14 @@ impl LoadedConfig {
     pub fn parse(path: Option<PathBuf>, text: String) -> Result<Self, ConfigError> {
         match toml::from_str::<FileConfig>(&text) {
             Ok(file) => {
-                let loaded = LoadedConfig { path, text, file };
+                let mut loaded = LoadedConfig {
+                    path,
+                    text,
+                    file,
+                    deprecations: Vec::new(),
+                };
                 loaded.check_values()?;
+                loaded.move_deprecated_keys();
                 Ok(loaded)
             }
             Err(e) => {
@@ -217,6 +159,26 @@ impl LoadedConfig {
             return Err(self.error(&format!("webhook.{field}"), message));
         }
         Ok(())
+    }
+
+    /// `[telegram] max_body_bytes` and `ack_timeout` belong to `[webhook]`
+    /// (both webhook servers use them): the old spellings keep working, moved
+    /// there, with one deprecation line each; `[webhook]` wins when both are set.
+    fn move_deprecated_keys(&mut self) {
+        let (telegram, webhook) = (&mut self.file.telegram, &mut self.file.webhook);
+        if let Some(v) = telegram.max_body_bytes.take() {
+            webhook.max_body_bytes = webhook.max_body_bytes.or(Some(v));
+            self.deprecations.push(
+                "`[telegram] max_body_bytes` is deprecated: write `max_body_bytes` in `[webhook]`"
+                    .into(),
+            );
+        }
+        if let Some(v) = telegram.ack_timeout.take() {
+            webhook.ack_timeout = webhook.ack_timeout.or(Some(v));
+            self.deprecations.push(
+                "`[telegram] ack_timeout` is deprecated: write `ack_timeout` in `[webhook]`".into(),
+            );
+        }
     }
 
     /// An error about `field` (a dotted path such as `sinks.lake.format`), pointing at its line.
@@ -274,6 +236,36 @@ fn reparse_sink(text: &str, name: &str) -> Option<(usize, String, String)> {
 mod tests {
     use super::*;
     use crate::cli::RunArgs;
+    use crate::sources::twitter::stream::Buffer;
+
+    #[test]
+    fn telegram_webhook_keys_move_to_webhook_with_a_deprecation_naming_the_new_key() {
+        let old = parse("[telegram]\nmax_body_bytes = 5\nack_timeout = \"2s\"\n").unwrap();
+        assert_eq!(old.file.webhook.max_body_bytes, Some(5));
+        assert_eq!(old.file.webhook.ack_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(
+            old.deprecations,
+            [
+                "`[telegram] max_body_bytes` is deprecated: write `max_body_bytes` in `[webhook]`",
+                "`[telegram] ack_timeout` is deprecated: write `ack_timeout` in `[webhook]`",
+            ]
+        );
+        let new = parse("[webhook]\nmax_body_bytes = 5\nack_timeout = \"2s\"\n").unwrap();
+        assert_eq!(new.file.webhook.max_body_bytes, Some(5));
+        assert!(new.deprecations.is_empty());
+        // Both set: the new key wins, and the old one is still named.
+        let both =
+            parse("[webhook]\nmax_body_bytes = 7\n[telegram]\nmax_body_bytes = 5\n").unwrap();
+        assert_eq!(both.file.webhook.max_body_bytes, Some(7));
+        assert_eq!(both.deprecations.len(), 1);
+        let zero = parse("[webhook]\nmax_body_bytes = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            zero.contains("line 2, field `webhook.max_body_bytes`"),
+            "{zero}"
+        );
+    }
 
     fn parse(text: &str) -> Result<LoadedConfig, ConfigError> {
         LoadedConfig::parse(Some(PathBuf::from("ingest.toml")), text.to_owned())

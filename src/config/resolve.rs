@@ -14,9 +14,9 @@ use crate::record::Format;
 use crate::sinks::SinkConfig;
 use crate::sources::InputPlatform;
 use crate::sources::twitter::api::{DEFAULT_API_BASE, NewRule};
-use crate::sources::twitter::rules::RulesMode;
 use crate::sources::twitter::stream::StreamConfig;
-use crate::sources::twitter::volume::{StreamKind, check_partition};
+use crate::sources::twitter::stream::rules::RulesMode;
+use crate::sources::twitter::stream::volume::{StreamKind, check_partition};
 
 /// Everything a run needs, resolved.
 #[derive(Debug, Clone)]
@@ -348,13 +348,13 @@ impl TwitterSettings {
         let file_rules = t.rules.as_ref().filter(|_| kind.has_rules());
         let rules = match (&args.track, args.rules.as_ref().or(file_rules)) {
             (Some(track), _) => {
-                let rules = crate::sources::twitter::rules::track_to_rules(track)
+                let rules = crate::sources::twitter::stream::rules::track_to_rules(track)
                     .map_err(ResolveError::Usage)?;
                 let values: Vec<&str> = rules.iter().map(|r| r.value.as_str()).collect();
                 tracing::info!(track = %track, rules = ?values, "--track converted to filtered-stream rules");
                 Some(rules)
             }
-            (None, Some(path)) => Some(crate::sources::twitter::rules::load(path)?),
+            (None, Some(path)) => Some(crate::sources::twitter::stream::rules::load(path)?),
             (None, None) => None,
         };
         Ok(TwitterSettings {

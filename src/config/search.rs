@@ -1,47 +1,15 @@
-//! `[twitter_search]` and the resolution of `ingest twitter-search`:
+//! The resolution of `ingest twitter-search` (its `[twitter_search]` table
+//! lives in `sources/twitter/search/config.rs`):
 //! flags (and `INGEST_*`) < `[twitter_search]` < `[twitter]`'s fields < defaults.
 
 use std::path::PathBuf;
-use std::time::Duration;
-
-use serde::Deserialize;
 
 use super::{LoadedConfig, ResolveError, api_base};
 use crate::cli::TwitterSearchArgs;
-use crate::duration::de_duration_opt;
 use crate::sources::twitter::search::{
     DEFAULT_MAX_PAGE_BYTES, Endpoint, Fields, SearchConfig, window,
 };
 use crate::sources::twitter::stream::StreamConfig;
-
-/// `[twitter_search]`: X recent and full-archive search.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TwitterSearchConfig {
-    /// The search query.
-    pub query: Option<String>,
-    /// Full-archive search instead of recent search.
-    pub archive: Option<bool>,
-    /// Oldest post time: RFC 3339, a date, or that long ago (`"7d"`).
-    pub start_time: Option<String>,
-    /// Newest post time (exclusive), same forms.
-    pub end_time: Option<String>,
-    /// Only posts newer than this id.
-    pub since_id: Option<String>,
-    /// Only posts older than this id.
-    pub until_id: Option<String>,
-    /// After the backfill, poll this often (`"60s"`).
-    #[serde(default, deserialize_with = "de_duration_opt")]
-    pub poll: Option<Duration>,
-    /// Default: `[twitter] tweet_fields`, else the stream's default.
-    pub tweet_fields: Option<String>,
-    /// Default: `[twitter] expansions`, else the stream's default.
-    pub expansions: Option<String>,
-    /// Default: `[twitter] user_fields`, else the stream's default.
-    pub user_fields: Option<String>,
-    /// Largest search page accepted, in bytes (default 32 MiB).
-    pub max_page_bytes: Option<usize>,
-}
 
 /// What `ingest twitter-search` needs besides the run settings.
 #[derive(Debug, Clone)]
@@ -211,6 +179,7 @@ impl SearchSettings {
 mod tests {
     use super::*;
     use clap::Parser;
+    use std::time::Duration;
 
     fn resolve(config: &str, flags: &[&str]) -> Result<SearchSettings, ResolveError> {
         let loaded = LoadedConfig::parse(Some(PathBuf::from("ingest.toml")), config.to_owned())

@@ -379,20 +379,20 @@ mod tests {
     use crate::sinks::{BatchConfig, RetryConfig, SinkError};
     use crate::state::DeadLetters;
 
-    type Confirmed = Arc<Mutex<Vec<Vec<String>>>>;
+    type Written = Arc<Mutex<Vec<Vec<String>>>>;
 
     /// A sink that answers from a script, then succeeds; it records every batch it confirmed.
     struct ScriptedSink {
         name: String,
         script: VecDeque<fn(usize) -> Result<(), SinkError>>,
-        confirmed: Confirmed,
+        confirmed: Written,
         calls: Arc<AtomicUsize>,
     }
 
     impl ScriptedSink {
         fn new(
             script: Vec<fn(usize) -> Result<(), SinkError>>,
-        ) -> (Self, Confirmed, Arc<AtomicUsize>) {
+        ) -> (Self, Written, Arc<AtomicUsize>) {
             let confirmed = Arc::new(Mutex::new(Vec::new()));
             let calls = Arc::new(AtomicUsize::new(0));
             let sink = ScriptedSink {
@@ -944,7 +944,7 @@ mod tests {
                 tx.send(SourceBatch::new(batch.clone())).await.unwrap();
             }
         });
-        let written = |c: &Confirmed| c.lock().unwrap().iter().map(Vec::len).sum::<usize>();
+        let written = |c: &Written| c.lock().unwrap().iter().map(Vec::len).sum::<usize>();
         tokio::time::timeout(Duration::from_secs(30), async {
             while written(&b_confirmed) < fit * n {
                 tokio::time::sleep(Duration::from_millis(5)).await;

@@ -21,6 +21,7 @@ pub mod template;
 
 pub use common::{BatchConfig, CommonSinkConfig, RetryConfig, default_queue_capacity};
 pub use registry::{BuildError, FieldError, SinkConfig, SinkType};
+pub(crate) use registry::{common_sink_fields, sink_type_basics};
 
 /// Whether this build has the client of a sink type behind cargo `feature`.
 pub fn compiled_in(feature: &str) -> bool {
@@ -180,7 +181,7 @@ pub trait Sink: Send + 'static {
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// [`Sink`] made object-safe, so that one function can build any configured sink
-/// (`build_sink` in lib.rs) for both `run` and `check`. Every `Sink` is one.
+/// (`build_sink` in run.rs) for both `run` and `check`. Every `Sink` is one.
 pub trait DynSink: Send + 'static {
     fn dyn_name(&self) -> &str;
     fn dyn_target(&self) -> String;

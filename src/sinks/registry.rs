@@ -72,20 +72,19 @@ pub trait SinkType {
 
 /// The `SinkType` items every type writes alike: `type_name`, `common`,
 /// `format` and, with `feature`, `feature` (the feature has the type's name).
-#[macro_export]
 macro_rules! sink_type_basics {
     ($name:literal) => {
         fn type_name(&self) -> &'static str {
             $name
         }
-        $crate::common_sink_fields!();
+        $crate::sinks::common_sink_fields!();
         fn format(&self) -> $crate::record::Format {
             // `file` and `s3` have their own `FileFormat` (with Parquet).
             self.format.into()
         }
     };
     ($name:literal, feature) => {
-        $crate::sink_type_basics!($name);
+        $crate::sinks::sink_type_basics!($name);
         fn feature(&self) -> Option<&'static str> {
             Some($name)
         }
@@ -93,7 +92,6 @@ macro_rules! sink_type_basics {
 }
 
 /// `SinkType::common` for a config struct with the three common fields.
-#[macro_export]
 macro_rules! common_sink_fields {
     () => {
         fn common(&self) -> $crate::sinks::common::CommonSinkConfig {
@@ -105,6 +103,10 @@ macro_rules! common_sink_fields {
         }
     };
 }
+
+// Re-exported here and by `sinks` (like `SinkType`), not at the crate root:
+// each sink's `mod.rs` names `crate::sinks::sink_type_basics!`, its parent.
+pub(crate) use {common_sink_fields, sink_type_basics};
 
 /// Declares [`SinkConfig`] (the tagged enum of every `[sinks.NAME]` table) and
 /// its dispatch from one line per sink type.

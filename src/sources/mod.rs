@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::record::NormalizeOptions;
 use crate::state::DeadLetters;
 
+pub mod http;
 pub mod kafka;
 pub mod lines;
 pub mod output;
@@ -21,7 +22,6 @@ pub mod spill;
 pub mod telegram;
 pub mod twitter;
 pub mod wal;
-pub mod webhook_server;
 
 pub use output::{Origin, SourceOutput, Tracked, received_now};
 
@@ -55,7 +55,7 @@ pub enum SourceError {
     #[error(transparent)]
     Wal(#[from] wal::WalError),
     #[error(transparent)]
-    XApi(#[from] twitter::api::ApiError),
+    TwitterApi(#[from] twitter::api::ApiError),
     #[error(transparent)]
     Polling(#[from] telegram::polling::PollingError),
     #[error("Telegram: {0}")]
@@ -73,16 +73,6 @@ pub enum SourceError {
     Kafka(String),
     #[error(transparent)]
     Search(#[from] twitter::search::SearchError),
-}
-
-impl SourceError {
-    /// The process exit code this failure asks for (1 unless it says otherwise).
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SourceError::Search(e) => e.exit_code(),
-            _ => crate::exit_codes::FAILURE,
-        }
-    }
 }
 
 /// Counters a source keeps; they end up in the run summary.

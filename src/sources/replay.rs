@@ -12,6 +12,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use serde::Deserialize;
 use tokio::io::unix::AsyncFd;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio_util::sync::CancellationToken;
@@ -30,6 +31,15 @@ const ORIGIN: Origin = Origin {
     label: "replay",
     item: "input line",
 };
+
+/// `[replay]`, as written in the config file (resolved by
+/// `config::ReplaySettings::resolve`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayConfig {
+    pub platform: Option<InputPlatform>,
+    pub max_line_bytes: Option<usize>,
+}
 
 /// Replays JSONL from a file or stdin.
 #[derive(Debug)]

@@ -137,7 +137,7 @@ pub struct WalConfig {
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Confirmed {
+struct ConfirmedMark {
     /// The first sequence number not confirmed.
     next: u64,
 }
@@ -197,7 +197,7 @@ impl Wal {
         crate::state::remove_stale_temp_files(dir);
         let checkpoint = Checkpoint::new(dir.join(CONFIRMED_FILE));
         let confirmed = checkpoint
-            .load::<Confirmed>()
+            .load::<ConfirmedMark>()
             .map_err(|e| err(checkpoint.path(), std::io::Error::other(e)))?
             .map_or(0, |c| c.next);
         let mut segments = Vec::new();
@@ -406,7 +406,7 @@ impl Wal {
             return Ok(());
         };
         self.checkpoint
-            .save(&Confirmed { next })
+            .save(&ConfirmedMark { next })
             .map_err(|e| err(self.checkpoint.path(), std::io::Error::other(e)))?;
         let doomed: Vec<Segment> = {
             let mut inner = self.lock();
@@ -649,7 +649,7 @@ mod tests {
         wal.confirm(4);
         wal.sync().unwrap();
         assert_eq!(wal.lock().unsynced_lines, 0);
-        let saved: Confirmed = Checkpoint::new(dir.path().join("x.wal/confirmed.json"))
+        let saved: ConfirmedMark = Checkpoint::new(dir.path().join("x.wal/confirmed.json"))
             .load()
             .unwrap()
             .unwrap();
@@ -874,7 +874,7 @@ mod tests {
         wal.append("T", &lines(0..5)).unwrap();
         drop(wal);
         Checkpoint::new(wal_dir.join(CONFIRMED_FILE))
-            .save(&Confirmed { next: 7453 })
+            .save(&ConfirmedMark { next: 7453 })
             .unwrap();
         let err = Wal::open(config(&dir, 1 << 20)).err().unwrap().to_string();
         assert!(
@@ -886,7 +886,7 @@ mod tests {
         assert_eq!(segments(&wal_dir).len(), 1, "nothing deleted");
         // Wholly confirmed and deleted: an empty log with a mark is normal.
         Checkpoint::new(wal_dir.join(CONFIRMED_FILE))
-            .save(&Confirmed { next: 5 })
+            .save(&ConfirmedMark { next: 5 })
             .unwrap();
         let (wal, replay) = Wal::open(config(&dir, 1 << 20)).unwrap();
         assert_eq!(replay.remaining(), 0);

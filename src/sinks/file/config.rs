@@ -322,3 +322,26 @@ pub fn part_path(base: &Path, n: u32) -> PathBuf {
     };
     base.with_file_name(new)
 }
+
+impl crate::sinks::SinkType for FileSinkConfig {
+    crate::sinks::sink_type_basics!("file");
+    fn validate(&self) -> Result<(), crate::sinks::FieldError> {
+        self.validate()
+            .map_err(|(f, m)| crate::sinks::FieldError::new(f, m))
+    }
+    fn build(&self, name: &str) -> Result<crate::sinks::AnySink, crate::sinks::BuildError> {
+        let sink =
+            super::FileSink::new(name, self.clone()).map_err(crate::sinks::BuildError::Invalid)?;
+        Ok(Box::new(sink))
+    }
+}
+
+impl crate::sinks::SinkType for StdoutSinkConfig {
+    crate::sinks::sink_type_basics!("stdout");
+    fn validate(&self) -> Result<(), crate::sinks::FieldError> {
+        Ok(())
+    }
+    fn build(&self, name: &str) -> Result<crate::sinks::AnySink, crate::sinks::BuildError> {
+        Ok(Box::new(super::StdoutSink::new(name, self)))
+    }
+}

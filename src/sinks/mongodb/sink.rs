@@ -20,7 +20,6 @@ use crate::record::{Format, Record};
 use crate::secret::Secret;
 use crate::sinks::template::{Ctx, Target, Template, copies, merge_copies, received_at};
 use crate::sinks::{RecordResults, Sink, SinkError};
-use crate::sources::twitter::compliance::deleted_post;
 use chrono_tz::Tz;
 
 /// Most statements in one `update` command.
@@ -375,7 +374,7 @@ impl Sink for MongodbSink {
             batch
                 .iter()
                 .enumerate()
-                .filter_map(|(i, r)| deleted_post(r).map(|p| (i, p.to_owned())))
+                .filter_map(|(i, r)| r.deleted_post().map(|p| (i, p.to_owned())))
                 .collect()
         } else {
             Vec::new()

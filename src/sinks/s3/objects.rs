@@ -14,8 +14,9 @@ use flate2::write::GzEncoder;
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
+use super::S3SinkConfig;
+use super::config::parse_time_zone;
 use super::key::{KeyTemplate, content_uuid};
-use super::{S3SinkConfig, parse_time_zone};
 use crate::record::Record;
 use crate::sinks::parquet::{FileFormat, ParquetOptions};
 use crate::sinks::template::{Ctx, copies, fill_object, received_at};

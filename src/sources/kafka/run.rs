@@ -46,14 +46,14 @@ pub struct KafkaSource {
 /// One batch handed to the pipeline: its messages in the order read (a
 /// message's position in the [`Tracked`] batch is its index here), and the
 /// ack (none when the pipeline stopped).
-struct InFlight {
+struct PendingBatch {
     entries: Vec<Entry>,
     ack: Option<PendingAck>,
 }
 
 /// What the acker tells the loop: a batch's messages and how many of them,
 /// in the order read, are handled (confirmed by every sink, or no record).
-struct Confirmed {
+struct HandledBatch {
     entries: Vec<Entry>,
     handled: usize,
 }
@@ -61,7 +61,7 @@ struct Confirmed {
 /// What woke the loop.
 enum Event<'a> {
     Signal(RebalanceSignal),
-    Confirmed(Confirmed),
+    Handled(HandledBatch),
     Tick,
     Message(KafkaResult<BorrowedMessage<'a>>),
 }
@@ -122,8 +122,8 @@ impl Source for KafkaSource {
 /// Awaits the acks in the order the batches were sent and passes on what
 /// each confirmed.
 async fn await_acks(
-    mut inflight: mpsc::UnboundedReceiver<InFlight>,
-    confirmed: mpsc::UnboundedSender<Confirmed>,
+    mut inflight: mpsc::UnboundedReceiver<PendingBatch>,
+    confirmed: mpsc::UnboundedSender<HandledBatch>,
 ) {
     while let Some(batch) = inflight.recv().await {
         let handled = match batch.ack {
@@ -141,7 +141,7 @@ async fn await_acks(
             },
         };
         let entries = batch.entries;
-        if confirmed.send(Confirmed { entries, handled }).is_err() {
+        if confirmed.send(HandledBatch { entries, handled }).is_err() {
             return;
         }
     }
@@ -155,8 +155,8 @@ struct Reader {
     offsets: Offsets,
     topics: TopicNames,
     signals: mpsc::UnboundedReceiver<RebalanceSignal>,
-    confirmed: mpsc::UnboundedReceiver<Confirmed>,
-    inflight: mpsc::UnboundedSender<InFlight>,
+    confirmed: mpsc::UnboundedReceiver<HandledBatch>,
+    inflight: mpsc::UnboundedSender<PendingBatch>,
     /// The pipeline's input; `None` once the run is finishing.
     out: Option<SourceOutput>,
     /// The batch being filled: its records at the index of their message,
@@ -183,7 +183,7 @@ impl Reader {
                 biased;
                 _ = shutdown.cancelled() => return Ok(()),
                 Some(signal) = self.signals.recv() => Event::Signal(signal),
-                Some(c) = self.confirmed.recv() => Event::Confirmed(c),
+                Some(c) = self.confirmed.recv() => Event::Handled(c),
                 _ = &mut tick => Event::Tick,
                 m = consumer.recv() => Event::Message(m),
             };
@@ -192,7 +192,7 @@ impl Reader {
                     self.on_rebalance(signal).await;
                     false
                 }
-                Event::Confirmed(c) => {
+                Event::Handled(c) => {
                     self.on_confirmed(c);
                     false
                 }
@@ -291,7 +291,7 @@ impl Reader {
         let entries = std::mem::take(&mut self.entries);
         let ack = out.send_tracked(batch, false).await;
         let running = ack.is_some();
-        let _ = self.inflight.send(InFlight { entries, ack });
+        let _ = self.inflight.send(PendingBatch { entries, ack });
         running
     }
 
@@ -376,7 +376,7 @@ impl Reader {
     }
 
     /// A batch's ack came back: confirm its offsets and commit them.
-    fn on_confirmed(&mut self, c: Confirmed) {
+    fn on_confirmed(&mut self, c: HandledBatch) {
         self.offsets.confirm(&c.entries, c.handled);
         let ready = self.offsets.to_commit(None);
         debug!(

@@ -1,6 +1,7 @@
 //! Telegram Bot API: long polling and webhook sources, and the normalizer for updates.
 
 pub mod api;
+pub mod config;
 pub mod normalize;
 pub mod polling;
 pub mod webhook;

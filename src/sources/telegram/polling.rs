@@ -21,6 +21,8 @@ use crate::state::{Checkpoint, LockFile, secret_fingerprint};
 
 /// Longest long-poll Telegram allows.
 pub const MAX_POLL_TIMEOUT_SECS: u32 = 50;
+/// Default long-poll timeout (`[telegram] poll_timeout_secs`, `--poll-timeout`).
+pub const DEFAULT_POLL_TIMEOUT_SECS: u32 = 30;
 /// Most updates one `getUpdates` returns.
 pub const MAX_LIMIT: u32 = 100;
 

@@ -23,8 +23,8 @@ use tracing::warn;
 
 use super::update_to_record;
 use crate::secret::Secret;
+use crate::sources::http::{ServerLimits, TlsFiles, retry_later, serve};
 use crate::sources::redelivery::{Delivered, RecordOnce};
-use crate::sources::webhook_server::{ServerLimits, TlsFiles, retry_later, serve};
 use crate::sources::{Origin, Source, SourceContext, SourceError, SourceOutput, received_now};
 
 const ORIGIN: Origin = Origin {
@@ -51,6 +51,9 @@ pub struct WebhookConfig {
     /// Serve HTTPS with these files; plain HTTP without.
     pub tls: Option<TlsFiles>,
 }
+
+/// Recent `update_id`s the webhook remembers by default.
+pub const DEFAULT_UPDATE_WINDOW: usize = 100_000;
 
 /// The webhook source.
 pub struct TelegramWebhook {

@@ -128,7 +128,7 @@ pub fn parse_problem(body: &str) -> Problem {
 
 /// A client for the rules and connection endpoints.
 #[derive(Debug, Clone)]
-pub struct XApi {
+pub struct TwitterApi {
     pub base: String,
     token: Secret,
     http: reqwest::Client,
@@ -142,7 +142,7 @@ struct RulesResponse {
     errors: Vec<Problem>,
 }
 
-impl XApi {
+impl TwitterApi {
     pub fn new(base: &str, token: Secret) -> Result<Self, ApiError> {
         let http = reqwest::Client::builder()
             .user_agent(user_agent())
@@ -152,7 +152,7 @@ impl XApi {
                 base: base.to_owned(),
                 source,
             })?;
-        Ok(XApi {
+        Ok(TwitterApi {
             base: base.trim_end_matches('/').to_owned(),
             token,
             http,

@@ -1,18 +1,14 @@
-//! X (Twitter) API v2: the filtered stream source, rule management, and the
-//! normalizer for stream lines.
+//! X (Twitter) API v2, one folder per product: the streams (`stream/`: the
+//! filtered stream with its rules, the volume and compliance streams), search
+//! (`search/`), the Account Activity webhooks (`webhooks/`) and the compliance
+//! records (`compliance/`); `api.rs` the bearer-token client and its errors,
+//! `normalize.rs` a post to a record, for every product.
 
-pub mod activity_api;
 pub mod api;
 pub mod compliance;
-mod forward;
 pub mod normalize;
-pub mod oauth1;
-pub mod rules;
 pub mod search;
 pub mod stream;
-pub mod volume;
-pub mod webhook;
-pub mod webhook_kinds;
-pub mod webhooks_api;
+pub mod webhooks;
 
 pub use normalize::{looks_like_stream_line, normalize_line};

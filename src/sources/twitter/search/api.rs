@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::checkpoint::Window;
 use super::rate::RateLimit;
 use super::{Endpoint, SearchError};
-use crate::sources::twitter::api::{XApi, parse_problem};
+use crate::sources::twitter::api::{TwitterApi, parse_problem};
 
 /// The fields of every request (the stream's, so records match).
 #[derive(Debug, Clone)]
@@ -151,7 +151,7 @@ fn unbuildable(endpoint: Endpoint, e: reqwest::Error) -> Call {
 /// Makes one call. Fatal answers (400, 401, 403, other 4xx, an oversized
 /// page) are errors; the rest is an [`Answer`].
 pub async fn call(
-    api: &XApi,
+    api: &TwitterApi,
     endpoint: Endpoint,
     params: &[(&'static str, String)],
     max_page_bytes: usize,

@@ -16,6 +16,7 @@
 
 mod api;
 pub mod checkpoint;
+pub mod config;
 pub mod page;
 pub mod rate;
 pub mod window;
@@ -35,9 +36,8 @@ use checkpoint::{SearchState, Store, Window};
 use page::Page;
 use rate::RateLimit;
 
-use super::api::XApi;
+use super::api::TwitterApi;
 use super::normalize_line;
-use crate::exit_codes;
 use crate::pipeline::Outcome;
 use crate::record::Normalized;
 use crate::retry::Backoff;
@@ -151,16 +151,6 @@ pub enum SearchError {
     NotConfirmed { path: String },
 }
 
-impl SearchError {
-    /// 78 for a request X refuses as malformed (fix the query or window), else 1.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            SearchError::BadRequest(_) => exit_codes::CONFIG,
-            _ => exit_codes::FAILURE,
-        }
-    }
-}
-
 const ORIGIN: Origin = Origin {
     label: "twitter-search",
     item: "search result",
@@ -168,7 +158,7 @@ const ORIGIN: Origin = Origin {
 
 /// The search source.
 pub struct TwitterSearch {
-    pub api: XApi,
+    pub api: TwitterApi,
     pub config: SearchConfig,
 }
 

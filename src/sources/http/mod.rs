@@ -30,7 +30,6 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -40,12 +39,9 @@ use tracing::{debug, info, warn};
 
 use crate::sources::SourceError;
 
-/// Default for `[webhook] max_connections`.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Default for `[webhook] header_read_timeout`.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default for `[webhook] body_read_timeout`.
-pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+mod config;
+pub use config::*;
+
 /// The shortest gap between two "shedding connections" warnings.
 pub const SHED_LOG_EVERY: Duration = Duration::from_secs(10);
 /// The pause after a failed `accept` (out of descriptors, say) before the next.
@@ -56,36 +52,6 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub struct TlsFiles {
     pub cert: std::path::PathBuf,
     pub key: std::path::PathBuf,
-}
-
-/// `[webhook]`: limits of the webhook server, shared by both webhooks.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookServerConfig {
-    /// Connections open at once; past it idle ones are closed (default 1024).
-    pub max_connections: Option<usize>,
-    /// Time to receive a request's headers, and the longest idle keep-alive (default 10s).
-    #[serde(default, deserialize_with = "crate::duration::de_duration_opt")]
-    pub header_read_timeout: Option<Duration>,
-    /// Time to receive a whole request body (default 30s).
-    #[serde(default, deserialize_with = "crate::duration::de_duration_opt")]
-    pub body_read_timeout: Option<Duration>,
-}
-
-impl WebhookServerConfig {
-    /// The first field set to a value that cannot work: (field, message).
-    pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
-        if self.max_connections == Some(0) {
-            return Err(("max_connections", "must be at least 1"));
-        }
-        if self.header_read_timeout.is_some_and(|d| d.is_zero()) {
-            return Err(("header_read_timeout", "must be more than zero"));
-        }
-        if self.body_read_timeout.is_some_and(|d| d.is_zero()) {
-            return Err(("body_read_timeout", "must be more than zero"));
-        }
-        Ok(())
-    }
 }
 
 /// The server's limits, resolved.
@@ -100,11 +66,7 @@ pub struct ServerLimits {
 }
 
 impl ServerLimits {
-    pub fn new(
-        config: &WebhookServerConfig,
-        max_body_bytes: usize,
-        drain_timeout: Duration,
-    ) -> Self {
+    pub fn new(config: &WebhookServerConfig, drain_timeout: Duration) -> Self {
         ServerLimits {
             max_connections: config.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             header_read_timeout: config
@@ -113,7 +75,7 @@ impl ServerLimits {
             body_read_timeout: config
                 .body_read_timeout
                 .unwrap_or(DEFAULT_BODY_READ_TIMEOUT),
-            max_body_bytes,
+            max_body_bytes: config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
             drain_timeout,
         }
     }

@@ -23,7 +23,7 @@ use crate::state::secret_fingerprint;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyKind {
     AccountActivity,
-    XActivity,
+    ActivityApi,
     FilteredStream,
     Unknown,
 }
@@ -41,7 +41,7 @@ pub fn classify(body: &Value) -> BodyKind {
             BodyKind::AccountActivity
         }
         Value::Object(o) if o.get("data").is_some_and(|d| d.get("event_type").is_some()) => {
-            BodyKind::XActivity
+            BodyKind::ActivityApi
         }
         Value::Object(_) if stream_post(body) => BodyKind::FilteredStream,
         Value::Array(items) if !items.is_empty() && items.iter().all(stream_post) => {
@@ -68,7 +68,9 @@ pub fn stream_posts(
     };
     let mut records = Vec::new();
     for line in lines {
-        match super::normalize_line(&line, received_at, opts).map_err(|e| e.to_string())? {
+        match crate::sources::twitter::normalize_line(&line, received_at, opts)
+            .map_err(|e| e.to_string())?
+        {
             Normalized::Record(r) => records.push(*r),
             Normalized::Control(_) | Normalized::Nothing => {}
         }
@@ -177,7 +179,7 @@ mod tests {
             classify(&v(
                 r#"{"data":{"event_type":"profile.update.bio","filter":{"user_id":"1"}}}"#
             )),
-            BodyKind::XActivity
+            BodyKind::ActivityApi
         );
         assert_eq!(
             classify(&v(r#"{"data":{"id":"5","text":"t"},"matching_rules":[]}"#)),

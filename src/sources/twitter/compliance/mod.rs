@@ -37,11 +37,7 @@ use crate::record::{
     rfc3339, trim_line,
 };
 
-/// The record kind of every compliance event.
-pub const KIND: &str = "compliance";
-
-/// The Post event that removes a post for good.
-pub const DELETE: &str = "delete";
+pub use crate::record::compliance::{DELETE, KIND};
 
 fn shape(reason: &'static str) -> NormalizeError {
     NormalizeError::Shape {
@@ -177,13 +173,6 @@ fn valid_type(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// The post a `delete` compliance record removes, if it is one.
-pub fn deleted_post(record: &Record) -> Option<&str> {
-    (record.kind == KIND && record.tags.first().map(String::as_str) == Some(DELETE))
-        .then_some(record.refs.tweet_id.as_deref())
-        .flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,7 +216,7 @@ mod tests {
         assert_eq!(r.created_at.as_deref(), Some("2022-12-23T12:34:56.789Z"));
         assert_eq!(r.raw.as_ref().unwrap().get(), DELETE_LINE);
         assert!(r.matching_rules.is_empty() && r.text.is_none());
-        assert_eq!(deleted_post(&r), Some("601430178305220608"));
+        assert_eq!(r.deleted_post(), Some("601430178305220608"));
     }
 
     #[test]
@@ -282,7 +271,7 @@ mod tests {
             let r = record(&line);
             assert_eq!(r.id, id);
             assert_eq!(r.refs.tweet_id.as_deref(), tweet, "{line}");
-            assert!(deleted_post(&r).is_none(), "only `delete` deletes");
+            assert!(r.deleted_post().is_none(), "only `delete` deletes");
         }
     }
 

@@ -12,9 +12,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::api::{Problem, user_agent};
-use super::oauth1::UserCredentials;
 use crate::secret::Secret;
+use crate::sources::twitter::api::{Problem, user_agent};
+use crate::sources::twitter::webhooks::oauth1::UserCredentials;
 
 pub const WEBHOOKS_PATH: &str = "/2/webhooks";
 
@@ -156,7 +156,7 @@ pub(super) fn list_of(v: &Value, endpoint: &str) -> Result<Vec<Value>, WebhooksE
 /// An error body: a problem document, `{"errors":[…]}` (problems, or
 /// `message`/`code` pairs), or anything else as detail.
 pub fn problem_of(body: &str) -> Problem {
-    let mut p = super::api::parse_problem(body);
+    let mut p = crate::sources::twitter::api::parse_problem(body);
     if p.title.is_none() && p.detail.is_none() {
         // `{"errors":[{"message":"…","code":214}]}`, X's older error shape.
         let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);

@@ -1,18 +1,17 @@
-//! Operating commands: `check` (config, sinks, source credentials), shell
-//! completions and the man page. What they print goes to stdout: it is data.
+//! `ingest check`: the config, each sink and the source's credentials, one
+//! line each on stdout (it is data); exit 1 if any line fails.
 
 use std::io::Write;
 use std::time::Duration;
 
-use clap::CommandFactory;
-
-use crate::cli::{CheckArgs, Cli, RunArgs, SourceArg};
+use crate::cli::{CheckArgs, RunArgs, SourceArg};
 use crate::config::{LoadedConfig, Settings, api_base};
+use crate::exit_codes;
+use crate::run::{Error, build_sink};
 use crate::secret::Secret;
 use crate::sinks::Sink;
 use crate::sources::telegram::api::TelegramApi;
-use crate::sources::twitter::api::XApi;
-use crate::{Error, exit_codes};
+use crate::sources::twitter::api::TwitterApi;
 
 /// The longest one check may take (the Kafka metadata request gives up after 5 s).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -56,7 +55,7 @@ fn sink_names(args: &CheckArgs, loaded: &LoadedConfig) -> Vec<String> {
 
 /// `ingest check`: validates the config, then tries every sink and source.
 /// Exit 0 only if every check passed; config errors keep their exit code (78).
-pub async fn check(args: &CheckArgs, loaded: &LoadedConfig) -> Result<u8, Error> {
+pub async fn run(args: &CheckArgs, loaded: &LoadedConfig) -> Result<u8, Error> {
     let names = sink_names(args, loaded);
     if names.is_empty() && args.sources.is_empty() {
         return Err(Error::Usage(
@@ -102,7 +101,7 @@ pub async fn check(args: &CheckArgs, loaded: &LoadedConfig) -> Result<u8, Error>
 /// Builds a sink and runs its healthcheck, bounded by [`CHECK_TIMEOUT`].
 async fn check_sink(named: &crate::config::NamedSink) -> CheckLine {
     let what = format!("sink {} ({})", named.name, named.config.type_name());
-    let (ok, detail) = match crate::build_sink(named) {
+    let (ok, detail) = match build_sink(named) {
         Err(e) => {
             let e = e.to_string();
             let prefix = format!("sink `{}`: ", named.name);
@@ -170,8 +169,10 @@ async fn check_twitter(args: &CheckArgs, loaded: &LoadedConfig) -> Result<String
     if !kind.has_rules() {
         // Any probe of a volume or compliance stream opens a connection,
         // which could push out the running one (X's connection limit).
-        let partition =
-            crate::sources::twitter::volume::check_partition(kind, loaded.file.twitter.partition)?;
+        let partition = crate::sources::twitter::stream::volume::check_partition(
+            kind,
+            loaded.file.twitter.partition,
+        )?;
         return Ok(format!(
             "{} at {base}{}: bearer token set (not probed: a connection could push out a running one)",
             kind.label(),
@@ -180,7 +181,7 @@ async fn check_twitter(args: &CheckArgs, loaded: &LoadedConfig) -> Result<String
                 .unwrap_or_default()
         ));
     }
-    let api = XApi::new(&base, token).map_err(|e| e.to_string())?;
+    let api = TwitterApi::new(&base, token).map_err(|e| e.to_string())?;
     let rules = api.rules().await.map_err(|e| e.to_string())?;
     Ok(format!(
         "bearer token accepted by {} ({} live rule{})",
@@ -204,38 +205,6 @@ async fn check_telegram(args: &CheckArgs, loaded: &LoadedConfig) -> Result<Strin
         Some(u) => format!("bot @{u} answered getMe"),
         None => "the bot answered getMe".to_owned(),
     })
-}
-
-/// `ingest completions SHELL`: the completion script on stdout.
-pub fn completions(shell: clap_complete::Shell) -> u8 {
-    let mut cmd = Cli::command();
-    let mut buf = Vec::new();
-    clap_complete::generate(shell, &mut cmd, "ingest", &mut buf);
-    write_stdout(&buf)
-}
-
-/// `ingest man`: the man page (roff) on stdout.
-pub fn man_page() -> u8 {
-    let mut buf = Vec::new();
-    match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
-        Ok(()) => write_stdout(&buf),
-        Err(e) => {
-            eprintln!("ingest: cannot render the man page: {e}");
-            exit_codes::FAILURE
-        }
-    }
-}
-
-pub(crate) fn write_stdout(buf: &[u8]) -> u8 {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(buf).and_then(|()| out.flush()) {
-        Ok(()) => exit_codes::SUCCESS,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit_codes::SUCCESS,
-        Err(e) => {
-            eprintln!("ingest: cannot write to standard output: {e}");
-            exit_codes::FAILURE
-        }
-    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub fn parquet_schema() -> String {
 }
 
 /// Prints the schema in `format` on stdout; the exit code.
-pub fn print(format: SchemaFormat) -> u8 {
+pub fn print(format: SchemaFormat) -> Result<u8, crate::run::Error> {
     let text = match format {
         SchemaFormat::JsonSchema => pretty(&json_schema()),
         #[cfg(feature = "parquet")]
@@ -40,13 +40,12 @@ pub fn print(format: SchemaFormat) -> u8 {
         SchemaFormat::Parquet => parquet_schema(),
         #[cfg(not(feature = "parquet"))]
         SchemaFormat::Arrow | SchemaFormat::Parquet => {
-            eprintln!(
-                "ingest: the Arrow and Parquet schemas are not in this build of ingest: rebuild with `cargo build --release --features parquet` (or with the default features)"
-            );
-            return crate::exit_codes::CONFIG;
+            return Err(crate::run::Error::CompiledOut(
+                "the Arrow and Parquet schemas are not in this build of ingest: rebuild with `cargo build --release --features parquet` (or with the default features)".into(),
+            ));
         }
     };
-    crate::ops::write_stdout(text.as_bytes())
+    Ok(super::man::write_stdout(text.as_bytes()))
 }
 
 fn pretty(v: &serde_json::Value) -> String {

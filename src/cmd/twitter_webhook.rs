@@ -1,19 +1,95 @@
-//! `ingest twitter-webhook register|list|validate|delete|subscribe|unsubscribe|subscriptions`
-//! and the server's `--register URL`.
+//! `ingest twitter-webhook --listen ADDR`: the X Account Activity webhook
+//! server (CRC answers, signed deliveries, `--register URL`); and
+//! `ingest twitter-webhook register|list|validate|delete|subscribe|unsubscribe|subscriptions`.
 
 use std::io::Write;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::cli_webhooks::WebhookAction;
-use crate::config::{LoadedConfig, api_base};
+use super::{finish, tls_files, webhook_ack_timeout, webhook_limits};
+use crate::cli::twitter_webhook::WebhookAction;
+use crate::config::{LoadedConfig, Settings, api_base};
+use crate::run::Error;
 use crate::secret::Secret;
-use crate::sources::twitter::activity_api::{LinkFields, NewActivitySubscription};
 use crate::sources::twitter::api::BEARER_TOKEN_VARS;
-use crate::sources::twitter::oauth1::UserCredentials;
-use crate::sources::twitter::webhooks_api::{WebhookConfig, WebhooksApi};
-use crate::{Error, exit_codes};
+use crate::sources::twitter::webhooks::activity::{LinkFields, NewActivitySubscription};
+use crate::sources::twitter::webhooks::manage::{WebhookConfig, WebhooksApi};
+use crate::sources::twitter::webhooks::oauth1::UserCredentials;
+use crate::sources::twitter::webhooks::receive::{
+    ActivityConfig, ActivityWebhook, DEFAULT_BODY_WINDOW,
+};
+
+pub async fn run(
+    mut args: crate::cli::TwitterWebhookArgs,
+    loaded: &LoadedConfig,
+    shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    if let Some(action) = args.action.take() {
+        return manage(action, loaded).await;
+    }
+    let listen = args.listen.take().ok_or_else(|| {
+        Error::Usage("twitter-webhook needs --listen ADDR (or an action: register, list…)".into())
+    })?;
+    let settings = Settings::resolve(&args.run, loaded)?;
+    let secret = Secret::from_env(&["TWITTER_CONSUMER_SECRET"]).ok_or_else(|| {
+        Error::MissingSecret(
+            "no X consumer secret: set TWITTER_CONSUMER_SECRET (CRC answers and signatures need it)"
+                .into(),
+        )
+    })?;
+    let config = ActivityConfig {
+        listen: listen.clone(),
+        path: args.path,
+        consumer_secret: secret,
+        tls: tls_files(args.tls_cert, args.tls_key),
+        limits: webhook_limits(&settings, loaded),
+        ack_timeout: webhook_ack_timeout(loaded),
+        dedupe_window: DEFAULT_BODY_WINDOW,
+    };
+    let registering = args.register.map(|url| {
+        let base = api_base(args.register_api.twitter_api_base.as_deref(), loaded);
+        tokio::spawn(register_when_listening(listen, base, url, shutdown.clone()))
+    });
+    let summary = crate::run::run(&settings, ActivityWebhook { config }, shutdown).await?;
+    if let Some(task) = registering {
+        if !task.is_finished() {
+            task.abort();
+        } else if let Ok(Err(e)) = task.await {
+            return Err(e);
+        }
+    }
+    Ok(finish(summary, settings.summary))
+}
+
+/// `--register URL`: once the server answers, registers the URL (or validates
+/// the webhook X has for it); on failure, stops the run.
+async fn register_when_listening(
+    listen: String,
+    base: String,
+    url: String,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let limit = std::time::Duration::from_secs(30);
+    if !wait_listening(&listen, limit).await {
+        shutdown.cancel();
+        return Err(Error::Usage(format!(
+            "--register: nothing listens on {listen} after {limit:?}"
+        )));
+    }
+    match register_or_validate(&base, &url).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::error!(
+                "--register {url} failed: {}",
+                crate::secret::redact(&e.to_string())
+            );
+            shutdown.cancel();
+            Err(e)
+        }
+    }
+}
 
 fn bearer() -> Result<Secret, Error> {
     Secret::from_env(&BEARER_TOKEN_VARS).ok_or_else(|| {
@@ -28,7 +104,7 @@ fn user_credentials() -> Result<UserCredentials, Error> {
 }
 
 /// Runs one management action; prints its result on stdout.
-pub async fn run(action: WebhookAction, loaded: &LoadedConfig) -> Result<u8, Error> {
+pub async fn manage(action: WebhookAction, loaded: &LoadedConfig) -> Result<u8, Error> {
     let base = api_base(action.common().twitter_api_base.as_deref(), loaded);
     let timeout = action.common().api_timeout;
     let mut out = Vec::new();
@@ -93,7 +169,7 @@ pub async fn run(action: WebhookAction, loaded: &LoadedConfig) -> Result<u8, Err
     std::io::stdout()
         .write_all(&out)
         .map_err(|e| Error::Usage(format!("cannot write to standard output: {e}")))?;
-    Ok(exit_codes::SUCCESS)
+    Ok(crate::exit_codes::SUCCESS)
 }
 
 /// The X Activity API and filtered-stream link actions.

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info};
 
-use super::compliance::normalize_compliance_line;
-use super::normalize::normalize_line;
-use super::volume::StreamKind;
 use crate::pipeline::Outcome;
 use crate::record::{NormalizeError, NormalizeOptions, Normalized};
 use crate::sources::output::PendingAck;
 use crate::sources::seen::SeenWindow;
 use crate::sources::spill::{Entry, SpillQueue};
+use crate::sources::twitter::compliance::normalize_compliance_line;
+use crate::sources::twitter::normalize::normalize_line;
+use crate::sources::twitter::stream::volume::StreamKind;
 use crate::sources::wal::{Replay, Replayed, Wal};
 use crate::sources::{Origin, SourceContext, SourceCounters, SourceError, SourceOutput, Tracked};
 

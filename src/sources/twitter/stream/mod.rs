@@ -3,8 +3,13 @@
 //! A reader task keeps the HTTP body flowing no matter how slow the sinks are:
 //! it splits lines, handles keep-alives and control messages, and pushes every
 //! line into a [`SpillQueue`] (and, with the disk buffer, the write-ahead log
-//! first). The forwarder (`twitter/forward.rs`) normalizes, drops duplicates by
+//! first). The forwarder (`stream/forward.rs`) normalizes, drops duplicates by
 //! id, and feeds the pipeline. Reconnects follow X's documented back-off classes.
+
+pub mod config;
+mod forward;
+pub mod rules;
+pub mod volume;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,18 +19,18 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
-use super::api::{XApi, parse_problem};
-use super::forward::{Logged, ORIGIN, forward, forward_logged};
-use super::volume::StreamKind;
 use crate::record::trim_line;
 use crate::retry::{StreamBackoff, StreamBackoffConfig, StreamFailure};
 use crate::sources::lines::{Line, LineSplitter};
 use crate::sources::spill::{SpillConfig, SpillQueue};
+use crate::sources::twitter::api::{TwitterApi, parse_problem};
 use crate::sources::wal::{SEGMENT_BYTES, Wal, WalConfig};
 use crate::sources::{
     Source, SourceContext, SourceCounters, SourceError, SourceOutput, received_now,
 };
 use crate::state::{LockFile, secret_fingerprint};
+use forward::{Logged, ORIGIN, forward, forward_logged};
+use volume::StreamKind;
 
 /// Chunks already received that the reader takes in one go.
 const READY_CHUNKS: usize = 256;
@@ -94,7 +99,7 @@ impl Default for StreamConfig {
 
 /// The filtered-stream source.
 pub struct TwitterSource {
-    pub api: XApi,
+    pub api: TwitterApi,
     pub config: StreamConfig,
 }
 
@@ -131,7 +136,7 @@ impl Source for TwitterSource {
         let disk = self.open_disk_buffer(&ctx)?;
         let wal = disk.as_ref().map(|(_, logged)| logged.wal.clone());
         let window = self.config.dedupe_window;
-        let normalize = super::forward::normalizer(self.config.kind);
+        let normalize = forward::normalizer(self.config.kind);
         // The connection opens at once (X does not resend what is missed while
         // the backlog drains); the recovered lines still enter the pipeline
         // before any new one, as the forwarder sends them first.
@@ -238,7 +243,7 @@ enum Next {
 
 impl StreamReader {
     /// The connect / read / back off loop.
-    async fn read_stream(&self, api: &XApi) -> Result<(), SourceError> {
+    async fn read_stream(&self, api: &TwitterApi) -> Result<(), SourceError> {
         let config = &self.config;
         if config.reset_connections {
             info!("closing every streaming connection of the app (--reset-connections)");
@@ -272,7 +277,7 @@ impl StreamReader {
     /// One connection: open it, read it until it ends, and say what comes next.
     async fn connect_once(
         &self,
-        api: &XApi,
+        api: &TwitterApi,
         query: &[(&str, String)],
         backoff: &mut StreamBackoff,
     ) -> Result<Next, SourceError> {
@@ -464,7 +469,7 @@ fn refused(
 ) -> Result<(StreamFailure, String), SourceError> {
     let problem = parse_problem(body);
     match status {
-        401 | 403 => Err(super::api::ApiError::Unauthorized {
+        401 | 403 => Err(crate::sources::twitter::api::ApiError::Unauthorized {
             status,
             problem: Box::new(problem),
         }
@@ -472,7 +477,7 @@ fn refused(
         409 if kind.has_rules() => Err(SourceError::NoRules),
         // A volume or compliance stream refusing its parameters (a partition
         // or backfill X does not serve): asking again cannot help.
-        400 if !kind.has_rules() => Err(super::api::ApiError::Http {
+        400 if !kind.has_rules() => Err(crate::sources::twitter::api::ApiError::Http {
             status,
             problem: Box::new(problem),
         }
@@ -544,7 +549,10 @@ mod tests {
     fn refusals_are_classified() {
         let f = StreamKind::Filter;
         assert!(matches!(refused(f, 409, ""), Err(SourceError::NoRules)));
-        assert!(matches!(refused(f, 401, ""), Err(SourceError::XApi(_))));
+        assert!(matches!(
+            refused(f, 401, ""),
+            Err(SourceError::TwitterApi(_))
+        ));
         assert!(matches!(
             refused(f, 429, "TooManyConnections"),
             Ok((StreamFailure::RateLimited, _))
@@ -557,7 +565,10 @@ mod tests {
     fn volume_streams_have_no_rules_and_a_refused_partition_is_final() {
         let v = StreamKind::Sample10;
         assert!(matches!(refused(v, 409, ""), Ok((StreamFailure::Http, _))));
-        assert!(matches!(refused(v, 400, ""), Err(SourceError::XApi(_))));
+        assert!(matches!(
+            refused(v, 400, ""),
+            Err(SourceError::TwitterApi(_))
+        ));
         assert!(matches!(refused(v, 503, ""), Ok((StreamFailure::Http, _))));
     }
 

@@ -29,8 +29,8 @@ use tracing::warn;
 
 use crate::record::{Author, NormalizeOptions, Platform, Record, Refs, rfc3339, transliterate};
 use crate::secret::Secret;
+use crate::sources::http::{PerClientLimit, ServerLimits, TlsFiles, retry_later, serve};
 use crate::sources::redelivery::{Delivered, RecordOnce};
-use crate::sources::webhook_server::{PerClientLimit, ServerLimits, TlsFiles, retry_later, serve};
 use crate::sources::{Origin, Source, SourceContext, SourceError, SourceOutput, received_now};
 
 /// The signature header of Account Activity POSTs.
@@ -218,13 +218,13 @@ struct V1User {
 }
 
 /// Turns one webhook body of any kind X delivers into records
-/// ([`webhook_kinds`](super::webhook_kinds) tells the kinds apart).
+/// ([`kinds`](crate::sources::twitter::webhooks::kinds) tells the kinds apart).
 pub fn body_to_records(
     body: &[u8],
     received_at: &Arc<str>,
     ctx: &SourceContext,
 ) -> Result<Vec<Record>, String> {
-    use super::webhook_kinds::{
+    use crate::sources::twitter::webhooks::kinds::{
         BodyKind, classify, stream_posts, unknown_record, x_activity_record,
     };
     let text = std::str::from_utf8(body).map_err(|e| format!("not UTF-8: {e}"))?;
@@ -234,7 +234,7 @@ pub fn body_to_records(
     let mut records = match classify(&value) {
         BodyKind::AccountActivity => return account_activity_records(body, received_at, ctx),
         BodyKind::FilteredStream => return stream_posts(body, &value, received_at, opts),
-        BodyKind::XActivity => vec![x_activity_record(&value, text.trim(), opts)],
+        BodyKind::ActivityApi => vec![x_activity_record(&value, text.trim(), opts)],
         BodyKind::Unknown => {
             crate::sources::SourceCounters::add(&ctx.counters.unknown, 1);
             warn!(
@@ -317,7 +317,10 @@ fn tweet_record(item: &RawValue, opts: &NormalizeOptions) -> Result<Record, serd
         }),
         chat: None,
         lang: t.lang,
-        source: t.source.as_deref().map(super::webhook_kinds::plain_source),
+        source: t
+            .source
+            .as_deref()
+            .map(crate::sources::twitter::webhooks::kinds::plain_source),
         matching_rules: Vec::new(),
         tags: Vec::new(),
         refs: Refs {
@@ -404,7 +407,7 @@ mod tests {
         );
     }
 
-    const CRC_VECTOR: &str = include_str!("../../../tests/fixtures/crc_vector.txt").trim_ascii();
+    const CRC_VECTOR: &str = include_str!("../../../../tests/fixtures/crc_vector.txt").trim_ascii();
 
     #[test]
     fn only_tokens_shaped_like_x_are_answered() {
@@ -462,12 +465,16 @@ mod tests {
         let line = r#"{"data":{"id":"1600000000000000003","text":"hello","author_id":"7","source":"Twitter Web App"},"includes":{"users":[{"id":"7","name":"A","username":"a"}]},"matching_rules":[{"id":"17","tag":"cats"}]}"#;
         let received: Arc<str> = "t".into();
         let ctx = ctx();
-        let from_stream =
-            match super::super::normalize_line(line.as_bytes(), &received, &ctx.normalize).unwrap()
-            {
-                crate::record::Normalized::Record(r) => *r,
-                _ => panic!("a post"),
-            };
+        let from_stream = match crate::sources::twitter::normalize_line(
+            line.as_bytes(),
+            &received,
+            &ctx.normalize,
+        )
+        .unwrap()
+        {
+            crate::record::Normalized::Record(r) => *r,
+            _ => panic!("a post"),
+        };
         let from_webhook = body_to_records(line.as_bytes(), &received, &ctx).unwrap();
         assert_eq!(from_webhook.len(), 1);
         let a = serde_json::to_value(&from_stream).unwrap();

@@ -134,7 +134,7 @@ pub enum WebhookAction {
 #[derive(Debug, Args)]
 pub struct WebhookCommon {
     /// Base URL of the X API (tests and proxies point it elsewhere). The same
-    /// flag as `XApiArgs` of the main command line, spelled out here.
+    /// flag as `TwitterApiArgs` of the main command line, spelled out here.
     #[arg(long, env = "INGEST_TWITTER_API_BASE", value_name = "URL")]
     pub twitter_api_base: Option<String>,
 

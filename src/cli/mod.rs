@@ -6,13 +6,18 @@ use std::time::Duration;
 use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+pub mod telegram;
+pub mod twitter_webhook;
+
+pub use telegram::TelegramArgs;
+
 pub use crate::duration::parse_duration;
 
 pub use crate::sources::InputPlatform;
 pub use crate::sources::kafka::StartFrom;
-pub use crate::sources::twitter::rules::RulesMode;
 pub use crate::sources::twitter::stream::Buffer;
-pub use crate::sources::twitter::volume::StreamKind;
+pub use crate::sources::twitter::stream::rules::RulesMode;
+pub use crate::sources::twitter::stream::volume::StreamKind;
 
 /// A flag whose values are a library enum's serde names (`earliest`, `disk`…):
 /// the library types stay free of clap, and `--help` still lists the values.
@@ -133,7 +138,7 @@ pub struct CheckArgs {
     pub config: Option<PathBuf>,
 
     #[command(flatten)]
-    pub api: XApiArgs,
+    pub api: TwitterApiArgs,
 
     /// Base URL of the Telegram Bot API.
     #[arg(long, env = "INGEST_TELEGRAM_API_BASE", value_name = "URL")]
@@ -170,7 +175,7 @@ pub enum SourceArg {
 
 /// Where the X API is and how to reach it.
 #[derive(Debug, Args, Default, Clone)]
-pub struct XApiArgs {
+pub struct TwitterApiArgs {
     /// Base URL of the X API (tests and proxies point it elsewhere).
     #[arg(long, env = "INGEST_TWITTER_API_BASE", value_name = "URL")]
     pub twitter_api_base: Option<String>,
@@ -207,7 +212,7 @@ pub struct TwitterArgs {
     pub partition: Option<u32>,
 
     #[command(flatten)]
-    pub api: XApiArgs,
+    pub api: TwitterApiArgs,
 
     /// Reconnect when no byte (not even a keep-alive) arrives for this long (default 30s).
     #[arg(long, env = "INGEST_STALL_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
@@ -299,7 +304,7 @@ pub struct TwitterSearchArgs {
     pub user_fields: Option<String>,
 
     #[command(flatten)]
-    pub api: XApiArgs,
+    pub api: TwitterApiArgs,
 
     /// Start the built-in mock X API in process and search it (no account needed).
     #[arg(long, env = "INGEST_MOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
@@ -328,7 +333,7 @@ pub struct RulesArgs {
 #[derive(Debug, Args)]
 pub struct RulesCommon {
     #[command(flatten)]
-    pub api: XApiArgs,
+    pub api: TwitterApiArgs,
 
     /// Config file (default: ./ingest.toml when present).
     #[arg(long, env = "INGEST_CONFIG", value_name = "FILE")]
@@ -377,111 +382,11 @@ pub enum MockCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct TelegramArgs {
-    /// Keep only updates from this chat (repeat for several); the others are confirmed and skipped.
-    #[arg(
-        long = "chat-id",
-        value_name = "ID",
-        env = "INGEST_CHAT_ID",
-        value_delimiter = ',',
-        allow_negative_numbers = true
-    )]
-    pub chat_ids: Vec<i64>,
-
-    /// Stop once a poll finds nothing pending: drain, deliver, commit, exit (for cron).
-    #[arg(long, env = "INGEST_UNTIL_IDLE", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new(), conflicts_with = "webhook")]
-    pub until_idle: bool,
-
-    /// Receive updates by webhook on this address instead of polling: HTTPS with
-    /// --tls-cert/--tls-key, else plain HTTP (then put a TLS proxy in front).
-    #[arg(long, env = "INGEST_WEBHOOK", value_name = "ADDR")]
-    pub webhook: Option<String>,
-
-    /// Secret token Telegram must send in X-Telegram-Bot-Api-Secret-Token (webhook mode).
-    #[arg(
-        long,
-        env = "TELEGRAM_SECRET_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
-    pub secret_token: Option<String>,
-
-    /// URL path of the webhook.
-    #[arg(long, env = "INGEST_WEBHOOK_PATH", value_name = "PATH")]
-    pub webhook_path: Option<String>,
-
-    /// Serve HTTPS with this PEM certificate (chain); with --tls-key. Without: plain HTTP behind a proxy.
-    #[arg(
-        long,
-        env = "INGEST_TLS_CERT",
-        value_name = "FILE",
-        requires = "tls_key",
-        requires = "webhook"
-    )]
-    pub tls_cert: Option<PathBuf>,
-
-    /// The PEM private key for --tls-cert.
-    #[arg(
-        long,
-        env = "INGEST_TLS_KEY",
-        value_name = "FILE",
-        requires = "tls_cert"
-    )]
-    pub tls_key: Option<PathBuf>,
-
-    /// Call setWebhook with this public URL (and the secret token) before listening.
-    #[arg(
-        long,
-        env = "INGEST_SET_WEBHOOK",
-        value_name = "URL",
-        requires = "webhook"
-    )]
-    pub set_webhook: Option<String>,
-
-    /// Call deleteWebhook (keeping pending updates) before polling.
-    #[arg(long, env = "INGEST_DELETE_WEBHOOK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new(), conflicts_with = "webhook")]
-    pub delete_webhook: bool,
-
-    /// Base URL of the Bot API.
-    #[arg(long, env = "INGEST_TELEGRAM_API_BASE", value_name = "URL")]
-    pub telegram_api_base: Option<String>,
-
-    /// Long-poll timeout in seconds (default 30, at most 50).
-    #[arg(long, env = "INGEST_POLL_TIMEOUT", value_name = "SECONDS", value_parser = clap::value_parser!(u32).range(0..=50))]
-    pub poll_timeout: Option<u32>,
-
-    /// Update types to receive (`allowed_updates`), comma-separated.
-    #[arg(
-        long,
-        env = "INGEST_ALLOWED_UPDATES",
-        value_name = "TYPES",
-        value_delimiter = ','
-    )]
-    pub allowed_updates: Vec<String>,
-
-    /// Start the built-in mock Telegram API in process and capture from it (no bot needed).
-    #[arg(long, env = "INGEST_MOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new(), conflicts_with = "webhook")]
-    pub mock: bool,
-
-    /// Scenario file for --mock (queue, pace, faults); see examples/telegram-scenario.toml.
-    #[arg(
-        long,
-        env = "INGEST_MOCK_SCENARIO",
-        value_name = "FILE",
-        requires = "mock"
-    )]
-    pub mock_scenario: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub run: RunArgs,
-}
-
-#[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct TwitterWebhookArgs {
     /// Manage the webhook and its subscriptions instead of receiving (see `ingest twitter-webhook help`).
     #[command(subcommand)]
-    pub action: Option<crate::cli_webhooks::WebhookAction>,
+    pub action: Option<twitter_webhook::WebhookAction>,
 
     /// Address to listen on: HTTPS with --tls-cert/--tls-key, else plain HTTP
     /// (then put a TLS proxy in front).
@@ -493,7 +398,7 @@ pub struct TwitterWebhookArgs {
     pub register: Option<String>,
 
     #[command(flatten)]
-    pub register_api: XApiArgs,
+    pub register_api: TwitterApiArgs,
 
     /// URL path of the webhook.
     #[arg(

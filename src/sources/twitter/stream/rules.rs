@@ -9,8 +9,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::api::{ApiError, LiveRule, NewRule, XApi};
 use crate::locate::{ConfigError, find_field_line};
+use crate::sources::twitter::api::{ApiError, LiveRule, NewRule, TwitterApi};
 
 /// X's limit on a rule's length (Pro and Enterprise allow more; the mock enforces this one).
 pub const MAX_RULE_CHARS: usize = 1024;
@@ -223,7 +223,7 @@ pub fn plan(live: &[LiveRule], wanted: &[NewRule]) -> SyncPlan {
 }
 
 /// Makes the live rules equal to `wanted`: validate new rules, delete, add.
-pub async fn sync(api: &XApi, wanted: &[NewRule]) -> Result<SyncPlan, ApiError> {
+pub async fn sync(api: &TwitterApi, wanted: &[NewRule]) -> Result<SyncPlan, ApiError> {
     let live = api.rules().await?;
     let plan = plan(&live, wanted);
     // Validate first (dry run), so a bad rule changes nothing. A re-tagged rule

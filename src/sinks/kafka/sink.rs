@@ -42,9 +42,9 @@ impl ClientContext for LogContext {
 /// thread: a failure is noted by index, and the last report wakes the writer
 /// (one wake-up per batch, not one per message).
 impl ProducerContext for LogContext {
-    type DeliveryOpaque = Box<InFlight>;
+    type DeliveryOpaque = Box<PendingMessage>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, message: Box<InFlight>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, message: Box<PendingMessage>) {
         if let Err((e, _)) = result {
             message.batch.fail(message.index, e.clone());
         }
@@ -53,7 +53,7 @@ impl ProducerContext for LogContext {
 }
 
 /// One message on its way: its batch and its index there.
-struct InFlight {
+struct PendingMessage {
     batch: Arc<BatchState>,
     index: usize,
 }
@@ -275,7 +275,7 @@ impl Sink for KafkaSink {
             };
             loop {
                 let sent = {
-                    let opaque = Box::new(InFlight {
+                    let opaque = Box::new(PendingMessage {
                         batch: state.clone(),
                         index: i,
                     });

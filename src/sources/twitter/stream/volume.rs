@@ -23,7 +23,7 @@ use std::ops::RangeInclusive;
 
 use serde::Deserialize;
 
-use super::api::STREAM_PATH;
+use crate::sources::twitter::api::STREAM_PATH;
 
 /// The X stream to read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

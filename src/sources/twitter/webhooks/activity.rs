@@ -5,8 +5,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::stream::{DEFAULT_EXPANSIONS, DEFAULT_TWEET_FIELDS, DEFAULT_USER_FIELDS};
-use super::webhooks_api::{
+use crate::sources::twitter::stream::{
+    DEFAULT_EXPANSIONS, DEFAULT_TWEET_FIELDS, DEFAULT_USER_FIELDS,
+};
+use crate::sources::twitter::webhooks::manage::{
     Auth, WebhooksApi, WebhooksError, deleted, endpoint, flag, list_of, refuse_errors, shape,
 };
 

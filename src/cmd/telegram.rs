@@ -1,0 +1,151 @@
+//! `ingest telegram`: Telegram Bot API updates by long polling or by webhook.
+
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::{finish, tls_files, webhook_ack_timeout, webhook_limits};
+use crate::cli::TelegramArgs;
+use crate::config::{LoadedConfig, Settings};
+use crate::mock::telegram::TelegramScenario;
+use crate::run::Error;
+use crate::secret::Secret;
+use crate::sources::telegram::api::TelegramApi;
+use crate::sources::telegram::polling::{
+    DEFAULT_POLL_TIMEOUT_SECS, MAX_POLL_TIMEOUT_SECS, PollingConfig, TelegramPolling,
+};
+use crate::sources::telegram::webhook::{DEFAULT_UPDATE_WINDOW, TelegramWebhook, WebhookConfig};
+
+pub async fn run(
+    args: TelegramArgs,
+    loaded: &LoadedConfig,
+    shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    let t = &loaded.file.telegram;
+    let common = TelegramCommon {
+        settings: Settings::resolve(&args.run, loaded)?,
+        chat_ids: if args.chat_ids.is_empty() {
+            t.chat_ids.clone()
+        } else {
+            args.chat_ids.clone()
+        },
+        allowed: if args.allowed_updates.is_empty() {
+            t.allowed_updates.clone()
+        } else {
+            args.allowed_updates.clone()
+        },
+        base: crate::config::telegram_api_base(args.telegram_api_base.as_deref(), loaded),
+    };
+    match args.webhook.clone() {
+        Some(listen) => telegram_webhook(args, listen, common, loaded, shutdown).await,
+        None => telegram_polling(args, common, loaded, shutdown).await,
+    }
+}
+
+/// What both Telegram modes resolve alike.
+struct TelegramCommon {
+    settings: Settings,
+    chat_ids: Vec<i64>,
+    allowed: Vec<String>,
+    base: String,
+}
+
+fn bot_token() -> Option<Secret> {
+    Secret::from_env(&["TELEGRAM_BOT_TOKEN"])
+}
+
+async fn telegram_webhook(
+    args: TelegramArgs,
+    listen: String,
+    common: TelegramCommon,
+    loaded: &LoadedConfig,
+    shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    let t = &loaded.file.telegram;
+    // A secret read from a file often ends in a newline: Telegram never sends one.
+    let secret = args
+        .secret_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(Secret::new)
+        .ok_or_else(|| {
+            Error::MissingSecret(
+                "webhook mode needs a secret token: --secret-token or TELEGRAM_SECRET_TOKEN".into(),
+            )
+        })?;
+    if let Some(url) = &args.set_webhook {
+        let token = bot_token().ok_or_else(missing_bot_token)?;
+        TelegramApi::new(&common.base, token)?
+            .set_webhook(url, &secret, &common.allowed)
+            .await?;
+        info!(url = %url, "webhook set");
+    }
+    let settings = common.settings;
+    let config = WebhookConfig {
+        listen,
+        path: args
+            .webhook_path
+            .or(t.webhook_path.clone())
+            .unwrap_or_else(|| "/telegram".into()),
+        secret_token: secret,
+        chat_ids: common.chat_ids,
+        limits: webhook_limits(&settings, loaded),
+        ack_timeout: webhook_ack_timeout(loaded),
+        dedupe_window: DEFAULT_UPDATE_WINDOW,
+        tls: tls_files(args.tls_cert, args.tls_key),
+    };
+    let summary = crate::run::run(&settings, TelegramWebhook { config }, shutdown).await?;
+    Ok(finish(summary, settings.summary))
+}
+
+async fn telegram_polling(
+    args: TelegramArgs,
+    common: TelegramCommon,
+    loaded: &LoadedConfig,
+    shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    let t = &loaded.file.telegram;
+    let mock = match (args.mock, &args.mock_scenario) {
+        (true, scenario) => {
+            let scenario = scenario
+                .as_deref()
+                .map(TelegramScenario::load)
+                .transpose()?
+                .unwrap_or_default();
+            let server = crate::mock::telegram::start("127.0.0.1:0", scenario).await?;
+            info!(url = %server.base_url(), "capturing from the built-in mock Telegram API (--mock)");
+            Some(server)
+        }
+        (false, _) => None,
+    };
+    let token = match (bot_token(), &mock) {
+        (Some(t), _) => t,
+        (None, Some(_)) => Secret::new("123456:mock-token"),
+        (None, None) => return Err(missing_bot_token()),
+    };
+    let base = mock.as_ref().map(|m| m.base_url()).unwrap_or(common.base);
+    let api = TelegramApi::new(&base, token)?;
+    let config = PollingConfig {
+        chat_ids: common.chat_ids,
+        allowed_updates: common.allowed,
+        poll_timeout_secs: args
+            .poll_timeout
+            .or(t.poll_timeout_secs)
+            .unwrap_or(DEFAULT_POLL_TIMEOUT_SECS)
+            .min(MAX_POLL_TIMEOUT_SECS),
+        until_idle: args.until_idle,
+        delete_webhook: args.delete_webhook,
+    };
+    let settings = common.settings;
+    let result = crate::run::run(&settings, TelegramPolling { api, config }, shutdown).await;
+    if let Some(m) = mock {
+        m.stop().await;
+    }
+    Ok(finish(result?, settings.summary))
+}
+
+fn missing_bot_token() -> Error {
+    Error::MissingSecret(
+        "no Telegram bot token: set TELEGRAM_BOT_TOKEN in the environment, or try `--mock`".into(),
+    )
+}

@@ -1,0 +1,93 @@
+//! `ingest twitter`: the X filtered stream (and the other streams), rules
+//! synced first when asked; the X client or the built-in mock for every X command.
+
+use std::path::PathBuf;
+
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::finish;
+use crate::cli::RulesMode;
+use crate::config::{LoadedConfig, Settings, TwitterSettings};
+use crate::mock::MockServer;
+use crate::mock::twitter::Scenario;
+use crate::run::{Error, RunSummary};
+use crate::secret::Secret;
+use crate::sources::twitter::api::{BEARER_TOKEN_VARS, TwitterApi};
+use crate::sources::twitter::stream::TwitterSource;
+use crate::sources::twitter::stream::rules;
+
+pub async fn run(
+    args: crate::cli::TwitterArgs,
+    loaded: &LoadedConfig,
+    shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    let settings = Settings::resolve(&args.run, loaded)?;
+    let twitter = TwitterSettings::resolve(&args, loaded)?;
+    let (api, mock) =
+        twitter_api_or_mock(&twitter.mock, &twitter.api_base, "capturing from").await?;
+    let result = capture(&settings, &twitter, api, shutdown).await;
+    if let Some(m) = mock {
+        m.stop().await;
+    }
+    Ok(finish(result?, settings.summary))
+}
+
+/// The X API client: the built-in mock's (`--mock [SCENARIO]`, started here,
+/// any token accepted) or the one at `api_base` with the bearer token from
+/// the environment. The caller stops the mock when the run ends.
+pub(super) async fn twitter_api_or_mock(
+    mock: &Option<Option<PathBuf>>,
+    api_base: &str,
+    doing: &str,
+) -> Result<(TwitterApi, Option<MockServer>), Error> {
+    let mock = match mock {
+        Some(scenario) => {
+            let scenario = scenario
+                .as_deref()
+                .map(Scenario::load)
+                .transpose()?
+                .unwrap_or_default();
+            let server = crate::mock::twitter::start("127.0.0.1:0", scenario).await?;
+            info!(url = %server.base_url(), "{doing} the built-in mock X API (--mock)");
+            Some(server)
+        }
+        None => None,
+    };
+    let base = mock
+        .as_ref()
+        .map(|m| m.base_url())
+        .unwrap_or_else(|| api_base.to_owned());
+    let token = match (Secret::from_env(&BEARER_TOKEN_VARS), &mock) {
+        (Some(t), _) => t,
+        (None, Some(_)) => Secret::new("mock-token"),
+        (None, None) => return Err(missing_token()),
+    };
+    Ok((TwitterApi::new(&base, token)?, mock))
+}
+
+async fn capture(
+    settings: &Settings,
+    twitter: &TwitterSettings,
+    api: TwitterApi,
+    shutdown: CancellationToken,
+) -> Result<RunSummary, Error> {
+    let has_rules = twitter.stream.kind.has_rules();
+    if let (Some(wanted), RulesMode::Sync, true) = (&twitter.rules, twitter.rules_mode, has_rules) {
+        let plan = rules::sync(&api, wanted).await?;
+        for line in plan.describe() {
+            info!("rules: {line}");
+        }
+    }
+    let source = TwitterSource {
+        api,
+        config: twitter.stream.clone(),
+    };
+    crate::run::run(settings, source, shutdown).await
+}
+
+pub(super) fn missing_token() -> Error {
+    Error::MissingSecret(
+        "no X bearer token: set TWITTER_BEARER_TOKEN (or BEARER_TOKEN) in the environment, or try `--mock`".into(),
+    )
+}

@@ -1,0 +1,27 @@
+//! `ingest twitter-search`: X recent or full-archive search, backfill then polling.
+
+use tokio_util::sync::CancellationToken;
+
+use super::finish;
+use super::twitter::twitter_api_or_mock;
+use crate::config::{LoadedConfig, Settings};
+use crate::run::Error;
+
+pub async fn run(
+    args: crate::cli::TwitterSearchArgs,
+    loaded: &LoadedConfig,
+    shutdown: CancellationToken,
+) -> Result<u8, Error> {
+    let settings = Settings::resolve(&args.run, loaded)?;
+    let search = crate::config::SearchSettings::resolve(&args, loaded)?;
+    let (api, mock) = twitter_api_or_mock(&search.mock, &search.api_base, "searching").await?;
+    let source = crate::sources::twitter::search::TwitterSearch {
+        api,
+        config: search.config,
+    };
+    let result = crate::run::run(&settings, source, shutdown).await;
+    if let Some(m) = mock {
+        m.stop().await;
+    }
+    Ok(finish(result?, settings.summary))
+}
