@@ -16,8 +16,6 @@ pub mod mock;
 pub mod monitor;
 pub mod pipeline;
 pub mod progress;
-#[cfg(test)]
-mod proptests;
 pub mod record;
 pub mod retry;
 pub mod run;

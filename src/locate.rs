@@ -1,7 +1,7 @@
 //! Where in a TOML file a field is written, for errors that name the file,
 //! the line and the field: a config file's, a rules file's.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A config problem: what, where (file, line, field) and why. Exit code 78.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +18,44 @@ pub enum ConfigError {
         field: String,
         message: String,
     },
+}
+
+/// Errors of resolving a command's settings: bad config (78) or bad usage (2).
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// The config file a connector resolves its table against: its path and
+/// text, so that an error names the file, the line and the field.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileAt<'a> {
+    pub path: Option<&'a Path>,
+    pub text: &'a str,
+}
+
+impl FileAt<'_> {
+    /// An error about `field` (a dotted path such as `twitter.stall_timeout`), pointing at its line.
+    pub fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.map(Path::to_owned),
+            line: find_field_line(self.text, field),
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// A bad value from a flag (a usage error naming `--flag`) or from the
+    /// file (a config error at `table.field`'s line).
+    pub fn bad(&self, from_file: Option<&str>, flag: &str, message: String) -> ResolveError {
+        match from_file {
+            Some(field) => self.error(field, message).into(),
+            None => ResolveError::Usage(format!("--{flag}: {message}")),
+        }
+    }
 }
 
 pub(crate) fn location(path: &Option<PathBuf>, line: Option<usize>, field: &str) -> String {

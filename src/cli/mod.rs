@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::builder::{BoolishValueParser, PossibleValuesParser, TypedValueParser};
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
+mod flags;
 pub mod telegram;
 pub mod twitter_webhook;
 

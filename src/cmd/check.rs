@@ -5,13 +5,14 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::cli::{CheckArgs, RunArgs, SourceArg};
-use crate::config::{LoadedConfig, Settings, api_base};
+use crate::config::{LoadedConfig, Settings};
 use crate::exit_codes;
 use crate::run::{Error, build_sink};
 use crate::secret::Secret;
 use crate::sinks::Sink;
 use crate::sources::telegram::api::TelegramApi;
 use crate::sources::twitter::api::TwitterApi;
+use crate::sources::twitter::api_base;
 
 /// The longest one check may take (the Kafka metadata request gives up after 5 s).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -164,7 +165,7 @@ async fn check_twitter(args: &CheckArgs, loaded: &LoadedConfig) -> Result<String
     let token = Secret::from_env(&crate::sources::twitter::api::BEARER_TOKEN_VARS).ok_or(
         "no X bearer token: set TWITTER_BEARER_TOKEN (or BEARER_TOKEN) in the environment",
     )?;
-    let base = api_base(args.api.twitter_api_base.as_deref(), loaded);
+    let base = api_base(args.api.twitter_api_base.as_deref(), &loaded.file.twitter);
     let kind = loaded.file.twitter.stream.unwrap_or_default();
     if !kind.has_rules() {
         // Any probe of a volume or compliance stream opens a connection,
@@ -195,7 +196,10 @@ async fn check_twitter(args: &CheckArgs, loaded: &LoadedConfig) -> Result<String
 async fn check_telegram(args: &CheckArgs, loaded: &LoadedConfig) -> Result<String, String> {
     let token = Secret::from_env(&["TELEGRAM_BOT_TOKEN"])
         .ok_or("no Telegram bot token: set TELEGRAM_BOT_TOKEN in the environment")?;
-    let base = crate::config::telegram_api_base(args.telegram_api_base.as_deref(), loaded);
+    let base = crate::sources::telegram::config::api_base(
+        args.telegram_api_base.as_deref(),
+        &loaded.file.telegram,
+    );
     let api = TelegramApi::new(&base, token).map_err(|e| e.to_string())?;
     let me = api.get_me().await.map_err(|e| e.to_string())?;
     let username = serde_json::from_str::<serde_json::Value>(me.get())

@@ -27,7 +27,11 @@ pub async fn run(
 ) -> Result<u8, Error> {
     let settings = Settings::resolve(&args.run, loaded)?;
     let source = crate::sources::kafka::KafkaSource {
-        settings: crate::config::kafka_source_settings(&args, loaded)?,
+        settings: crate::sources::kafka::config::resolve(
+            &args.flags(),
+            &loaded.file.kafka,
+            loaded.at(),
+        )?,
     };
     let summary = crate::run::run(&settings, source, shutdown).await?;
     Ok(super::finish(summary, settings.summary))

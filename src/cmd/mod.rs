@@ -3,14 +3,13 @@
 //! a run comes from [`crate::run`], which maps every error to its code.
 
 use std::path::Path;
-use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::{Command, RulesAction};
 use crate::config::{LoadedConfig, Settings};
 use crate::run::{Error, RunSummary};
-use crate::sources::http::{DEFAULT_ACK_TIMEOUT, ServerLimits, TlsFiles};
+use crate::sources::http::{ServerLimits, TlsFiles};
 
 pub mod check;
 pub mod completions;
@@ -115,15 +114,6 @@ pub async fn run(
 /// in progress at a stop.
 pub(super) fn webhook_limits(settings: &Settings, loaded: &LoadedConfig) -> ServerLimits {
     ServerLimits::new(&loaded.file.webhook, settings.shutdown_timeout)
-}
-
-/// How long a webhook request waits for the sinks: `[webhook] ack_timeout`.
-pub(super) fn webhook_ack_timeout(loaded: &LoadedConfig) -> Duration {
-    loaded
-        .file
-        .webhook
-        .ack_timeout
-        .unwrap_or(DEFAULT_ACK_TIMEOUT)
 }
 
 pub(super) fn tls_files(

@@ -3,9 +3,8 @@
 use tokio_util::sync::CancellationToken;
 
 use super::finish;
-use crate::config::{LoadedConfig, ReplaySettings, Settings};
+use crate::config::{LoadedConfig, Settings};
 use crate::run::Error;
-use crate::sources::replay::ReplaySource;
 
 pub async fn run(
     args: crate::cli::ReplayArgs,
@@ -13,12 +12,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<u8, Error> {
     let settings = Settings::resolve(&args.run, loaded)?;
-    let replay = ReplaySettings::resolve(&args, loaded)?;
-    let source = ReplaySource {
-        input: replay.input,
-        platform: replay.platform,
-        max_line_bytes: replay.max_line_bytes,
-    };
+    let source = crate::sources::replay::resolve(&args.flags(), &loaded.file.replay, loaded.at())?;
     let summary = crate::run::run(&settings, source, shutdown).await?;
     Ok(finish(summary, settings.summary))
 }

@@ -4,16 +4,17 @@ use std::io::Write;
 
 use super::twitter::missing_token;
 use crate::cli::{RulesAction, RulesCommon};
-use crate::config::{LoadedConfig, api_base};
+use crate::config::LoadedConfig;
 use crate::run::Error;
 use crate::secret::Secret;
 use crate::sources::twitter::api::{BEARER_TOKEN_VARS, TwitterApi};
+use crate::sources::twitter::api_base;
 use crate::sources::twitter::stream::rules;
 
 fn api_for(common: &RulesCommon, loaded: &LoadedConfig) -> Result<TwitterApi, Error> {
     let token = Secret::from_env(&BEARER_TOKEN_VARS).ok_or_else(missing_token)?;
     Ok(TwitterApi::new(
-        &api_base(common.api.twitter_api_base.as_deref(), loaded),
+        &api_base(common.api.twitter_api_base.as_deref(), &loaded.file.twitter),
         token,
     )?)
 }

@@ -3,16 +3,15 @@
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{finish, tls_files, webhook_ack_timeout, webhook_limits};
+use super::{finish, tls_files, webhook_limits};
 use crate::cli::TelegramArgs;
 use crate::config::{LoadedConfig, Settings};
 use crate::mock::telegram::TelegramScenario;
 use crate::run::Error;
 use crate::secret::Secret;
 use crate::sources::telegram::api::TelegramApi;
-use crate::sources::telegram::polling::{
-    DEFAULT_POLL_TIMEOUT_SECS, MAX_POLL_TIMEOUT_SECS, PollingConfig, TelegramPolling,
-};
+use crate::sources::telegram::config::{self, TelegramSettings};
+use crate::sources::telegram::polling::{PollingConfig, TelegramPolling};
 use crate::sources::telegram::webhook::{DEFAULT_UPDATE_WINDOW, TelegramWebhook, WebhookConfig};
 
 pub async fn run(
@@ -20,33 +19,20 @@ pub async fn run(
     loaded: &LoadedConfig,
     shutdown: CancellationToken,
 ) -> Result<u8, Error> {
-    let t = &loaded.file.telegram;
     let common = TelegramCommon {
         settings: Settings::resolve(&args.run, loaded)?,
-        chat_ids: if args.chat_ids.is_empty() {
-            t.chat_ids.clone()
-        } else {
-            args.chat_ids.clone()
-        },
-        allowed: if args.allowed_updates.is_empty() {
-            t.allowed_updates.clone()
-        } else {
-            args.allowed_updates.clone()
-        },
-        base: crate::config::telegram_api_base(args.telegram_api_base.as_deref(), loaded),
+        telegram: config::resolve(&args.flags(), &loaded.file.telegram),
     };
     match args.webhook.clone() {
         Some(listen) => telegram_webhook(args, listen, common, loaded, shutdown).await,
-        None => telegram_polling(args, common, loaded, shutdown).await,
+        None => telegram_polling(args, common, shutdown).await,
     }
 }
 
 /// What both Telegram modes resolve alike.
 struct TelegramCommon {
     settings: Settings,
-    chat_ids: Vec<i64>,
-    allowed: Vec<String>,
-    base: String,
+    telegram: TelegramSettings,
 }
 
 fn bot_token() -> Option<Secret> {
@@ -60,7 +46,6 @@ async fn telegram_webhook(
     loaded: &LoadedConfig,
     shutdown: CancellationToken,
 ) -> Result<u8, Error> {
-    let t = &loaded.file.telegram;
     // A secret read from a file often ends in a newline: Telegram never sends one.
     let secret = args
         .secret_token
@@ -75,22 +60,19 @@ async fn telegram_webhook(
         })?;
     if let Some(url) = &args.set_webhook {
         let token = bot_token().ok_or_else(missing_bot_token)?;
-        TelegramApi::new(&common.base, token)?
-            .set_webhook(url, &secret, &common.allowed)
+        TelegramApi::new(&common.telegram.api_base, token)?
+            .set_webhook(url, &secret, &common.telegram.allowed_updates)
             .await?;
         info!(url = %url, "webhook set");
     }
-    let settings = common.settings;
+    let (settings, telegram) = (common.settings, common.telegram);
     let config = WebhookConfig {
         listen,
-        path: args
-            .webhook_path
-            .or(t.webhook_path.clone())
-            .unwrap_or_else(|| "/telegram".into()),
+        path: telegram.webhook_path,
         secret_token: secret,
-        chat_ids: common.chat_ids,
+        chat_ids: telegram.chat_ids,
         limits: webhook_limits(&settings, loaded),
-        ack_timeout: webhook_ack_timeout(loaded),
+        ack_timeout: loaded.file.webhook.ack_timeout(),
         dedupe_window: DEFAULT_UPDATE_WINDOW,
         tls: tls_files(args.tls_cert, args.tls_key),
     };
@@ -101,10 +83,8 @@ async fn telegram_webhook(
 async fn telegram_polling(
     args: TelegramArgs,
     common: TelegramCommon,
-    loaded: &LoadedConfig,
     shutdown: CancellationToken,
 ) -> Result<u8, Error> {
-    let t = &loaded.file.telegram;
     let mock = match (args.mock, &args.mock_scenario) {
         (true, scenario) => {
             let scenario = scenario
@@ -123,16 +103,16 @@ async fn telegram_polling(
         (None, Some(_)) => Secret::new("123456:mock-token"),
         (None, None) => return Err(missing_bot_token()),
     };
-    let base = mock.as_ref().map(|m| m.base_url()).unwrap_or(common.base);
+    let telegram = common.telegram;
+    let base = mock
+        .as_ref()
+        .map(|m| m.base_url())
+        .unwrap_or(telegram.api_base);
     let api = TelegramApi::new(&base, token)?;
     let config = PollingConfig {
-        chat_ids: common.chat_ids,
-        allowed_updates: common.allowed,
-        poll_timeout_secs: args
-            .poll_timeout
-            .or(t.poll_timeout_secs)
-            .unwrap_or(DEFAULT_POLL_TIMEOUT_SECS)
-            .min(MAX_POLL_TIMEOUT_SECS),
+        chat_ids: telegram.chat_ids,
+        allowed_updates: telegram.allowed_updates,
+        poll_timeout_secs: telegram.poll_timeout_secs,
         until_idle: args.until_idle,
         delete_webhook: args.delete_webhook,
     };

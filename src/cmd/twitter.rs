@@ -8,14 +8,15 @@ use tracing::info;
 
 use super::finish;
 use crate::cli::RulesMode;
-use crate::config::{LoadedConfig, Settings, TwitterSettings};
+use crate::config::{LoadedConfig, Settings};
 use crate::mock::MockServer;
 use crate::mock::twitter::Scenario;
 use crate::run::{Error, RunSummary};
 use crate::secret::Secret;
 use crate::sources::twitter::api::{BEARER_TOKEN_VARS, TwitterApi};
-use crate::sources::twitter::stream::TwitterSource;
+use crate::sources::twitter::stream::config::TwitterSettings;
 use crate::sources::twitter::stream::rules;
+use crate::sources::twitter::stream::{self, TwitterSource};
 
 pub async fn run(
     args: crate::cli::TwitterArgs,
@@ -23,7 +24,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<u8, Error> {
     let settings = Settings::resolve(&args.run, loaded)?;
-    let twitter = TwitterSettings::resolve(&args, loaded)?;
+    let twitter = stream::config::resolve(&args.flags(), &loaded.file.twitter, loaded.at())?;
     let (api, mock) =
         twitter_api_or_mock(&twitter.mock, &twitter.api_base, "capturing from").await?;
     let result = capture(&settings, &twitter, api, shutdown).await;

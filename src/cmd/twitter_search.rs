@@ -13,7 +13,13 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<u8, Error> {
     let settings = Settings::resolve(&args.run, loaded)?;
-    let search = crate::config::SearchSettings::resolve(&args, loaded)?;
+    let file = &loaded.file;
+    let search = crate::sources::twitter::search::config::resolve(
+        &args.flags(),
+        &file.twitter_search,
+        &file.twitter,
+        loaded.at(),
+    )?;
     let (api, mock) = twitter_api_or_mock(&search.mock, &search.api_base, "searching").await?;
     let source = crate::sources::twitter::search::TwitterSearch {
         api,

@@ -8,12 +8,13 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{finish, tls_files, webhook_ack_timeout, webhook_limits};
+use super::{finish, tls_files, webhook_limits};
 use crate::cli::twitter_webhook::WebhookAction;
-use crate::config::{LoadedConfig, Settings, api_base};
+use crate::config::{LoadedConfig, Settings};
 use crate::run::Error;
 use crate::secret::Secret;
 use crate::sources::twitter::api::BEARER_TOKEN_VARS;
+use crate::sources::twitter::api_base;
 use crate::sources::twitter::webhooks::activity::{LinkFields, NewActivitySubscription};
 use crate::sources::twitter::webhooks::manage::{WebhookConfig, WebhooksApi};
 use crate::sources::twitter::webhooks::oauth1::UserCredentials;
@@ -45,11 +46,14 @@ pub async fn run(
         consumer_secret: secret,
         tls: tls_files(args.tls_cert, args.tls_key),
         limits: webhook_limits(&settings, loaded),
-        ack_timeout: webhook_ack_timeout(loaded),
+        ack_timeout: loaded.file.webhook.ack_timeout(),
         dedupe_window: DEFAULT_BODY_WINDOW,
     };
     let registering = args.register.map(|url| {
-        let base = api_base(args.register_api.twitter_api_base.as_deref(), loaded);
+        let base = api_base(
+            args.register_api.twitter_api_base.as_deref(),
+            &loaded.file.twitter,
+        );
         tokio::spawn(register_when_listening(listen, base, url, shutdown.clone()))
     });
     let summary = crate::run::run(&settings, ActivityWebhook { config }, shutdown).await?;
@@ -105,7 +109,10 @@ fn user_credentials() -> Result<UserCredentials, Error> {
 
 /// Runs one management action; prints its result on stdout.
 pub async fn manage(action: WebhookAction, loaded: &LoadedConfig) -> Result<u8, Error> {
-    let base = api_base(action.common().twitter_api_base.as_deref(), loaded);
+    let base = api_base(
+        action.common().twitter_api_base.as_deref(),
+        &loaded.file.twitter,
+    );
     let timeout = action.common().api_timeout;
     let mut out = Vec::new();
     let w = |out: &mut Vec<u8>, line: String| writeln!(out, "{line}").expect("writing to a Vec");

@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::cli::LogFormat;
 use crate::duration::de_duration_opt;
-pub use crate::locate::{ConfigError, find_field_line};
+pub use crate::locate::{ConfigError, FileAt, ResolveError, find_field_line};
 use crate::locate::{key_on_line, locate, table_at};
 use crate::sinks::SinkConfig;
 pub use crate::sources::replay::ReplayConfig;
@@ -18,9 +18,7 @@ pub use crate::sources::twitter::search::config::TwitterSearchConfig;
 pub use crate::sources::twitter::stream::config::TwitterConfig;
 
 mod resolve;
-mod search;
 pub use resolve::*;
-pub use search::*;
 
 /// The config file read when `--config` is not given and it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "ingest.toml";
@@ -28,8 +26,6 @@ pub const DEFAULT_CONFIG_FILE: &str = "ingest.toml";
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for `--unhealthy-after`.
 pub const DEFAULT_UNHEALTHY_AFTER: Duration = Duration::from_secs(60);
-/// Default for `--max-line-bytes`.
-pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
 /// The config file, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -183,11 +179,14 @@ impl LoadedConfig {
 
     /// An error about `field` (a dotted path such as `sinks.lake.format`), pointing at its line.
     pub fn error(&self, field: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid {
-            path: self.path.clone(),
-            line: find_field_line(&self.text, field),
-            field: field.to_owned(),
-            message: message.into(),
+        self.at().error(field, message)
+    }
+
+    /// The file, for a connector's `resolve`.
+    pub fn at(&self) -> FileAt<'_> {
+        FileAt {
+            path: self.path.as_deref(),
+            text: &self.text,
         }
     }
 }
@@ -312,7 +311,9 @@ mod tests {
             let crate::cli::Command::Twitter(args) = cli.command else {
                 unreachable!()
             };
-            TwitterSettings::resolve(&args, &parse(config).unwrap())
+            let loaded = parse(config).unwrap();
+            let file = &loaded.file.twitter;
+            crate::sources::twitter::stream::config::resolve(&args.flags(), file, loaded.at())
                 .unwrap()
                 .stream
                 .buffer

@@ -1,22 +1,16 @@
-//! Resolution: defaults < config file < `INGEST_*` environment < flags, into
-//! the settings each command runs with. Each connector checks its own fields;
-//! this layer composes and says where a problem is.
+//! The run-wide settings (defaults < config file < `INGEST_*` environment <
+//! flags) and the sinks a run writes to. Each source resolves its own table
+//! (`sources/*/config.rs`, `resolve`); each sink checks its own fields; this
+//! layer composes and says where a problem is.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{
-    DEFAULT_MAX_LINE_BYTES, DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_UNHEALTHY_AFTER, LoadedConfig,
-};
-use crate::cli::{ReplayArgs, RunArgs, TwitterArgs};
-use crate::locate::{ConfigError, find_field_line};
+use super::{DEFAULT_SHUTDOWN_TIMEOUT, DEFAULT_UNHEALTHY_AFTER, LoadedConfig};
+use crate::cli::RunArgs;
+use crate::locate::{ConfigError, ResolveError, find_field_line};
 use crate::record::Format;
 use crate::sinks::SinkConfig;
-use crate::sources::InputPlatform;
-use crate::sources::twitter::api::{DEFAULT_API_BASE, NewRule};
-use crate::sources::twitter::stream::StreamConfig;
-use crate::sources::twitter::stream::rules::RulesMode;
-use crate::sources::twitter::stream::volume::{StreamKind, check_partition};
 
 /// Everything a run needs, resolved.
 #[derive(Debug, Clone)]
@@ -42,23 +36,6 @@ pub struct Settings {
 pub struct NamedSink {
     pub name: String,
     pub config: SinkConfig,
-}
-
-/// What `ingest replay` reads.
-#[derive(Debug, Clone)]
-pub struct ReplaySettings {
-    pub input: PathBuf,
-    pub platform: InputPlatform,
-    pub max_line_bytes: usize,
-}
-
-/// Errors of resolution: bad config (78) or bad usage (2).
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error("{0}")]
-    Usage(String),
 }
 
 impl Settings {
@@ -170,201 +147,6 @@ fn resolve_sinks(
         sinks.push(NamedSink { name, config });
     }
     Ok(sinks)
-}
-
-impl ReplaySettings {
-    pub fn resolve(args: &ReplayArgs, loaded: &LoadedConfig) -> Result<Self, ResolveError> {
-        let max_line_bytes = args
-            .max_line_bytes
-            .or(loaded.file.replay.max_line_bytes)
-            .unwrap_or(DEFAULT_MAX_LINE_BYTES);
-        if max_line_bytes == 0 {
-            return Err(loaded
-                .error("replay.max_line_bytes", "must be at least 1")
-                .into());
-        }
-        Ok(ReplaySettings {
-            input: args.input.clone(),
-            platform: args
-                .platform
-                .or(loaded.file.replay.platform)
-                .unwrap_or_default(),
-            max_line_bytes,
-        })
-    }
-}
-
-/// Resolves `ingest kafka`: flags < `[kafka]` < defaults.
-pub fn kafka_source_settings(
-    args: &crate::cli::KafkaArgs,
-    loaded: &LoadedConfig,
-) -> Result<crate::sources::kafka::KafkaSourceSettings, ResolveError> {
-    use crate::sources::kafka;
-    let k = &loaded.file.kafka;
-    let settings = kafka::KafkaSourceSettings {
-        brokers: args
-            .brokers
-            .clone()
-            .or(k.brokers.clone())
-            .unwrap_or_else(|| kafka::DEFAULT_BROKERS.to_owned()),
-        topics: if args.topics.is_empty() {
-            k.topics.clone()
-        } else {
-            args.topics.clone()
-        },
-        group: args
-            .group
-            .clone()
-            .or(k.group.clone())
-            .unwrap_or_else(|| kafka::DEFAULT_GROUP.to_owned()),
-        from: args.from.or(k.from).unwrap_or_default(),
-        platform: args.platform.or(k.platform).unwrap_or_default(),
-        session_timeout_ms: k.session_timeout_ms.unwrap_or(10_000),
-        batch_max_messages: k.batch_max_messages.unwrap_or(1000),
-        idle: Duration::from_millis(k.idle_ms.unwrap_or(1000)),
-        until_idle: args.until_idle,
-        properties: k.properties.clone(),
-    };
-    kafka::validate(&settings).map_err(|(field, message)| {
-        let from_flag = match field.as_str() {
-            "topics" => !args.topics.is_empty() || k.topics.is_empty(),
-            "brokers" => args.brokers.is_some(),
-            "group" => args.group.is_some(),
-            _ => false,
-        };
-        if from_flag || loaded.path.is_none() {
-            ResolveError::Usage(format!("kafka {field}: {message}"))
-        } else {
-            loaded.error(&format!("kafka.{field}"), message).into()
-        }
-    })?;
-    Ok(settings)
-}
-
-/// What `ingest twitter` needs besides the run settings.
-#[derive(Debug, Clone)]
-pub struct TwitterSettings {
-    pub api_base: String,
-    pub stream: StreamConfig,
-    /// The rules wanted (from --rules or --track), if any.
-    pub rules: Option<Vec<NewRule>>,
-    pub rules_mode: RulesMode,
-    /// Run the built-in mock (with this scenario file, if any).
-    pub mock: Option<Option<PathBuf>>,
-}
-
-/// The X API base: flag/env, else config, else the public API.
-pub fn api_base(flag: Option<&str>, loaded: &LoadedConfig) -> String {
-    flag.map(str::to_owned)
-        .or_else(|| loaded.file.twitter.api_base.clone())
-        .unwrap_or_else(|| DEFAULT_API_BASE.to_owned())
-}
-
-/// The Telegram Bot API base: flag/env, else config, else the public API.
-pub fn telegram_api_base(flag: Option<&str>, loaded: &LoadedConfig) -> String {
-    flag.map(str::to_owned)
-        .or_else(|| loaded.file.telegram.api_base.clone())
-        .unwrap_or_else(|| crate::sources::telegram::api::DEFAULT_API_BASE.to_owned())
-}
-
-/// The stream and its partition (flag/env over `[twitter]`), checked before
-/// anything is sent to X: a missing or bad partition is a usage error naming
-/// the valid range, and rules go only with the filtered stream.
-fn resolve_stream(
-    args: &TwitterArgs,
-    loaded: &LoadedConfig,
-) -> Result<(StreamKind, Option<u32>), ResolveError> {
-    let t = &loaded.file.twitter;
-    let kind = args.stream.or(t.stream).unwrap_or_default();
-    let partition =
-        check_partition(kind, args.partition.or(t.partition)).map_err(ResolveError::Usage)?;
-    if !kind.has_rules() && (args.rules.is_some() || args.track.is_some()) {
-        return Err(ResolveError::Usage(format!(
-            "--rules and --track filter the filtered stream only; {} takes no rules",
-            kind.label()
-        )));
-    }
-    Ok((kind, partition))
-}
-
-impl TwitterSettings {
-    pub fn resolve(args: &TwitterArgs, loaded: &LoadedConfig) -> Result<Self, ResolveError> {
-        let t = &loaded.file.twitter;
-        let d = StreamConfig::default();
-        let stall_timeout = args
-            .stall_timeout
-            .or(t.stall_timeout)
-            .unwrap_or(d.stall_timeout);
-        if stall_timeout.is_zero() {
-            return Err(loaded
-                .error("twitter.stall_timeout", "must be more than zero")
-                .into());
-        }
-        if let Some(m) = t.backfill_minutes.filter(|m| !(1..=5).contains(m)) {
-            return Err(loaded
-                .error(
-                    "twitter.backfill_minutes",
-                    format!("{m} is out of range: X accepts 1 to 5"),
-                )
-                .into());
-        }
-        let max_line_bytes = t.max_line_bytes.unwrap_or(d.max_line_bytes);
-        if max_line_bytes == 0 {
-            return Err(loaded
-                .error("twitter.max_line_bytes", "must be at least 1")
-                .into());
-        }
-        let (kind, partition) = resolve_stream(args, loaded)?;
-        let stream = StreamConfig {
-            kind,
-            partition,
-            tweet_fields: args
-                .tweet_fields
-                .clone()
-                .or(t.tweet_fields.clone())
-                .unwrap_or(d.tweet_fields),
-            expansions: args
-                .expansions
-                .clone()
-                .or(t.expansions.clone())
-                .unwrap_or(d.expansions),
-            user_fields: args
-                .user_fields
-                .clone()
-                .or(t.user_fields.clone())
-                .unwrap_or(d.user_fields),
-            backfill_minutes: args.backfill_minutes.or(t.backfill_minutes),
-            stall_timeout,
-            backoff: t.backoff.unwrap_or_default(),
-            dedupe_window: t.dedupe_window.unwrap_or(d.dedupe_window),
-            reset_connections: args.reset_connections,
-            max_line_bytes,
-            spill_memory_bytes: t.spill_memory_bytes.unwrap_or(d.spill_memory_bytes),
-            spill_max_bytes: t.spill_max_bytes.unwrap_or(d.spill_max_bytes),
-            buffer: args.buffer.or(t.buffer).unwrap_or(d.buffer),
-        };
-        // Only the filtered stream has rules; a rules file in the config is
-        // left alone for the other streams.
-        let file_rules = t.rules.as_ref().filter(|_| kind.has_rules());
-        let rules = match (&args.track, args.rules.as_ref().or(file_rules)) {
-            (Some(track), _) => {
-                let rules = crate::sources::twitter::stream::rules::track_to_rules(track)
-                    .map_err(ResolveError::Usage)?;
-                let values: Vec<&str> = rules.iter().map(|r| r.value.as_str()).collect();
-                tracing::info!(track = %track, rules = ?values, "--track converted to filtered-stream rules");
-                Some(rules)
-            }
-            (None, Some(path)) => Some(crate::sources::twitter::stream::rules::load(path)?),
-            (None, None) => None,
-        };
-        Ok(TwitterSettings {
-            api_base: api_base(args.api.twitter_api_base.as_deref(), loaded),
-            stream,
-            rules,
-            rules_mode: args.rules_mode.or(t.rules_mode).unwrap_or_default(),
-            mock: args.mock.then(|| args.mock_scenario.clone()),
-        })
-    }
 }
 
 fn validate_sink(

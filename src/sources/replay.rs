@@ -24,6 +24,7 @@ use super::{
     Origin, Source, SourceContext, SourceCounters, SourceError, SourceOutput, received_now,
     telegram, twitter,
 };
+use crate::locate::{FileAt, ResolveError};
 use crate::record::{NormalizeError, Normalized, Record, trim_line};
 
 const CHUNK_BYTES: usize = 256 * 1024;
@@ -32,13 +33,45 @@ const ORIGIN: Origin = Origin {
     item: "input line",
 };
 
-/// `[replay]`, as written in the config file (resolved by
-/// `config::ReplaySettings::resolve`).
+/// `[replay]`, as written in the config file (resolved by [`resolve`]).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayConfig {
     pub platform: Option<InputPlatform>,
     pub max_line_bytes: Option<usize>,
+}
+
+/// Default for `--max-line-bytes`.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+
+/// What the command line says about `ingest replay`.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayFlags {
+    pub input: PathBuf,
+    pub platform: Option<InputPlatform>,
+    pub max_line_bytes: Option<usize>,
+}
+
+/// Resolves `ingest replay`: defaults < `[replay]` < flags.
+pub fn resolve(
+    flags: &ReplayFlags,
+    table: &ReplayConfig,
+    at: FileAt<'_>,
+) -> Result<ReplaySource, ResolveError> {
+    let max_line_bytes = flags
+        .max_line_bytes
+        .or(table.max_line_bytes)
+        .unwrap_or(DEFAULT_MAX_LINE_BYTES);
+    if max_line_bytes == 0 {
+        return Err(at
+            .error("replay.max_line_bytes", "must be at least 1")
+            .into());
+    }
+    Ok(ReplaySource {
+        input: flags.input.clone(),
+        platform: flags.platform.or(table.platform).unwrap_or_default(),
+        max_line_bytes,
+    })
 }
 
 /// Replays JSONL from a file or stdin.

@@ -36,6 +36,11 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl WebhookServerConfig {
+    /// How long a webhook request waits for the sinks (`ack_timeout`).
+    pub fn ack_timeout(&self) -> Duration {
+        self.ack_timeout.unwrap_or(DEFAULT_ACK_TIMEOUT)
+    }
+
     /// The first field set to a value that cannot work: (field, message).
     pub fn validate(&self) -> Result<(), (&'static str, &'static str)> {
         if self.max_connections == Some(0) {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::locate::{FileAt, ResolveError};
 use crate::sources::InputPlatform;
 
 /// Default bootstrap brokers.
@@ -246,4 +247,62 @@ mod tests {
                 .unwrap();
         assert_eq!(c.from, Some(StartFrom::Latest));
     }
+}
+
+/// What the command line says about `ingest kafka` (flags and `INGEST_*`).
+#[derive(Debug, Clone, Default)]
+pub struct KafkaFlags {
+    pub brokers: Option<String>,
+    pub topics: Vec<String>,
+    pub group: Option<String>,
+    pub from: Option<StartFrom>,
+    pub platform: Option<InputPlatform>,
+    pub until_idle: bool,
+}
+
+/// Resolves `ingest kafka`: defaults < `[kafka]` < flags, validated; a bad
+/// value from a flag is a usage error, from the file a config error at its line.
+pub fn resolve(
+    flags: &KafkaFlags,
+    k: &KafkaSourceConfig,
+    at: FileAt<'_>,
+) -> Result<KafkaSourceSettings, ResolveError> {
+    let settings = KafkaSourceSettings {
+        brokers: flags
+            .brokers
+            .clone()
+            .or(k.brokers.clone())
+            .unwrap_or_else(|| DEFAULT_BROKERS.to_owned()),
+        topics: if flags.topics.is_empty() {
+            k.topics.clone()
+        } else {
+            flags.topics.clone()
+        },
+        group: flags
+            .group
+            .clone()
+            .or(k.group.clone())
+            .unwrap_or_else(|| DEFAULT_GROUP.to_owned()),
+        from: flags.from.or(k.from).unwrap_or_default(),
+        platform: flags.platform.or(k.platform).unwrap_or_default(),
+        session_timeout_ms: k.session_timeout_ms.unwrap_or(10_000),
+        batch_max_messages: k.batch_max_messages.unwrap_or(1000),
+        idle: Duration::from_millis(k.idle_ms.unwrap_or(1000)),
+        until_idle: flags.until_idle,
+        properties: k.properties.clone(),
+    };
+    validate(&settings).map_err(|(field, message)| {
+        let from_flag = match field.as_str() {
+            "topics" => !flags.topics.is_empty() || k.topics.is_empty(),
+            "brokers" => flags.brokers.is_some(),
+            "group" => flags.group.is_some(),
+            _ => false,
+        };
+        if from_flag || at.path.is_none() {
+            ResolveError::Usage(format!("kafka {field}: {message}"))
+        } else {
+            at.error(&format!("kafka.{field}"), message).into()
+        }
+    })?;
+    Ok(settings)
 }

@@ -62,7 +62,8 @@ mod run;
 
 pub use check::check;
 pub use config::{
-    DEFAULT_BROKERS, DEFAULT_GROUP, KafkaSourceConfig, KafkaSourceSettings, StartFrom, validate,
+    DEFAULT_BROKERS, DEFAULT_GROUP, KafkaFlags, KafkaSourceConfig, KafkaSourceSettings, StartFrom,
+    validate,
 };
 #[cfg(feature = "kafka")]
 pub use run::KafkaSource;

@@ -12,3 +12,4 @@ pub mod stream;
 pub mod webhooks;
 
 pub use normalize::{looks_like_stream_line, normalize_line};
+pub use stream::config::api_base;

@@ -14,15 +14,15 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
-use crate::cli::RunArgs;
-use crate::config::{ConfigError, LoadedConfig, ResolveError, Settings};
-use crate::record::{NormalizeOptions, Normalized, Record, RunInfo, trim_line};
-use crate::sources::lines::{Line, LineSplitter, OVERSIZED_PREFIX_BYTES};
-use crate::sources::telegram::{MESSAGE_KINDS, normalize_update, update_id, update_to_record};
-use crate::sources::twitter::normalize_line;
-use crate::sources::twitter::webhooks::receive::body_to_records;
-use crate::sources::{SourceContext, SourceCounters};
-use crate::state::DeadLetters;
+use ingest::cli::RunArgs;
+use ingest::config::{ConfigError, LoadedConfig, ResolveError, Settings};
+use ingest::record::{NormalizeOptions, Normalized, Record, RunInfo, trim_line};
+use ingest::sources::lines::{Line, LineSplitter, OVERSIZED_PREFIX_BYTES};
+use ingest::sources::telegram::{MESSAGE_KINDS, normalize_update, update_id, update_to_record};
+use ingest::sources::twitter::normalize_line;
+use ingest::sources::twitter::webhooks::receive::body_to_records;
+use ingest::sources::{SourceContext, SourceCounters};
+use ingest::state::DeadLetters;
 
 // ---------------------------------------------------------------------------
 // Shared strategies
@@ -1138,7 +1138,7 @@ fn activity_id(for_user: &str, kind: &str, item: &Value) -> String {
     let event_id = match item.get("id") {
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
-        None => crate::state::secret_fingerprint(&item.to_string()),
+        None => ingest::state::secret_fingerprint(&item.to_string()),
     };
     format!("twitter:activity:{for_user}:{kind}:{event_id}")
 }
