@@ -19,9 +19,11 @@ pub mod progress;
 #[cfg(test)]
 mod proptests;
 pub mod record;
+pub mod report;
 pub mod retry;
 pub mod run;
 pub mod secret;
 pub mod sinks;
 pub mod sources;
 pub mod state;
+pub mod top;
