@@ -13,6 +13,7 @@ use std::process::Command;
 use common::{Env, stderr};
 use serde_json::Value;
 
+#[cfg(feature = "parquet")]
 const PARQUET_SINK: &str =
     "[sinks.pq]\ntype = \"file\"\nformat = \"parquet\"\npath = \"pq/{platform}.parquet\"\n";
 
