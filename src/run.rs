@@ -47,6 +47,10 @@ pub enum Error {
     Metrics(#[from] monitor::ListenError),
     #[error(transparent)]
     Webhooks(#[from] sources::twitter::webhooks::manage::WebhooksError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+    #[error(transparent)]
+    Top(#[from] crate::top::TopError),
 }
 
 impl From<ResolveError> for Error {
@@ -75,13 +79,19 @@ impl Error {
                 | sources::twitter::webhooks::manage::WebhooksError::NotValid { .. }
                 | sources::twitter::webhooks::manage::WebhooksError::Invalid(_),
             ) => exit_codes::CONFIG,
+            Error::Report(crate::report::ReportError::NoParquet { .. }) => exit_codes::CONFIG,
+            Error::Top(crate::top::TopError::BadUrl { .. } | crate::top::TopError::NoTerminal) => {
+                exit_codes::USAGE
+            }
             Error::SinkNotReady { .. }
             | Error::State(_)
             | Error::TwitterApi(_)
             | Error::Mock(_)
             | Error::Telegram(_)
             | Error::Metrics(_)
-            | Error::Webhooks(_) => exit_codes::FAILURE,
+            | Error::Webhooks(_)
+            | Error::Report(_)
+            | Error::Top(_) => exit_codes::FAILURE,
         }
     }
 }
@@ -212,12 +222,16 @@ pub async fn run<S: Source>(
     let sinks = start_sinks(settings, &dead_letters, &abort).await?;
     let counters = Arc::new(SourceCounters::default());
     let source_name = source.name();
-    let monitor = Arc::new(monitor::Monitor::new(
-        source_name,
-        counters.clone(),
-        sinks.iter().map(SinkHandle::probe).collect(),
-        settings.unhealthy_after,
-    ));
+    let budget = pipeline::MemoryBudget::for_sinks(&sinks);
+    let monitor = Arc::new(
+        monitor::Monitor::new(
+            source_name,
+            counters.clone(),
+            sinks.iter().map(SinkHandle::probe).collect(),
+            settings.unhealthy_after,
+        )
+        .with_budget(budget.clone()),
+    );
     let watch = monitor::Watch::start(&monitor, listener, settings.progress);
     info!(run_id = %run.id, sinks = sinks.len(), "run started");
 
@@ -239,7 +253,7 @@ pub async fn run<S: Source>(
         max_records: settings.max_records,
         shutdown_timeout: settings.shutdown_timeout,
     };
-    let routed = pipeline::route(rx, sinks, limits, stop, shutdown, abort).await;
+    let routed = pipeline::route(rx, sinks, limits, budget, stop, shutdown, abort).await;
     let (source_error, source_exit) = match source_task.await {
         Ok(Ok(())) => (None, None),
         Ok(Err(e)) => (Some(e.to_string()), Some(source_exit_code(&e))),

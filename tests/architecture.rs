@@ -37,7 +37,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     (
         "engine",
         &[
-            "sources", "sinks", "pipeline", "monitor", "kafka", "progress",
+            "sources", "sinks", "pipeline", "monitor", "kafka", "progress", "report", "top",
         ],
     ),
     (

@@ -14,6 +14,8 @@ pub use telegram::TelegramArgs;
 
 pub use crate::duration::parse_duration;
 
+pub use crate::report::TimeField;
+
 pub use crate::sources::InputPlatform;
 pub use crate::sources::kafka::StartFrom;
 pub use crate::sources::twitter::stream::Buffer;
@@ -85,6 +87,50 @@ pub enum Command {
     Man,
     /// Print the record's schema on stdout: JSON Schema (default), the Arrow schema of the Parquet files, or their Parquet message type.
     Schema(SchemaArgs),
+    /// A live view of a running ingest from its /metrics: records/s per source and sink, queues, memory, retries, dead letters, uptime, RSS (`q` quits).
+    Top(TopArgs),
+    /// Read captured records (JSONL or Parquet) and print what to check first: counts, per-minute rate and gaps, top tags, duplicates, broken lines.
+    Report(ReportArgs),
+}
+
+/// The address `ingest top` reads by default: the one the README's
+/// examples serve metrics on (`--metrics-addr 127.0.0.1:9464`).
+pub const DEFAULT_TOP_URL: &str = "http://127.0.0.1:9464/metrics";
+
+/// `ingest top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The running ingest's metrics: a URL, or the HOST:PORT of its --metrics-addr (`/metrics` is added).
+    #[arg(long, env = "INGEST_TOP_URL", default_value = DEFAULT_TOP_URL, value_name = "URL")]
+    pub url: String,
+
+    /// Print one frame as plain text on stdout and exit (two samples a second apart, for the rates).
+    #[arg(long, env = "INGEST_TOP_ONCE", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub once: bool,
+
+    /// How often the view refreshes (default 1s).
+    #[arg(long, env = "INGEST_TOP_INTERVAL", value_parser = parse_duration, value_name = "DURATION")]
+    pub interval: Option<Duration>,
+}
+
+/// `ingest report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Captured records: JSONL as the file sink writes them, or the Parquet files of `format = "parquet"` (told apart by their content).
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+
+    /// Print the report as one JSON document instead of text.
+    #[arg(long, env = "INGEST_REPORT_JSON", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub json: bool,
+
+    /// Also write the report as one self-contained HTML page (inline SVG charts, no network) to this file.
+    #[arg(long, env = "INGEST_REPORT_HTML", value_name = "FILE")]
+    pub html: Option<PathBuf>,
+
+    /// The time the per-minute rate and the gaps use: `received` (received_at, when ingest read it; default) or `created` (created_at).
+    #[arg(long, env = "INGEST_REPORT_BY", value_parser = named::<TimeField>(&["received", "created"]))]
+    pub by: Option<TimeField>,
 }
 
 /// `ingest schema`.

@@ -17,9 +17,11 @@ pub mod kafka;
 pub mod man;
 pub mod mock;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod schema;
 pub mod telegram;
+pub mod top;
 pub mod twitter;
 pub mod twitter_search;
 pub mod twitter_webhook;
@@ -43,7 +45,12 @@ pub fn config_path(command: &Command) -> Option<&Path> {
             None => a.run.config.as_deref(),
         },
         Command::Check(a) => a.config.as_deref(),
-        Command::Mock(_) | Command::Completions { .. } | Command::Man | Command::Schema(_) => None,
+        Command::Mock(_)
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Schema(_)
+        | Command::Top(_)
+        | Command::Report(_) => None,
     }
 }
 
@@ -61,16 +68,21 @@ pub fn run_args_mut(command: &mut Command) -> Option<&mut crate::cli::RunArgs> {
         | Command::Check(_)
         | Command::Completions { .. }
         | Command::Man
-        | Command::Schema(_) => None,
+        | Command::Schema(_)
+        | Command::Top(_)
+        | Command::Report(_) => None,
     }
 }
 
-/// Commands that need no config and no runtime (completions, man page, schema): their result.
+/// Commands that need no config and no shared runtime (completions, man
+/// page, schema, report; top starts its own): their result.
 pub fn without_config(command: &Command) -> Option<Result<u8, Error>> {
     match command {
         Command::Completions { shell } => Some(Ok(completions::run(*shell))),
         Command::Man => Some(Ok(man::run())),
         Command::Schema(a) => Some(schema::print(a.format)),
+        Command::Report(a) => Some(report::run(a)),
+        Command::Top(a) => Some(top::run(a)),
         _ => None,
     }
 }
@@ -97,9 +109,11 @@ pub async fn run(
         Command::TwitterSearch(args) => twitter_search::run(args, &loaded, shutdown).await,
         Command::Rules(r) => rules::run(r.action, &loaded).await,
         Command::Check(args) => check::run(&args, &loaded).await,
-        Command::Completions { .. } | Command::Man | Command::Schema(_) => {
-            without_config(&command).unwrap_or(Ok(crate::exit_codes::SUCCESS))
-        }
+        Command::Completions { .. }
+        | Command::Man
+        | Command::Schema(_)
+        | Command::Top(_)
+        | Command::Report(_) => without_config(&command).unwrap_or(Ok(crate::exit_codes::SUCCESS)),
         Command::Telegram(args) => telegram::run(args, &loaded, shutdown).await,
         Command::TwitterWebhook(args) => twitter_webhook::run(args, &loaded, shutdown).await,
         Command::Mock(mock) => mock::run(mock, shutdown).await,

@@ -230,8 +230,48 @@ fn encode_sinks(m: &Monitor, encoder: &mut DescriptorEncoder) -> Result<(), std:
     Ok(())
 }
 
-/// `ingest_healthy` and `ingest_uptime_seconds`.
+/// The process's resident set in bytes (Linux: `/proc/self/statm`), if known.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf with a constant name reads a system setting.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(page).ok().map(|p| pages * p)
+}
+
+/// `ingest_pipeline_memory_*`: the bytes of records the pipeline holds, and may hold.
+fn encode_budget(m: &Monitor, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let Some(budget) = &m.budget else {
+        return Ok(());
+    };
+    family(
+        encoder,
+        "pipeline_memory_used_bytes",
+        "Bytes of records the pipeline holds now (from the router until every sink is done with them).",
+        MetricType::Gauge,
+        &[(Vec::new(), budget.used() as f64)],
+    )?;
+    family(
+        encoder,
+        "pipeline_memory_budget_bytes",
+        "Bytes of records the pipeline may hold before the source waits.",
+        MetricType::Gauge,
+        &[(Vec::new(), budget.total() as f64)],
+    )
+}
+
+/// `ingest_healthy`, `ingest_uptime_seconds`, `ingest_process_resident_memory_bytes`.
 fn encode_process(m: &Monitor, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    encode_budget(m, encoder)?;
+    if let Some(rss) = resident_bytes() {
+        family(
+            encoder,
+            "process_resident_memory_bytes",
+            "Resident memory of the ingest process, in bytes.",
+            MetricType::Gauge,
+            &[(Vec::new(), rss as f64)],
+        )?;
+    }
     let (healthy, _) = m.health(Instant::now());
     family(
         encoder,

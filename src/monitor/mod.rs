@@ -27,7 +27,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::pipeline::SinkProbe;
+use crate::pipeline::{MemoryBudget, SinkProbe};
 
 mod metrics;
 use crate::sources::SourceCounters;
@@ -87,6 +87,8 @@ pub struct Monitor {
     source_health: Mutex<SourceHealth>,
     /// Records per second into the pipeline, over the last sample (f64 bits).
     rate_in: AtomicU64,
+    /// The bytes of records the pipeline may hold, when the run has one.
+    budget: Option<MemoryBudget>,
 }
 
 impl Monitor {
@@ -114,7 +116,14 @@ impl Monitor {
             health: Mutex::new(health),
             source_health: Mutex::new(SourceHealth::default()),
             rate_in: AtomicU64::new(0f64.to_bits()),
+            budget: None,
         }
+    }
+
+    /// Watches the pipeline's memory budget too (`ingest_pipeline_memory_*`).
+    pub fn with_budget(mut self, budget: MemoryBudget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// The source task ended: cleanly (`None`) or with this error.
@@ -477,6 +486,34 @@ mod tests {
         let (ok, doc) = monitor.health(Instant::now());
         assert!(!ok);
         assert_eq!(doc["source"]["state"], "failed");
+    }
+
+    #[test]
+    fn metrics_show_the_memory_budget_and_the_resident_set() {
+        let monitor = Arc::new(
+            Monitor::new(
+                "replay",
+                Arc::new(SourceCounters::default()),
+                Vec::new(),
+                Duration::from_secs(5),
+            )
+            .with_budget(MemoryBudget::new(1000)),
+        );
+        let text = monitor.render_metrics();
+        assert!(
+            text.contains("ingest_pipeline_memory_budget_bytes 1000\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ingest_pipeline_memory_used_bytes 0\n"),
+            "{text}"
+        );
+        let rss: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("ingest_process_resident_memory_bytes "))
+            .and_then(|v| v.parse().ok())
+            .expect("an RSS gauge");
+        assert!(rss > 1e6, "{rss}");
     }
 
     #[test]

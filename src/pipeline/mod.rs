@@ -85,7 +85,7 @@ impl MemoryBudget {
     /// times the largest `batch.max_bytes`: one batch is written while the
     /// next fills (with a budget of one batch, normalizing waited for every
     /// fsync: half the replay rate).
-    fn for_sinks(sinks: &[SinkHandle]) -> Self {
+    pub fn for_sinks(sinks: &[SinkHandle]) -> Self {
         let largest = sinks.iter().map(|s| s.batch_bytes).max().unwrap_or(0);
         Self::new(MEMORY_BUDGET_BYTES.max(largest.saturating_add(largest / 2)))
     }
@@ -113,6 +113,11 @@ impl MemoryBudget {
     /// Bytes of records held now.
     pub fn used(&self) -> usize {
         self.total - self.room.available_permits()
+    }
+
+    /// The budget's size in bytes.
+    pub fn total(&self) -> usize {
+        self.total
     }
 }
 
@@ -494,7 +499,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let dead_letters = DeadLetters::new(dir.path(), "run");
         let abort = CancellationToken::new();
-        let handles = sinks
+        let handles: Vec<SinkHandle> = sinks
             .into_iter()
             .map(|(sink, config)| {
                 spawn_sink(
@@ -515,10 +520,12 @@ mod tests {
             max_records,
             shutdown_timeout,
         };
+        let budget = MemoryBudget::for_sinks(&handles);
         let outcome = tokio::spawn(route(
             rx,
             handles,
             limits,
+            budget,
             stop.clone(),
             CancellationToken::new(),
             abort,
@@ -922,10 +929,12 @@ mod tests {
             max_records: None,
             shutdown_timeout: Duration::from_secs(30),
         };
+        let budget = MemoryBudget::for_sinks(&handles);
         let outcome = tokio::spawn(route(
             rx,
             handles,
             limits,
+            budget,
             CancellationToken::new(),
             CancellationToken::new(),
             abort,

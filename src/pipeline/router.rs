@@ -61,6 +61,7 @@ pub async fn route(
     mut source_rx: mpsc::Receiver<SourceBatch>,
     sinks: Vec<SinkHandle>,
     limits: RunLimits,
+    budget: MemoryBudget,
     stop: CancellationToken,
     shutdown: CancellationToken,
     abort: CancellationToken,
@@ -74,7 +75,6 @@ pub async fn route(
         dropped: 0,
     };
     let senders: Vec<_> = sinks.iter().map(|s| s.tx.clone()).collect();
-    let budget = MemoryBudget::for_sinks(&sinks);
     while let Some(batch) = source_rx.recv().await {
         let urgent = batch.urgent();
         let SourceBatch {
