@@ -8,9 +8,11 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
 mod flags;
 pub mod telegram;
+pub mod twitter;
 pub mod twitter_webhook;
 
 pub use telegram::TelegramArgs;
+pub use twitter::{TwitterArgs, TwitterSearchArgs};
 
 pub use crate::duration::parse_duration;
 
@@ -24,7 +26,7 @@ pub use crate::sources::twitter::stream::volume::StreamKind;
 
 /// A flag whose values are a library enum's serde names (`earliest`, `disk`…):
 /// the library types stay free of clap, and `--help` still lists the values.
-fn named<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
+pub(crate) fn named<T>(names: &'static [&'static str]) -> impl TypedValueParser<Value = T>
 where
     T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
 {
@@ -226,148 +228,6 @@ pub struct TwitterApiArgs {
     /// Base URL of the X API (tests and proxies point it elsewhere).
     #[arg(long, env = "INGEST_TWITTER_API_BASE", value_name = "URL")]
     pub twitter_api_base: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct TwitterArgs {
-    /// Rules file (`[[rule]] value, tag`), synced before connecting (see --rules-mode).
-    #[arg(
-        long,
-        env = "INGEST_RULES",
-        value_name = "FILE",
-        conflicts_with = "track"
-    )]
-    pub rules: Option<PathBuf>,
-
-    /// Retired v1.1 track syntax (comma = OR, space = AND), turned into one v2 rule.
-    #[arg(long, env = "INGEST_TRACK", value_name = "TERMS")]
-    pub track: Option<String>,
-
-    /// `sync` the live rules to the rules file, or `keep` them as they are.
-    #[arg(long, env = "INGEST_RULES_MODE", value_parser = named::<RulesMode>(&["sync", "keep"]))]
-    pub rules_mode: Option<RulesMode>,
-
-    /// Which X stream: `filter` (default; rules), `sample` (1%), `sample10` (10%, 2
-    /// partitions), `firehose` (20 partitions), `compliance` (Post events, 4 partitions)
-    /// or `user-compliance` (User events, 4 partitions).
-    #[arg(long, env = "INGEST_STREAM", value_parser = named::<StreamKind>(StreamKind::NAMES))]
-    pub stream: Option<StreamKind>,
-
-    /// The partition of a partitioned stream (sample10 1-2, firehose 1-20, compliance 1-4):
-    /// one process per partition.
-    #[arg(long, env = "INGEST_PARTITION", value_name = "N")]
-    pub partition: Option<u32>,
-
-    #[command(flatten)]
-    pub api: TwitterApiArgs,
-
-    /// Reconnect when no byte (not even a keep-alive) arrives for this long (default 30s).
-    #[arg(long, env = "INGEST_STALL_TIMEOUT", value_parser = parse_duration, value_name = "DURATION")]
-    pub stall_timeout: Option<Duration>,
-
-    /// Close every streaming connection of the app (DELETE /2/connections/all) before connecting.
-    #[arg(long, env = "INGEST_RESET_CONNECTIONS", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
-    pub reset_connections: bool,
-
-    /// Where received lines wait for the sinks: `memory` (default) or `disk`, a
-    /// write-ahead log in the state dir that the next run delivers after a crash.
-    #[arg(long, env = "INGEST_BUFFER", value_parser = named::<Buffer>(&["memory", "disk"]))]
-    pub buffer: Option<Buffer>,
-
-    /// `tweet.fields` to request (default created_at,lang,author_id,conversation_id,source).
-    #[arg(long, env = "INGEST_TWEET_FIELDS", value_name = "FIELDS")]
-    pub tweet_fields: Option<String>,
-
-    /// `expansions` to request (default author_id).
-    #[arg(long, env = "INGEST_EXPANSIONS", value_name = "FIELDS")]
-    pub expansions: Option<String>,
-
-    /// `user.fields` to request (default name,username).
-    #[arg(long, env = "INGEST_USER_FIELDS", value_name = "FIELDS")]
-    pub user_fields: Option<String>,
-
-    /// Ask X to resend up to this many minutes missed during a disconnect (1-5; needs access that allows it).
-    #[arg(long, env = "INGEST_BACKFILL_MINUTES", value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..=5))]
-    pub backfill_minutes: Option<u32>,
-
-    /// Start the built-in mock X API in process and capture from it (no account needed).
-    #[arg(long, env = "INGEST_MOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
-    pub mock: bool,
-
-    /// Scenario file for --mock (rate, faults); see examples/scenario.toml.
-    #[arg(
-        long,
-        env = "INGEST_MOCK_SCENARIO",
-        value_name = "FILE",
-        requires = "mock"
-    )]
-    pub mock_scenario: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub run: RunArgs,
-}
-
-/// `ingest twitter-search`.
-#[derive(Debug, Args)]
-pub struct TwitterSearchArgs {
-    /// The X search query (X's query language, e.g. `cats has:images -is:retweet`).
-    #[arg(long, env = "INGEST_QUERY", value_name = "QUERY")]
-    pub query: Option<String>,
-
-    /// Full-archive search (/2/tweets/search/all) instead of the last 7 days.
-    #[arg(long, env = "INGEST_ARCHIVE", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
-    pub archive: bool,
-
-    /// Oldest post time: RFC 3339, a date, or that long ago (`7d`, `2h`).
-    #[arg(long, env = "INGEST_START_TIME", value_name = "TIME")]
-    pub start_time: Option<String>,
-
-    /// Newest post time (exclusive): RFC 3339, a date, or that long ago (`1h`).
-    #[arg(long, env = "INGEST_END_TIME", value_name = "TIME")]
-    pub end_time: Option<String>,
-
-    /// Only posts newer than this id.
-    #[arg(long, env = "INGEST_SINCE_ID", value_name = "ID")]
-    pub since_id: Option<String>,
-
-    /// Only posts older than this id.
-    #[arg(long, env = "INGEST_UNTIL_ID", value_name = "ID")]
-    pub until_id: Option<String>,
-
-    /// After the backfill, keep asking for newer posts this often (e.g. 60s), until --duration or a signal.
-    #[arg(long, env = "INGEST_POLL", value_parser = parse_duration, value_name = "DURATION")]
-    pub poll: Option<Duration>,
-
-    /// `tweet.fields` to request (default: the stream's).
-    #[arg(long, env = "INGEST_SEARCH_TWEET_FIELDS", value_name = "FIELDS")]
-    pub tweet_fields: Option<String>,
-
-    /// `expansions` to request (default: the stream's).
-    #[arg(long, env = "INGEST_SEARCH_EXPANSIONS", value_name = "FIELDS")]
-    pub expansions: Option<String>,
-
-    /// `user.fields` to request (default: the stream's).
-    #[arg(long, env = "INGEST_SEARCH_USER_FIELDS", value_name = "FIELDS")]
-    pub user_fields: Option<String>,
-
-    #[command(flatten)]
-    pub api: TwitterApiArgs,
-
-    /// Start the built-in mock X API in process and search it (no account needed).
-    #[arg(long, env = "INGEST_MOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
-    pub mock: bool,
-
-    /// Scenario file for --mock (corpus, rate-limit budget, faults); see examples/scenario.toml.
-    #[arg(
-        long,
-        env = "INGEST_SEARCH_MOCK_SCENARIO",
-        value_name = "FILE",
-        requires = "mock"
-    )]
-    pub mock_scenario: Option<PathBuf>,
-
-    #[command(flatten)]
-    pub run: RunArgs,
 }
 
 #[derive(Debug, Args)]

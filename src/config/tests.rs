@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::cli::RunArgs;
 use crate::sources::twitter::stream::Buffer;

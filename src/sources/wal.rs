@@ -187,6 +187,53 @@ pub struct Replay {
     current: Option<(BufReader<File>, Segment, u64, u64)>,
 }
 
+/// The segments in `dir`, oldest first, each counted (a torn tail cut).
+fn read_segments(dir: &Path) -> Result<Vec<Segment>, WalError> {
+    let mut segments = Vec::new();
+    for item in std::fs::read_dir(dir).map_err(|e| err(dir, e))? {
+        let path = item.map_err(|e| err(dir, e))?.path();
+        let base = (path.extension().and_then(|e| e.to_str()) == Some(SEGMENT_EXT))
+            .then(|| path.file_stem()?.to_str()?.parse::<u64>().ok())
+            .flatten();
+        if let Some(base) = base {
+            segments.push(Segment {
+                base,
+                entries: 0,
+                path,
+            });
+        }
+    }
+    segments.sort_by_key(|s| s.base);
+    for seg in &mut segments {
+        seg.entries = count_and_repair(&seg.path)?;
+    }
+    Ok(segments)
+}
+
+/// A confirmed mark past the log's end belongs to another log (or an edit):
+/// refused, every segment kept.
+fn check_confirmed(
+    checkpoint: &Checkpoint,
+    segments: &[Segment],
+    confirmed: u64,
+) -> Result<(), WalError> {
+    let log_end = segments
+        .iter()
+        .filter(|s| s.entries > 0)
+        .map(Segment::end)
+        .max();
+    match log_end.filter(|&end| confirmed > end) {
+        Some(end) => Err(err(
+            checkpoint.path(),
+            std::io::Error::other(format!(
+                "says the first {confirmed} lines are confirmed, but the log ends at line {end}: it belongs to another log or was edited. Every segment is kept; if its lines were never delivered, delete {} to deliver them all (duplicates are possible), else delete the segments",
+                checkpoint.path().display()
+            )),
+        )),
+        None => Ok(()),
+    }
+}
+
 impl Wal {
     /// Opens (or creates) the log in `config.dir`, cuts a torn tail, drops
     /// confirmed segments, and starts the sync thread. Returns the lines left
@@ -200,38 +247,8 @@ impl Wal {
             .load::<ConfirmedMark>()
             .map_err(|e| err(checkpoint.path(), std::io::Error::other(e)))?
             .map_or(0, |c| c.next);
-        let mut segments = Vec::new();
-        for item in std::fs::read_dir(dir).map_err(|e| err(dir, e))? {
-            let path = item.map_err(|e| err(dir, e))?.path();
-            let base = (path.extension().and_then(|e| e.to_str()) == Some(SEGMENT_EXT))
-                .then(|| path.file_stem()?.to_str()?.parse::<u64>().ok())
-                .flatten();
-            if let Some(base) = base {
-                segments.push(Segment {
-                    base,
-                    entries: 0,
-                    path,
-                });
-            }
-        }
-        segments.sort_by_key(|s| s.base);
-        for seg in &mut segments {
-            seg.entries = count_and_repair(&seg.path)?;
-        }
-        let log_end = segments
-            .iter()
-            .filter(|s| s.entries > 0)
-            .map(Segment::end)
-            .max();
-        if let Some(end) = log_end.filter(|&end| confirmed > end) {
-            return Err(err(
-                checkpoint.path(),
-                std::io::Error::other(format!(
-                    "says the first {confirmed} lines are confirmed, but the log ends at line {end}: it belongs to another log or was edited. Every segment is kept; if its lines were never delivered, delete {} to deliver them all (duplicates are possible), else delete the segments",
-                    checkpoint.path().display()
-                )),
-            ));
-        }
+        let segments = read_segments(dir)?;
+        check_confirmed(&checkpoint, &segments, confirmed)?;
         let mut kept = VecDeque::new();
         let mut next_seq = confirmed;
         for seg in segments {

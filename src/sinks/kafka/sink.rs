@@ -197,6 +197,63 @@ impl Outcomes {
     }
 }
 
+impl KafkaSink {
+    /// Hands one message to librdkafka, waiting while its queue is full; its
+    /// delivery report lands in `state` at `index`. An error means no report will come.
+    async fn send(
+        &self,
+        topic: &str,
+        key: &str,
+        payload: &[u8],
+        r: &Record,
+        state: &Arc<BatchState>,
+        index: usize,
+    ) -> Result<(), KafkaError> {
+        loop {
+            let opaque = Box::new(PendingMessage {
+                batch: state.clone(),
+                index,
+            });
+            let mut message = BaseRecord::with_opaque_to(topic, opaque)
+                .key(key)
+                .payload(payload);
+            if let Some(h) = self.headers_for(r) {
+                message = message.headers(h);
+            }
+            // A refused message comes back (and is dropped): no report will come for it.
+            match self.producer.send(message).map_err(|(e, _)| e) {
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+                    // librdkafka's queue is full (brokers slow or away): wait for room.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                sent => return sent,
+            }
+        }
+    }
+
+    /// A batch's outcome from its reports: copies merged, a fatal producer
+    /// replaced, the first error summarized.
+    fn settle(&mut self, mut outcomes: Outcomes, records: usize) -> Result<(), SinkError> {
+        merge_copies(&mut outcomes.results);
+        if outcomes.fatal {
+            error!(
+                "the Kafka producer hit a fatal error; replacing it (the failed records are retried)"
+            );
+            self.producer = Self::producer(&self.name, &self.config)
+                .map_err(|m| SinkError::fatal(&self.name, m))?;
+        }
+        let failures = outcomes.results.failed.len() + outcomes.results.rejected.len();
+        if let Some(first) = outcomes.results.first.take() {
+            outcomes.results.first = Some(format!(
+                "{failures} of {records} deliveries failed; first error: {first}"
+            ));
+        }
+        outcomes
+            .results
+            .finish(&self.name, records, || "deliveries failed".to_owned())
+    }
+}
+
 impl Sink for KafkaSink {
     fn name(&self) -> &str {
         &self.name
@@ -273,33 +330,9 @@ impl Sink for KafkaSink {
                 Some(_) => key_buf.as_str(),
                 None => r.id.as_str(),
             };
-            loop {
-                let sent = {
-                    let opaque = Box::new(PendingMessage {
-                        batch: state.clone(),
-                        index: i,
-                    });
-                    let mut message = BaseRecord::with_opaque_to(topic, opaque)
-                        .key(key)
-                        .payload(payload.as_slice());
-                    if let Some(h) = self.headers_for(r) {
-                        message = message.headers(h);
-                    }
-                    // A refused message comes back (and is dropped): no report will come for it.
-                    self.producer.send(message).map_err(|(e, _)| e)
-                };
-                match sent {
-                    Ok(()) => break,
-                    Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
-                        // librdkafka's queue is full (brokers slow or away): wait for room.
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                    Err(e) => {
-                        outcomes.fail(i, &e);
-                        state.done_one();
-                        break;
-                    }
-                }
+            if let Err(e) = self.send(topic, key, &payload, r, &state, i).await {
+                outcomes.fail(i, &e);
+                state.done_one();
             }
         }
         let produced = started.elapsed();
@@ -315,24 +348,7 @@ impl Sink for KafkaSink {
         for (i, e) in failures {
             outcomes.fail(i, &e);
         }
-        merge_copies(&mut outcomes.results);
-        if outcomes.fatal {
-            error!(
-                "the Kafka producer hit a fatal error; replacing it (the failed records are retried)"
-            );
-            self.producer = Self::producer(&self.name, &self.config)
-                .map_err(|m| SinkError::fatal(&self.name, m))?;
-        }
-        let failures = outcomes.results.failed.len() + outcomes.results.rejected.len();
-        if let Some(first) = outcomes.results.first.take() {
-            outcomes.results.first = Some(format!(
-                "{failures} of {} deliveries failed; first error: {first}",
-                batch.len()
-            ));
-        }
-        outcomes
-            .results
-            .finish(&self.name, batch.len(), || "deliveries failed".to_owned())
+        self.settle(outcomes, batch.len())
     }
 
     /// Everything confirmed was confirmed by a delivery report already; what

@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn mine<K: Eq + Hash + Clone + std::fmt::Debug>(c: Claim<K>) -> Pending<K> {

@@ -1,4 +1,3 @@
-
 use super::*;
 
 fn config(dir: &tempfile::TempDir, segment_bytes: u64) -> WalConfig {

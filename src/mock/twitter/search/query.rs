@@ -64,102 +64,140 @@ const KNOWN_PARAMS: [&str; 15] = [
 
 type Refusal = Box<Response>;
 
+fn bad(p: &str, v: &str, m: String) -> Refusal {
+    Box::new(invalid_request(p, v, m))
+}
+
+/// Every parameter is one the endpoint knows.
+fn check_known(params: &BTreeMap<String, String>) -> Result<(), Refusal> {
+    match params.keys().find(|k| !KNOWN_PARAMS.contains(&k.as_str())) {
+        Some(p) => Err(bad(
+            p,
+            &params[p],
+            format!(
+                "The query parameter [{p}] is not one of [{}]",
+                KNOWN_PARAMS.join(",")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `max_results`: 10 by default, 10 to the endpoint's maximum.
+fn max_results(endpoint: Endpoint, params: &BTreeMap<String, String>) -> Result<usize, Refusal> {
+    let max = endpoint.max_results();
+    match params.get("max_results") {
+        None => Ok(10),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (10..=max).contains(&n) => Ok(n),
+            _ => Err(bad(
+                "max_results",
+                v,
+                format!(
+                    "The `max_results` query parameter value [{v}] is not between 10 and {max}"
+                ),
+            )),
+        },
+    }
+}
+
+/// A post id parameter (`since_id`, `until_id`).
+fn id(params: &BTreeMap<String, String>, name: &str) -> Result<Option<u64>, Refusal> {
+    params
+        .get(name)
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                bad(
+                    name,
+                    v,
+                    format!(
+                        "The `{name}` query parameter value [{v}] does not match ^[0-9]{{1,19}}$"
+                    ),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// A time parameter (`start_time`, `end_time`): RFC 3339, at least 10 s before `now`.
+fn time(
+    params: &BTreeMap<String, String>,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, Refusal> {
+    let Some(v) = params.get(name) else {
+        return Ok(None);
+    };
+    let t = DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| bad(name, v, format!("Invalid '{name}':'{v}'. '{name}' must be an RFC 3339 timestamp (YYYY-MM-DDTHH:mm:ssZ)")))?;
+    if t > now - chrono::Duration::seconds(10) {
+        return Err(bad(
+            name,
+            v,
+            format!(
+                "Invalid '{name}':'{}'. '{name}' must be a minimum of 10 seconds prior to the request time.",
+                crate::record::rfc3339(t)
+            ),
+        ));
+    }
+    Ok(Some(t))
+}
+
+/// A window's start and end, each optional.
+type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+
+/// The time window: each bound valid, recent search within 7 days, start before end.
+fn window(
+    endpoint: Endpoint,
+    params: &BTreeMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<Bounds, Refusal> {
+    let (start_time, end_time) = (
+        time(params, "start_time", now)?,
+        time(params, "end_time", now)?,
+    );
+    if endpoint == Endpoint::Recent {
+        let earliest = now - chrono::Duration::days(7);
+        if let Some(t) = start_time.filter(|t| *t < earliest) {
+            return Err(bad(
+                "start_time",
+                &params["start_time"],
+                format!(
+                    "Invalid 'start_time':'{}'. 'start_time' must be on or after {}",
+                    crate::record::rfc3339(t),
+                    crate::record::rfc3339(earliest)
+                ),
+            ));
+        }
+    }
+    if let (Some(s), Some(e)) = (start_time, end_time)
+        && s >= e
+    {
+        return Err(bad(
+            "start_time",
+            &params["start_time"],
+            "Invalid 'start_time'. 'start_time' must be before 'end_time'".into(),
+        ));
+    }
+    Ok((start_time, end_time))
+}
+
 impl SearchQuery {
     pub(super) fn parse(
         endpoint: Endpoint,
         params: &BTreeMap<String, String>,
         now: DateTime<Utc>,
     ) -> Result<SearchQuery, Refusal> {
-        let bad = |p: &str, v: &str, m: String| Box::new(invalid_request(p, v, m));
-        if let Some(p) = params.keys().find(|k| !KNOWN_PARAMS.contains(&k.as_str())) {
-            return Err(bad(
-                p,
-                &params[p],
-                format!(
-                    "The query parameter [{p}] is not one of [{}]",
-                    KNOWN_PARAMS.join(",")
-                ),
-            ));
-        }
+        check_known(params)?;
         check_query(
             endpoint,
             params.get("query").map(String::as_str).unwrap_or(""),
         )
         .map_err(|(v, m)| bad("query", &v, m))?;
-        let max = endpoint.max_results();
-        let max_results = match params.get("max_results") {
-            None => 10,
-            Some(v) => match v.parse::<usize>() {
-                Ok(n) if (10..=max).contains(&n) => n,
-                _ => {
-                    return Err(bad(
-                        "max_results",
-                        v,
-                        format!(
-                            "The `max_results` query parameter value [{v}] is not between 10 and {max}"
-                        ),
-                    ));
-                }
-            },
-        };
-        let id = |name: &str| -> Result<Option<u64>, Refusal> {
-            params
-                .get(name)
-                .map(|v| {
-                    v.parse::<u64>().map_err(|_| {
-                        bad(name, v, format!("The `{name}` query parameter value [{v}] does not match ^[0-9]{{1,19}}$"))
-                    })
-                })
-                .transpose()
-        };
-        let (since_id, until_id) = (id("since_id")?, id("until_id")?);
-        let time = |name: &str| -> Result<Option<DateTime<Utc>>, Refusal> {
-            params
-                .get(name)
-                .map(|v| {
-                    DateTime::parse_from_rfc3339(v)
-                        .map(|t| t.with_timezone(&Utc))
-                        .map_err(|_| bad(name, v, format!("Invalid '{name}':'{v}'. '{name}' must be an RFC 3339 timestamp (YYYY-MM-DDTHH:mm:ssZ)")))
-                })
-                .transpose()
-        };
-        let (start_time, end_time) = (time("start_time")?, time("end_time")?);
-        let latest = now - chrono::Duration::seconds(10);
-        for (name, t) in [("start_time", start_time), ("end_time", end_time)] {
-            if let Some(t) = t.filter(|t| *t > latest) {
-                return Err(bad(
-                    name,
-                    &params[name],
-                    format!(
-                        "Invalid '{name}':'{}'. '{name}' must be a minimum of 10 seconds prior to the request time.",
-                        crate::record::rfc3339(t)
-                    ),
-                ));
-            }
-        }
-        if endpoint == Endpoint::Recent {
-            let earliest = now - chrono::Duration::days(7);
-            if let Some(t) = start_time.filter(|t| *t < earliest) {
-                return Err(bad(
-                    "start_time",
-                    &params["start_time"],
-                    format!(
-                        "Invalid 'start_time':'{}'. 'start_time' must be on or after {}",
-                        crate::record::rfc3339(t),
-                        crate::record::rfc3339(earliest)
-                    ),
-                ));
-            }
-        }
-        if let (Some(s), Some(e)) = (start_time, end_time)
-            && s >= e
-        {
-            return Err(bad(
-                "start_time",
-                &params["start_time"],
-                "Invalid 'start_time'. 'start_time' must be before 'end_time'".into(),
-            ));
-        }
+        let max_results = max_results(endpoint, params)?;
+        let (since_id, until_id) = (id(params, "since_id")?, id(params, "until_id")?);
+        let (start_time, end_time) = window(endpoint, params, now)?;
         let token = params.get("next_token").or(params.get("pagination_token"));
         let below = token
             .map(|t| {

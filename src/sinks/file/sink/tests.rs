@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::record::Format;
 use crate::sinks::file::torn::gzip_member_end;
