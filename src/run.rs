@@ -13,13 +13,15 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span};
 
 use crate::config::{ConfigError, NamedSink, ResolveError, Settings};
+#[cfg(feature = "mock")]
+use crate::mock;
 use crate::pipeline::{RunLimits, SinkHandle, SinkSpec, SinkSummary, StopReason};
 use crate::record::{NormalizeOptions, RunInfo};
 use crate::sinks::{AnySink, BuildError, Sink, SinkError};
 use crate::sources::twitter::search::SearchError;
 use crate::sources::{Source, SourceContext, SourceCounters, SourceError};
 use crate::state::{DeadLetters, StateError};
-use crate::{exit_codes, mock, monitor, pipeline, sources, state};
+use crate::{exit_codes, monitor, pipeline, sources, state};
 
 /// Why a run could not start or finish.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,7 @@ pub enum Error {
     State(#[from] StateError),
     #[error(transparent)]
     TwitterApi(#[from] sources::twitter::api::ApiError),
+    #[cfg(feature = "mock")]
     #[error(transparent)]
     Mock(#[from] mock::MockError),
     #[error(transparent)]
@@ -71,9 +74,12 @@ impl Error {
             Error::MissingSecret(_) => exit_codes::CONFIG,
             Error::CompiledOut(_) => exit_codes::CONFIG,
             Error::TwitterApi(sources::twitter::api::ApiError::Rules(_)) => exit_codes::CONFIG,
+            #[cfg(feature = "mock")]
             Error::Mock(
                 mock::MockError::Scenario { .. } | mock::MockError::ScenarioRead { .. },
             ) => exit_codes::CONFIG,
+            #[cfg(feature = "mock")]
+            Error::Mock(_) => exit_codes::FAILURE,
             Error::Webhooks(
                 sources::twitter::webhooks::manage::WebhooksError::Refused { .. }
                 | sources::twitter::webhooks::manage::WebhooksError::NotValid { .. }
@@ -86,7 +92,6 @@ impl Error {
             Error::SinkNotReady { .. }
             | Error::State(_)
             | Error::TwitterApi(_)
-            | Error::Mock(_)
             | Error::Telegram(_)
             | Error::Metrics(_)
             | Error::Webhooks(_)

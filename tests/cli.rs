@@ -77,6 +77,63 @@ fn replay_to_file_writes_the_expected_records() {
     assert_eq!(s["exit_code"], 0);
 }
 
+/// What `ingest` wrote, `ingest replay` reads back: a capture replayed into
+/// another sink arrives record for record, as it was (ids, times, `raw`),
+/// nothing dead-lettered, whatever `--platform` says; a raw line among the
+/// records is still normalized.
+#[test]
+fn a_capture_replays_into_another_sink_record_for_record() {
+    let env = Env::new();
+    let first = env.run(&["replay", SAMPLE, "--sink", "file", "--file-path", "a.jsonl"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let captured = env.records("a.jsonl");
+    assert_eq!(captured.len(), 31);
+    for platform in ["auto", "twitter", "telegram"] {
+        let out_file = format!("b-{platform}.jsonl");
+        let a = env.path("a.jsonl");
+        let out = env.run(&[
+            "replay",
+            a.to_str().unwrap(),
+            "--platform",
+            platform,
+            "--sink",
+            "file",
+            "--file-path",
+            &out_file,
+            "--summary",
+        ]);
+        assert!(out.status.success(), "{platform}: {}", stderr(&out));
+        let s = summary(&out);
+        assert_eq!(s["records_in"], 31, "{platform}: {s}");
+        assert_eq!(s["source"]["malformed"], 0, "{platform}: {s}");
+        let mut again = env.records(&out_file);
+        // `run` names the run that wrote the line: the replay's own.
+        for (r, c) in again.iter_mut().zip(&captured) {
+            r["run"] = c["run"].clone();
+        }
+        assert_eq!(again, captured, "{platform}");
+    }
+    assert!(env.dead_letters().is_empty());
+    // Records and a raw X line in one file: both kinds come out.
+    let mut mixed = std::fs::read_to_string(env.path("a.jsonl")).unwrap();
+    mixed.push_str(&tweet(99_001));
+    mixed.push('\n');
+    std::fs::write(env.path("mixed.jsonl"), mixed).unwrap();
+    let m = env.path("mixed.jsonl");
+    let out = env.run(&[
+        "replay",
+        m.to_str().unwrap(),
+        "--sink",
+        "file",
+        "--file-path",
+        "c.jsonl",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c = env.records("c.jsonl");
+    assert_eq!(c.len(), 32);
+    assert!(c.iter().any(|r| r["id"] == "twitter:99001"), "{c:?}");
+}
+
 #[test]
 fn raw_format_writes_the_original_lines_byte_for_byte() {
     let env = Env::new();
@@ -557,4 +614,53 @@ fn webhook_help_says_tls_cert_serves_https() {
             "{cmd}: {about}"
         );
     }
+}
+
+/// The README's mock demos, run twice as written (no `--state-dir`), capture
+/// the same both times: a `--mock` run keeps its checkpoints apart, in a fresh
+/// state dir it names on stderr, never where a real run of the query looks.
+#[test]
+fn a_mock_demo_run_twice_captures_the_same_both_times() {
+    let env = Env::new();
+    let xdg = env.path("xdg");
+    let demos: [&[&str]; 2] = [
+        &[
+            "twitter-search",
+            "--mock",
+            "--query",
+            "cats -is:retweet",
+            "--sink",
+            "stdout",
+        ],
+        &["telegram", "--mock", "--until-idle", "--sink", "stdout"],
+    ];
+    for args in demos {
+        let run = || {
+            let out = env
+                .cmd()
+                .env_remove("INGEST_STATE_DIR")
+                .env("XDG_STATE_HOME", &xdg)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+            let err = stderr(&out);
+            assert!(
+                err.contains("keeps its checkpoints and dead letters apart"),
+                "{err}"
+            );
+            String::from_utf8(out.stdout).unwrap().lines().count()
+        };
+        let first = run();
+        assert!(first > 0, "{args:?} captured nothing");
+        assert_eq!(run(), first, "{args:?}: the second run differs");
+    }
+    // Nothing of the mock runs where a real run keeps its state.
+    let real = xdg.join("ingest");
+    let names: Vec<String> = std::fs::read_dir(&real)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["mock"], "{names:?}");
+    assert_eq!(std::fs::read_dir(real.join("mock")).unwrap().count(), 4);
 }

@@ -4,6 +4,8 @@
 //! (`bash -n`). A file of a kind with no loader here fails the test, so a new
 //! example gets one.
 
+#![cfg(feature = "mock")]
+
 use std::path::{Path, PathBuf};
 
 use clap::Parser;

@@ -72,3 +72,60 @@ fn a_parquet_format_is_refused_when_compiled_out() {
         );
     }
 }
+
+/// Without the `mock` feature, every way into the built-in mocks (`--mock` on
+/// each capture command, `ingest mock`) exits 78 before capturing anything,
+/// saying how to get them back; the rest of the binary works (the replay of
+/// the sample into a file in `refused` above, this test's `check`).
+#[cfg(not(feature = "mock"))]
+#[test]
+fn the_mock_is_refused_when_compiled_out() {
+    let env = Env::new();
+    let runs: [&[&str]; 5] = [
+        &[
+            "twitter",
+            "--mock",
+            "--sink",
+            "file",
+            "--file-path",
+            "out.jsonl",
+            "--duration",
+            "2s",
+        ],
+        &[
+            "twitter-search",
+            "--mock",
+            "--query",
+            "cats",
+            "--sink",
+            "file",
+            "--file-path",
+            "out.jsonl",
+        ],
+        &[
+            "telegram",
+            "--mock",
+            "--sink",
+            "file",
+            "--file-path",
+            "out.jsonl",
+            "--duration",
+            "2s",
+        ],
+        &["mock", "twitter", "--listen", "127.0.0.1:0"],
+        &["mock", "telegram", "--listen", "127.0.0.1:0"],
+    ];
+    for args in runs {
+        let out = env.run(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(78), "{args:?}: {err}");
+        assert!(
+            err.contains("mock APIs are not in this build") && err.contains("--features mock"),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?} printed {:?}", out.stdout);
+        assert!(env.records("out.jsonl").is_empty(), "{args:?} captured");
+    }
+    let out = env.run(&["check", "--sink", "file", "--file-path", "out.jsonl"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

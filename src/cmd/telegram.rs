@@ -6,7 +6,6 @@ use tracing::info;
 use super::{finish, tls_files, webhook_limits};
 use crate::cli::TelegramArgs;
 use crate::config::{LoadedConfig, Settings};
-use crate::mock::telegram::TelegramScenario;
 use crate::run::Error;
 use crate::secret::Secret;
 use crate::sources::telegram::api::TelegramApi;
@@ -19,8 +18,12 @@ pub async fn run(
     loaded: &LoadedConfig,
     shutdown: CancellationToken,
 ) -> Result<u8, Error> {
+    let mut settings = Settings::resolve(&args.run, loaded)?;
+    if args.mock {
+        super::mock::keep_state_apart(&mut settings, &args.run, loaded);
+    }
     let common = TelegramCommon {
-        settings: Settings::resolve(&args.run, loaded)?,
+        settings,
         telegram: config::resolve(&args.flags(), &loaded.file.telegram),
     };
     match args.webhook.clone() {
@@ -87,12 +90,7 @@ async fn telegram_polling(
 ) -> Result<u8, Error> {
     let mock = match (args.mock, &args.mock_scenario) {
         (true, scenario) => {
-            let scenario = scenario
-                .as_deref()
-                .map(TelegramScenario::load)
-                .transpose()?
-                .unwrap_or_default();
-            let server = crate::mock::telegram::start("127.0.0.1:0", scenario).await?;
+            let server = super::mock::start_telegram("127.0.0.1:0", scenario.as_deref()).await?;
             info!(url = %server.base_url(), "capturing from the built-in mock Telegram API (--mock)");
             Some(server)
         }

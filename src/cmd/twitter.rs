@@ -7,10 +7,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use super::finish;
+use super::mock::MockServer;
 use crate::cli::RulesMode;
 use crate::config::{LoadedConfig, Settings};
-use crate::mock::MockServer;
-use crate::mock::twitter::Scenario;
 use crate::run::{Error, RunSummary};
 use crate::secret::Secret;
 use crate::sources::twitter::api::{BEARER_TOKEN_VARS, TwitterApi};
@@ -23,7 +22,10 @@ pub async fn run(
     loaded: &LoadedConfig,
     shutdown: CancellationToken,
 ) -> Result<u8, Error> {
-    let settings = Settings::resolve(&args.run, loaded)?;
+    let mut settings = Settings::resolve(&args.run, loaded)?;
+    if args.mock {
+        super::mock::keep_state_apart(&mut settings, &args.run, loaded);
+    }
     let twitter = stream::config::resolve(&args.flags(), &loaded.file.twitter, loaded.at())?;
     let (api, mock) =
         twitter_api_or_mock(&twitter.mock, &twitter.api_base, "capturing from").await?;
@@ -44,12 +46,7 @@ pub(super) async fn twitter_api_or_mock(
 ) -> Result<(TwitterApi, Option<MockServer>), Error> {
     let mock = match mock {
         Some(scenario) => {
-            let scenario = scenario
-                .as_deref()
-                .map(Scenario::load)
-                .transpose()?
-                .unwrap_or_default();
-            let server = crate::mock::twitter::start("127.0.0.1:0", scenario).await?;
+            let server = super::mock::start_twitter("127.0.0.1:0", scenario.as_deref()).await?;
             info!(url = %server.base_url(), "{doing} the built-in mock X API (--mock)");
             Some(server)
         }

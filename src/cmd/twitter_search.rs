@@ -12,7 +12,10 @@ pub async fn run(
     loaded: &LoadedConfig,
     shutdown: CancellationToken,
 ) -> Result<u8, Error> {
-    let settings = Settings::resolve(&args.run, loaded)?;
+    let mut settings = Settings::resolve(&args.run, loaded)?;
+    if args.mock {
+        super::mock::keep_state_apart(&mut settings, &args.run, loaded);
+    }
     let file = &loaded.file;
     let search = crate::sources::twitter::search::config::resolve(
         &args.flags(),

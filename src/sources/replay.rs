@@ -1,5 +1,6 @@
-//! The replay source: captured JSONL (X stream lines or Telegram updates) from a
-//! file or standard input.
+//! The replay source: captured JSONL from a file or standard input — `ingest`
+//! records (what the file sink wrote, read back as they are), X stream lines
+//! or Telegram updates (normalized).
 //!
 //! Every line becomes a record, a control message, or a dead letter with the
 //! reason; nothing is skipped silently. On stop, input already waiting in a
@@ -25,7 +26,7 @@ use super::{
     telegram, twitter,
 };
 use crate::locate::{FileAt, ResolveError};
-use crate::record::{NormalizeError, Normalized, Record, trim_line};
+use crate::record::{NormalizeError, Normalized, Record, transliterate, trim_line};
 
 const CHUNK_BYTES: usize = 256 * 1024;
 const ORIGIN: Origin = Origin {
@@ -88,13 +89,35 @@ impl ReplaySource {
     }
 }
 
-/// Normalizes one line for `platform`.
+/// An `ingest` record read back (a capture of ours, a Kafka message our sink
+/// wrote), its `raw` and `text_ascii` following this run's options; `None`
+/// for anything else. Every record has `run`, so other lines skip the
+/// attempt; a line that is not UTF-8 is no record (it could not parse as
+/// one), and checking it once, whole, spares serde_json a check per string.
+pub fn read_back(line: &[u8], ctx: &SourceContext) -> Option<Record> {
+    memchr::memmem::find(line, b"\"run\":")?;
+    let mut r = serde_json::from_str::<Record>(std::str::from_utf8(line).ok()?).ok()?;
+    let opts = &ctx.normalize;
+    if !opts.keep_raw {
+        r.raw = None;
+    }
+    if opts.transliterate && r.text_ascii.is_none() {
+        r.text_ascii = r.text.as_deref().map(transliterate);
+    }
+    Some(r)
+}
+
+/// Normalizes one line: an `ingest` record is read back as it is (whatever
+/// `platform` says), anything else normalized for `platform`.
 pub fn normalize(
     platform: InputPlatform,
     line: &[u8],
     received_at: &Arc<str>,
     ctx: &SourceContext,
 ) -> Result<Normalized, NormalizeError> {
+    if let Some(r) = read_back(trim_line(line), ctx) {
+        return Ok(Normalized::Record(Box::new(r)));
+    }
     let opts = &ctx.normalize;
     match platform {
         InputPlatform::Twitter => twitter::normalize_line(line, received_at, opts),

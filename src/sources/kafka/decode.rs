@@ -8,7 +8,7 @@ use std::sync::Arc;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 use super::offsets::{Entry, TopicNames, Tp};
-use crate::record::{Normalized, Record, rfc3339, transliterate};
+use crate::record::{Normalized, Record, rfc3339};
 use crate::sources::output::{Origin, Tracked};
 use crate::sources::{InputPlatform, SourceContext, SourceCounters, SourceOutput};
 use crate::state::StateError;
@@ -104,23 +104,8 @@ fn decode(
     if value.is_empty() {
         return Err("empty message value (a tombstone?)".into());
     }
-    // A record our Kafka sink wrote (format = "record"); every record has `run`,
-    // so other values skip the attempt.
-    // The value is checked to be UTF-8 once, whole: parsing from a `&str`
-    // skips serde_json's check of each string and of the raw payload. A value
-    // that is not UTF-8 is no record (it could not parse as one either).
-    let record_text =
-        memchr::memmem::find(value, b"\"run\":").and_then(|_| std::str::from_utf8(value).ok());
-    if let Some(Ok(mut r)) = record_text.map(serde_json::from_str::<Record>) {
-        let opts = &ctx.normalize;
-        if !opts.keep_raw {
-            r.raw = None;
-        }
-        if opts.transliterate && r.text_ascii.is_none() {
-            r.text_ascii = r.text.as_deref().map(transliterate);
-        }
-        return Ok(Some(r));
-    }
+    // A record our Kafka sink wrote (format = "record") is read back as it
+    // is (`replay::read_back`), anything else normalized as `replay` does.
     let received_at: Arc<str> = Arc::from(rfc3339(chrono::Utc::now()));
     match crate::sources::replay::normalize(platform, value, &received_at, ctx) {
         Ok(Normalized::Record(r)) => Ok(Some(*r)),
