@@ -409,6 +409,72 @@ fn track_becomes_one_v2_rule() {
     assert_eq!(env.records("o.jsonl")[0]["tags"][0], "track");
 }
 
+/// `--track` manages the rules it made and no others: the app's other live
+/// rules (a production rule, an untagged one) are still there after the run,
+/// an old `--track` rule is replaced, and a `--rules` sync's deletions are
+/// said at WARN.
+#[test]
+fn a_track_run_leaves_rules_it_did_not_create_in_place() {
+    let env = env_with(FAST);
+    let mock = mock_twitter(
+        &env,
+        "rate = 200.0\n[[rule]]\nvalue = \"production terms\"\ntag = \"prod\"\n[[rule]]\nvalue = \"untagged\"\n[[rule]]\nvalue = \"old terms\"\ntag = \"track\"\n",
+    );
+    let run = |extra: &[&str]| {
+        let out = env
+            .cmd()
+            .args(["twitter", "--twitter-api-base", &mock.url])
+            .args(extra)
+            .args([
+                "--sink",
+                "file",
+                "--file-path",
+                "o.jsonl",
+                "--max-records",
+                "3",
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        stderr(&out)
+    };
+    let err = run(&["--track", "rust lang,tokio"]);
+    assert!(
+        err.contains("2 other live rule(s) of the app left in place"),
+        "{err}"
+    );
+    let live = |mock: &MockProcess| -> Vec<(String, String)> {
+        let rules = mock.get("/2/tweets/search/stream/rules");
+        let mut v: Vec<(String, String)> = rules["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let tag = r["tag"].as_str().unwrap_or("").to_owned();
+                (r["value"].as_str().unwrap().to_owned(), tag)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        live(&mock),
+        [
+            ("(rust lang) OR tokio".to_owned(), "track".to_owned()),
+            ("production terms".to_owned(), "prod".to_owned()),
+            ("untagged".to_owned(), String::new()),
+        ]
+    );
+    // A rules file is the app's whole set: what it deletes is said at WARN.
+    let err = run(&["--rules", RULES]);
+    assert!(
+        err.contains("WARN")
+            && err.contains("deleting a live rule of the app: - production terms  [prod]"),
+        "{err}"
+    );
+    assert!(!live(&mock).iter().any(|(v, _)| v == "production terms"));
+}
+
 /// A `--track` list past X's 1024-character rule limit becomes several rules,
 /// each within the limit and tagged `track`, that X (the mock) accepts.
 #[test]

@@ -44,7 +44,10 @@ pub async fn run(action: RulesAction, loaded: &LoadedConfig) -> Result<u8, Error
         } => {
             let wanted = rules::load(&path)?;
             let api = api_for(&common, loaded)?;
-            for line in rules::sync(&api, &wanted).await?.describe() {
+            for line in rules::sync(&api, &wanted, rules::Scope::All)
+                .await?
+                .describe()
+            {
                 writeln!(out, "{line}").expect("writing to a Vec");
             }
         }

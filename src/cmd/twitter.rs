@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::finish;
 use super::mock::MockServer;
@@ -72,9 +72,18 @@ async fn capture(
 ) -> Result<RunSummary, Error> {
     let has_rules = twitter.stream.kind.has_rules();
     if let (Some(wanted), RulesMode::Sync, true) = (&twitter.rules, twitter.rules_mode, has_rules) {
-        let plan = rules::sync(&api, wanted).await?;
+        // `--track` manages the rules it made and no others; a rules file is
+        // the app's whole set, and every deletion it makes is said at WARN.
+        let scope = match twitter.track {
+            true => rules::Scope::Tagged(rules::TRACK_TAG),
+            false => rules::Scope::All,
+        };
+        let plan = rules::sync(&api, wanted, scope).await?;
         for line in plan.describe() {
-            info!("rules: {line}");
+            match line.starts_with("- ") {
+                true => warn!("rules: deleting a live rule of the app: {line}"),
+                false => info!("rules: {line}"),
+            }
         }
     }
     let source = TwitterSource {

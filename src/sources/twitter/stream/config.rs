@@ -82,6 +82,8 @@ pub struct TwitterSettings {
     /// The rules wanted (from --rules or --track), if any.
     pub rules: Option<Vec<NewRule>>,
     pub rules_mode: RulesMode,
+    /// The rules come from `--track`: the sync touches only its own.
+    pub track: bool,
     /// Run the built-in mock (with this scenario file, if any).
     pub mock: Option<Option<PathBuf>>,
 }
@@ -106,6 +108,7 @@ pub fn resolve(
         stream,
         rules: resolve_rules(flags, table, kind)?,
         rules_mode: flags.rules_mode.or(table.rules_mode).unwrap_or_default(),
+        track: flags.track.is_some(),
         mock: flags.mock.clone(),
     })
 }

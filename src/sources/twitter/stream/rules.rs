@@ -135,7 +135,7 @@ pub fn track_to_rules(track: &str) -> Result<Vec<NewRule>, String> {
         .into_iter()
         .map(|value| NewRule {
             value,
-            tag: Some("track".into()),
+            tag: Some(TRACK_TAG.into()),
         })
         .collect())
 }
@@ -158,12 +158,27 @@ fn track_value(groups: &[&[&str]]) -> String {
         .join(" OR ")
 }
 
+/// The tag of the rules `--track` makes: a `--track` run manages those and
+/// no others.
+pub const TRACK_TAG: &str = "track";
+
+/// Which live rules a sync may delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope<'a> {
+    /// Every live rule of the app (`--rules`: the file is the whole set).
+    All,
+    /// Only the rules with this tag (`--track`'s own); the others stay.
+    Tagged(&'a str),
+}
+
 /// What `sync` changes.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SyncPlan {
     pub delete: Vec<LiveRule>,
     pub add: Vec<NewRule>,
     pub keep: Vec<LiveRule>,
+    /// Live rules outside the sync's scope, left as they are.
+    pub others: usize,
 }
 
 impl SyncPlan {
@@ -197,21 +212,34 @@ impl SyncPlan {
                 self.keep.len()
             ));
         }
+        if self.others > 0 {
+            out.push(format!(
+                "{} other live rule(s) of the app left in place",
+                self.others
+            ));
+        }
         out
     }
 }
 
-/// Diffs live rules against wanted ones by (value, tag).
-pub fn plan(live: &[LiveRule], wanted: &[NewRule]) -> SyncPlan {
+/// Diffs live rules against wanted ones by (value, tag); a live rule outside
+/// `scope` is never deleted.
+pub fn plan(live: &[LiveRule], wanted: &[NewRule], scope: Scope<'_>) -> SyncPlan {
     let key = |v: &str, t: &Option<String>| (v.trim().to_owned(), t.clone());
     let wanted_keys: BTreeSet<_> = wanted.iter().map(|r| key(&r.value, &r.tag)).collect();
     let live_keys: BTreeSet<_> = live.iter().map(|r| key(&r.value, &r.tag)).collect();
     let mut plan = SyncPlan::default();
     for r in live {
+        let ours = match scope {
+            Scope::All => true,
+            Scope::Tagged(tag) => r.tag.as_deref() == Some(tag),
+        };
         if wanted_keys.contains(&key(&r.value, &r.tag)) {
             plan.keep.push(r.clone());
-        } else {
+        } else if ours {
             plan.delete.push(r.clone());
+        } else {
+            plan.others += 1;
         }
     }
     plan.add = wanted
@@ -222,10 +250,15 @@ pub fn plan(live: &[LiveRule], wanted: &[NewRule]) -> SyncPlan {
     plan
 }
 
-/// Makes the live rules equal to `wanted`: validate new rules, delete, add.
-pub async fn sync(api: &TwitterApi, wanted: &[NewRule]) -> Result<SyncPlan, ApiError> {
+/// Makes the live rules in `scope` equal to `wanted`: validate new rules,
+/// delete, add.
+pub async fn sync(
+    api: &TwitterApi,
+    wanted: &[NewRule],
+    scope: Scope<'_>,
+) -> Result<SyncPlan, ApiError> {
     let live = api.rules().await?;
-    let plan = plan(&live, wanted);
+    let plan = plan(&live, wanted, scope);
     // Validate first (dry run), so a bad rule changes nothing. A re-tagged rule
     // keeps its value, which X already accepted, and would only be reported as
     // a duplicate of the rule about to be deleted: leave it out of the dry run.
@@ -320,7 +353,7 @@ mod tests {
             new("birds", Some("new")),
             new("fish", None),
         ];
-        let p = plan(&rules, &wanted);
+        let p = plan(&rules, &wanted, Scope::All);
         assert_eq!(
             p.keep.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
             ["1"]
@@ -334,12 +367,37 @@ mod tests {
         let same = plan(
             &[live("1", "cats", Some("pets"))],
             &[new("cats", Some("pets"))],
+            Scope::All,
         );
         assert!(same.is_noop());
         assert_eq!(
             same.describe(),
             ["rules in sync: 1 rule(s), nothing to change"]
         );
+    }
+
+    #[test]
+    fn a_tagged_scope_deletes_only_its_own_rules() {
+        let rules = [
+            live("1", "old terms", Some(TRACK_TAG)),
+            live("2", "production", Some("prod")),
+            live("3", "untagged", None),
+            live("4", "cats", Some(TRACK_TAG)),
+        ];
+        let wanted = [new("cats", Some(TRACK_TAG)), new("dogs", Some(TRACK_TAG))];
+        let p = plan(&rules, &wanted, Scope::Tagged(TRACK_TAG));
+        assert_eq!(
+            p.delete.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["1"]
+        );
+        assert_eq!(p.add, [new("dogs", Some(TRACK_TAG))]);
+        assert_eq!((p.keep.len(), p.others), (1, 2));
+        assert_eq!(
+            p.describe().last().unwrap(),
+            "2 other live rule(s) of the app left in place"
+        );
+        let all = plan(&rules, &wanted, Scope::All);
+        assert_eq!(all.delete.len(), 3);
     }
 
     #[test]
