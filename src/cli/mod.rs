@@ -251,6 +251,9 @@ pub struct RulesCommon {
 pub enum RulesAction {
     /// Print the live rules (id, value, tag; tab-separated).
     List(RulesCommon),
+    /// Print how many rules the app and its project hold against their caps
+    /// (scope, rules, cap, left; tab-separated).
+    Counts(RulesCommon),
     /// Check the rules file with X (dry run): nothing changes.
     Validate {
         /// Rules file.
