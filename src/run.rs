@@ -127,6 +127,9 @@ pub struct SourceSummary {
     /// Items of no kind the source knows, recorded as `activity_event`s (X webhooks).
     #[serde(skip_serializing_if = "is_zero")]
     pub unknown: u64,
+    /// Items recorded from a replay job (X webhooks).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub replayed: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -347,6 +350,7 @@ fn summarize(
             duplicates: counters.duplicates.load(Ordering::Relaxed),
             connections: counters.connections.load(Ordering::Relaxed),
             unknown: counters.unknown.load(Ordering::Relaxed),
+            replayed: counters.replayed.load(Ordering::Relaxed),
             error: source_error,
         },
         records_in: routed.records_in,

@@ -276,6 +276,17 @@ fn rules_sync_prints_the_diff_and_is_idempotent() {
     let list = String::from_utf8(list.stdout).unwrap();
     assert_eq!(list.lines().count(), 3);
     assert!(list.contains("\tkafka has:links\t"), "{list}");
+    let counts = || {
+        let out = env
+            .cmd()
+            .args(["rules", "counts"])
+            .args(base)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(counts(), "app\t3\t1000\t997\nproject\t3\t1000\t997\n");
     // Changing a tag is a delete and an add.
     std::fs::write(
         env.path("r.toml"),
@@ -288,6 +299,7 @@ fn rules_sync_prints_the_diff_and_is_idempotent() {
         "{changed}"
     );
     assert!(changed.contains("1 added, 3 deleted, 0 kept"), "{changed}");
+    assert_eq!(counts(), "app\t1\t1000\t999\nproject\t1\t1000\t999\n");
 }
 
 #[test]

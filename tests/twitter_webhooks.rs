@@ -4,14 +4,14 @@
 //! landing as its record kind, redelivery after a 503, and `--register`.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{ChildStdout, Command, Output, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 mod common;
+use common::server::Server;
 use common::*;
 
 const CONSUMER_KEY: &str = "mock-consumer-key";
@@ -19,71 +19,6 @@ const CONSUMER_SECRET: &str = "mock-consumer-secret";
 const ACCESS_TOKEN: &str = "2244994945-mockaccesstoken";
 const ACCESS_TOKEN_SECRET: &str = "mock-access-token-secret";
 const PATH: &str = "/webhooks/twitter";
-
-/// A running `ingest twitter-webhook --listen` and everything it logged.
-struct Server {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl Server {
-    fn start(mut cmd: Command, ready: &str) -> Server {
-        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let server = Server {
-            child,
-            log,
-            reader: Some(reader),
-        };
-        assert!(
-            server.wait_log(ready, Duration::from_secs(60)),
-            "never logged {ready:?}:\n{}",
-            server.log()
-        );
-        server
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn wait_log(&self, needle: &str, limit: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if self.log().contains(needle) {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    fn stop(mut self) -> (ExitStatus, String) {
-        signal(&self.child, libc::SIGTERM);
-        let status = wait_with_timeout(&mut self.child, Duration::from_secs(60));
-        if let Some(r) = self.reader.take() {
-            r.join().unwrap();
-        }
-        (status, self.log())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn listen_cmd(env: &Env, addr: &str, secret: &str, sink: &[&str]) -> Command {
     let mut cmd = env.cmd();

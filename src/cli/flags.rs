@@ -2,12 +2,25 @@
 //! connector's `config::resolve` takes its `*Flags` (never a clap type), so
 //! the connectors sit below the command line and resolve their own keys.
 
-use super::{KafkaArgs, ReplayArgs, TelegramArgs, TwitterArgs, TwitterSearchArgs};
+use super::{
+    KafkaArgs, ReplayArgs, TelegramArgs, TwitterArgs, TwitterSearchArgs, TwitterWebhookArgs,
+};
 use crate::sources::kafka::KafkaFlags;
 use crate::sources::replay::ReplayFlags;
 use crate::sources::telegram::config::TelegramFlags;
 use crate::sources::twitter::search::config::SearchFlags;
 use crate::sources::twitter::stream::config::StreamFlags;
+use crate::sources::twitter::webhooks::replay::ReplayOnStart;
+
+impl TwitterWebhookArgs {
+    pub fn replay_flags(&self) -> ReplayOnStart {
+        ReplayOnStart {
+            webhook_id: self.webhook_id.clone(),
+            after: self.replay_after,
+            enabled: !self.no_replay,
+        }
+    }
+}
 
 impl TwitterArgs {
     pub fn flags(&self) -> StreamFlags {

@@ -251,6 +251,9 @@ pub struct RulesCommon {
 pub enum RulesAction {
     /// Print the live rules (id, value, tag; tab-separated).
     List(RulesCommon),
+    /// Print how many rules the app and its project hold against their caps
+    /// (scope, rules, cap, left; tab-separated).
+    Counts(RulesCommon),
     /// Check the rules file with X (dry run): nothing changes.
     Validate {
         /// Rules file.
@@ -306,6 +309,25 @@ pub struct TwitterWebhookArgs {
 
     #[command(flatten)]
     pub register_api: TwitterApiArgs,
+
+    /// The webhook X delivers here (its id, as `twitter-webhook list` shows it), for the
+    /// replay on start when --register does not name it.
+    #[arg(
+        long,
+        env = "INGEST_WEBHOOK_ID",
+        value_name = "ID",
+        conflicts_with = "register"
+    )]
+    pub webhook_id: Option<String>,
+
+    /// On start, when the last confirmed delivery is older than this, ask X to replay
+    /// what it tried to deliver since (needs --register or --webhook-id).
+    #[arg(long, env = "INGEST_REPLAY_AFTER", value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub replay_after: Duration,
+
+    /// Never ask X for a replay job on start.
+    #[arg(long, env = "INGEST_NO_REPLAY", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub no_replay: bool,
 
     /// URL path of the webhook.
     #[arg(

@@ -36,6 +36,20 @@ pub enum WebhookAction {
         #[command(flatten)]
         common: WebhookCommon,
     },
+    /// Ask X to deliver again what it delivered or tried to deliver to the webhook between two
+    /// minutes of the last 24 hours (POST /2/webhooks/replay); prints the job id and its creation time.
+    Replay {
+        /// The webhook id.
+        id: String,
+        /// The first minute replayed: RFC 3339, a date, or a duration ago (`2h`); sent as yyyymmddhhmm UTC.
+        #[arg(long, env = "INGEST_REPLAY_FROM", value_name = "TIME")]
+        from: String,
+        /// The last minute replayed, the same forms (default: now).
+        #[arg(long, env = "INGEST_REPLAY_TO", value_name = "TIME")]
+        to: Option<String>,
+        #[command(flatten)]
+        common: WebhookCommon,
+    },
     /// Subscribe the user of TWITTER_ACCESS_TOKEN to the webhook's Account Activity (OAuth 1.0a user context).
     Subscribe {
         /// The webhook id.
@@ -154,6 +168,7 @@ impl WebhookAction {
             | WebhookAction::List { common, .. }
             | WebhookAction::Validate { common, .. }
             | WebhookAction::Delete { common, .. }
+            | WebhookAction::Replay { common, .. }
             | WebhookAction::Subscribe { common, .. }
             | WebhookAction::Unsubscribe { common, .. }
             | WebhookAction::Subscriptions { common, .. }

@@ -34,7 +34,7 @@ pub fn config_path(command: &Command) -> Option<&Path> {
         Command::Twitter(a) => a.run.config.as_deref(),
         Command::TwitterSearch(a) => a.run.config.as_deref(),
         Command::Rules(r) => match &r.action {
-            RulesAction::List(c) => c.config.as_deref(),
+            RulesAction::List(c) | RulesAction::Counts(c) => c.config.as_deref(),
             RulesAction::Validate { common, .. }
             | RulesAction::Sync { common, .. }
             | RulesAction::Clear { common, .. } => common.config.as_deref(),

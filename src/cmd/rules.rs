@@ -1,4 +1,4 @@
-//! `ingest rules list|validate|sync|clear`: the X filtered stream's rules.
+//! `ingest rules list|counts|validate|sync|clear`: the X filtered stream's rules.
 
 use std::io::Write;
 
@@ -27,6 +27,12 @@ pub async fn run(action: RulesAction, loaded: &LoadedConfig) -> Result<u8, Error
             for r in api.rules().await? {
                 writeln!(out, "{}\t{}\t{}", r.id, r.value, r.tag.unwrap_or_default())
                     .expect("writing to a Vec");
+            }
+        }
+        RulesAction::Counts(common) => {
+            let body = api_for(&common, loaded)?.rule_counts().await?;
+            for line in rules::RuleCounts::parse(&body)?.lines() {
+                writeln!(out, "{line}").expect("writing to a Vec");
             }
         }
         RulesAction::Validate {

@@ -1,8 +1,10 @@
 //! `ingest twitter-webhook --listen ADDR`: the X Account Activity webhook
 //! server (CRC answers, signed deliveries, `--register URL`); and
-//! `ingest twitter-webhook register|list|validate|delete|subscribe|unsubscribe|subscriptions`.
+//! `ingest twitter-webhook register|list|validate|delete|replay|subscribe|unsubscribe|subscriptions`;
+//! on start, a replay job for what X tried to deliver while the receiver was down.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -15,12 +17,15 @@ use crate::run::Error;
 use crate::secret::Secret;
 use crate::sources::twitter::api::BEARER_TOKEN_VARS;
 use crate::sources::twitter::api_base;
+use crate::sources::twitter::search::window::parse_time;
 use crate::sources::twitter::webhooks::activity::{LinkFields, NewActivitySubscription};
 use crate::sources::twitter::webhooks::manage::{WebhookConfig, WebhooksApi};
+use crate::sources::twitter::webhooks::memory::WebhookMemory;
 use crate::sources::twitter::webhooks::oauth1::UserCredentials;
 use crate::sources::twitter::webhooks::receive::{
     ActivityConfig, ActivityWebhook, DEFAULT_BODY_WINDOW,
 };
+use crate::sources::twitter::webhooks::replay::{ReplayOnStart, replay_on_start};
 
 pub async fn run(
     mut args: crate::cli::TwitterWebhookArgs,
@@ -40,6 +45,11 @@ pub async fn run(
                 .into(),
         )
     })?;
+    let replay = args.replay_flags();
+    let memory = Arc::new(WebhookMemory::new(
+        &settings.state_dir,
+        &crate::state::secret_fingerprint(secret.expose()),
+    ));
     let config = ActivityConfig {
         listen: listen.clone(),
         path: args.path,
@@ -48,16 +58,33 @@ pub async fn run(
         limits: webhook_limits(&settings, loaded),
         ack_timeout: loaded.file.webhook.ack_timeout(),
         dedupe_window: DEFAULT_BODY_WINDOW,
+        memory: Some(memory.clone()),
     };
-    let registering = args.register.map(|url| {
-        let base = api_base(
-            args.register_api.twitter_api_base.as_deref(),
-            &loaded.file.twitter,
-        );
-        tokio::spawn(register_when_listening(listen, base, url, shutdown.clone()))
+    let base = api_base(
+        args.register_api.twitter_api_base.as_deref(),
+        &loaded.file.twitter,
+    );
+    let start = match (args.register, replay.webhook_id.clone()) {
+        (Some(url), _) => Some(Target::Register(url)),
+        (None, Some(id)) => {
+            if replay.enabled {
+                bearer()?;
+            }
+            Some(Target::Known(id))
+        }
+        (None, None) => None,
+    };
+    let starting = start.map(|target| {
+        let on_start = OnStart {
+            listen,
+            base,
+            memory,
+            replay,
+        };
+        tokio::spawn(on_start.run(target, shutdown.clone()))
     });
     let summary = crate::run::run(&settings, ActivityWebhook { config }, shutdown).await?;
-    if let Some(task) = registering {
+    if let Some(task) = starting {
         if !task.is_finished() {
             task.abort();
         } else if let Ok(Err(e)) = task.await {
@@ -67,23 +94,62 @@ pub async fn run(
     Ok(finish(summary, settings.summary))
 }
 
+/// How the receiver learns its webhook id.
+enum Target {
+    /// `--register URL`: from X, once registered (or validated).
+    Register(String),
+    /// `--webhook-id ID`.
+    Known(String),
+}
+
+/// What the receiver does once it listens: register, then replay what it missed.
+struct OnStart {
+    listen: String,
+    base: String,
+    memory: Arc<WebhookMemory>,
+    replay: ReplayOnStart,
+}
+
+impl OnStart {
+    async fn run(self, target: Target, shutdown: CancellationToken) -> Result<(), Error> {
+        let id = match target {
+            Target::Register(url) => {
+                register_when_listening(&self.listen, &self.base, &url, shutdown).await?
+            }
+            Target::Known(id) => {
+                let limit = Duration::from_secs(30);
+                if !wait_listening(&self.listen, limit).await {
+                    return Ok(());
+                }
+                id
+            }
+        };
+        let api = match self.replay.enabled {
+            true => WebhooksApi::new(&self.base, Some(bearer()?))?,
+            false => WebhooksApi::new(&self.base, None)?,
+        };
+        replay_on_start(&api, &self.memory, &id, &self.replay).await;
+        Ok(())
+    }
+}
+
 /// `--register URL`: once the server answers, registers the URL (or validates
 /// the webhook X has for it); on failure, stops the run.
 async fn register_when_listening(
-    listen: String,
-    base: String,
-    url: String,
+    listen: &str,
+    base: &str,
+    url: &str,
     shutdown: CancellationToken,
-) -> Result<(), Error> {
+) -> Result<String, Error> {
     let limit = std::time::Duration::from_secs(30);
-    if !wait_listening(&listen, limit).await {
+    if !wait_listening(listen, limit).await {
         shutdown.cancel();
         return Err(Error::Usage(format!(
             "--register: nothing listens on {listen} after {limit:?}"
         )));
     }
-    match register_or_validate(&base, &url).await {
-        Ok(_) => Ok(()),
+    match register_or_validate(base, url).await {
+        Ok(hook) => Ok(hook.id),
         Err(e) => {
             tracing::error!(
                 "--register {url} failed: {}",
@@ -139,6 +205,18 @@ pub async fn manage(action: WebhookAction, loaded: &LoadedConfig) -> Result<u8, 
                 .validate(&id)
                 .await?;
             w(&mut out, format!("{id}\tvalid"));
+        }
+        WebhookAction::Replay { id, from, to, .. } => {
+            let now = chrono::Utc::now();
+            let time = |flag: &str, t: &str| {
+                parse_time(t, now).map_err(|e| Error::Usage(format!("{flag}: {e}")))
+            };
+            let from = time("--from", &from)?;
+            let to = to.map_or(Ok(now), |t| time("--to", &t))?;
+            let job = WebhooksApi::with_timeout(&base, Some(bearer()?), timeout)?
+                .replay(&id, from, to)
+                .await?;
+            w(&mut out, job.line());
         }
         WebhookAction::Delete { id, .. } => {
             WebhooksApi::with_timeout(&base, Some(bearer()?), timeout)?

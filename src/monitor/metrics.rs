@@ -59,7 +59,7 @@ fn load(a: &AtomicU64) -> f64 {
 fn encode_source(m: &Monitor, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     let src = || vec![("source", m.source_name.to_owned())];
     let s = &m.source;
-    let source_counters: [(&str, &str, &AtomicU64); 5] = [
+    let source_counters: [(&str, &str, &AtomicU64); 6] = [
         ("source_records", "Records the source produced.", &s.records),
         (
             "source_malformed",
@@ -80,6 +80,11 @@ fn encode_source(m: &Monitor, encoder: &mut DescriptorEncoder) -> Result<(), std
             "source_connections",
             "Stream connections opened (X) or getUpdates calls made (Telegram).",
             &s.connections,
+        ),
+        (
+            "source_replayed",
+            "Items recorded from a replay job (X webhooks).",
+            &s.replayed,
         ),
     ];
     for (name, help, counter) in source_counters {

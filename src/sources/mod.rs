@@ -88,6 +88,8 @@ pub struct SourceCounters {
     pub duplicates: AtomicU64,
     /// Items of no kind the source knows, recorded as they are (X webhook bodies).
     pub unknown: AtomicU64,
+    /// Items recorded from a replay (X webhook replay jobs).
+    pub replayed: AtomicU64,
     /// Connections opened (live sources).
     pub connections: AtomicU64,
     /// Connections that were accepted (X: HTTP 200 on the stream).

@@ -34,10 +34,21 @@ pub enum Delivered {
 /// The outcome of a claim: `None` while in flight, then whether it was recorded.
 type Outcome = watch::Receiver<Option<bool>>;
 
+/// Where a window's keys outlive the process: the keys earlier runs
+/// recorded, and each key this run records (once every sink confirmed it, or
+/// it was dead-lettered), so a redelivery after a restart is still a duplicate.
+pub trait Remember<K>: Send + Sync + std::fmt::Debug {
+    /// Keys recorded by earlier runs, oldest first.
+    fn earlier(&self) -> Vec<K>;
+    /// `key` was recorded by this run.
+    fn recorded(&self, key: &K);
+}
+
 /// Keys recorded recently (a bounded window) and keys in flight.
 #[derive(Debug)]
 pub struct Redeliveries<K> {
     inner: Mutex<Inner<K>>,
+    memory: Option<Arc<dyn Remember<K>>>,
 }
 
 #[derive(Debug)]
@@ -109,11 +120,22 @@ impl<K: Eq + Hash + Clone> Drop for Pending<K> {
 impl<K: Eq + Hash + Clone> Redeliveries<K> {
     /// Remembers up to `window` recorded keys.
     pub fn new(window: usize) -> Arc<Self> {
+        Self::remembering(window, None)
+    }
+
+    /// Remembers up to `window` recorded keys, starting with those `memory`
+    /// kept from earlier runs and telling it each key recorded.
+    pub fn remembering(window: usize, memory: Option<Arc<dyn Remember<K>>>) -> Arc<Self> {
+        let mut seen = SeenWindow::new(window.max(1));
+        for key in memory.iter().flat_map(|m| m.earlier()) {
+            seen.insert(key);
+        }
         Arc::new(Redeliveries {
             inner: Mutex::new(Inner {
-                seen: SeenWindow::new(window.max(1)),
+                seen,
                 in_flight: HashMap::new(),
             }),
+            memory,
         })
     }
 
@@ -136,10 +158,13 @@ impl<K: Eq + Hash + Clone> Redeliveries<K> {
     }
 
     fn settle(&self, key: K, recorded: bool) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.in_flight.remove(&key);
-        if recorded {
-            inner.seen.insert(key);
+        let new = {
+            let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            inner.in_flight.remove(&key);
+            recorded && inner.seen.insert(key.clone())
+        };
+        if let (true, Some(memory)) = (new, &self.memory) {
+            memory.recorded(&key);
         }
     }
 }
@@ -158,8 +183,19 @@ pub struct RecordOnce<K> {
 impl<K: Eq + Hash + Clone + Send + Sync + 'static> RecordOnce<K> {
     /// Remembers up to `window` recorded keys.
     pub fn new(window: usize, ack_timeout: Duration, out: SourceOutput, origin: Origin) -> Self {
+        Self::remembering(window, None, ack_timeout, out, origin)
+    }
+
+    /// Remembers up to `window` recorded keys, across runs when `memory` keeps them.
+    pub fn remembering(
+        window: usize,
+        memory: Option<Arc<dyn Remember<K>>>,
+        ack_timeout: Duration,
+        out: SourceOutput,
+        origin: Origin,
+    ) -> Self {
         RecordOnce {
-            items: Redeliveries::new(window),
+            items: Redeliveries::remembering(window, memory),
             out,
             ack_timeout,
             origin,

@@ -6,6 +6,7 @@
 
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod server;
 pub mod spec;
 
 use std::io::{BufRead, BufReader, Read, Write};

@@ -3,7 +3,8 @@
 //! that is not answered 200 the way the Account Activity docs describe
 //! (three retries; X waits 3 s, 30 s and 5 min, the mock by default a tenth
 //! of that, or `retry_delays_ms`). `GET /mock/deliveries` lists every
-//! delivery with the status of each attempt (0: no answer).
+//! delivery with the status of each attempt (0: no answer), answered or not:
+//! a replay job ([`super::replay`]) sends them again.
 //!
 //! Body (every field optional): `{"kinds": ["account_activity",
 //! "x_activity", "filtered_stream", "unknown"], "seq": 0, "text_bytes": 0,
@@ -38,15 +39,51 @@ pub const KINDS: [&str; 4] = [
 /// X's retry delays divided by ten.
 const DEFAULT_DELAYS_MS: [u64; 3] = [300, 3_000, 30_000];
 
-/// One delivery and its attempts.
+/// One delivery and its attempts, kept (answered or not) for replay jobs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Delivery {
     pub webhook_id: String,
     pub kind: String,
+    /// When the first attempt was made (RFC 3339).
+    pub attempted_at: String,
     /// HTTP status of each attempt; 0 when nothing (or no answer in 3 s) came back.
     pub attempts: Vec<u16>,
     /// Answered 200, or given up after the last retry.
     pub done: bool,
+    /// The replay job this delivery is part of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_job: Option<String>,
+    /// The signed body, as sent.
+    #[serde(skip)]
+    pub body: Vec<u8>,
+}
+
+impl Log {
+    /// Logs a new delivery; returns its index.
+    pub(super) fn push(
+        &self,
+        webhook_id: &str,
+        kind: &str,
+        body: &[u8],
+        job: Option<&str>,
+    ) -> usize {
+        let mut log = lock(&self.0);
+        log.push(Delivery {
+            webhook_id: webhook_id.to_owned(),
+            kind: kind.to_owned(),
+            attempted_at: crate::record::rfc3339(chrono::Utc::now()),
+            attempts: Vec::new(),
+            done: false,
+            replay_job: job.map(str::to_owned),
+            body: body.to_vec(),
+        });
+        log.len() - 1
+    }
+
+    /// Every delivery so far.
+    pub(super) fn all(&self) -> Vec<Delivery> {
+        lock(&self.0).clone()
+    }
 }
 
 #[derive(Default)]
@@ -159,16 +196,7 @@ pub(super) async fn deliver(State(h): State<Arc<Hooks>>, body: Bytes) -> Respons
     let mut started = 0;
     for (id, url) in &targets {
         for (kind, body) in &bodies {
-            let index = {
-                let mut log = lock(&h.deliveries.0);
-                log.push(Delivery {
-                    webhook_id: id.clone(),
-                    kind: kind.clone(),
-                    attempts: Vec::new(),
-                    done: false,
-                });
-                log.len() - 1
-            };
+            let index = h.deliveries.push(id, kind, body, None);
             tokio::spawn(send(
                 h.clone(),
                 index,
@@ -187,7 +215,13 @@ pub(super) async fn deliver(State(h): State<Arc<Hooks>>, body: Bytes) -> Respons
 }
 
 /// POSTs one body until a 200 or the retries run out.
-async fn send(h: Arc<Hooks>, index: usize, url: String, body: Vec<u8>, delays: Vec<Duration>) {
+pub(super) async fn send(
+    h: Arc<Hooks>,
+    index: usize,
+    url: String,
+    body: Vec<u8>,
+    delays: Vec<Duration>,
+) {
     let sig = hmac_sha256_header(MOCK_CONSUMER_SECRET, &body);
     for wait in std::iter::once(Duration::ZERO).chain(delays) {
         tokio::time::sleep(wait).await;
@@ -212,7 +246,7 @@ async fn send(h: Arc<Hooks>, index: usize, url: String, body: Vec<u8>, delays: V
 }
 
 pub(super) async fn deliveries(State(h): State<Arc<Hooks>>) -> Response {
-    let log = lock(&h.deliveries.0).clone();
+    let log = h.deliveries.all();
     axum::Json(log).into_response()
 }
 

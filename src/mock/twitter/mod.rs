@@ -14,6 +14,7 @@
 
 mod activity;
 mod deliver;
+mod replay;
 mod rules;
 mod scenario;
 mod search;
@@ -164,6 +165,10 @@ pub async fn start(addr: &str, scenario: Scenario) -> Result<MockServer, MockErr
     let app = Router::new()
         .route(STREAM_PATH, get(stream::stream))
         .route(RULES_PATH, get(rules::list_rules).post(rules::change_rules))
+        .route(
+            "/2/tweets/search/stream/rules/counts",
+            get(rules::rule_counts),
+        )
         .route(CONNECTIONS_PATH, delete(kill_connections))
         .route("/mock/connections", get(connection_log))
         .route("/mock/resets", get(resets))

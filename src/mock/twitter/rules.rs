@@ -1,4 +1,5 @@
-//! The mock's filtered-stream rules endpoints (`GET`/`POST /2/tweets/search/stream/rules`)
+//! The mock's filtered-stream rules endpoints (`GET`/`POST /2/tweets/search/stream/rules`,
+//! `GET …/rules/counts`)
 //! with the validation errors X answers: invalid values, duplicate rules, and a
 //! body that is neither one `add` nor one `delete`.
 
@@ -103,6 +104,27 @@ pub(super) async fn list_rules(State(mock): State<Arc<Mock>>, headers: HeaderMap
     } else {
         axum::Json(json!({"data": rules, "meta": meta})).into_response()
     }
+}
+
+/// The mock's rule caps: X's Pro plan (1000 rules per app and project).
+pub const RULE_CAP: usize = 1000;
+
+/// `GET /2/tweets/search/stream/rules/counts`: the mock's one app holds
+/// every rule of its project.
+pub(super) async fn rule_counts(State(mock): State<Arc<Mock>>, headers: HeaderMap) -> Response {
+    if !authorized(&headers) {
+        return unauthorized();
+    }
+    let n = lock(&mock.rules).len();
+    let app = json!({"client_app_id": super::webhooks::APP_ID, "rule_count": n});
+    axum::Json(json!({"data": {
+        "cap_per_client_app": RULE_CAP.to_string(),
+        "cap_per_project": RULE_CAP.to_string(),
+        "project_rules_count": n.to_string(),
+        "client_app_rules_count": app,
+        "all_project_client_apps": [app],
+    }}))
+    .into_response()
 }
 
 pub(super) async fn change_rules(

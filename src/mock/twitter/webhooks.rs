@@ -12,6 +12,7 @@
 //!   and [`MOCK_ACCESS_TOKEN_SECRET`] (any access token `USERID-…` is a user);
 //!   `GET …/subscriptions/all/list` and `DELETE …/subscriptions/:user_id/all`
 //!   with the bearer token.
+//! - `POST /2/webhooks/replay`: see [`super::replay`].
 //! - `POST /mock/deliver` and `GET /mock/deliveries`: see [`super::deliver`].
 //!
 //! Unlike X, loopback `http://` URLs with a port are accepted, so tests and
@@ -96,6 +97,7 @@ pub(super) fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     let sub = "/2/account_activity/webhooks/{id}/subscriptions";
     Router::new()
         .route("/2/webhooks", post(create).get(list))
+        .route("/2/webhooks/replay", post(super::replay::create))
         .route("/2/webhooks/{id}", put(validate).delete(remove))
         .route(
             &format!("{sub}/all"),

@@ -15,6 +15,8 @@ pub const DEFAULT_API_BASE: &str = "https://api.x.com";
 pub const STREAM_PATH: &str = "/2/tweets/search/stream";
 /// Rules path.
 pub const RULES_PATH: &str = "/2/tweets/search/stream/rules";
+/// How many rules the app and its project hold, against their caps.
+pub const RULE_COUNTS_PATH: &str = "/2/tweets/search/stream/rules/counts";
 /// Terminates every streaming connection of the app.
 pub const CONNECTIONS_PATH: &str = "/2/connections/all";
 
@@ -253,6 +255,13 @@ impl TwitterApi {
             return Err(ApiError::Rules(r.errors));
         }
         Ok(())
+    }
+
+    /// `GET /2/tweets/search/stream/rules/counts`: the answer's body, read by
+    /// [`crate::sources::twitter::stream::rules::RuleCounts::parse`].
+    pub async fn rule_counts(&self) -> Result<String, ApiError> {
+        let (_, body) = self.send(self.http.get(self.url(RULE_COUNTS_PATH))).await?;
+        Ok(body)
     }
 
     /// `DELETE /2/connections/all`: ends every streaming connection of the app.

@@ -97,6 +97,60 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<NewRule>, ConfigError> {
     Ok(file.rule)
 }
 
+/// How many filtered-stream rules the app and its project hold, against
+/// their caps (2.167's `GetRuleCountsResponseData`; the caps and the project
+/// count are strings there, the app's count a number: both are read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleCounts {
+    pub client_app_id: Option<String>,
+    pub client_app_rules: u64,
+    pub cap_per_client_app: u64,
+    pub project_rules: u64,
+    pub cap_per_project: u64,
+}
+
+impl RuleCounts {
+    /// Reads X's answer (under `data`); anything else is an error naming what is missing.
+    pub fn parse(body: &str) -> Result<RuleCounts, ApiError> {
+        let bad = |what: &str| {
+            let shown: String = body.chars().take(200).collect();
+            ApiError::Decode(format!("rule counts: {what} (answer: {shown})"))
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| bad(&format!("not JSON ({e})")))?;
+        let data = v.get("data").ok_or_else(|| bad("no `data`"))?;
+        let number = |v: Option<&serde_json::Value>, name: &str| {
+            v.and_then(|n| n.as_u64().or_else(|| n.as_str()?.trim().parse().ok()))
+                .ok_or_else(|| bad(&format!("no count `{name}`")))
+        };
+        let app = data.get("client_app_rules_count");
+        Ok(RuleCounts {
+            client_app_id: app
+                .and_then(|a| a.get("client_app_id"))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+            client_app_rules: number(
+                app.and_then(|a| a.get("rule_count")),
+                "client_app_rules_count.rule_count",
+            )?,
+            cap_per_client_app: number(data.get("cap_per_client_app"), "cap_per_client_app")?,
+            project_rules: number(data.get("project_rules_count"), "project_rules_count")?,
+            cap_per_project: number(data.get("cap_per_project"), "cap_per_project")?,
+        })
+    }
+
+    /// Tab-separated lines: scope, rules held, cap, what is left.
+    pub fn lines(&self) -> Vec<String> {
+        let line = |scope: &str, held: u64, cap: u64| {
+            format!("{scope}\t{held}\t{cap}\t{}", cap.saturating_sub(held))
+        };
+        vec![
+            line("app", self.client_app_rules, self.cap_per_client_app),
+            line("project", self.project_rules, self.cap_per_project),
+        ]
+    }
+}
+
 /// Converts the retired v1.1 `track` syntax (comma = OR, space = AND) into v2
 /// rules tagged `track`: one rule, or as many as X's 1024-character limit needs
 /// (each an OR of whole comma groups), as v1.1 took far longer `track` lists.
@@ -278,6 +332,26 @@ pub async fn sync(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_counts_are_read_as_2_167_spells_them_and_bad_answers_are_errors() {
+        let body = r#"{"data":{"cap_per_client_app":"1000","cap_per_project":"5000","project_rules_count":"7","client_app_rules_count":{"client_app_id":"29884211","rule_count":3}}}"#;
+        let c = RuleCounts::parse(body).unwrap();
+        assert_eq!(c.client_app_rules, 3);
+        assert_eq!(c.client_app_id.as_deref(), Some("29884211"));
+        assert_eq!(c.lines(), ["app\t3\t1000\t997", "project\t7\t5000\t4993"]);
+        for bad in [
+            "",
+            "{",
+            r#"{"errors":[{"title":"x"}]}"#,
+            r#"{"data":{"cap_per_client_app":"lots","cap_per_project":"5","project_rules_count":"1","client_app_rules_count":{"rule_count":1}}}"#,
+            r#"{"data":{"cap_per_client_app":"5","cap_per_project":"5","project_rules_count":"-1","client_app_rules_count":{"rule_count":1}}}"#,
+            r#"{"data":{"cap_per_client_app":"5","cap_per_project":"5","project_rules_count":"1"}}"#,
+        ] {
+            let e = RuleCounts::parse(bad).unwrap_err().to_string();
+            assert!(e.contains("rule counts"), "{bad}: {e}");
+        }
+    }
 
     fn live(id: &str, value: &str, tag: Option<&str>) -> LiveRule {
         LiveRule {

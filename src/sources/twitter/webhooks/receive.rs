@@ -30,7 +30,9 @@ use tracing::warn;
 use crate::record::{Author, NormalizeOptions, Platform, Record, Refs, rfc3339, transliterate};
 use crate::secret::Secret;
 use crate::sources::http::{PerClientLimit, ServerLimits, TlsFiles, retry_later, serve};
-use crate::sources::redelivery::{Delivered, RecordOnce};
+use crate::sources::redelivery::{Delivered, RecordOnce, Remember};
+use crate::sources::twitter::webhooks::memory::{BodyKey, WebhookMemory};
+use crate::sources::twitter::webhooks::replay::{STATUS_EVENT, finished_job};
 use crate::sources::{Origin, Source, SourceContext, SourceError, SourceOutput, received_now};
 
 /// The signature header of Account Activity POSTs.
@@ -99,6 +101,43 @@ pub struct ActivityConfig {
     pub dedupe_window: usize,
     /// Serve HTTPS with these files; plain HTTP without.
     pub tls: Option<TlsFiles>,
+    /// The recorded bodies and the last confirmed delivery, kept in the
+    /// state dir between runs; `None` keeps the window in memory only.
+    pub memory: Option<Arc<WebhookMemory>>,
+}
+
+/// The window's link to the state dir: a body recorded by this run is
+/// appended to the recorded-bodies file, moves the last confirmed delivery,
+/// and counts as replayed while a replay job is under way.
+#[derive(Debug)]
+struct Remembered {
+    memory: Arc<WebhookMemory>,
+    counters: Arc<crate::sources::SourceCounters>,
+    window: usize,
+}
+
+impl Remember<BodyKey> for Remembered {
+    fn earlier(&self) -> Vec<BodyKey> {
+        self.memory
+            .bodies
+            .load(self.window)
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "cannot read the recorded bodies of earlier runs; a redelivery of one of them may be recorded again");
+                Vec::new()
+            })
+    }
+
+    fn recorded(&self, key: &BodyKey) {
+        if let Err(e) = self.memory.bodies.append(key) {
+            warn!(error = %e, "cannot keep a recorded body's key; after a restart, a redelivery of it may be recorded again");
+        }
+        if let Err(e) = self.memory.last.confirmed(chrono::Utc::now()) {
+            warn!(error = %e, "cannot save the time of the last confirmed delivery");
+        }
+        if self.memory.replaying() {
+            crate::sources::SourceCounters::add(&self.counters.replayed, 1);
+        }
+    }
 }
 
 /// The Account Activity webhook source.
@@ -131,9 +170,16 @@ impl Source for ActivityWebhook {
         );
         let tls = self.config.tls.clone();
         let (window, ack_timeout) = (self.config.dedupe_window, self.config.ack_timeout);
+        let memory = self.config.memory.clone().map(|memory| {
+            Arc::new(Remembered {
+                memory,
+                counters: ctx.counters.clone(),
+                window,
+            }) as Arc<dyn Remember<BodyKey>>
+        });
         let shared = Arc::new(Shared {
             crc_limit: PerClientLimit::new(CRC_PER_MINUTE),
-            once: RecordOnce::new(window, ack_timeout, out, ORIGIN),
+            once: RecordOnce::remembering(window, memory, ack_timeout, out, ORIGIN),
             config: self.config,
             ctx,
         });
@@ -375,6 +421,9 @@ async fn events(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         )
             .into_response();
     }
+    if replay_finished(&s, &body) {
+        return (StatusCode::OK, "ok\n").into_response();
+    }
     let make = || {
         let records = body_to_records(&body, &received_now(), &s.ctx)?;
         Ok(records.into_iter().map(Arc::new).collect())
@@ -391,6 +440,29 @@ async fn events(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -
         }
         Delivered::RetryLater => retry_later(),
     }
+}
+
+/// X's `replay_job_status` event: logged and counted as a control message,
+/// not recorded; a finished job ends the replayed count.
+fn replay_finished(s: &Shared, body: &[u8]) -> bool {
+    if !body
+        .windows(STATUS_EVENT.len())
+        .any(|w| w == STATUS_EVENT.as_bytes())
+    {
+        return false;
+    }
+    let Some((job_id, state)) = serde_json::from_slice(body)
+        .ok()
+        .and_then(|v: serde_json::Value| finished_job(&v))
+    else {
+        return false;
+    };
+    crate::sources::SourceCounters::add(&s.ctx.counters.control, 1);
+    tracing::info!(job_id, state, "X says a replay job is over");
+    if let Some(memory) = &s.config.memory {
+        memory.set_replaying(false);
+    }
+    true
 }
 
 #[cfg(test)]
