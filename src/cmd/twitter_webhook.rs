@@ -207,16 +207,11 @@ pub async fn manage(action: WebhookAction, loaded: &LoadedConfig) -> Result<u8, 
             w(&mut out, format!("{id}\tvalid"));
         }
         WebhookAction::Replay { id, from, to, .. } => {
-            let now = chrono::Utc::now();
-            let time = |flag: &str, t: &str| {
-                parse_time(t, now).map_err(|e| Error::Usage(format!("{flag}: {e}")))
-            };
-            let from = time("--from", &from)?;
-            let to = to.map_or(Ok(now), |t| time("--to", &t))?;
-            let job = WebhooksApi::with_timeout(&base, Some(bearer()?), timeout)?
-                .replay(&id, from, to)
-                .await?;
-            w(&mut out, job.line());
+            let api = WebhooksApi::with_timeout(&base, Some(bearer()?), timeout)?;
+            w(
+                &mut out,
+                replay_by_hand(&api, &id, &from, to.as_deref()).await?,
+            );
         }
         WebhookAction::Delete { id, .. } => {
             WebhooksApi::with_timeout(&base, Some(bearer()?), timeout)?
@@ -255,6 +250,21 @@ pub async fn manage(action: WebhookAction, loaded: &LoadedConfig) -> Result<u8, 
         .write_all(&out)
         .map_err(|e| Error::Usage(format!("cannot write to standard output: {e}")))?;
     Ok(crate::exit_codes::SUCCESS)
+}
+
+/// `twitter-webhook replay ID --from T [--to T]`: the job's line.
+async fn replay_by_hand(
+    api: &WebhooksApi,
+    id: &str,
+    from: &str,
+    to: Option<&str>,
+) -> Result<String, Error> {
+    let now = chrono::Utc::now();
+    let time =
+        |flag: &str, t: &str| parse_time(t, now).map_err(|e| Error::Usage(format!("{flag}: {e}")));
+    let from = time("--from", from)?;
+    let to = to.map_or(Ok(now), |t| time("--to", t))?;
+    Ok(api.replay(id, from, to).await?.line())
 }
 
 /// The X Activity API and filtered-stream link actions.
