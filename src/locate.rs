@@ -11,6 +11,12 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// A rules file (`--rules`, `[twitter] rules`) that cannot be read.
+    #[error("cannot read rules file {path}: {source}")]
+    ReadRules {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{}: {message}", location(path, *line, field))]
     Invalid {
         path: Option<PathBuf>,
@@ -161,6 +167,15 @@ pub(crate) fn locate(text: &str, offset: usize, message: &str) -> (Option<usize>
         }
     }
     let table = table_at(text, line);
+    // An unknown table (`[twiter]`) is reported on its header: the field is
+    // the table itself, not `twiter.twiter`.
+    let header = text
+        .lines()
+        .nth(line.saturating_sub(1))
+        .is_some_and(|l| l.trim_start().starts_with('['));
+    if header && named.as_deref() == table.rsplit('.').next() {
+        return (Some(line), table);
+    }
     let key = key_on_line(text, line).or_else(|| {
         if message.starts_with("missing field") || message.starts_with("unknown field") {
             named.clone()

@@ -193,3 +193,20 @@ mod tests {
         );
     }
 }
+
+/// An error and its causes, `: `-joined, each cause once: "error sending
+/// request" alone hides whether the connection was refused, the name did not
+/// resolve or TLS failed. (Secrets are redacted where the text is printed.)
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        next = cause.source();
+    }
+    text
+}

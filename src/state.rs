@@ -54,7 +54,13 @@ pub fn default_state_dir() -> PathBuf {
     if let Some(home) = std::env::var_os("HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(home).join(".local/state/ingest");
     }
-    PathBuf::from(".ingest-state")
+    let dir = PathBuf::from(".ingest-state");
+    // Cron's `env -i` has no HOME: say where the state goes, once per run.
+    tracing::warn!(
+        state_dir = %dir.display(),
+        "neither XDG_STATE_HOME nor HOME is set: checkpoints and dead letters go to ./.ingest-state in the working directory (set --state-dir or INGEST_STATE_DIR to choose)"
+    );
+    dir
 }
 
 /// Creates the state dir if needed.

@@ -664,3 +664,96 @@ fn a_mock_demo_run_twice_captures_the_same_both_times() {
     assert_eq!(names, ["mock"], "{names:?}");
     assert_eq!(std::fs::read_dir(real.join("mock")).unwrap().count(), 4);
 }
+
+/// Errors that used to hide their fix name it: a missing rules file is a rules
+/// file, an unknown table is the table, a chat name says a numeric id is
+/// needed and where to find it, a bare port says HOST:PORT, a misspelt sink
+/// gets "did you mean".
+#[test]
+fn errors_name_their_fix() {
+    let env = Env::new();
+    let run = |args: &[&str]| {
+        let out = env.run(args);
+        (out.status.code(), stderr(&out))
+    };
+    let (code, err) = run(&[
+        "twitter",
+        "--mock",
+        "--rules",
+        "nosuch.toml",
+        "--sink",
+        "stdout",
+    ]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("cannot read rules file nosuch.toml"), "{err}");
+    let (code, err) = run(&[
+        "telegram",
+        "--mock",
+        "--chat-id",
+        "mychannel",
+        "--sink",
+        "stdout",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("numeric id") && err.contains("chat.id"),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        "replay",
+        SAMPLE,
+        "--sink",
+        "stdout",
+        "--metrics-addr",
+        "9464",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("127.0.0.1:9464"), "{err}");
+    let (code, err) = run(&["replay", SAMPLE, "--sink", "flie"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("did you mean `file`?"), "{err}");
+    let (code, err) = run(&["replay", SAMPLE, "--sink", "zzzz"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(!err.contains("did you mean"), "{err}");
+    // A network error shows its cause, not just "error sending request".
+    let out = env
+        .cmd()
+        .env("TWITTER_BEARER_TOKEN", "t")
+        .args(["rules", "list", "--twitter-api-base", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot reach the X API at http://127.0.0.1:1")
+            && err.to_lowercase().contains("connection refused"),
+        "{err}"
+    );
+    let env = Env::new().config("[twiter]\nstream = \"sample\"\n");
+    let out = env.run(&["replay", SAMPLE, "--sink", "stdout"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(78), "{err}");
+    assert!(
+        err.contains("line 1") && err.contains("field `twiter`"),
+        "{err}"
+    );
+    assert!(!err.contains("twiter.twiter"), "{err}");
+}
+
+/// Cron's `env -i` has no HOME: the run says where its state goes.
+#[test]
+fn without_home_the_state_dir_is_named_at_start() {
+    let env = Env::new();
+    let out = env
+        .cmd()
+        .env_remove("INGEST_STATE_DIR")
+        .env_remove("HOME")
+        .env_remove("XDG_STATE_HOME")
+        .args(["replay", SAMPLE, "--sink", "file", "--file-path", "o.jsonl"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("./.ingest-state"), "{err}");
+    assert!(env.path(".ingest-state").is_dir());
+}

@@ -14,12 +14,15 @@ from pymongo import MongoClient
 c = MongoClient(sys.argv[1], serverSelectionTimeoutMS=5000)[sys.argv[2]][sys.argv[3]]
 docs = list(c.find({}))
 dates = sum(isinstance(d.get("ingested_at"), datetime.datetime) for d in docs)
-print(json.dumps({"count": c.count_documents({}), "docs": docs, "dates": dates,
+times = {f: sum(isinstance(d.get(f), datetime.datetime) for d in docs) for f in ("created_at", "received_at")}
+print(json.dumps({"count": c.count_documents({}), "docs": docs, "dates": dates, "times": times,
                   "indexes": list(c.index_information().values())}, default=str))
 "#;
 
 fn tweet(i: usize) -> String {
-    format!(r#"{{"data":{{"id":"{i}","text":"hi {i} — ünïcödé","author_id":"1"}}}}"#)
+    format!(
+        r#"{{"data":{{"id":"{i}","text":"hi {i} — ünïcödé","author_id":"1","created_at":"2026-12-01T10:00:00.000Z"}}}}"#
+    )
 }
 
 fn write_input(env: &Env, range: std::ops::Range<usize>) -> String {
@@ -79,6 +82,9 @@ fn mongodb_replaying_the_same_input_twice_never_duplicates() {
     assert_eq!(got["count"], 1100, "no duplicates");
     let docs = got["docs"].as_array().unwrap();
     assert_eq!(docs.len(), 1100);
+    // Times are BSON dates (pymongo reads them as datetime), not strings.
+    assert_eq!(got["times"]["created_at"], 1100, "{}", got["times"]);
+    assert_eq!(got["times"]["received_at"], 1100, "{}", got["times"]);
     for d in docs {
         assert_eq!(d["_id"], d["id"]);
         let i: usize = d["id"].as_str().unwrap()["twitter:".len()..]

@@ -199,6 +199,25 @@ fn completions_and_man_page_cover_every_subcommand() {
     // A broken config file does not stop them: they need none.
     let env = Env::new().config("this is not toml");
     assert!(env.run(&["man"]).status.success());
+    // `--dir`: one page per command, each a page of its own that names it,
+    // so the top page's `ingest-twitter(1)` exists.
+    let out = env.run(&["man", "--dir", "man1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listed: Vec<String> = stdout(&out).lines().map(str::to_owned).collect();
+    for sub in subcommands {
+        let page = format!("ingest-{sub}.1");
+        assert!(listed.contains(&page), "{page} not in {listed:?}");
+        let text = std::fs::read_to_string(env.path("man1").join(&page)).unwrap();
+        assert!(
+            text.contains(&format!(".TH ingest-{sub}")),
+            "{page}: {text}"
+        );
+    }
+    assert!(listed.contains(&"ingest.1".to_owned()), "{listed:?}");
+    assert!(
+        listed.contains(&"ingest-rules-sync.1".to_owned()),
+        "{listed:?}"
+    );
 }
 
 fn tweet(i: usize) -> String {

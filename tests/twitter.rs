@@ -260,6 +260,18 @@ fn rules_sync_prints_the_diff_and_is_idempotent() {
         String::from_utf8(out.stdout).unwrap()
     };
     let first = sync(RULES);
+    // Right after a sync, `validate` of the same file passes: a live rule is valid.
+    let validate = env
+        .cmd()
+        .args(["rules", "validate", "--rules", RULES])
+        .args(base)
+        .output()
+        .unwrap();
+    assert!(validate.status.success(), "{}", stderr(&validate));
+    assert_eq!(
+        String::from_utf8(validate.stdout).unwrap(),
+        "3 rule(s) valid (3 already live)\n"
+    );
     assert!(first.contains("- old rule  [old]"), "{first}");
     assert!(
         first.contains("+ (rust OR rustlang) -is:retweet  [rust]"),

@@ -37,6 +37,23 @@ where
     })
 }
 
+/// A listen address: `HOST:PORT` with a numeric host; a bare port is refused
+/// with the address to write instead.
+fn parse_listen_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    if s.parse::<u16>().is_ok() {
+        return Err(format!(
+            "`{s}` is a port alone: give HOST:PORT, e.g. 127.0.0.1:{s} (this machine only) or 0.0.0.0:{s} (every interface)"
+        ));
+    }
+    Err(format!(
+        "`{s}` is not HOST:PORT with a numeric address, e.g. 127.0.0.1:9464 or [::1]:9464"
+    ))
+}
+
 /// Capture live social data, normalize every item into one record, deliver it without loss.
 #[derive(Debug, Parser)]
 #[command(name = "ingest", version, about, long_about = None, propagate_version = true)]
@@ -85,8 +102,13 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
-    /// Print the man page (roff) on stdout (e.g. `ingest man > ingest.1`).
-    Man,
+    /// Print the man page (roff) on stdout (e.g. `ingest man > ingest.1`), or with
+    /// `--dir DIR` write one page per command there (ingest.1, ingest-twitter.1, …).
+    Man {
+        /// Write every command's page (ingest.1, ingest-twitter.1, …) into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Print the record's schema on stdout: JSON Schema (default), the Arrow schema of the Parquet files, or their Parquet message type.
     Schema(SchemaArgs),
     /// A live view of a running ingest from its /metrics: records/s per source and sink, queues, memory, retries, dead letters, uptime, RSS (`q` quits).
@@ -489,7 +511,7 @@ pub struct RunArgs {
     pub transliterate: bool,
 
     /// Serve Prometheus metrics at /metrics and a health check at /healthz on this address.
-    #[arg(long, env = "INGEST_METRICS_ADDR", value_name = "HOST:PORT")]
+    #[arg(long, env = "INGEST_METRICS_ADDR", value_name = "HOST:PORT", value_parser = parse_listen_addr)]
     pub metrics_addr: Option<std::net::SocketAddr>,
 
     /// /healthz turns 503 after this long of failed connects, or of a sink owing records and confirming none (default 60s).

@@ -15,7 +15,8 @@ pub struct TelegramArgs {
         value_name = "ID",
         env = "INGEST_CHAT_ID",
         value_delimiter = ',',
-        allow_negative_numbers = true
+        allow_negative_numbers = true,
+        value_parser = parse_chat_id
     )]
     pub chat_ids: Vec<i64>,
 
@@ -105,4 +106,13 @@ pub struct TelegramArgs {
 
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// A numeric chat id; a `@name` or a bare name is refused with how to find the id.
+fn parse_chat_id(s: &str) -> Result<i64, String> {
+    s.trim().parse::<i64>().map_err(|_| {
+        format!(
+            "`{s}` is not a chat id: Telegram filters by the numeric id (a channel's or group's is negative, like -1001234567890), not by name. Find it in a captured record's `chat.id` (run without --chat-id, or `ingest telegram --until-idle --sink stdout`)"
+        )
+    })
 }

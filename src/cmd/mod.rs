@@ -47,7 +47,7 @@ pub fn config_path(command: &Command) -> Option<&Path> {
         Command::Check(a) => a.config.as_deref(),
         Command::Mock(_)
         | Command::Completions { .. }
-        | Command::Man
+        | Command::Man { .. }
         | Command::Schema(_)
         | Command::Top(_)
         | Command::Report(_) => None,
@@ -67,7 +67,7 @@ pub fn run_args_mut(command: &mut Command) -> Option<&mut crate::cli::RunArgs> {
         | Command::Mock(_)
         | Command::Check(_)
         | Command::Completions { .. }
-        | Command::Man
+        | Command::Man { .. }
         | Command::Schema(_)
         | Command::Top(_)
         | Command::Report(_) => None,
@@ -79,7 +79,7 @@ pub fn run_args_mut(command: &mut Command) -> Option<&mut crate::cli::RunArgs> {
 pub fn without_config(command: &Command) -> Option<Result<u8, Error>> {
     match command {
         Command::Completions { shell } => Some(Ok(completions::run(*shell))),
-        Command::Man => Some(Ok(man::run())),
+        Command::Man { dir } => Some(Ok(man::run(dir.as_deref()))),
         Command::Schema(a) => Some(schema::print(a.format)),
         Command::Report(a) => Some(report::run(a)),
         Command::Top(a) => Some(top::run(a)),
@@ -110,7 +110,7 @@ pub async fn run(
         Command::Rules(r) => rules::run(r.action, &loaded).await,
         Command::Check(args) => check::run(&args, &loaded).await,
         Command::Completions { .. }
-        | Command::Man
+        | Command::Man { .. }
         | Command::Schema(_)
         | Command::Top(_)
         | Command::Report(_) => without_config(&command).unwrap_or(Ok(crate::exit_codes::SUCCESS)),

@@ -7,7 +7,7 @@ use crate::cli::{RulesAction, RulesCommon};
 use crate::config::LoadedConfig;
 use crate::run::Error;
 use crate::secret::Secret;
-use crate::sources::twitter::api::{BEARER_TOKEN_VARS, TwitterApi};
+use crate::sources::twitter::api::{BEARER_TOKEN_VARS, NewRule, TwitterApi};
 use crate::sources::twitter::api_base;
 use crate::sources::twitter::stream::rules;
 
@@ -41,8 +41,19 @@ pub async fn run(action: RulesAction, loaded: &LoadedConfig) -> Result<u8, Error
         } => {
             let wanted = rules::load(&path)?;
             let api = api_for(&common, loaded)?;
-            api.add_rules(&wanted, true).await?;
-            writeln!(out, "{} rule(s) valid", wanted.len()).expect("writing to a Vec");
+            // A rule already live is valid (X accepted it); X's dry run would
+            // call it a duplicate, so only the others are sent.
+            let live = api.rules().await?;
+            let is_live = |r: &NewRule| live.iter().any(|l| l.value.trim() == r.value.trim());
+            let new: Vec<NewRule> = wanted.iter().filter(|r| !is_live(r)).cloned().collect();
+            api.add_rules(&new, true).await?;
+            let already = wanted.len() - new.len();
+            writeln!(
+                out,
+                "{} rule(s) valid ({already} already live)",
+                wanted.len()
+            )
+            .expect("writing to a Vec");
         }
         RulesAction::Sync {
             rules: path,

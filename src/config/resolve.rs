@@ -113,19 +113,7 @@ fn resolve_sinks(
             None => match SinkConfig::defaults_for(&name) {
                 Some(Ok(config)) => config,
                 Some(Err(needs_table)) => return Err(bad_name(needs_table)),
-                None => {
-                    let known: Vec<&str> = file.sinks.keys().map(String::as_str).collect();
-                    let message = format!(
-                        "unknown sink `{name}`: it is neither a [sinks.{name}] table{} nor a built-in type ({})",
-                        if known.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" (the config has: {})", known.join(", "))
-                        },
-                        SinkConfig::BUILT_IN.join(", ")
-                    );
-                    return Err(bad_name(message));
-                }
+                None => return Err(bad_name(unknown_sink(&name, file))),
             },
         };
         if let (SinkConfig::File(c), Some(path), false) = (
@@ -147,6 +135,30 @@ fn resolve_sinks(
         sinks.push(NamedSink { name, config });
     }
     Ok(sinks)
+}
+
+/// Why `name` is no sink, with the closest name when one is close.
+fn unknown_sink(name: &str, file: &super::FileConfig) -> String {
+    let known: Vec<&str> = file.sinks.keys().map(String::as_str).collect();
+    let closest = known
+        .iter()
+        .copied()
+        .chain(SinkConfig::BUILT_IN)
+        .map(|k| (strsim::jaro_winkler(name, k), k))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    format!(
+        "unknown sink `{name}`: it is neither a [sinks.{name}] table{} nor a built-in type ({}){}",
+        if known.is_empty() {
+            String::new()
+        } else {
+            format!(" (the config has: {})", known.join(", "))
+        },
+        SinkConfig::BUILT_IN.join(", "),
+        closest
+            .map(|(_, k)| format!("; did you mean `{k}`?"))
+            .unwrap_or_default()
+    )
 }
 
 fn validate_sink(

@@ -103,11 +103,16 @@ fn push_value(v: &str, out: &mut String, keep: impl Fn(char) -> bool) {
     }
 }
 
-/// A value in a file path: one path component's worth, never more.
+/// A value in a file path: one path component's worth, never more, and
+/// never starting with a dot (a value could otherwise make a hidden file).
 pub fn path_value(v: &str, out: &mut String) {
+    let start = out.len();
     push_value(v, out, |c| {
         !is_slash_like(c) && !is_dot_like(c) && !c.is_control()
     });
+    if out[start..].starts_with('.') {
+        out.replace_range(start..start + 1, "_");
+    }
 }
 
 /// A value in an S3 object key: the file path rules (keys are read as paths

@@ -66,6 +66,7 @@ enum Seg {
     Platform,
     Kind,
     Tag,
+    Lang,
     ChatId,
     AuthorId,
     Id,
@@ -81,7 +82,7 @@ enum Seg {
 
 /// The placeholders, for messages.
 pub const PLACEHOLDERS: &str =
-    "{platform}, {kind}, {tag}, {chat.id}, {author.id}, {id}, {date}, {hour}";
+    "{platform}, {kind}, {tag}, {lang}, {chat.id}, {author.id}, {id}, {date}, {hour}";
 const OBJECT_PLACEHOLDERS: &str = "{timestamp}, {timestamp_us}, {uuid}";
 
 /// Marks where the per-object parts go in an S3 partition string (a
@@ -221,6 +222,10 @@ impl Template {
                     Some(t) => self.value(t, out),
                     None => out.push_str(MISSING),
                 },
+                Seg::Lang => match r.lang.as_deref() {
+                    Some(l) => self.value(l, out),
+                    None => out.push_str(MISSING),
+                },
                 Seg::ChatId => match &r.chat {
                     Some(c) => {
                         let _ = write!(out, "{}", c.id);
@@ -265,7 +270,7 @@ impl Template {
                 Seg::Timestamp => out.push(MARK_TIMESTAMP),
                 Seg::TimestampUs => out.push(MARK_TIMESTAMP_US),
                 Seg::Uuid => out.push(MARK_UUID),
-                Seg::Kind | Seg::Tag | Seg::ChatId | Seg::AuthorId | Seg::Id => {
+                Seg::Kind | Seg::Tag | Seg::Lang | Seg::ChatId | Seg::AuthorId | Seg::Id => {
                     out.push_str(MISSING)
                 }
             }
@@ -354,6 +359,7 @@ fn placeholder(name: &str, text: &str, target: Target) -> Result<Seg, String> {
         "platform" => Seg::Platform,
         "kind" => Seg::Kind,
         "tag" => Seg::Tag,
+        "lang" => Seg::Lang,
         "chat.id" => Seg::ChatId,
         "author.id" => Seg::AuthorId,
         "id" => Seg::Id,

@@ -73,6 +73,18 @@ fn every_placeholder_renders() {
 }
 
 #[test]
+fn lang_renders_the_records_language_or_unknown() {
+    let r = record(r#"{"id":"twitter:1","platform":"twitter","kind":"tweet","lang":"ja"}"#);
+    assert_eq!(
+        render("posts-{lang}", Target::KafkaTopic, &r, None),
+        "posts-ja"
+    );
+    assert_eq!(render("{lang}/x", Target::Path, &r, None), "ja/x");
+    let none = tweet(&[]);
+    assert_eq!(render("{lang}", Target::Key, &none, None), MISSING);
+}
+
+#[test]
 fn a_literal_is_a_template() {
     let t = Template::compile("partitionkey", Target::Key).unwrap();
     assert_eq!(t.literal(), Some("partitionkey"));
@@ -121,19 +133,25 @@ fn unknown_and_misplaced_placeholders_are_refused_with_the_list() {
 fn hostile_values_cannot_leave_their_path_component() {
     let long = "é".repeat(300);
     for (tag, path) in [
-        ("../../etc/passwd", "out/.__.__etc_passwd.jsonl"),
-        ("..", "out/._.jsonl"),
+        ("../../etc/passwd", "out/___.__etc_passwd.jsonl"),
+        ("../../escape", "out/___.__escape.jsonl"),
+        ("..", "out/__.jsonl"),
+        (".hidden", "out/_hidden.jsonl"),
         (".", "out/_.jsonl"),
         ("/abs", "out/_abs.jsonl"),
         ("a\\b", "out/a_b.jsonl"),
         ("nul\0x\n", "out/nul_x_.jsonl"),
-        ("...", "out/._..jsonl"),
+        ("...", "out/__..jsonl"),
         ("ünï/cødé", "out/ünï_cødé.jsonl"),
     ] {
         let got = render("out/{tag}.jsonl", Target::Path, &tweet(&[tag]), None);
         assert_eq!(got, path, "{tag:?}");
         assert!(!got.contains("..") || got.ends_with("..jsonl"), "{got}");
         assert_eq!(got.matches('/').count(), 1, "{got}");
+        assert!(
+            !got["out/".len()..].starts_with('.'),
+            "a hidden file: {got}"
+        );
     }
     let got = render("{tag}", Target::S3Key, &tweet(&[&long]), None);
     assert!(

@@ -100,17 +100,7 @@ pub fn metrics_url(given: &str) -> Result<reqwest::Url, TopError> {
 
 /// The error and its causes, `: `-joined (connection refused, DNS, TLS…).
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let c = cause.to_string();
-        if !text.contains(&c) {
-            text.push_str(": ");
-            text.push_str(&c);
-        }
-        next = cause.source();
-    }
-    text
+    crate::secret::error_chain(e)
 }
 
 /// One scrape of `url`, bounded in time and size.

@@ -107,6 +107,18 @@ impl MongodbSink {
             }
         };
         doc.insert("_id", r.id.as_str());
+        if self.config.format != Format::Raw {
+            // Times as BSON dates, so that queries and indexes compare them as times.
+            for field in ["created_at", "received_at"] {
+                let at = doc
+                    .get_str(field)
+                    .ok()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+                if let Some(at) = at {
+                    doc.insert(field, bson::DateTime::from_millis(at.timestamp_millis()));
+                }
+            }
+        }
         if self.config.ttl_seconds.is_some() {
             let at = DateTime::parse_from_rfc3339(&r.received_at)
                 .map(|t| bson::DateTime::from_millis(t.timestamp_millis()))

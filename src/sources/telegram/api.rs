@@ -79,7 +79,7 @@ impl TelegramApi {
             .build()
             .map_err(|e| TelegramError::Network {
                 base: base.to_owned(),
-                message: e.without_url().to_string(),
+                message: crate::secret::error_chain(&e.without_url()),
             })?;
         Ok(TelegramApi {
             base: base.trim_end_matches('/').to_owned(),
@@ -102,7 +102,7 @@ impl TelegramApi {
         let url = format!("{}/bot{}/{method}", self.base, self.token.expose());
         let network = |e: reqwest::Error| TelegramError::Network {
             base: self.base.clone(),
-            message: e.without_url().to_string(),
+            message: crate::secret::error_chain(&e.without_url()),
         };
         let resp = self
             .http

@@ -97,7 +97,7 @@ pub enum ApiError {
     Http { status: u16, problem: Box<Problem> },
     #[error("the X API rejected the rules: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Rules(Vec<Problem>),
-    #[error("cannot reach the X API at {base}: {source}")]
+    #[error("cannot reach the X API at {base}: {}", crate::secret::error_chain(.source))]
     Network {
         base: String,
         source: reqwest::Error,

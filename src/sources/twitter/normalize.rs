@@ -213,10 +213,14 @@ fn tweet_record(
             tag: r.tag.map(Cow::into_owned),
         })
         .collect();
-    let tags = matching_rules
-        .iter()
-        .filter_map(|r| r.tag.clone())
-        .collect();
+    // A rule without a tag comes as `"tag": ""`: no tag, not an empty one;
+    // two rules with one tag give it once.
+    let mut tags: Vec<String> = Vec::with_capacity(matching_rules.len());
+    for tag in matching_rules.iter().filter_map(|r| r.tag.as_deref()) {
+        if !tag.is_empty() && !tags.iter().any(|t| t == tag) {
+            tags.push(tag.to_owned());
+        }
+    }
     Record {
         id: format!("twitter:{}", tweet.id),
         platform: Platform::Twitter,

@@ -175,3 +175,14 @@ fn a_line_without_data_is_control_only_with_errors() {
         Err(NormalizeError::Shape { .. })
     ));
 }
+
+#[test]
+fn an_untagged_rule_adds_no_empty_tag_and_a_shared_tag_comes_once() {
+    let r = record(
+        r#"{"data":{"id":"1","text":"t"},"matching_rules":[{"id":"1","tag":""},{"id":"2","tag":"pets"},{"id":"3","tag":"pets"},{"id":"4"}]}"#,
+    );
+    assert_eq!(r.tags, ["pets"]);
+    assert_eq!(r.matching_rules.len(), 4, "every rule is still listed");
+    let r = record(r#"{"data":{"id":"1","text":"t"},"matching_rules":[{"id":"1","tag":""}]}"#);
+    assert!(r.tags.is_empty(), "{:?}", r.tags);
+}

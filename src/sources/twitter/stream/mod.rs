@@ -301,7 +301,11 @@ impl StreamReader {
             Ok(Err(e)) => {
                 return Ok(Next::Wait(
                     StreamFailure::Network,
-                    e.without_url().to_string(),
+                    format!(
+                        "{}: {}",
+                        api.url(config.kind.path()),
+                        crate::secret::error_chain(&e.without_url())
+                    ),
                 ));
             }
             Ok(Ok(resp)) => resp,

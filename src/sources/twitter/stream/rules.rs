@@ -35,7 +35,7 @@ pub enum RulesMode {
 
 /// Reads a rules file; errors name the file, the line and the field.
 pub fn load(path: &Path) -> Result<Vec<NewRule>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadRules {
         path: path.to_owned(),
         source,
     })?;

@@ -81,7 +81,7 @@ pub enum WebhooksError {
     },
     #[error("the X API answered HTTP {status}: {problem}")]
     Http { status: u16, problem: Box<Problem> },
-    #[error("cannot reach the X API at {base}: {source}")]
+    #[error("cannot reach the X API at {base}: {}", crate::secret::error_chain(.source))]
     Network {
         base: String,
         source: reqwest::Error,
