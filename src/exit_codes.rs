@@ -1,4 +1,4 @@
-//! The process exit codes (DESIGN.md, "Command line").
+//! The process exit codes (docs/operations.md, "Stopping, dead letters, exit codes").
 
 /// Success, including a time or record limit reached.
 pub const SUCCESS: u8 = 0;

@@ -1,6 +1,6 @@
 //! The one record every source produces and every sink writes.
 //!
-//! The shape is the same for every platform (see DESIGN.md, "The record").
+//! The shape is the same for every platform (see docs/record.md).
 //! Normalizers live with their sources (`sources::twitter`, `sources::telegram`);
 //! the helpers they share live here.
 
@@ -130,7 +130,7 @@ impl RunInfo {
     }
 }
 
-/// One normalized item. Serializes to the JSON object documented in DESIGN.md,
+/// One normalized item. Serializes to the JSON object documented in docs/record.md,
 /// and reads back from it (the Kafka source takes records our Kafka sink wrote).
 ///
 /// `ingest schema` prints the JSON Schema derived from this type, and the
