@@ -148,6 +148,23 @@ pub fn expand_env(text: &str) -> Result<String, String> {
     })
 }
 
+/// An error and its causes, `: `-joined, each cause once: "error sending
+/// request" alone hides whether the connection was refused, the name did not
+/// resolve or TLS failed. (Secrets are redacted where the text is printed.)
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,21 +209,4 @@ mod tests {
             "auth failed for ***"
         );
     }
-}
-
-/// An error and its causes, `: `-joined, each cause once: "error sending
-/// request" alone hides whether the connection was refused, the name did not
-/// resolve or TLS failed. (Secrets are redacted where the text is printed.)
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut next = e.source();
-    while let Some(cause) = next {
-        let c = cause.to_string();
-        if !text.contains(&c) {
-            text.push_str(": ");
-            text.push_str(&c);
-        }
-        next = cause.source();
-    }
-    text
 }

@@ -30,7 +30,15 @@ pub struct Gen<'a> {
     root: &'a Value,
     pub rng: StdRng,
     depth: usize,
+    /// Values made so far: past [`NODE_BUDGET`] arrays take their fewest items
+    /// and objects only their required members, so a seed cannot make a
+    /// document so large that its check takes minutes (required members that
+    /// nest arrays of objects grow exponentially with depth otherwise).
+    nodes: usize,
 }
+
+/// See [`Gen::nodes`].
+const NODE_BUDGET: usize = 400;
 
 impl<'a> Gen<'a> {
     pub fn new(root: &'a Value, seed: u64) -> Gen<'a> {
@@ -38,6 +46,7 @@ impl<'a> Gen<'a> {
             root,
             rng: StdRng::seed_from_u64(seed),
             depth: 0,
+            nodes: 0,
         }
     }
 
@@ -113,6 +122,7 @@ impl<'a> Gen<'a> {
     /// A random instance of `schema`.
     pub fn value(&mut self, schema: &Value) -> Value {
         self.depth += 1;
+        self.nodes += 1;
         let v = self.value_inner(schema);
         self.depth -= 1;
         v
@@ -162,7 +172,7 @@ impl<'a> Gen<'a> {
                 let most = schema["maxItems"]
                     .as_u64()
                     .map_or(usize::MAX, |m| m as usize);
-                let max = if self.depth > 6 {
+                let max = if self.depth > 6 || self.nodes > NODE_BUDGET {
                     min
                 } else {
                     min.max(3).min(most)
@@ -226,6 +236,7 @@ impl<'a> Gen<'a> {
             .filter_map(Value::as_str)
             .collect();
         let chance = match self.depth {
+            _ if self.nodes > NODE_BUDGET => 0.0,
             0..=2 => 0.6,
             3..=4 => 0.3,
             _ => 0.0,
