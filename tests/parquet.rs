@@ -261,6 +261,44 @@ fn parquet_files_read_back_by_pyarrow_equal_the_json_records() {
     assert_rows_equal_records(got["rows"].as_array().unwrap(), &records, false);
 }
 
+/// A 10 s capture into Parquet writes one file (it wrote one a second with the
+/// JSON batch defaults): a Parquet file rolls at 5 minutes, 128 MiB or 1 M
+/// records unless `[batch]` says otherwise, and the run's end closes it.
+/// Every delivered record is a row; an explicit `timeout_ms` still rolls.
+#[test]
+fn a_ten_second_parquet_capture_writes_one_file() {
+    let env = Env::new().config(
+        "[sinks.pq]\ntype = \"file\"\nformat = \"parquet\"\npath = \"pq/part.parquet\"\n\n[sinks.fast]\ntype = \"file\"\nformat = \"parquet\"\npath = \"fast/part.parquet\"\n[sinks.fast.batch]\ntimeout_ms = 500\n",
+    );
+    let out = env.run(&[
+        "twitter",
+        "--mock",
+        "--stream",
+        "sample",
+        "--sink",
+        "pq",
+        "--sink",
+        "fast",
+        "--duration",
+        "10s",
+        "--summary",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = summary(&out);
+    let delivered = s["sinks"]["pq"]["delivered"].as_u64().unwrap();
+    assert!(delivered > 50, "{s}");
+    let (paths, other) = files_under(&env.path("pq"));
+    assert!(other.is_empty(), "{other:?}");
+    assert_eq!(paths.len(), 1, "one file for a 10 s capture: {paths:?}");
+    let got = read_files(&paths);
+    assert_eq!(got["rows"].as_array().unwrap().len() as u64, delivered);
+    let (fast, _) = files_under(&env.path("fast"));
+    assert!(
+        fast.len() > 3,
+        "an explicit timeout_ms still rolls: {fast:?}"
+    );
+}
+
 #[test]
 fn bad_parquet_settings_are_config_errors_that_name_the_field() {
     for (table, field, why) in [

@@ -106,7 +106,7 @@ pub enum Command {
     /// `--dir DIR` write one page per command there (ingest.1, ingest-twitter.1, …).
     Man {
         /// Write every command's page (ingest.1, ingest-twitter.1, …) into this directory.
-        #[arg(long, value_name = "DIR")]
+        #[arg(long, env = "INGEST_MAN_DIR", value_name = "DIR")]
         dir: Option<PathBuf>,
     },
     /// Print the record's schema on stdout: JSON Schema (default), the Arrow schema of the Parquet files, or their Parquet message type.

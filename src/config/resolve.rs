@@ -131,11 +131,43 @@ fn resolve_sinks(
                 c.topic = topic.clone();
             }
         }
+        parquet_batch_defaults(&name, &mut config, &loaded.text);
         validate_sink(&name, &config, keep_raw, loaded)?;
         sinks.push(NamedSink { name, config });
     }
     Ok(sinks)
 }
+
+/// Parquet's own batch defaults. A Parquet file (or S3 object) is one batch,
+/// written whole and confirmed when it is closed: with the JSON defaults (1 s)
+/// a capture wrote a file a second. Unless `[sinks.NAME.batch]` sets them, a
+/// Parquet file rolls at 5 minutes, 128 MiB of records or 1 000 000 records,
+/// whichever comes first (and at the end of the run; a spent memory budget
+/// makes the sinks write what they hold early).
+fn parquet_batch_defaults(name: &str, config: &mut SinkConfig, text: &str) {
+    let batch = match config {
+        SinkConfig::File(c) if c.format.is_parquet() => &mut c.batch,
+        SinkConfig::S3(c) if c.format.is_parquet() => &mut c.batch,
+        _ => return,
+    };
+    let set = |key: &str| find_field_line(text, &format!("sinks.{name}.batch.{key}")).is_some();
+    if !set("timeout_ms") {
+        batch.timeout_ms = PARQUET_BATCH_TIMEOUT_MS;
+    }
+    if !set("max_bytes") {
+        batch.max_bytes = PARQUET_BATCH_BYTES;
+    }
+    if !set("max_records") {
+        batch.max_records = PARQUET_BATCH_RECORDS;
+    }
+}
+
+/// Parquet's default `[batch] timeout_ms`: 5 minutes.
+pub const PARQUET_BATCH_TIMEOUT_MS: u64 = 5 * 60 * 1000;
+/// Parquet's default `[batch] max_bytes`: 128 MiB of records.
+pub const PARQUET_BATCH_BYTES: usize = 128 * 1024 * 1024;
+/// Parquet's default `[batch] max_records`.
+pub const PARQUET_BATCH_RECORDS: usize = 1_000_000;
 
 /// Why `name` is no sink, with the closest name when one is close.
 fn unknown_sink(name: &str, file: &super::FileConfig) -> String {
