@@ -33,6 +33,7 @@ impl TwitterArgs {
             rules_mode: self.rules_mode,
             stream: self.stream,
             partition: self.partition,
+            lang: self.lang,
             stall_timeout: self.stall_timeout,
             reset_connections: self.reset_connections,
             buffer: self.buffer,

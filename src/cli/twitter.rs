@@ -8,6 +8,7 @@ use clap::{ArgAction, Args};
 
 use super::{Buffer, RulesMode, RunArgs, StreamKind, TwitterApiArgs, named, parse_duration};
 use crate::sources::twitter::search::counts::Granularity;
+use crate::sources::twitter::stream::volume::Lang;
 
 #[derive(Debug, Args)]
 pub struct TwitterArgs {
@@ -29,15 +30,20 @@ pub struct TwitterArgs {
     pub rules_mode: Option<RulesMode>,
 
     /// Which X stream: `filter` (default; rules), `sample` (1%), `sample10` (10%, 2
-    /// partitions), `firehose` (20 partitions), `compliance` (Post events, 4 partitions)
+    /// partitions), `firehose` (20 partitions), `firehose-lang` (one language's posts, with
+    /// --lang: en 8 partitions, ja/ko/pt 2), `compliance` (Post events, 4 partitions)
     /// or `user-compliance` (User events, 4 partitions).
     #[arg(long, env = "INGEST_STREAM", value_parser = named::<StreamKind>(StreamKind::NAMES))]
     pub stream: Option<StreamKind>,
 
-    /// The partition of a partitioned stream (sample10 1-2, firehose 1-20, compliance 1-4):
-    /// one process per partition.
+    /// The partition of a partitioned stream (sample10 1-2, firehose 1-20, firehose-lang en 1-8
+    /// and ja/ko/pt 1-2, compliance 1-4): one process per partition.
     #[arg(long, env = "INGEST_PARTITION", value_name = "N")]
     pub partition: Option<u32>,
+
+    /// The language of `--stream firehose-lang`: en, ja, ko or pt.
+    #[arg(long, env = "INGEST_LANG", value_parser = named::<Lang>(Lang::NAMES))]
+    pub lang: Option<Lang>,
 
     #[command(flatten)]
     pub api: TwitterApiArgs,

@@ -53,9 +53,14 @@ enum StreamKind {
     Sample,
     Sample10,
     Firehose,
+    /// `/2/tweets/firehose/stream/lang/{en,ja,ko,pt}`: one path per language.
+    FirehoseLang(&'static str),
     Compliance,
     UserCompliance,
 }
+
+/// The language firehoses the spec declares, with their last partition.
+const LANG_FIREHOSES: [(&str, u32); 4] = [("en", 8), ("ja", 2), ("ko", 2), ("pt", 2)];
 
 impl StreamKind {
     fn path(self) -> &'static str {
@@ -63,6 +68,10 @@ impl StreamKind {
             StreamKind::Sample => "/2/tweets/sample/stream",
             StreamKind::Sample10 => "/2/tweets/sample10/stream",
             StreamKind::Firehose => "/2/tweets/firehose/stream",
+            StreamKind::FirehoseLang("en") => "/2/tweets/firehose/stream/lang/en",
+            StreamKind::FirehoseLang("ja") => "/2/tweets/firehose/stream/lang/ja",
+            StreamKind::FirehoseLang("ko") => "/2/tweets/firehose/stream/lang/ko",
+            StreamKind::FirehoseLang(_) => "/2/tweets/firehose/stream/lang/pt",
             StreamKind::Compliance => "/2/tweets/compliance/stream",
             StreamKind::UserCompliance => "/2/users/compliance/stream",
         }
@@ -74,6 +83,10 @@ impl StreamKind {
             StreamKind::Sample => None,
             StreamKind::Sample10 => Some(1..=2),
             StreamKind::Firehose => Some(1..=20),
+            StreamKind::FirehoseLang(lang) => LANG_FIREHOSES
+                .iter()
+                .find(|(l, _)| *l == lang)
+                .map(|(_, last)| 1..=*last),
             StreamKind::Compliance | StreamKind::UserCompliance => Some(1..=4),
         }
     }
@@ -123,13 +136,17 @@ pub(super) struct VolumeState {
 /// The routes, to merge into the mock's router.
 pub(super) fn routes() -> Router<Arc<Mock>> {
     let mut router = Router::new();
+    let langs = LANG_FIREHOSES.map(|(l, _)| StreamKind::FirehoseLang(l));
     for kind in [
         StreamKind::Sample,
         StreamKind::Sample10,
         StreamKind::Firehose,
         StreamKind::Compliance,
         StreamKind::UserCompliance,
-    ] {
+    ]
+    .into_iter()
+    .chain(langs)
+    {
         router = router.route(
             kind.path(),
             get(
