@@ -148,3 +148,89 @@ fn firehose_lang_is_captured_per_language_and_partition() {
     );
     assert!(mock.spec().unwrap().take_violations().is_empty());
 }
+
+#[test]
+fn likes_partitions_outside_the_spec_range_exit_2_before_connecting() {
+    let env = env();
+    let mock = MockProcess::start("twitter", env.dir.path(), "total_tweets = 10\n");
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--stream", "likes-firehose", "--partition", "21"],
+            "1 to 20",
+        ),
+        (
+            &["--stream", "likes-sample10", "--partition", "3"],
+            "1 to 2",
+        ),
+        (
+            &["--stream", "likes-sample10"],
+            "needs --partition N (N from 1 to 2)",
+        ),
+    ];
+    for (extra, want) in cases {
+        let out = capture(&env, &mock.url, "out.jsonl", extra);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {err}");
+        assert!(err.contains(want), "{extra:?}: {err}");
+    }
+    assert_eq!(
+        mock.get("/mock/requests")["requests"],
+        0,
+        "nothing was sent to X"
+    );
+}
+
+#[test]
+fn likes_streams_become_like_records_naming_the_liked_post_and_its_author() {
+    let env = env();
+    let mock = MockProcess::start(
+        "twitter",
+        env.dir.path(),
+        "rate = 0.0\nkeepalive_secs = 0.2\ntotal_tweets = 60\n",
+    );
+    for (stream, partition, file) in [
+        ("likes-firehose", "4", "lf.jsonl"),
+        ("likes-sample10", "1", "ls.jsonl"),
+    ] {
+        let args = [
+            "--stream",
+            stream,
+            "--partition",
+            partition,
+            "--max-records",
+            "3",
+        ];
+        let out = capture(&env, &mock.url, file, &args);
+        assert!(out.status.success(), "{stream}: {}", stderr(&out));
+        let records = env.records(file); // each validated against `ingest schema`
+        assert_eq!(records.len(), 3, "{stream}");
+        for r in &records {
+            assert_eq!(r["kind"], "like", "{r}");
+            assert!(
+                r["id"].as_str().unwrap().starts_with("twitter:like:"),
+                "{r}"
+            );
+            assert!(
+                r["refs"]["tweet_id"].as_str().unwrap().starts_with("16"),
+                "{r}"
+            );
+            assert!(r["author"]["username"].is_string(), "{r}");
+            assert!(r["created_at"].is_string(), "{r}");
+        }
+    }
+    let log = mock.get("/mock/volume");
+    let paths: BTreeSet<String> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{} {}", c["path"].as_str().unwrap(), c["partition"]))
+        .collect();
+    assert_eq!(
+        paths,
+        BTreeSet::from([
+            "/2/likes/firehose/stream 4".to_owned(),
+            "/2/likes/sample10/stream 1".to_owned()
+        ])
+    );
+    assert!(mock.spec().unwrap().take_violations().is_empty());
+}

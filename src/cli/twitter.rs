@@ -31,13 +31,15 @@ pub struct TwitterArgs {
 
     /// Which X stream: `filter` (default; rules), `sample` (1%), `sample10` (10%, 2
     /// partitions), `firehose` (20 partitions), `firehose-lang` (one language's posts, with
-    /// --lang: en 8 partitions, ja/ko/pt 2), `compliance` (Post events, 4 partitions)
+    /// --lang: en 8 partitions, ja/ko/pt 2), `likes-firehose` (every like, 20 partitions),
+    /// `likes-sample10` (10% of likes, 2 partitions), `compliance` (Post events, 4 partitions)
     /// or `user-compliance` (User events, 4 partitions).
     #[arg(long, env = "INGEST_STREAM", value_parser = named::<StreamKind>(StreamKind::NAMES))]
     pub stream: Option<StreamKind>,
 
     /// The partition of a partitioned stream (sample10 1-2, firehose 1-20, firehose-lang en 1-8
-    /// and ja/ko/pt 1-2, compliance 1-4): one process per partition.
+    /// and ja/ko/pt 1-2, likes-firehose 1-20, likes-sample10 1-2, compliance 1-4): one process
+    /// per partition.
     #[arg(long, env = "INGEST_PARTITION", value_name = "N")]
     pub partition: Option<u32>,
 

@@ -42,7 +42,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::stream::scripted_refusal;
-use super::tweets::{tweet_id, tweet_line};
+use super::tweets::{AUTHORS, tweet_id, tweet_line};
 use super::{ConnectionScript, Fault, Mock, authorized, unauthorized};
 use crate::mock::lock;
 
@@ -55,6 +55,8 @@ enum StreamKind {
     Firehose,
     /// `/2/tweets/firehose/stream/lang/{en,ja,ko,pt}`: one path per language.
     FirehoseLang(&'static str),
+    LikesFirehose,
+    LikesSample10,
     Compliance,
     UserCompliance,
 }
@@ -72,6 +74,8 @@ impl StreamKind {
             StreamKind::FirehoseLang("ja") => "/2/tweets/firehose/stream/lang/ja",
             StreamKind::FirehoseLang("ko") => "/2/tweets/firehose/stream/lang/ko",
             StreamKind::FirehoseLang(_) => "/2/tweets/firehose/stream/lang/pt",
+            StreamKind::LikesFirehose => "/2/likes/firehose/stream",
+            StreamKind::LikesSample10 => "/2/likes/sample10/stream",
             StreamKind::Compliance => "/2/tweets/compliance/stream",
             StreamKind::UserCompliance => "/2/users/compliance/stream",
         }
@@ -81,8 +85,8 @@ impl StreamKind {
     fn partitions(self) -> Option<std::ops::RangeInclusive<u32>> {
         match self {
             StreamKind::Sample => None,
-            StreamKind::Sample10 => Some(1..=2),
-            StreamKind::Firehose => Some(1..=20),
+            StreamKind::Sample10 | StreamKind::LikesSample10 => Some(1..=2),
+            StreamKind::Firehose | StreamKind::LikesFirehose => Some(1..=20),
             StreamKind::FirehoseLang(lang) => LANG_FIREHOSES
                 .iter()
                 .find(|(l, _)| *l == lang)
@@ -143,6 +147,8 @@ pub(super) fn routes() -> Router<Arc<Mock>> {
         StreamKind::Firehose,
         StreamKind::Compliance,
         StreamKind::UserCompliance,
+        StreamKind::LikesFirehose,
+        StreamKind::LikesSample10,
     ]
     .into_iter()
     .chain(langs)
@@ -355,6 +361,10 @@ impl VolumeProducer {
                 self.buf.extend_from_slice(line.as_bytes());
                 Some(event)
             }
+            StreamKind::LikesFirehose | StreamKind::LikesSample10 => {
+                like_line(seq, &mut self.buf);
+                None
+            }
             _ => {
                 tweet_line(seq, &[], &mut self.buf);
                 None
@@ -460,6 +470,28 @@ impl VolumeProducer {
 }
 
 /// The author of corpus post `seq` (as its stream line names it).
+/// Like number `seq` (the `seq`-th corpus post, liked by one of the authors
+/// a minute after it was posted), as the likes streams send it: the spec's
+/// `LikeWithPostAuthor`, the liked post's author expanded.
+fn like_line(seq: u64, out: &mut Vec<u8>) {
+    let (author_id, name, username) = AUTHORS[(seq % AUTHORS.len() as u64) as usize];
+    let created = chrono::DateTime::from_timestamp(1_764_000_000 + seq as i64 * 60, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    let line = json!({
+        "data": {
+            "id": format!("{:016x}{:016x}", seq.wrapping_mul(0x9e37_79b9_7f4a_7c15), seq),
+            "created_at": created,
+            "liked_tweet_id": tweet_id(seq),
+            "tweet_author_id": author_id,
+        },
+        "includes": {"users": [{"id": author_id, "name": name, "username": username}]},
+    });
+    out.extend_from_slice(line.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 fn author_of(seq: u64) -> String {
     let mut line = Vec::new();
     tweet_line(seq, &[], &mut line);

@@ -66,10 +66,12 @@ impl RecentIds {
 pub(super) type Normalize =
     fn(&[u8], &Arc<str>, &NormalizeOptions) -> Result<Normalized, NormalizeError>;
 
-/// The normalizer of a stream's lines: posts, or compliance events.
+/// The normalizer of a stream's lines: posts, compliance events or likes.
 pub(super) fn normalizer(kind: StreamKind) -> Normalize {
     if kind.is_compliance() {
         normalize_compliance_line
+    } else if kind.is_likes() {
+        crate::sources::twitter::likes::normalize_like_line
     } else {
         normalize_line
     }

@@ -14,6 +14,8 @@
 //! | firehose | `/2/tweets/firehose/stream` | required, 1–20 |
 //! | firehose-lang `--lang en` | `/2/tweets/firehose/stream/lang/en` | required, 1–8 |
 //! | firehose-lang `--lang ja\|ko\|pt` | `/2/tweets/firehose/stream/lang/{ja,ko,pt}` | required, 1–2 |
+//! | likes-firehose | `/2/likes/firehose/stream` | required, 1–20 |
+//! | likes-sample10 | `/2/likes/sample10/stream` | required, 1–2 |
 //! | compliance | `/2/tweets/compliance/stream` | required, 1–4 |
 //! | user-compliance | `/2/users/compliance/stream` | required, 1–4 |
 //!
@@ -94,6 +96,10 @@ pub enum StreamKind {
     /// All public posts in one language (`--lang`; `--stream firehose-lang`):
     /// English in 8 partitions, Japanese, Korean and Portuguese in 2.
     FirehoseLang(Lang),
+    /// Every public like, in 20 partitions: records of kind `like`.
+    LikesFirehose,
+    /// 10% of public likes, in 2 partitions: records of kind `like`.
+    LikesSample10,
     /// Post compliance events (delete, withheld, drop, undrop, tweet_edit), in 4 partitions.
     Compliance,
     /// User compliance events (user_delete, user_protect, scrub_geo, …), in 4 partitions.
@@ -108,6 +114,8 @@ impl StreamKind {
         "sample10",
         "firehose",
         "firehose-lang",
+        "likes-firehose",
+        "likes-sample10",
         "compliance",
         "user-compliance",
     ];
@@ -120,6 +128,8 @@ impl StreamKind {
             "sample10" => StreamKind::Sample10,
             "firehose" => StreamKind::Firehose,
             "firehose-lang" => StreamKind::FirehoseLang(Lang::default()),
+            "likes-firehose" => StreamKind::LikesFirehose,
+            "likes-sample10" => StreamKind::LikesSample10,
             "compliance" => StreamKind::Compliance,
             "user-compliance" => StreamKind::UserCompliance,
             _ => return None,
@@ -133,6 +143,8 @@ impl StreamKind {
             StreamKind::Sample10 => "sample10",
             StreamKind::Firehose => "firehose",
             StreamKind::FirehoseLang(_) => "firehose-lang",
+            StreamKind::LikesFirehose => "likes-firehose",
+            StreamKind::LikesSample10 => "likes-sample10",
             StreamKind::Compliance => "compliance",
             StreamKind::UserCompliance => "user-compliance",
         }
@@ -146,6 +158,8 @@ impl StreamKind {
             StreamKind::Sample10 => SAMPLE10_PATH,
             StreamKind::Firehose => FIREHOSE_PATH,
             StreamKind::FirehoseLang(lang) => lang.path(),
+            StreamKind::LikesFirehose => LIKES_FIREHOSE_PATH,
+            StreamKind::LikesSample10 => LIKES_SAMPLE10_PATH,
             StreamKind::Compliance => TWEETS_COMPLIANCE_PATH,
             StreamKind::UserCompliance => USERS_COMPLIANCE_PATH,
         }
@@ -159,6 +173,8 @@ impl StreamKind {
             StreamKind::Sample10 => "the 10% sampled stream (decahose)",
             StreamKind::Firehose => "the firehose",
             StreamKind::FirehoseLang(lang) => lang.label(),
+            StreamKind::LikesFirehose => "the likes firehose",
+            StreamKind::LikesSample10 => "the 10% sampled likes stream",
             StreamKind::Compliance => "the Post compliance stream",
             StreamKind::UserCompliance => "the User compliance stream",
         }
@@ -171,6 +187,8 @@ impl StreamKind {
             StreamKind::Sample10 => Some(1..=SAMPLE10_PARTITIONS),
             StreamKind::Firehose => Some(1..=FIREHOSE_PARTITIONS),
             StreamKind::FirehoseLang(lang) => Some(1..=lang.partitions()),
+            StreamKind::LikesFirehose => Some(1..=FIREHOSE_PARTITIONS),
+            StreamKind::LikesSample10 => Some(1..=SAMPLE10_PARTITIONS),
             StreamKind::Compliance | StreamKind::UserCompliance => Some(1..=COMPLIANCE_PARTITIONS),
         }
     }
@@ -180,9 +198,36 @@ impl StreamKind {
         matches!(self, StreamKind::Compliance | StreamKind::UserCompliance)
     }
 
-    /// Whether the stream takes `tweet.fields`, `expansions`, `user.fields`.
+    /// Whether the stream carries likes (records of kind `like`).
+    pub fn is_likes(self) -> bool {
+        matches!(self, StreamKind::LikesFirehose | StreamKind::LikesSample10)
+    }
+
+    /// Whether the stream takes the post streams' `tweet.fields`, `expansions`, `user.fields`.
     pub fn takes_fields(self) -> bool {
-        !self.is_compliance()
+        !self.is_compliance() && !self.is_likes()
+    }
+
+    /// The likes streams' own field lists (their expansions are the liked
+    /// post's author, not a post's); empty for the other streams.
+    pub fn like_query(self, user_fields: &str) -> Vec<(&'static str, String)> {
+        if !self.is_likes() {
+            return Vec::new();
+        }
+        let mut q = vec![
+            (
+                "like_with_tweet_author.fields",
+                crate::sources::twitter::likes::LIKE_FIELDS.to_owned(),
+            ),
+            (
+                "expansions",
+                crate::sources::twitter::likes::LIKE_EXPANSIONS.to_owned(),
+            ),
+        ];
+        if !user_fields.is_empty() {
+            q.push(("user.fields", user_fields.to_owned()));
+        }
+        q
     }
 
     /// Whether the stream has rules (and 409 means "no rules").
@@ -210,6 +255,10 @@ impl<'de> Deserialize<'de> for StreamKind {
     }
 }
 
+/// `GET /2/likes/firehose/stream`.
+pub const LIKES_FIREHOSE_PATH: &str = "/2/likes/firehose/stream";
+/// `GET /2/likes/sample10/stream`.
+pub const LIKES_SAMPLE10_PATH: &str = "/2/likes/sample10/stream";
 /// `GET /2/tweets/sample/stream`.
 pub const SAMPLE_PATH: &str = "/2/tweets/sample/stream";
 /// `GET /2/tweets/sample10/stream`.
