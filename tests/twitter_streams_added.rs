@@ -234,3 +234,57 @@ fn likes_streams_become_like_records_naming_the_liked_post_and_its_author() {
     );
     assert!(mock.spec().unwrap().take_violations().is_empty());
 }
+
+#[test]
+fn likes_compliance_becomes_like_delete_records_and_takes_no_partition() {
+    let env = env();
+    let mock = MockProcess::start(
+        "twitter",
+        env.dir.path(),
+        "rate = 0.0\nkeepalive_secs = 0.2\ntotal_tweets = 10\n",
+    );
+    let out = capture(
+        &env,
+        &mock.url,
+        "x.jsonl",
+        &["--stream", "likes-compliance", "--partition", "1"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("has no partitions"),
+        "{}",
+        stderr(&out)
+    );
+    let out = capture(
+        &env,
+        &mock.url,
+        "lc.jsonl",
+        &["--stream", "likes-compliance", "--max-records", "4"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = env.records("lc.jsonl"); // each validated against `ingest schema`
+    assert_eq!(records.len(), 4);
+    for r in &records {
+        assert_eq!(r["kind"], "compliance", "{r}");
+        assert_eq!(r["tags"], serde_json::json!(["like_delete"]), "{r}");
+        assert!(
+            r["id"]
+                .as_str()
+                .unwrap()
+                .starts_with("twitter:compliance:like_delete:16"),
+            "{r}"
+        );
+        assert!(
+            r["refs"]["tweet_id"].is_string() && r["author"]["id"].is_string(),
+            "{r}"
+        );
+    }
+    let log = mock.get("/mock/volume");
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["path"] == "/2/likes/compliance/stream")
+    );
+    assert!(mock.spec().unwrap().take_violations().is_empty());
+}

@@ -57,6 +57,7 @@ enum StreamKind {
     FirehoseLang(&'static str),
     LikesFirehose,
     LikesSample10,
+    LikesCompliance,
     Compliance,
     UserCompliance,
 }
@@ -76,6 +77,7 @@ impl StreamKind {
             StreamKind::FirehoseLang(_) => "/2/tweets/firehose/stream/lang/pt",
             StreamKind::LikesFirehose => "/2/likes/firehose/stream",
             StreamKind::LikesSample10 => "/2/likes/sample10/stream",
+            StreamKind::LikesCompliance => "/2/likes/compliance/stream",
             StreamKind::Compliance => "/2/tweets/compliance/stream",
             StreamKind::UserCompliance => "/2/users/compliance/stream",
         }
@@ -84,7 +86,7 @@ impl StreamKind {
     /// The `partition` parameter's range (required where there is one).
     fn partitions(self) -> Option<std::ops::RangeInclusive<u32>> {
         match self {
-            StreamKind::Sample => None,
+            StreamKind::Sample | StreamKind::LikesCompliance => None,
             StreamKind::Sample10 | StreamKind::LikesSample10 => Some(1..=2),
             StreamKind::Firehose | StreamKind::LikesFirehose => Some(1..=20),
             StreamKind::FirehoseLang(lang) => LANG_FIREHOSES
@@ -149,6 +151,7 @@ pub(super) fn routes() -> Router<Arc<Mock>> {
         StreamKind::UserCompliance,
         StreamKind::LikesFirehose,
         StreamKind::LikesSample10,
+        StreamKind::LikesCompliance,
     ]
     .into_iter()
     .chain(langs)
@@ -356,7 +359,7 @@ impl VolumeProducer {
     /// Appends the line for `seq` and logs it.
     fn push(&mut self, seq: u64) {
         let event = match self.kind {
-            StreamKind::Compliance | StreamKind::UserCompliance => {
+            StreamKind::Compliance | StreamKind::UserCompliance | StreamKind::LikesCompliance => {
                 let (line, event) = compliance_line(self.kind, seq);
                 self.buf.extend_from_slice(line.as_bytes());
                 Some(event)
@@ -469,7 +472,6 @@ impl VolumeProducer {
     }
 }
 
-/// The author of corpus post `seq` (as its stream line names it).
 /// Like number `seq` (the `seq`-th corpus post, liked by one of the authors
 /// a minute after it was posted), as the likes streams send it: the spec's
 /// `LikeWithPostAuthor`, the liked post's author expanded.
@@ -492,6 +494,7 @@ fn like_line(seq: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// The author of corpus post `seq` (as its stream line names it).
 fn author_of(seq: u64) -> String {
     let mut line = Vec::new();
     tweet_line(seq, &[], &mut line);
@@ -508,7 +511,11 @@ fn compliance_line(kind: StreamKind, seq: u64) -> (String, (String, String)) {
     let event_at = crate::record::rfc3339(
         chrono::DateTime::from_timestamp(1_767_225_600 + seq as i64, 0).unwrap_or_default(),
     );
-    let (event_type, body) = if kind == StreamKind::UserCompliance {
+    let (event_type, body) = if kind == StreamKind::LikesCompliance {
+        // An unlike: the spec's `LikeComplianceSchema`.
+        let body = json!({"favorite": {"id": id, "user_id": author}, "event_at": event_at});
+        ("delete", body)
+    } else if kind == StreamKind::UserCompliance {
         let t = USER_EVENTS[(seq % USER_EVENTS.len() as u64) as usize];
         let mut body = json!({"user": {"id": author}, "event_at": event_at});
         match t {

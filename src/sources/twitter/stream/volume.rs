@@ -16,6 +16,7 @@
 //! | firehose-lang `--lang ja\|ko\|pt` | `/2/tweets/firehose/stream/lang/{ja,ko,pt}` | required, 1–2 |
 //! | likes-firehose | `/2/likes/firehose/stream` | required, 1–20 |
 //! | likes-sample10 | `/2/likes/sample10/stream` | required, 1–2 |
+//! | likes-compliance | `/2/likes/compliance/stream` | none |
 //! | compliance | `/2/tweets/compliance/stream` | required, 1–4 |
 //! | user-compliance | `/2/users/compliance/stream` | required, 1–4 |
 //!
@@ -100,6 +101,8 @@ pub enum StreamKind {
     LikesFirehose,
     /// 10% of public likes, in 2 partitions: records of kind `like`.
     LikesSample10,
+    /// Unlikes (`delete` of a `favorite`): records of kind `compliance`, tag `like_delete`.
+    LikesCompliance,
     /// Post compliance events (delete, withheld, drop, undrop, tweet_edit), in 4 partitions.
     Compliance,
     /// User compliance events (user_delete, user_protect, scrub_geo, …), in 4 partitions.
@@ -116,6 +119,7 @@ impl StreamKind {
         "firehose-lang",
         "likes-firehose",
         "likes-sample10",
+        "likes-compliance",
         "compliance",
         "user-compliance",
     ];
@@ -130,6 +134,7 @@ impl StreamKind {
             "firehose-lang" => StreamKind::FirehoseLang(Lang::default()),
             "likes-firehose" => StreamKind::LikesFirehose,
             "likes-sample10" => StreamKind::LikesSample10,
+            "likes-compliance" => StreamKind::LikesCompliance,
             "compliance" => StreamKind::Compliance,
             "user-compliance" => StreamKind::UserCompliance,
             _ => return None,
@@ -145,6 +150,7 @@ impl StreamKind {
             StreamKind::FirehoseLang(_) => "firehose-lang",
             StreamKind::LikesFirehose => "likes-firehose",
             StreamKind::LikesSample10 => "likes-sample10",
+            StreamKind::LikesCompliance => "likes-compliance",
             StreamKind::Compliance => "compliance",
             StreamKind::UserCompliance => "user-compliance",
         }
@@ -160,6 +166,7 @@ impl StreamKind {
             StreamKind::FirehoseLang(lang) => lang.path(),
             StreamKind::LikesFirehose => LIKES_FIREHOSE_PATH,
             StreamKind::LikesSample10 => LIKES_SAMPLE10_PATH,
+            StreamKind::LikesCompliance => LIKES_COMPLIANCE_PATH,
             StreamKind::Compliance => TWEETS_COMPLIANCE_PATH,
             StreamKind::UserCompliance => USERS_COMPLIANCE_PATH,
         }
@@ -175,6 +182,7 @@ impl StreamKind {
             StreamKind::FirehoseLang(lang) => lang.label(),
             StreamKind::LikesFirehose => "the likes firehose",
             StreamKind::LikesSample10 => "the 10% sampled likes stream",
+            StreamKind::LikesCompliance => "the likes compliance stream",
             StreamKind::Compliance => "the Post compliance stream",
             StreamKind::UserCompliance => "the User compliance stream",
         }
@@ -183,7 +191,7 @@ impl StreamKind {
     /// The partitions X serves, for the streams that require `partition`.
     pub fn partitions(self) -> Option<RangeInclusive<u32>> {
         match self {
-            StreamKind::Filter | StreamKind::Sample => None,
+            StreamKind::Filter | StreamKind::Sample | StreamKind::LikesCompliance => None,
             StreamKind::Sample10 => Some(1..=SAMPLE10_PARTITIONS),
             StreamKind::Firehose => Some(1..=FIREHOSE_PARTITIONS),
             StreamKind::FirehoseLang(lang) => Some(1..=lang.partitions()),
@@ -195,7 +203,10 @@ impl StreamKind {
 
     /// Whether the stream carries compliance events rather than posts.
     pub fn is_compliance(self) -> bool {
-        matches!(self, StreamKind::Compliance | StreamKind::UserCompliance)
+        matches!(
+            self,
+            StreamKind::Compliance | StreamKind::UserCompliance | StreamKind::LikesCompliance
+        )
     }
 
     /// Whether the stream carries likes (records of kind `like`).
@@ -257,6 +268,8 @@ impl<'de> Deserialize<'de> for StreamKind {
 
 /// `GET /2/likes/firehose/stream`.
 pub const LIKES_FIREHOSE_PATH: &str = "/2/likes/firehose/stream";
+/// `GET /2/likes/compliance/stream`.
+pub const LIKES_COMPLIANCE_PATH: &str = "/2/likes/compliance/stream";
 /// `GET /2/likes/sample10/stream`.
 pub const LIKES_SAMPLE10_PATH: &str = "/2/likes/sample10/stream";
 /// `GET /2/tweets/sample/stream`.
