@@ -146,7 +146,8 @@ fn firehose_lang_is_captured_per_language_and_partition() {
             ("/2/tweets/firehose/stream/lang/ko".to_owned(), 2),
         ])
     );
-    assert!(mock.spec().unwrap().take_violations().is_empty());
+    let violations = mock.spec().unwrap().take_violations();
+    assert!(violations.is_empty(), "{violations:?}");
 }
 
 #[test]
@@ -232,7 +233,8 @@ fn likes_streams_become_like_records_naming_the_liked_post_and_its_author() {
             "/2/likes/sample10/stream 1".to_owned()
         ])
     );
-    assert!(mock.spec().unwrap().take_violations().is_empty());
+    let violations = mock.spec().unwrap().take_violations();
+    assert!(violations.is_empty(), "{violations:?}");
 }
 
 #[test]
@@ -286,5 +288,91 @@ fn likes_compliance_becomes_like_delete_records_and_takes_no_partition() {
             .iter()
             .all(|c| c["path"] == "/2/likes/compliance/stream")
     );
-    assert!(mock.spec().unwrap().take_violations().is_empty());
+    let violations = mock.spec().unwrap().take_violations();
+    assert!(violations.is_empty(), "{violations:?}");
+}
+
+#[test]
+fn labels_and_activity_are_captured_as_compliance_and_activity_event_records() {
+    let env = env();
+    let mock = MockProcess::start(
+        "twitter",
+        env.dir.path(),
+        "rate = 0.0\nkeepalive_secs = 0.2\ntotal_tweets = 10\n",
+    );
+    for stream in ["labels", "activity"] {
+        let out = capture(
+            &env,
+            &mock.url,
+            "x.jsonl",
+            &["--stream", stream, "--partition", "1"],
+        );
+        assert_eq!(out.status.code(), Some(2), "{stream}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("has no partitions"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = capture(
+        &env,
+        &mock.url,
+        "labels.jsonl",
+        &["--stream", "labels", "--max-records", "4"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let labels = env.records("labels.jsonl"); // each validated against `ingest schema`
+    assert_eq!(labels.len(), 4);
+    let tags: BTreeSet<String> = labels
+        .iter()
+        .map(|r| r["tags"][0].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        tags,
+        BTreeSet::from([
+            "public_tweet_notice".to_owned(),
+            "public_tweet_unviewable".to_owned()
+        ])
+    );
+    assert!(
+        labels
+            .iter()
+            .all(|r| r["kind"] == "compliance" && r["refs"]["tweet_id"].is_string())
+    );
+
+    let out = capture(
+        &env,
+        &mock.url,
+        "activity.jsonl",
+        &["--stream", "activity", "--max-records", "3"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let events = env.records("activity.jsonl");
+    assert_eq!(events.len(), 3);
+    for r in &events {
+        assert_eq!(r["kind"], "activity_event", "{r}");
+        assert_eq!(r["tags"], serde_json::json!(["like.create", "mock"]), "{r}");
+        let id = r["id"].as_str().unwrap();
+        assert!(
+            id.starts_with("twitter:activity:") && id.contains(":like.create:19"),
+            "{r}"
+        );
+        assert!(r["author"]["id"].is_string(), "{r}");
+    }
+    let paths: BTreeSet<String> = mock
+        .get("/mock/volume")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        paths,
+        BTreeSet::from([
+            "/2/tweets/label/stream".to_owned(),
+            "/2/activity/stream".to_owned()
+        ])
+    );
+    let violations = mock.spec().unwrap().take_violations();
+    assert!(violations.is_empty(), "{violations:?}");
 }

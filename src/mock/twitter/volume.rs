@@ -58,6 +58,8 @@ enum StreamKind {
     LikesFirehose,
     LikesSample10,
     LikesCompliance,
+    Labels,
+    Activity,
     Compliance,
     UserCompliance,
 }
@@ -78,6 +80,8 @@ impl StreamKind {
             StreamKind::LikesFirehose => "/2/likes/firehose/stream",
             StreamKind::LikesSample10 => "/2/likes/sample10/stream",
             StreamKind::LikesCompliance => "/2/likes/compliance/stream",
+            StreamKind::Labels => "/2/tweets/label/stream",
+            StreamKind::Activity => "/2/activity/stream",
             StreamKind::Compliance => "/2/tweets/compliance/stream",
             StreamKind::UserCompliance => "/2/users/compliance/stream",
         }
@@ -86,7 +90,10 @@ impl StreamKind {
     /// The `partition` parameter's range (required where there is one).
     fn partitions(self) -> Option<std::ops::RangeInclusive<u32>> {
         match self {
-            StreamKind::Sample | StreamKind::LikesCompliance => None,
+            StreamKind::Sample
+            | StreamKind::LikesCompliance
+            | StreamKind::Labels
+            | StreamKind::Activity => None,
             StreamKind::Sample10 | StreamKind::LikesSample10 => Some(1..=2),
             StreamKind::Firehose | StreamKind::LikesFirehose => Some(1..=20),
             StreamKind::FirehoseLang(lang) => LANG_FIREHOSES
@@ -152,6 +159,8 @@ pub(super) fn routes() -> Router<Arc<Mock>> {
         StreamKind::LikesFirehose,
         StreamKind::LikesSample10,
         StreamKind::LikesCompliance,
+        StreamKind::Labels,
+        StreamKind::Activity,
     ]
     .into_iter()
     .chain(langs)
@@ -359,13 +368,20 @@ impl VolumeProducer {
     /// Appends the line for `seq` and logs it.
     fn push(&mut self, seq: u64) {
         let event = match self.kind {
-            StreamKind::Compliance | StreamKind::UserCompliance | StreamKind::LikesCompliance => {
+            StreamKind::Compliance
+            | StreamKind::UserCompliance
+            | StreamKind::LikesCompliance
+            | StreamKind::Labels => {
                 let (line, event) = compliance_line(self.kind, seq);
                 self.buf.extend_from_slice(line.as_bytes());
                 Some(event)
             }
             StreamKind::LikesFirehose | StreamKind::LikesSample10 => {
                 like_line(seq, &mut self.buf);
+                None
+            }
+            StreamKind::Activity => {
+                activity_line(seq, &mut self.buf);
                 None
             }
             _ => {
@@ -494,6 +510,23 @@ fn like_line(seq: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// X Activity event number `seq`: a like of corpus post `seq` seen through a
+/// subscription to its author (`like.create`, payload `LikeWithPostAuthor`).
+fn activity_line(seq: u64, out: &mut Vec<u8>) {
+    let author = author_of(seq);
+    let line = json!({
+        "data": {
+            "event_type": "like.create",
+            "event_uuid": (1_900_000_000_000_000_000u64 + seq).to_string(),
+            "filter": {"user_id": author},
+            "tag": "mock",
+            "payload": {"id": format!("{seq:x}"), "liked_tweet_id": tweet_id(seq), "tweet_author_id": author},
+        }
+    });
+    out.extend_from_slice(line.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// The author of corpus post `seq` (as its stream line names it).
 fn author_of(seq: u64) -> String {
     let mut line = Vec::new();
@@ -511,7 +544,17 @@ fn compliance_line(kind: StreamKind, seq: u64) -> (String, (String, String)) {
     let event_at = crate::record::rfc3339(
         chrono::DateTime::from_timestamp(1_767_225_600 + seq as i64, 0).unwrap_or_default(),
     );
-    let (event_type, body) = if kind == StreamKind::LikesCompliance {
+    let (event_type, body) = if kind == StreamKind::Labels {
+        // A label applied (even numbers: a notice; odd: unviewable), the spec's `PostLabelData`.
+        let tweet = json!({"id": id, "author_id": author});
+        if seq.is_multiple_of(2) {
+            let body = json!({"tweet": tweet, "event_type": "misleading", "event_at": event_at, "application": "apply", "details": "Context added by the mock"});
+            ("public_tweet_notice", body)
+        } else {
+            let body = json!({"tweet": tweet, "event_at": event_at, "application": "apply"});
+            ("public_tweet_unviewable", body)
+        }
+    } else if kind == StreamKind::LikesCompliance {
         // An unlike: the spec's `LikeComplianceSchema`.
         let body = json!({"favorite": {"id": id, "user_id": author}, "event_at": event_at});
         ("delete", body)

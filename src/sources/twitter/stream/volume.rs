@@ -17,6 +17,8 @@
 //! | likes-firehose | `/2/likes/firehose/stream` | required, 1–20 |
 //! | likes-sample10 | `/2/likes/sample10/stream` | required, 1–2 |
 //! | likes-compliance | `/2/likes/compliance/stream` | none |
+//! | labels | `/2/tweets/label/stream` | none |
+//! | activity | `/2/activity/stream` | none |
 //! | compliance | `/2/tweets/compliance/stream` | required, 1–4 |
 //! | user-compliance | `/2/users/compliance/stream` | required, 1–4 |
 //!
@@ -103,6 +105,11 @@ pub enum StreamKind {
     LikesSample10,
     /// Unlikes (`delete` of a `favorite`): records of kind `compliance`, tag `like_delete`.
     LikesCompliance,
+    /// Labels applied to or removed from posts (`public_tweet_notice`,
+    /// `public_tweet_unviewable`): records of kind `compliance`.
+    Labels,
+    /// X Activity API events for the app's subscriptions: `activity_event` records.
+    Activity,
     /// Post compliance events (delete, withheld, drop, undrop, tweet_edit), in 4 partitions.
     Compliance,
     /// User compliance events (user_delete, user_protect, scrub_geo, …), in 4 partitions.
@@ -120,6 +127,8 @@ impl StreamKind {
         "likes-firehose",
         "likes-sample10",
         "likes-compliance",
+        "labels",
+        "activity",
         "compliance",
         "user-compliance",
     ];
@@ -135,6 +144,8 @@ impl StreamKind {
             "likes-firehose" => StreamKind::LikesFirehose,
             "likes-sample10" => StreamKind::LikesSample10,
             "likes-compliance" => StreamKind::LikesCompliance,
+            "labels" => StreamKind::Labels,
+            "activity" => StreamKind::Activity,
             "compliance" => StreamKind::Compliance,
             "user-compliance" => StreamKind::UserCompliance,
             _ => return None,
@@ -151,6 +162,8 @@ impl StreamKind {
             StreamKind::LikesFirehose => "likes-firehose",
             StreamKind::LikesSample10 => "likes-sample10",
             StreamKind::LikesCompliance => "likes-compliance",
+            StreamKind::Labels => "labels",
+            StreamKind::Activity => "activity",
             StreamKind::Compliance => "compliance",
             StreamKind::UserCompliance => "user-compliance",
         }
@@ -167,6 +180,8 @@ impl StreamKind {
             StreamKind::LikesFirehose => LIKES_FIREHOSE_PATH,
             StreamKind::LikesSample10 => LIKES_SAMPLE10_PATH,
             StreamKind::LikesCompliance => LIKES_COMPLIANCE_PATH,
+            StreamKind::Labels => LABELS_PATH,
+            StreamKind::Activity => ACTIVITY_PATH,
             StreamKind::Compliance => TWEETS_COMPLIANCE_PATH,
             StreamKind::UserCompliance => USERS_COMPLIANCE_PATH,
         }
@@ -183,6 +198,8 @@ impl StreamKind {
             StreamKind::LikesFirehose => "the likes firehose",
             StreamKind::LikesSample10 => "the 10% sampled likes stream",
             StreamKind::LikesCompliance => "the likes compliance stream",
+            StreamKind::Labels => "the post labels stream",
+            StreamKind::Activity => "the X Activity stream",
             StreamKind::Compliance => "the Post compliance stream",
             StreamKind::UserCompliance => "the User compliance stream",
         }
@@ -191,7 +208,11 @@ impl StreamKind {
     /// The partitions X serves, for the streams that require `partition`.
     pub fn partitions(self) -> Option<RangeInclusive<u32>> {
         match self {
-            StreamKind::Filter | StreamKind::Sample | StreamKind::LikesCompliance => None,
+            StreamKind::Filter
+            | StreamKind::Sample
+            | StreamKind::LikesCompliance
+            | StreamKind::Labels
+            | StreamKind::Activity => None,
             StreamKind::Sample10 => Some(1..=SAMPLE10_PARTITIONS),
             StreamKind::Firehose => Some(1..=FIREHOSE_PARTITIONS),
             StreamKind::FirehoseLang(lang) => Some(1..=lang.partitions()),
@@ -205,7 +226,10 @@ impl StreamKind {
     pub fn is_compliance(self) -> bool {
         matches!(
             self,
-            StreamKind::Compliance | StreamKind::UserCompliance | StreamKind::LikesCompliance
+            StreamKind::Compliance
+                | StreamKind::UserCompliance
+                | StreamKind::LikesCompliance
+                | StreamKind::Labels
         )
     }
 
@@ -216,7 +240,7 @@ impl StreamKind {
 
     /// Whether the stream takes the post streams' `tweet.fields`, `expansions`, `user.fields`.
     pub fn takes_fields(self) -> bool {
-        !self.is_compliance() && !self.is_likes()
+        !self.is_compliance() && !self.is_likes() && self != StreamKind::Activity
     }
 
     /// The likes streams' own field lists (their expansions are the liked
@@ -268,6 +292,10 @@ impl<'de> Deserialize<'de> for StreamKind {
 
 /// `GET /2/likes/firehose/stream`.
 pub const LIKES_FIREHOSE_PATH: &str = "/2/likes/firehose/stream";
+/// `GET /2/tweets/label/stream`.
+pub const LABELS_PATH: &str = "/2/tweets/label/stream";
+/// `GET /2/activity/stream`.
+pub const ACTIVITY_PATH: &str = "/2/activity/stream";
 /// `GET /2/likes/compliance/stream`.
 pub const LIKES_COMPLIANCE_PATH: &str = "/2/likes/compliance/stream";
 /// `GET /2/likes/sample10/stream`.
