@@ -143,7 +143,7 @@ pub struct Record {
     pub id: String,
     /// Where the item came from.
     pub platform: Platform,
-    /// `tweet`, `message`, `edited_message`, `channel_post`, `edited_channel_post`, `activity_event`, …
+    /// `tweet`, `message`, `edited_message`, `channel_post`, `edited_channel_post`, `activity_event`, `compliance`, `count` (an X post count bucket), `like` (an X like), …
     #[schemars(with = "String")]
     pub kind: Cow<'static, str>,
     /// The text or caption.

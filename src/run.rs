@@ -54,6 +54,8 @@ pub enum Error {
     Report(#[from] crate::report::ReportError),
     #[error(transparent)]
     Top(#[from] crate::top::TopError),
+    #[error(transparent)]
+    Search(#[from] SearchError),
 }
 
 impl From<ResolveError> for Error {
@@ -86,6 +88,7 @@ impl Error {
                 | sources::twitter::webhooks::manage::WebhooksError::Invalid(_),
             ) => exit_codes::CONFIG,
             Error::Report(crate::report::ReportError::NoParquet { .. }) => exit_codes::CONFIG,
+            Error::Search(SearchError::BadRequest(_)) => exit_codes::CONFIG,
             Error::Top(crate::top::TopError::BadUrl { .. } | crate::top::TopError::NoTerminal) => {
                 exit_codes::USAGE
             }
@@ -96,6 +99,7 @@ impl Error {
             | Error::Metrics(_)
             | Error::Webhooks(_)
             | Error::Report(_)
+            | Error::Search(_)
             | Error::Top(_) => exit_codes::FAILURE,
         }
     }

@@ -3,12 +3,14 @@
 //! the connectors sit below the command line and resolve their own keys.
 
 use super::{
-    KafkaArgs, ReplayArgs, TelegramArgs, TwitterArgs, TwitterSearchArgs, TwitterWebhookArgs,
+    KafkaArgs, ReplayArgs, TelegramArgs, TwitterArgs, TwitterCountsArgs, TwitterSearchArgs,
+    TwitterWebhookArgs,
 };
 use crate::sources::kafka::KafkaFlags;
 use crate::sources::replay::ReplayFlags;
 use crate::sources::telegram::config::TelegramFlags;
 use crate::sources::twitter::search::config::SearchFlags;
+use crate::sources::twitter::search::counts::config::CountsFlags;
 use crate::sources::twitter::stream::config::StreamFlags;
 use crate::sources::twitter::webhooks::replay::ReplayOnStart;
 
@@ -31,6 +33,7 @@ impl TwitterArgs {
             rules_mode: self.rules_mode,
             stream: self.stream,
             partition: self.partition,
+            lang: self.lang,
             stall_timeout: self.stall_timeout,
             reset_connections: self.reset_connections,
             buffer: self.buffer,
@@ -58,6 +61,23 @@ impl TwitterSearchArgs {
             expansions: self.expansions.clone(),
             user_fields: self.user_fields.clone(),
             mock: self.mock.then(|| self.mock_scenario.clone()),
+        }
+    }
+}
+
+impl TwitterCountsArgs {
+    pub fn flags(&self) -> CountsFlags {
+        CountsFlags {
+            search: SearchFlags {
+                api_base: self.api.twitter_api_base.clone(),
+                query: self.query.clone(),
+                archive: self.archive,
+                start_time: self.start_time.clone(),
+                end_time: self.end_time.clone(),
+                mock: self.mock.then(|| self.mock_scenario.clone()),
+                ..SearchFlags::default()
+            },
+            granularity: self.granularity,
         }
     }
 }

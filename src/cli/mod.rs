@@ -12,7 +12,7 @@ pub mod twitter;
 pub mod twitter_webhook;
 
 pub use telegram::TelegramArgs;
-pub use twitter::{TwitterArgs, TwitterSearchArgs};
+pub use twitter::{TwitterArgs, TwitterCountsArgs, TwitterSearchArgs};
 
 pub use crate::duration::parse_duration;
 
@@ -81,6 +81,8 @@ pub enum Command {
     Twitter(TwitterArgs),
     /// Search X (recent, or full-archive with --archive) page by page into sinks, then exit or --poll for newer posts.
     TwitterSearch(TwitterSearchArgs),
+    /// Count the posts an X search query matches, per minute, hour or day (recent, or full-archive with --archive): a table, --json, --csv, or records into sinks.
+    TwitterCounts(TwitterCountsArgs),
     /// Receive X webhook deliveries (Account Activity, X Activity, filtered stream; CRC + signed POSTs; secret in TWITTER_CONSUMER_SECRET), or manage webhooks and subscriptions.
     TwitterWebhook(TwitterWebhookArgs),
     /// Capture Telegram bot updates by long polling or webhook (token in TELEGRAM_BOT_TOKEN).

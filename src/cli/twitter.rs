@@ -1,4 +1,4 @@
-//! `ingest twitter` and `ingest twitter-search`: the flags of the X stream and search commands.
+//! `ingest twitter`, `ingest twitter-search` and `ingest twitter-counts`: the flags of the X stream, search and counts commands.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +7,8 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args};
 
 use super::{Buffer, RulesMode, RunArgs, StreamKind, TwitterApiArgs, named, parse_duration};
+use crate::sources::twitter::search::counts::Granularity;
+use crate::sources::twitter::stream::volume::Lang;
 
 #[derive(Debug, Args)]
 pub struct TwitterArgs {
@@ -28,15 +30,22 @@ pub struct TwitterArgs {
     pub rules_mode: Option<RulesMode>,
 
     /// Which X stream: `filter` (default; rules), `sample` (1%), `sample10` (10%, 2
-    /// partitions), `firehose` (20 partitions), `compliance` (Post events, 4 partitions)
+    /// partitions), `firehose` (20 partitions), `firehose-lang` (one language's posts, with
+    /// --lang: en 8 partitions, ja/ko/pt 2), `likes-firehose` (every like, 20 partitions),
+    /// `likes-sample10` (10% of likes, 2 partitions), `compliance` (Post events, 4 partitions)
     /// or `user-compliance` (User events, 4 partitions).
     #[arg(long, env = "INGEST_STREAM", value_parser = named::<StreamKind>(StreamKind::NAMES))]
     pub stream: Option<StreamKind>,
 
-    /// The partition of a partitioned stream (sample10 1-2, firehose 1-20, compliance 1-4):
-    /// one process per partition.
+    /// The partition of a partitioned stream (sample10 1-2, firehose 1-20, firehose-lang en 1-8
+    /// and ja/ko/pt 1-2, likes-firehose 1-20, likes-sample10 1-2, compliance 1-4): one process
+    /// per partition.
     #[arg(long, env = "INGEST_PARTITION", value_name = "N")]
     pub partition: Option<u32>,
+
+    /// The language of `--stream firehose-lang`: en, ja, ko or pt.
+    #[arg(long, env = "INGEST_LANG", value_parser = named::<Lang>(Lang::NAMES))]
+    pub lang: Option<Lang>,
 
     #[command(flatten)]
     pub api: TwitterApiArgs,
@@ -146,6 +155,59 @@ pub struct TwitterSearchArgs {
     )]
     pub mock_scenario: Option<PathBuf>,
 
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// `ingest twitter-counts`.
+#[derive(Debug, Args)]
+pub struct TwitterCountsArgs {
+    /// The X search query to count posts of (X's query language, as for twitter-search).
+    #[arg(long, env = "INGEST_QUERY", value_name = "QUERY")]
+    pub query: Option<String>,
+
+    /// Count the full archive (/2/tweets/counts/all) instead of the last 7 days.
+    #[arg(long, env = "INGEST_ARCHIVE", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub archive: bool,
+
+    /// Width of a bucket: minute, hour (default) or day.
+    #[arg(long, env = "INGEST_GRANULARITY", value_parser = named::<Granularity>(Granularity::NAMES))]
+    pub granularity: Option<Granularity>,
+
+    /// Oldest post time: RFC 3339, a date, or that long ago (`7d`, `2h`).
+    #[arg(long, env = "INGEST_START_TIME", value_name = "TIME")]
+    pub start_time: Option<String>,
+
+    /// Newest post time (exclusive): RFC 3339, a date, or that long ago (`1h`).
+    #[arg(long, env = "INGEST_END_TIME", value_name = "TIME")]
+    pub end_time: Option<String>,
+
+    /// Print the buckets as one JSON document on stdout instead of a table.
+    #[arg(long, env = "INGEST_COUNTS_JSON", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new(), conflicts_with_all = ["csv", "sinks"])]
+    pub json: bool,
+
+    /// Print the buckets as CSV (start,end,count) on stdout instead of a table.
+    #[arg(long, env = "INGEST_COUNTS_CSV", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new(), conflicts_with = "sinks")]
+    pub csv: bool,
+
+    #[command(flatten)]
+    pub api: TwitterApiArgs,
+
+    /// Start the built-in mock X API in process and count its search corpus (no account needed).
+    #[arg(long, env = "INGEST_MOCK", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub mock: bool,
+
+    /// Scenario file for --mock (corpus, rate-limit budget, faults); see examples/scenario.toml.
+    #[arg(
+        long,
+        env = "INGEST_SEARCH_MOCK_SCENARIO",
+        value_name = "FILE",
+        requires = "mock"
+    )]
+    pub mock_scenario: Option<PathBuf>,
+
+    /// With --sink NAME, every bucket becomes a record of kind `count` in the sinks
+    /// (instead of the table); --summary prints the total on stderr either way.
     #[command(flatten)]
     pub run: RunArgs,
 }

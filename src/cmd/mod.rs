@@ -23,6 +23,7 @@ pub mod schema;
 pub mod telegram;
 pub mod top;
 pub mod twitter;
+pub mod twitter_counts;
 pub mod twitter_search;
 pub mod twitter_webhook;
 
@@ -33,6 +34,7 @@ pub fn config_path(command: &Command) -> Option<&Path> {
         Command::Kafka(a) => a.run.config.as_deref(),
         Command::Twitter(a) => a.run.config.as_deref(),
         Command::TwitterSearch(a) => a.run.config.as_deref(),
+        Command::TwitterCounts(a) => a.run.config.as_deref(),
         Command::Rules(r) => match &r.action {
             RulesAction::List(c) | RulesAction::Counts(c) => c.config.as_deref(),
             RulesAction::Validate { common, .. }
@@ -61,6 +63,7 @@ pub fn run_args_mut(command: &mut Command) -> Option<&mut crate::cli::RunArgs> {
         Command::Kafka(a) => Some(&mut a.run),
         Command::Twitter(a) => Some(&mut a.run),
         Command::TwitterSearch(a) => Some(&mut a.run),
+        Command::TwitterCounts(a) => Some(&mut a.run),
         Command::Telegram(a) => Some(&mut a.run),
         Command::TwitterWebhook(a) => Some(&mut a.run),
         Command::Rules(_)
@@ -107,6 +110,7 @@ pub async fn run(
         Command::Kafka(args) => kafka::run(args, &loaded, shutdown).await,
         Command::Twitter(args) => twitter::run(args, &loaded, shutdown).await,
         Command::TwitterSearch(args) => twitter_search::run(args, &loaded, shutdown).await,
+        Command::TwitterCounts(args) => twitter_counts::run(args, &loaded, shutdown).await,
         Command::Rules(r) => rules::run(r.action, &loaded).await,
         Command::Check(args) => check::run(&args, &loaded).await,
         Command::Completions { .. }

@@ -174,6 +174,8 @@ pub async fn start(addr: &str, scenario: Scenario) -> Result<MockServer, MockErr
         .route("/mock/resets", get(resets))
         .route(search::RECENT, get(search::recent))
         .route(search::ARCHIVE, get(search::all))
+        .route(search::COUNTS_RECENT, get(search::counts_recent))
+        .route(search::COUNTS_ALL, get(search::counts_all))
         .route("/mock/tweets", axum::routing::post(search::add_posts))
         .route("/mock/search/calls", get(search::calls))
         .merge(webhooks::router())

@@ -42,7 +42,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::stream::scripted_refusal;
-use super::tweets::{tweet_id, tweet_line};
+use super::tweets::{AUTHORS, tweet_id, tweet_line};
 use super::{ConnectionScript, Fault, Mock, authorized, unauthorized};
 use crate::mock::lock;
 
@@ -53,9 +53,19 @@ enum StreamKind {
     Sample,
     Sample10,
     Firehose,
+    /// `/2/tweets/firehose/stream/lang/{en,ja,ko,pt}`: one path per language.
+    FirehoseLang(&'static str),
+    LikesFirehose,
+    LikesSample10,
+    LikesCompliance,
+    Labels,
+    Activity,
     Compliance,
     UserCompliance,
 }
+
+/// The language firehoses the spec declares, with their last partition.
+const LANG_FIREHOSES: [(&str, u32); 4] = [("en", 8), ("ja", 2), ("ko", 2), ("pt", 2)];
 
 impl StreamKind {
     fn path(self) -> &'static str {
@@ -63,6 +73,15 @@ impl StreamKind {
             StreamKind::Sample => "/2/tweets/sample/stream",
             StreamKind::Sample10 => "/2/tweets/sample10/stream",
             StreamKind::Firehose => "/2/tweets/firehose/stream",
+            StreamKind::FirehoseLang("en") => "/2/tweets/firehose/stream/lang/en",
+            StreamKind::FirehoseLang("ja") => "/2/tweets/firehose/stream/lang/ja",
+            StreamKind::FirehoseLang("ko") => "/2/tweets/firehose/stream/lang/ko",
+            StreamKind::FirehoseLang(_) => "/2/tweets/firehose/stream/lang/pt",
+            StreamKind::LikesFirehose => "/2/likes/firehose/stream",
+            StreamKind::LikesSample10 => "/2/likes/sample10/stream",
+            StreamKind::LikesCompliance => "/2/likes/compliance/stream",
+            StreamKind::Labels => "/2/tweets/label/stream",
+            StreamKind::Activity => "/2/activity/stream",
             StreamKind::Compliance => "/2/tweets/compliance/stream",
             StreamKind::UserCompliance => "/2/users/compliance/stream",
         }
@@ -71,9 +90,16 @@ impl StreamKind {
     /// The `partition` parameter's range (required where there is one).
     fn partitions(self) -> Option<std::ops::RangeInclusive<u32>> {
         match self {
-            StreamKind::Sample => None,
-            StreamKind::Sample10 => Some(1..=2),
-            StreamKind::Firehose => Some(1..=20),
+            StreamKind::Sample
+            | StreamKind::LikesCompliance
+            | StreamKind::Labels
+            | StreamKind::Activity => None,
+            StreamKind::Sample10 | StreamKind::LikesSample10 => Some(1..=2),
+            StreamKind::Firehose | StreamKind::LikesFirehose => Some(1..=20),
+            StreamKind::FirehoseLang(lang) => LANG_FIREHOSES
+                .iter()
+                .find(|(l, _)| *l == lang)
+                .map(|(_, last)| 1..=*last),
             StreamKind::Compliance | StreamKind::UserCompliance => Some(1..=4),
         }
     }
@@ -123,13 +149,22 @@ pub(super) struct VolumeState {
 /// The routes, to merge into the mock's router.
 pub(super) fn routes() -> Router<Arc<Mock>> {
     let mut router = Router::new();
+    let langs = LANG_FIREHOSES.map(|(l, _)| StreamKind::FirehoseLang(l));
     for kind in [
         StreamKind::Sample,
         StreamKind::Sample10,
         StreamKind::Firehose,
         StreamKind::Compliance,
         StreamKind::UserCompliance,
-    ] {
+        StreamKind::LikesFirehose,
+        StreamKind::LikesSample10,
+        StreamKind::LikesCompliance,
+        StreamKind::Labels,
+        StreamKind::Activity,
+    ]
+    .into_iter()
+    .chain(langs)
+    {
         router = router.route(
             kind.path(),
             get(
@@ -333,10 +368,21 @@ impl VolumeProducer {
     /// Appends the line for `seq` and logs it.
     fn push(&mut self, seq: u64) {
         let event = match self.kind {
-            StreamKind::Compliance | StreamKind::UserCompliance => {
+            StreamKind::Compliance
+            | StreamKind::UserCompliance
+            | StreamKind::LikesCompliance
+            | StreamKind::Labels => {
                 let (line, event) = compliance_line(self.kind, seq);
                 self.buf.extend_from_slice(line.as_bytes());
                 Some(event)
+            }
+            StreamKind::LikesFirehose | StreamKind::LikesSample10 => {
+                like_line(seq, &mut self.buf);
+                None
+            }
+            StreamKind::Activity => {
+                activity_line(seq, &mut self.buf);
+                None
             }
             _ => {
                 tweet_line(seq, &[], &mut self.buf);
@@ -442,6 +488,45 @@ impl VolumeProducer {
     }
 }
 
+/// Like number `seq` (the `seq`-th corpus post, liked by one of the authors
+/// a minute after it was posted), as the likes streams send it: the spec's
+/// `LikeWithPostAuthor`, the liked post's author expanded.
+fn like_line(seq: u64, out: &mut Vec<u8>) {
+    let (author_id, name, username) = AUTHORS[(seq % AUTHORS.len() as u64) as usize];
+    let created = chrono::DateTime::from_timestamp(1_764_000_000 + seq as i64 * 60, 0)
+        .unwrap_or_default()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    let line = json!({
+        "data": {
+            "id": format!("{:016x}{:016x}", seq.wrapping_mul(0x9e37_79b9_7f4a_7c15), seq),
+            "created_at": created,
+            "liked_tweet_id": tweet_id(seq),
+            "tweet_author_id": author_id,
+        },
+        "includes": {"users": [{"id": author_id, "name": name, "username": username}]},
+    });
+    out.extend_from_slice(line.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// X Activity event number `seq`: a like of corpus post `seq` seen through a
+/// subscription to its author (`like.create`, payload `LikeWithPostAuthor`).
+fn activity_line(seq: u64, out: &mut Vec<u8>) {
+    let author = author_of(seq);
+    let line = json!({
+        "data": {
+            "event_type": "like.create",
+            "event_uuid": (1_900_000_000_000_000_000u64 + seq).to_string(),
+            "filter": {"user_id": author},
+            "tag": "mock",
+            "payload": {"id": format!("{seq:x}"), "liked_tweet_id": tweet_id(seq), "tweet_author_id": author},
+        }
+    });
+    out.extend_from_slice(line.to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// The author of corpus post `seq` (as its stream line names it).
 fn author_of(seq: u64) -> String {
     let mut line = Vec::new();
@@ -459,7 +544,21 @@ fn compliance_line(kind: StreamKind, seq: u64) -> (String, (String, String)) {
     let event_at = crate::record::rfc3339(
         chrono::DateTime::from_timestamp(1_767_225_600 + seq as i64, 0).unwrap_or_default(),
     );
-    let (event_type, body) = if kind == StreamKind::UserCompliance {
+    let (event_type, body) = if kind == StreamKind::Labels {
+        // A label applied (even numbers: a notice; odd: unviewable), the spec's `PostLabelData`.
+        let tweet = json!({"id": id, "author_id": author});
+        if seq.is_multiple_of(2) {
+            let body = json!({"tweet": tweet, "event_type": "misleading", "event_at": event_at, "application": "apply", "details": "Context added by the mock"});
+            ("public_tweet_notice", body)
+        } else {
+            let body = json!({"tweet": tweet, "event_at": event_at, "application": "apply"});
+            ("public_tweet_unviewable", body)
+        }
+    } else if kind == StreamKind::LikesCompliance {
+        // An unlike: the spec's `LikeComplianceSchema`.
+        let body = json!({"favorite": {"id": id, "user_id": author}, "event_at": event_at});
+        ("delete", body)
+    } else if kind == StreamKind::UserCompliance {
         let t = USER_EVENTS[(seq % USER_EVENTS.len() as u64) as usize];
         let mut body = json!({"user": {"id": author}, "event_at": event_at});
         match t {

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod compliance;
+pub mod likes;
 pub mod normalize;
 pub mod search;
 pub mod stream;

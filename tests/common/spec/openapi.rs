@@ -431,6 +431,17 @@ fn convert(v: &mut Value, in_properties: bool) {
 fn discriminate(map: &mut Map<String, Value>, disc: &Value) {
     let prop = disc["propertyName"].as_str().unwrap_or("type").to_owned();
     let mapping = disc["mapping"].as_object().cloned().unwrap_or_default();
+    if prop.starts_with("../") {
+        // The tag lives on the parent object (2.167's X Activity `payload`,
+        // named by `../event_type`), which JSON Schema cannot reach from
+        // here: the value must match one of the mapped schemas.
+        let mut refs: Vec<&Value> = mapping.values().collect();
+        refs.sort_by_key(|r| r.to_string());
+        refs.dedup();
+        let any: Vec<Value> = refs.into_iter().map(|r| json!({"$ref": r})).collect();
+        map.insert("anyOf".into(), Value::Array(any));
+        return;
+    }
     let branches: Vec<Value> = mapping
         .iter()
         .map(|(k, r)| {

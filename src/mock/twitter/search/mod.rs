@@ -23,6 +23,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+mod counts;
 mod query;
 
 use super::{Mock, authorized, problem, unauthorized};
@@ -66,8 +67,19 @@ impl Endpoint {
     }
 }
 
+/// What a call asks of an endpoint: posts, or their counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    Posts,
+    Counts,
+}
+
 /// The recent search path.
 pub(super) const RECENT: &str = Endpoint::Recent.path();
+/// The recent counts path.
+pub(super) const COUNTS_RECENT: &str = "/2/tweets/counts/recent";
+/// The full-archive counts path.
+pub(super) const COUNTS_ALL: &str = "/2/tweets/counts/all";
 /// The full-archive search path.
 pub(super) const ARCHIVE: &str = Endpoint::Archive.path();
 
@@ -83,7 +95,9 @@ pub struct SearchScenario {
     pub calls_per_window: u32,
     /// Length of a rate-limit window.
     pub window_secs: u64,
-    /// Scripts for the first search calls, in order; calls past the list answer normally.
+    /// Buckets per counts page (0: X's 31 days of buckets).
+    pub count_buckets_per_page: usize,
+    /// Scripts for the first search and counts calls, in order; calls past the list answer normally.
     pub call: Vec<SearchCall>,
 }
 
@@ -94,6 +108,7 @@ impl Default for SearchScenario {
             spacing_secs: 60,
             calls_per_window: 450,
             window_secs: 900,
+            count_buckets_per_page: 0,
             call: Vec::new(),
         }
     }
@@ -121,7 +136,7 @@ pub struct SearchLog {
     pub endpoint: &'static str,
     pub params: BTreeMap<String, String>,
     pub status: u16,
-    /// Posts in the page answered.
+    /// Posts in the page answered (for counts: the posts counted).
     pub result_count: usize,
 }
 
@@ -204,7 +219,7 @@ pub(super) async fn recent(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    search(mock, Endpoint::Recent, headers, params).await
+    search(mock, (Endpoint::Recent, Ask::Posts), headers, params).await
 }
 
 pub(super) async fn all(
@@ -212,17 +227,37 @@ pub(super) async fn all(
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> Response {
-    search(mock, Endpoint::Archive, headers, params).await
+    search(mock, (Endpoint::Archive, Ask::Posts), headers, params).await
+}
+
+pub(super) async fn counts_recent(
+    State(mock): State<Arc<Mock>>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    search(mock, (Endpoint::Recent, Ask::Counts), headers, params).await
+}
+
+pub(super) async fn counts_all(
+    State(mock): State<Arc<Mock>>,
+    headers: HeaderMap,
+    Query(params): Query<Vec<(String, String)>>,
+) -> Response {
+    search(mock, (Endpoint::Archive, Ask::Counts), headers, params).await
 }
 
 async fn search(
     mock: Arc<Mock>,
-    endpoint: Endpoint,
+    (endpoint, ask): (Endpoint, Ask),
     headers: HeaderMap,
     params: Vec<(String, String)>,
 ) -> Response {
     let s = &mock.search;
-    let name = endpoint.name();
+    let name = match ask {
+        Ask::Posts => endpoint.name(),
+        Ask::Counts if endpoint == Endpoint::Recent => "counts/recent",
+        Ask::Counts => "counts/all",
+    };
     let params: BTreeMap<String, String> = params.into_iter().collect();
     let index = {
         let mut calls = lock(&s.calls);
@@ -241,7 +276,7 @@ async fn search(
     if script.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(script.delay_ms)).await;
     }
-    let (mut resp, count) = answer(s, endpoint, &headers, &params, &script);
+    let (mut resp, count) = answer(s, (endpoint, ask), &headers, &params, &script);
     lock(&s.calls)[index].status = resp.status().as_u16();
     lock(&s.calls)[index].result_count = count;
     if resp.status() != StatusCode::UNAUTHORIZED {
@@ -273,10 +308,10 @@ fn rate_limited() -> Response {
         .into_response()
 }
 
-/// The answer before the rate-limit headers, and how many posts it holds.
+/// The answer before the rate-limit headers, and how many posts it holds (or counts).
 fn answer(
     s: &SearchState,
-    endpoint: Endpoint,
+    (endpoint, ask): (Endpoint, Ask),
     headers: &HeaderMap,
     params: &BTreeMap<String, String>,
     script: &SearchCall,
@@ -301,6 +336,10 @@ fn answer(
             body.clone(),
         );
         return (resp.into_response(), 0);
+    }
+    if ask == Ask::Counts {
+        let corpus = lock(&s.corpus).clone();
+        return counts::answer(endpoint, params, &corpus, s.scenario.count_buckets_per_page);
     }
     let q = match SearchQuery::parse(endpoint, params, Utc::now()) {
         Ok(q) => q,

@@ -62,21 +62,24 @@ const KNOWN_PARAMS: [&str; 15] = [
     "poll.fields",
 ];
 
-type Refusal = Box<Response>;
+pub(super) type Refusal = Box<Response>;
 
-fn bad(p: &str, v: &str, m: String) -> Refusal {
+pub(super) fn bad(p: &str, v: &str, m: String) -> Refusal {
     Box::new(invalid_request(p, v, m))
 }
 
-/// Every parameter is one the endpoint knows.
-fn check_known(params: &BTreeMap<String, String>) -> Result<(), Refusal> {
-    match params.keys().find(|k| !KNOWN_PARAMS.contains(&k.as_str())) {
+/// Every parameter is one the endpoint knows (`known`).
+pub(super) fn check_known(
+    params: &BTreeMap<String, String>,
+    known: &[&str],
+) -> Result<(), Refusal> {
+    match params.keys().find(|k| !known.contains(&k.as_str())) {
         Some(p) => Err(bad(
             p,
             &params[p],
             format!(
                 "The query parameter [{p}] is not one of [{}]",
-                KNOWN_PARAMS.join(",")
+                known.join(",")
             ),
         )),
         None => Ok(()),
@@ -102,7 +105,7 @@ fn max_results(endpoint: Endpoint, params: &BTreeMap<String, String>) -> Result<
 }
 
 /// A post id parameter (`since_id`, `until_id`).
-fn id(params: &BTreeMap<String, String>, name: &str) -> Result<Option<u64>, Refusal> {
+pub(super) fn id(params: &BTreeMap<String, String>, name: &str) -> Result<Option<u64>, Refusal> {
     params
         .get(name)
         .map(|v| {
@@ -145,10 +148,10 @@ fn time(
 }
 
 /// A window's start and end, each optional.
-type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
+pub(super) type Bounds = (Option<DateTime<Utc>>, Option<DateTime<Utc>>);
 
 /// The time window: each bound valid, recent search within 7 days, start before end.
-fn window(
+pub(super) fn window(
     endpoint: Endpoint,
     params: &BTreeMap<String, String>,
     now: DateTime<Utc>,
@@ -189,7 +192,7 @@ impl SearchQuery {
         params: &BTreeMap<String, String>,
         now: DateTime<Utc>,
     ) -> Result<SearchQuery, Refusal> {
-        check_known(params)?;
+        check_known(params, &KNOWN_PARAMS)?;
         check_query(
             endpoint,
             params.get("query").map(String::as_str).unwrap_or(""),
@@ -266,7 +269,7 @@ impl SearchQuery {
 }
 
 /// Refuses queries the way X does for the malformed ones the mock can tell.
-fn check_query(endpoint: Endpoint, query: &str) -> Result<(), (String, String)> {
+pub(super) fn check_query(endpoint: Endpoint, query: &str) -> Result<(), (String, String)> {
     if query.trim().is_empty() {
         return Err((
             query.into(),
@@ -312,7 +315,7 @@ fn check_query(endpoint: Endpoint, query: &str) -> Result<(), (String, String)> 
 }
 
 /// An opaque-looking token for "continue below this id".
-fn encode_token(id: u64) -> String {
+pub(super) fn encode_token(id: u64) -> String {
     let mut n = id;
     let mut s = Vec::new();
     while n > 0 {
@@ -323,7 +326,7 @@ fn encode_token(id: u64) -> String {
     format!("b26v{}", String::from_utf8(s).expect("ascii"))
 }
 
-fn decode_token(token: &str) -> Option<u64> {
+pub(super) fn decode_token(token: &str) -> Option<u64> {
     let digits = token.strip_prefix("b26v")?;
     if digits.is_empty() {
         return None;

@@ -87,12 +87,20 @@ pub fn normalize_compliance_line(
         .map(|t| rfc3339(t.with_timezone(&chrono::Utc)))
         .ok_or_else(|| shape("`event_at` is missing or not an RFC 3339 time"))?;
     let subject = Subject::of(event)?;
-    let (subject_id, author_id, tweet_id) = match &subject {
-        Subject::Post { id, author_id } => (id.as_str(), author_id.clone(), Some(id.clone())),
-        Subject::User { id } => (id.as_str(), Some(id.clone()), None),
+    // An unlike is tagged `like_delete`, never `delete`: it must not read as
+    // the post's deletion (`Record::deleted_post`).
+    let (tag, subject_id, author_id, tweet_id) = match subject {
+        Subject::Post { id, author_id } => (event_type.clone(), id.clone(), author_id, Some(id)),
+        Subject::User { id } => (event_type.clone(), id.clone(), Some(id), None),
+        Subject::Like { tweet_id, user_id } => (
+            format!("like_{event_type}"),
+            format!("{tweet_id}:{user_id}"),
+            Some(user_id),
+            Some(tweet_id),
+        ),
     };
     let record = Record {
-        id: format!("twitter:compliance:{event_type}:{subject_id}:{event_at}"),
+        id: format!("twitter:compliance:{tag}:{subject_id}:{event_at}"),
         platform: Platform::Twitter,
         kind: Cow::Borrowed(KIND),
         text: None,
@@ -107,7 +115,7 @@ pub fn normalize_compliance_line(
         lang: None,
         source: None,
         matching_rules: Vec::new(),
-        tags: vec![event_type.clone()],
+        tags: vec![tag],
         refs: Refs {
             tweet_id,
             ..Refs::default()
@@ -131,6 +139,11 @@ enum Subject {
     User {
         id: String,
     },
+    /// A like (the likes compliance stream's `favorite`): the liked post and who liked it.
+    Like {
+        tweet_id: String,
+        user_id: String,
+    },
 }
 
 impl Subject {
@@ -145,7 +158,7 @@ impl Subject {
                     Some(_) => Err(shape("an id in a compliance event is not 1-20 digits")),
                 },
                 Some(_) => Err(shape(
-                    "`tweet` or `user` of a compliance event is not an object",
+                    "`tweet`, `user` or `favorite` of a compliance event is not an object",
                 )),
             }
         };
@@ -156,8 +169,13 @@ impl Subject {
         if let Some(id) = id_in("user", "id")? {
             return Ok(Subject::User { id });
         }
+        if let (Some(tweet_id), Some(user_id)) =
+            (id_in("favorite", "id")?, id_in("favorite", "user_id")?)
+        {
+            return Ok(Subject::Like { tweet_id, user_id });
+        }
         Err(shape(
-            "a compliance event names neither `tweet.id` nor `user.id`",
+            "a compliance event names neither `tweet.id`, `user.id` nor `favorite.id` with `favorite.user_id`",
         ))
     }
 }

@@ -158,3 +158,18 @@ fn a_future_event_type_passes_through() {
     assert_eq!(r.tags, vec!["tweet_label"]);
     assert_eq!(r.created_at.as_deref(), Some("2024-01-01T00:00:00.000Z"));
 }
+
+#[test]
+fn an_unlike_is_a_like_delete_and_never_the_posts_deletion() {
+    let r = record(
+        r#"{"data":{"delete":{"favorite":{"id":"1600000000000000007","user_id":"1001"},"event_at":"2026-01-01T00:00:07.000Z"}}}"#,
+    );
+    assert_eq!(
+        r.id,
+        "twitter:compliance:like_delete:1600000000000000007:1001:2026-01-01T00:00:07.000Z"
+    );
+    assert_eq!(r.tags, ["like_delete"]);
+    assert_eq!(r.refs.tweet_id.as_deref(), Some("1600000000000000007"));
+    assert_eq!(r.author.as_ref().map(|a| a.id.as_str()), Some("1001"));
+    assert_eq!(r.deleted_post(), None, "an unlike deletes no post");
+}

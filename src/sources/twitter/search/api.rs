@@ -137,28 +137,39 @@ enum ReadError {
 }
 
 /// The answer to a request reqwest cannot build or send as a request.
-fn unbuildable(endpoint: Endpoint, e: reqwest::Error) -> Call {
+fn unbuildable(path: &str, e: reqwest::Error) -> Call {
     Call {
         answer: Answer::Unbuildable(format!(
-            "the request to {} cannot be built: {}",
-            endpoint.path(),
+            "the request to {path} cannot be built: {}",
             e.without_url()
         )),
         rate: RateLimit::default(),
     }
 }
 
-/// Makes one call. Fatal answers (400, 401, 403, other 4xx, an oversized
-/// page) are errors; the rest is an [`Answer`].
+/// Makes one search call: [`call_path`] at the endpoint's path.
 pub async fn call(
     api: &TwitterApi,
     endpoint: Endpoint,
     params: &[(&'static str, String)],
     max_page_bytes: usize,
 ) -> Result<Call, SearchError> {
+    call_path(api, endpoint.path(), endpoint, params, max_page_bytes).await
+}
+
+/// Makes one call to `path` (a search or a counts path of `endpoint`'s
+/// plan). Fatal answers (400, 401, 403, other 4xx, an oversized page) are
+/// errors; the rest is an [`Answer`].
+pub async fn call_path(
+    api: &TwitterApi,
+    path: &str,
+    endpoint: Endpoint,
+    params: &[(&'static str, String)],
+    max_page_bytes: usize,
+) -> Result<Call, SearchError> {
     let req = api
         .http()
-        .get(api.url(endpoint.path()))
+        .get(api.url(path))
         .query(params)
         .bearer_auth(api.token().expose())
         .timeout(Duration::from_secs(60))
@@ -166,14 +177,14 @@ pub async fn call(
     let req = match req {
         Ok(r) => r,
         Err(e) => {
-            return Ok(unbuildable(endpoint, e));
+            return Ok(unbuildable(path, e));
         }
     };
     let resp = match api.http().execute(req).await {
         Ok(r) => r,
         // reqwest turns the URL into a request URI only when sending.
         Err(e) if e.is_builder() => {
-            return Ok(unbuildable(endpoint, e));
+            return Ok(unbuildable(path, e));
         }
         Err(e) => {
             return Ok(Call {

@@ -17,6 +17,7 @@
 mod api;
 pub mod checkpoint;
 pub mod config;
+pub mod counts;
 pub mod page;
 pub mod rate;
 pub mod window;
@@ -118,7 +119,7 @@ pub struct SearchConfig {
 /// Why a search stopped for good.
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {
-    #[error("X refused the search (HTTP 400): {0}")]
+    #[error("X refused the request (HTTP 400): {0}")]
     BadRequest(String),
     #[error(
         "the X API refused the bearer token (HTTP {status}): {message}. Check TWITTER_BEARER_TOKEN (or BEARER_TOKEN) and that your plan includes {endpoint} search"
@@ -149,6 +150,10 @@ pub enum SearchError {
         "a sink did not take the records of a search page; the checkpoint ({path}) stays before it, so a rerun retries it (see the dead-letter file)"
     )]
     NotConfirmed { path: String },
+    #[error(
+        "a sink did not take a page of count records (see the dead-letter file); rerun to count again"
+    )]
+    CountsNotConfirmed,
 }
 
 const ORIGIN: Origin = Origin {

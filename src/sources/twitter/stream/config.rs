@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::rules::{self, RulesMode};
-use super::volume::{StreamKind, check_partition};
+use super::volume::{Lang, StreamKind, check_partition};
 use super::{Buffer, StreamConfig};
 use crate::duration::de_duration_opt;
 use crate::locate::{FileAt, ResolveError};
@@ -63,6 +63,8 @@ pub struct StreamFlags {
     pub rules_mode: Option<RulesMode>,
     pub stream: Option<StreamKind>,
     pub partition: Option<u32>,
+    /// `--lang`: the language of `--stream firehose-lang`.
+    pub lang: Option<Lang>,
     pub stall_timeout: Option<Duration>,
     pub reset_connections: bool,
     pub buffer: Option<Buffer>,
@@ -120,7 +122,10 @@ fn resolve_stream(
     flags: &StreamFlags,
     table: &TwitterConfig,
 ) -> Result<(StreamKind, Option<u32>), ResolveError> {
-    let kind = flags.stream.or(table.stream).unwrap_or_default();
+    let kind = with_lang(
+        flags.stream.or(table.stream).unwrap_or_default(),
+        flags.lang,
+    )?;
     let partition =
         check_partition(kind, flags.partition.or(table.partition)).map_err(ResolveError::Usage)?;
     if !kind.has_rules() && (flags.rules.is_some() || flags.track.is_some()) {
@@ -130,6 +135,23 @@ fn resolve_stream(
         )));
     }
     Ok((kind, partition))
+}
+
+/// `--stream firehose-lang` with its `--lang`; `--lang` with no other stream.
+fn with_lang(kind: StreamKind, lang: Option<Lang>) -> Result<StreamKind, ResolveError> {
+    match (kind, lang) {
+        (StreamKind::FirehoseLang(_), Some(l)) => Ok(StreamKind::FirehoseLang(l)),
+        (StreamKind::FirehoseLang(_), None) => Err(ResolveError::Usage(
+            "--stream firehose-lang needs --lang en|ja|ko|pt: X serves one firehose per language"
+                .into(),
+        )),
+        (k, Some(l)) => Err(ResolveError::Usage(format!(
+            "--lang {} picks the language of --stream firehose-lang; {} has no language",
+            l.name(),
+            k.label()
+        ))),
+        (k, None) => Ok(k),
+    }
 }
 
 fn stream_config(

@@ -66,10 +66,14 @@ impl RecentIds {
 pub(super) type Normalize =
     fn(&[u8], &Arc<str>, &NormalizeOptions) -> Result<Normalized, NormalizeError>;
 
-/// The normalizer of a stream's lines: posts, or compliance events.
+/// The normalizer of a stream's lines: posts, compliance events (and labels), likes, or X Activity events.
 pub(super) fn normalizer(kind: StreamKind) -> Normalize {
     if kind.is_compliance() {
         normalize_compliance_line
+    } else if kind.is_likes() {
+        crate::sources::twitter::likes::normalize_like_line
+    } else if kind == StreamKind::Activity {
+        crate::sources::twitter::webhooks::kinds::normalize_activity_line
     } else {
         normalize_line
     }

@@ -454,6 +454,7 @@ fn stream_query(config: &StreamConfig) -> Vec<(&'static str, String)> {
             ("user.fields", config.user_fields.clone()),
         ]);
     }
+    query.extend(config.kind.like_query(&config.user_fields));
     query.retain(|(_, v)| !v.is_empty());
     if let Some(p) = config.partition {
         query.push(("partition", p.to_string()));

@@ -12,6 +12,13 @@
 //! | sample | `/2/tweets/sample/stream` | none |
 //! | sample10 | `/2/tweets/sample10/stream` | required, 1–2 |
 //! | firehose | `/2/tweets/firehose/stream` | required, 1–20 |
+//! | firehose-lang `--lang en` | `/2/tweets/firehose/stream/lang/en` | required, 1–8 |
+//! | firehose-lang `--lang ja\|ko\|pt` | `/2/tweets/firehose/stream/lang/{ja,ko,pt}` | required, 1–2 |
+//! | likes-firehose | `/2/likes/firehose/stream` | required, 1–20 |
+//! | likes-sample10 | `/2/likes/sample10/stream` | required, 1–2 |
+//! | likes-compliance | `/2/likes/compliance/stream` | none |
+//! | labels | `/2/tweets/label/stream` | none |
+//! | activity | `/2/activity/stream` | none |
 //! | compliance | `/2/tweets/compliance/stream` | required, 1–4 |
 //! | user-compliance | `/2/users/compliance/stream` | required, 1–4 |
 //!
@@ -21,31 +28,91 @@
 
 use std::ops::RangeInclusive;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use crate::sources::twitter::api::STREAM_PATH;
 
-/// The X stream to read.
+/// The language of `--stream firehose-lang` (`--lang`): X serves a firehose
+/// of each of these, under its own path with its own partitions (spec 2.167).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    #[default]
+    En,
+    Ja,
+    Ko,
+    Pt,
+}
+
+impl Lang {
+    /// Every name `--lang` takes.
+    pub const NAMES: &'static [&'static str] = &["en", "ja", "ko", "pt"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Lang::En => "en",
+            Lang::Ja => "ja",
+            Lang::Ko => "ko",
+            Lang::Pt => "pt",
+        }
+    }
+
+    fn path(self) -> &'static str {
+        match self {
+            Lang::En => "/2/tweets/firehose/stream/lang/en",
+            Lang::Ja => "/2/tweets/firehose/stream/lang/ja",
+            Lang::Ko => "/2/tweets/firehose/stream/lang/ko",
+            Lang::Pt => "/2/tweets/firehose/stream/lang/pt",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Lang::En => "the English firehose",
+            Lang::Ja => "the Japanese firehose",
+            Lang::Ko => "the Korean firehose",
+            Lang::Pt => "the Portuguese firehose",
+        }
+    }
+
+    /// The last partition (the spec: 8 for English, 2 for the others).
+    fn partitions(self) -> u32 {
+        match self {
+            Lang::En => 8,
+            Lang::Ja | Lang::Ko | Lang::Pt => 2,
+        }
+    }
+}
+
+/// The X stream to read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum StreamKind {
     /// The filtered stream: posts matching the app's rules.
     #[default]
-    #[serde(rename = "filter")]
     Filter,
     /// About 1% of all public posts.
-    #[serde(rename = "sample")]
     Sample,
     /// 10% of all public posts ("decahose"), in 2 partitions.
-    #[serde(rename = "sample10")]
     Sample10,
     /// All public posts, in 20 partitions.
-    #[serde(rename = "firehose")]
     Firehose,
+    /// All public posts in one language (`--lang`; `--stream firehose-lang`):
+    /// English in 8 partitions, Japanese, Korean and Portuguese in 2.
+    FirehoseLang(Lang),
+    /// Every public like, in 20 partitions: records of kind `like`.
+    LikesFirehose,
+    /// 10% of public likes, in 2 partitions: records of kind `like`.
+    LikesSample10,
+    /// Unlikes (`delete` of a `favorite`): records of kind `compliance`, tag `like_delete`.
+    LikesCompliance,
+    /// Labels applied to or removed from posts (`public_tweet_notice`,
+    /// `public_tweet_unviewable`): records of kind `compliance`.
+    Labels,
+    /// X Activity API events for the app's subscriptions: `activity_event` records.
+    Activity,
     /// Post compliance events (delete, withheld, drop, undrop, tweet_edit), in 4 partitions.
-    #[serde(rename = "compliance")]
     Compliance,
     /// User compliance events (user_delete, user_protect, scrub_geo, …), in 4 partitions.
-    #[serde(rename = "user-compliance")]
     UserCompliance,
 }
 
@@ -56,9 +123,34 @@ impl StreamKind {
         "sample",
         "sample10",
         "firehose",
+        "firehose-lang",
+        "likes-firehose",
+        "likes-sample10",
+        "likes-compliance",
+        "labels",
+        "activity",
         "compliance",
         "user-compliance",
     ];
+
+    /// The stream a name means; `firehose-lang` is English until `--lang` says otherwise.
+    pub fn from_name(name: &str) -> Option<StreamKind> {
+        Some(match name {
+            "filter" => StreamKind::Filter,
+            "sample" => StreamKind::Sample,
+            "sample10" => StreamKind::Sample10,
+            "firehose" => StreamKind::Firehose,
+            "firehose-lang" => StreamKind::FirehoseLang(Lang::default()),
+            "likes-firehose" => StreamKind::LikesFirehose,
+            "likes-sample10" => StreamKind::LikesSample10,
+            "likes-compliance" => StreamKind::LikesCompliance,
+            "labels" => StreamKind::Labels,
+            "activity" => StreamKind::Activity,
+            "compliance" => StreamKind::Compliance,
+            "user-compliance" => StreamKind::UserCompliance,
+            _ => return None,
+        })
+    }
 
     pub fn name(self) -> &'static str {
         match self {
@@ -66,6 +158,12 @@ impl StreamKind {
             StreamKind::Sample => "sample",
             StreamKind::Sample10 => "sample10",
             StreamKind::Firehose => "firehose",
+            StreamKind::FirehoseLang(_) => "firehose-lang",
+            StreamKind::LikesFirehose => "likes-firehose",
+            StreamKind::LikesSample10 => "likes-sample10",
+            StreamKind::LikesCompliance => "likes-compliance",
+            StreamKind::Labels => "labels",
+            StreamKind::Activity => "activity",
             StreamKind::Compliance => "compliance",
             StreamKind::UserCompliance => "user-compliance",
         }
@@ -78,6 +176,12 @@ impl StreamKind {
             StreamKind::Sample => SAMPLE_PATH,
             StreamKind::Sample10 => SAMPLE10_PATH,
             StreamKind::Firehose => FIREHOSE_PATH,
+            StreamKind::FirehoseLang(lang) => lang.path(),
+            StreamKind::LikesFirehose => LIKES_FIREHOSE_PATH,
+            StreamKind::LikesSample10 => LIKES_SAMPLE10_PATH,
+            StreamKind::LikesCompliance => LIKES_COMPLIANCE_PATH,
+            StreamKind::Labels => LABELS_PATH,
+            StreamKind::Activity => ACTIVITY_PATH,
             StreamKind::Compliance => TWEETS_COMPLIANCE_PATH,
             StreamKind::UserCompliance => USERS_COMPLIANCE_PATH,
         }
@@ -90,6 +194,12 @@ impl StreamKind {
             StreamKind::Sample => "the 1% sampled stream",
             StreamKind::Sample10 => "the 10% sampled stream (decahose)",
             StreamKind::Firehose => "the firehose",
+            StreamKind::FirehoseLang(lang) => lang.label(),
+            StreamKind::LikesFirehose => "the likes firehose",
+            StreamKind::LikesSample10 => "the 10% sampled likes stream",
+            StreamKind::LikesCompliance => "the likes compliance stream",
+            StreamKind::Labels => "the post labels stream",
+            StreamKind::Activity => "the X Activity stream",
             StreamKind::Compliance => "the Post compliance stream",
             StreamKind::UserCompliance => "the User compliance stream",
         }
@@ -98,21 +208,61 @@ impl StreamKind {
     /// The partitions X serves, for the streams that require `partition`.
     pub fn partitions(self) -> Option<RangeInclusive<u32>> {
         match self {
-            StreamKind::Filter | StreamKind::Sample => None,
+            StreamKind::Filter
+            | StreamKind::Sample
+            | StreamKind::LikesCompliance
+            | StreamKind::Labels
+            | StreamKind::Activity => None,
             StreamKind::Sample10 => Some(1..=SAMPLE10_PARTITIONS),
             StreamKind::Firehose => Some(1..=FIREHOSE_PARTITIONS),
+            StreamKind::FirehoseLang(lang) => Some(1..=lang.partitions()),
+            StreamKind::LikesFirehose => Some(1..=FIREHOSE_PARTITIONS),
+            StreamKind::LikesSample10 => Some(1..=SAMPLE10_PARTITIONS),
             StreamKind::Compliance | StreamKind::UserCompliance => Some(1..=COMPLIANCE_PARTITIONS),
         }
     }
 
     /// Whether the stream carries compliance events rather than posts.
     pub fn is_compliance(self) -> bool {
-        matches!(self, StreamKind::Compliance | StreamKind::UserCompliance)
+        matches!(
+            self,
+            StreamKind::Compliance
+                | StreamKind::UserCompliance
+                | StreamKind::LikesCompliance
+                | StreamKind::Labels
+        )
     }
 
-    /// Whether the stream takes `tweet.fields`, `expansions`, `user.fields`.
+    /// Whether the stream carries likes (records of kind `like`).
+    pub fn is_likes(self) -> bool {
+        matches!(self, StreamKind::LikesFirehose | StreamKind::LikesSample10)
+    }
+
+    /// Whether the stream takes the post streams' `tweet.fields`, `expansions`, `user.fields`.
     pub fn takes_fields(self) -> bool {
-        !self.is_compliance()
+        !self.is_compliance() && !self.is_likes() && self != StreamKind::Activity
+    }
+
+    /// The likes streams' own field lists (their expansions are the liked
+    /// post's author, not a post's); empty for the other streams.
+    pub fn like_query(self, user_fields: &str) -> Vec<(&'static str, String)> {
+        if !self.is_likes() {
+            return Vec::new();
+        }
+        let mut q = vec![
+            (
+                "like_with_tweet_author.fields",
+                crate::sources::twitter::likes::LIKE_FIELDS.to_owned(),
+            ),
+            (
+                "expansions",
+                crate::sources::twitter::likes::LIKE_EXPANSIONS.to_owned(),
+            ),
+        ];
+        if !user_fields.is_empty() {
+            q.push(("user.fields", user_fields.to_owned()));
+        }
+        q
     }
 
     /// Whether the stream has rules (and 409 means "no rules").
@@ -125,12 +275,31 @@ impl StreamKind {
     pub fn state_suffix(self, partition: Option<u32>) -> String {
         match (self, partition) {
             (StreamKind::Filter, _) => String::new(),
+            (StreamKind::FirehoseLang(l), Some(p)) => format!("-firehose-lang-{}-p{p}", l.name()),
             (k, Some(p)) => format!("-{}-p{p}", k.name()),
             (k, None) => format!("-{}", k.name()),
         }
     }
 }
 
+impl<'de> Deserialize<'de> for StreamKind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        StreamKind::from_name(&name)
+            .ok_or_else(|| serde::de::Error::unknown_variant(&name, StreamKind::NAMES))
+    }
+}
+
+/// `GET /2/likes/firehose/stream`.
+pub const LIKES_FIREHOSE_PATH: &str = "/2/likes/firehose/stream";
+/// `GET /2/tweets/label/stream`.
+pub const LABELS_PATH: &str = "/2/tweets/label/stream";
+/// `GET /2/activity/stream`.
+pub const ACTIVITY_PATH: &str = "/2/activity/stream";
+/// `GET /2/likes/compliance/stream`.
+pub const LIKES_COMPLIANCE_PATH: &str = "/2/likes/compliance/stream";
+/// `GET /2/likes/sample10/stream`.
+pub const LIKES_SAMPLE10_PATH: &str = "/2/likes/sample10/stream";
 /// `GET /2/tweets/sample/stream`.
 pub const SAMPLE_PATH: &str = "/2/tweets/sample/stream";
 /// `GET /2/tweets/sample10/stream`.
@@ -179,6 +348,20 @@ pub fn check_partition(kind: StreamKind, partition: Option<u32>) -> Result<Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_language_firehose_has_its_path_partitions_and_state() {
+        let ja = StreamKind::FirehoseLang(Lang::Ja);
+        assert_eq!(ja.path(), "/2/tweets/firehose/stream/lang/ja");
+        assert_eq!(ja.partitions(), Some(1..=2));
+        assert_eq!(StreamKind::FirehoseLang(Lang::En).partitions(), Some(1..=8));
+        assert_eq!(ja.state_suffix(Some(2)), "-firehose-lang-ja-p2");
+        assert!(check_partition(ja, Some(3)).unwrap_err().contains("1 to 2"));
+        assert_eq!(
+            StreamKind::from_name("firehose-lang"),
+            Some(StreamKind::FirehoseLang(Lang::En))
+        );
+    }
 
     #[test]
     fn every_name_parses_to_its_kind() {

@@ -16,7 +16,10 @@ use std::sync::Arc;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::record::{Author, NormalizeOptions, Normalized, Platform, Record, Refs};
+use crate::record::{
+    Author, NormalizeError, NormalizeOptions, Normalized, Platform, Record, Refs, raw_value,
+    trim_line,
+};
 use crate::state::secret_fingerprint;
 
 /// The kind of one webhook body.
@@ -106,6 +109,7 @@ pub fn x_activity_record(body: &Value, raw: &str, opts: &NormalizeOptions) -> Re
     let event_type = text(&data["event_type"]).unwrap_or_else(|| "unknown".into());
     let user = text(&data["filter"]["user_id"]);
     let event_id = text(&data["event_id"])
+        .or_else(|| text(&data["event_uuid"]))
         .or_else(|| text(&data["id"]))
         .unwrap_or_else(|| secret_fingerprint(&data.to_string()));
     let mut tags = vec![event_type.clone()];
@@ -126,6 +130,40 @@ pub fn x_activity_record(body: &Value, raw: &str, opts: &NormalizeOptions) -> Re
         .then(|| RawValue::from_string(raw.to_owned()).ok())
         .flatten();
     record
+}
+
+/// One line of the X Activity stream (`/2/activity/stream`): the same
+/// `{"data": {event_type, event_uuid, filter, tag?, payload}}` as a webhook
+/// delivery, so the same `activity_event` record; `errors` alone is a control
+/// message.
+pub fn normalize_activity_line(
+    line: &[u8],
+    received_at: &Arc<str>,
+    opts: &NormalizeOptions,
+) -> Result<Normalized, NormalizeError> {
+    let line = trim_line(line);
+    if line.is_empty() {
+        return Ok(Normalized::Nothing);
+    }
+    let text = std::str::from_utf8(line).map_err(|_| NormalizeError::Shape {
+        platform: Platform::Twitter,
+        reason: "an X Activity stream line is UTF-8",
+    })?;
+    let body: Value = serde_json::from_str(text)?;
+    match classify(&body) {
+        BodyKind::ActivityApi => {
+            let mut record = x_activity_record(&body, text, opts);
+            record.received_at = received_at.clone();
+            Ok(Normalized::Record(Box::new(record)))
+        }
+        _ if body.get("data").is_none() && body.get("errors").is_some() => {
+            Ok(Normalized::Control(raw_value(line)?))
+        }
+        _ => Err(NormalizeError::Shape {
+            platform: Platform::Twitter,
+            reason: "an X Activity stream line has `data.event_type` or `errors`",
+        }),
+    }
 }
 
 /// The `activity_event` of a body of no known kind: its `raw` is always kept.
