@@ -30,7 +30,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::record::{
     Author, NormalizeError, NormalizeOptions, Normalized, Platform, Record, Refs, raw_value,
@@ -44,6 +44,23 @@ fn shape(reason: &'static str) -> NormalizeError {
         platform: Platform::Twitter,
         reason,
     }
+}
+
+/// The one event of `data`: its type (checked) and its object.
+fn the_event(data: &Map<String, Value>) -> Result<(&String, &Map<String, Value>), NormalizeError> {
+    let mut events = data.iter();
+    let (Some((event_type, event)), None) = (events.next(), events.next()) else {
+        return Err(shape(
+            "`data` of a compliance event holds exactly one event type",
+        ));
+    };
+    if !valid_type(event_type) {
+        return Err(shape("the event type is not 1-64 of [a-z0-9_]"));
+    }
+    let Value::Object(event) = event else {
+        return Err(shape("a compliance event is an object"));
+    };
+    Ok((event_type, event))
 }
 
 /// Normalizes one compliance stream line (without or with its `\r\n`).
@@ -68,18 +85,7 @@ pub fn normalize_compliance_line(
         }
         None => return Err(shape("the line has neither `data` nor `errors`")),
     };
-    let mut events = data.iter();
-    let (Some((event_type, event)), None) = (events.next(), events.next()) else {
-        return Err(shape(
-            "`data` of a compliance event holds exactly one event type",
-        ));
-    };
-    if !valid_type(event_type) {
-        return Err(shape("the event type is not 1-64 of [a-z0-9_]"));
-    }
-    let Value::Object(event) = event else {
-        return Err(shape("a compliance event is an object"));
-    };
+    let (event_type, event) = the_event(data)?;
     let event_at = event
         .get("event_at")
         .and_then(Value::as_str)
