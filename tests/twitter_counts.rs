@@ -167,7 +167,12 @@ fn archive_counts_become_records_of_kind_count_in_a_sink() {
         env.dir.path(),
         "[search]\nposts = 100\nspacing_secs = 3600\n",
     );
-    let (start, end) = window(24 * 10, 1);
+    // The end half an hour back: between the newest post and the next, never
+    // on one (an end exactly an hour back raced the post an hour old).
+    let (start, _) = window(24 * 10, 1);
+    let end = (chrono::Utc::now() - chrono::Duration::minutes(30))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
     let out = counts(
         &env,
         &mock,
@@ -196,8 +201,8 @@ fn archive_counts_become_records_of_kind_count_in_a_sink() {
         .map(|r| r["raw"]["post_count"].as_u64().unwrap())
         .sum();
     assert_eq!(
-        total, 99,
-        "posts an hour apart, from 100 hours ago: all but the newest hour"
+        total, 100,
+        "posts an hour apart, from 1 to 100 hours before the mock started: all in the window"
     );
     for r in &records {
         assert_eq!(r["kind"], "count");
@@ -221,7 +226,7 @@ fn archive_counts_become_records_of_kind_count_in_a_sink() {
                 .filter(|v| v.get("total_post_count").is_some())
         })
         .unwrap_or_else(|| panic!("{err}"));
-    assert_eq!(total_line["total_post_count"], 99);
+    assert_eq!(total_line["total_post_count"], 100);
     assert_eq!(summary(&out)["source"]["records"], records.len());
     assert!(calls(&mock).iter().all(|c| c["endpoint"] == "counts/all"));
 }
