@@ -155,7 +155,7 @@ fn bidi_controls_go_and_look_alikes_are_replaced_in_files_and_keys() {
         );
         assert_eq!(
             render("o/{tag}.jsonl", target, "..\u{2215}..\u{FF0F}etc"),
-            "o/.__.__etc.jsonl"
+            "o/___.__etc.jsonl"
         );
         assert_eq!(
             render("o/{tag}.jsonl", target, "\u{FF0E}\u{FF0E}"),
@@ -165,7 +165,7 @@ fn bidi_controls_go_and_look_alikes_are_replaced_in_files_and_keys() {
             render("o/{tag}.jsonl", target, "\u{200F}"),
             format!("o/{MISSING}.jsonl")
         );
-        assert_eq!(render("o/{tag}.jsonl", target, ".\u{2066}."), "o/._.jsonl");
+        assert_eq!(render("o/{tag}.jsonl", target, ".\u{2066}."), "o/__.jsonl");
     }
 }
 
