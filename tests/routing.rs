@@ -236,9 +236,9 @@ fn file_paths_by_tag_cannot_leave_the_output_directory() {
         .filter(|f| f.ends_with(".jsonl") && *f != "in.jsonl")
         .collect();
     let want: Vec<String> = [
-        ".__x",
-        ".__.__escape",
-        "._",
+        "___x",
+        "___.__escape",
+        "__",
         "_etc_passwd",
         "_unknown",
         "a_b",
