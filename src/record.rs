@@ -176,6 +176,11 @@ pub struct Record {
     /// The tags of `matching_rules` alone (absent when none).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The hashtags of the text, without `#`, as the platform marks them (X
+    /// `entities.hashtags`, Telegram `hashtag` entities), once each in order
+    /// (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hashtags: Vec<String>,
     /// Platform ids that are not the record id (absent when none).
     #[serde(default, skip_serializing_if = "Refs::is_empty")]
     pub refs: Refs,
@@ -307,6 +312,20 @@ pub fn normalize_timestamp(s: &str) -> String {
         Ok(t) => rfc3339(t.with_timezone(&Utc)),
         Err(_) => s.to_owned(),
     }
+}
+
+/// The `hashtags` field from the hashtags a platform marks: without a leading
+/// `#` (or the full-width `＃`), empty ones left out, each once (compared
+/// case-insensitively, as X matches hashtags), in the order given.
+pub fn hashtag_list<'a>(tags: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for tag in tags {
+        let tag = tag.trim_start_matches(['#', '\u{ff03}']);
+        if !tag.is_empty() && !out.iter().any(|t| t.to_lowercase() == tag.to_lowercase()) {
+            out.push(tag.to_owned());
+        }
+    }
+    out
 }
 
 /// Plain-ASCII transliteration of `text` (`"Ελλάδα"` → `"Ellada"`), keeping the

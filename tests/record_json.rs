@@ -109,8 +109,14 @@ prop_compose! {
         (id, twitter, kind, text, text_ascii, created_at, received_at) in
             (text(), any::<bool>(), text(), opt_text(), opt_text(), opt_text(), text()),
         (author, chat, lang, source) in (author(), chat(), opt_text(), opt_text()),
-        (matching_rules, tags, refs, run, raw) in
-            (rules(), prop::collection::vec(text(), 0..3), refs(), run(), raw()),
+        (matching_rules, tags, hashtags, refs, run, raw) in (
+            rules(),
+            prop::collection::vec(text(), 0..3),
+            prop::collection::vec(text(), 0..3),
+            refs(),
+            run(),
+            raw(),
+        ),
     ) -> Record {
         // A struct literal: a new Record field fails to compile here until
         // this test generates it.
@@ -128,6 +134,7 @@ prop_compose! {
             source,
             matching_rules,
             tags,
+            hashtags,
             refs,
             run,
             raw,

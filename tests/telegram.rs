@@ -93,6 +93,37 @@ fn chat_filter_and_until_idle_confirm_every_update() {
     assert_eq!(env.records("o.jsonl").len(), 10);
 }
 
+/// `hashtag` entities (offsets in UTF-16 units, past an emoji) become the
+/// record's `hashtags`; a `#7` the Bot API did not mark stays text.
+#[test]
+fn hashtag_entities_become_the_records_hashtags() {
+    let env = tg_env();
+    let mock = mock_telegram(&env, "updates = 20\n");
+    let out = env.run(&[
+        "telegram",
+        "--telegram-api-base",
+        &mock.url,
+        "--until-idle",
+        "--sink",
+        "file",
+        "--file-path",
+        "o.jsonl",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = env.records("o.jsonl");
+    let (tagged, plain): (Vec<&Value>, Vec<&Value>) = records
+        .iter()
+        .filter(|r| r["text"].is_string())
+        .partition(|r| r["text"].as_str().unwrap().contains("#greetings"));
+    assert!(!tagged.is_empty() && !plain.is_empty(), "{records:#?}");
+    for r in tagged {
+        assert_eq!(r["hashtags"], serde_json::json!(["greetings"]), "{r}");
+    }
+    for r in plain {
+        assert!(r.get("hashtags").is_none(), "{r}");
+    }
+}
+
 #[test]
 fn a_failing_sink_keeps_the_offset_and_a_rerun_delivers_the_rest() {
     let env = tg_env();

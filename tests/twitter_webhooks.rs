@@ -288,6 +288,8 @@ fn every_delivery_kind_lands_as_its_record_kind() {
     let aaa = find(&|r| r["id"] == "twitter:1500000000000000005");
     assert_eq!(aaa["kind"], "tweet");
     assert_eq!(aaa["source"], "Twitter Web App");
+    assert_eq!(aaa["lang"], "en", "X webhook posts keep their language");
+    assert_eq!(aaa["hashtags"], serde_json::json!(["XDev"]));
     let like = find(&|r| r["tags"][0] == "favorite_events");
     assert_eq!(like["kind"], "activity_event");
     // X Activity API.
@@ -465,7 +467,7 @@ fn x_activity_subscriptions_and_stream_links_round_trip() {
     assert_eq!(v["links"][0]["webhook_id"], id.as_str());
     assert_eq!(
         v["links"][0]["fields"][0],
-        "tweet.fields=created_at,lang,author_id,conversation_id,source"
+        "tweet.fields=created_at,lang,author_id,conversation_id,source,entities"
     );
     let out = manage(&env, &mock, &["stream-unlink", &id]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));

@@ -63,7 +63,7 @@ pub struct TwitterArgs {
     #[arg(long, env = "INGEST_BUFFER", value_parser = named::<Buffer>(&["memory", "disk"]))]
     pub buffer: Option<Buffer>,
 
-    /// `tweet.fields` to request (default created_at,lang,author_id,conversation_id,source).
+    /// `tweet.fields` to request (default created_at,lang,author_id,conversation_id,source,entities).
     #[arg(long, env = "INGEST_TWEET_FIELDS", value_name = "FIELDS")]
     pub tweet_fields: Option<String>,
 

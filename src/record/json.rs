@@ -189,6 +189,10 @@ pub fn write_record(out: &mut Vec<u8>, r: &Record) {
         key(out, &mut first, "tags");
         strings(out, &r.tags);
     }
+    if !r.hashtags.is_empty() {
+        key(out, &mut first, "hashtags");
+        strings(out, &r.hashtags);
+    }
     if r.refs != Refs::default() {
         key(out, &mut first, "refs");
         refs(out, &r.refs);
@@ -244,6 +248,7 @@ mod tests {
                 },
             ],
             tags: vec!["a\"b".into(), "c".into()],
+            hashtags: vec!["F1".into(), "é\"\u{1}".into()],
             refs: Refs {
                 tweet_id: Some("1".into()),
                 conversation_id: Some("2".into()),
@@ -303,6 +308,7 @@ mod tests {
         r.source = None;
         r.matching_rules.clear();
         r.tags.clear();
+        r.hashtags.clear();
         r.refs = Refs::default();
         r.run = Arc::new(RunInfo {
             id: "r".into(),

@@ -144,7 +144,7 @@ pub fn synthetic_update(n: u64) -> String {
         message["from"] = json!({"id": 7000 + (n % 5), "is_bot": false, "first_name": "User", "last_name": (n % 5).to_string(), "language_code": "en"});
     }
     let texts = [
-        "hello 👋",
+        "hello 👋 #greetings",
         "مرحبا",
         "данные без потерь",
         "データ 📡",
@@ -156,6 +156,10 @@ pub fn synthetic_update(n: u64) -> String {
         message["caption"] = json!(format!("caption #{n}"));
     } else {
         message["text"] = json!(format!("{} #{n}", texts[(n % 5) as usize]));
+        if n % 5 == 0 {
+            // "hello 👋 " is 9 UTF-16 code units (the emoji takes two).
+            message["entities"] = json!([{"type": "hashtag", "offset": 9, "length": 10}]);
+        }
     }
     let field = match (n % 7 == 6, kind == "channel") {
         (false, false) => "message",

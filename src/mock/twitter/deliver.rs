@@ -107,7 +107,10 @@ pub fn payload(kind: &str, seq: u64, text_bytes: usize) -> Option<Vec<u8>> {
     let body = match kind {
         "account_activity" => {
             let id = (1_500_000_000_000_000_000u64 + seq).to_string();
-            let text = format!("webhook post {seq}{}", " x".repeat(text_bytes / 2));
+            let head = format!("webhook post {seq} ");
+            let text = format!("{head}#XDev{}", " x".repeat(text_bytes / 2));
+            // v1.1 entity indices count characters: `[start, end)`.
+            let start = head.chars().count();
             json!({
                 "for_user_id": "2244994945",
                 "tweet_create_events": [{
@@ -115,6 +118,7 @@ pub fn payload(kind: &str, seq: u64, text_bytes: usize) -> Option<Vec<u8>> {
                     "text": text,
                     "created_at": "Mon Nov 30 12:00:00 +0000 2026",
                     "lang": "en",
+                    "entities": {"hashtags": [{"text": "XDev", "indices": [start, start + 5]}]},
                     "source": "<a href=\"https://mobile.twitter.com\" rel=\"nofollow\">Twitter Web App</a>",
                     "user": {"id_str": "2244994945", "name": "X Developers", "screen_name": "XDevelopers"},
                 }],

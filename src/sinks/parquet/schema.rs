@@ -12,7 +12,7 @@
 //! | `chat` | Struct{`id` Int64, `type` Utf8, `title` Utf8?} | absent (X) |
 //! | `lang`, `source` | Utf8 | absent |
 //! | `matching_rules` | List<Struct{`id` Utf8, `tag` Utf8?}> | never (empty list) |
-//! | `tags` | List<Utf8> | never (empty list) |
+//! | `tags`, `hashtags` | List<Utf8> | never (empty list) |
 //! | `refs` | Struct{`tweet_id` Utf8?, `conversation_id` Utf8?, `update_id` Int64?, `message_id` Int64?} | never |
 //! | `run` | Struct{`id` Utf8, `started_at` Timestamp(ms, UTC)?, `time_limit_secs` Int64?} | never |
 //! | `raw` | Utf8 (the original payload, JSON text) | absent; the column is left out with `raw = false` |
@@ -111,6 +111,7 @@ pub fn arrow_schema(raw: bool) -> SchemaRef {
         utf8("source", true),
         Field::new("matching_rules", DataType::List(rules_item()), false),
         Field::new("tags", DataType::List(tags_item()), false),
+        Field::new("hashtags", DataType::List(tags_item()), false),
         Field::new("refs", DataType::Struct(refs_fields()), false),
         Field::new("run", DataType::Struct(run_fields()), false),
     ];
@@ -213,6 +214,11 @@ pub fn record_batch(records: &[Arc<Record>], raw: bool) -> Result<RecordBatch, A
             tags_item(),
             rs().map(|r| r.tags.len()),
             strings(rs().flat_map(|r| r.tags.iter().map(|t| Some(t.as_str())))),
+        ),
+        list(
+            tags_item(),
+            rs().map(|r| r.hashtags.len()),
+            strings(rs().flat_map(|r| r.hashtags.iter().map(|t| Some(t.as_str())))),
         ),
         structs(
             refs_fields(),

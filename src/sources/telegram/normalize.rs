@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 
 use crate::record::{
     Author, Chat, NormalizeError, NormalizeOptions, Normalized, Object, Platform, Record, Refs,
-    raw_value, transliterate, trim_line, unix_to_rfc3339,
+    hashtag_list, raw_value, transliterate, trim_line, unix_to_rfc3339,
 };
 
 /// Update types whose payload is a `Message` (Bot API 10.1).
@@ -52,12 +52,46 @@ struct Message<'a> {
     text: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     caption: Option<Cow<'a, str>>,
+    /// Read only for hashtags, and leniently: a damaged list loses them, not the message.
+    #[serde(borrow, default)]
+    entities: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    caption_entities: Option<&'a RawValue>,
     #[serde(borrow, default)]
     from: Option<User<'a>>,
     #[serde(borrow, default)]
     sender_chat: Option<TgChat<'a>>,
     #[serde(borrow)]
     chat: Object<TgChat<'a>>,
+}
+
+/// A `MessageEntity`: `offset` and `length` count UTF-16 code units.
+#[derive(Deserialize)]
+struct Entity<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    offset: usize,
+    length: usize,
+}
+
+/// The text of the `hashtag` entities of `text`; an entity outside the text
+/// (a hostile or damaged update) is left out.
+fn hashtags(text: &str, entities: Option<&RawValue>) -> Vec<String> {
+    let Some(entities) = entities else {
+        return Vec::new();
+    };
+    let entities: Vec<Entity<'_>> = serde_json::from_str(entities.get()).unwrap_or_default();
+    if !entities.iter().any(|e| e.kind == "hashtag") {
+        return Vec::new();
+    }
+    let units: Vec<u16> = text.encode_utf16().collect();
+    let spans: Vec<String> = entities
+        .iter()
+        .filter(|e| e.kind == "hashtag")
+        .filter_map(|e| units.get(e.offset..e.offset.checked_add(e.length)?))
+        .map(String::from_utf16_lossy)
+        .collect();
+    hashtag_list(spans.iter().map(String::as_str))
 }
 
 /// The parts of any other update type that we can use.
@@ -197,6 +231,7 @@ pub fn normalize_update(
         source: None,
         matching_rules: Vec::new(),
         tags: Vec::new(),
+        hashtags: Vec::new(),
         refs: Refs {
             update_id: Some(update_id),
             ..Refs::default()
@@ -262,7 +297,14 @@ fn fill_from_message(
         (None, Some(update)) => format!("telegram:{chat}:{id}:u{update}"),
         (None, None) => format!("telegram:{chat}:{id}"),
     };
-    record.text = msg.text.or(msg.caption).map(Cow::into_owned);
+    let (text, entities) = match msg.text {
+        Some(text) => (Some(text), msg.entities),
+        None => (msg.caption, msg.caption_entities),
+    };
+    record.hashtags = text
+        .as_deref()
+        .map_or_else(Vec::new, |t| hashtags(t, entities));
+    record.text = text.map(Cow::into_owned);
     record.created_at = msg.date.and_then(unix_to_rfc3339);
     record.author = match (&msg.from, &msg.sender_chat) {
         // A message sent on behalf of a chat names the chat in `sender_chat`;

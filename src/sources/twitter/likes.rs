@@ -92,6 +92,7 @@ pub fn normalize_like_line(
         source: None,
         matching_rules: Vec::new(),
         tags: Vec::new(),
+        hashtags: Vec::new(),
         refs: Refs {
             tweet_id: str_of(data, "liked_tweet_id").map(str::to_owned),
             ..Refs::default()

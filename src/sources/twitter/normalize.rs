@@ -13,7 +13,7 @@ use serde_json::value::RawValue;
 
 use crate::record::{
     Author, MatchingRule, NormalizeError, NormalizeOptions, Normalized, Object, Platform, Record,
-    Refs, normalize_timestamp, raw_value, transliterate, trim_line,
+    Refs, hashtag_list, normalize_timestamp, raw_value, transliterate, trim_line,
 };
 
 #[derive(Deserialize)]
@@ -49,12 +49,31 @@ struct Tweet<'a> {
     source: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     conversation_id: Option<Cow<'a, str>>,
+    /// Read only for hashtags, and leniently: a damaged `entities` loses them, not the post.
+    #[serde(borrow, default)]
+    entities: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
 struct NoteTweet<'a> {
     #[serde(borrow, default)]
     text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    entities: Option<&'a RawValue>,
+}
+
+/// `entities` (requested with `tweet.fields=entities`): only the hashtags are
+/// read. The spec marks the list nullable.
+#[derive(Deserialize)]
+struct Entities<'a> {
+    #[serde(borrow, default)]
+    hashtags: Option<Vec<Hashtag<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Hashtag<'a> {
+    #[serde(borrow)]
+    tag: Cow<'a, str>,
 }
 
 #[derive(Deserialize)]
@@ -199,13 +218,22 @@ fn tweet_record(
     received_at: &Arc<str>,
     opts: &NormalizeOptions,
 ) -> Record {
-    // Long posts carry their full text in `note_tweet.text`; `text` is then cut.
-    let text = tweet
+    // Long posts carry their full text (and its entities) in `note_tweet`;
+    // `text` is then cut.
+    let note = tweet
         .note_tweet
-        .and_then(|n| n.text)
-        .or_else(|| tweet.note_post.and_then(|n| n.text))
-        .or(tweet.text)
-        .map(Cow::into_owned);
+        .or(tweet.note_post)
+        .filter(|n| n.text.is_some());
+    let (text, entities) = match note {
+        Some(n) => (n.text, n.entities.or(tweet.entities)),
+        None => (tweet.text, tweet.entities),
+    };
+    let text = text.map(Cow::into_owned);
+    let hashtags = entities
+        .and_then(|e| serde_json::from_str::<Entities<'_>>(e.get()).ok())
+        .and_then(|e| e.hashtags)
+        .map(|h| hashtag_list(h.iter().map(|h| h.tag.as_ref())))
+        .unwrap_or_default();
     let matching_rules: Vec<MatchingRule> = rules
         .into_iter()
         .map(|r| MatchingRule {
@@ -239,6 +267,7 @@ fn tweet_record(
         source: tweet.source.map(Cow::into_owned),
         matching_rules,
         tags,
+        hashtags,
         refs: Refs {
             tweet_id: Some(tweet.id.into_owned()),
             conversation_id: tweet.conversation_id.map(Cow::into_owned),

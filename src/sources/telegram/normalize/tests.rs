@@ -172,3 +172,31 @@ fn the_payload_field_prefers_message_kinds() {
     let fields: Fields<'_> = serde_json::from_str(r#"{"poll":{}}"#).unwrap();
     assert!(read_update_id(&fields).is_err());
 }
+
+/// `hashtag` entities (offsets in UTF-16 code units) become `hashtags`, from
+/// `caption_entities` for a caption; an entity outside the text or a damaged
+/// list gives none and loses nothing else.
+#[test]
+fn hashtags_come_from_hashtag_entities() {
+    // "😂" is two UTF-16 units: "#F1" starts at unit 3.
+    let r = record(
+        r##"{"update_id":1,"message":{"message_id":1,"chat":{"id":5,"type":"group","title":"g"},"date":1700000000,"text":"😂 #F1 #Ⓡust @ada","entities":[{"type":"hashtag","offset":3,"length":3},{"type":"hashtag","offset":7,"length":5},{"type":"mention","offset":13,"length":4}]}}"##,
+    );
+    assert_eq!(r.hashtags, ["F1", "Ⓡust"]);
+    let caption = record(
+        r##"{"update_id":2,"message":{"message_id":2,"chat":{"id":5,"type":"group","title":"g"},"date":1700000000,"photo":[],"caption":"pic #cats","caption_entities":[{"type":"hashtag","offset":4,"length":5}]}}"##,
+    );
+    assert_eq!(caption.hashtags, ["cats"]);
+    for entities in [
+        r#"[{"type":"hashtag","offset":90,"length":3}]"#,
+        r#"[{"type":"hashtag","offset":18446744073709551615,"length":2}]"#,
+        r#""damaged""#,
+        r#"[{"type":"hashtag"}]"#,
+    ] {
+        let r = record(&format!(
+            r##"{{"update_id":3,"message":{{"message_id":3,"chat":{{"id":5,"type":"group","title":"g"}},"date":1700000000,"text":"#x","entities":{entities}}}}}"##
+        ));
+        assert!(r.hashtags.is_empty(), "{entities}");
+        assert_eq!(r.text.as_deref(), Some("#x"));
+    }
+}

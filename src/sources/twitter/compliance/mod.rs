@@ -122,6 +122,7 @@ pub fn normalize_compliance_line(
         source: None,
         matching_rules: Vec::new(),
         tags: vec![tag],
+        hashtags: Vec::new(),
         refs: Refs {
             tweet_id,
             ..Refs::default()

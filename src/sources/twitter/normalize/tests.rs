@@ -186,3 +186,30 @@ fn an_untagged_rule_adds_no_empty_tag_and_a_shared_tag_comes_once() {
     let r = record(r#"{"data":{"id":"1","text":"t"},"matching_rules":[{"id":"1","tag":""}]}"#);
     assert!(r.tags.is_empty(), "{:?}", r.tags);
 }
+
+/// `entities.hashtags[].tag` (2.167's `PostEntities`) become `hashtags`; a
+/// long post's come from its note; a null list, an absent one or a damaged
+/// `entities` gives none and loses nothing else.
+#[test]
+fn hashtags_come_from_the_entities() {
+    let r = record(
+        r##"{"data":{"id":"1","text":"go #F1 #f1 #Rust","entities":{"hashtags":[{"start":3,"end":6,"tag":"F1"},{"start":7,"end":10,"tag":"f1"},{"start":11,"end":16,"tag":"Rust"}],"urls":[{"start":0,"end":1}]}}}"##,
+    );
+    assert_eq!(r.hashtags, ["F1", "Rust"]);
+    let long = record(
+        r##"{"data":{"id":"2","text":"cut #a","entities":{"hashtags":[{"start":4,"end":6,"tag":"a"}]},"note_tweet":{"text":"full #a #b","entities":{"hashtags":[{"start":5,"end":7,"tag":"a"},{"start":8,"end":10,"tag":"b"}]}}}}"##,
+    );
+    assert_eq!(long.hashtags, ["a", "b"]);
+    for entities in [
+        r#"{"hashtags":null}"#,
+        r#"{}"#,
+        r#""not an object""#,
+        r#"{"hashtags":[{"start":0}]}"#,
+    ] {
+        let r = record(&format!(
+            r#"{{"data":{{"id":"3","text":"x","lang":"en","entities":{entities}}}}}"#
+        ));
+        assert!(r.hashtags.is_empty(), "{entities}");
+        assert_eq!(r.lang.as_deref(), Some("en"), "{entities}");
+    }
+}

@@ -275,7 +275,7 @@ mod tests {
         ]);
         assert_eq!(
             q,
-            "tweet.fields=created%5Fat%2Clang%2Cauthor%5Fid%2Cconversation%5Fid%2Csource&expansions=author%5Fid"
+            "tweet.fields=created%5Fat%2Clang%2Cauthor%5Fid%2Cconversation%5Fid%2Csource%2Centities&expansions=author%5Fid"
         );
     }
 }

@@ -96,6 +96,7 @@ fn base_event(id: String, tags: Vec<String>, opts: &NormalizeOptions) -> Record 
         source: None,
         matching_rules: Vec::new(),
         tags,
+        hashtags: Vec::new(),
         refs: Refs::default(),
         run: opts.run.clone(),
         raw: None,

@@ -27,7 +27,9 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use crate::record::{Author, NormalizeOptions, Platform, Record, Refs, rfc3339, transliterate};
+use crate::record::{
+    Author, NormalizeOptions, Platform, Record, Refs, hashtag_list, rfc3339, transliterate,
+};
 use crate::secret::Secret;
 use crate::sources::http::{PerClientLimit, ServerLimits, TlsFiles, retry_later, serve};
 use crate::sources::redelivery::{Delivered, RecordOnce, Remember};
@@ -246,12 +248,30 @@ struct V1Tweet {
     user: Option<V1User>,
     #[serde(default)]
     in_reply_to_status_id_str: Option<String>,
+    /// Read only for hashtags, and leniently: a damaged `entities` loses them, not the post.
+    #[serde(default)]
+    entities: Option<Box<RawValue>>,
 }
 
 #[derive(Deserialize)]
 struct Extended {
     #[serde(default)]
     full_text: Option<String>,
+    /// Read only for hashtags, and leniently: a damaged `entities` loses them, not the post.
+    #[serde(default)]
+    entities: Option<Box<RawValue>>,
+}
+
+/// v1.1 `entities`: only the hashtags (`[{text, indices}]`) are read.
+#[derive(Deserialize)]
+struct V1Entities {
+    #[serde(default)]
+    hashtags: Vec<V1Hashtag>,
+}
+
+#[derive(Deserialize)]
+struct V1Hashtag {
+    text: String,
 }
 
 #[derive(Deserialize)]
@@ -335,11 +355,18 @@ fn account_activity_records(
 /// A `tweet` record from a v1.1 tweet (`received_at` and `raw` still to set).
 fn tweet_record(item: &RawValue, opts: &NormalizeOptions) -> Result<Record, serde_json::Error> {
     let t: V1Tweet = serde_json::from_str(item.get())?;
-    let text = t
-        .extended_tweet
-        .and_then(|e| e.full_text)
-        .or(t.full_text)
-        .or(t.text);
+    // A long post's full text and its entities are in `extended_tweet`.
+    let (text, entities) = match t.extended_tweet {
+        Some(Extended {
+            full_text: Some(full),
+            entities,
+        }) => (Some(full), entities.or(t.entities)),
+        _ => (t.full_text.or(t.text), t.entities),
+    };
+    let hashtags = entities
+        .and_then(|e| serde_json::from_str::<V1Entities>(e.get()).ok())
+        .map(|e| hashtag_list(e.hashtags.iter().map(|h| h.text.as_str())))
+        .unwrap_or_default();
     Ok(Record {
         id: format!("twitter:{}", t.id_str),
         platform: Platform::Twitter,
@@ -369,6 +396,7 @@ fn tweet_record(item: &RawValue, opts: &NormalizeOptions) -> Result<Record, serd
             .map(crate::sources::twitter::webhooks::kinds::plain_source),
         matching_rules: Vec::new(),
         tags: Vec::new(),
+        hashtags,
         refs: Refs {
             tweet_id: Some(t.id_str.clone()),
             conversation_id: t.in_reply_to_status_id_str,
@@ -405,6 +433,7 @@ fn activity_record(kind: &str, for_user: &str, item: &RawValue, opts: &Normalize
         source: None,
         matching_rules: Vec::new(),
         tags: vec![kind.to_owned()],
+        hashtags: Vec::new(),
         refs: Refs::default(),
         run: opts.run.clone(),
         raw: None,
@@ -523,6 +552,28 @@ mod tests {
             state_dir,
             counters: Arc::new(crate::sources::SourceCounters::default()),
         }
+    }
+
+    /// Account Activity posts keep the language and the hashtags X gives
+    /// (v1.1 `lang`, `entities.hashtags[].text`; a long post's in
+    /// `extended_tweet`).
+    #[test]
+    fn account_activity_posts_keep_lang_and_hashtags() {
+        let body = br##"{"for_user_id":"1","tweet_create_events":[
+            {"id_str":"9","text":"hola #F1","lang":"es","entities":{"hashtags":[{"text":"F1","indices":[5,8]}]}},
+            {"id_str":"10","text":"cut #a","lang":"en","truncated":true,"entities":{"hashtags":[{"text":"a","indices":[4,6]}]},
+             "extended_tweet":{"full_text":"long #a #B","entities":{"hashtags":[{"text":"a","indices":[5,7]},{"text":"B","indices":[8,10]}]}}}
+        ]}"##;
+        let records = body_to_records(body, &"t".into(), &ctx()).unwrap();
+        assert_eq!(records[0].lang.as_deref(), Some("es"));
+        assert_eq!(records[0].hashtags, ["F1"]);
+        assert_eq!(records[1].text.as_deref(), Some("long #a #B"));
+        assert_eq!(records[1].hashtags, ["a", "B"]);
+        let line = String::from_utf8(records[0].to_line(crate::record::Format::Record)).unwrap();
+        assert!(
+            line.contains(r#""lang":"es""#) && line.contains(r#""hashtags":["F1"]"#),
+            "{line}"
+        );
     }
 
     #[test]

@@ -332,6 +332,7 @@ pub fn bucket_record(
         source: None,
         matching_rules: Vec::new(),
         tags: Vec::new(),
+        hashtags: Vec::new(),
         refs: Refs::default(),
         run,
         raw: Some(raw),
