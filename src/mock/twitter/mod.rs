@@ -14,6 +14,7 @@
 
 mod activity;
 mod deliver;
+mod matcher;
 mod replay;
 mod rules;
 mod scenario;

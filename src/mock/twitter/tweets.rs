@@ -3,6 +3,7 @@
 
 use serde_json::json;
 
+use super::matcher;
 use super::rules::LiveRule;
 
 /// The tweet id of tweet number `seq`.
@@ -40,21 +41,29 @@ pub(super) const TEXTS: [(&str, &str); 8] = [
     ),
 ];
 
-/// Appends one stream line (with `\r\n`) for tweet `seq`, matching `rules`.
+/// Appends one stream line (with `\r\n`) for tweet `seq`. With rules (the
+/// filtered stream), the post is written for rule `seq % rules.len()`: its
+/// text gets the words that rule needs (see [`matcher`](super::matcher)), and
+/// `matching_rules` names every live rule the text and language really match.
+/// A rule no text can satisfy (`cats -cats`) is still named, alone: the
+/// mock's one liberty.
 pub(super) fn tweet_line(seq: u64, rules: &[LiveRule], out: &mut Vec<u8>) {
     let (author_id, name, username) = AUTHORS[(seq % AUTHORS.len() as u64) as usize];
-    let (lang, text) = TEXTS[(seq * 7 % TEXTS.len() as u64) as usize];
     let id = tweet_id(seq);
-    let matching: Vec<serde_json::Value> = if rules.is_empty() {
-        Vec::new()
+    let (lang, text, matching) = if rules.is_empty() {
+        let (lang, text) = TEXTS[(seq * 7 % TEXTS.len() as u64) as usize];
+        (lang.to_owned(), format!("{text} #{seq}"), Vec::new())
     } else {
-        let r = &rules[(seq % rules.len() as u64) as usize];
-        vec![json!({"id": r.id, "tag": r.tag.clone().unwrap_or_default()})]
+        written_for(seq, rules)
     };
+    let tags: Vec<serde_json::Value> = matcher::hashtags(&text)
+        .into_iter()
+        .map(|(start, end, tag)| json!({"start": start, "end": end, "tag": tag}))
+        .collect();
     let mut line = json!({
         "data": {
             "id": id,
-            "text": format!("{text} #{seq}"),
+            "text": text,
             "author_id": author_id,
             "created_at": crate::record::rfc3339(chrono::Utc::now()),
             "lang": lang,
@@ -64,6 +73,9 @@ pub(super) fn tweet_line(seq: u64, rules: &[LiveRule], out: &mut Vec<u8>) {
         },
         "includes": {"users": [{"id": author_id, "name": name, "username": username}]},
     });
+    if !tags.is_empty() {
+        line["data"]["entities"] = json!({ "hashtags": tags });
+    }
     // Only the filtered stream has rules (2.167: the volume streams' lines
     // carry no `matching_rules`).
     if !rules.is_empty() {
@@ -71,6 +83,50 @@ pub(super) fn tweet_line(seq: u64, rules: &[LiveRule], out: &mut Vec<u8>) {
     }
     serde_json::to_writer(&mut *out, &line).expect("a JSON value serializes");
     out.extend_from_slice(b"\r\n");
+}
+
+/// The language, text and matching rules of post `seq` written for rule
+/// `seq % rules.len()`: the post's own sample text when the rule's words
+/// leave it matching, else the next sample that does, else the words alone.
+fn written_for(seq: u64, rules: &[LiveRule]) -> (String, String, Vec<serde_json::Value>) {
+    let parsed: Vec<matcher::Expr> = rules.iter().map(|r| matcher::parse(&r.value)).collect();
+    let at = (seq % rules.len() as u64) as usize;
+    let (words, want_lang) = parsed[at].witness(seq / rules.len() as u64);
+    let words = words.join(" ");
+    let first = (seq * 7 % TEXTS.len() as u64) as usize;
+    let samples = (0..TEXTS.len())
+        .map(|i| TEXTS[(first + i) % TEXTS.len()])
+        .chain([("en", "")]);
+    let compose = |(lang, base): (&str, &str)| {
+        let lang = want_lang.clone().unwrap_or_else(|| lang.to_owned());
+        let text = [base, words.as_str(), &format!("#{seq}")]
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        (lang, text)
+    };
+    let candidates: Vec<(String, String)> = samples.map(compose).collect();
+    let (lang, text) = candidates
+        .iter()
+        .find(|(lang, text)| parsed[at].matches(&matcher::Post { text, lang }))
+        .unwrap_or(&candidates[0])
+        .clone();
+    let post = matcher::Post {
+        text: &text,
+        lang: &lang,
+    };
+    let mut matching: Vec<serde_json::Value> = rules
+        .iter()
+        .zip(&parsed)
+        .filter(|(_, e)| e.matches(&post))
+        .map(|(r, _)| json!({"id": r.id, "tag": r.tag.clone().unwrap_or_default()}))
+        .collect();
+    if matching.is_empty() {
+        let r = &rules[at];
+        matching.push(json!({"id": r.id, "tag": r.tag.clone().unwrap_or_default()}));
+    }
+    (lang, text, matching)
 }
 
 #[cfg(test)]
@@ -90,8 +146,67 @@ mod tests {
         assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["data"]["id"], tweet_id(9));
-        assert!(v["data"]["text"].as_str().unwrap().ends_with(" #9"));
+        assert!(v["data"]["text"].as_str().unwrap().ends_with(" cats #9"));
         assert_eq!(v["includes"]["users"][0]["id"], v["data"]["author_id"]);
         assert_eq!(v["matching_rules"][0]["tag"], "pets");
+    }
+
+    fn line(seq: u64, rules: &[LiveRule]) -> serde_json::Value {
+        let mut out = Vec::new();
+        tweet_line(seq, rules, &mut out);
+        serde_json::from_slice(&out).unwrap()
+    }
+
+    fn rule(id: &str, value: &str, tag: &str) -> LiveRule {
+        LiveRule {
+            id: id.into(),
+            value: value.into(),
+            tag: Some(tag.into()),
+        }
+    }
+
+    /// Each post names the rules its text really matches: the one it was
+    /// written for, and any other its words happen to satisfy, never one
+    /// they do not.
+    #[test]
+    fn a_post_names_the_rules_its_text_matches() {
+        let rules = [
+            rule("1", "#F1", "f1"),
+            rule("2", "#MotoGP -crash", "motogp"),
+            rule("3", "\"data pipeline\" lang:de", "de"),
+            rule("4", "rustlang", "rust"),
+        ];
+        let parsed: Vec<matcher::Expr> = rules.iter().map(|r| matcher::parse(&r.value)).collect();
+        for seq in 0..64 {
+            let v = line(seq, &rules);
+            let text = v["data"]["text"].as_str().unwrap();
+            let lang = v["data"]["lang"].as_str().unwrap();
+            let named: Vec<&str> = v["matching_rules"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_str().unwrap())
+                .collect();
+            assert!(
+                named.contains(&rules[(seq % 4) as usize].id.as_str()),
+                "{seq}: {v}"
+            );
+            for (r, e) in rules.iter().zip(&parsed) {
+                let matches = e.matches(&matcher::Post { text, lang });
+                assert_eq!(
+                    named.contains(&r.id.as_str()),
+                    matches,
+                    "{seq} {}: {text}",
+                    r.value
+                );
+            }
+            let tags: Vec<&str> = v["data"]["entities"]["hashtags"]
+                .as_array()
+                .map(|a| a.iter().map(|h| h["tag"].as_str().unwrap()).collect())
+                .unwrap_or_default();
+            if seq % 4 == 0 {
+                assert!(tags.contains(&"F1"), "{v}");
+            }
+        }
     }
 }
