@@ -433,6 +433,75 @@ fn track_becomes_one_v2_rule() {
     assert_eq!(env.records("o.jsonl")[0]["tags"][0], "track");
 }
 
+/// A `--track '#a,#b'` capture: each post's text holds the hashtag its rule
+/// asked for (the mock matches rules against the text), the record lists its
+/// `hashtags` from X's `entities`, and a `track:<term>` tag names each term
+/// the text holds — never one it does not.
+#[test]
+fn track_tags_name_the_terms_each_post_holds() {
+    let env = env_with(FAST);
+    let mock = mock_twitter(&env, "rate = 200.0\n");
+    let out = env.run(&[
+        "twitter",
+        "--track",
+        "#rustlang,#tokio,async rust",
+        "--twitter-api-base",
+        &mock.url,
+        "--sink",
+        "file",
+        "--file-path",
+        "o.jsonl",
+        "--max-records",
+        "30",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = env.records("o.jsonl");
+    assert_eq!(records.len(), 30);
+    let mut per_term = std::collections::BTreeMap::<String, usize>::new();
+    for r in &records {
+        let text = r["text"].as_str().unwrap().to_lowercase();
+        let tags: Vec<&str> = r["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let hashtags: Vec<String> = r["hashtags"]
+            .as_array()
+            .map(|h| {
+                h.iter()
+                    .map(|t| t.as_str().unwrap().to_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert_eq!(tags[0], "track", "{r}");
+        let held = |term: &str| match term {
+            "#rustlang" => hashtags.contains(&"rustlang".to_owned()) && text.contains("#rustlang"),
+            "#tokio" => hashtags.contains(&"tokio".to_owned()) && text.contains("#tokio"),
+            _ => {
+                let words: Vec<&str> = text.split(|c: char| !c.is_alphanumeric()).collect();
+                words.contains(&"async") && words.contains(&"rust")
+            }
+        };
+        let named: Vec<&str> = tags
+            .iter()
+            .filter_map(|t| t.strip_prefix("track:"))
+            .collect();
+        assert!(!named.is_empty(), "a track post names its term: {r}");
+        for term in ["#rustlang", "#tokio", "async rust"] {
+            assert_eq!(named.contains(&term), held(term), "{term}: {r}");
+        }
+        for term in named {
+            *per_term.entry(term.to_owned()).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        per_term.len(),
+        3,
+        "every term matched some posts: {per_term:?}"
+    );
+}
+
 /// `--track` manages the rules it made and no others: the app's other live
 /// rules (a production rule, an untagged one) are still there after the run,
 /// an old `--track` rule is replaced, and a `--rules` sync's deletions are

@@ -199,6 +199,11 @@ fn stream_config(
         spill_memory_bytes: t.spill_memory_bytes.unwrap_or(d.spill_memory_bytes),
         spill_max_bytes: t.spill_max_bytes.unwrap_or(d.spill_max_bytes),
         buffer: flags.buffer.or(t.buffer).unwrap_or(d.buffer),
+        track: flags
+            .track
+            .as_deref()
+            .map(rules::track_groups)
+            .unwrap_or_default(),
     })
 }
 

@@ -14,6 +14,7 @@ use crate::sources::seen::SeenWindow;
 use crate::sources::spill::{Entry, SpillQueue};
 use crate::sources::twitter::compliance::normalize_compliance_line;
 use crate::sources::twitter::normalize::normalize_line;
+use crate::sources::twitter::stream::rules::{TRACK_TAG, track_tags};
 use crate::sources::twitter::stream::volume::StreamKind;
 use crate::sources::wal::{Replay, Replayed, Wal};
 use crate::sources::{Origin, SourceContext, SourceCounters, SourceError, SourceOutput, Tracked};
@@ -66,16 +67,44 @@ impl RecentIds {
 pub(super) type Normalize =
     fn(&[u8], &Arc<str>, &NormalizeOptions) -> Result<Normalized, NormalizeError>;
 
-/// The normalizer of a stream's lines: posts, compliance events (and labels), likes, or X Activity events.
-pub(super) fn normalizer(kind: StreamKind) -> Normalize {
-    if kind.is_compliance() {
-        normalize_compliance_line
-    } else if kind.is_likes() {
-        crate::sources::twitter::likes::normalize_like_line
-    } else if kind == StreamKind::Activity {
-        crate::sources::twitter::webhooks::kinds::normalize_activity_line
-    } else {
-        normalize_line
+/// The normalizer of a stream's lines: posts, compliance events (and labels),
+/// likes, or X Activity events; with `--track`, the posts its rules matched
+/// are tagged with the terms they hold (`track:#F1`).
+pub(super) struct Normalizer {
+    normalize: Normalize,
+    track: Vec<Vec<String>>,
+}
+
+impl Normalizer {
+    pub(super) fn new(kind: StreamKind, track: Vec<Vec<String>>) -> Self {
+        let normalize = if kind.is_compliance() {
+            normalize_compliance_line
+        } else if kind.is_likes() {
+            crate::sources::twitter::likes::normalize_like_line
+        } else if kind == StreamKind::Activity {
+            crate::sources::twitter::webhooks::kinds::normalize_activity_line
+        } else {
+            normalize_line
+        };
+        Normalizer { normalize, track }
+    }
+
+    fn apply(
+        &self,
+        line: &[u8],
+        received_at: &Arc<str>,
+        opts: &NormalizeOptions,
+    ) -> Result<Normalized, NormalizeError> {
+        let mut normalized = (self.normalize)(line, received_at, opts)?;
+        if let Normalized::Record(r) = &mut normalized
+            && !self.track.is_empty()
+            && r.tags.iter().any(|t| t == TRACK_TAG)
+        {
+            let text = r.text.as_deref().unwrap_or("");
+            let terms = track_tags(&self.track, text, &r.hashtags);
+            r.tags.extend(terms);
+        }
+        Ok(normalized)
     }
 }
 
@@ -87,11 +116,11 @@ fn normalize_entries(
     ctx: &SourceContext,
     out: &SourceOutput,
     recent: &mut RecentIds,
-    normalize: Normalize,
+    normalize: &Normalizer,
 ) -> Result<Tracked, SourceError> {
     let mut batch = Tracked::default();
     for ((received_at, line), position) in entries.iter().zip(positions) {
-        let record = match normalize(line, received_at, &ctx.normalize) {
+        let record = match normalize.apply(line, received_at, &ctx.normalize) {
             Ok(Normalized::Record(r)) if recent.insert(&r.id) => Some(Arc::from(r)),
             Ok(Normalized::Record(r)) => {
                 SourceCounters::add(&ctx.counters.duplicates, 1);
@@ -115,7 +144,7 @@ pub(super) async fn forward(
     ctx: &SourceContext,
     out: &SourceOutput,
     window: usize,
-    normalize: Normalize,
+    normalize: &Normalizer,
 ) -> Result<(), SourceError> {
     let mut recent = RecentIds::new(window);
     while let Some(entries) = queue.pop(BATCH_RECORDS).await? {
@@ -143,7 +172,7 @@ pub(super) async fn forward_logged(
     ctx: &SourceContext,
     out: SourceOutput,
     window: usize,
-    normalize: Normalize,
+    normalize: &Normalizer,
     logged: Logged,
 ) -> Result<(), SourceError> {
     let Logged {

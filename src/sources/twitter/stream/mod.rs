@@ -36,7 +36,7 @@ use volume::StreamKind;
 const READY_CHUNKS: usize = 256;
 
 /// Default `tweet.fields`: what the record needs.
-pub const DEFAULT_TWEET_FIELDS: &str = "created_at,lang,author_id,conversation_id,source";
+pub const DEFAULT_TWEET_FIELDS: &str = "created_at,lang,author_id,conversation_id,source,entities";
 /// Default `expansions`.
 pub const DEFAULT_EXPANSIONS: &str = "author_id";
 /// Default `user.fields`.
@@ -74,6 +74,9 @@ pub struct StreamConfig {
     pub spill_memory_bytes: usize,
     pub spill_max_bytes: u64,
     pub buffer: Buffer,
+    /// The `--track` groups (comma = OR, space = AND), to tag each post with
+    /// the ones it matched; empty without `--track`.
+    pub track: Vec<Vec<String>>,
 }
 
 impl Default for StreamConfig {
@@ -93,6 +96,7 @@ impl Default for StreamConfig {
             spill_memory_bytes: 4 * 1024 * 1024,
             spill_max_bytes: 1024 * 1024 * 1024,
             buffer: Buffer::Memory,
+            track: Vec::new(),
         }
     }
 }
@@ -136,7 +140,7 @@ impl Source for TwitterSource {
         let disk = self.open_disk_buffer(&ctx)?;
         let wal = disk.as_ref().map(|(_, logged)| logged.wal.clone());
         let window = self.config.dedupe_window;
-        let normalize = forward::normalizer(self.config.kind);
+        let normalize = &forward::Normalizer::new(self.config.kind, self.config.track.clone());
         // The connection opens at once (X does not resend what is missed while
         // the backlog drains); the recovered lines still enter the pipeline
         // before any new one, as the forwarder sends them first.

@@ -155,10 +155,10 @@ impl RuleCounts {
 /// rules tagged `track`: one rule, or as many as X's 1024-character limit needs
 /// (each an OR of whole comma groups), as v1.1 took far longer `track` lists.
 pub fn track_to_rules(track: &str) -> Result<Vec<NewRule>, String> {
-    let groups: Vec<Vec<&str>> = track
-        .split(',')
-        .map(|g| g.split_whitespace().collect::<Vec<_>>())
-        .filter(|g| !g.is_empty())
+    let groups = track_groups(track);
+    let groups: Vec<Vec<&str>> = groups
+        .iter()
+        .map(|g| g.iter().map(String::as_str).collect())
         .collect();
     if groups.is_empty() {
         return Err(
@@ -192,6 +192,46 @@ pub fn track_to_rules(track: &str) -> Result<Vec<NewRule>, String> {
             tag: Some(TRACK_TAG.into()),
         })
         .collect())
+}
+
+/// The groups of a `--track` list: comma-separated, each its words.
+pub fn track_groups(track: &str) -> Vec<Vec<String>> {
+    track
+        .split(',')
+        .map(|g| g.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .filter(|g| !g.is_empty())
+        .collect()
+}
+
+/// The tags `track:<group>` of the `--track` groups a post matches: every
+/// word of the group in its text, as X matches keywords (tokenized, case
+/// ignored; `cats` matches `#cats`), a `#tag` in its hashtags or its text.
+/// X says which rule matched, not which term: this is decided here.
+pub fn track_tags(groups: &[Vec<String>], text: &str, hashtags: &[String]) -> Vec<String> {
+    let mut words: Vec<String> = Vec::new();
+    for w in text
+        .split(|c: char| !(c.is_alphanumeric() || matches!(c, '_' | '#' | '@' | '$')))
+        .filter(|w| !w.is_empty())
+    {
+        let w = w.to_lowercase();
+        let bare = w.trim_start_matches(['#', '@', '$']);
+        if bare.len() != w.len() && !bare.is_empty() {
+            words.push(bare.to_owned());
+        }
+        words.push(w);
+    }
+    let has = |term: &str| {
+        let term = term.to_lowercase();
+        words.contains(&term)
+            || term
+                .strip_prefix('#')
+                .is_some_and(|t| hashtags.iter().any(|h| h.to_lowercase() == t))
+    };
+    groups
+        .iter()
+        .filter(|g| g.iter().all(|term| has(term)))
+        .map(|g| format!("{TRACK_TAG}:{}", g.join(" ")))
+        .collect()
 }
 
 /// One rule's value: the groups ORed, a multi-word group in parentheses.
@@ -371,6 +411,24 @@ mod tests {
         let rules = track_to_rules(track).unwrap();
         assert_eq!(rules.len(), 1, "{rules:?}");
         rules[0].value.clone()
+    }
+
+    /// Each post is tagged with the `--track` groups its text holds.
+    #[test]
+    fn track_tags_name_the_groups_a_post_matched() {
+        let groups = track_groups("#F1, rust lang ,Cats");
+        assert_eq!(groups, [vec!["#F1"], vec!["rust", "lang"], vec!["Cats"]]);
+        let tags = |text: &str, hashtags: &[&str]| {
+            let hashtags: Vec<String> = hashtags.iter().map(|h| h.to_string()).collect();
+            track_tags(&groups, text, &hashtags)
+        };
+        assert_eq!(tags("Race day #f1!", &["f1"]), ["track:#F1"]);
+        assert_eq!(
+            tags("lang of rust; #cats", &[]),
+            ["track:rust lang", "track:Cats"]
+        );
+        assert!(tags("F1 rusty language concatenate", &[]).is_empty());
+        assert_eq!(tags("no text but", &["F1"]), ["track:#F1"]);
     }
 
     #[test]
