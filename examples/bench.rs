@@ -120,9 +120,10 @@ fn replay_once(records: u64, out: &std::path::Path, state: &std::path::Path) -> 
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(rc, pid, "wait4 failed");
     let log = std::io::read_to_string(stderr).unwrap();
-    let delivered = std::fs::read(out)
-        .map(|b| b.iter().filter(|c| **c == b'\n').count())
-        .unwrap_or(0);
+    // Counted through a small buffer: reading the whole output into memory
+    // would raise this process's RSS, which the next run's child would count
+    // as its own peak (it starts as a copy of this process).
+    let delivered = newlines(out);
     assert_eq!(
         delivered as u64, records,
         "every record delivered; ingest said:\n{log}"
@@ -140,6 +141,21 @@ fn replay_once(records: u64, out: &std::path::Path, state: &std::path::Path) -> 
         max_rss_mib: usage.ru_maxrss as f64 / 1024.0,
         input_bytes,
         batches: summary["sinks"]["file"]["batches"].as_u64().unwrap().max(1),
+    }
+}
+
+/// The lines of the file at `path` (0 when it cannot be read).
+fn newlines(path: &std::path::Path) -> usize {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return 0;
+    };
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0;
+    loop {
+        match std::io::Read::read(&mut f, &mut buf) {
+            Ok(0) | Err(_) => return n,
+            Ok(len) => n += buf[..len].iter().filter(|c| **c == b'\n').count(),
+        }
     }
 }
 
