@@ -250,7 +250,9 @@ pub async fn run<S: Source>(
     let ctx = source_context(settings, &run, &dead_letters, &counters);
     let stop = shutdown.child_token();
     let (tx, rx) = mpsc::channel(pipeline::SOURCE_CHANNEL_CAPACITY);
-    let out = sources::SourceOutput::new(tx, counters.clone(), dead_letters.clone());
+    let media = media_stage(settings, &budget, &counters)?;
+    let out =
+        sources::SourceOutput::new(tx, counters.clone(), dead_letters.clone()).with_media(media);
     let source_run = {
         let (monitor, stop) = (monitor.clone(), stop.clone());
         async move {
@@ -298,6 +300,21 @@ pub async fn run<S: Source>(
     Ok(summary)
 }
 
+/// The media stage, when media capture is on.
+fn media_stage(
+    settings: &Settings,
+    budget: &pipeline::MemoryBudget,
+    counters: &Arc<SourceCounters>,
+) -> Result<Option<Arc<dyn sources::MediaResolver>>, Error> {
+    let Some(media) = &settings.media else {
+        return Ok(None);
+    };
+    let stage = crate::media::MediaStage::new(media.clone(), budget.clone(), counters.clone())
+        .map_err(|m| Error::Usage(format!("[media]: {m}")))?;
+    info!(path = media.path.as_str(), "media capture on");
+    Ok(Some(Arc::new(stage)))
+}
+
 /// What the source gets besides its output: normalizer options, the state
 /// directory, the dead-letter file and its counters.
 fn source_context(
@@ -311,6 +328,7 @@ fn source_context(
             keep_raw: settings.keep_raw,
             transliterate: settings.transliterate,
             run: run.clone(),
+            media: settings.media.is_some(),
         },
         state_dir: settings.state_dir.clone(),
         dead_letters: dead_letters.clone(),

@@ -19,6 +19,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<u8, Error> {
     let mut settings = Settings::resolve(&args.run, loaded)?;
+    settings.media =
+        crate::media::config::resolve(&args.media.flags(), &loaded.file.media, loaded.at())?;
     if args.mock {
         super::mock::keep_state_apart(&mut settings, &args.run, loaded);
     }

@@ -201,6 +201,7 @@ pub fn normalize_update(
             update_id: Some(update_id),
             ..Refs::default()
         },
+        media: Vec::new(),
         run: opts.run.clone(),
         raw,
     };

@@ -244,6 +244,7 @@ fn tweet_record(
             conversation_id: tweet.conversation_id.map(Cow::into_owned),
             ..Refs::default()
         },
+        media: Vec::new(),
         run: opts.run.clone(),
         raw,
     }

@@ -97,6 +97,7 @@ fn base_event(id: String, tags: Vec<String>, opts: &NormalizeOptions) -> Record 
         matching_rules: Vec::new(),
         tags,
         refs: Refs::default(),
+        media: Vec::new(),
         run: opts.run.clone(),
         raw: None,
     }

@@ -374,6 +374,7 @@ fn tweet_record(item: &RawValue, opts: &NormalizeOptions) -> Result<Record, serd
             conversation_id: t.in_reply_to_status_id_str,
             ..Refs::default()
         },
+        media: Vec::new(),
         run: opts.run.clone(),
         raw: None,
     })
@@ -406,6 +407,7 @@ fn activity_record(kind: &str, for_user: &str, item: &RawValue, opts: &Normalize
         matching_rules: Vec::new(),
         tags: vec![kind.to_owned()],
         refs: Refs::default(),
+        media: Vec::new(),
         run: opts.run.clone(),
         raw: None,
     }
@@ -518,6 +520,7 @@ mod tests {
                 keep_raw: true,
                 transliterate: false,
                 run: run.clone(),
+                media: false,
             },
             dead_letters: crate::state::DeadLetters::new(&state_dir, &run.id),
             state_dir,

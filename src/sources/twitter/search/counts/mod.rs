@@ -333,6 +333,7 @@ pub fn bucket_record(
         matching_rules: Vec::new(),
         tags: Vec::new(),
         refs: Refs::default(),
+        media: Vec::new(),
         run,
         raw: Some(raw),
     }
