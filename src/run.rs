@@ -134,8 +134,42 @@ pub struct SourceSummary {
     /// Items recorded from a replay job (X webhooks).
     #[serde(skip_serializing_if = "is_zero")]
     pub replayed: u64,
+    /// What became of the records' media (with `--media`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Media items by outcome (`--media`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MediaSummary {
+    /// Items downloaded and stored.
+    pub stored: u64,
+    /// Items that pointed at a file stored earlier in the run.
+    pub reused: u64,
+    /// Items skipped (over `max_bytes`, or a type not asked for).
+    pub skipped: u64,
+    /// Items that failed for good (marked with `error` in their record).
+    pub failed: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Download attempts retried.
+    pub retries: u64,
+}
+
+impl MediaSummary {
+    fn of(c: &sources::MediaCounters) -> Self {
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        MediaSummary {
+            stored: n(&c.stored),
+            reused: n(&c.reused),
+            skipped: n(&c.skipped),
+            failed: n(&c.failed),
+            bytes: n(&c.bytes),
+            retries: n(&c.retries),
+        }
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -278,7 +312,7 @@ pub async fn run<S: Source>(
         error!(source = source_name, error = %e, "source failed");
     }
     let written = dead_letters.written();
-    let summary = summarize(
+    let mut summary = summarize(
         &run,
         started,
         source_name,
@@ -287,6 +321,9 @@ pub async fn run<S: Source>(
         (source_error, source_exit),
         &dead_letters,
     );
+    if settings.media.is_some() {
+        summary.source.media = Some(MediaSummary::of(&counters.media));
+    }
     info!(
         records = summary.records_in,
         dead_letters = summary.dead_letters,
@@ -373,6 +410,7 @@ fn summarize(
             connections: counters.connections.load(Ordering::Relaxed),
             unknown: counters.unknown.load(Ordering::Relaxed),
             replayed: counters.replayed.load(Ordering::Relaxed),
+            media: None,
             error: source_error,
         },
         records_in: routed.records_in,

@@ -53,6 +53,9 @@ pub struct TelegramScenario {
     /// After the `updates` messages, queue one update of every other `Update`
     /// field the Bot API lists (those the setting lets the bot have).
     pub every_type: bool,
+    /// Hold every file download this long before answering (a slow file
+    /// server, for tests that stop a run in the middle of its downloads).
+    pub media_delay_ms: u64,
 }
 
 impl Default for TelegramScenario {
@@ -66,6 +69,7 @@ impl Default for TelegramScenario {
             call: Vec::new(),
             allowed_updates: Vec::new(),
             every_type: true,
+            media_delay_ms: 0,
         }
     }
 }
