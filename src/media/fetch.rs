@@ -46,8 +46,44 @@ pub struct Downloader {
     timeout: Duration,
 }
 
+/// Longest piece of an error body quoted in a message.
+const ERROR_BODY_CHARS: usize = 200;
+
+/// The start of an error answer's body, as text on one line (the rest is not read).
+async fn error_body(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < 1024 {
+        match response.chunk().await {
+            Ok(Some(c)) => body.extend_from_slice(&c),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&body);
+    let text: String = text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(ERROR_BODY_CHARS)
+        .collect();
+    redact(&text).into_owned()
+}
+
+/// A failed answer: its status, and what its body starts with (redacted:
+/// a proxy may echo the request path, which holds the bot token).
+async fn failed(response: reqwest::Response, what: &str) -> FetchError {
+    let status = response.status().as_u16();
+    let body = error_body(response).await;
+    let what = if body.is_empty() {
+        what.to_owned()
+    } else {
+        format!("{what} ({body})")
+    };
+    status_error(status, &what)
+}
+
 fn status_error(status: u16, what: &str) -> FetchError {
-    let m = format!("{what}: HTTP {status}");
+    let m = format!("HTTP {status} from {what}");
     if status == 408 || status == 429 || status >= 500 {
         FetchError::Retryable(m)
     } else {
@@ -110,9 +146,8 @@ impl Downloader {
             .download(&path, self.timeout)
             .await
             .map_err(telegram_error)?;
-        let status = response.status().as_u16();
         if !response.status().is_success() {
-            return Err(status_error(status, "the Telegram file download"));
+            return Err(failed(response, "the Telegram file download").await);
         }
         Ok(Download {
             len: response.content_length().or(file.file_size),
@@ -139,9 +174,8 @@ impl Downloader {
             .map_err(|e| {
                 FetchError::Retryable(format!("GET {url}: {}", error_chain(&e.without_url())))
             })?;
-        let status = response.status().as_u16();
         if !response.status().is_success() {
-            return Err(status_error(status, &format!("GET {url}")));
+            return Err(failed(response, &format!("GET {url}")).await);
         }
         Ok(Download {
             len: response.content_length(),

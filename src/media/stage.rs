@@ -114,42 +114,48 @@ impl MediaStage {
         map.insert(key, stored);
     }
 
-    /// What becomes of one item.
-    async fn item(&self, platform: Platform, mut item: MediaItem) -> MediaItem {
-        let add = |c: &std::sync::atomic::AtomicU64| SourceCounters::add(c, 1);
-        let media = &self.counters.media;
+    /// What becomes of one item; true when its bytes were stored just now
+    /// (not found stored earlier in the run).
+    async fn item(&self, platform: Platform, mut item: MediaItem) -> (MediaItem, bool) {
         if !self.settings.types.contains(&item.kind) {
-            add(&media.skipped);
             item.skipped = Some("type".into());
-            return item;
+            return (item, false);
         }
         let key = (platform, item.key.clone());
         if let Some(stored) = self.remembered(&key) {
-            add(&media.reused);
             item.stored = Some(stored);
-            return item;
+            return (item, false);
         }
         let Some(fetch) = item.fetch.clone() else {
-            return item;
+            return (item, false);
         };
         match self.with_retries(platform, &item.kind, &fetch).await {
             Ok(stored) => {
-                add(&media.stored);
-                SourceCounters::add(&media.bytes, stored.bytes);
+                SourceCounters::add(&self.counters.media.bytes, stored.bytes);
                 self.remember(key, stored.clone());
                 item.stored = Some(stored);
+                return (item, true);
             }
-            Err(Failure::TooLarge) => {
-                add(&media.skipped);
-                item.skipped = Some("too_large".into());
-            }
+            Err(Failure::TooLarge) => item.skipped = Some("too_large".into()),
             Err(Failure::Retry(m) | Failure::Fatal(m)) => {
-                add(&media.failed);
+                let m = redact(&m).into_owned();
                 warn!(platform = %platform, key = %item.key, error = %m, "media item failed for good");
-                item.error = Some(redact(&m).into_owned());
+                item.error = Some(m);
             }
         }
-        item
+        (item, false)
+    }
+
+    /// Counts one occurrence of an item in a record.
+    fn count(&self, item: &MediaItem, fresh: bool) {
+        let media = &self.counters.media;
+        let counter = match (&item.stored, &item.skipped, &item.error) {
+            (Some(_), ..) if fresh => &media.stored,
+            (Some(_), ..) => &media.reused,
+            (None, Some(_), _) => &media.skipped,
+            _ => &media.failed,
+        };
+        SourceCounters::add(counter, 1);
     }
 
     async fn with_retries(
@@ -244,13 +250,14 @@ impl MediaStage {
             .into_iter()
             .map(|(platform, item)| async move { (platform, self.item(platform, item).await) })
             .collect();
-        while let Some((platform, done)) = work.next().await {
+        while let Some((platform, (done, fresh))) = work.next().await {
             let at = places
                 .remove(&(platform, done.key.clone()))
                 .unwrap_or_default();
-            for (ri, mi) in at {
+            for (n, (ri, mi)) in at.into_iter().enumerate() {
                 let mut item = done.clone();
                 item.fetch = None;
+                self.count(&item, fresh && n == 0);
                 Arc::make_mut(&mut records[ri]).media[mi] = item;
             }
         }

@@ -56,16 +56,58 @@ pub const BIG_BYTES: usize = 20 * 1024 * 1024 + 1;
 
 /// Every file the mocks serve.
 pub const FILES: [MockFile; 10] = [
-    file("photo-shared.jpg", "photo", 24_000, "image/jpeg", Behaviour::Serve),
-    file("photo-2.jpg", "photo", 41_000, "image/jpeg", Behaviour::Serve),
+    file(
+        "photo-shared.jpg",
+        "photo",
+        24_000,
+        "image/jpeg",
+        Behaviour::Serve,
+    ),
+    file(
+        "photo-2.jpg",
+        "photo",
+        41_000,
+        "image/jpeg",
+        Behaviour::Serve,
+    ),
     file("clip.mp4", "video", 300_000, "video/mp4", Behaviour::Serve),
-    file("flaky.jpg", "photo", 15_000, "image/jpeg", Behaviour::FailTwice),
-    file("huge.mp4", "video", BIG_BYTES, "video/mp4", Behaviour::Serve),
+    file(
+        "flaky.jpg",
+        "photo",
+        15_000,
+        "image/jpeg",
+        Behaviour::FailTwice,
+    ),
+    file(
+        "huge.mp4",
+        "video",
+        BIG_BYTES,
+        "video/mp4",
+        Behaviour::Serve,
+    ),
     file("gone.jpg", "photo", 9_000, "image/jpeg", Behaviour::Gone),
     file("note.oga", "voice", 8_000, "audio/ogg", Behaviour::Serve),
-    file("paper.pdf", "document", 52_000, "application/pdf", Behaviour::Serve),
-    file("sticker.webp", "sticker", 7_000, "image/webp", Behaviour::Serve),
-    file("loop.mp4", "animation", 64_000, "video/mp4", Behaviour::Serve),
+    file(
+        "paper.pdf",
+        "document",
+        52_000,
+        "application/pdf",
+        Behaviour::Serve,
+    ),
+    file(
+        "sticker.webp",
+        "sticker",
+        7_000,
+        "image/webp",
+        Behaviour::Serve,
+    ),
+    file(
+        "loop.mp4",
+        "animation",
+        64_000,
+        "video/mp4",
+        Behaviour::Serve,
+    ),
 ];
 
 /// The file called `name`.
@@ -84,10 +126,9 @@ pub fn bytes(f: &MockFile) -> Vec<u8> {
         "image/webp" => b"RIFF\0\0\0\0WEBP",
         _ => b"",
     };
-    let mut seed = f
-        .name
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    let mut seed = f.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
     let mut out = Vec::with_capacity(f.size);
     out.extend_from_slice(&magic[..magic.len().min(f.size)]);
     while out.len() < f.size {
@@ -107,10 +148,15 @@ pub struct Served {
 }
 
 impl Served {
-    /// Answers a download of `name` as the catalog says.
-    pub fn answer(&self, name: &str) -> Response {
+    /// Answers a download of `name` as the catalog says; error bodies say
+    /// `echo` (the request path, as some proxies echo it) when given.
+    pub fn answer(&self, name: &str, echo: Option<&str>) -> Response {
+        let body = |text: &str| match echo {
+            Some(path) => format!("{text}: {path}"),
+            None => text.to_owned(),
+        };
         let Some(f) = find(name) else {
-            return (StatusCode::NOT_FOUND, "no such file").into_response();
+            return (StatusCode::NOT_FOUND, body("no such file")).into_response();
         };
         let n = {
             let mut attempts = lock(&self.attempts);
@@ -119,9 +165,9 @@ impl Served {
             *n
         };
         match f.behaviour {
-            Behaviour::Gone => (StatusCode::NOT_FOUND, "gone").into_response(),
+            Behaviour::Gone => (StatusCode::NOT_FOUND, body("gone")).into_response(),
             Behaviour::FailTwice if n <= 2 => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "try again").into_response()
+                (StatusCode::INTERNAL_SERVER_ERROR, body("try again")).into_response()
             }
             Behaviour::Serve | Behaviour::FailTwice => {
                 ([(header::CONTENT_TYPE, f.content_type)], bytes(f)).into_response()
@@ -154,11 +200,11 @@ mod tests {
     fn the_flaky_file_fails_twice_then_serves() {
         let served = Served::default();
         let status = |r: Response| r.status().as_u16();
-        assert_eq!(status(served.answer("flaky.jpg")), 500);
-        assert_eq!(status(served.answer("flaky.jpg")), 500);
-        assert_eq!(status(served.answer("flaky.jpg")), 200);
-        assert_eq!(status(served.answer("gone.jpg")), 404);
-        assert_eq!(status(served.answer("nope.jpg")), 404);
+        assert_eq!(status(served.answer("flaky.jpg", None)), 500);
+        assert_eq!(status(served.answer("flaky.jpg", None)), 500);
+        assert_eq!(status(served.answer("flaky.jpg", None)), 200);
+        assert_eq!(status(served.answer("gone.jpg", Some("/x"))), 404);
+        assert_eq!(status(served.answer("nope.jpg", None)), 404);
         assert_eq!(served.attempts("flaky.jpg"), 3);
     }
 }

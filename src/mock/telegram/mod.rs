@@ -414,7 +414,11 @@ async fn download(
     if mock.scenario.media_delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(mock.scenario.media_delay_ms)).await;
     }
-    mock.files.answer(name)
+    let echo = format!("GET /file/{bot}/{path}");
+    mock.files.answer(
+        name,
+        mock.scenario.echo_path_in_errors.then_some(echo.as_str()),
+    )
 }
 
 /// The `allowed_updates` parameter: absent (keep the setting), or a list of

@@ -56,6 +56,9 @@ pub struct TelegramScenario {
     /// Hold every file download this long before answering (a slow file
     /// server, for tests that stop a run in the middle of its downloads).
     pub media_delay_ms: u64,
+    /// File download errors quote the request path, bot token included (as
+    /// some proxies and error pages do): for redaction tests.
+    pub echo_path_in_errors: bool,
 }
 
 impl Default for TelegramScenario {
@@ -70,6 +73,7 @@ impl Default for TelegramScenario {
             allowed_updates: Vec::new(),
             every_type: true,
             media_delay_ms: 0,
+            echo_path_in_errors: false,
         }
     }
 }

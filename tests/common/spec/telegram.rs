@@ -90,6 +90,7 @@ impl BotApi {
                 json!({
                     "params": object(&fields, &types),
                     "fields": fields,
+                    "description": m["description"].clone(),
                     "ok": {
                         "type": "object",
                         "required": ["ok", "result"],

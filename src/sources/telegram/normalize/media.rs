@@ -57,7 +57,9 @@ impl TgFile {
     fn rank(&self) -> (u64, u64) {
         (
             self.file_size.unwrap_or(0),
-            self.width.unwrap_or(0).saturating_mul(self.height.unwrap_or(0)),
+            self.width
+                .unwrap_or(0)
+                .saturating_mul(self.height.unwrap_or(0)),
         )
     }
 }
@@ -98,7 +100,10 @@ mod tests {
         let items = media_items(
             r#"{"message_id":1,"photo":[{"file_id":"s","file_unique_id":"us","width":90,"height":90,"file_size":900},{"file_id":"l","file_unique_id":"ul","width":1280,"height":960,"file_size":90000},{"file_id":"m","file_unique_id":"um","width":320,"height":240}],"voice":{"file_id":"v","file_unique_id":"uv","duration":3,"mime_type":"audio/ogg","file_size":10}}"#,
         );
-        let keys: Vec<_> = items.iter().map(|i| (i.kind.as_str(), i.key.as_str())).collect();
+        let keys: Vec<_> = items
+            .iter()
+            .map(|i| (i.kind.as_str(), i.key.as_str()))
+            .collect();
         assert_eq!(keys, [("photo", "ul"), ("voice", "uv")]);
         assert_eq!(
             items[1].fetch,

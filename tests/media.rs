@@ -1,0 +1,333 @@
+//! `--media`: the photos, videos and files records point at, stored beside
+//! the records. The real binary against the mock Bot API (its own process,
+//! behind the spec-checking proxy) and the local S3 server; every stored
+//! object is checked against the mock's own bytes (SHA-256).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use ingest::mock::media::{self, FILES};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+mod common;
+use common::*;
+
+const BOT_TOKEN: &str = "424242:media-secret-token-QWERTY";
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// SHA-256 of each catalog file's bytes, by the record key the Telegram mock gives it.
+fn telegram_expected() -> BTreeMap<String, (String, usize)> {
+    FILES
+        .iter()
+        .filter(|f| f.size < 1_000_000)
+        .map(|f| {
+            let key = format!("u-{}", f.name.split('.').next().unwrap());
+            (key, (sha256(&media::bytes(f)), f.size))
+        })
+        .collect()
+}
+
+fn tg_env() -> Env {
+    Env::new()
+        .with("TELEGRAM_BOT_TOKEN", BOT_TOKEN)
+        .with("RUST_LOG", "info")
+}
+
+/// Messages only: 40 updates, 8 of them with media (the shared photo twice,
+/// a video, the fail-twice photo, the one over 20 MiB, the gone one, a voice
+/// note and a PDF).
+fn mock(env: &Env, extra: &str) -> MockProcess {
+    MockProcess::start(
+        "telegram",
+        env.dir.path(),
+        &format!("every_type = false\nupdates = 40\n{extra}"),
+    )
+}
+
+/// Every media item of the records, with the record's id.
+fn items(records: &[Value]) -> Vec<(String, Value)> {
+    records
+        .iter()
+        .flat_map(|r| {
+            let id = r["id"].as_str().unwrap().to_owned();
+            r["media"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |m| (id.clone(), m))
+        })
+        .collect()
+}
+
+/// Checks a stored item: its file holds the mock's bytes.
+fn check_stored_file(m: &Value, expected: &BTreeMap<String, (String, usize)>) {
+    let key = m["key"].as_str().unwrap();
+    let (sha, size) = &expected[key];
+    let stored = &m["stored"];
+    assert_eq!(stored["sha256"], *sha, "{m}");
+    assert_eq!(stored["bytes"], *size as u64, "{m}");
+    let path = stored["uri"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("file://")
+        .unwrap();
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert_eq!(sha256(&bytes), *sha, "{path}");
+    assert!(
+        path.contains(&format!("/media/telegram/{}/{sha}.", &sha[..2])),
+        "{path}"
+    );
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+fn capture(env: &Env, api: &str, extra: &[&str]) -> std::process::Output {
+    env.cmd()
+        .args(["telegram", "--until-idle", "--media", "--sink", "file"])
+        .args([
+            "--file-path",
+            "out.jsonl",
+            "--summary",
+            "--telegram-api-base",
+            api,
+        ])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn telegram_media_is_stored_once_each_and_marked_in_its_record() {
+    let env = tg_env();
+    let mock = mock(&env, "");
+    let out = capture(&env, &mock.url, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = env.records("out.jsonl");
+    assert_eq!(records.len(), 40);
+    let expected = telegram_expected();
+    let items = items(&records);
+    assert_eq!(items.len(), 8, "{items:?}");
+    let by_key = |k: &str| -> Vec<&Value> {
+        items
+            .iter()
+            .filter(|(_, m)| m["key"] == k)
+            .map(|(_, m)| m)
+            .collect()
+    };
+    for key in ["u-photo-shared", "u-clip", "u-flaky", "u-note", "u-paper"] {
+        for m in by_key(key) {
+            check_stored_file(m, &expected);
+        }
+    }
+    // The shared photo: two records, one object.
+    let shared = by_key("u-photo-shared");
+    assert_eq!(shared.len(), 2);
+    assert_eq!(shared[0]["stored"], shared[1]["stored"]);
+    assert_eq!(
+        files_under(&env.path("media")).len(),
+        5,
+        "one file per distinct photo/file"
+    );
+    // Over the limit: skipped before any byte; gone: an error after no retry.
+    let huge = by_key("u-huge");
+    assert_eq!(
+        (huge[0]["stored"].clone(), huge[0]["skipped"].clone()),
+        (Value::Null, "too_large".into())
+    );
+    let gone = by_key("u-gone");
+    assert!(gone[0]["stored"].is_null());
+    assert!(
+        gone[0]["error"].as_str().unwrap().contains("404"),
+        "{}",
+        gone[0]
+    );
+    let s = summary(&out);
+    let media = &s["source"]["media"];
+    assert_eq!(
+        (
+            &media["stored"],
+            &media["reused"],
+            &media["skipped"],
+            &media["failed"],
+            &media["retries"]
+        ),
+        (&5.into(), &1.into(), &1.into(), &1.into(), &2.into()),
+        "{s}"
+    );
+    let photo_bytes: u64 = ["u-photo-shared", "u-clip", "u-flaky", "u-note", "u-paper"]
+        .iter()
+        .map(|k| expected[*k].1 as u64)
+        .sum();
+    assert_eq!(media["bytes"], photo_bytes);
+    // The fail-twice file was asked for three times; no file was asked for twice otherwise.
+    let state = mock.get("/mock/state");
+    let downloads = state["calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["method"] == "file")
+        .count();
+    assert_eq!(
+        downloads,
+        5 + 2 + 1,
+        "5 stored, 2 failed attempts of the flaky one, 1 gone: {state}"
+    );
+}
+
+#[test]
+fn items_over_max_bytes_or_of_types_not_asked_for_are_skipped() {
+    let env = tg_env().config("[media]\nmax_bytes = 30000\ntypes = [\"photo\", \"voice\"]\n");
+    let mock = mock(&env, "");
+    let out = capture(&env, &mock.url, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let records = env.records("out.jsonl");
+    let skipped: BTreeMap<String, String> = items(&records)
+        .into_iter()
+        .filter(|(_, m)| m["skipped"].is_string())
+        .map(|(_, m)| {
+            (
+                m["key"].as_str().unwrap().to_owned(),
+                m["skipped"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(skipped["u-clip"], "type");
+    assert_eq!(skipped["u-paper"], "type");
+    assert_eq!(skipped["u-huge"], "type");
+    // The photos are 24 000 and 15 000 bytes, the voice note 8 000: under the limit.
+    assert!(!skipped.contains_key("u-photo-shared") && !skipped.contains_key("u-note"));
+    let env = tg_env().config("[media]\nmax_bytes = 20000\n");
+    let mock = self::mock(&env, "");
+    let out = capture(&env, &mock.url, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let shared: Vec<_> = items(&env.records("out.jsonl"))
+        .into_iter()
+        .filter(|(_, m)| m["key"] == "u-photo-shared")
+        .collect();
+    assert_eq!(shared.len(), 2);
+    assert!(
+        shared.iter().all(|(_, m)| m["skipped"] == "too_large"),
+        "{shared:?}"
+    );
+}
+
+#[test]
+fn the_bot_token_reaches_no_record_log_dead_letter_or_metric() {
+    let env = tg_env()
+        .with("RUST_LOG", "debug")
+        .config("[sinks.refuses]\ntype = \"file\"\npath = \"blocker/x.jsonl\"\nretry = { max_attempts = 1 }\n");
+    std::fs::write(
+        env.path("blocker"),
+        "a file where the sink wants a directory",
+    )
+    .unwrap();
+    // The file server quotes the request path (the token in it) in its error
+    // bodies: the gone file's error and the flaky file's retries carry it
+    // towards the record, the log and (through the sink that cannot write)
+    // the dead letters.
+    let mock = mock(&env, "echo_path_in_errors = true");
+    let logged = |name: &str| std::fs::File::create(env.path(name)).unwrap();
+    let first = env
+        .cmd()
+        .args([
+            "telegram",
+            "--until-idle",
+            "--media",
+            "--sink",
+            "file",
+            "--sink",
+            "refuses",
+        ])
+        .args([
+            "--file-path",
+            "first.jsonl",
+            "--summary",
+            "--telegram-api-base",
+            &mock.url,
+        ])
+        .stderr(logged("first.log"))
+        .status()
+        .unwrap();
+    assert_eq!(first.code(), Some(1), "the refusing sink dead-letters");
+    assert!(!env.dead_letters().is_empty());
+    // The offset stayed: a second run takes the same updates, with metrics.
+    let metrics = free_addr();
+    let mut child = env
+        .cmd()
+        .args([
+            "telegram",
+            "--media",
+            "--sink",
+            "file",
+            "--file-path",
+            "out.jsonl",
+        ])
+        .args([
+            "--summary",
+            "--telegram-api-base",
+            &mock.url,
+            "--poll-timeout",
+            "1",
+        ])
+        .args(["--metrics-addr", &metrics])
+        .stderr(logged("second.log"))
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while env.records("out.jsonl").len() < 40 {
+        assert!(Instant::now() < deadline, "the records did not arrive");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, metrics_text) = http(&metrics, "GET", "/metrics", &[], b"");
+    assert_eq!(status, 200);
+    assert!(
+        metrics_text.contains("ingest_media_items"),
+        "{metrics_text}"
+    );
+    signal(&child, libc::SIGTERM);
+    assert!(wait_with_timeout(&mut child, Duration::from_secs(30)).success());
+    let log = std::fs::read_to_string(env.path("first.log")).unwrap();
+    assert!(log.contains("media download failed; retrying"), "{log}");
+    let mut texts = vec![("metrics".to_owned(), metrics_text)];
+    for f in files_under(env.dir.path()) {
+        if f.components().any(|c| c.as_os_str() == "media") {
+            continue; // the mock's bytes
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(&f).unwrap()).into_owned();
+        texts.push((f.display().to_string(), text));
+    }
+    // The quoted path reached the record and the dead letters, redacted.
+    for name in ["first.jsonl", "dead-letters.jsonl"] {
+        let (_, text) = texts.iter().find(|(n, _)| n.ends_with(name)).unwrap();
+        assert!(
+            text.contains("HTTP 404") && text.contains("/file/bot***/photos/gone.jpg"),
+            "{name}: {text}"
+        );
+    }
+    let secret = BOT_TOKEN.split_once(':').unwrap().1;
+    for (name, text) in &texts {
+        assert!(!text.contains(secret), "the token is in {name}");
+    }
+}
