@@ -44,10 +44,15 @@ fn tg_env() -> Env {
 /// a video, the fail-twice photo, the one over 20 MiB, the gone one, a voice
 /// note and a PDF).
 fn mock(env: &Env, extra: &str) -> MockProcess {
+    let updates = if extra.contains("updates =") {
+        ""
+    } else {
+        "updates = 40\n"
+    };
     MockProcess::start(
         "telegram",
         env.dir.path(),
-        &format!("every_type = false\nupdates = 40\n{extra}"),
+        &format!("every_type = false\n{updates}{extra}"),
     )
 }
 
@@ -330,4 +335,105 @@ fn the_bot_token_reaches_no_record_log_dead_letter_or_metric() {
     for (name, text) in &texts {
         assert!(!text.contains(secret), "the token is in {name}");
     }
+}
+
+/// Every stored item of `records` is readable and holds the mock's bytes.
+fn check_all_stored(records: &[Value]) {
+    let expected = telegram_expected();
+    for (id, m) in items(records) {
+        if !m["stored"].is_null() {
+            check_stored_file(&m, &expected);
+        } else {
+            assert!(
+                ["u-huge", "u-gone"].contains(&m["key"].as_str().unwrap()),
+                "{id}: {m}"
+            );
+        }
+    }
+}
+
+#[test]
+fn kill_9_during_media_downloads_then_a_rerun_leaves_every_confirmed_records_media_readable() {
+    let env = tg_env();
+    // Downloads take 300 ms each: a kill lands inside one.
+    let mock = mock(
+        &env,
+        "updates = 8\nrate = 20.0\ntotal_updates = 40\nmedia_delay_ms = 300",
+    );
+    let mut child = env
+        .cmd()
+        .args([
+            "telegram",
+            "--media",
+            "--sink",
+            "file",
+            "--file-path",
+            "out.jsonl",
+        ])
+        .args(["--telegram-api-base", &mock.url, "--poll-timeout", "1"])
+        .stderr(std::fs::File::create(env.path("first.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let offset_file = || {
+        std::fs::read_dir(env.path("state"))
+            .into_iter()
+            .flatten()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(".offset.json"))
+    };
+    // Wait for a committed offset, then for a download the run started after
+    // it and has not finished (the last call the mock saw is that download).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut calls_at_checkpoint = None;
+    loop {
+        assert!(Instant::now() < deadline, "no download after a checkpoint");
+        let calls = mock.get("/mock/state")["calls"].as_array().unwrap().clone();
+        match calls_at_checkpoint {
+            None if offset_file().is_some() => calls_at_checkpoint = Some(calls.len()),
+            Some(n) if calls.len() > n && calls.last().unwrap()["method"] == "file" => break,
+            _ => {}
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // What the killed run confirmed: every update below the offset is in the
+    // file with its media readable.
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(offset_file().unwrap()).unwrap()).unwrap();
+    let offset = saved["offset"].as_i64().unwrap();
+    assert!(offset > 500_000, "{saved}");
+    let before = env.records("out.jsonl");
+    let confirmed: Vec<Value> = before
+        .iter()
+        .filter(|r| r["refs"]["update_id"].as_i64().unwrap() < offset)
+        .cloned()
+        .collect();
+    assert_eq!(confirmed.len() as i64, offset - 500_000);
+    assert!(
+        !items(&confirmed).is_empty(),
+        "a confirmed record with media"
+    );
+    check_all_stored(&before);
+    // The rerun delivers the rest, media included.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while mock.get("/mock/state")["produced"] != 40 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = capture(&env, &mock.url, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let after = env.records("out.jsonl");
+    let ids: std::collections::BTreeSet<i64> = after
+        .iter()
+        .map(|r| r["refs"]["update_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, (500_000..500_040).collect());
+    check_all_stored(&after);
+    let with_media: std::collections::BTreeSet<&str> = after
+        .iter()
+        .filter(|r| r["media"].is_array())
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(with_media.len(), 8);
 }
