@@ -437,3 +437,70 @@ fn kill_9_during_media_downloads_then_a_rerun_leaves_every_confirmed_records_med
         .collect();
     assert_eq!(with_media.len(), 8);
 }
+
+#[cfg(feature = "s3")]
+const S3_MEDIA: &str = r#"
+import boto3, sys, json, hashlib
+s3 = boto3.client("s3", endpoint_url=sys.argv[1])
+if sys.argv[3] == "create":
+    s3.create_bucket(Bucket=sys.argv[2])
+    print("[]")
+    sys.exit(0)
+out = []
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2]):
+    for o in page.get("Contents", []):
+        got = s3.get_object(Bucket=sys.argv[2], Key=o["Key"])
+        body = got["Body"].read()
+        out.append({"key": o["Key"], "sha256": hashlib.sha256(body).hexdigest(),
+                    "bytes": len(body), "content_type": got.get("ContentType")})
+print(json.dumps(out))
+"#;
+
+#[cfg(feature = "s3")]
+#[test]
+fn telegram_media_goes_to_s3_once_per_file_under_the_prefix() {
+    let endpoint = service("INGEST_TEST_S3_ENDPOINT");
+    let bucket = unique("media", '-');
+    py(S3_MEDIA, &[&endpoint, &bucket, "create"]);
+    let env = tg_env()
+        .with("AWS_ACCESS_KEY_ID", "test")
+        .with("AWS_SECRET_ACCESS_KEY", "test")
+        .with("AWS_REGION", "us-east-1")
+        .with("AWS_EC2_METADATA_DISABLED", "true")
+        .config(&format!(
+            "[media]\nstore = \"s3\"\nbucket = \"{bucket}\"\nprefix = \"archive/\"\nendpoint = \"{endpoint}\"\nforce_path_style = true\n"
+        ));
+    let mock = mock(&env, "");
+    let out = capture(&env, &mock.url, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let objects = py(S3_MEDIA, &[&endpoint, &bucket, "list"]);
+    let objects = objects.as_array().unwrap();
+    let expected = telegram_expected();
+    let want: std::collections::BTreeSet<&str> =
+        ["u-photo-shared", "u-clip", "u-flaky", "u-note", "u-paper"]
+            .iter()
+            .map(|k| expected[*k].0.as_str())
+            .collect();
+    let got: std::collections::BTreeSet<&str> = objects
+        .iter()
+        .map(|o| o["sha256"].as_str().unwrap())
+        .collect();
+    assert_eq!(got, want, "{objects:?}");
+    assert_eq!(objects.len(), 5, "one object per distinct file");
+    for o in objects {
+        let (key, sha) = (o["key"].as_str().unwrap(), o["sha256"].as_str().unwrap());
+        assert!(
+            key.starts_with(&format!("archive/media/telegram/{}/{sha}.", &sha[..2])),
+            "{key}"
+        );
+    }
+    let records = env.records("out.jsonl");
+    for (_, m) in items(&records) {
+        if let Some(uri) = m["stored"]["uri"].as_str() {
+            let key = uri.strip_prefix(&format!("s3://{bucket}/")).unwrap();
+            let o = objects.iter().find(|o| o["key"] == key).unwrap();
+            assert_eq!(o["sha256"], m["stored"]["sha256"]);
+            assert_eq!(o["content_type"], m["stored"]["content_type"]);
+        }
+    }
+}
