@@ -253,6 +253,7 @@ mod tests {
             let fetch = MediaFetch::Url {
                 url: url.into(),
                 content_type: None,
+                preview: None,
             };
             assert!(
                 matches!(d.open(&fetch, 10).await, Err(FetchError::Permanent(_))),

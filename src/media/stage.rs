@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
-use super::config::MediaSettings;
+use super::config::{MediaSettings, VideoChoice};
 use super::fetch::{Downloader, FetchError};
 use super::key::{PathValues, content_type, extension};
 use super::store::{MediaStore, StoreError};
@@ -128,6 +128,18 @@ impl MediaStage {
         }
         let Some(fetch) = item.fetch.clone() else {
             return (item, false);
+        };
+        let fetch = match fetch {
+            // `--media-video preview`: a video's or GIF's preview image instead.
+            MediaFetch::Url {
+                preview: Some(preview),
+                ..
+            } if self.settings.video == VideoChoice::Preview => MediaFetch::Url {
+                url: preview,
+                content_type: None,
+                preview: None,
+            },
+            other => other,
         };
         match self.with_retries(platform, &item.kind, &fetch).await {
             Ok(stored) => {

@@ -108,5 +108,8 @@ pub enum MediaFetch {
         url: String,
         /// The type the platform gives (`video/mp4` for a variant).
         content_type: Option<String>,
+        /// A video's or GIF's preview image, fetched instead with
+        /// `--media-video preview`.
+        preview: Option<String>,
     },
 }

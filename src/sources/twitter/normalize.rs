@@ -141,7 +141,14 @@ pub fn normalize_line(
         .author_id
         .as_deref()
         .map(|id| author(id, parsed.includes.as_ref()));
-    let record = tweet_record(tweet, author, parsed.matching_rules, raw, received_at, opts);
+    let mut record = tweet_record(tweet, author, parsed.matching_rules, raw, received_at, opts);
+    if opts.media {
+        // A second, small parse, with media capture only.
+        record.media = match text {
+            Some(text) => media::media_items(text),
+            None => std::str::from_utf8(line).map_or_else(|_| Vec::new(), media::media_items),
+        };
+    }
     Ok(Normalized::Record(Box::new(record)))
 }
 
@@ -254,6 +261,8 @@ fn tweet_record(
 pub fn looks_like_stream_line(value: &serde_json::Map<String, serde_json::Value>) -> bool {
     value.contains_key("data") || value.contains_key("errors")
 }
+
+mod media;
 
 #[cfg(test)]
 mod tests;
