@@ -638,3 +638,110 @@ fn without_media_records_and_requests_are_unchanged() {
     );
     assert!(!env.path("media").exists());
 }
+
+#[test]
+fn check_writes_reads_back_and_deletes_a_probe_in_the_media_store() {
+    let env = Env::new();
+    let out = env.run(&["check", "--media"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("ok   media store (file): write, read back and delete in file://"),
+        "{text}"
+    );
+    // Nothing left behind but the directory.
+    assert_eq!(files_under(&env.path("media")).len(), 0);
+    // A store that cannot be written: FAIL and exit 1.
+    let env = Env::new().config("[media]\nenabled = true\npath = \"blocked/{sha256}\"\n");
+    std::fs::write(
+        env.path("blocked"),
+        "a file where the store wants a directory",
+    )
+    .unwrap();
+    let out = env.run(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL media store (file)") && text.contains("blocked"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_media_config_is_refused_with_the_file_line_and_field() {
+    for (config, field) in [
+        (
+            "[media]\nenabled = true\nmax_bytes = 0\n",
+            "media.max_bytes",
+        ),
+        ("[media]\nenabled = true\nstore = \"s3\"\n", "media.bucket"),
+        (
+            "[media]\nenabled = true\npath = \"x/../{sha256}\"\n",
+            "media.path",
+        ),
+        (
+            "[media]\nenabled = true\ntypes = [\"photo\", \"executable\"]\n",
+            "media.types",
+        ),
+        (
+            "[media]\nenabled = true\nconcurrency = 65\n",
+            "media.concurrency",
+        ),
+        ("[media]\nbogus = 1\n", "bogus"),
+    ] {
+        let env = Env::new().config(config);
+        let out = env.run(&["telegram", "--mock", "--until-idle", "--sink", "file"]);
+        assert_eq!(out.status.code(), Some(78), "{config}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(field) && err.contains("ingest.toml"),
+            "{config}: {err}"
+        );
+    }
+    let env = Env::new();
+    let out = env.run(&["twitter", "--mock", "--media-video", "worst"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[cfg(feature = "s3")]
+#[test]
+fn check_probes_the_s3_media_store() {
+    let endpoint = service("INGEST_TEST_S3_ENDPOINT");
+    let bucket = unique("media", '-');
+    py(S3_MEDIA, &[&endpoint, &bucket, "create"]);
+    let env = Env::new()
+        .with("AWS_ACCESS_KEY_ID", "test")
+        .with("AWS_SECRET_ACCESS_KEY", "test")
+        .with("AWS_REGION", "us-east-1")
+        .with("AWS_EC2_METADATA_DISABLED", "true")
+        .config(&format!(
+            "[media]\nenabled = true\nstore = \"s3\"\nbucket = \"{bucket}\"\nendpoint = \"{endpoint}\"\nforce_path_style = true\n"
+        ));
+    let out = env.run(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains(&format!(
+            "ok   media store (s3): PUT, GET and DELETE of s3://{bucket}/media/.ingest-probe-"
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        py(S3_MEDIA, &[&endpoint, &bucket, "list"]),
+        serde_json::json!([])
+    );
+    let env = Env::new()
+        .with("AWS_ACCESS_KEY_ID", "test")
+        .with("AWS_SECRET_ACCESS_KEY", "test")
+        .with("AWS_EC2_METADATA_DISABLED", "true")
+        .config(&format!(
+            "[media]\nenabled = true\nstore = \"s3\"\nbucket = \"no-such-{bucket}\"\nendpoint = \"{endpoint}\"\nforce_path_style = true\n"
+        ));
+    let out = env.run(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("FAIL media store (s3)") && text.contains("does not exist"),
+        "{text}"
+    );
+}

@@ -206,6 +206,11 @@ pub struct CheckArgs {
     )]
     pub sources: Vec<SourceArg>,
 
+    /// Check the media store too (`[media]`; a probe object written, read back
+    /// and deleted). On by itself when `[media] enabled = true`.
+    #[arg(long, env = "INGEST_MEDIA", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub media: bool,
+
     /// Config file (default: ./ingest.toml when present).
     #[arg(long, env = "INGEST_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,

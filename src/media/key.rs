@@ -73,6 +73,16 @@ impl PathTemplate {
         self.text.starts_with('/')
     }
 
+    /// The directory every path of the template is under: its literal start
+    /// up to the last `/` before the first placeholder (`media/`), or empty.
+    pub fn static_dir(&self) -> &str {
+        let literal = self.text.split('{').next().unwrap_or("");
+        match literal.rfind('/') {
+            Some(i) => &self.text[..=i],
+            None => "",
+        }
+    }
+
     /// The template as written.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -233,8 +243,11 @@ mod tests {
             t.render(&values()),
             "media/telegram/ab/ab12cdef00000000000000000000000000000000000000000000000000000099.jpg"
         );
+        assert_eq!(t.static_dir(), "media/");
         let t = PathTemplate::parse("/data/{type}/{sha256:2:6}/{sha256}").unwrap();
         assert!(t.is_absolute());
+        assert_eq!(t.static_dir(), "/data/");
+        assert_eq!(PathTemplate::parse("{sha256}").unwrap().static_dir(), "");
         assert_eq!(
             t.render(&values()),
             "/data/photo/12cd/ab12cdef00000000000000000000000000000000000000000000000000000099"

@@ -73,14 +73,10 @@ impl MediaStore {
         }
     }
 
-    /// Writes a probe object next to where `sample` would go, reads it back and
-    /// deletes it (`ingest check`); what was checked.
-    pub async fn probe(&self, sample: &str) -> Result<String, StoreError> {
+    /// Writes a probe object in `dir` (empty, or ending in `/`), reads it
+    /// back and deletes it (`ingest check`); what was checked.
+    pub async fn probe(&self, dir: &str) -> Result<String, StoreError> {
         let name = format!(".ingest-probe-{}", uuid::Uuid::new_v4());
-        let dir = match sample.rsplit_once('/') {
-            Some((dir, _)) => format!("{dir}/"),
-            None => String::new(),
-        };
         let path = format!("{dir}{name}");
         let body = Bytes::from(format!("ingest check {name}"));
         match self {
@@ -355,15 +351,19 @@ mod tests {
     #[tokio::test]
     async fn the_probe_writes_reads_back_and_deletes() {
         let dir = tempfile::tempdir().unwrap();
-        let sample = dir.path().join("media/telegram/ab/x.jpg");
+        let media = dir.path().join("media");
         let said = MediaStore::File
-            .probe(sample.to_str().unwrap())
+            .probe(&format!("{}/", media.display()))
             .await
             .unwrap();
         assert!(said.contains("write, read back and delete"), "{said}");
-        let left: Vec<_> = std::fs::read_dir(sample.parent().unwrap())
-            .unwrap()
-            .collect();
+        let left: Vec<_> = std::fs::read_dir(&media).unwrap().collect();
         assert!(left.is_empty());
+        std::fs::write(dir.path().join("blocker"), b"a file").unwrap();
+        let e = MediaStore::File
+            .probe(&format!("{}/blocker/", dir.path().display()))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("blocker"), "{e}");
     }
 }
