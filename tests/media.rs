@@ -2,6 +2,7 @@
 //! the records. The real binary against the mock Bot API (its own process,
 //! behind the spec-checking proxy) and the local S3 server; every stored
 //! object is checked against the mock's own bytes (SHA-256).
+#![cfg(feature = "mock")]
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
