@@ -115,10 +115,34 @@ pub fn find(name: &str) -> Option<&'static MockFile> {
     FILES.iter().find(|f| f.name == name)
 }
 
+/// Largest generated file (benchmarks' distinct photos).
+pub const MAX_GENERATED_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The name of generated photo `n` of `size` bytes (`gen-7-50000.jpg`), for
+/// benchmarks that need every photo distinct.
+pub fn generated_name(n: u64, size: u64) -> String {
+    format!("gen-{n}-{}.jpg", size.min(MAX_GENERATED_BYTES))
+}
+
+/// The size of a generated photo's name, if it is one.
+pub fn generated_size(name: &str) -> Option<u64> {
+    let (_, size) = name.strip_prefix("gen-")?.strip_suffix(".jpg")?.split_once('-')?;
+    size.parse().ok().filter(|s| *s <= MAX_GENERATED_BYTES)
+}
+
+/// The bytes of a generated photo: a JPEG header, then a stream seeded by its name.
+pub fn generated_bytes(name: &str, size: u64) -> Vec<u8> {
+    bytes_of(name, size as usize, "image/jpeg")
+}
+
 /// The file's bytes: a header that fits its type, then a pseudo-random
 /// stream seeded by its name (the same bytes every run).
 pub fn bytes(f: &MockFile) -> Vec<u8> {
-    let magic: &[u8] = match f.content_type {
+    bytes_of(f.name, f.size, f.content_type)
+}
+
+fn bytes_of(name: &str, size: usize, content_type: &str) -> Vec<u8> {
+    let magic: &[u8] = match content_type {
         "image/jpeg" => &[0xFF, 0xD8, 0xFF, 0xE0],
         "video/mp4" => b"\0\0\0\x18ftypmp42",
         "audio/ogg" => b"OggS",
@@ -126,16 +150,16 @@ pub fn bytes(f: &MockFile) -> Vec<u8> {
         "image/webp" => b"RIFF\0\0\0\0WEBP",
         _ => b"",
     };
-    let mut seed = f.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    let mut seed = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     });
-    let mut out = Vec::with_capacity(f.size);
-    out.extend_from_slice(&magic[..magic.len().min(f.size)]);
-    while out.len() < f.size {
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&magic[..magic.len().min(size)]);
+    while out.len() < size {
         seed ^= seed << 13;
         seed ^= seed >> 7;
         seed ^= seed << 17;
-        let take = (f.size - out.len()).min(8);
+        let take = (size - out.len()).min(8);
         out.extend_from_slice(&seed.to_le_bytes()[..take]);
     }
     out
@@ -155,6 +179,10 @@ impl Served {
             Some(path) => format!("{text}: {path}"),
             None => text.to_owned(),
         };
+        if let Some(size) = generated_size(name) {
+            let bytes = generated_bytes(name, size);
+            return ([(header::CONTENT_TYPE, "image/jpeg")], bytes).into_response();
+        }
         let Some(f) = find(name) else {
             return (StatusCode::NOT_FOUND, body("no such file")).into_response();
         };

@@ -114,7 +114,11 @@ impl Mock {
                 return;
             }
             let n = inner.produced;
-            inner.create(synthetic_update(n));
+            let mut update = synthetic_update(n);
+            if self.scenario.distinct_photo_bytes > 0 {
+                update = updates::with_distinct_photo(&update, n, self.scenario.distinct_photo_bytes);
+            }
+            inner.create(update);
         }
         self.arrived.notify_waiters();
     }
@@ -372,6 +376,17 @@ fn get_file(params: &Map<String, Value>) -> Response {
     let Some(file_id) = params.get("file_id").and_then(Value::as_str) else {
         return fail(400, "Bad Request: file_id is required", None);
     };
+    let generated = file_id
+        .strip_prefix("mockfile-")
+        .and_then(|name| Some((name, media::generated_size(name)?)));
+    if let Some((name, size)) = generated {
+        return ok(json!({
+            "file_id": file_id,
+            "file_unique_id": updates::file_unique_id(name),
+            "file_size": size,
+            "file_path": format!("photos/{name}"),
+        }));
+    }
     let Some(f) = media::FILES
         .iter()
         .find(|f| updates::file_id(f.name) == file_id)

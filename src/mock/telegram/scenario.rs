@@ -59,6 +59,9 @@ pub struct TelegramScenario {
     /// File download errors quote the request path, bot token included (as
     /// some proxies and error pages do): for redaction tests.
     pub echo_path_in_errors: bool,
+    /// Every message carries a photo of its own of this many bytes (0: the
+    /// catalog's media on every fifth message): media benchmarks.
+    pub distinct_photo_bytes: u64,
 }
 
 impl Default for TelegramScenario {
@@ -74,6 +77,7 @@ impl Default for TelegramScenario {
             every_type: true,
             media_delay_ms: 0,
             echo_path_in_errors: false,
+            distinct_photo_bytes: 0,
         }
     }
 }

@@ -208,6 +208,23 @@ fn add_media(message: &mut Value, name: &str) {
     message[f.kind] = obj;
 }
 
+/// `update` (a message update) with a photo of its own, `size` bytes
+/// (generated: see `mock::media::generated_name`), in place of its media.
+pub fn with_distinct_photo(update: &str, n: u64, size: u64) -> String {
+    let mut v: Value = serde_json::from_str(update).expect("a synthetic update is JSON");
+    let name = media::generated_name(n, size);
+    if let Some((_, message)) = v
+        .as_object_mut()
+        .and_then(|o| o.iter_mut().find(|(k, _)| *k != "update_id"))
+    {
+        for k in ["photo", "video", "voice", "document", "sticker", "animation"] {
+            message.as_object_mut().map(|m| m.remove(k));
+        }
+        message["photo"] = json!([{"file_id": file_id(&name), "file_unique_id": file_unique_id(&name), "width": 1280, "height": 720, "file_size": size}]);
+    }
+    v.to_string()
+}
+
 /// The chats updates rotate through: (id, type, title).
 pub const CHATS: [(i64, &str, &str); 4] = [
     (1001, "private", "Ada"),
