@@ -126,7 +126,10 @@ pub fn generated_name(n: u64, size: u64) -> String {
 
 /// The size of a generated photo's name, if it is one.
 pub fn generated_size(name: &str) -> Option<u64> {
-    let (_, size) = name.strip_prefix("gen-")?.strip_suffix(".jpg")?.split_once('-')?;
+    let (_, size) = name
+        .strip_prefix("gen-")?
+        .strip_suffix(".jpg")?
+        .split_once('-')?;
     size.parse().ok().filter(|s| *s <= MAX_GENERATED_BYTES)
 }
 

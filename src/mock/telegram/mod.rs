@@ -116,7 +116,8 @@ impl Mock {
             let n = inner.produced;
             let mut update = synthetic_update(n);
             if self.scenario.distinct_photo_bytes > 0 {
-                update = updates::with_distinct_photo(&update, n, self.scenario.distinct_photo_bytes);
+                update =
+                    updates::with_distinct_photo(&update, n, self.scenario.distinct_photo_bytes);
             }
             inner.create(update);
         }

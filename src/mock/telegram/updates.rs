@@ -217,7 +217,14 @@ pub fn with_distinct_photo(update: &str, n: u64, size: u64) -> String {
         .as_object_mut()
         .and_then(|o| o.iter_mut().find(|(k, _)| *k != "update_id"))
     {
-        for k in ["photo", "video", "voice", "document", "sticker", "animation"] {
+        for k in [
+            "photo",
+            "video",
+            "voice",
+            "document",
+            "sticker",
+            "animation",
+        ] {
             message.as_object_mut().map(|m| m.remove(k));
         }
         message["photo"] = json!([{"file_id": file_id(&name), "file_unique_id": file_unique_id(&name), "width": 1280, "height": 720, "file_size": size}]);

@@ -262,3 +262,28 @@ impl TelegramApi {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn file_paths_that_could_leave_the_file_endpoint_are_refused() {
+        let api = TelegramApi::new("http://127.0.0.1:1", Secret::new("1:unit-test-token")).unwrap();
+        for path in [
+            "../bot1:x/getMe",
+            "photos/../../x",
+            "a//b",
+            "./x",
+            "",
+            "photos/",
+        ] {
+            let e = api
+                .download(path, Duration::from_secs(1))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, TelegramError::Decode(_)), "{path:?}: {e}");
+            assert!(!e.to_string().contains("unit-test-token"));
+        }
+    }
+}
