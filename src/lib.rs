@@ -12,6 +12,7 @@ pub mod duration;
 pub mod exit_codes;
 pub mod kafka;
 pub mod locate;
+pub mod media;
 #[cfg(feature = "mock")]
 pub mod mock;
 pub mod monitor;

@@ -6,6 +6,9 @@
 
 pub mod compliance;
 mod json;
+pub mod media;
+
+pub use media::{MediaFetch, MediaItem, StoredMedia};
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -184,6 +187,10 @@ pub struct Record {
     /// Platform ids that are not the record id (absent when none).
     #[serde(default, skip_serializing_if = "Refs::is_empty")]
     pub refs: Refs,
+    /// The photos, videos and files the item points at, and where their bytes
+    /// were stored (`--media`; absent when off or when the item has none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<MediaItem>,
     /// The capture run that produced the record.
     pub run: Arc<RunInfo>,
     /// The original payload, untouched (absent with `--no-raw`).
@@ -236,6 +243,12 @@ impl Record {
         512 + self.text.as_ref().map_or(0, String::len)
             + self.text_ascii.as_ref().map_or(0, String::len)
             + self.raw.as_ref().map_or(0, |r| r.get().len())
+            + self.media.len() * 256
+    }
+
+    /// Media items still waiting for the media stage.
+    pub fn has_pending_media(&self) -> bool {
+        self.media.iter().any(MediaItem::is_pending)
     }
 }
 
@@ -248,6 +261,8 @@ pub struct NormalizeOptions {
     pub transliterate: bool,
     /// The run the records belong to.
     pub run: Arc<RunInfo>,
+    /// Collect the media items of each record for the media stage (`--media`).
+    pub media: bool,
 }
 
 impl NormalizeOptions {
@@ -256,6 +271,7 @@ impl NormalizeOptions {
             keep_raw: true,
             transliterate: false,
             run,
+            media: false,
         }
     }
 }

@@ -134,8 +134,42 @@ pub struct SourceSummary {
     /// Items recorded from a replay job (X webhooks).
     #[serde(skip_serializing_if = "is_zero")]
     pub replayed: u64,
+    /// What became of the records' media (with `--media`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub media: Option<MediaSummary>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Media items by outcome (`--media`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct MediaSummary {
+    /// Items downloaded and stored.
+    pub stored: u64,
+    /// Items that pointed at a file stored earlier in the run.
+    pub reused: u64,
+    /// Items skipped (over `max_bytes`, or a type not asked for).
+    pub skipped: u64,
+    /// Items that failed for good (marked with `error` in their record).
+    pub failed: u64,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Download attempts retried.
+    pub retries: u64,
+}
+
+impl MediaSummary {
+    fn of(c: &sources::MediaCounters) -> Self {
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        MediaSummary {
+            stored: n(&c.stored),
+            reused: n(&c.reused),
+            skipped: n(&c.skipped),
+            failed: n(&c.failed),
+            bytes: n(&c.bytes),
+            retries: n(&c.retries),
+        }
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -250,7 +284,9 @@ pub async fn run<S: Source>(
     let ctx = source_context(settings, &run, &dead_letters, &counters);
     let stop = shutdown.child_token();
     let (tx, rx) = mpsc::channel(pipeline::SOURCE_CHANNEL_CAPACITY);
-    let out = sources::SourceOutput::new(tx, counters.clone(), dead_letters.clone());
+    let media = media_stage(settings, &budget, &counters)?;
+    let out =
+        sources::SourceOutput::new(tx, counters.clone(), dead_letters.clone()).with_media(media);
     let source_run = {
         let (monitor, stop) = (monitor.clone(), stop.clone());
         async move {
@@ -276,7 +312,7 @@ pub async fn run<S: Source>(
         error!(source = source_name, error = %e, "source failed");
     }
     let written = dead_letters.written();
-    let summary = summarize(
+    let mut summary = summarize(
         &run,
         started,
         source_name,
@@ -285,6 +321,9 @@ pub async fn run<S: Source>(
         (source_error, source_exit),
         &dead_letters,
     );
+    if settings.media.is_some() {
+        summary.source.media = Some(MediaSummary::of(&counters.media));
+    }
     info!(
         records = summary.records_in,
         dead_letters = summary.dead_letters,
@@ -296,6 +335,21 @@ pub async fn run<S: Source>(
         tracing::warn!(entries = written, file = %dead_letters.path().display(), "dead letters written");
     }
     Ok(summary)
+}
+
+/// The media stage, when media capture is on.
+fn media_stage(
+    settings: &Settings,
+    budget: &pipeline::MemoryBudget,
+    counters: &Arc<SourceCounters>,
+) -> Result<Option<Arc<dyn sources::MediaResolver>>, Error> {
+    let Some(media) = &settings.media else {
+        return Ok(None);
+    };
+    let stage = crate::media::MediaStage::new(media.clone(), budget.clone(), counters.clone())
+        .map_err(|m| Error::Usage(format!("[media]: {m}")))?;
+    info!(path = media.path.as_str(), "media capture on");
+    Ok(Some(Arc::new(stage)))
 }
 
 /// What the source gets besides its output: normalizer options, the state
@@ -311,6 +365,7 @@ fn source_context(
             keep_raw: settings.keep_raw,
             transliterate: settings.transliterate,
             run: run.clone(),
+            media: settings.media.is_some(),
         },
         state_dir: settings.state_dir.clone(),
         dead_letters: dead_letters.clone(),
@@ -355,6 +410,7 @@ fn summarize(
             connections: counters.connections.load(Ordering::Relaxed),
             unknown: counters.unknown.load(Ordering::Relaxed),
             replayed: counters.replayed.load(Ordering::Relaxed),
+            media: None,
             error: source_error,
         },
         records_in: routed.records_in,

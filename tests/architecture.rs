@@ -33,7 +33,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("run", &["run"]),
     ("config", &["config"]),
     ("flags", &["cli"]),
-    ("connectors", &["sources::*", "sinks::*", "mock"]),
+    ("connectors", &["sources::*", "sinks::*", "mock", "media"]),
     (
         "engine",
         &[

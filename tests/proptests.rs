@@ -215,6 +215,7 @@ fn opts(keep_raw: bool, transliterate: bool) -> NormalizeOptions {
         keep_raw,
         transliterate,
         run: Arc::new(RunInfo::new(None)),
+        media: false,
     }
 }
 
@@ -227,6 +228,7 @@ fn ctx(keep_raw: bool) -> SourceContext {
             keep_raw,
             transliterate: false,
             run: run.clone(),
+            media: false,
         },
         dead_letters: DeadLetters::new(&state_dir, &run.id),
         state_dir,

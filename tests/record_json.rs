@@ -7,7 +7,9 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use ingest::record::{Author, Chat, Format, MatchingRule, Platform, Record, Refs, RunInfo};
+use ingest::record::{
+    Author, Chat, Format, MatchingRule, MediaItem, Platform, Record, Refs, RunInfo, StoredMedia,
+};
 use proptest::prelude::*;
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -94,6 +96,33 @@ fn refs() -> impl Strategy<Value = Refs> {
         })
 }
 
+fn stored() -> impl Strategy<Value = Option<StoredMedia>> {
+    prop::option::of((text(), text(), any::<u64>(), text()).prop_map(
+        |(uri, sha256, bytes, content_type)| StoredMedia {
+            uri,
+            sha256,
+            bytes,
+            content_type,
+        },
+    ))
+}
+
+fn media() -> impl Strategy<Value = Vec<MediaItem>> {
+    prop::collection::vec(
+        (text(), text(), stored(), opt_text(), opt_text()).prop_map(
+            |(kind, key, stored, skipped, error)| MediaItem {
+                kind,
+                key,
+                stored,
+                skipped,
+                error,
+                fetch: None,
+            },
+        ),
+        0..3,
+    )
+}
+
 fn run() -> impl Strategy<Value = Arc<RunInfo>> {
     (text(), text(), prop::option::of(any::<u64>())).prop_map(|(id, started_at, limit)| {
         Arc::new(RunInfo {
@@ -117,6 +146,7 @@ prop_compose! {
             run(),
             raw(),
         ),
+        media in media(),
     ) -> Record {
         // A struct literal: a new Record field fails to compile here until
         // this test generates it.
@@ -136,6 +166,7 @@ prop_compose! {
             tags,
             hashtags,
             refs,
+            media,
             run,
             raw,
         }

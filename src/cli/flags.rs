@@ -3,8 +3,8 @@
 //! the connectors sit below the command line and resolve their own keys.
 
 use super::{
-    KafkaArgs, ReplayArgs, TelegramArgs, TwitterArgs, TwitterCountsArgs, TwitterSearchArgs,
-    TwitterWebhookArgs,
+    KafkaArgs, MediaArgs, ReplayArgs, TelegramArgs, TwitterArgs, TwitterCountsArgs,
+    TwitterSearchArgs, TwitterWebhookArgs,
 };
 use crate::sources::kafka::KafkaFlags;
 use crate::sources::replay::ReplayFlags;
@@ -101,6 +101,15 @@ impl ReplayArgs {
             input: self.input.clone(),
             platform: self.platform,
             max_line_bytes: self.max_line_bytes,
+        }
+    }
+}
+
+impl MediaArgs {
+    pub fn flags(&self) -> crate::media::MediaFlags {
+        crate::media::MediaFlags {
+            media: self.media,
+            video: self.media_video,
         }
     }
 }

@@ -206,6 +206,11 @@ pub struct CheckArgs {
     )]
     pub sources: Vec<SourceArg>,
 
+    /// Check the media store too (`[media]`; a probe object written, read back
+    /// and deleted). On by itself when `[media] enabled = true`.
+    #[arg(long, env = "INGEST_MEDIA", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub media: bool,
+
     /// Config file (default: ./ingest.toml when present).
     #[arg(long, env = "INGEST_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -462,6 +467,19 @@ pub struct KafkaArgs {
 
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// `--media` and its options, on the capture commands.
+#[derive(Debug, Args, Default, Clone)]
+pub struct MediaArgs {
+    /// Download the photos, videos and files records point at and store them
+    /// beside the records (content-addressed; see `[media]` in the config, docs/media.md).
+    #[arg(long, env = "INGEST_MEDIA", action = ArgAction::SetTrue, value_parser = BoolishValueParser::new())]
+    pub media: bool,
+
+    /// X videos and GIFs: `best` (the highest-bitrate mp4, default) or `preview` (the preview image only). Implies --media.
+    #[arg(long, env = "INGEST_MEDIA_VIDEO", value_parser = named::<crate::media::VideoChoice>(&["best", "preview"]))]
+    pub media_video: Option<crate::media::VideoChoice>,
 }
 
 /// Options shared by every command that runs the pipeline.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args};
 
-use super::RunArgs;
+use super::{MediaArgs, RunArgs};
 
 #[derive(Debug, Args)]
 pub struct TelegramArgs {
@@ -103,6 +103,9 @@ pub struct TelegramArgs {
         requires = "mock"
     )]
     pub mock_scenario: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub media: MediaArgs,
 
     #[command(flatten)]
     pub run: RunArgs,

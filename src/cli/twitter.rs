@@ -6,7 +6,9 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args};
 
-use super::{Buffer, RulesMode, RunArgs, StreamKind, TwitterApiArgs, named, parse_duration};
+use super::{
+    Buffer, MediaArgs, RulesMode, RunArgs, StreamKind, TwitterApiArgs, named, parse_duration,
+};
 use crate::sources::twitter::search::counts::Granularity;
 use crate::sources::twitter::stream::volume::Lang;
 
@@ -93,6 +95,9 @@ pub struct TwitterArgs {
     pub mock_scenario: Option<PathBuf>,
 
     #[command(flatten)]
+    pub media: MediaArgs,
+
+    #[command(flatten)]
     pub run: RunArgs,
 }
 
@@ -154,6 +159,9 @@ pub struct TwitterSearchArgs {
         requires = "mock"
     )]
     pub mock_scenario: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub media: MediaArgs,
 
     #[command(flatten)]
     pub run: RunArgs,

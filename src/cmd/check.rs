@@ -58,9 +58,17 @@ fn sink_names(args: &CheckArgs, loaded: &LoadedConfig) -> Vec<String> {
 /// Exit 0 only if every check passed; config errors keep their exit code (78).
 pub async fn run(args: &CheckArgs, loaded: &LoadedConfig) -> Result<u8, Error> {
     let names = sink_names(args, loaded);
-    if names.is_empty() && args.sources.is_empty() {
+    let media = crate::media::config::resolve(
+        &crate::media::MediaFlags {
+            media: args.media,
+            video: None,
+        },
+        &loaded.file.media,
+        loaded.at(),
+    )?;
+    if names.is_empty() && args.sources.is_empty() && media.is_none() {
         return Err(Error::Usage(
-            "nothing to check: name sinks with --sink or sources with --source, or define [sinks.NAME] tables in the config".into(),
+            "nothing to check: name sinks with --sink or sources with --source, add --media, or define [sinks.NAME] tables in the config".into(),
         ));
     }
     let sinks = if names.is_empty() {
@@ -88,6 +96,9 @@ pub async fn run(args: &CheckArgs, loaded: &LoadedConfig) -> Result<u8, Error> {
     );
     for named in &sinks {
         emit(check_sink(named).await, &mut all_ok);
+    }
+    if let Some(media) = &media {
+        emit(check_media(media).await, &mut all_ok);
     }
     for source in &args.sources {
         emit(check_source(*source, args, loaded).await, &mut all_ok);
@@ -117,6 +128,27 @@ async fn check_sink(named: &crate::config::NamedSink) -> CheckLine {
                 Ok(Ok(())) => (true, target),
                 // Retryable or not: `check` wants the destination working now.
                 Ok(Err(e)) => (false, e.cause()),
+                Err(_) => (false, no_answer()),
+            }
+        }
+    };
+    CheckLine { ok, what, detail }
+}
+
+/// The media store: a probe object written, read back and deleted, bounded by [`CHECK_TIMEOUT`].
+async fn check_media(media: &crate::media::MediaSettings) -> CheckLine {
+    let kind = match media.store {
+        crate::media::config::StoreSettings::File => "file",
+        crate::media::config::StoreSettings::S3 { .. } => "s3",
+    };
+    let what = format!("media store ({kind})");
+    let (ok, detail) = match crate::media::MediaStore::new(&media.store) {
+        Err(e) => (false, e),
+        Ok(store) => {
+            let probe = store.probe(media.path.static_dir());
+            match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
+                Ok(Ok(done)) => (true, done),
+                Ok(Err(e)) => (false, e.to_string()),
                 Err(_) => (false, no_answer()),
             }
         }

@@ -19,6 +19,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<u8, Error> {
     let mut settings = Settings::resolve(&args.run, loaded)?;
+    settings.media =
+        crate::media::config::resolve(&args.media.flags(), &loaded.file.media, loaded.at())?;
     if args.mock {
         super::mock::keep_state_apart(&mut settings, &args.run, loaded);
     }
@@ -68,7 +70,17 @@ async fn telegram_webhook(
             .await?;
         info!(url = %url, "webhook set");
     }
-    let (settings, telegram) = (common.settings, common.telegram);
+    let (mut settings, telegram) = (common.settings, common.telegram);
+    if let Some(media) = settings.media.as_mut() {
+        // Files are fetched through the bot: webhook mode needs its token too.
+        let token = bot_token().ok_or_else(|| {
+            Error::MissingSecret(
+                "--media downloads files through the bot: set TELEGRAM_BOT_TOKEN in the environment"
+                    .into(),
+            )
+        })?;
+        media.telegram = Some(TelegramApi::new(&telegram.api_base, token)?);
+    }
     let config = WebhookConfig {
         listen,
         path: telegram.webhook_path,
@@ -114,7 +126,10 @@ async fn telegram_polling(
         until_idle: args.until_idle,
         delete_webhook: args.delete_webhook,
     };
-    let settings = common.settings;
+    let mut settings = common.settings;
+    if let Some(media) = settings.media.as_mut() {
+        media.telegram = Some(api.clone());
+    }
     let result = crate::run::run(&settings, TelegramPolling { api, config }, shutdown).await;
     if let Some(m) = mock {
         m.stop().await;

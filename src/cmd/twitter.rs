@@ -26,7 +26,12 @@ pub async fn run(
     if args.mock {
         super::mock::keep_state_apart(&mut settings, &args.run, loaded);
     }
-    let twitter = stream::config::resolve(&args.flags(), &loaded.file.twitter, loaded.at())?;
+    let mut twitter = stream::config::resolve(&args.flags(), &loaded.file.twitter, loaded.at())?;
+    settings.media =
+        crate::media::config::resolve(&args.media.flags(), &loaded.file.media, loaded.at())?;
+    if settings.media.is_some() {
+        twitter.stream.with_media();
+    }
     let (api, mock) =
         twitter_api_or_mock(&twitter.mock, &twitter.api_base, "capturing from").await?;
     let result = capture(&settings, &twitter, api, shutdown).await;

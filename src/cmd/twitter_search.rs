@@ -23,6 +23,11 @@ pub async fn run(
         &file.twitter,
         loaded.at(),
     )?;
+    settings.media = crate::media::config::resolve(&args.media.flags(), &file.media, loaded.at())?;
+    let mut search = search;
+    if settings.media.is_some() {
+        search.config.fields.with_media();
+    }
     let (api, mock) = twitter_api_or_mock(&search.mock, &search.api_base, "searching").await?;
     let source = crate::sources::twitter::search::TwitterSearch {
         api,

@@ -68,6 +68,9 @@ pub struct FileConfig {
     /// Limits of the webhook server (both webhooks).
     #[serde(default)]
     pub webhook: crate::sources::http::WebhookServerConfig,
+    /// Media beside the records (`--media`).
+    #[serde(default)]
+    pub media: crate::media::MediaConfig,
     /// Named sinks.
     #[serde(default)]
     pub sinks: BTreeMap<String, SinkConfig>,

@@ -29,6 +29,8 @@ pub struct Settings {
     pub unhealthy_after: Duration,
     /// Show the status line on stderr.
     pub progress: bool,
+    /// Media capture (`--media`, `[media]`); set by the capture commands.
+    pub media: Option<crate::media::MediaSettings>,
 }
 
 /// A sink with the name it was asked for by.
@@ -70,6 +72,7 @@ impl Settings {
             metrics_addr: args.metrics_addr,
             unhealthy_after: args.unhealthy_after.unwrap_or(DEFAULT_UNHEALTHY_AFTER),
             progress,
+            media: None,
         })
     }
 }

@@ -1,5 +1,6 @@
 //! The built-in mock APIs: for demos, for our tests, and for our users' CI.
 
+pub mod media;
 pub mod telegram;
 pub mod twitter;
 

@@ -55,6 +55,44 @@ fn load(a: &AtomicU64) -> f64 {
     a.load(Ordering::Relaxed) as f64
 }
 
+/// `ingest_media_items{outcome}` and `ingest_media_bytes` (`--media`).
+fn encode_media(m: &Monitor, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+    let c = &m.source.media;
+    let outcome = |o: &str| {
+        vec![
+            ("source", m.source_name.to_owned()),
+            ("outcome", o.to_owned()),
+        ]
+    };
+    family(
+        encoder,
+        "media_items",
+        "Media items by outcome: stored, reused (stored earlier in the run), skipped, failed.",
+        MetricType::Counter,
+        &[
+            (outcome("stored"), load(&c.stored)),
+            (outcome("reused"), load(&c.reused)),
+            (outcome("skipped"), load(&c.skipped)),
+            (outcome("failed"), load(&c.failed)),
+        ],
+    )?;
+    let src = vec![("source", m.source_name.to_owned())];
+    family(
+        encoder,
+        "media_bytes",
+        "Bytes of media downloaded and stored.",
+        MetricType::Counter,
+        &[(src.clone(), load(&c.bytes))],
+    )?;
+    family(
+        encoder,
+        "media_retries",
+        "Media download attempts retried.",
+        MetricType::Counter,
+        &[(src, load(&c.retries))],
+    )
+}
+
 /// `ingest_source_*`: the source's counters, reconnects, checkpoint and state.
 fn encode_source(m: &Monitor, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
     let src = || vec![("source", m.source_name.to_owned())];
@@ -96,6 +134,7 @@ fn encode_source(m: &Monitor, encoder: &mut DescriptorEncoder) -> Result<(), std
             &[(src(), load(counter))],
         )?;
     }
+    encode_media(m, encoder)?;
     encode_reconnects(m, encoder)?;
     let checkpoint = load(&s.checkpoint_unix_secs);
     if checkpoint > 0.0 {

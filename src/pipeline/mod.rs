@@ -110,6 +110,14 @@ impl MemoryBudget {
         }
     }
 
+    /// Room for `bytes` of media being downloaded and stored (at most the
+    /// whole budget), held until the [`Reservation`] is dropped: media bytes
+    /// count in the same budget as records, so a slow media store slows the
+    /// source instead of growing memory.
+    pub async fn reserve(&self, bytes: usize) -> Reservation {
+        Reservation(self.take(bytes).await)
+    }
+
     /// Bytes of records held now.
     pub fn used(&self) -> usize {
         self.total - self.room.available_permits()
@@ -127,6 +135,10 @@ struct Room {
     _permit: tokio::sync::OwnedSemaphorePermit,
     starved: Arc<Starved>,
 }
+
+/// Room in the [`MemoryBudget`] held outside the router (media downloads).
+#[derive(Debug)]
+pub struct Reservation(#[allow(dead_code)] Room);
 
 /// How a source batch ended up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -7,7 +7,7 @@
 
 use std::io::Write;
 
-use super::{Author, Chat, MatchingRule, Record, Refs, RunInfo};
+use super::{Author, Chat, MatchingRule, MediaItem, Record, Refs, RunInfo, StoredMedia};
 
 const LO: u64 = 0x0101_0101_0101_0101;
 const HI: u64 = 0x8080_8080_8080_8080;
@@ -141,6 +141,44 @@ fn refs(out: &mut Vec<u8>, r: &Refs) {
     out.push(b'}');
 }
 
+fn stored(out: &mut Vec<u8>, s: &StoredMedia) {
+    let mut first = true;
+    out.push(b'{');
+    key(out, &mut first, "uri");
+    string(out, &s.uri);
+    key(out, &mut first, "sha256");
+    string(out, &s.sha256);
+    key(out, &mut first, "bytes");
+    integer(out, s.bytes);
+    key(out, &mut first, "content_type");
+    string(out, &s.content_type);
+    out.push(b'}');
+}
+
+fn media(out: &mut Vec<u8>, items: &[MediaItem]) {
+    out.push(b'[');
+    for (i, m) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let mut first = true;
+        out.push(b'{');
+        key(out, &mut first, "type");
+        string(out, &m.kind);
+        key(out, &mut first, "key");
+        string(out, &m.key);
+        key(out, &mut first, "stored");
+        match &m.stored {
+            Some(s) => stored(out, s),
+            None => out.extend_from_slice(b"null"),
+        }
+        opt_string(out, &mut first, "skipped", m.skipped.as_deref());
+        opt_string(out, &mut first, "error", m.error.as_deref());
+        out.push(b'}');
+    }
+    out.push(b']');
+}
+
 fn run(out: &mut Vec<u8>, r: &RunInfo) {
     let mut first = true;
     out.push(b'{');
@@ -196,6 +234,10 @@ pub fn write_record(out: &mut Vec<u8>, r: &Record) {
     if r.refs != Refs::default() {
         key(out, &mut first, "refs");
         refs(out, &r.refs);
+    }
+    if !r.media.is_empty() {
+        key(out, &mut first, "media");
+        media(out, &r.media);
     }
     key(out, &mut first, "run");
     run(out, &r.run);
@@ -255,6 +297,26 @@ mod tests {
                 update_id: Some(i64::MAX),
                 message_id: Some(-7),
             },
+            media: vec![
+                MediaItem {
+                    kind: "photo".into(),
+                    key: "AQAD\"x".into(),
+                    stored: Some(StoredMedia {
+                        uri: "s3://b/media/telegram/ab/ab.jpg".into(),
+                        sha256: "ab".into(),
+                        bytes: u64::MAX,
+                        content_type: "image/jpeg".into(),
+                    }),
+                    skipped: None,
+                    error: None,
+                    fetch: None,
+                },
+                MediaItem::unfetchable("video", "k", "too_large"),
+                MediaItem {
+                    error: Some("HTTP 404 \n".into()),
+                    ..MediaItem::unfetchable("document", "d", "x")
+                },
+            ],
             run: Arc::new(RunInfo {
                 id: "run".into(),
                 started_at: "2026-11-22T07:00:00.000Z".into(),
@@ -309,6 +371,7 @@ mod tests {
         r.matching_rules.clear();
         r.tags.clear();
         r.hashtags.clear();
+        r.media.clear();
         r.refs = Refs::default();
         r.run = Arc::new(RunInfo {
             id: "r".into(),

@@ -23,7 +23,7 @@ pub mod telegram;
 pub mod twitter;
 pub mod wal;
 
-pub use output::{Origin, SourceOutput, Tracked, received_now};
+pub use output::{MediaResolver, Origin, SourceOutput, Tracked, received_now};
 
 /// Which platform raw input is from (`--platform`, `platform =`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
@@ -101,6 +101,25 @@ pub struct SourceCounters {
     pub checkpoint_unix_secs: AtomicU64,
     /// Until when the source waits for a rate-limit reset, in Unix milliseconds (0: not waiting).
     pub rate_limit_until_ms: AtomicU64,
+    /// What became of the records' media (`--media`).
+    pub media: MediaCounters,
+}
+
+/// Media items by outcome (`--media`), for the summary and the metrics.
+#[derive(Debug, Default)]
+pub struct MediaCounters {
+    /// Items downloaded and stored by this run.
+    pub stored: AtomicU64,
+    /// Items stored earlier in the run (the same file in another record): not fetched again.
+    pub reused: AtomicU64,
+    /// Items skipped: over `max_bytes`, or of a type not asked for.
+    pub skipped: AtomicU64,
+    /// Items that failed for good after their retries.
+    pub failed: AtomicU64,
+    /// Bytes downloaded and stored.
+    pub bytes: AtomicU64,
+    /// Attempts retried.
+    pub retries: AtomicU64,
 }
 
 impl SourceCounters {

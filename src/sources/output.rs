@@ -8,6 +8,8 @@
 //! the pipeline's ack into the one position confirmed in order ([`Confirmed`]),
 //! so no source translates an accepted count itself.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -35,6 +37,18 @@ pub struct Origin {
     pub label: &'static str,
     /// One item in the warning (`update`, `input line`).
     pub item: &'static str,
+}
+
+/// Fetches and stores the media records point at (`--media`), filling each
+/// pending item's `stored`, `skipped` or `error`. The handle calls it before a
+/// batch enters the pipeline, so a checkpoint that confirms a record also
+/// confirms its media, and a slow media store holds the source back.
+pub trait MediaResolver: Send + Sync + std::fmt::Debug {
+    /// Resolves every pending media item of `records`.
+    fn resolve<'a>(
+        &'a self,
+        records: &'a mut [Arc<Record>],
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 }
 
 /// Records with their positions in the source's checkpoint space.
@@ -153,6 +167,7 @@ pub struct SourceOutput {
     counters: Arc<SourceCounters>,
     dead_letters: DeadLetters,
     malformed: Arc<AtomicU64>,
+    media: Option<Arc<dyn MediaResolver>>,
 }
 
 impl SourceOutput {
@@ -166,6 +181,22 @@ impl SourceOutput {
             counters,
             dead_letters,
             malformed: Arc::default(),
+            media: None,
+        }
+    }
+
+    /// Resolves the records' media with `media` before they enter the pipeline.
+    pub fn with_media(mut self, media: Option<Arc<dyn MediaResolver>>) -> Self {
+        self.media = media;
+        self
+    }
+
+    /// The records' media, fetched and stored (when media capture is on).
+    async fn resolve_media(&self, records: &mut [Arc<Record>]) {
+        if let Some(media) = &self.media
+            && records.iter().any(|r| r.has_pending_media())
+        {
+            media.resolve(records).await;
         }
     }
 
@@ -176,10 +207,11 @@ impl SourceOutput {
 
     /// Sends records that need no ack (counted as produced); false once the
     /// pipeline is gone. An empty batch is not sent.
-    pub async fn send(&self, records: Vec<Arc<Record>>) -> bool {
+    pub async fn send(&self, mut records: Vec<Arc<Record>>) -> bool {
         if records.is_empty() {
             return true;
         }
+        self.resolve_media(&mut records).await;
         SourceCounters::add(&self.counters.records, records.len() as u64);
         self.tx.send(SourceBatch::new(records)).await.is_ok()
     }
@@ -190,7 +222,7 @@ impl SourceOutput {
     /// `None` once the pipeline is gone.
     pub async fn send_tracked(&self, batch: Tracked, lingering: bool) -> Option<PendingAck> {
         let Tracked {
-            records,
+            mut records,
             positions,
             end,
         } = batch;
@@ -201,6 +233,7 @@ impl SourceOutput {
                 rx: None,
             });
         }
+        self.resolve_media(&mut records).await;
         SourceCounters::add(&self.counters.records, records.len() as u64);
         let (batch, rx) = if lingering {
             SourceBatch::with_ack_lingering(records)

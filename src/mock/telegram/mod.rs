@@ -8,7 +8,12 @@
 //! set), `allowed_updates` (the bot's setting at start), and `[[call]]` tables
 //! scripting the first `getUpdates` answers in order: `status` (200, 409, 429,
 //! 500…), `kind = "webhook" | "other_poller"` for 409, `retry_after` for 429,
-//! `delay_ms` for a slow answer. `GET /mock/state` shows the queue and calls.
+//! `delay_ms` for a slow answer; `media_delay_ms` slows every file download.
+//! `GET /mock/state` shows the queue and calls (file downloads as `file`).
+//!
+//! Media messages (every fifth update from the fourth) carry the files of the
+//! shared catalog (`mock::media`) in turn; `getFile` and
+//! `/file/bot<token>/<file_path>` serve them.
 //!
 //! As the Bot API documents it: a call with a higher `offset` confirms the
 //! updates below it the moment it arrives (a slow answer does not delay
@@ -40,7 +45,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{MockError, MockServer, elapsed_ms, lock};
+use super::{MockError, MockServer, elapsed_ms, lock, media};
 
 pub use scenario::{CallScript, TelegramScenario};
 pub use updates::{CHATS, FIRST_UPDATE_ID, OTHER_TYPES, synthetic_update};
@@ -94,6 +99,8 @@ impl Inner {
 }
 
 struct Mock {
+    /// Downloads of the media catalog's files.
+    files: media::Served,
     scenario: TelegramScenario,
     started: Instant,
     inner: Mutex<Inner>,
@@ -107,7 +114,12 @@ impl Mock {
                 return;
             }
             let n = inner.produced;
-            inner.create(synthetic_update(n));
+            let mut update = synthetic_update(n);
+            if self.scenario.distinct_photo_bytes > 0 {
+                update =
+                    updates::with_distinct_photo(&update, n, self.scenario.distinct_photo_bytes);
+            }
+            inner.create(update);
         }
         self.arrived.notify_waiters();
     }
@@ -161,6 +173,7 @@ pub async fn start(addr: &str, scenario: TelegramScenario) -> Result<MockServer,
     inner.allowed_updates = scenario.allowed_updates.clone();
     let mock = Arc::new(Mock {
         inner: Mutex::new(inner),
+        files: media::Served::default(),
         scenario,
         started: Instant::now(),
         arrived: Notify::new(),
@@ -176,6 +189,7 @@ pub async fn start(addr: &str, scenario: TelegramScenario) -> Result<MockServer,
         .route("/mock/state", get(state))
         .route("/mock/produce", axum::routing::post(produce_now))
         .route("/{bot}/{method}", any(method))
+        .route("/file/{bot}/{*path}", get(download))
         .with_state(mock);
     Ok(super::serve(
         listener,
@@ -339,6 +353,7 @@ async fn method(
             )
         }
         "setwebhook" => set_webhook(&mock, &params),
+        "getfile" => get_file(&params),
         "deletewebhook" => delete_webhook(&mock, &params),
         "getupdates" => {
             let Ok(allowed) = allowed_updates(&params) else {
@@ -354,6 +369,72 @@ async fn method(
         }
         _ => fail(404, "Not Found: method not found", None),
     }
+}
+
+/// `getFile`: where a catalog file is; the file over 20 MB is refused as
+/// the Bot API refuses it.
+fn get_file(params: &Map<String, Value>) -> Response {
+    let Some(file_id) = params.get("file_id").and_then(Value::as_str) else {
+        return fail(400, "Bad Request: file_id is required", None);
+    };
+    let generated = file_id
+        .strip_prefix("mockfile-")
+        .and_then(|name| Some((name, media::generated_size(name)?)));
+    if let Some((name, size)) = generated {
+        return ok(json!({
+            "file_id": file_id,
+            "file_unique_id": updates::file_unique_id(name),
+            "file_size": size,
+            "file_path": format!("photos/{name}"),
+        }));
+    }
+    let Some(f) = media::FILES
+        .iter()
+        .find(|f| updates::file_id(f.name) == file_id)
+    else {
+        return fail(400, "Bad Request: invalid file_id", None);
+    };
+    if f.size > 20 * 1024 * 1024 {
+        return fail(400, "Bad Request: file is too big", None);
+    }
+    ok(json!({
+        "file_id": file_id,
+        "file_unique_id": updates::file_unique_id(f.name),
+        "file_size": f.size,
+        "file_path": updates::file_path(f),
+    }))
+}
+
+/// `GET /file/bot<token>/<file_path>`: the bytes of a catalog file (the
+/// fail-twice file answers 500 twice first; the gone one 404).
+async fn download(
+    State(mock): State<Arc<Mock>>,
+    UrlPath((bot, path)): UrlPath<(String, String)>,
+) -> Response {
+    let Some(token) = bot.strip_prefix("bot").filter(|t| valid_token(t)) else {
+        return fail(404, "Not Found", None);
+    };
+    if mock
+        .scenario
+        .token
+        .as_deref()
+        .is_some_and(|want| want != token)
+    {
+        return fail(401, "Unauthorized", None);
+    }
+    let name = path.rsplit('/').next().unwrap_or("");
+    {
+        let mut inner = lock(&mock.inner);
+        mock.log(&mut inner, "file", 200, None);
+    }
+    if mock.scenario.media_delay_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(mock.scenario.media_delay_ms)).await;
+    }
+    let echo = format!("GET /file/{bot}/{path}");
+    mock.files.answer(
+        name,
+        mock.scenario.echo_path_in_errors.then_some(echo.as_str()),
+    )
 }
 
 /// The `allowed_updates` parameter: absent (keep the setting), or a list of

@@ -53,6 +53,15 @@ pub struct TelegramScenario {
     /// After the `updates` messages, queue one update of every other `Update`
     /// field the Bot API lists (those the setting lets the bot have).
     pub every_type: bool,
+    /// Hold every file download this long before answering (a slow file
+    /// server, for tests that stop a run in the middle of its downloads).
+    pub media_delay_ms: u64,
+    /// File download errors quote the request path, bot token included (as
+    /// some proxies and error pages do): for redaction tests.
+    pub echo_path_in_errors: bool,
+    /// Every message carries a photo of its own of this many bytes (0: the
+    /// catalog's media on every fifth message): media benchmarks.
+    pub distinct_photo_bytes: u64,
 }
 
 impl Default for TelegramScenario {
@@ -66,6 +75,9 @@ impl Default for TelegramScenario {
             call: Vec::new(),
             allowed_updates: Vec::new(),
             every_type: true,
+            media_delay_ms: 0,
+            echo_path_in_errors: false,
+            distinct_photo_bytes: 0,
         }
     }
 }

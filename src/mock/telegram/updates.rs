@@ -5,6 +5,8 @@
 
 use serde_json::{Value, json};
 
+use crate::mock::media::{self, MockFile};
+
 /// Every `Update` field of Bot API 10.1 besides the four plain message kinds.
 pub const OTHER_TYPES: [&str; 21] = [
     "business_connection",
@@ -118,6 +120,118 @@ pub fn other_update(update_id: i64, kind: &str) -> String {
 /// The first update id the mock hands out.
 pub const FIRST_UPDATE_ID: i64 = 500_000;
 
+/// The files the media messages (every fifth update, from the fourth) carry
+/// in turn: the shared photo twice among the first four, then the file over
+/// the limit, the one that is gone, and the rest of the catalog.
+const MEDIA_ROTATION: [&str; 11] = [
+    "photo-shared.jpg",
+    "clip.mp4",
+    "flaky.jpg",
+    "photo-shared.jpg",
+    "huge.mp4",
+    "gone.jpg",
+    "note.oga",
+    "paper.pdf",
+    "sticker.webp",
+    "loop.mp4",
+    "photo-2.jpg",
+];
+
+/// The `file_id` of a catalog file (what `getFile` takes).
+pub fn file_id(name: &str) -> String {
+    format!("mockfile-{name}")
+}
+
+/// The `file_unique_id` of a catalog file (the record's media `key`).
+pub fn file_unique_id(name: &str) -> String {
+    format!("u-{}", name.split('.').next().unwrap_or(name))
+}
+
+/// Where `getFile` says a catalog file is (`photos/…`, `videos/…`).
+pub fn file_path(f: &MockFile) -> String {
+    let dir = match f.kind {
+        "photo" => "photos",
+        "video" => "videos",
+        "voice" => "voice",
+        "sticker" => "stickers",
+        "animation" => "animations",
+        _ => "documents",
+    };
+    format!("{dir}/{}", f.name)
+}
+
+/// Adds the catalog file `name` to `message` as the Bot API field of its
+/// type (a photo as two sizes, the larger one the catalog's).
+fn add_media(message: &mut Value, name: &str) {
+    let f = media::find(name).expect("the rotation names catalog files");
+    let mut obj = json!({"file_id": file_id(name), "file_unique_id": file_unique_id(name), "file_size": f.size});
+    let visual = |o: &mut Value| {
+        o["width"] = json!(1280);
+        o["height"] = json!(720);
+    };
+    match f.kind {
+        "photo" => {
+            visual(&mut obj);
+            let thumb = json!({"file_id": format!("{}-thumb", file_id(name)), "file_unique_id": format!("{}-thumb", file_unique_id(name)), "width": 90, "height": 51, "file_size": 1200});
+            message["photo"] = json!([thumb, obj]);
+            return;
+        }
+        "sticker" => {
+            visual(&mut obj);
+            obj["type"] = json!("regular");
+            obj["is_animated"] = json!(false);
+            obj["is_video"] = json!(false);
+        }
+        "video" | "animation" => {
+            visual(&mut obj);
+            obj["duration"] = json!(4);
+            obj["mime_type"] = json!(f.content_type);
+        }
+        "voice" => {
+            obj["duration"] = json!(3);
+            obj["mime_type"] = json!(f.content_type);
+        }
+        _ => {
+            obj["file_name"] = json!(f.name);
+            obj["mime_type"] = json!(f.content_type);
+        }
+    }
+    if f.kind == "animation" {
+        // The Bot API sends an animation as a document too.
+        let mut doc = obj.clone();
+        for k in ["width", "height", "duration"] {
+            doc.as_object_mut().map(|o| o.remove(k));
+        }
+        doc["file_name"] = json!(f.name);
+        message["document"] = doc;
+    }
+    message[f.kind] = obj;
+}
+
+/// `update` (a message update) with a photo of its own, `size` bytes
+/// (generated: see `mock::media::generated_name`), in place of its media.
+pub fn with_distinct_photo(update: &str, n: u64, size: u64) -> String {
+    let mut v: Value = serde_json::from_str(update).expect("a synthetic update is JSON");
+    let name = media::generated_name(n, size);
+    if let Some((_, message)) = v
+        .as_object_mut()
+        .and_then(|o| o.iter_mut().find(|(k, _)| *k != "update_id"))
+    {
+        for k in [
+            "photo",
+            "video",
+            "voice",
+            "document",
+            "sticker",
+            "animation",
+        ] {
+            message.as_object_mut().map(|m| m.remove(k));
+        }
+        message["photo"] = json!([{"file_id": file_id(&name), "file_unique_id": file_unique_id(&name), "width": 1280, "height": 720, "file_size": size}]);
+    }
+    v.to_string()
+}
+
 /// The chats updates rotate through: (id, type, title).
 pub const CHATS: [(i64, &str, &str); 4] = [
     (1001, "private", "Ada"),
@@ -151,12 +265,12 @@ pub fn synthetic_update(n: u64) -> String {
         "line one\nline \"two\"",
     ];
     if n % 5 == 3 {
-        message["photo"] =
-            json!([{"file_id": "AgAD", "file_unique_id": "AQAD", "width": 90, "height": 90}]);
+        let file = MEDIA_ROTATION[(n / 5) as usize % MEDIA_ROTATION.len()];
+        add_media(&mut message, file);
         message["caption"] = json!(format!("caption #{n}"));
     } else {
         message["text"] = json!(format!("{} #{n}", texts[(n % 5) as usize]));
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             // "hello 👋 " is 9 UTF-16 code units (the emoji takes two).
             message["entities"] = json!([{"type": "hashtag", "offset": 9, "length": 10}]);
         }

@@ -77,6 +77,10 @@ pub struct ConnectionLog {
 const FIRST_RULE_ID: u64 = 1_700_000_000_000_000_000;
 
 struct Mock {
+    /// The mock's own URL, for the media URLs of its posts.
+    base_url: String,
+    /// Downloads of the media catalog's files (`GET /media/{name}`).
+    files: crate::mock::media::Served,
     scenario: Scenario,
     started: Instant,
     rules: Mutex<Vec<LiveRule>>,
@@ -96,7 +100,7 @@ struct Mock {
 }
 
 impl Mock {
-    fn new(scenario: Scenario, shutdown: CancellationToken) -> Mock {
+    fn new(scenario: Scenario, shutdown: CancellationToken, base_url: String) -> Mock {
         let initial: Vec<LiveRule> = scenario
             .rule
             .iter()
@@ -108,6 +112,8 @@ impl Mock {
             })
             .collect();
         Mock {
+            base_url,
+            files: crate::mock::media::Served::default(),
             search: search::SearchState::new(scenario.search.clone()),
             next_rule_id: AtomicU64::new(FIRST_RULE_ID + initial.len() as u64),
             rules: Mutex::new(initial),
@@ -162,7 +168,11 @@ fn unauthorized() -> Response {
 pub async fn start(addr: &str, scenario: Scenario) -> Result<MockServer, MockError> {
     let (listener, local) = super::bind(addr).await?;
     let shutdown = CancellationToken::new();
-    let mock = Arc::new(Mock::new(scenario, shutdown.clone()));
+    let mock = Arc::new(Mock::new(
+        scenario,
+        shutdown.clone(),
+        format!("http://{local}"),
+    ));
     let app = Router::new()
         .route(STREAM_PATH, get(stream::stream))
         .route(RULES_PATH, get(rules::list_rules).post(rules::change_rules))
@@ -173,6 +183,7 @@ pub async fn start(addr: &str, scenario: Scenario) -> Result<MockServer, MockErr
         .route(CONNECTIONS_PATH, delete(kill_connections))
         .route("/mock/connections", get(connection_log))
         .route("/mock/resets", get(resets))
+        .route("/media/{name}", get(media_file))
         .route(search::RECENT, get(search::recent))
         .route(search::ARCHIVE, get(search::all))
         .route(search::COUNTS_RECENT, get(search::counts_recent))
@@ -192,6 +203,15 @@ pub async fn start(addr: &str, scenario: Scenario) -> Result<MockServer, MockErr
 async fn connection_log(State(mock): State<Arc<Mock>>) -> Response {
     let log = lock(&mock.connections).clone();
     axum::Json(log).into_response()
+}
+
+/// `GET /media/{name}`: a file of the media catalog, as pbs.twimg.com and
+/// video.twimg.com serve posts' media (no credentials).
+async fn media_file(
+    State(mock): State<Arc<Mock>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Response {
+    mock.files.answer(&name, None)
 }
 
 async fn resets(State(mock): State<Arc<Mock>>) -> Response {
@@ -230,7 +250,11 @@ mod tests {
             ],
             ..Scenario::default()
         };
-        let mock = Mock::new(scenario, CancellationToken::new());
+        let mock = Mock::new(
+            scenario,
+            CancellationToken::new(),
+            "http://127.0.0.1:1".into(),
+        );
         let rules = lock(&mock.rules).clone();
         assert_eq!(rules[0].id, FIRST_RULE_ID.to_string());
         assert_eq!(rules[1].id, (FIRST_RULE_ID + 1).to_string());

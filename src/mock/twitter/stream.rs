@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::rules::LiveRule;
-use super::tweets::tweet_line;
+use super::tweets::tweet_line_with_media;
 use super::volume::{check_backfill, refuse};
 use super::{ConnectionLog, ConnectionScript, Fault, Mock, authorized, problem, unauthorized};
 use crate::mock::{elapsed_ms, lock};
@@ -67,6 +67,7 @@ pub(super) async fn stream(
         tx,
         kill,
         buf: Vec::with_capacity(64 * 1024),
+        media: asks_for_media(&query),
     };
     mock.open_streams
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -138,8 +139,17 @@ pub(super) fn scripted_refusal(script: &ConnectionScript) -> Option<Response> {
     })
 }
 
+/// The request asks for the posts' media (`expansions=attachments.media_keys`).
+pub(super) fn asks_for_media(query: &HashMap<String, String>) -> bool {
+    query
+        .get("expansions")
+        .is_some_and(|e| e.split(',').any(|x| x.trim() == "attachments.media_keys"))
+}
+
 /// Writes one connection's body and notes in the connection log what it sent.
 struct Producer {
+    /// The request asked for media.
+    media: bool,
     mock: Arc<Mock>,
     index: usize,
     rules: Vec<LiveRule>,
@@ -178,7 +188,8 @@ impl Producer {
     }
 
     fn push(&mut self, seq: u64) {
-        tweet_line(seq, &self.rules, &mut self.buf);
+        let base = self.media.then_some(self.mock.base_url.as_str());
+        tweet_line_with_media(seq, &self.rules, base, &mut self.buf);
     }
 
     /// Writes `bytes`; false once the connection is killed or gone.

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::matcher;
 use super::rules::LiveRule;
+use crate::mock::media;
 
 /// The tweet id of tweet number `seq`.
 pub fn tweet_id(seq: u64) -> String {
@@ -48,6 +49,80 @@ pub(super) const TEXTS: [(&str, &str); 8] = [
 /// A rule no text can satisfy (`cats -cats`) is still named, alone: the
 /// mock's one liberty.
 pub(super) fn tweet_line(seq: u64, rules: &[LiveRule], out: &mut Vec<u8>) {
+    tweet_line_with_media(seq, rules, None, out)
+}
+
+/// The media of the posts that have some (every fourth from the second), in
+/// turn: (catalog file, X `type`) lists.
+const MEDIA_ROTATION: [&[(&str, &str)]; 7] = [
+    &[("photo-shared.jpg", "photo")],
+    &[("clip.mp4", "video")],
+    &[("flaky.jpg", "photo")],
+    &[("photo-shared.jpg", "photo"), ("photo-2.jpg", "photo")],
+    &[("huge.mp4", "video")],
+    &[("gone.jpg", "photo")],
+    &[("loop.mp4", "animated_gif")],
+];
+
+/// The `media_key` of a catalog file (`3_` photos, `7_` videos, `16_` GIFs, as X numbers them).
+pub fn media_key(name: &str, x_type: &str) -> String {
+    let n = media::FILES
+        .iter()
+        .position(|f| f.name == name)
+        .unwrap_or(0)
+        + 1001;
+    match x_type {
+        "video" => format!("7_{n}"),
+        "animated_gif" => format!("16_{n}"),
+        _ => format!("3_{n}"),
+    }
+}
+
+/// The `includes.media` object of a catalog file, its URLs under `base`.
+fn media_object(name: &str, x_type: &str, base: &str) -> serde_json::Value {
+    let url = |n: &str| format!("{base}/media/{n}");
+    let key = media_key(name, x_type);
+    match x_type {
+        "photo" => {
+            json!({"media_key": key, "type": "photo", "url": url(name), "width": 1280, "height": 720})
+        }
+        "video" => {
+            json!({"media_key": key, "type": "video", "preview_image_url": url("photo-2.jpg"), "variants": [
+                {"content_type": "application/x-mpegURL", "url": url(&format!("{name}.m3u8"))},
+                {"bit_rate": 256_000, "content_type": "video/mp4", "url": url(&format!("low-{name}"))},
+                {"bit_rate": 832_000, "content_type": "video/mp4", "url": url(name)},
+            ]})
+        }
+        _ => {
+            json!({"media_key": key, "type": "animated_gif", "preview_image_url": url("sticker.webp"), "variants": [
+                {"bit_rate": 0, "content_type": "video/mp4", "url": url(name)},
+            ]})
+        }
+    }
+}
+
+/// Adds post `seq`'s media, if it has some: `attachments.media_keys` and `includes.media`.
+fn add_media(seq: u64, base: &str, line: &mut serde_json::Value) {
+    if seq % 4 != 1 {
+        return;
+    }
+    let files = MEDIA_ROTATION[(seq / 4) as usize % MEDIA_ROTATION.len()];
+    let keys: Vec<String> = files.iter().map(|(n, t)| media_key(n, t)).collect();
+    line["data"]["attachments"] = json!({"media_keys": keys});
+    line["includes"]["media"] = files
+        .iter()
+        .map(|(n, t)| media_object(n, t, base))
+        .collect();
+}
+
+/// [`tweet_line`], with the post's media (URLs under `media_base`) when the
+/// request asked for them.
+pub(super) fn tweet_line_with_media(
+    seq: u64,
+    rules: &[LiveRule],
+    media_base: Option<&str>,
+    out: &mut Vec<u8>,
+) {
     let (author_id, name, username) = AUTHORS[(seq % AUTHORS.len() as u64) as usize];
     let id = tweet_id(seq);
     let (lang, text, matching) = if rules.is_empty() {
@@ -80,6 +155,9 @@ pub(super) fn tweet_line(seq: u64, rules: &[LiveRule], out: &mut Vec<u8>) {
     // carry no `matching_rules`).
     if !rules.is_empty() {
         line["matching_rules"] = json!(matching);
+    }
+    if let Some(base) = media_base {
+        add_media(seq, base, &mut line);
     }
     serde_json::to_writer(&mut *out, &line).expect("a JSON value serializes");
     out.extend_from_slice(b"\r\n");

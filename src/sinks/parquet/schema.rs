@@ -14,6 +14,7 @@
 //! | `matching_rules` | List<Struct{`id` Utf8, `tag` Utf8?}> | never (empty list) |
 //! | `tags`, `hashtags` | List<Utf8> | never (empty list) |
 //! | `refs` | Struct{`tweet_id` Utf8?, `conversation_id` Utf8?, `update_id` Int64?, `message_id` Int64?} | never |
+//! | `media` | List<Struct{`type` Utf8, `key` Utf8, `stored` Struct{`uri` Utf8, `sha256` Utf8, `bytes` Int64, `content_type` Utf8}?, `skipped` Utf8?, `error` Utf8?}> | never (empty list) |
 //! | `run` | Struct{`id` Utf8, `started_at` Timestamp(ms, UTC)?, `time_limit_secs` Int64?} | never |
 //! | `raw` | Utf8 (the original payload, JSON text) | absent; the column is left out with `raw = false` |
 //!
@@ -79,6 +80,29 @@ fn refs_fields() -> Fields {
     ])
 }
 
+fn stored_fields() -> Fields {
+    Fields::from(vec![
+        utf8("uri", false),
+        utf8("sha256", false),
+        int64("bytes", false),
+        utf8("content_type", false),
+    ])
+}
+
+fn media_fields() -> Fields {
+    Fields::from(vec![
+        utf8("type", false),
+        utf8("key", false),
+        Field::new("stored", DataType::Struct(stored_fields()), true),
+        utf8("skipped", true),
+        utf8("error", true),
+    ])
+}
+
+fn media_item() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Struct(media_fields()), false))
+}
+
 fn run_fields() -> Fields {
     Fields::from(vec![
         utf8("id", false),
@@ -113,6 +137,7 @@ pub fn arrow_schema(raw: bool) -> SchemaRef {
         Field::new("tags", DataType::List(tags_item()), false),
         Field::new("hashtags", DataType::List(tags_item()), false),
         Field::new("refs", DataType::Struct(refs_fields()), false),
+        Field::new("media", DataType::List(media_item()), false),
         Field::new("run", DataType::Struct(run_fields()), false),
     ];
     if raw {
@@ -230,6 +255,7 @@ pub fn record_batch(records: &[Arc<Record>], raw: bool) -> Result<RecordBatch, A
             ],
             None,
         ),
+        media_column(records),
         structs(
             run_fields(),
             vec![
@@ -244,6 +270,41 @@ pub fn record_batch(records: &[Arc<Record>], raw: bool) -> Result<RecordBatch, A
         columns.push(strings(rs().map(|r| r.raw.as_ref().map(|v| v.get()))));
     }
     RecordBatch::try_new(arrow_schema(raw), columns)
+}
+
+/// The `media` column: each record's items, flattened under the list.
+fn media_column(records: &[Arc<Record>]) -> ArrayRef {
+    let items = || records.iter().flat_map(|r| r.media.iter());
+    let stored = || items().map(|m| m.stored.as_ref());
+    list(
+        media_item(),
+        records.iter().map(|r| r.media.len()),
+        structs(
+            media_fields(),
+            vec![
+                strings(items().map(|m| Some(m.kind.as_str()))),
+                strings(items().map(|m| Some(m.key.as_str()))),
+                structs(
+                    stored_fields(),
+                    vec![
+                        // Hidden "" and 0 under the struct's null when not stored.
+                        strings(stored().map(|s| Some(s.map_or("", |s| s.uri.as_str())))),
+                        strings(stored().map(|s| Some(s.map_or("", |s| s.sha256.as_str())))),
+                        ints(
+                            stored().map(|s| {
+                                Some(s.map_or(0, |s| s.bytes.min(i64::MAX as u64) as i64))
+                            }),
+                        ),
+                        strings(stored().map(|s| Some(s.map_or("", |s| s.content_type.as_str())))),
+                    ],
+                    Some(stored().map(|s| s.is_some()).collect()),
+                ),
+                strings(items().map(|m| m.skipped.as_deref())),
+                strings(items().map(|m| m.error.as_deref())),
+            ],
+            None,
+        ),
+    )
 }
 
 /// The schema as JSON for `ingest schema --format arrow`: each field's name,
@@ -355,9 +416,52 @@ mod tests {
             raw.as_string::<i32>().value(0),
             tweet.raw.as_ref().unwrap().get()
         );
+        let media = col("media");
+        let media = media.as_list::<i32>();
+        assert_eq!((media.value_length(0), media.value_length(1)), (0, 0));
         let without = record_batch(&[msg], false).unwrap();
         assert!(without.column_by_name("raw").is_none());
         assert_eq!(without.num_columns(), batch.num_columns() - 1);
+    }
+
+    #[test]
+    fn media_items_become_a_list_of_structs() {
+        use crate::record::{MediaItem, StoredMedia};
+        let mut r = (*rec(r#"{"data":{"id":"7","text":"hi"}}"#)).clone();
+        r.media = vec![
+            MediaItem {
+                stored: Some(StoredMedia {
+                    uri: "s3://b/k.jpg".into(),
+                    sha256: "ab".into(),
+                    bytes: 5,
+                    content_type: "image/jpeg".into(),
+                }),
+                ..MediaItem::unfetchable("photo", "3_1", "x")
+            },
+            MediaItem::unfetchable("video", "7_2", "too_large"),
+        ];
+        r.media[0].skipped = None;
+        let plain = rec(r#"{"data":{"id":"8","text":"no media"}}"#);
+        let batch = record_batch(&[Arc::new(r), plain], false).unwrap();
+        let media = batch
+            .column_by_name("media")
+            .unwrap()
+            .as_list::<i32>()
+            .clone();
+        assert_eq!((media.value_length(0), media.value_length(1)), (2, 0));
+        let items = media.value(0);
+        let items = items.as_struct();
+        let stored = items.column_by_name("stored").unwrap().as_struct().clone();
+        assert!(stored.is_valid(0) && stored.is_null(1));
+        let bytes = stored.column_by_name("bytes").unwrap();
+        assert_eq!(bytes.as_primitive::<Int64Type>().value(0), 5);
+        let skipped = items
+            .column_by_name("skipped")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        assert!(skipped.is_null(0));
+        assert_eq!(skipped.value(1), "too_large");
     }
 
     #[test]

@@ -8,6 +8,13 @@ use serde_json::value::RawValue;
 
 use crate::secret::Secret;
 
+/// What a file path segment keeps as it is (RFC 3986 unreserved characters).
+const PATH_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// The public Bot API.
 pub const DEFAULT_API_BASE: &str = "https://api.telegram.org";
 
@@ -61,6 +68,15 @@ pub struct WebhookInfo {
     pub url: String,
     #[serde(default)]
     pub pending_update_count: u64,
+}
+
+/// What `getFile` says: where to download the file from (valid for an hour).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TgFile {
+    #[serde(default)]
+    pub file_size: Option<u64>,
+    #[serde(default)]
+    pub file_path: Option<String>,
 }
 
 /// A Bot API client for one bot.
@@ -196,8 +212,78 @@ impl TelegramApi {
             .map(|_| ())
     }
 
+    /// `getFile`: the file's path for [`TelegramApi::download`].
+    pub async fn get_file(&self, file_id: &str) -> Result<TgFile, TelegramError> {
+        let raw = self
+            .call(
+                "getFile",
+                &serde_json::json!({ "file_id": file_id }),
+                Duration::from_secs(30),
+            )
+            .await?;
+        serde_json::from_str(raw.get()).map_err(|e| TelegramError::Decode(format!("getFile: {e}")))
+    }
+
+    /// Starts the download of a file `getFile` named (`{base}/file/bot<token>/<path>`).
+    /// The URL holds the token: errors are stripped of it (`without_url`).
+    pub async fn download(
+        &self,
+        file_path: &str,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, TelegramError> {
+        if file_path
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            return Err(TelegramError::Decode(format!(
+                "getFile gave the path `{}`, which has an empty, `.` or `..` segment",
+                file_path.escape_debug()
+            )));
+        }
+        let path: String = file_path
+            .split('/')
+            .map(|s| percent_encoding::utf8_percent_encode(s, PATH_SEGMENT).to_string())
+            .collect::<Vec<_>>()
+            .join("/");
+        let url = format!("{}/file/bot{}/{path}", self.base, self.token.expose());
+        self.http
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| TelegramError::Network {
+                base: self.base.clone(),
+                message: crate::secret::error_chain(&e.without_url()),
+            })
+    }
+
     pub async fn get_me(&self) -> Result<Box<RawValue>, TelegramError> {
         self.call("getMe", &serde_json::json!({}), Duration::from_secs(15))
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn file_paths_that_could_leave_the_file_endpoint_are_refused() {
+        let api = TelegramApi::new("http://127.0.0.1:1", Secret::new("1:unit-test-token")).unwrap();
+        for path in [
+            "../bot1:x/getMe",
+            "photos/../../x",
+            "a//b",
+            "./x",
+            "",
+            "photos/",
+        ] {
+            let e = api
+                .download(path, Duration::from_secs(1))
+                .await
+                .unwrap_err();
+            assert!(matches!(e, TelegramError::Decode(_)), "{path:?}: {e}");
+            assert!(!e.to_string().contains("unit-test-token"));
+        }
     }
 }

@@ -236,12 +236,16 @@ pub fn normalize_update(
             update_id: Some(update_id),
             ..Refs::default()
         },
+        media: Vec::new(),
         run: opts.run.clone(),
         raw,
     };
     if MESSAGE_KINDS.contains(&kind) {
         let edit = EDIT_KINDS.contains(&kind).then_some(update_id);
         fill_from_message(&mut record, payload, edit)?;
+        if opts.media {
+            record.media = media::media_items(payload.get());
+        }
     } else {
         fill_from_other(&mut record, payload, update_id);
     }
@@ -344,6 +348,8 @@ fn fill_from_other(record: &mut Record, payload: &RawValue, update_id: i64) {
         .map(TgChat::chat);
     record.refs.message_id = nested.map(|m| m.message_id);
 }
+
+mod media;
 
 #[cfg(test)]
 mod tests;

@@ -21,6 +21,23 @@ pub const RULE_COUNTS_PATH: &str = "/2/tweets/search/stream/rules/counts";
 pub const CONNECTIONS_PATH: &str = "/2/connections/all";
 
 /// `User-Agent` of every request.
+/// `media.fields` asked for with `--media`: what the media stage fetches from.
+pub const MEDIA_FIELDS: &str = "url,variants,preview_image_url,type";
+
+/// `expansions` with `attachments.media_keys` added (once).
+pub fn with_media_expansion(expansions: &str) -> String {
+    const MEDIA: &str = "attachments.media_keys";
+    let mut list: Vec<&str> = expansions
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .collect();
+    if !list.contains(&MEDIA) {
+        list.push(MEDIA);
+    }
+    list.join(",")
+}
+
 pub fn user_agent() -> String {
     format!("ingest/{}", env!("CARGO_PKG_VERSION"))
 }

@@ -97,6 +97,7 @@ pub fn normalize_like_line(
             tweet_id: str_of(data, "liked_tweet_id").map(str::to_owned),
             ..Refs::default()
         },
+        media: Vec::new(),
         run: opts.run.clone(),
         raw: if opts.keep_raw {
             Some(raw_value(line)?)

@@ -160,7 +160,14 @@ pub fn normalize_line(
         .author_id
         .as_deref()
         .map(|id| author(id, parsed.includes.as_ref()));
-    let record = tweet_record(tweet, author, parsed.matching_rules, raw, received_at, opts);
+    let mut record = tweet_record(tweet, author, parsed.matching_rules, raw, received_at, opts);
+    if opts.media {
+        // A second, small parse, with media capture only.
+        record.media = match text {
+            Some(text) => media::media_items(text),
+            None => std::str::from_utf8(line).map_or_else(|_| Vec::new(), media::media_items),
+        };
+    }
     Ok(Normalized::Record(Box::new(record)))
 }
 
@@ -273,6 +280,7 @@ fn tweet_record(
             conversation_id: tweet.conversation_id.map(Cow::into_owned),
             ..Refs::default()
         },
+        media: Vec::new(),
         run: opts.run.clone(),
         raw,
     }
@@ -282,6 +290,8 @@ fn tweet_record(
 pub fn looks_like_stream_line(value: &serde_json::Map<String, serde_json::Value>) -> bool {
     value.contains_key("data") || value.contains_key("errors")
 }
+
+mod media;
 
 #[cfg(test)]
 mod tests;

@@ -90,6 +90,7 @@ impl BotApi {
                 json!({
                     "params": object(&fields, &types),
                     "fields": fields,
+                    "description": m["description"].clone(),
                     "ok": {
                         "type": "object",
                         "required": ["ok", "result"],
@@ -192,6 +193,21 @@ impl BotApi {
 
     pub fn check_request(&self, ex: &Exchange, out: &mut Vec<Violation>) {
         let endpoint = ex.endpoint();
+        if is_file_download(&ex.path) {
+            // `https://api.telegram.org/file/bot<token>/<file_path>`, as getFile documents it.
+            let documented = self.doc["methods"]["getFile"]["description"]
+                .to_string()
+                .contains("/file/bot<token>/<file_path>");
+            if !documented || ex.method != "GET" || !ex.body.is_empty() {
+                out.push(Violation::new(
+                    &endpoint,
+                    "request",
+                    "GET /file/bot<token>/<file_path> without a body (getFile)",
+                    &format!("{} with {} body bytes", ex.method, ex.body.len()),
+                ));
+            }
+            return;
+        }
         let Some(method) = self.method(&ex.path) else {
             out.push(Violation::new(
                 &endpoint,
@@ -337,4 +353,11 @@ fn multipart(body: &[u8], boundary: &str) -> Vec<(String, String)> {
             Some((name, value.strip_suffix("\r\n").unwrap_or(value).to_owned()))
         })
         .collect()
+}
+
+/// A download from the file endpoint (`/file/bot<token>/<file_path>`).
+pub fn is_file_download(path: &str) -> bool {
+    path.strip_prefix("/file/bot")
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(token, file)| !token.is_empty() && !file.is_empty())
 }

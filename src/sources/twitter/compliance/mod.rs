@@ -127,6 +127,7 @@ pub fn normalize_compliance_line(
             tweet_id,
             ..Refs::default()
         },
+        media: Vec::new(),
         run: opts.run.clone(),
         raw: if opts.keep_raw {
             Some(raw_value(line)?)

@@ -16,6 +16,16 @@ pub struct Fields {
     pub tweet_fields: String,
     pub expansions: String,
     pub user_fields: String,
+    /// `media.fields` (with `--media`; empty: not sent).
+    pub media_fields: String,
+}
+
+impl Fields {
+    /// Asks for the posts' media too (`--media`).
+    pub fn with_media(&mut self) {
+        self.expansions = crate::sources::twitter::api::with_media_expansion(&self.expansions);
+        self.media_fields = crate::sources::twitter::api::MEDIA_FIELDS.to_owned();
+    }
 }
 
 /// What one call came back with.
@@ -69,6 +79,7 @@ pub fn params(
         ("tweet.fields", &fields.tweet_fields),
         ("expansions", &fields.expansions),
         ("user.fields", &fields.user_fields),
+        ("media.fields", &fields.media_fields),
     ] {
         if !v.trim().is_empty() {
             p.push((k, v.clone()));
@@ -266,6 +277,7 @@ mod tests {
             tweet_fields: "created_at,lang".into(),
             expansions: "author_id".into(),
             user_fields: String::new(),
+            media_fields: String::new(),
         };
         let w = Window {
             since_id: Some("5".into()),

@@ -219,6 +219,7 @@ fn fields(flags: &SearchFlags, t: &TwitterSearchConfig, stream: &TwitterConfig) 
             &stream.user_fields,
             d.user_fields,
         ),
+        media_fields: String::new(),
     }
 }
 

@@ -190,6 +190,7 @@ fn stream_config(
         tweet_fields: pick(&flags.tweet_fields, &t.tweet_fields, d.tweet_fields),
         expansions: pick(&flags.expansions, &t.expansions, d.expansions),
         user_fields: pick(&flags.user_fields, &t.user_fields, d.user_fields),
+        media_fields: d.media_fields,
         backfill_minutes: flags.backfill_minutes.or(t.backfill_minutes),
         stall_timeout,
         backoff: t.backoff.unwrap_or_default(),

@@ -65,6 +65,8 @@ pub struct StreamConfig {
     pub tweet_fields: String,
     pub expansions: String,
     pub user_fields: String,
+    /// `media.fields` (with `--media`; empty: not sent).
+    pub media_fields: String,
     pub backfill_minutes: Option<u32>,
     pub stall_timeout: Duration,
     pub backoff: StreamBackoffConfig,
@@ -79,6 +81,14 @@ pub struct StreamConfig {
     pub track: Vec<Vec<String>>,
 }
 
+impl StreamConfig {
+    /// Asks for the posts' media too (`--media`).
+    pub fn with_media(&mut self) {
+        self.expansions = crate::sources::twitter::api::with_media_expansion(&self.expansions);
+        self.media_fields = crate::sources::twitter::api::MEDIA_FIELDS.to_owned();
+    }
+}
+
 impl Default for StreamConfig {
     fn default() -> Self {
         StreamConfig {
@@ -87,6 +97,7 @@ impl Default for StreamConfig {
             tweet_fields: DEFAULT_TWEET_FIELDS.into(),
             expansions: DEFAULT_EXPANSIONS.into(),
             user_fields: DEFAULT_USER_FIELDS.into(),
+            media_fields: String::new(),
             backfill_minutes: None,
             stall_timeout: Duration::from_secs(30),
             backoff: StreamBackoffConfig::default(),
@@ -456,6 +467,7 @@ fn stream_query(config: &StreamConfig) -> Vec<(&'static str, String)> {
             ("tweet.fields", config.tweet_fields.clone()),
             ("expansions", config.expansions.clone()),
             ("user.fields", config.user_fields.clone()),
+            ("media.fields", config.media_fields.clone()),
         ]);
     }
     query.extend(config.kind.like_query(&config.user_fields));

@@ -98,6 +98,7 @@ fn base_event(id: String, tags: Vec<String>, opts: &NormalizeOptions) -> Record 
         tags,
         hashtags: Vec::new(),
         refs: Refs::default(),
+        media: Vec::new(),
         run: opts.run.clone(),
         raw: None,
     }

@@ -402,6 +402,7 @@ fn tweet_record(item: &RawValue, opts: &NormalizeOptions) -> Result<Record, serd
             conversation_id: t.in_reply_to_status_id_str,
             ..Refs::default()
         },
+        media: Vec::new(),
         run: opts.run.clone(),
         raw: None,
     })
@@ -435,6 +436,7 @@ fn activity_record(kind: &str, for_user: &str, item: &RawValue, opts: &Normalize
         tags: vec![kind.to_owned()],
         hashtags: Vec::new(),
         refs: Refs::default(),
+        media: Vec::new(),
         run: opts.run.clone(),
         raw: None,
     }
@@ -547,6 +549,7 @@ mod tests {
                 keep_raw: true,
                 transliterate: false,
                 run: run.clone(),
+                media: false,
             },
             dead_letters: crate::state::DeadLetters::new(&state_dir, &run.id),
             state_dir,

@@ -334,6 +334,7 @@ pub fn bucket_record(
         tags: Vec::new(),
         hashtags: Vec::new(),
         refs: Refs::default(),
+        media: Vec::new(),
         run,
         raw: Some(raw),
     }
