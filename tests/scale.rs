@@ -28,16 +28,22 @@ const PER_CAPTURE: u64 = 1500;
 const BATCH: u64 = 100;
 const PARTITIONS: u32 = 6;
 
-/// Every post id in the bucket's Parquet objects, with repeats (boto3 + pyarrow).
+/// Every post id in the bucket's Parquet objects, with repeats (boto3 +
+/// pyarrow). Read on one thread, and the interpreter left with `os._exit`:
+/// pyarrow's thread pool can abort at interpreter exit ("terminate called
+/// without an active exception") after the answer was printed.
 const LAKE_IDS: &str = r#"
-import sys, json, boto3, pyarrow.parquet as pq, io
+import sys, os, json, boto3, pyarrow.parquet as pq, io
 s3 = boto3.client("s3", endpoint_url=sys.argv[1])
 ids = []
 for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2]):
     for o in page.get("Contents", []):
         body = s3.get_object(Bucket=sys.argv[2], Key=o["Key"])["Body"].read()
-        ids.extend(pq.read_table(io.BytesIO(body), columns=["id"]).column("id").to_pylist())
+        table = pq.read_table(io.BytesIO(body), columns=["id"], use_threads=False)
+        ids.extend(table.column("id").to_pylist())
 print(json.dumps(ids))
+sys.stdout.flush()
+os._exit(0)
 "#;
 
 /// For each partition of the topic: the offset the group committed, and the
