@@ -187,13 +187,17 @@ fn read_parquet(path: &Path, _tally: &mut Tally) -> Result<(), ReportError> {
 }
 
 /// `#word` hashtags of a text (letters, digits, `_`; case folded), in order.
+/// All digits is not a hashtag (X marks none: `#1` is a number).
 pub fn hashtags(text: &str) -> impl Iterator<Item = String> + '_ {
     text.split('#').skip(1).filter_map(|rest| {
         let end = rest
             .char_indices()
             .find(|(_, c)| !(c.is_alphanumeric() || *c == '_'))
             .map_or(rest.len(), |(i, _)| i);
-        (end > 0).then(|| format!("#{}", rest[..end].to_lowercase()))
+        let word = &rest[..end];
+        word.chars()
+            .any(|c| !c.is_ascii_digit())
+            .then(|| format!("#{}", word.to_lowercase()))
     })
 }
 
@@ -219,8 +223,9 @@ mod tests {
     }
 
     #[test]
-    fn hashtags_are_words_after_a_hash_case_folded() {
-        let tags: Vec<_> = hashtags("ship it #RustLang, #0 and # alone #data_eng!").collect();
-        assert_eq!(tags, ["#rustlang", "#0", "#data_eng"]);
+    fn hashtags_are_words_after_a_hash_case_folded_and_not_all_digits() {
+        let tags: Vec<_> =
+            hashtags("ship it #RustLang, #0 and # alone #data_eng! #2026a").collect();
+        assert_eq!(tags, ["#rustlang", "#data_eng", "#2026a"], "#0 is a number");
     }
 }
