@@ -287,15 +287,7 @@ pub async fn run<S: Source>(
     let media = media_stage(settings, &budget, &counters)?;
     let out =
         sources::SourceOutput::new(tx, counters.clone(), dead_letters.clone()).with_media(media);
-    let source_run = {
-        let (monitor, stop) = (monitor.clone(), stop.clone());
-        async move {
-            let result = source.run(ctx, out, stop).await;
-            monitor.source_ended(result.as_ref().err().map(ToString::to_string));
-            result
-        }
-    };
-    let source_task = tokio::spawn(source_run.instrument(info_span!("source", name = source_name)));
+    let source_task = spawn_source(source, ctx, out, &monitor, stop.clone());
     let limits = RunLimits {
         duration: settings.duration,
         max_records: settings.max_records,
@@ -324,6 +316,29 @@ pub async fn run<S: Source>(
     if settings.media.is_some() {
         summary.source.media = Some(MediaSummary::of(&counters.media));
     }
+    log_finish(&summary, written, &dead_letters);
+    Ok(summary)
+}
+
+/// Starts the source on its own task; the monitor learns when it ends.
+fn spawn_source<S: Source>(
+    source: S,
+    ctx: SourceContext,
+    out: sources::SourceOutput,
+    monitor: &Arc<monitor::Monitor>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<Result<(), SourceError>> {
+    let source_name = source.name();
+    let monitor = monitor.clone();
+    let source_run = async move {
+        let result = source.run(ctx, out, stop).await;
+        monitor.source_ended(result.as_ref().err().map(ToString::to_string));
+        result
+    };
+    tokio::spawn(source_run.instrument(info_span!("source", name = source_name)))
+}
+
+fn log_finish(summary: &RunSummary, written: u64, dead_letters: &DeadLetters) {
     info!(
         records = summary.records_in,
         dead_letters = summary.dead_letters,
@@ -334,7 +349,6 @@ pub async fn run<S: Source>(
     if written > 0 {
         tracing::warn!(entries = written, file = %dead_letters.path().display(), "dead letters written");
     }
-    Ok(summary)
 }
 
 /// The media stage, when media capture is on.

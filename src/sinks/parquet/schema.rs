@@ -187,13 +187,6 @@ fn list(item: Arc<Field>, lengths: impl Iterator<Item = usize>, values: ArrayRef
 /// The records as one Arrow batch of [`arrow_schema`]`(raw)`.
 pub fn record_batch(records: &[Arc<Record>], raw: bool) -> Result<RecordBatch, ArrowError> {
     let rs = || records.iter().map(|r| r.as_ref());
-    let author = |f: fn(&crate::record::Author) -> Option<&str>| {
-        strings(rs().map(move |r| r.author.as_ref().and_then(f)))
-    };
-    fn chat(r: &Record) -> Option<&crate::record::Chat> {
-        r.chat.as_ref()
-    }
-    let rules = || rs().flat_map(|r| r.matching_rules.iter());
     let mut columns: Vec<ArrayRef> = vec![
         strings(rs().map(|r| Some(r.id.as_str()))),
         strings(rs().map(|r| Some(r.platform.as_str()))),
@@ -202,39 +195,11 @@ pub fn record_batch(records: &[Arc<Record>], raw: bool) -> Result<RecordBatch, A
         strings(rs().map(|r| r.text_ascii.as_deref())),
         times(rs().map(|r| r.created_at.as_deref().and_then(millis))),
         times(rs().map(|r| millis(&r.received_at))),
-        structs(
-            author_fields(),
-            vec![
-                // A missing author's `id` is a hidden "" under the struct's null.
-                strings(rs().map(|r| Some(r.author.as_ref().map_or("", |a| a.id.as_str())))),
-                author(|a| a.name.as_deref()),
-                author(|a| a.username.as_deref()),
-            ],
-            Some(rs().map(|r| r.author.is_some()).collect()),
-        ),
-        structs(
-            chat_fields(),
-            vec![
-                ints(rs().map(|r| Some(chat(r).map_or(0, |c| c.id)))),
-                strings(rs().map(|r| Some(chat(r).map_or("", |c| c.kind.as_str())))),
-                strings(rs().map(|r| chat(r).and_then(|c| c.title.as_deref()))),
-            ],
-            Some(rs().map(|r| r.chat.is_some()).collect()),
-        ),
+        author_column(records),
+        chat_column(records),
         strings(rs().map(|r| r.lang.as_deref())),
         strings(rs().map(|r| r.source.as_deref())),
-        list(
-            rules_item(),
-            rs().map(|r| r.matching_rules.len()),
-            structs(
-                rule_fields(),
-                vec![
-                    strings(rules().map(|m| Some(m.id.as_str()))),
-                    strings(rules().map(|m| m.tag.as_deref())),
-                ],
-                None,
-            ),
-        ),
+        rules_column(records),
         list(
             tags_item(),
             rs().map(|r| r.tags.len()),
@@ -270,6 +235,55 @@ pub fn record_batch(records: &[Arc<Record>], raw: bool) -> Result<RecordBatch, A
         columns.push(strings(rs().map(|r| r.raw.as_ref().map(|v| v.get()))));
     }
     RecordBatch::try_new(arrow_schema(raw), columns)
+}
+
+/// The `author` column: a struct, null where the record has no author.
+fn author_column(records: &[Arc<Record>]) -> ArrayRef {
+    let rs = || records.iter().map(|r| r.as_ref());
+    let author = |f: fn(&crate::record::Author) -> Option<&str>| {
+        strings(rs().map(move |r| r.author.as_ref().and_then(f)))
+    };
+    structs(
+        author_fields(),
+        vec![
+            // A missing author's `id` is a hidden "" under the struct's null.
+            strings(rs().map(|r| Some(r.author.as_ref().map_or("", |a| a.id.as_str())))),
+            author(|a| a.name.as_deref()),
+            author(|a| a.username.as_deref()),
+        ],
+        Some(rs().map(|r| r.author.is_some()).collect()),
+    )
+}
+
+/// The `chat` column: a struct, null where the record has no chat.
+fn chat_column(records: &[Arc<Record>]) -> ArrayRef {
+    let chats = || records.iter().map(|r| r.chat.as_ref());
+    structs(
+        chat_fields(),
+        vec![
+            ints(chats().map(|c| Some(c.map_or(0, |c| c.id)))),
+            strings(chats().map(|c| Some(c.map_or("", |c| c.kind.as_str())))),
+            strings(chats().map(|c| c.and_then(|c| c.title.as_deref()))),
+        ],
+        Some(chats().map(|c| c.is_some()).collect()),
+    )
+}
+
+/// The `matching_rules` column: a list of `{id, tag}` structs.
+fn rules_column(records: &[Arc<Record>]) -> ArrayRef {
+    let rules = || records.iter().flat_map(|r| r.matching_rules.iter());
+    list(
+        rules_item(),
+        records.iter().map(|r| r.matching_rules.len()),
+        structs(
+            rule_fields(),
+            vec![
+                strings(rules().map(|m| Some(m.id.as_str()))),
+                strings(rules().map(|m| m.tag.as_deref())),
+            ],
+            None,
+        ),
+    )
 }
 
 /// The `media` column: each record's items, flattened under the list.
