@@ -7,8 +7,10 @@
 pub mod compliance;
 mod json;
 pub mod media;
+mod raw;
 
 pub use media::{MediaFetch, MediaItem, StoredMedia};
+pub use raw::RawJson;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -195,7 +197,8 @@ pub struct Record {
     pub run: Arc<RunInfo>,
     /// The original payload, untouched (absent with `--no-raw`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub raw: Option<Box<RawValue>>,
+    #[schemars(with = "Option<Box<RawValue>>")]
+    pub raw: Option<RawJson>,
 }
 
 /// What a sink writes for each record.
@@ -376,6 +379,11 @@ pub fn trim_line(line: &[u8]) -> &[u8] {
 /// Parses a trimmed line as a raw JSON value, validating it.
 pub fn raw_value(line: &[u8]) -> Result<Box<RawValue>, serde_json::Error> {
     serde_json::from_slice(line)
+}
+
+/// A record's `raw` from a trimmed line: checked, copied.
+pub fn raw_json(line: &[u8]) -> Result<RawJson, serde_json::Error> {
+    RawJson::from_slice(line)
 }
 
 /// A derived struct read from a JSON object only. serde's derived structs also

@@ -168,7 +168,7 @@ prop_compose! {
             refs,
             media,
             run,
-            raw,
+            raw: raw.map(Into::into),
         }
     }
 }

@@ -323,7 +323,7 @@ mod tests {
                 time_limit_secs: Some(u64::MAX),
             }),
             raw: Some(
-                serde_json::value::RawValue::from_string(r#"{"a": [1, "\u00e9"]}"#.into()).unwrap(),
+                crate::record::RawJson::from_string(r#"{"a": [1, "\u00e9"]}"#.into()).unwrap(),
             ),
         }
     }

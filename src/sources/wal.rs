@@ -119,7 +119,10 @@ fn parse_line(line: &[u8]) -> Result<Entry, &'static str> {
     if hex.is_none() && chrono::DateTime::parse_from_rfc3339(received_at).is_err() {
         return Err("it has no checksum and its receive time is not a time");
     }
-    Ok((Arc::from(received_at), rest[tab + 1..].to_vec()))
+    Ok((
+        Arc::from(received_at),
+        bytes::Bytes::copy_from_slice(&rest[tab + 1..]),
+    ))
 }
 
 fn err(path: &Path, source: std::io::Error) -> WalError {
@@ -307,7 +310,7 @@ impl Wal {
     }
 
     /// Appends lines received at `received_at`; returns the number of the first.
-    pub fn append(&self, received_at: &str, lines: &[Vec<u8>]) -> Result<u64, WalError> {
+    pub fn append(&self, received_at: &str, lines: &[bytes::Bytes]) -> Result<u64, WalError> {
         let mut inner = self.lock();
         let first = inner.next_seq;
         if lines.is_empty() {

@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 
 use crate::record::{
     Author, Chat, NormalizeError, NormalizeOptions, Normalized, Object, Platform, Record, Refs,
-    hashtag_list, raw_value, transliterate, trim_line, unix_to_rfc3339,
+    hashtag_list, transliterate, trim_line, unix_to_rfc3339,
 };
 
 /// Update types whose payload is a `Message` (Bot API 10.1).
@@ -210,7 +210,7 @@ pub fn normalize_update(
     let update_id = read_update_id(&fields)?;
     let (kind, payload) = payload_field(&fields)?;
     let raw = if opts.keep_raw {
-        Some(raw_value(line)?)
+        Some(crate::record::raw_json(line)?)
     } else {
         None
     };

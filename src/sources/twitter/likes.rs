@@ -100,7 +100,7 @@ pub fn normalize_like_line(
         media: Vec::new(),
         run: opts.run.clone(),
         raw: if opts.keep_raw {
-            Some(raw_value(line)?)
+            Some(crate::record::raw_json(line)?)
         } else {
             None
         },

@@ -8,12 +8,13 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::record::{
-    Author, MatchingRule, NormalizeError, NormalizeOptions, Normalized, Object, Platform, Record,
-    Refs, hashtag_list, normalize_timestamp, raw_value, transliterate, trim_line,
+    Author, MatchingRule, NormalizeError, NormalizeOptions, Normalized, Object, Platform, RawJson,
+    Record, Refs, hashtag_list, normalize_timestamp, raw_value, transliterate, trim_line,
 };
 
 #[derive(Deserialize)]
@@ -124,9 +125,28 @@ impl<'de> Deserialize<'de> for RuleId {
     }
 }
 
-/// Normalizes one X filtered-stream line (without or with its `\r\n`).
+/// Normalizes one X filtered-stream line (without or with its `\r\n`);
+/// `raw` is a copy of the line.
 pub fn normalize_line(
     line: &[u8],
+    received_at: &Arc<str>,
+    opts: &NormalizeOptions,
+) -> Result<Normalized, NormalizeError> {
+    normalize(line, None, received_at, opts)
+}
+
+/// As [`normalize_line`], with `raw` sharing the bytes of `line`: no copy.
+pub fn normalize_shared_line(
+    line: &Bytes,
+    received_at: &Arc<str>,
+    opts: &NormalizeOptions,
+) -> Result<Normalized, NormalizeError> {
+    normalize(line, Some(line), received_at, opts)
+}
+
+fn normalize(
+    line: &[u8],
+    owner: Option<&Bytes>,
     received_at: &Arc<str>,
     opts: &NormalizeOptions,
 ) -> Result<Normalized, NormalizeError> {
@@ -147,15 +167,20 @@ pub fn normalize_line(
         (serde_json::from_slice(line)?, None)
     };
     let Object(parsed) = parsed;
-    let raw = text.map(|text| {
-        // SAFETY: `text` is trimmed and `from_str` above parsed all of it as
-        // one JSON object (see the comment above): a single well-formed JSON
-        // value without surrounding whitespace.
-        unsafe { RawValue::from_string_unchecked(text.to_owned()) }
-    });
     let Some(Object(tweet)) = parsed.data else {
-        return control(line, raw, parsed.errors.is_some());
+        return control(line, parsed.errors.is_some());
     };
+    let raw = text.map(|text| {
+        let bytes = match owner {
+            // `text` lies inside `line`, which lies inside `owner`.
+            Some(owner) => owner.slice_ref(text.as_bytes()),
+            None => Bytes::copy_from_slice(text.as_bytes()),
+        };
+        // SAFETY: `text` is trimmed UTF-8 and `from_str` above parsed all of
+        // it as one JSON object (see the comment above): a single well-formed
+        // JSON value without surrounding whitespace.
+        unsafe { RawJson::from_bytes_unchecked(bytes) }
+    });
     let author = tweet
         .author_id
         .as_deref()
@@ -173,21 +198,14 @@ pub fn normalize_line(
 
 /// A line without `data`: a control message when it carries `errors`, else
 /// not a stream line at all.
-fn control(
-    line: &[u8],
-    raw: Option<Box<RawValue>>,
-    has_errors: bool,
-) -> Result<Normalized, NormalizeError> {
+fn control(line: &[u8], has_errors: bool) -> Result<Normalized, NormalizeError> {
     if !has_errors {
         return Err(NormalizeError::Shape {
             platform: Platform::Twitter,
             reason: "the line has neither `data` nor `errors`",
         });
     }
-    Ok(Normalized::Control(match raw {
-        Some(raw) => raw,
-        None => raw_value(line)?,
-    }))
+    Ok(Normalized::Control(raw_value(line)?))
 }
 
 /// The line as UTF-8; when it is not, serde_json's error says where (a JSON
@@ -221,7 +239,7 @@ fn tweet_record(
     tweet: Tweet<'_>,
     author: Option<Author>,
     rules: Vec<Rule<'_>>,
-    raw: Option<Box<RawValue>>,
+    raw: Option<RawJson>,
     received_at: &Arc<str>,
     opts: &NormalizeOptions,
 ) -> Record {

@@ -7,8 +7,8 @@ fn config(dir: &tempfile::TempDir, segment_bytes: u64) -> WalConfig {
     }
 }
 
-fn lines(range: std::ops::Range<u32>) -> Vec<Vec<u8>> {
-    range.map(|i| format!("line {i}").into_bytes()).collect()
+fn lines(range: std::ops::Range<u32>) -> Vec<bytes::Bytes> {
+    range.map(|i| format!("line {i}").into()).collect()
 }
 
 fn drain(replay: &mut Replay) -> Vec<(u64, String)> {
@@ -23,7 +23,7 @@ fn drain(replay: &mut Replay) -> Vec<(u64, String)> {
                 panic!("line {seq} is bad: {item:?}");
             };
             assert_eq!(&*at, "T");
-            got.push((seq, String::from_utf8(line).unwrap()));
+            got.push((seq, String::from_utf8(line.to_vec()).unwrap()));
         }
     }
 }
@@ -214,7 +214,7 @@ fn replay_all(replay: &mut Replay) -> Vec<(u64, Read)> {
                 seq,
                 match item {
                     Replayed::Line((at, line)) => {
-                        Ok((at.to_string(), String::from_utf8(line).unwrap()))
+                        Ok((at.to_string(), String::from_utf8(line.to_vec()).unwrap()))
                     }
                     Replayed::Bad { reason, .. } => Err(reason),
                 },

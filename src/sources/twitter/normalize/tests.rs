@@ -47,6 +47,27 @@ fn full_line_with_includes() {
     assert!(r.chat.is_none());
 }
 
+/// The stream's path: `raw` is the line's own bytes (a slice of the chunk
+/// it was read in, `\r\n` trimmed), equal to what the copying path keeps.
+#[test]
+fn a_shared_line_keeps_raw_as_a_slice_of_its_bytes() {
+    let chunk = bytes::Bytes::from(format!("{FULL}\r\n"));
+    let at: Arc<str> = "2026-01-01T00:00:00.000Z".into();
+    let Normalized::Record(shared) = normalize_shared_line(&chunk, &at, &opts()).unwrap() else {
+        panic!("a record")
+    };
+    let raw = shared.raw.as_ref().unwrap();
+    assert_eq!(raw.get(), FULL);
+    assert_eq!(raw.bytes().as_ptr(), chunk.as_ptr(), "no copy of the line");
+    assert_eq!(shared.raw, record(FULL).raw);
+    let mut no_raw = opts();
+    no_raw.keep_raw = false;
+    let Normalized::Record(bare) = normalize_shared_line(&chunk, &at, &no_raw).unwrap() else {
+        panic!("a record")
+    };
+    assert!(bare.raw.is_none());
+}
+
 #[test]
 fn without_includes_the_author_has_only_an_id() {
     let r = record(r#"{"data":{"id":"5","text":"x","author_id":"42"}}"#);
@@ -166,12 +187,9 @@ fn the_author_takes_name_and_username_from_includes() {
 #[test]
 fn a_line_without_data_is_control_only_with_errors() {
     let line = br#"{"errors":[{"title":"operational-disconnect"}]}"#;
+    assert!(matches!(control(line, true), Ok(Normalized::Control(_))));
     assert!(matches!(
-        control(line, None, true),
-        Ok(Normalized::Control(_))
-    ));
-    assert!(matches!(
-        control(line, None, false),
+        control(line, false),
         Err(NormalizeError::Shape { .. })
     ));
 }

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info};
 
@@ -13,7 +14,7 @@ use crate::sources::output::PendingAck;
 use crate::sources::seen::SeenWindow;
 use crate::sources::spill::{Entry, SpillQueue};
 use crate::sources::twitter::compliance::normalize_compliance_line;
-use crate::sources::twitter::normalize::normalize_line;
+use crate::sources::twitter::normalize::normalize_shared_line;
 use crate::sources::twitter::stream::rules::{TRACK_TAG, track_tags};
 use crate::sources::twitter::stream::volume::StreamKind;
 use crate::sources::wal::{Replay, Replayed, Wal};
@@ -64,8 +65,9 @@ impl RecentIds {
 }
 
 /// Turns one stream line into a record.
+/// The line comes as shared bytes: a post's `raw` keeps a slice of them.
 pub(super) type Normalize =
-    fn(&[u8], &Arc<str>, &NormalizeOptions) -> Result<Normalized, NormalizeError>;
+    fn(&Bytes, &Arc<str>, &NormalizeOptions) -> Result<Normalized, NormalizeError>;
 
 /// The normalizer of a stream's lines: posts, compliance events (and labels),
 /// likes, or X Activity events; with `--track`, the posts its rules matched
@@ -77,21 +79,21 @@ pub(super) struct Normalizer {
 
 impl Normalizer {
     pub(super) fn new(kind: StreamKind, track: Vec<Vec<String>>) -> Self {
-        let normalize = if kind.is_compliance() {
-            normalize_compliance_line
+        let normalize: Normalize = if kind.is_compliance() {
+            |l, at, o| normalize_compliance_line(l, at, o)
         } else if kind.is_likes() {
-            crate::sources::twitter::likes::normalize_like_line
+            |l, at, o| crate::sources::twitter::likes::normalize_like_line(l, at, o)
         } else if kind == StreamKind::Activity {
-            crate::sources::twitter::webhooks::kinds::normalize_activity_line
+            |l, at, o| crate::sources::twitter::webhooks::kinds::normalize_activity_line(l, at, o)
         } else {
-            normalize_line
+            normalize_shared_line
         };
         Normalizer { normalize, track }
     }
 
     fn apply(
         &self,
-        line: &[u8],
+        line: &Bytes,
         received_at: &Arc<str>,
         opts: &NormalizeOptions,
     ) -> Result<Normalized, NormalizeError> {

@@ -14,6 +14,7 @@ pub mod volume;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::FutureExt;
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
@@ -418,17 +419,17 @@ impl StreamReader {
         chunks: &[bytes::Bytes],
     ) -> Result<Option<String>, SourceError> {
         let counters = &self.ctx.counters;
-        let mut lines: Vec<Vec<u8>> = Vec::new();
+        let mut lines: Vec<Bytes> = Vec::new();
         let mut oversized: Vec<(usize, Vec<u8>)> = Vec::new();
         for bytes in chunks {
             splitter.push(bytes, |l| match l {
-                Line::Complete(l) => lines.push(l.to_vec()),
+                Line::Complete(l) => lines.push(share(bytes, l)),
                 Line::Oversized { len, prefix } => oversized.push((len, prefix.to_vec())),
             });
         }
         let received_at = received_now();
         let mut reconnect = None;
-        let mut items: Vec<Vec<u8>> = Vec::with_capacity(lines.len());
+        let mut items: Vec<Bytes> = Vec::with_capacity(lines.len());
         for line in lines {
             match classify(&line) {
                 Kind::KeepAlive => {}
@@ -456,6 +457,18 @@ impl StreamReader {
             self.out.dead_letter(ORIGIN, &reason, &prefix, len)?;
         }
         Ok(reconnect)
+    }
+}
+
+/// A line as bytes sharing the chunk it lies in (no copy), or a copy when
+/// the splitter joined it from two chunks.
+fn share(chunk: &Bytes, line: &[u8]) -> Bytes {
+    let within = chunk.as_ptr_range();
+    let at = line.as_ptr_range();
+    if !line.is_empty() && within.start <= at.start && at.end <= within.end {
+        chunk.slice_ref(line)
+    } else {
+        Bytes::copy_from_slice(line)
     }
 }
 
@@ -565,6 +578,28 @@ fn classify(line: &[u8]) -> Kind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A line inside one chunk is a slice of it; a line the splitter joined
+    /// from two chunks is a copy (its bytes are in neither).
+    #[test]
+    fn lines_share_their_chunk_unless_joined_from_two() {
+        let chunk = Bytes::from_static(b"{\"a\":1}\n{\"b\"");
+        let next = Bytes::from_static(b":2}\n");
+        let mut splitter = LineSplitter::new(1024);
+        let mut lines = Vec::new();
+        for bytes in [&chunk, &next] {
+            splitter.push(bytes, |l| {
+                if let Line::Complete(l) = l {
+                    lines.push(share(bytes, l))
+                }
+            });
+        }
+        assert_eq!(lines, [&b"{\"a\":1}"[..], &b"{\"b\":2}"[..]]);
+        assert_eq!(lines[0].as_ptr(), chunk.as_ptr(), "shared");
+        let in_chunks =
+            |p: *const u8| chunk.as_ptr_range().contains(&p) || next.as_ptr_range().contains(&p);
+        assert!(!in_chunks(lines[1].as_ptr()), "copied");
+    }
 
     #[test]
     fn refusals_are_classified() {

@@ -14,7 +14,6 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use serde_json::value::RawValue;
 
 use crate::record::{
     Author, NormalizeError, NormalizeOptions, Normalized, Platform, Record, Refs, raw_value,
@@ -129,7 +128,7 @@ pub fn x_activity_record(body: &Value, raw: &str, opts: &NormalizeOptions) -> Re
     record.created_at = text(&data["created_at"]);
     record.raw = opts
         .keep_raw
-        .then(|| RawValue::from_string(raw.to_owned()).ok())
+        .then(|| crate::record::RawJson::from_string(raw.to_owned()).ok())
         .flatten();
     record
 }
@@ -172,7 +171,7 @@ pub fn normalize_activity_line(
 pub fn unknown_record(raw: &str, opts: &NormalizeOptions) -> Record {
     let id = format!("twitter:activity:unknown:{}", secret_fingerprint(raw));
     let mut record = base_event(id, vec!["unknown".into()], opts);
-    record.raw = RawValue::from_string(raw.to_owned()).ok();
+    record.raw = crate::record::RawJson::from_string(raw.to_owned()).ok();
     record
 }
 

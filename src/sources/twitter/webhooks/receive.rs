@@ -345,7 +345,7 @@ fn account_activity_records(
                 activity_record(kind, &for_user, &item, opts)
             };
             record.received_at = received_at.clone();
-            record.raw = raw;
+            record.raw = raw.map(crate::record::RawJson::from);
             records.push(record);
         }
     }

@@ -336,7 +336,7 @@ pub fn bucket_record(
         refs: Refs::default(),
         media: Vec::new(),
         run,
-        raw: Some(raw),
+        raw: Some(raw.into()),
     }
 }
 
