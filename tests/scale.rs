@@ -224,8 +224,10 @@ timeout_ms = 200
             bucket = lake.bucket,
             endpoint = lake.endpoint,
         ));
-    // A firehose paced at 400 posts/s per partition: the run lasts a few seconds.
-    let mock = MockProcess::start("twitter", env.dir.path(), "rate = 400.0\n");
+    // A firehose paced at 100 posts/s per partition: the captures run for
+    // about 15 s, time enough on a loaded machine to see a member's first
+    // commit and kill it while they still produce.
+    let mock = MockProcess::start("twitter", env.dir.path(), "rate = 100.0\n");
     let member = |name: &str| -> Child {
         env.cmd()
             .args([
