@@ -27,6 +27,12 @@ pub fn spawn_sink<S: Sink>(
 ) -> SinkHandle {
     let name = spec.sink.name().to_owned();
     let linger = Duration::from_millis(spec.config.batch.timeout_ms);
+    // A sink that keeps a batch in flight holds two while the next fills.
+    let batches_held = if spec.sink.keeps_batches_in_flight() {
+        2
+    } else {
+        1
+    };
     let batch_bytes = spec.config.batch.max_bytes;
     let (tx, rx) = mpsc::channel(spec.config.queue_capacity);
     let counters = Arc::new(SinkCounters::default());
@@ -48,6 +54,7 @@ pub fn spawn_sink<S: Sink>(
         kind: spec.kind,
         linger,
         batch_bytes,
+        batches_held,
         tx,
         counters,
         closed,

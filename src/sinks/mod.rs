@@ -187,6 +187,13 @@ pub trait Sink: Send + 'static {
         async move { Sent::Done(self.write_batch(batch).await) }
     }
 
+    /// Whether [`Sink::send`] returns before the batch is confirmed: the
+    /// pipeline then holds two of this sink's batches while a third fills,
+    /// and makes room for them in its memory budget.
+    fn keeps_batches_in_flight(&self) -> bool {
+        false
+    }
+
     /// Makes everything written so far durable; called before the sink is dropped.
     fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
 
@@ -211,6 +218,7 @@ pub trait DynSink: Send + 'static {
         batch: &'a [Arc<Record>],
     ) -> BoxFuture<'a, Result<(), SinkError>>;
     fn dyn_send<'a>(&'a mut self, batch: &'a [Arc<Record>]) -> BoxFuture<'a, Sent>;
+    fn dyn_keeps_batches_in_flight(&self) -> bool;
     fn dyn_flush(&mut self) -> BoxFuture<'_, Result<(), SinkError>>;
     fn dyn_compliance_deleted(&self) -> u64;
 }
@@ -233,6 +241,9 @@ impl<S: Sink> DynSink for S {
     }
     fn dyn_send<'a>(&'a mut self, batch: &'a [Arc<Record>]) -> BoxFuture<'a, Sent> {
         Box::pin(self.send(batch))
+    }
+    fn dyn_keeps_batches_in_flight(&self) -> bool {
+        self.keeps_batches_in_flight()
     }
     fn dyn_flush(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(self.flush())
@@ -260,6 +271,9 @@ impl Sink for AnySink {
     }
     async fn send(&mut self, batch: &[Arc<Record>]) -> Sent {
         self.as_mut().dyn_send(batch).await
+    }
+    fn keeps_batches_in_flight(&self) -> bool {
+        self.as_ref().dyn_keeps_batches_in_flight()
     }
     async fn flush(&mut self) -> Result<(), SinkError> {
         self.as_mut().dyn_flush().await

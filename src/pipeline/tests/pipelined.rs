@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use tokio::sync::watch;
 
 use super::*;
-use crate::sinks::Sent;
+use crate::sinks::{AnySink, Sent};
 
 type Release = oneshot::Sender<Result<(), SinkError>>;
 
@@ -81,6 +81,9 @@ impl Sink for PipelinedSink {
     }
     async fn send(&mut self, batch: &[Arc<Record>]) -> Sent {
         Sent::InFlight(Box::pin(self.0.hold("send", batch)))
+    }
+    fn keeps_batches_in_flight(&self) -> bool {
+        true
     }
     async fn flush(&mut self) -> Result<(), SinkError> {
         Ok(())
@@ -177,4 +180,32 @@ async fn the_batch_in_flight_is_settled_before_the_worker_stops() {
     assert_eq!(ack_a.await.unwrap().outcome, Outcome::Delivered);
     let out = h.outcome.await.unwrap();
     assert_eq!(out.per_sink["test"].delivered, 2);
+}
+
+#[tokio::test]
+async fn the_memory_budget_holds_two_batches_of_a_sink_that_keeps_one_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead_letters = DeadLetters::new(dir.path(), "run");
+    let mb = 1024 * 1024;
+    let mut config = config(100, 5);
+    config.batch.max_bytes = 16 * mb;
+    let spawn = |sink: AnySink| {
+        spawn_sink(
+            SinkSpec {
+                sink,
+                kind: "test",
+                config: config.clone(),
+            },
+            dead_letters.clone(),
+            CancellationToken::new(),
+        )
+    };
+    let plain = spawn(Box::new(ScriptedSink::new(vec![]).0));
+    assert_eq!(MemoryBudget::for_sinks(&[plain]).total(), 24 * mb);
+    let pipelined = spawn(Box::new(PipelinedSink(Gates::new())));
+    assert_eq!(
+        MemoryBudget::for_sinks(&[pipelined]).total(),
+        40 * mb,
+        "two batches in flight and half of the next"
+    );
 }

@@ -362,6 +362,10 @@ impl Sink for KafkaSink {
         }
     }
 
+    fn keeps_batches_in_flight(&self) -> bool {
+        true
+    }
+
     /// Produces the whole batch and returns with its delivery reports still
     /// out: the pipeline produces the next batch meanwhile. The confirmation
     /// resolves once every report came, exactly as `write_batch` would.
