@@ -81,13 +81,24 @@ impl MemoryBudget {
         }
     }
 
-    /// The budget for these sinks: [`MEMORY_BUDGET_BYTES`], or one and a half
-    /// times the largest `batch.max_bytes`: one batch is written while the
-    /// next fills (with a budget of one batch, normalizing waited for every
-    /// fsync: half the replay rate).
+    /// The budget for these sinks: [`MEMORY_BUDGET_BYTES`], or what the
+    /// hungriest sink holds at once plus half a batch: one and a half times
+    /// its `batch.max_bytes`, one batch written while the next fills (with a
+    /// budget of one batch, normalizing waited for every fsync: half the
+    /// replay rate), or two and a half for a sink that keeps a batch in
+    /// flight while it sends the next (Kafka: with one and a half, every
+    /// other batch was cut to the half left over).
     pub fn for_sinks(sinks: &[SinkHandle]) -> Self {
-        let largest = sinks.iter().map(|s| s.batch_bytes).max().unwrap_or(0);
-        Self::new(MEMORY_BUDGET_BYTES.max(largest.saturating_add(largest / 2)))
+        let needed = sinks
+            .iter()
+            .map(|s| {
+                s.batch_bytes
+                    .saturating_mul(s.batches_held)
+                    .saturating_add(s.batch_bytes / 2)
+            })
+            .max()
+            .unwrap_or(0);
+        Self::new(MEMORY_BUDGET_BYTES.max(needed))
     }
 
     /// Room for `bytes` (a batch larger than the whole budget takes all of it);
@@ -315,6 +326,9 @@ pub struct SinkHandle {
     linger: Duration,
     /// `batch.max_bytes`: the memory budget makes room for it.
     batch_bytes: usize,
+    /// Batches the sink holds at once besides the one filling (2 when it
+    /// keeps one in flight while it sends the next).
+    batches_held: usize,
     tx: mpsc::Sender<Arc<Delivery>>,
     counters: Arc<SinkCounters>,
     /// Cancelled by the worker when its destination was closed: the run stops.

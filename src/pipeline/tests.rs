@@ -596,3 +596,5 @@ async fn a_spent_memory_budget_holds_the_source_and_lingering_sinks_write_what_t
         24 * n as u64
     );
 }
+
+mod pipelined;

@@ -14,7 +14,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::record::Record;
 use crate::sinks::CommonSinkConfig;
-use crate::sinks::{Sink, SinkError};
+use crate::sinks::{BoxFuture, Sent, Sink, SinkError};
 use crate::state::DeadLetters;
 
 use super::{Delivery, Outcome, SinkCounters, SinkHandle, SinkSpec};
@@ -27,12 +27,20 @@ pub fn spawn_sink<S: Sink>(
 ) -> SinkHandle {
     let name = spec.sink.name().to_owned();
     let linger = Duration::from_millis(spec.config.batch.timeout_ms);
+    // A sink that keeps a batch in flight holds two while the next fills.
+    let batches_held = if spec.sink.keeps_batches_in_flight() {
+        2
+    } else {
+        1
+    };
     let batch_bytes = spec.config.batch.max_bytes;
     let (tx, rx) = mpsc::channel(spec.config.queue_capacity);
     let counters = Arc::new(SinkCounters::default());
     let closed = CancellationToken::new();
     let worker = SinkWorker {
         sink: spec.sink,
+        in_flight: None,
+        unacked: Outcome::Delivered,
         config: spec.config,
         counters: counters.clone(),
         dead_letters,
@@ -46,6 +54,7 @@ pub fn spawn_sink<S: Sink>(
         kind: spec.kind,
         linger,
         batch_bytes,
+        batches_held,
         tx,
         counters,
         closed,
@@ -53,8 +62,34 @@ pub fn spawn_sink<S: Sink>(
     }
 }
 
+/// The dead-letter reason of records the shutdown timeout cut off.
+const NOT_BEFORE_SHUTDOWN: &str = "not delivered before the shutdown timeout";
+
+/// A chunk handed to the sink whose confirmations are still out.
+struct InFlight {
+    todo: Vec<Arc<Record>>,
+    confirmation: BoxFuture<'static, Result<(), SinkError>>,
+    /// The source batches to ack once this chunk is settled (the last chunk
+    /// of a write; `None` for the chunks before it).
+    acks: Option<Vec<Arc<Delivery>>>,
+    started: Instant,
+}
+
+/// Resolves when the chunk in flight is confirmed (or failed); never without
+/// one. Cancel-safe: the confirmation stays in `in_flight` until taken.
+async fn confirmed(in_flight: &mut Option<InFlight>) -> Result<(), SinkError> {
+    match in_flight {
+        Some(f) => (&mut f.confirmation).await,
+        None => std::future::pending().await,
+    }
+}
+
 struct SinkWorker<S: Sink> {
     sink: S,
+    /// At most one chunk waits for its confirmations while the next is sent.
+    in_flight: Option<InFlight>,
+    /// The worst outcome of the chunks settled since the last ack.
+    unacked: Outcome,
     config: CommonSinkConfig,
     counters: Arc<SinkCounters>,
     dead_letters: DeadLetters,
@@ -70,6 +105,10 @@ impl<S: Sink> SinkWorker<S> {
             let first = tokio::select! {
                 biased;
                 _ = self.abort.cancelled() => break,
+                r = confirmed(&mut self.in_flight) => {
+                    self.land(r).await;
+                    continue;
+                }
                 d = rx.recv() => d,
             };
             let Some(first) = first else { break };
@@ -86,6 +125,11 @@ impl<S: Sink> SinkWorker<S> {
                     Err(mpsc::error::TryRecvError::Empty) => tokio::select! {
                         biased;
                         _ = self.abort.cancelled() => None,
+                        // The batch before is confirmed while this one fills.
+                        r = confirmed(&mut self.in_flight) => {
+                            self.land(r).await;
+                            continue;
+                        }
                         d = rx.recv() => d,
                         _ = pending[0].room.starved.wait() => None,
                         _ = sleep_until(deadline) => None,
@@ -101,15 +145,15 @@ impl<S: Sink> SinkWorker<S> {
                 .iter()
                 .flat_map(|d| d.records.iter().cloned())
                 .collect();
-            let outcome = self.deliver(records).await;
-            for d in pending {
-                d.ack.done(outcome);
-            }
+            self.write(records, pending).await;
         }
+        // The last batch sent is confirmed (or given up, on abort) before
+        // anything queued behind it is acked.
+        self.settle_in_flight().await;
         // Stopped early (shutdown timeout): whatever is still queued goes to the dead letters.
         rx.close();
         while let Some(d) = rx.recv().await {
-            let outcome = self.give_up(&d.records, "not delivered before the shutdown timeout");
+            let outcome = self.give_up(&d.records, NOT_BEFORE_SHUTDOWN);
             d.ack.done(outcome);
         }
         match self.sink.flush().await {
@@ -124,37 +168,147 @@ impl<S: Sink> SinkWorker<S> {
         }
     }
 
-    /// Writes records with retries; returns the worst outcome.
-    async fn deliver(&mut self, records: Vec<Arc<Record>>) -> Outcome {
-        let mut worst = Outcome::Delivered;
-        for chunk in records.chunks(self.config.batch.max_records) {
-            if self.closed.is_cancelled() {
-                // Nobody reads any more: count, do not write, do not keep.
-                self.counters
-                    .unwritten
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                worst = worst.max(Outcome::Lost);
-                continue;
-            }
-            worst = worst.max(self.deliver_chunk(chunk.to_vec()).await);
+    /// Writes the records of `deliveries`, in chunks of at most
+    /// `batch.max_records`, and acks `deliveries` with the worst outcome once
+    /// every chunk is confirmed, dead-lettered or lost.
+    async fn write(&mut self, records: Vec<Arc<Record>>, deliveries: Vec<Arc<Delivery>>) {
+        let size = self.config.batch.max_records.max(1);
+        let chunks = records.len().div_ceil(size);
+        let mut deliveries = Some(deliveries);
+        for (k, chunk) in records.chunks(size).enumerate() {
+            let acks = if k + 1 == chunks {
+                deliveries.take()
+            } else {
+                None
+            };
+            self.write_chunk(chunk.to_vec(), acks).await;
         }
-        worst
+        if let Some(acks) = deliveries {
+            // No records (never sent by the router, but cheap to get right).
+            self.settle_in_flight().await;
+            self.done(Outcome::Delivered, Some(acks));
+        }
+    }
+
+    /// Sends one chunk. A sink that keeps it in flight ([`Sent::InFlight`])
+    /// gets the next chunk while this one's confirmations come in; at most
+    /// two chunks are out at once: the one just sent, and the one before,
+    /// which is settled (confirmed, retried, dead-lettered) here and acked
+    /// before the one just sent can be. So acks leave in the order the
+    /// batches came, and none leaves before its own records are confirmed.
+    async fn write_chunk(&mut self, todo: Vec<Arc<Record>>, acks: Option<Vec<Arc<Delivery>>>) {
+        if self.closed.is_cancelled() {
+            self.settle_in_flight().await;
+            // Nobody reads any more: count, do not write, do not keep.
+            self.counters
+                .unwritten
+                .fetch_add(todo.len() as u64, Ordering::Relaxed);
+            self.done(Outcome::Lost, acks);
+            return;
+        }
+        let started = Instant::now();
+        let sent = if self.abort.is_cancelled() {
+            None
+        } else {
+            tokio::select! {
+                biased;
+                _ = self.abort.cancelled() => None,
+                s = self.sink.send(&todo) => Some(s),
+            }
+        };
+        // The chunk before: its confirmations came in while this one was sent.
+        self.settle_in_flight().await;
+        match sent {
+            Some(Sent::InFlight(confirmation)) => {
+                self.in_flight = Some(InFlight {
+                    todo,
+                    confirmation,
+                    acks,
+                    started,
+                });
+            }
+            Some(Sent::Done(result)) => {
+                let outcome = self.deliver_chunk(todo, Some((result, started))).await;
+                self.done(outcome, acks);
+            }
+            // Aborted: `deliver_chunk` gives the records up.
+            None => {
+                let outcome = self.deliver_chunk(todo, None).await;
+                self.done(outcome, acks);
+            }
+        }
+    }
+
+    /// Waits for the chunk in flight, if any, and settles it.
+    async fn settle_in_flight(&mut self) {
+        let Some(mut f) = self.in_flight.take() else {
+            return;
+        };
+        let result = tokio::select! {
+            biased;
+            _ = self.abort.cancelled() => None,
+            r = &mut f.confirmation => Some(r),
+        };
+        self.in_flight = Some(f);
+        match result {
+            Some(r) => self.land(r).await,
+            None => {
+                let f = self.in_flight.take().expect("put back above");
+                let outcome = self.deliver_chunk(f.todo, None).await;
+                self.done(outcome, f.acks);
+            }
+        }
+    }
+
+    /// Settles the chunk in flight, whose confirmation resolved to `result`:
+    /// retries what failed, dead-letters what cannot be written, acks.
+    async fn land(&mut self, result: Result<(), SinkError>) {
+        let f = self
+            .in_flight
+            .take()
+            .expect("only a chunk in flight resolves");
+        let outcome = self.deliver_chunk(f.todo, Some((result, f.started))).await;
+        self.done(outcome, f.acks);
+    }
+
+    /// Notes a settled chunk's outcome; with `acks` (the last chunk of a
+    /// write), acks those source batches with the worst outcome since the last ack.
+    fn done(&mut self, outcome: Outcome, acks: Option<Vec<Arc<Delivery>>>) {
+        self.unacked = self.unacked.max(outcome);
+        if let Some(deliveries) = acks {
+            let outcome = std::mem::replace(&mut self.unacked, Outcome::Delivered);
+            for d in deliveries {
+                d.ack.done(outcome);
+            }
+        }
     }
 
     /// One write of at most `batch.max_records`, retried until it is confirmed,
-    /// dead-lettered or the run aborts.
-    async fn deliver_chunk(&mut self, mut todo: Vec<Arc<Record>>) -> Outcome {
+    /// dead-lettered or the run aborts. `first`: the result of a first attempt
+    /// made already (by [`Sink::send`]), and when it started.
+    async fn deliver_chunk(
+        &mut self,
+        mut todo: Vec<Arc<Record>>,
+        mut first: Option<(Result<(), SinkError>, Instant)>,
+    ) -> Outcome {
         let mut worst = Outcome::Delivered;
         let mut attempt: u32 = 1;
         loop {
-            if self.abort.is_cancelled() {
-                return worst.max(self.give_up(&todo, "not delivered before the shutdown timeout"));
-            }
-            let started = std::time::Instant::now();
-            let result = tokio::select! {
-                biased;
-                _ = self.abort.cancelled() => continue,
-                r = self.sink.write_batch(&todo) => r,
+            let (result, started) = match first.take() {
+                Some(made) => made,
+                None => {
+                    if self.abort.is_cancelled() {
+                        return worst.max(self.give_up(&todo, NOT_BEFORE_SHUTDOWN));
+                    }
+                    let started = Instant::now();
+                    tokio::select! {
+                        biased;
+                        _ = self.abort.cancelled() => {
+                            return worst.max(self.give_up(&todo, NOT_BEFORE_SHUTDOWN));
+                        }
+                        r = self.sink.write_batch(&todo) => (r, started),
+                    }
+                }
             };
             // One line per write call (not per record), for benchmarks' latency figures.
             debug!(

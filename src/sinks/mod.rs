@@ -148,6 +148,17 @@ impl RecordResults {
     }
 }
 
+/// A batch handed to a destination by [`Sink::send`], and how its write ends.
+pub enum Sent {
+    /// The write is over (every sink that cannot keep a batch in flight).
+    Done(Result<(), SinkError>),
+    /// The records are with the destination's client, their confirmations
+    /// still out (Kafka: produced, delivery reports pending). Resolves once
+    /// every record was confirmed or failed, as [`Sink::write_batch`] would;
+    /// it borrows nothing, so the pipeline can send the next batch meanwhile.
+    InFlight(BoxFuture<'static, Result<(), SinkError>>),
+}
+
 /// A destination for records.
 pub trait Sink: Send + 'static {
     /// The name the user gave the sink.
@@ -166,6 +177,22 @@ pub trait Sink: Send + 'static {
         &mut self,
         batch: &[Arc<Record>],
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Hands a batch to the destination and, where the destination allows
+    /// it, returns before the batch is confirmed ([`Sent::InFlight`]): the
+    /// pipeline then sends the next batch while this one's confirmations come
+    /// in, and still confirms batches to their sources one by one, in order.
+    /// The default is [`Sink::write_batch`], whole ([`Sent::Done`]).
+    fn send(&mut self, batch: &[Arc<Record>]) -> impl Future<Output = Sent> + Send {
+        async move { Sent::Done(self.write_batch(batch).await) }
+    }
+
+    /// Whether [`Sink::send`] returns before the batch is confirmed: the
+    /// pipeline then holds two of this sink's batches while a third fills,
+    /// and makes room for them in its memory budget.
+    fn keeps_batches_in_flight(&self) -> bool {
+        false
+    }
 
     /// Makes everything written so far durable; called before the sink is dropped.
     fn flush(&mut self) -> impl Future<Output = Result<(), SinkError>> + Send;
@@ -190,6 +217,8 @@ pub trait DynSink: Send + 'static {
         &'a mut self,
         batch: &'a [Arc<Record>],
     ) -> BoxFuture<'a, Result<(), SinkError>>;
+    fn dyn_send<'a>(&'a mut self, batch: &'a [Arc<Record>]) -> BoxFuture<'a, Sent>;
+    fn dyn_keeps_batches_in_flight(&self) -> bool;
     fn dyn_flush(&mut self) -> BoxFuture<'_, Result<(), SinkError>>;
     fn dyn_compliance_deleted(&self) -> u64;
 }
@@ -209,6 +238,12 @@ impl<S: Sink> DynSink for S {
         batch: &'a [Arc<Record>],
     ) -> BoxFuture<'a, Result<(), SinkError>> {
         Box::pin(self.write_batch(batch))
+    }
+    fn dyn_send<'a>(&'a mut self, batch: &'a [Arc<Record>]) -> BoxFuture<'a, Sent> {
+        Box::pin(self.send(batch))
+    }
+    fn dyn_keeps_batches_in_flight(&self) -> bool {
+        self.keeps_batches_in_flight()
     }
     fn dyn_flush(&mut self) -> BoxFuture<'_, Result<(), SinkError>> {
         Box::pin(self.flush())
@@ -233,6 +268,12 @@ impl Sink for AnySink {
     }
     async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
         self.as_mut().dyn_write_batch(batch).await
+    }
+    async fn send(&mut self, batch: &[Arc<Record>]) -> Sent {
+        self.as_mut().dyn_send(batch).await
+    }
+    fn keeps_batches_in_flight(&self) -> bool {
+        self.as_ref().dyn_keeps_batches_in_flight()
     }
     async fn flush(&mut self) -> Result<(), SinkError> {
         self.as_mut().dyn_flush().await

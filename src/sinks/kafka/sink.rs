@@ -1,7 +1,10 @@
-//! The producer: writes a batch, waits for every delivery report, and says
-//! by index which records failed (to retry) or were refused (to dead-letter).
+//! The producer: produces a batch and hands back its confirmation, which
+//! waits for every delivery report and says by index which records failed
+//! (to retry) or were refused (to dead-letter). The pipeline produces the
+//! next batch while one batch's reports come in.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -18,7 +21,7 @@ use super::{KafkaSinkConfig, render_topic};
 use crate::kafka::KafkaLog;
 use crate::record::{Format, Platform, Record};
 use crate::sinks::template::{Ctx, Target, Template, copies, merge_copies, received_at};
-use crate::sinks::{RecordResults, Sink, SinkError};
+use crate::sinks::{RecordResults, Sent, Sink, SinkError};
 use chrono_tz::Tz;
 
 /// How long the healthcheck and the final flush wait for the brokers.
@@ -82,14 +85,12 @@ impl BatchState {
     }
 
     fn done_one(&self) {
-        use std::sync::atomic::Ordering;
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.done.notify_one();
         }
     }
 
     async fn all_reported(&self) {
-        use std::sync::atomic::Ordering;
         while self.remaining.load(Ordering::Acquire) > 0 {
             self.done.notified().await;
         }
@@ -101,6 +102,9 @@ pub struct KafkaSink {
     name: String,
     config: KafkaSinkConfig,
     producer: Arc<ThreadedProducer<LogContext>>,
+    /// Set by a batch's confirmation when the producer hit a fatal error: the
+    /// next send replaces the producer (the failed records are retried).
+    replace_producer: Arc<AtomicBool>,
     format: Format,
     headers: bool,
     /// One topic per platform when the template needs nothing else…
@@ -122,6 +126,7 @@ impl KafkaSink {
         Ok(KafkaSink {
             name: name.to_owned(),
             producer: Self::producer(name, config)?,
+            replace_producer: Arc::default(),
             config: config.clone(),
             format: config.format,
             headers: config.headers,
@@ -199,8 +204,10 @@ impl Outcomes {
 
 impl KafkaSink {
     /// Hands one message to librdkafka, waiting while its queue is full; its
-    /// delivery report lands in `state` at `index`. An error means no report will come.
-    async fn send(
+    /// delivery report lands in `state` at `index`. An error means no report
+    /// will come. A message refused for a full queue comes back and is offered
+    /// again as it is: its opaque and headers are built once.
+    async fn produce(
         &self,
         topic: &str,
         key: &str,
@@ -209,49 +216,106 @@ impl KafkaSink {
         state: &Arc<BatchState>,
         index: usize,
     ) -> Result<(), KafkaError> {
+        let opaque = Box::new(PendingMessage {
+            batch: state.clone(),
+            index,
+        });
+        let mut message = BaseRecord::with_opaque_to(topic, opaque)
+            .key(key)
+            .payload(payload);
+        if let Some(h) = self.headers_for(r) {
+            message = message.headers(h);
+        }
         loop {
-            let opaque = Box::new(PendingMessage {
-                batch: state.clone(),
-                index,
-            });
-            let mut message = BaseRecord::with_opaque_to(topic, opaque)
-                .key(key)
-                .payload(payload);
-            if let Some(h) = self.headers_for(r) {
-                message = message.headers(h);
-            }
-            // A refused message comes back (and is dropped): no report will come for it.
-            match self.producer.send(message).map_err(|(e, _)| e) {
-                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
+            // A refused message comes back: no report will come for it.
+            match self.producer.send(message) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
                     // librdkafka's queue is full (brokers slow or away): wait for room.
+                    message = back;
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
-                sent => return sent,
+                Err((e, _)) => return Err(e),
             }
         }
     }
 
-    /// A batch's outcome from its reports: copies merged, a fatal producer
-    /// replaced, the first error summarized.
-    fn settle(&mut self, mut outcomes: Outcomes, records: usize) -> Result<(), SinkError> {
-        merge_copies(&mut outcomes.results);
-        if outcomes.fatal {
-            error!(
-                "the Kafka producer hit a fatal error; replacing it (the failed records are retried)"
-            );
-            self.producer = Self::producer(&self.name, &self.config)
-                .map_err(|m| SinkError::fatal(&self.name, m))?;
+    /// Produces every message of a batch; their delivery reports land in the
+    /// returned state, the messages librdkafka refused in `outcomes` already.
+    async fn produce_batch(
+        &self,
+        batch: &[Arc<Record>],
+        outcomes: &mut Outcomes,
+    ) -> (Arc<BatchState>, usize) {
+        // With `split_tags` a record is one message per tag: each reports on
+        // the record's index, and the record is confirmed when all did.
+        let copies: Vec<(usize, Option<&str>)> = copies(batch, self.split_tags).collect();
+        let state = Arc::new(BatchState::new(copies.len()));
+        let mut payload = Vec::with_capacity(1024);
+        let (mut topic_buf, mut key_buf) = (String::new(), String::new());
+        let mut last_at = None;
+        for &(i, tag) in &copies {
+            let r = &batch[i];
+            payload.clear();
+            r.write_line(self.format, &mut payload);
+            payload.pop(); // the newline
+            if self.topic_template.is_some() || self.key_template.is_some() {
+                let at = received_at(r, Tz::UTC, &mut last_at);
+                let ctx = Ctx {
+                    record: r,
+                    tag,
+                    at: &at,
+                };
+                if let Some(t) = &self.topic_template {
+                    topic_buf.clear();
+                    t.render(&ctx, &mut topic_buf);
+                }
+                if let Some(t) = &self.key_template {
+                    key_buf.clear();
+                    t.render(&ctx, &mut key_buf);
+                }
+            }
+            let topic = match self.topic_template {
+                Some(_) => topic_buf.as_str(),
+                None => self.topic(r.platform),
+            };
+            let key = match self.key_template {
+                Some(_) => key_buf.as_str(),
+                None => r.id.as_str(),
+            };
+            if let Err(e) = self.produce(topic, key, &payload, r, &state, i).await {
+                outcomes.fail(i, &e);
+                state.done_one();
+            }
         }
-        let failures = outcomes.results.failed.len() + outcomes.results.rejected.len();
-        if let Some(first) = outcomes.results.first.take() {
-            outcomes.results.first = Some(format!(
-                "{failures} of {records} deliveries failed; first error: {first}"
-            ));
-        }
-        outcomes
-            .results
-            .finish(&self.name, records, || "deliveries failed".to_owned())
+        (state, copies.len())
     }
+}
+
+/// A batch's outcome from its reports: copies merged, a fatal producer
+/// marked for replacement, the first error summarized.
+fn settle(
+    sink: &str,
+    replace_producer: &AtomicBool,
+    mut outcomes: Outcomes,
+    records: usize,
+) -> Result<(), SinkError> {
+    merge_copies(&mut outcomes.results);
+    if outcomes.fatal {
+        error!(
+            "the Kafka producer hit a fatal error; replacing it (the failed records are retried)"
+        );
+        replace_producer.store(true, Ordering::Release);
+    }
+    let failures = outcomes.results.failed.len() + outcomes.results.rejected.len();
+    if let Some(first) = outcomes.results.first.take() {
+        outcomes.results.first = Some(format!(
+            "{failures} of {records} deliveries failed; first error: {first}"
+        ));
+    }
+    outcomes
+        .results
+        .finish(sink, records, || "deliveries failed".to_owned())
 }
 
 impl Sink for KafkaSink {
@@ -292,63 +356,51 @@ impl Sink for KafkaSink {
     }
 
     async fn write_batch(&mut self, batch: &[Arc<Record>]) -> Result<(), SinkError> {
+        match self.send(batch).await {
+            Sent::Done(result) => result,
+            Sent::InFlight(confirmation) => confirmation.await,
+        }
+    }
+
+    fn keeps_batches_in_flight(&self) -> bool {
+        true
+    }
+
+    /// Produces the whole batch and returns with its delivery reports still
+    /// out: the pipeline produces the next batch meanwhile. The confirmation
+    /// resolves once every report came, exactly as `write_batch` would.
+    async fn send(&mut self, batch: &[Arc<Record>]) -> Sent {
+        if self.replace_producer.swap(false, Ordering::AcqRel) {
+            match Self::producer(&self.name, &self.config) {
+                Ok(p) => self.producer = p,
+                Err(m) => return Sent::Done(Err(SinkError::fatal(&self.name, m))),
+            }
+        }
         let mut outcomes = Outcomes::default();
-        // With `split_tags` a record is one message per tag: each reports on
-        // the record's index, and the record is confirmed when all did.
-        let copies: Vec<(usize, Option<&str>)> = copies(batch, self.split_tags).collect();
-        let state = Arc::new(BatchState::new(copies.len()));
-        let mut payload = Vec::with_capacity(1024);
-        let (mut topic_buf, mut key_buf) = (String::new(), String::new());
-        let mut last_at = None;
         let started = std::time::Instant::now();
-        for &(i, tag) in &copies {
-            let r = &batch[i];
-            payload.clear();
-            r.write_line(self.format, &mut payload);
-            payload.pop(); // the newline
-            if self.topic_template.is_some() || self.key_template.is_some() {
-                let at = received_at(r, Tz::UTC, &mut last_at);
-                let ctx = Ctx {
-                    record: r,
-                    tag,
-                    at: &at,
-                };
-                if let Some(t) = &self.topic_template {
-                    topic_buf.clear();
-                    t.render(&ctx, &mut topic_buf);
-                }
-                if let Some(t) = &self.key_template {
-                    key_buf.clear();
-                    t.render(&ctx, &mut key_buf);
-                }
-            }
-            let topic = match self.topic_template {
-                Some(_) => topic_buf.as_str(),
-                None => self.topic(r.platform),
-            };
-            let key = match self.key_template {
-                Some(_) => key_buf.as_str(),
-                None => r.id.as_str(),
-            };
-            if let Err(e) = self.send(topic, key, &payload, r, &state, i).await {
-                outcomes.fail(i, &e);
-                state.done_one();
-            }
-        }
+        let (state, messages) = self.produce_batch(batch, &mut outcomes).await;
         let produced = started.elapsed();
-        state.all_reported().await;
-        debug!(
-            messages = copies.len(),
-            produce_ms = produced.as_millis() as u64,
-            reports_ms = (started.elapsed() - produced).as_millis() as u64,
-            "batch written"
-        );
-        let failures =
-            std::mem::take(&mut *state.failures.lock().unwrap_or_else(|p| p.into_inner()));
-        for (i, e) in failures {
-            outcomes.fail(i, &e);
-        }
-        self.settle(outcomes, batch.len())
+        let (name, replace_producer) = (self.name.clone(), self.replace_producer.clone());
+        // The reports come from this producer: it lives until they did, even
+        // if a fatal error replaces it meanwhile.
+        let producer = self.producer.clone();
+        let records = batch.len();
+        Sent::InFlight(Box::pin(async move {
+            state.all_reported().await;
+            drop(producer);
+            debug!(
+                messages,
+                produce_ms = produced.as_millis() as u64,
+                reports_ms = (started.elapsed() - produced).as_millis() as u64,
+                "batch written"
+            );
+            let failures =
+                std::mem::take(&mut *state.failures.lock().unwrap_or_else(|p| p.into_inner()));
+            for (i, e) in failures {
+                outcomes.fail(i, &e);
+            }
+            settle(&name, &replace_producer, outcomes, records)
+        }))
     }
 
     /// Everything confirmed was confirmed by a delivery report already; what
