@@ -252,6 +252,48 @@ fn telegram_answers_are_held_to_the_bot_api() {
     );
 }
 
+#[test]
+fn a_union_member_is_told_apart_by_its_discriminator_at_any_depth() {
+    let t = spec::telegram();
+    let check = |v: serde_json::Value| {
+        let mut out = Vec::new();
+        t.check_update(&v, "test", &mut out);
+        out
+    };
+    let reaction = |kind: &str| {
+        serde_json::json!({"update_id": 1, "message_reaction": {
+            "chat": {"id": 4, "type": "private"}, "message_id": 2, "date": 3,
+            "old_reaction": [],
+            "new_reaction": [{"type": kind, "emoji": "👍"}]
+        }})
+    };
+    assert!(check(reaction("emoji")).is_empty());
+    // `ReactionTypeEmoji.type` is "always \"emoji\"": another word is off-spec.
+    let v = check(reaction("bogus"));
+    assert!(!v.is_empty(), "a ReactionType of type \"bogus\" passed");
+    // `RichText` holds `RichText`: a wrong branch fails on its `type`
+    // before its members are walked, so a deep nesting is checked in time
+    // linear in its depth (without the discriminator, 40 levels take years).
+    let mut text = serde_json::json!("deep");
+    for i in 0..40 {
+        let kind = ["bold", "italic", "underline", "spoiler"][i % 4];
+        text = serde_json::json!({"type": kind, "text": [text, "and"]});
+    }
+    let message = |text: serde_json::Value| {
+        serde_json::json!({"update_id": 1, "message": {
+            "message_id": 2, "date": 3, "chat": {"id": 4, "type": "private"},
+            "rich_message": {"blocks": [{"type": "paragraph", "text": text}]}
+        }})
+    };
+    let deep = message(text.clone());
+    assert!(check(deep).is_empty());
+    let planted = message(serde_json::json!({"type": "paragraph", "text": text}));
+    assert!(
+        !check(planted).is_empty(),
+        "a block's type inside a text passed"
+    );
+}
+
 /// One canned HTTP answer to every connection.
 fn planted_upstream(answer: &'static str) -> String {
     common::canned_server(Some(answer))

@@ -40,6 +40,15 @@ pub struct Gen<'a> {
 /// See [`Gen::nodes`].
 const NODE_BUDGET: usize = 400;
 
+/// A schema whose instances hold no other schema's: a scalar type.
+fn is_leaf(schema: &Value) -> bool {
+    schema.get("$ref").is_none()
+        && matches!(
+            schema.get("type").and_then(Value::as_str),
+            Some("string" | "integer" | "number" | "boolean")
+        )
+}
+
 impl<'a> Gen<'a> {
     pub fn new(root: &'a Value, seed: u64) -> Gen<'a> {
         Gen {
@@ -142,17 +151,30 @@ impl<'a> Gen<'a> {
         }
         for key in ["anyOf", "oneOf"] {
             if let Some(Value::Array(alts)) = schema.get(key) {
-                let alts: Vec<&Value> = alts.iter().filter(|a| a["type"] != "null").collect();
+                let mut alts: Vec<&Value> = alts.iter().filter(|a| a["type"] != "null").collect();
+                // Deep down, a recursive union (`RichText` holds `RichText`)
+                // ends on a leaf alternative where it has one.
+                if self.depth > 6 || self.nodes > NODE_BUDGET {
+                    let leaves: Vec<&Value> = alts.iter().copied().filter(|a| is_leaf(a)).collect();
+                    if !leaves.is_empty() {
+                        alts = leaves;
+                    }
+                }
                 let pick = alts[self.rng.random_range(0..alts.len())];
                 return self.value(pick);
             }
         }
-        // A discriminated union (openapi.rs): one branch's `then`.
-        if let Some(Value::Array(branches)) = schema.get("allOf")
-            && branches.iter().all(|b| b.get("then").is_some())
-        {
-            let b = &branches[self.rng.random_range(0..branches.len())];
-            return self.value(&b["then"]);
+        if let Some(Value::Array(branches)) = schema.get("allOf") {
+            // A discriminated union (openapi.rs): one branch's `then`.
+            if branches.iter().all(|b| b.get("then").is_some()) {
+                let b = &branches[self.rng.random_range(0..branches.len())];
+                return self.value(&b["then"]);
+            }
+            // A subtype with its discriminator checked first (telegram.rs):
+            // the type itself is the last branch and holds the `const`.
+            if let Some(last) = branches.last() {
+                return self.value(last);
+            }
         }
         let kind = match schema.get("type") {
             Some(Value::String(t)) => t.clone(),

@@ -51,13 +51,60 @@ fn alternatives(list: &Value, types: &Map<String, Value>) -> Value {
     }
 }
 
-/// An object with exactly `fields` (name, types, required).
-fn object(fields: &Value, types: &Map<String, Value>) -> Value {
+/// The field and value that tell a subtype from its siblings, as the spec
+/// words it: a required `String` field (`type`, `status`, `source`) described
+/// as `…, always "bold"` or `…, must be animation`.
+fn discriminator(t: &Value) -> Option<(String, String)> {
+    t.get("subtype_of")?;
+    t["fields"].as_array()?.iter().find_map(|f| {
+        if f["required"] != true || f["types"] != json!(["String"]) {
+            return None;
+        }
+        let d = f["description"].as_str()?.trim_end_matches('.');
+        let (_, value) = d.rsplit_once("always ").or(d.rsplit_once("must be "))?;
+        let value = value.trim_matches(|c| matches!(c, '"' | '“' | '”'));
+        let word = !value.is_empty()
+            && value
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        word.then(|| {
+            (
+                f["name"].as_str().unwrap_or_default().to_owned(),
+                value.to_owned(),
+            )
+        })
+    })
+}
+
+/// One alternative of a union type: its discriminator checked first (a
+/// cheap `const`), so a wrong branch fails before its members are walked;
+/// without it recursive unions (`RichText` in `RichTextBold`…) take time
+/// exponential in their depth.
+fn subtype(name: &str, types: &Map<String, Value>) -> Value {
+    let schema = type_schema(name, types);
+    match types.get(name).and_then(discriminator) {
+        Some((field, value)) => json!({"allOf": [
+            {"properties": {field.clone(): {"const": value}}, "required": [field]},
+            schema
+        ]}),
+        None => schema,
+    }
+}
+
+/// An object with exactly `fields` (name, types, required); the
+/// discriminator of a subtype (`discriminator`) is a `const`.
+fn object(t: &Value, types: &Map<String, Value>) -> Value {
+    let fields = &t["fields"];
+    let tag = discriminator(t);
     let mut properties = Map::new();
     let mut required = Vec::new();
     for f in fields.as_array().into_iter().flatten() {
         let name = f["name"].as_str().unwrap_or_default().to_owned();
-        properties.insert(name.clone(), alternatives(&f["types"], types));
+        let schema = match &tag {
+            Some((field, value)) if *field == name => json!({"const": value}),
+            _ => alternatives(&f["types"], types),
+        };
+        properties.insert(name.clone(), schema);
         if f["required"] == true {
             required.push(Value::String(name));
         }
@@ -74,9 +121,9 @@ impl BotApi {
                 Some(subs) => json!({"anyOf": subs
                     .iter()
                     .filter_map(Value::as_str)
-                    .map(|s| type_schema(s, &types))
+                    .map(|s| subtype(s, &types))
                     .collect::<Vec<_>>()}),
-                None => object(&t["fields"], &types),
+                None => object(t, &types),
             };
             defs.insert(name.clone(), schema);
         }
@@ -88,7 +135,7 @@ impl BotApi {
             methods.insert(
                 name.clone(),
                 json!({
-                    "params": object(&fields, &types),
+                    "params": object(&json!({"fields": fields}), &types),
                     "fields": fields,
                     "description": m["description"].clone(),
                     "ok": {
