@@ -22,6 +22,11 @@
 //! checked (N lines, every post id exactly once) before its row is printed.
 //! Each case runs `--runs N` times (at least 3); every figure is min / median
 //! / max (the rate against the floor run by run against the floor's median).
+//! With `--python PYTHON` (an interpreter with `tweepy` and `twarc`
+//! installed), two more rows per run length: tweepy's `StreamingClient` and
+//! twarc2's stream client, each writing the posts to a file
+//! (`examples/competitors.py`), and how many times as many records per CPU
+//! second ingest handles.
 //! `--chunk-lines K` frames K lines per chunk instead of one; `--serve N`
 //! only serves an answer of N lines (printing its URL), for `perf` by hand.
 
@@ -273,6 +278,8 @@ fn main() {
         "| what | records | records/s | CPU µs per record | max RSS MiB | bytes out per record | rate vs socket → file |"
     );
     println!("|---|---|---|---|---|---|---|");
+    let python = arg("--python");
+    let (mut ingest_rows, mut competitor_rows) = (Vec::new(), Vec::new());
     for records in lengths {
         let body = dir.path().join("body");
         let payload = write_body(&body, records, chunk_lines);
@@ -350,7 +357,86 @@ fn main() {
                 runs: case_runs,
             };
             print_row(&row, Some(&floor));
+            ingest_rows.push(row);
+        }
+        if let Some(python) = &python {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/competitors.py");
+            for (what, which) in [
+                ("tweepy StreamingClient → file", "tweepy"),
+                ("twarc2 stream → file", "twarc2"),
+            ] {
+                let out = dir.path().join("python.jsonl");
+                let mut out_bytes = 0;
+                let case_runs = (0..runs)
+                    .map(|_| {
+                        let mut client = Command::new(python);
+                        client
+                            .arg(&script)
+                            .arg(which)
+                            .arg(format!("http://{addr}"))
+                            .arg(&out)
+                            .arg(records.to_string())
+                            .stdout(Stdio::null());
+                        pin(&mut client, 0);
+                        let u = measure(&mut client);
+                        check_post_lines(&out, records, &u);
+                        out_bytes = std::fs::metadata(&out).unwrap().len();
+                        std::fs::remove_file(&out).unwrap();
+                        u
+                    })
+                    .collect();
+                let row = Row {
+                    what: what.into(),
+                    records,
+                    out_bytes,
+                    runs: case_runs,
+                };
+                print_row(&row, Some(&floor));
+                competitor_rows.push(row);
+            }
         }
         let _ = std::fs::remove_file(&body);
     }
+    print_per_cpu_second(&ingest_rows, &competitor_rows);
+}
+
+/// How many times as many records ingest handles per CPU second as each
+/// Python client, run length by run length: the ratio of the median CPU time
+/// per record (the Python client's over ingest's).
+fn print_per_cpu_second(ingest: &[Row], competitors: &[Row]) {
+    let median_cpu = |r: &Row| spread(&r.of(&|m| m.cpu / r.records as f64)).1;
+    for c in competitors {
+        for i in ingest.iter().filter(|i| i.records == c.records) {
+            println!(
+                "{} records: {} handles {:.1}× the records per CPU second of {}",
+                c.records,
+                i.what,
+                median_cpu(c) / median_cpu(i),
+                c.what
+            );
+        }
+    }
+}
+
+/// A Python client's output: `records` lines, each a stream line (or its
+/// `json.dumps`) whose `data.id` is a post of the input, every post once.
+fn check_post_lines(out: &Path, records: u64, u: &Measured) {
+    let file = std::fs::File::open(out).unwrap();
+    let mut seen = HashSet::with_capacity(records as usize);
+    for line in BufReader::with_capacity(1 << 20, file).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap())
+            .unwrap_or_else(|e| panic!("a line that is not JSON ({e}):\n{}", u.stderr));
+        let id: u64 = v["data"]["id"].as_str().unwrap().parse().unwrap();
+        assert!(
+            seen.insert(id - 1_600_000_000_000_000_000),
+            "post {id} twice"
+        );
+    }
+    assert_eq!(
+        seen.len() as u64,
+        records,
+        "{} posts, not {records}:\n{}",
+        seen.len(),
+        u.stderr
+    );
 }
