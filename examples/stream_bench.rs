@@ -323,39 +323,26 @@ fn main() {
         ] {
             let out = dir.path().join("ingest.jsonl");
             let state = dir.path().join("state");
-            let mut out_bytes = 0;
-            let case_runs = (0..runs)
-                .map(|_| {
-                    let mut client = Command::new(&bin);
-                    client
-                        .args(["twitter", "--rules-mode", "keep", "--sink", "file"])
-                        .arg("--twitter-api-base")
-                        .arg(format!("http://{addr}"))
-                        .arg("--max-records")
-                        .arg(records.to_string())
-                        .arg("--file-path")
-                        .arg(&out)
-                        .arg("--state-dir")
-                        .arg(&state)
-                        .args(extra)
-                        .env("TWITTER_BEARER_TOKEN", "bench")
-                        .env("RUST_LOG", "warn")
-                        .stdout(Stdio::null());
-                    pin(&mut client, 0);
-                    let u = measure(&mut client);
-                    check_output(&out, records, &u);
-                    out_bytes = std::fs::metadata(&out).unwrap().len();
-                    std::fs::remove_file(&out).unwrap();
-                    let _ = std::fs::remove_dir_all(&state);
-                    u
-                })
-                .collect();
-            let row = Row {
-                what: what.into(),
-                records,
-                out_bytes,
-                runs: case_runs,
+            let client = || {
+                let _ = std::fs::remove_dir_all(&state);
+                let mut client = Command::new(&bin);
+                client
+                    .args(["twitter", "--rules-mode", "keep", "--sink", "file"])
+                    .arg("--twitter-api-base")
+                    .arg(format!("http://{addr}"))
+                    .arg("--max-records")
+                    .arg(records.to_string())
+                    .arg("--file-path")
+                    .arg(&out)
+                    .arg("--state-dir")
+                    .arg(&state)
+                    .args(extra)
+                    .env("TWITTER_BEARER_TOKEN", "bench")
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::null());
+                client
             };
+            let row = case(what, records, runs, &out, client, check_output);
             print_row(&row, Some(&floor));
             ingest_rows.push(row);
         }
@@ -366,31 +353,18 @@ fn main() {
                 ("twarc2 stream → file", "twarc2"),
             ] {
                 let out = dir.path().join("python.jsonl");
-                let mut out_bytes = 0;
-                let case_runs = (0..runs)
-                    .map(|_| {
-                        let mut client = Command::new(python);
-                        client
-                            .arg(&script)
-                            .arg(which)
-                            .arg(format!("http://{addr}"))
-                            .arg(&out)
-                            .arg(records.to_string())
-                            .stdout(Stdio::null());
-                        pin(&mut client, 0);
-                        let u = measure(&mut client);
-                        check_post_lines(&out, records, &u);
-                        out_bytes = std::fs::metadata(&out).unwrap().len();
-                        std::fs::remove_file(&out).unwrap();
-                        u
-                    })
-                    .collect();
-                let row = Row {
-                    what: what.into(),
-                    records,
-                    out_bytes,
-                    runs: case_runs,
+                let client = || {
+                    let mut client = Command::new(python);
+                    client
+                        .arg(&script)
+                        .arg(which)
+                        .arg(format!("http://{addr}"))
+                        .arg(&out)
+                        .arg(records.to_string())
+                        .stdout(Stdio::null());
+                    client
                 };
+                let row = case(what, records, runs, &out, client, check_post_lines);
                 print_row(&row, Some(&floor));
                 competitor_rows.push(row);
             }
@@ -398,6 +372,37 @@ fn main() {
         let _ = std::fs::remove_file(&body);
     }
     print_per_cpu_second(&ingest_rows, &competitor_rows);
+}
+
+/// One client's case, `runs` times: `client` gives the command (pinned here
+/// to the measured core), `check` reads what it wrote to `out` before the
+/// file is removed for the next run.
+fn case(
+    what: &str,
+    records: u64,
+    runs: usize,
+    out: &Path,
+    client: impl Fn() -> Command,
+    check: fn(&Path, u64, &Measured),
+) -> Row {
+    let mut out_bytes = 0;
+    let runs = (0..runs)
+        .map(|_| {
+            let mut client = client();
+            pin(&mut client, 0);
+            let u = measure(&mut client);
+            check(out, records, &u);
+            out_bytes = std::fs::metadata(out).unwrap().len();
+            std::fs::remove_file(out).unwrap();
+            u
+        })
+        .collect();
+    Row {
+        what: what.into(),
+        records,
+        out_bytes,
+        runs,
+    }
 }
 
 /// How many times as many records ingest handles per CPU second as each
