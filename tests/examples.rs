@@ -122,6 +122,20 @@ fn check_shell(path: &Path) {
     assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
 }
 
+/// A bench's Python helper (`competitors.py`): it parses. Its imports
+/// (tweepy, twarc) are the bench's to install, not the tests'.
+fn check_python(path: &Path) {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}: {}", path.display(), stderr(&out));
+}
+
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
@@ -146,6 +160,7 @@ fn every_example_file_loads() {
             Some("toml") => check_toml(path),
             Some("jsonl") => check_jsonl(path),
             Some("sh") => check_shell(path),
+            Some("py") => check_python(path),
             Some("service") => check_commands(path),
             None if name == "crontab" => check_commands(path),
             _ => panic!(
